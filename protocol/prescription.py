@@ -1,0 +1,186 @@
+"""The prescription: what a clinician programs into the pump, as one immutable value.
+
+Both ends use this type. The programmer builds one and stages it (DOMAIN.md section 2); the
+wire carries it field for field (docs/protocol.md, STAGE_PRESCRIPTION); the pump checks it
+against its profile and runs it. Construction checks only what the wire format and the
+protocol allow (lengths, ordering, integer ranges). The profile's clinical limits (rate
+range, daily dose, step count) are the pump's to check, and it refuses with a specific code.
+
+Schedule convention (normative, docs/protocol.md section "Prescription"):
+- the pump's clock counts milliseconds since 1970-01-01 00:00 in the pump's local time, as
+  set by SET_CLOCK; there are no time zones on the pump;
+- a DAILY schedule repeats every 86 400 s from local midnight;
+- a WEEKLY schedule repeats every 604 800 s from Monday 00:00 (1970-01-01 was a Thursday,
+  so the week offset of a pump time t in seconds is ``(t + 3 * 86_400) % 604_800``);
+- each step runs from its ``start_s`` until the next step's, the last until the period ends;
+- CONTINUOUS is a single step at offset 0; STOPPED has no steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from protocol.errors import FieldValueError
+from protocol.units import S_PER_DAY, S_PER_WEEK, U8_MAX, U32_MAX
+
+DRUG_NAME_MAX_LEN = 16
+"""Drug names are 1-16 printable ASCII characters: what the pump's log can store."""
+
+MAX_STEPS_ON_WIRE = 48
+"""The wire format's hard bound on flex steps. A profile allows fewer (10 is typical)."""
+
+WEEK_OFFSET_OF_EPOCH_S = 3 * S_PER_DAY
+"""Seconds from the Monday 00:00 before the epoch to the epoch (a Thursday)."""
+
+
+class InfusionMode(IntEnum):
+    STOPPED = 0
+    CONTINUOUS = 1
+    FLEX = 2
+
+
+class Repeat(IntEnum):
+    DAILY = 0
+    WEEKLY = 1
+
+    @property
+    def period_s(self) -> int:
+        return S_PER_DAY if self is Repeat.DAILY else S_PER_WEEK
+
+
+def check_range(field: str, value: int, low: int, high: int) -> None:
+    """Refuse an integer field outside [low, high], naming the field and the range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldValueError(field, f"must be an integer, got {type(value).__name__}")
+    if value < low:
+        raise FieldValueError(field, f"{value} is below the minimum {low} (allowed {low}..{high})", low)
+    if value > high:
+        raise FieldValueError(field, f"{value} is above the maximum {high} (allowed {low}..{high})", high)
+
+
+@dataclass(frozen=True, slots=True)
+class FlexStep:
+    """One step of a schedule: from ``start_s`` into the period, deliver at this rate."""
+
+    start_s: int
+    rate_nl_per_day: int
+
+    def __post_init__(self) -> None:
+        check_range("start_s", self.start_s, 0, S_PER_WEEK - 1)
+        check_range("rate_nl_per_day", self.rate_nl_per_day, 0, U32_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientBolusLimits:
+    """What the clinician allows the patient to ask for (myPTM, PTC)."""
+
+    dose_nl: int
+    duration_s: int
+    lockout_s: int
+    max_per_24h: int
+
+    def __post_init__(self) -> None:
+        check_range("patient_bolus.dose_nl", self.dose_nl, 1, U32_MAX)
+        check_range("patient_bolus.duration_s", self.duration_s, 1, U32_MAX)
+        check_range("patient_bolus.lockout_s", self.lockout_s, 0, U32_MAX)
+        check_range("patient_bolus.max_per_24h", self.max_per_24h, 1, U8_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class Prescription:
+    """A complete prescription, staged and committed as one unit (two-phase, C5)."""
+
+    drug_name: str
+    concentration_ug_per_ml: int
+    mode: InfusionMode
+    repeat: Repeat
+    steps: tuple[FlexStep, ...]
+    patient_bolus: PatientBolusLimits | None
+    low_reservoir_threshold_nl: int
+
+    def __post_init__(self) -> None:
+        name = self.drug_name
+        if not isinstance(name, str) or not 1 <= len(name) <= DRUG_NAME_MAX_LEN:
+            raise FieldValueError(
+                "drug_name", f"must be 1..{DRUG_NAME_MAX_LEN} characters", DRUG_NAME_MAX_LEN
+            )
+        if not all(" " <= ch <= "~" for ch in name):
+            raise FieldValueError("drug_name", "must be printable ASCII (0x20..0x7E)")
+        check_range("concentration_ug_per_ml", self.concentration_ug_per_ml, 1, U32_MAX)
+        check_range("low_reservoir_threshold_nl", self.low_reservoir_threshold_nl, 0, U32_MAX)
+        if not isinstance(self.mode, InfusionMode):
+            raise FieldValueError("mode", "must be an InfusionMode")
+        if not isinstance(self.repeat, Repeat):
+            raise FieldValueError("repeat", "must be a Repeat")
+        self._check_steps()
+
+    def _check_steps(self) -> None:
+        steps = self.steps
+        if self.mode is InfusionMode.STOPPED:
+            if steps:
+                raise FieldValueError("steps", "a STOPPED prescription has no steps", 0)
+            return
+        if self.mode is InfusionMode.CONTINUOUS and (len(steps) != 1 or steps[0].start_s != 0):
+            raise FieldValueError("steps", "a CONTINUOUS prescription is one step at offset 0", 1)
+        if not 1 <= len(steps) <= MAX_STEPS_ON_WIRE:
+            raise FieldValueError(
+                "steps", f"must hold 1..{MAX_STEPS_ON_WIRE} steps", MAX_STEPS_ON_WIRE
+            )
+        if steps[0].start_s != 0:
+            raise FieldValueError("steps[0].start_s", "the first step must start at offset 0", 0)
+        period = self.repeat.period_s
+        for index, (before, after) in enumerate(zip(steps, steps[1:], strict=False), start=1):
+            if after.start_s <= before.start_s:
+                raise FieldValueError(
+                    f"steps[{index}].start_s", "step offsets must strictly increase"
+                )
+        if steps[-1].start_s >= period:
+            raise FieldValueError(
+                f"steps[{len(steps) - 1}].start_s",
+                f"must be inside the {self.repeat.name} period (< {period} s)",
+                period - 1,
+            )
+
+    # -- derived quantities: exact integers, shared by the pump and the programmer ---------
+
+    def step_durations_s(self) -> tuple[int, ...]:
+        """How long each step lasts within one period."""
+        if not self.steps:
+            return ()
+        starts = [step.start_s for step in self.steps]
+        ends = [*starts[1:], self.repeat.period_s]
+        return tuple(end - start for start, end in zip(starts, ends, strict=True))
+
+    def max_rate_nl_per_day(self) -> int:
+        return max((step.rate_nl_per_day for step in self.steps), default=0)
+
+    def max_24h_volume_nl(self) -> int:
+        """The most basal volume any 24 h window of the schedule delivers, rounded up.
+
+        For a daily schedule every 24 h window holds the same volume. For a weekly one the
+        windowed volume is piecewise linear in the window's start, so its maximum is at a
+        start where the window's beginning or end meets a step boundary; checking those
+        starts is exact. The result is rounded up so a limit check errs on the safe side.
+        """
+        if not self.steps:
+            return 0
+        period = self.repeat.period_s
+        starts = [step.start_s for step in self.steps]
+        rates = [step.rate_nl_per_day for step in self.steps]
+        durations = self.step_durations_s()
+
+        def volume_x_day(begin: int, length: int) -> int:
+            # Integral of rate over [begin, begin+length) in nL*s/day units; wraps the period.
+            total = 0
+            for start, rate, duration in zip(starts, rates, durations, strict=True):
+                for shift in (-period, 0, period):
+                    lo = max(begin, start + shift)
+                    hi = min(begin + length, start + shift + duration)
+                    if hi > lo:
+                        total += rate * (hi - lo)
+            return total
+
+        candidates = {s % period for s in starts} | {(s - S_PER_DAY) % period for s in starts}
+        best = max(volume_x_day(begin, S_PER_DAY) for begin in candidates)
+        return -(-best // S_PER_DAY)
