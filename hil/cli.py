@@ -27,4 +27,3 @@ def main() -> None:
     clinician-programmer software, serial test rigs and CI pipelines can test against a
     pump that behaves like an implanted one.
     """
-

@@ -18,6 +18,7 @@ Schedule convention (normative, docs/protocol.md section "Prescription"):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -53,10 +54,11 @@ def check_range(field: str, value: int, low: int, high: int) -> None:
     """Refuse an integer field outside [low, high], naming the field and the range."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldValueError(field, f"must be an integer, got {type(value).__name__}")
+    allowed = f"(allowed {low}..{high})"
     if value < low:
-        raise FieldValueError(field, f"{value} is below the minimum {low} (allowed {low}..{high})", low)
+        raise FieldValueError(field, f"{value} is below the minimum {low} {allowed}", low)
     if value > high:
-        raise FieldValueError(field, f"{value} is above the maximum {high} (allowed {low}..{high})", high)
+        raise FieldValueError(field, f"{value} is above the maximum {high} {allowed}", high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +132,7 @@ class Prescription:
         if steps[0].start_s != 0:
             raise FieldValueError("steps[0].start_s", "the first step must start at offset 0", 0)
         period = self.repeat.period_s
-        for index, (before, after) in enumerate(zip(steps, steps[1:], strict=False), start=1):
+        for index, (before, after) in enumerate(itertools.pairwise(steps), start=1):
             if after.start_s <= before.start_s:
                 raise FieldValueError(
                     f"steps[{index}].start_s", "step offsets must strictly increase"

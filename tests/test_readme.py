@@ -12,7 +12,8 @@ def quickstart_commands() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Quickstart.*?```(?:sh|bash|console)?\n(.*?)```", text, re.DOTALL)
     assert block, "README.md has no Quickstart code block"
-    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+    lines = block.group(1).splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
 
 
 def test_quickstart_is_exactly_two_commands() -> None:
