@@ -1,0 +1,305 @@
+"""Byte links between a programmer and a pump: pyserial URLs, pty pairs, in-memory pairs.
+
+One small interface (``Link``) with three kinds behind it, so the serve loop, the programmer
+and the proxy never care what carries their bytes:
+
+- ``SerialLink``: anything ``serial.serial_for_url`` opens, so a real ``/dev/tty*`` device,
+  ``loop://``, ``socket://host:port`` or ``rfc2217://``;
+- ``PtyLink``: the emulator's end of a pseudo-terminal pair made with Python's pty module,
+  so no socat is needed. A programmer opens ``PtyLink.path`` as if it were a serial device;
+- ``memory_pair()``: two connected in-memory ends, for tests and in-process use.
+
+Reads are bounded (``MAX_READ`` bytes, a timeout) and return whatever has arrived, so a
+frame may come back split across reads: the framer reassembles it. A vanished port (a USB
+adapter pulled, a socket closed) raises ``LinkClosedError`` with a clear message. The caller
+decides whether to reopen; the pump's state lives elsewhere and is not lost.
+
+Field notes behind the choices (TECH-NOTES): pyserial's ``inter_byte_timeout`` does nothing
+useful on Linux, so reads take ``in_waiting or 1`` bytes; a fresh pty mangles CR, LF and ^C
+unless both ends are raw; pyserial flushes input when it opens a port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import threading
+import tty
+from collections import deque
+from typing import Protocol, cast
+
+import serial
+
+from hil.errors import HilError, UsageError
+
+MAX_READ = 4096
+"""The most bytes one read returns. Bounds memory per read whatever the peer sends."""
+
+
+class LinkClosedError(HilError):
+    """The link went away: the port vanished, the peer closed, or the link was closed."""
+
+
+class LinkOpenError(UsageError):
+    """The link could not be opened: a bad URL, a missing device, a busy port."""
+
+
+class Link(Protocol):
+    """A bidirectional byte stream with bounded, timed reads."""
+
+    @property
+    def name(self) -> str:
+        """What to show a person: a URL or a device path."""
+        ...
+
+    def read(self, timeout_s: float) -> bytes:
+        """Return up to MAX_READ bytes, or b"" if none arrived within ``timeout_s``."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        ...
+
+    def close(self) -> None:
+        """Release the link. Closing twice is harmless."""
+        ...
+
+
+class _Port(Protocol):
+    """The part of a pyserial port object this module uses (its stubs type URL ports loosely)."""
+
+    timeout: float | None
+
+    @property
+    def in_waiting(self) -> int: ...
+
+    def read(self, size: int = 1) -> bytes: ...
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class SerialLink:
+    """A pyserial port opened from a URL or a device path."""
+
+    def __init__(self, url: str, *, baudrate: int = 115_200, exclusive: bool = True) -> None:
+        self._url = url
+        self._baudrate = baudrate
+        self._exclusive = exclusive
+        self._port = self._open()
+
+    def _open(self) -> _Port:
+        try:
+            port = serial.serial_for_url(self._url, baudrate=self._baudrate, do_not_open=True)
+            # A real device must not be shared: a second programmer on the same port would
+            # interleave frames. URL handlers (socket://, loop://) have no such notion.
+            if isinstance(port, serial.Serial) and self._exclusive:
+                port.exclusive = True
+            port.timeout = 0
+            port.write_timeout = 5.0
+            port.open()
+        except ValueError as exc:
+            raise LinkOpenError(f"cannot open {self._url!r}: {exc}") from exc
+        except (serial.SerialException, OSError) as exc:
+            raise LinkOpenError(f"cannot open {self._url!r}: {_reason(exc)}") from exc
+        return cast(_Port, port)
+
+    @property
+    def name(self) -> str:
+        return self._url
+
+    def reopen(self) -> None:
+        """Open the same URL again after the port vanished (raises LinkOpenError if still gone)."""
+        self.close()
+        self._port = self._open()
+
+    def read(self, timeout_s: float) -> bytes:
+        port = self._port
+        try:
+            port.timeout = timeout_s
+            first = port.read(min(port.in_waiting or 1, MAX_READ))
+            if not first:
+                return b""
+            waiting = port.in_waiting
+            if waiting and len(first) < MAX_READ:
+                port.timeout = 0
+                return first + port.read(min(waiting, MAX_READ - len(first)))
+            return first
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            # pyserial raises TypeError/AttributeError from a port closed under it.
+            raise LinkClosedError(f"{self._url}: link lost: {_reason(exc)}") from exc
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._port.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkClosedError(f"{self._url}: link lost while writing: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        # Closing a port that already vanished has nothing left to release.
+        with contextlib.suppress(serial.SerialException, OSError):
+            self._port.close()
+
+
+class PtyLink:
+    """The emulator's end of a pseudo-terminal pair; a programmer opens ``path``.
+
+    The emulator keeps its own descriptor on the terminal side open as well. A programmer
+    can then close and reopen the path as often as it likes, and the emulator's reads never
+    see the EIO that a pty master reports when nobody holds the other side.
+    """
+
+    def __init__(self) -> None:
+        master, slave = os.openpty()
+        # Raw at once on both ends, before anyone opens the path (TECH-NOTES: a fresh pty
+        # mangles CR, LF and ^C, which are ordinary bytes in our frames).
+        tty.setraw(master)
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master: int | None = master
+        self._slave: int | None = slave
+        self._path = os.ttyname(slave)
+        self._write_timeout_s = 2.0
+
+    @property
+    def name(self) -> str:
+        return self._path
+
+    @property
+    def path(self) -> str:
+        """The device path a programmer opens, e.g. /dev/pts/7."""
+        return self._path
+
+    def _fd(self) -> int:
+        if self._master is None:
+            raise LinkClosedError(f"{self._path}: link closed")
+        return self._master
+
+    def read(self, timeout_s: float) -> bytes:
+        fd = self._fd()
+        readable, _, _ = select.select([fd], [], [], max(timeout_s, 0.0))
+        if not readable:
+            return b""
+        try:
+            return os.read(fd, MAX_READ)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            raise LinkClosedError(f"{self._path}: link lost: {_reason(exc)}") from exc
+
+    def write(self, data: bytes) -> None:
+        """Write everything, waiting for room; give up if the programmer stops reading.
+
+        A pty buffers a few kilobytes. A programmer that stopped reading must not hang the
+        pump, so after ``_write_timeout_s`` without room the rest is dropped and reported.
+        """
+        fd = self._fd()
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                raise LinkClosedError(f"{self._path}: link lost while writing: {exc}") from exc
+            view = view[written:]
+            if view and not select.select([], [fd], [], self._write_timeout_s)[1]:
+                raise LinkClosedError(
+                    f"{self._path}: the programmer is not reading; {len(view)} bytes dropped"
+                )
+
+    def close(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+
+
+class MemoryLink:
+    """One end of an in-memory pair made by ``memory_pair``. Thread-safe."""
+
+    def __init__(
+        self,
+        name: str,
+        inbox: deque[bytes],
+        outbox: deque[bytes],
+        cond: threading.Condition,
+        closed: list[bool],
+    ) -> None:
+        self._name = name
+        self._inbox = inbox
+        self._outbox = outbox
+        self._cond = cond
+        self._closed = closed
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def read(self, timeout_s: float) -> bytes:
+        with self._cond:
+            if not self._inbox and not self._closed[0]:
+                self._cond.wait_for(lambda: bool(self._inbox) or self._closed[0], timeout_s)
+            if not self._inbox:
+                if self._closed[0]:
+                    raise LinkClosedError(f"{self._name}: peer closed the link")
+                return b""
+            chunks: list[bytes] = []
+            size = 0
+            while self._inbox and size < MAX_READ:
+                chunk = self._inbox.popleft()
+                if size + len(chunk) > MAX_READ:
+                    keep = MAX_READ - size
+                    self._inbox.appendleft(chunk[keep:])
+                    chunk = chunk[:keep]
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if self._closed[0]:
+                raise LinkClosedError(f"{self._name}: link closed")
+            if data:
+                self._outbox.append(bytes(data))
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed[0] = True
+            self._cond.notify_all()
+
+
+def memory_pair(name: str = "memory") -> tuple[MemoryLink, MemoryLink]:
+    """Two connected in-memory link ends: what one writes, the other reads."""
+    a_to_b: deque[bytes] = deque()
+    b_to_a: deque[bytes] = deque()
+    cond = threading.Condition()
+    closed = [False]
+    return (
+        MemoryLink(f"{name}:a", b_to_a, a_to_b, cond, closed),
+        MemoryLink(f"{name}:b", a_to_b, b_to_a, cond, closed),
+    )
+
+
+def open_link(url: str, *, baudrate: int = 115_200) -> SerialLink:
+    """Open a pyserial URL or device path, with a one-line error if it cannot be opened."""
+    if not url:
+        raise LinkOpenError("no port given: pass a device path or a pyserial URL")
+    return SerialLink(url, baudrate=baudrate)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        if exc.errno in (errno.EBUSY, errno.EAGAIN):
+            return "the port is busy (another program has it open)"
+        if exc.errno == errno.ENOENT:
+            return "no such device"
+        if exc.errno == errno.EACCES:
+            return "permission denied"
+        return os.strerror(exc.errno)
+    text = str(exc).strip()
+    return text or type(exc).__name__
