@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from hil import decode_command, keys_command
+
 EPILOG = """\b
 Examples:
   pumpemu decode a55a0101...        decode frames given as hex
@@ -27,3 +29,7 @@ def main() -> None:
     clinician-programmer software, serial test rigs and CI pipelines can test against a
     pump that behaves like an implanted one.
     """
+
+
+main.add_command(keys_command.keys)
+main.add_command(decode_command.decode)

@@ -95,6 +95,8 @@ class EventKind(IntEnum):
     SECURITY_EVENT = 30
     SESSION_OPENED = 31
     SESSION_CLOSED = 32
+    FLOW_VALVE_RESET = 33
+    """A clinician reopened a valve-gated pump's closed flow-activated valve (H15)."""
 
 
 @dataclass(frozen=True, slots=True)

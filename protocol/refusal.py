@@ -52,6 +52,9 @@ class RefusalCode(IntEnum):
     """Another session is open; the pump serves one programmer at a time."""
     COMMAND_ID_CONFLICT = 0x17
     """The command id was already applied to a different request (C1)."""
+    FRAME_NOT_AUTHENTIC = 0x18
+    """A sealed frame failed its AEAD check: tampered, truncated or sealed with another key.
+    Nothing was applied (C3, C4; docs/security.md)."""
 
     # -- programming --------------------------------------------------------------------------
     NOTHING_STAGED = 0x20

@@ -1,0 +1,446 @@
+"""The reference programmer's protocol core, sans-IO: it opens sessions, seals, retries and
+resolves uncertain commands. Bytes and ``now`` go in; bytes, timers and results come out.
+
+It is written so that a programmer built on it cannot double-dose a patient or leave the
+user guessing (C1, docs/protocol.md "Exactly-once commands"):
+
+- One request is in flight at a time, and each request is answered by the reply whose REF
+  names one of the SEQs it was sent with. A late duplicate reply to an earlier request can
+  never answer a later one.
+- A command (a request that changes therapy) carries a command id. If no reply comes, it
+  is sent again with the same id in a new sealed frame. The pump applies an id at most once
+  and answers a repeat with the original result.
+- If the retries run out, the session is reopened and the command is *resolved* rather than
+  resent. STATUS reports the last applied command id, so the result is "applied" when it
+  names this command and "not applied" when it does not. A command the user was told had
+  failed is never applied later behind the user's back.
+- Only when the pump cannot be reached at all does a command end UNCERTAIN, and it says so.
+
+The blocking client over a real link is ``hil.programmer.client``; the two-peer test
+helper drives this core and the emulated device in one thread with a manual clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from protocol import codec, wire
+from protocol.codec import DecodeError, Frame
+from protocol.device_state import Role
+from protocol.errors import ProtocolError, SessionError
+from protocol.framer import FrameBytes, Framer
+from protocol.messages import (
+    Ack,
+    Authenticate,
+    Challenge,
+    CloseSession,
+    KeepAlive,
+    Message,
+    Nak,
+    OpenSession,
+    ReadStatus,
+    SessionOpened,
+    Status,
+)
+from protocol.refusal import RefusalCode
+from protocol.request_kinds import COMMAND_OPCODES
+from protocol.session import ProgrammerSession, ProgrammerState
+
+Entropy = Callable[[int], bytes]
+"""Returns n fresh random bytes. hil passes ``secrets.token_bytes``; tests pass a seeded source."""
+
+
+class Outcome(Enum):
+    """How a request ended, as the programmer can honestly report it."""
+
+    ANSWERED = "answered"
+    """A read (or keep-alive) got its reply."""
+    APPLIED = "applied"
+    """The pump acknowledged the command: it was applied exactly once."""
+    REFUSED = "refused"
+    """The pump refused the request with a NAK: nothing was applied."""
+    NOT_APPLIED = "not applied"
+    """No reply came, and the pump's status shows the command was not applied."""
+    UNCERTAIN = "uncertain"
+    """The pump could not be reached to find out. Read its status before trying again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The end of one request."""
+
+    request: Message
+    outcome: Outcome
+    reply: Message | None
+    """The pump's reply: a read's reply, an ACK, a NAK, or None."""
+    attempts: int
+    """How many frames carried the request (1 when the first got through)."""
+    resolved_by_status: bool = False
+    """True when the outcome was learnt from STATUS after the replies were lost."""
+    detail: str = ""
+
+    @property
+    def refusal(self) -> RefusalCode | None:
+        return self.reply.code if isinstance(self.reply, Nak) else None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How patiently the programmer waits. Times are in ms of the injected clock."""
+
+    reply_timeout_ms: int = 1_000
+    """How long to wait for a reply before sending the request again."""
+    attempts: int = 4
+    """Frames per request within one session before the session is given up on."""
+    reopen_attempts: int = 3
+    """Handshakes tried, each with ``attempts`` frames per step, before ending UNCERTAIN."""
+
+    def __post_init__(self) -> None:
+        if self.reply_timeout_ms < 1 or self.attempts < 1 or self.reopen_attempts < 1:
+            raise ValueError("timeouts and attempt counts must be at least 1")
+
+
+class _Phase(Enum):
+    CLOSED = "closed"
+    OPENING = "opening"  # OPEN_SESSION sent, waiting for CHALLENGE
+    AUTHENTICATING = "authenticating"  # AUTHENTICATE sent, waiting for SESSION_OPENED
+    OPEN = "open"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request accepted from the user and not yet resolved."""
+
+    request: Message
+    attempts: int = 0
+    seqs: set[int] = field(default_factory=set)
+    resolving: bool = False
+    """True once the original frames were given up on and a STATUS read decides."""
+
+
+class ProgrammerCore:
+    """One programmer talking to one pump in one role.
+
+    Drive it like the emulated device: ``submit`` requests, send ``data_to_send()``, feed
+    what arrives to ``receive_data``, and call ``handle_timer`` at ``get_timer()``. Finished
+    requests come out of ``results()`` in submission order.
+    """
+
+    def __init__(
+        self,
+        serial: str,
+        role: Role,
+        role_key: bytes,
+        entropy: Entropy,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self._session = ProgrammerSession(serial, role, role_key)
+        self._entropy = entropy
+        self._policy = policy or RetryPolicy()
+        self._framer = Framer()
+        self._outbox = bytearray()
+        self._queue: deque[_Pending] = deque()
+        self._results: deque[Result] = deque()
+        self._phase = _Phase.CLOSED
+        self._handshake_seq = 0
+        self._handshake_attempts = 0
+        self._reopens = 0
+        self._deadline: int | None = None
+        self._now = 0
+        self._closing = False
+        self.security_events: list[str] = []
+        """Replies that failed to open or were stale: dropped, and noted here."""
+
+    # -- the user's side --
+
+    @property
+    def is_open(self) -> bool:
+        return self._phase is _Phase.OPEN
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or in flight."""
+        return not self._queue
+
+    def submit(self, request: Message, now_ms: int) -> None:
+        """Queue a request. It goes out once the session is open and earlier ones are done."""
+        if request.OPCODE.is_reply or isinstance(request, OpenSession | Authenticate):
+            raise ValueError(f"{type(request).__name__} is not a request a user submits")
+        self._tick(now_ms)
+        self._queue.append(_Pending(request))
+        self._pump()
+
+    def close(self, now_ms: int) -> None:
+        """Close the session politely once the queue is empty."""
+        self._tick(now_ms)
+        if self._phase is _Phase.OPEN:
+            self._closing = True
+            self._queue.append(_Pending(CloseSession()))
+            self._pump()
+        else:
+            self._phase = _Phase.CLOSED
+
+    def results(self) -> list[Result]:
+        """Requests finished since the last call, in the order they were submitted."""
+        done = list(self._results)
+        self._results.clear()
+        return done
+
+    # -- the link's side --
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._outbox)
+        self._outbox.clear()
+        return data
+
+    def receive_data(self, data: bytes, now_ms: int) -> None:
+        self._tick(now_ms)
+        for event in self._framer.feed(data):
+            if isinstance(event, FrameBytes):
+                self._on_frame(event.data)
+        self._pump()
+
+    def get_timer(self) -> int | None:
+        return self._deadline
+
+    def handle_timer(self, now_ms: int) -> None:
+        self._tick(now_ms)
+        if self._deadline is None or now_ms < self._deadline:
+            return
+        self._deadline = None
+        # The link has been quiet for a whole reply timeout: a truncated frame at the end
+        # of the buffer will never complete, so let the framer give it up (C2).
+        for event in self._framer.finish():
+            if isinstance(event, FrameBytes):
+                self._on_frame(event.data)
+        if self._phase in (_Phase.OPENING, _Phase.AUTHENTICATING):
+            self._handshake_timed_out()
+        elif self._phase is _Phase.OPEN and self._queue:
+            self._request_timed_out()
+        self._pump()
+
+    # -- internals: sending --
+
+    def _tick(self, now_ms: int) -> None:
+        if now_ms < self._now:
+            raise ValueError(f"time went backwards: {now_ms} < {self._now}")
+        self._now = now_ms
+
+    def _pump(self) -> None:
+        """Make progress: open a session if work is waiting, or send the head request."""
+        if not self._queue:
+            return
+        if self._phase is _Phase.CLOSED:
+            self._begin_handshake()
+            return
+        head = self._queue[0]
+        if self._phase is _Phase.OPEN and not head.seqs:
+            self._send_request(head)
+
+    def _begin_handshake(self) -> None:
+        request = self._session.start(self._entropy(16))
+        self._phase = _Phase.OPENING
+        self._handshake_attempts += 1
+        self._handshake_seq = request.seq
+        message = OpenSession(role=request.role, programmer_nonce=request.programmer_nonce)
+        self._outbox += codec.encode(message, seq=request.seq)
+        self._arm()
+
+    def _send_request(self, pending: _Pending) -> None:
+        request = ReadStatus() if pending.resolving else pending.request
+        opcode, plaintext = codec.encode_payload(request)
+        seq = self._session.next_send_seq
+        header = codec.header_bytes(wire.FLAG_SEALED, seq, 0, opcode, len(plaintext) + wire.TAG_LEN)
+        body = self._session.seal(header, plaintext)
+        self._outbox += codec.build_frame(Frame(wire.FLAG_SEALED, seq, 0, opcode, body))
+        pending.seqs.add(seq)
+        pending.attempts += 1
+        self._arm()
+
+    def _arm(self) -> None:
+        self._deadline = self._now + self._policy.reply_timeout_ms
+
+    # -- internals: receiving --
+
+    def _on_frame(self, data: bytes) -> None:
+        try:
+            frame = codec.parse_frame(data)
+        except DecodeError:
+            return  # Framer-checked bytes with a bad header: nothing we could act on.
+        if not frame.is_reply:
+            return  # Our own request echoed (loop://, a miswired rig): not for us.
+        try:
+            if frame.is_sealed:
+                message = codec.decode_payload(
+                    frame.opcode, self._session.open(frame.header, frame.body)
+                )
+            else:
+                message = codec.decode_payload(frame.opcode, frame.body)
+        except SessionError as exc:
+            self.security_events.append(f"reply SEQ {frame.seq} dropped: {exc}")
+            return
+        except ProtocolError as exc:
+            self.security_events.append(f"reply SEQ {frame.seq} undecodable: {exc}")
+            return
+        if self._phase in (_Phase.OPENING, _Phase.AUTHENTICATING):
+            self._on_handshake_reply(frame, message)
+        elif self._phase is _Phase.OPEN and self._queue and frame.ref in self._queue[0].seqs:
+            self._on_reply(frame, message)
+
+    def _on_handshake_reply(self, frame: Frame, message: Message) -> None:
+        if frame.ref != self._handshake_seq or frame.is_sealed:
+            return
+        if isinstance(message, Nak):
+            self._session.refused()
+            self._phase = _Phase.CLOSED
+            self._deadline = None
+            self._fail_all(message)
+            return
+        try:
+            if self._phase is _Phase.OPENING and isinstance(message, Challenge):
+                answer = self._session.answer_challenge(message.pump_nonce, message.serial)
+                self._phase = _Phase.AUTHENTICATING
+                self._handshake_seq = answer.seq
+                self._outbox += codec.encode(Authenticate(proof=answer.proof), seq=answer.seq)
+                self._arm()
+            elif self._phase is _Phase.AUTHENTICATING and isinstance(message, SessionOpened):
+                self._session.confirm_opened(
+                    message.proof, message.idle_timeout_s, message.max_session_s
+                )
+                self._phase = _Phase.OPEN
+                self._handshake_attempts = 0
+                self._deadline = None
+        except SessionError as exc:
+            # The peer failed mutual authentication or is another pump: never send it a
+            # command. Everything queued ends; the user is told why.
+            self.security_events.append(f"handshake failed: {exc}")
+            self._phase = _Phase.CLOSED
+            self._deadline = None
+            self._fail_all(None, f"the pump failed authentication: {exc}")
+
+    def _on_reply(self, frame: Frame, message: Message) -> None:
+        pending = self._queue[0]
+        if not frame.is_sealed:
+            self._on_unsealed_reply(pending, message)
+            return
+        self._deadline = None
+        if pending.resolving:
+            self._resolved_by_status(pending, message)
+            return
+        is_command = pending.request.OPCODE in COMMAND_OPCODES
+        if isinstance(message, Nak):
+            self._finish(pending, Outcome.REFUSED, message)
+        elif is_command and isinstance(message, Ack):
+            self._finish(pending, Outcome.APPLIED, message)
+        else:
+            self._finish(pending, Outcome.ANSWERED, message)
+        if isinstance(pending.request, CloseSession):
+            self._session.close()
+            self._phase = _Phase.CLOSED
+            self._closing = False
+
+    def _on_unsealed_reply(self, pending: _Pending, message: Message) -> None:
+        """An unsealed NAK to a sealed request: unauthenticated, so only a hint.
+
+        A forged one could only make us retry or reopen, never report a command applied or
+        refused. FRAME_CORRUPT means our frame was damaged on the way: send it again now.
+        Anything else means the pump has no session for us (expired, reset): reopen.
+        """
+        if not isinstance(message, Nak):
+            return
+        if message.code is RefusalCode.FRAME_CORRUPT:
+            if pending.attempts < self._policy.attempts:
+                self._send_request(pending)
+            return
+        self._session_lost(pending)
+
+    # -- internals: timeouts and resolution --
+
+    def _handshake_timed_out(self) -> None:
+        if self._handshake_attempts < self._policy.attempts * self._policy.reopen_attempts:
+            self._begin_handshake()
+            return
+        self._phase = _Phase.CLOSED
+        self._handshake_attempts = 0
+        self._fail_all(None, "no answer to the session handshake: the pump is unreachable")
+
+    def _request_timed_out(self) -> None:
+        pending = self._queue[0]
+        if pending.attempts < self._policy.attempts:
+            self._send_request(pending)
+            return
+        self._session_lost(pending)
+
+    def _session_lost(self, pending: _Pending) -> None:
+        """Give up on this session; reopen and resolve the head request (C1)."""
+        self._reopens += 1
+        self._session.close()
+        self._phase = _Phase.CLOSED
+        self._deadline = None
+        if isinstance(pending.request, CloseSession):
+            # The pump's idle timeout ends the session anyway; nothing was at stake.
+            self._finish(pending, Outcome.ANSWERED, None, "session closed without a reply")
+            return
+        if pending.request.OPCODE in COMMAND_OPCODES and pending.seqs:
+            pending.resolving = True
+        pending.seqs = set()
+        pending.attempts = 0
+        if self._reopens > self._policy.reopen_attempts:
+            self._reopens = 0
+            self._fail_all(None, "the pump stopped answering")
+            return
+        self._begin_handshake()
+
+    def _resolved_by_status(self, pending: _Pending, message: Message) -> None:
+        if not isinstance(message, Status):
+            return
+        command_id = getattr(pending.request, "command_id", None)
+        applied = message.last_command_id == command_id
+        outcome = Outcome.APPLIED if applied else Outcome.NOT_APPLIED
+        detail = f"no reply; STATUS shows command {command_id} " + (
+            "was applied" if applied else f"was not applied (last {message.last_command_id})"
+        )
+        self._reopens = 0
+        self._finish(pending, outcome, message, detail, resolved_by_status=True)
+
+    def _finish(
+        self,
+        pending: _Pending,
+        outcome: Outcome,
+        reply: Message | None,
+        detail: str = "",
+        *,
+        resolved_by_status: bool = False,
+    ) -> None:
+        self._queue.popleft()
+        self._reopens = 0
+        self._results.append(
+            Result(pending.request, outcome, reply, pending.attempts, resolved_by_status, detail)
+        )
+
+    def _fail_all(self, nak: Nak | None, detail: str = "") -> None:
+        """End every queued request: refused by the pump's NAK, or unreachable."""
+        while self._queue:
+            pending = self._queue.popleft()
+            if nak is not None:
+                outcome = Outcome.REFUSED
+            elif pending.request.OPCODE in COMMAND_OPCODES and (pending.seqs or pending.resolving):
+                outcome = Outcome.UNCERTAIN  # Some frame may have reached the pump.
+            else:
+                outcome = Outcome.NOT_APPLIED
+            self._results.append(
+                Result(pending.request, outcome, nak, pending.attempts, False, detail)
+            )
+
+
+def keep_alive() -> KeepAlive:
+    """A keep-alive request, for a programmer that sits idle inside a session."""
+    return KeepAlive()
+
+
+def programmer_state(core: ProgrammerCore) -> ProgrammerState:
+    """The session layer's view, for diagnostics."""
+    return core._session.state

@@ -1,0 +1,366 @@
+"""Messages to bytes and back (docs/protocol.md, "Frame" and "Messages").
+
+Two levels, so the session layer can seal between them (architecture.md, handshake):
+
+- the *frame*: ``Frame`` (header fields plus an opaque body), ``build_frame``,
+  ``parse_frame`` (length and CRC checked, body not interpreted) and ``header_bytes``
+  (the 15 header bytes: the AEAD associated data of a sealed frame);
+- the *payload*: ``encode_payload(msg) -> (opcode, plaintext)`` and
+  ``decode_payload(opcode, plaintext) -> msg``.
+
+``encode`` and ``decode`` join the two for unsealed frames. Every failure to decode is a
+``DecodeError`` (a ProtocolError) carrying the RefusalCode a pump answers it with and the
+field path; anything else escaping ``decode`` is a bug (DESIGN.md principle 8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from protocol import wire
+from protocol.checksum import crc16
+from protocol.errors import FieldValueError, ProtocolError
+from protocol.messages import (
+    MESSAGE_BY_OPCODE,
+    FieldKind,
+    FieldSpec,
+    Message,
+    Opcode,
+    StagePrescription,
+    field_specs,
+)
+from protocol.prescription import Prescription
+from protocol.refusal import RefusalCode
+from protocol.units import U32_MAX
+
+DIGEST_ALGORITHM = "SHA-256, first 16 bytes"
+
+
+class DecodeError(ProtocolError):
+    """Bytes that are not a valid frame or message. ``refusal`` is the NAK code a pump
+    answers with (FRAME_CORRUPT, UNSUPPORTED_VERSION, UNKNOWN_OPCODE, MALFORMED_PAYLOAD or
+    INVALID_FIELD); ``limit`` is the violated bound of an INVALID_FIELD, if any."""
+
+    def __init__(
+        self, refusal: RefusalCode, message: str, path: str = "", limit: int | None = None
+    ) -> None:
+        self.refusal = refusal
+        self.limit = limit
+        super().__init__(message, path)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame's header fields and its body: the payload, or ciphertext + tag if sealed."""
+
+    flags: int
+    seq: int
+    ref: int
+    opcode: Opcode
+    body: bytes
+
+    def __post_init__(self) -> None:
+        problem = _frame_problem(self.flags, self.seq, self.ref, self.opcode, self.body)
+        if problem is not None:
+            raise FieldValueError(*problem)
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.flags & wire.FLAG_REPLY)
+
+    @property
+    def is_sealed(self) -> bool:
+        return bool(self.flags & wire.FLAG_SEALED)
+
+    @property
+    def header(self) -> bytes:
+        """The 15 header bytes as sent: a sealed frame's AEAD associated data."""
+        # Fields were checked when the frame was built.
+        return wire.build_header(self.flags, self.seq, self.ref, self.opcode.value, len(self.body))
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """A decoded unsealed frame: its header fields and its message."""
+
+    frame: Frame
+    message: Message
+
+
+def _frame_problem(
+    flags: int, seq: int, ref: int, opcode: Opcode | int, body: bytes
+) -> tuple[str, str] | None:
+    """The first header rule (docs/protocol.md, "Frame") a frame breaks, as (path, why)."""
+    if flags < 0 or flags & ~wire.FLAGS_DEFINED:
+        return "header.flags", f"reserved bits set in {flags:#04x} (allowed bits 0x03)"
+    if not isinstance(opcode, Opcode):
+        return "header.opcode", "must be an Opcode"
+    if opcode.is_reply != bool(flags & wire.FLAG_REPLY):
+        return "header.flags", f"REPLY flag disagrees with opcode {opcode.name}"
+    if not 1 <= seq <= U32_MAX:
+        return "header.seq", f"{seq} outside 1..{U32_MAX}"
+    if not 0 <= ref <= U32_MAX:
+        return "header.ref", f"{ref} outside 0..{U32_MAX}"
+    if not opcode.is_reply and ref != 0:
+        return "header.ref", "a request's REF must be 0"
+    if len(body) > wire.MAX_BODY_LEN:
+        return "body", f"{len(body)} bytes (allowed 0..{wire.MAX_BODY_LEN})"
+    return None
+
+
+def header_bytes(flags: int, seq: int, ref: int, opcode: Opcode, body_length: int) -> bytes:
+    """The 15 header bytes for a body of ``body_length`` bytes.
+
+    The session layer computes the associated data with ``body_length`` = plaintext length
+    + ``wire.TAG_LEN`` before it encrypts, since the tag is part of the sealed body.
+    """
+    problem = _frame_problem(flags, seq, ref, opcode, b"")
+    if problem is not None:
+        raise FieldValueError(*problem)
+    if not 0 <= body_length <= wire.MAX_BODY_LEN:
+        raise FieldValueError(
+            "header.length", f"{body_length} outside 0..{wire.MAX_BODY_LEN}", wire.MAX_BODY_LEN
+        )
+    return wire.build_header(flags, seq, ref, opcode.value, body_length)
+
+
+def build_frame(frame: Frame) -> bytes:
+    """The frame's bytes: header, body, then CRC-16 over everything after SYNC."""
+    head_and_body = frame.header + frame.body
+    return head_and_body + crc16(head_and_body[2:]).to_bytes(2, "little")
+
+
+def parse_frame(data: bytes | bytearray | memoryview) -> Frame:
+    """Check one whole frame's length, CRC and header; the body is not interpreted.
+
+    Length and CRC are checked here, in Python, before any parser sees the bytes
+    (TECH-NOTES: compiled construct parsing is unsafe on unchecked input).
+    """
+    data = bytes(data)
+    size = len(data)
+    if size < wire.MIN_FRAME_LEN:
+        raise DecodeError(
+            RefusalCode.FRAME_CORRUPT,
+            f"{size} bytes is shorter than a frame ({wire.MIN_FRAME_LEN})",
+        )
+    if data[:2] != wire.SYNC:
+        raise DecodeError(RefusalCode.FRAME_CORRUPT, "does not start with A5 5A", "header.sync")
+    length = int.from_bytes(data[wire.LENGTH_OFFSET : wire.HEADER_LEN], "little")
+    if length > wire.MAX_BODY_LEN:
+        raise DecodeError(
+            RefusalCode.FRAME_CORRUPT,
+            f"{length} is above the maximum {wire.MAX_BODY_LEN}",
+            "header.length",
+            wire.MAX_BODY_LEN,
+        )
+    if size != wire.MIN_FRAME_LEN + length:
+        raise DecodeError(
+            RefusalCode.FRAME_CORRUPT,
+            f"says a {length}-byte body, so {wire.MIN_FRAME_LEN + length} bytes, got {size}",
+            "header.length",
+        )
+    if crc16(data[2:-2]) != int.from_bytes(data[-2:], "little"):
+        raise DecodeError(RefusalCode.FRAME_CORRUPT, "CRC-16 does not match", "crc")
+    version, flags, seq, ref, raw_opcode, _ = wire.parse_header(data[: wire.HEADER_LEN])
+    if version != wire.VERSION:
+        raise DecodeError(
+            RefusalCode.UNSUPPORTED_VERSION, f"{version} is not {wire.VERSION}", "header.version"
+        )
+    opcode = _OPCODES.get(raw_opcode)
+    if opcode is None:
+        raise DecodeError(
+            RefusalCode.UNKNOWN_OPCODE, f"{raw_opcode:#04x} is not an opcode", "header.opcode"
+        )
+    try:
+        return Frame(flags, seq, ref, opcode, data[wire.HEADER_LEN : -2])
+    except FieldValueError as error:
+        raise DecodeError(RefusalCode.FRAME_CORRUPT, error.message, error.path) from error
+
+
+_OPCODES: dict[int, Opcode] = {op.value: op for op in Opcode}
+
+# -- payloads -----------------------------------------------------------------------------
+
+
+def encode_payload(message: Message) -> tuple[Opcode, bytes]:
+    """The message's opcode and plaintext payload bytes (docs/protocol.md, "Messages")."""
+    opcode = type(message).OPCODE
+    body = wire.build_payload(opcode.value, _to_fields(message))
+    return opcode, body
+
+
+def decode_payload(opcode: int, body: bytes) -> Message:
+    """The message an opcode's plaintext payload holds; DecodeError if it holds none."""
+    op = _OPCODES.get(opcode)
+    if op is None:
+        raise DecodeError(
+            RefusalCode.UNKNOWN_OPCODE, f"{opcode:#04x} is not an opcode", "header.opcode"
+        )
+    body = bytes(body)
+    expected = _FIXED_SIZES[op.value]
+    if expected is not None and len(body) != expected:
+        raise DecodeError(
+            RefusalCode.MALFORMED_PAYLOAD,
+            f"{len(body)} bytes, but a {op.name} payload is {expected} bytes",
+            "payload",
+        )
+    try:
+        fields = wire.parse_payload(op.value, body)
+    except ProtocolError as error:
+        raise DecodeError(
+            RefusalCode.MALFORMED_PAYLOAD, error.message, _join("payload", error.path)
+        ) from error
+    message: Message = _from_fields(MESSAGE_BY_OPCODE[op.value], fields, "payload")
+    return message
+
+
+_FIXED_SIZES: dict[int, int | None] = {op: wire.fixed_size(op) for op in wire.PAYLOADS}
+
+
+def encode(message: Message, *, seq: int, ref: int = 0) -> bytes:
+    """One unsealed frame carrying ``message``. The REPLY flag follows the opcode."""
+    opcode, body = encode_payload(message)
+    flags = wire.FLAG_REPLY if opcode.is_reply else 0
+    return build_frame(Frame(flags, seq, ref, opcode, body))
+
+
+def decode(data: bytes | bytearray | memoryview) -> DecodedFrame:
+    """Decode one whole unsealed frame. Raises DecodeError (a ProtocolError), nothing else."""
+    frame = parse_frame(data)
+    if frame.is_sealed:
+        raise DecodeError(
+            RefusalCode.MALFORMED_PAYLOAD,
+            "the body is sealed; the session layer opens it before decode_payload",
+            "header.flags",
+        )
+    return DecodedFrame(frame, decode_payload(frame.opcode, frame.body))
+
+
+def prescription_digest(prescription: Prescription) -> bytes:
+    """The 16-byte digest that COMMIT_PRESCRIPTION quotes (docs/protocol.md, "Digest").
+
+    SHA-256 over the canonical STAGE_PRESCRIPTION payload, truncated to 16 bytes. The
+    encoding is canonical (one byte string per prescription: decode refuses any other),
+    so the programmer and the pump compute the same digest independently (C5).
+    """
+    _, payload = encode_payload(StagePrescription(prescription))
+    return hashlib.sha256(payload).digest()[:16]
+
+
+# -- field conversions, driven by the messages' field declarations -------------------------
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}.{path}" if path else prefix
+
+
+def _to_fields(value: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for spec in field_specs(type(value)):
+        item = getattr(value, spec.name)
+        kind = spec.kind
+        if kind is FieldKind.ENUM or kind is FieldKind.BOOL:
+            fields[spec.name] = int(item)
+        elif kind is FieldKind.ENUM_SET:
+            fields[spec.name] = sum(1 << member.value for member in item)
+        elif kind is FieldKind.RECORD:
+            fields[spec.name] = _to_fields(item)
+        elif kind is FieldKind.OPTIONAL_RECORD:
+            fields[f"{spec.name}_present"] = 0 if item is None else 1
+            fields[spec.name] = None if item is None else _to_fields(item)
+        elif kind is FieldKind.RECORDS:
+            fields[spec.name] = [_to_fields(record) for record in item]
+        else:
+            fields[spec.name] = item
+    return fields
+
+
+_PASS_THROUGH = (FieldKind.INT, FieldKind.TEXT, FieldKind.BYTES)
+_PLANS: dict[type, tuple[tuple[str, FieldSpec | None], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, FieldSpec | None], ...]:
+    """Per field: its name, and its spec if the parsed value needs converting."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = tuple(
+            (spec.name, None if spec.kind in _PASS_THROUGH else spec) for spec in field_specs(cls)
+        )
+        _PLANS[cls] = plan
+    return plan
+
+
+def _from_fields(cls: type[Any], fields: Any, path: str) -> Any:
+    values = [
+        fields[name] if spec is None else _field_value(spec, fields, path)
+        for name, spec in _plan(cls)
+    ]
+    try:
+        return cls(*values)
+    except FieldValueError as error:
+        raise DecodeError(
+            RefusalCode.INVALID_FIELD, error.message, _join(path, error.path), error.limit
+        ) from error
+
+
+def _field_value(spec: FieldSpec, fields: Any, path: str) -> Any:
+    raw = fields[spec.name]
+    kind = spec.kind
+    if kind in _PASS_THROUGH:
+        return raw
+    where = _join(path, spec.name)
+    if kind is FieldKind.ENUM:
+        return _enum_member(spec.type, raw, where)
+    if kind is FieldKind.BOOL:
+        if raw not in (0, 1):
+            raise DecodeError(RefusalCode.MALFORMED_PAYLOAD, f"{raw} is not 0 or 1", where)
+        return raw == 1
+    if kind is FieldKind.ENUM_SET:
+        return _enum_set(spec.type, raw, where)
+    if kind is FieldKind.RECORD:
+        return _from_fields(spec.type, raw, where)
+    if kind is FieldKind.OPTIONAL_RECORD:
+        present = fields[f"{spec.name}_present"]
+        if present not in (0, 1):
+            raise DecodeError(
+                RefusalCode.MALFORMED_PAYLOAD,
+                f"presence flag {present} is not 0 or 1",
+                f"{where}_present",
+            )
+        return None if present == 0 else _from_fields(spec.type, raw, where)
+    # RECORDS
+    return tuple(_from_fields(spec.type, item, f"{where}[{i}]") for i, item in enumerate(raw))
+
+
+_MEMBERS: dict[type[IntEnum], dict[int, IntEnum]] = {}
+
+
+def _enum_member(enum: type[IntEnum], raw: int, where: str) -> IntEnum:
+    members = _MEMBERS.get(enum)
+    if members is None:
+        members = _MEMBERS[enum] = {member.value: member for member in enum}
+    member = members.get(raw)
+    if member is None:
+        # Strict enums (issue 2): an unknown value is refused, never passed through.
+        allowed = ", ".join(f"{m.value}={m.name}" for m in enum)
+        raise DecodeError(
+            RefusalCode.MALFORMED_PAYLOAD,
+            f"{raw} is not a {enum.__name__} ({allowed})",
+            where,
+        )
+    return member
+
+
+def _enum_set(enum: type[IntEnum], bitmap: int, where: str) -> frozenset[IntEnum]:
+    members = []
+    bit = 0
+    remaining = bitmap
+    while remaining:
+        if remaining & 1:
+            members.append(_enum_member(enum, bit, f"{where}.bit{bit}"))
+        remaining >>= 1
+        bit += 1
+    return frozenset(members)
