@@ -3,3 +3,7 @@ decides) and the exact, event-driven delivery engine. Time enters only as an int
 
 Imports point one way: emulator may import protocol, never hil.
 """
+
+from emulator.pump import Pump
+
+__all__ = ["Pump"]

@@ -97,10 +97,18 @@ class RetryPolicy:
     """Frames per request within one session before the session is given up on."""
     reopen_attempts: int = 3
     """Handshakes tried, each with ``attempts`` frames per step, before ending UNCERTAIN."""
+    busy_wait_ms: int = 150_000
+    """How long to keep retrying an opening the pump answers SESSION_BUSY. A pump serves one
+    session at a time, and a session this programmer gave up on (its replies were lost)
+    stays open on the pump until the pump's idle timeout. Retrying for longer than that
+    timeout is what lets the lost command be resolved. The pump's own idle timeout, learnt
+    from SESSION_OPENED, extends this wait when it is longer."""
 
     def __post_init__(self) -> None:
         if self.reply_timeout_ms < 1 or self.attempts < 1 or self.reopen_attempts < 1:
             raise ValueError("timeouts and attempt counts must be at least 1")
+        if self.busy_wait_ms < 0:
+            raise ValueError("busy_wait_ms must be >= 0")
 
 
 class _Phase(Enum):
@@ -149,6 +157,10 @@ class ProgrammerCore:
         self._handshake_attempts = 0
         self._reopens = 0
         self._deadline: int | None = None
+        self._busy_since: int | None = None
+        self._pump_idle_timeout_ms = 0
+        self._last_heard_ms = 0
+        """When the pump last accepted a frame of ours, as far as we know (its reply came)."""
         self._now = 0
         self._closing = False
         self.security_events: list[str] = []
@@ -220,6 +232,8 @@ class ProgrammerCore:
             self._handshake_timed_out()
         elif self._phase is _Phase.OPEN and self._queue:
             self._request_timed_out()
+        elif self._phase is _Phase.CLOSED and self._queue:
+            self._begin_handshake()  # the wait after SESSION_BUSY is over
         self._pump()
 
     # -- internals: sending --
@@ -238,6 +252,13 @@ class ProgrammerCore:
             return
         head = self._queue[0]
         if self._phase is _Phase.OPEN and not head.seqs:
+            if self._session_idled_out():
+                # The pump has expired this session by now (docs/security.md section 6):
+                # open a new one rather than send a frame it can only refuse.
+                self._session.close()
+                self._phase = _Phase.CLOSED
+                self._begin_handshake()
+                return
             self._send_request(head)
 
     def _begin_handshake(self) -> None:
@@ -297,6 +318,9 @@ class ProgrammerCore:
             self._session.refused()
             self._phase = _Phase.CLOSED
             self._deadline = None
+            if message.code is RefusalCode.SESSION_BUSY and self._wait_while_busy():
+                return
+            self._busy_since = None
             self._fail_all(message)
             return
         try:
@@ -312,6 +336,9 @@ class ProgrammerCore:
                 )
                 self._phase = _Phase.OPEN
                 self._handshake_attempts = 0
+                self._busy_since = None
+                self._pump_idle_timeout_ms = message.idle_timeout_s * 1000
+                self._last_heard_ms = self._now
                 self._deadline = None
         except SessionError as exc:
             # The peer failed mutual authentication or is another pump: never send it a
@@ -327,6 +354,7 @@ class ProgrammerCore:
             self._on_unsealed_reply(pending, message)
             return
         self._deadline = None
+        self._last_heard_ms = self._now
         if pending.resolving:
             self._resolved_by_status(pending, message)
             return
@@ -358,6 +386,24 @@ class ProgrammerCore:
         self._session_lost(pending)
 
     # -- internals: timeouts and resolution --
+
+    def _session_idled_out(self) -> bool:
+        idle = self._pump_idle_timeout_ms
+        return idle > 0 and self._now - self._last_heard_ms >= idle
+
+    def _wait_while_busy(self) -> bool:
+        """After SESSION_BUSY: arm a retry of the opening unless the wait is used up."""
+        if self._busy_since is None:
+            self._busy_since = self._now
+        limit = max(
+            self._policy.busy_wait_ms,
+            self._pump_idle_timeout_ms + 2 * self._policy.reply_timeout_ms,
+        )
+        if self._now - self._busy_since >= limit:
+            return False
+        self._handshake_attempts = 0
+        self._arm()
+        return True
 
     def _handshake_timed_out(self) -> None:
         if self._handshake_attempts < self._policy.attempts * self._policy.reopen_attempts:

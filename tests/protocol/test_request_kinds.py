@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -23,5 +24,6 @@ def test_no_reply_has_a_kind() -> None:
 
 @pytest.mark.parametrize("opcode", REQUESTS, ids=[op.name for op in REQUESTS])
 def test_commands_and_only_commands_carry_a_command_id(opcode: Opcode) -> None:
-    names = {f.name for f in dataclasses.fields(MESSAGE_BY_OPCODE[opcode])}
+    message_class: Any = MESSAGE_BY_OPCODE[opcode]
+    names = {f.name for f in dataclasses.fields(message_class)}
     assert ("command_id" in names) == (opcode in COMMAND_OPCODES)

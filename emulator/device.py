@@ -1,0 +1,597 @@
+"""The emulated pump behind the wire: bytes and ``now`` in, bytes and timers out (sans-IO).
+
+``PumpDevice`` joins the framer, the codec, the secure session, the command ledger and the
+pump model (DESIGN.md section 2, data flow):
+
+    receive_data(bytes, now) -> framer (resync) -> codec (CRC, header) -> session (open,
+    counter, role) -> ledger (exactly once) -> pump (state table, interlocks) -> reply ->
+    seal -> frame -> data_to_send()
+
+It does no I/O and reads no clock. The serve loop (hil/) passes ``now`` in, calls
+``handle_timer`` at ``get_timer()``, and supplies randomness for the pump's session nonces
+through ``entropy``. Everything a programmer or an attacker does is answered by the rules
+of docs/protocol.md and docs/security.md:
+
+- a frame that fails its CRC is never interpreted (C2); if its header survived, the pump
+  answers NAK FRAME_CORRUPT so the programmer can resend at once;
+- before a session is open only the handshake is accepted, and every refusal is a logged
+  security event (C3, C4);
+- inside a session every reply is sealed, NAKs included;
+- a command id is applied at most once, whatever the link does. A repeat gets the
+  original ACK from the ledger (C1);
+- a session that ends for any reason drops a staged prescription, so a cut between STAGE
+  and COMMIT changes nothing (C5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from emulator.firmware.firmware import FirmwareStatus
+from emulator.firmware.results import (
+    Accepted,
+    BolusStarted,
+    RefillBegun,
+    RefillCompleted,
+    Refused,
+    Staged,
+)
+from emulator.profile import Profile
+from emulator.pump import Pump
+from protocol import codec, wire
+from protocol.codec import DecodeError, Frame
+from protocol.device_state import AlarmKind, EventKind
+from protocol.framer import FrameBytes, Framer, Noise
+from protocol.keys import PumpKeys
+from protocol.messages import (
+    MAX_ALARMS,
+    NEVER_MS,
+    Ack,
+    AcknowledgeAlarm,
+    AlarmList,
+    AlarmTest,
+    Authenticate,
+    CancelBolus,
+    ClinicianBolus,
+    Clock,
+    CommitPrescription,
+    CurrentPrescription,
+    DeviceInfo,
+    EventLogPage,
+    Message,
+    Nak,
+    Opcode,
+    OpenSession,
+    PatientBolusRequest,
+    PrescriptionStaged,
+    PrimingBolus,
+    ProfileLimits,
+    ReadAlarms,
+    ReadClock,
+    ReadDeviceInfo,
+    ReadEventLog,
+    ReadPrescription,
+    ReadStatus,
+    RefillBegin,
+    RefillComplete,
+    SessionOpened,
+    SetClock,
+    StagePrescription,
+    StartTherapy,
+    Status,
+    StopTherapy,
+)
+from protocol.messages import Challenge as ChallengeMessage
+from protocol.refusal import FieldId, RefusalCode
+from protocol.request_kinds import COMMAND_OPCODES, REQUEST_KIND
+from protocol.session import (
+    Accepted as SessionAccepted,
+)
+from protocol.session import (
+    Action,
+    PumpSession,
+    SessionEvent,
+    SessionEventKind,
+    SessionLimits,
+    SessionState,
+)
+from protocol.session import (
+    Refused as SessionRefused,
+)
+from protocol.units import U32_MAX, U64_MAX
+
+Entropy = Callable[[int], bytes]
+"""n fresh random bytes: ``secrets.token_bytes`` in hil, a seeded source in tests."""
+
+FIRMWARE_VERSION = "pumpemu-1"
+RX_IDLE_MS = 200
+"""A link quiet this long after a partial frame means the rest is never coming: the
+framer gives the candidate up, so a real frame inside it is still found (C2)."""
+LEDGER_CAPACITY = 256
+"""Applied command ids remembered with their ACKs. A programmer retries within seconds;
+256 commands is weeks of clinical use."""
+
+_SESSION_END_EVENTS = frozenset(
+    {
+        SessionEventKind.SESSION_CLOSED,
+        SessionEventKind.SESSION_EXPIRED,
+        SessionEventKind.LOCKOUT_STARTED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    fingerprint: bytes
+    """SHA-256 of the request's opcode and payload: the same id on another request is a
+    conflict, not a repeat."""
+    ack: Ack
+
+
+class CommandLedger:
+    """Applied command ids and their ACKs: the exactly-once memory (C1).
+
+    Part of the pump's non-volatile state: it survives sessions, reconnects and resets.
+    Only *applied* commands are recorded (docs/protocol.md section 8). A refused command
+    changed nothing, so a retry of it is judged afresh.
+    """
+
+    def __init__(self, capacity: int = LEDGER_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._entries: OrderedDict[int, LedgerEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, command_id: int, fingerprint: bytes) -> Ack | RefusalCode | None:
+        """The original ACK for a repeat, COMMAND_ID_CONFLICT for a reused id, else None."""
+        entry = self._entries.get(command_id)
+        if entry is None:
+            return None
+        if entry.fingerprint != fingerprint:
+            return RefusalCode.COMMAND_ID_CONFLICT
+        return entry.ack
+
+    def record(self, command_id: int, fingerprint: bytes, ack: Ack) -> None:
+        self._entries[command_id] = LedgerEntry(fingerprint, ack)
+        self._entries.move_to_end(command_id)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def applied_ids(self) -> tuple[int, ...]:
+        """Ids in the order they were applied, oldest first."""
+        return tuple(self._entries)
+
+
+def fingerprint(opcode: Opcode, plaintext: bytes) -> bytes:
+    return hashlib.sha256(bytes([opcode]) + plaintext).digest()
+
+
+def default_session_limits() -> SessionLimits:
+    """Session rules used when the profile sets none (docs/security.md section 6)."""
+    return SessionLimits(
+        idle_timeout_s=120, max_session_s=3_600, max_failed_openings=5, lockout_s=300
+    )
+
+
+class PumpDevice:
+    """One emulated pump as a programmer sees it over a link."""
+
+    def __init__(
+        self,
+        pump: Pump,
+        keys: PumpKeys,
+        entropy: Entropy,
+        *,
+        limits: SessionLimits | None = None,
+        ledger: CommandLedger | None = None,
+    ) -> None:
+        self._pump = pump
+        self._keys = keys
+        self._entropy = entropy
+        self._session = PumpSession(keys, limits or default_session_limits())
+        self._ledger = ledger or CommandLedger()
+        self._framer = Framer()
+        self._outbox = bytearray()
+        self._rx_idle_deadline: int | None = None
+        self._history = bytearray()
+        """The last bytes received, so a rejected frame's header can be read back."""
+        self._history_base = 0
+
+    # -- inspection, for the serve loop, scenarios and tests --
+
+    @property
+    def pump(self) -> Pump:
+        return self._pump
+
+    @property
+    def session(self) -> PumpSession:
+        return self._session
+
+    @property
+    def ledger(self) -> CommandLedger:
+        return self._ledger
+
+    @property
+    def now_ms(self) -> int:
+        return self._pump.now_ms
+
+    # -- sans-IO interface --
+
+    def receive_data(self, data: bytes, now_ms: int) -> None:
+        """Bytes arrived from the link at ``now_ms``."""
+        self._advance(now_ms)
+        self._remember(data)
+        self._on_events(self._framer.feed(data))
+        self._rx_idle_deadline = now_ms + RX_IDLE_MS if self._framer.buffered else None
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._outbox)
+        self._outbox.clear()
+        return data
+
+    def get_timer(self) -> int | None:
+        """The next instant anything changes by itself: pump events, session timers, or a
+        partial frame to give up on."""
+        times = (self._pump.next_deadline(), self._session.get_timer(), self._rx_idle_deadline)
+        return min((t for t in times if t is not None), default=None)
+
+    def handle_timer(self, now_ms: int) -> None:
+        self._advance(now_ms)
+        if self._rx_idle_deadline is not None and now_ms >= self._rx_idle_deadline:
+            self._rx_idle_deadline = None
+            self._on_events(self._framer.finish())
+
+    # -- time --
+
+    def _advance(self, now_ms: int) -> None:
+        """Bring the pump and the session up to ``now_ms``, firing due timers."""
+        self._pump.advance_to(now_ms)
+        self._session.handle_timer(now_ms)
+        self._drain_session_events(None, 0)
+
+    # -- frames --
+
+    def _remember(self, data: bytes) -> None:
+        self._history += data
+        excess = len(self._history) - 2 * wire.MAX_FRAME_LEN
+        if excess > 0:
+            del self._history[:excess]
+            self._history_base += excess
+
+    def _on_events(self, events: list[FrameBytes | Noise]) -> None:
+        for event in events:
+            if isinstance(event, FrameBytes):
+                self._on_frame(event.data)
+            else:
+                self._on_noise(event)
+
+    def _on_noise(self, noise: Noise) -> None:
+        """Answer FRAME_CORRUPT to damaged frame whose header still reads (C2).
+
+        The framer rejects a candidate for a bad CRC or a truncation. If the rejected
+        bytes begin with a plausible header, its SEQ probably survived. An unsealed NAK
+        naming it lets the programmer resend at once instead of waiting for its timeout.
+        The NAK is unauthenticated, so a programmer treats it only as a hint to resend.
+        """
+        start = noise.offset - self._history_base
+        head = bytes(self._history[max(start, 0) : start + wire.HEADER_LEN])
+        if start < 0 or len(head) < wire.HEADER_LEN or head[:2] != wire.SYNC:
+            return
+        version, flags, seq, ref, _opcode, _length = wire.parse_header(head)
+        if version != wire.VERSION or flags & wire.FLAG_REPLY or ref != 0 or seq == 0:
+            return
+        self._send_unsealed(Nak(code=RefusalCode.FRAME_CORRUPT, field=FieldId.NONE, limit=0), seq)
+
+    def _on_frame(self, data: bytes) -> None:
+        try:
+            frame = codec.parse_frame(data)
+        except DecodeError as error:
+            # CRC good, header not ours (version, opcode): say so, if there is a SEQ to name.
+            _version, flags, seq, _ref, _opcode, _length = wire.parse_header(
+                data[: wire.HEADER_LEN]
+            )
+            if seq and not flags & wire.FLAG_REPLY:
+                self._reply(_nak(error.refusal), seq, sealed=False)
+            return
+        if frame.is_reply:
+            return  # A reply sent to the pump is nobody's request: ignore it.
+        if frame.is_sealed:
+            self._on_sealed(frame)
+        elif frame.opcode is Opcode.OPEN_SESSION or frame.opcode is Opcode.AUTHENTICATE:
+            self._on_handshake(frame)
+        else:
+            refused = self._session.receive_unsealed(self._pump.now_ms)
+            self._drain_session_events(frame.opcode, frame.seq)
+            self._reply(_nak(refused.code), frame.seq)
+
+    def _on_handshake(self, frame: Frame) -> None:
+        now = self._pump.now_ms
+        try:
+            message = codec.decode_payload(frame.opcode, frame.body)
+        except DecodeError as error:
+            self._send_unsealed(_nak(error.refusal, error.limit), frame.seq)
+            return
+        if isinstance(message, OpenSession):
+            result = self._session.open_request(
+                message.role, message.programmer_nonce, self._fresh_nonce(), now
+            )
+            self._drain_session_events(frame.opcode, frame.seq)
+            if isinstance(result, SessionRefused):
+                self._send_unsealed(_nak(result.code), frame.seq)
+                return
+            reply: Message = ChallengeMessage(pump_nonce=result.pump_nonce, serial=result.serial)
+            self._outbox += codec.encode(reply, seq=result.seq, ref=frame.seq)
+        elif isinstance(message, Authenticate):
+            opened = self._session.authenticate(message.proof, now)
+            self._drain_session_events(frame.opcode, frame.seq)
+            if isinstance(opened, SessionRefused):
+                self._send_unsealed(_nak(opened.code), frame.seq)
+                return
+            self._pump.telemetry_session()
+            reply = SessionOpened(
+                proof=opened.proof,
+                idle_timeout_s=opened.idle_timeout_s,
+                max_session_s=opened.max_session_s,
+            )
+            self._outbox += codec.encode(reply, seq=opened.seq, ref=frame.seq)
+
+    def _fresh_nonce(self) -> bytes:
+        nonce = self._entropy(16)
+        if len(nonce) != 16:
+            raise ValueError("the entropy source must return the number of bytes asked for")
+        return nonce
+
+    def _on_sealed(self, frame: Frame) -> None:
+        now = self._pump.now_ms
+        kind = REQUEST_KIND.get(frame.opcode)
+        if kind is None:
+            # A sealed OPEN_SESSION or AUTHENTICATE: the handshake is never sealed.
+            self._reply(_nak(RefusalCode.MALFORMED_PAYLOAD), frame.seq)
+            return
+        result = self._session.receive_sealed(frame.header, frame.body, kind, now)
+        self._drain_session_events(frame.opcode, frame.seq)
+        if isinstance(result, SessionRefused):
+            self._reply(_nak(result.code), frame.seq)
+            return
+        reply = self._handle_accepted(frame.opcode, result)
+        self._reply(reply, frame.seq)
+
+    def _handle_accepted(self, opcode: Opcode, accepted: SessionAccepted) -> Message:
+        status = self._pump.status()
+        if accepted.action is Action.ACK_KEEP_ALIVE or accepted.action is Action.END_SESSION:
+            return _ack(0, opcode, status, 0)
+        try:
+            request = codec.decode_payload(opcode, accepted.plaintext)
+        except DecodeError as error:
+            return _nak(error.refusal, error.limit)
+        if opcode not in COMMAND_OPCODES:
+            return self._read_or_stage(request)
+        command_id = int(getattr(request, "command_id"))  # noqa: B009 - every command has one
+        print_ = fingerprint(opcode, accepted.plaintext)
+        earlier = self._ledger.lookup(command_id, print_)
+        if isinstance(earlier, Ack):
+            return earlier  # C1: applied once already; answer as the first time, do nothing
+        if isinstance(earlier, RefusalCode):
+            self._pump.record_event(EventKind.COMMAND_REFUSED, earlier, opcode, command_id)
+            return _nak(earlier, field=FieldId.COMMAND_ID)
+        reply = self._apply(request, command_id)
+        if isinstance(reply, Ack):
+            self._ledger.record(command_id, print_, reply)
+        return reply
+
+    # -- requests --
+
+    def _read_or_stage(self, request: Message) -> Message:
+        pump = self._pump
+        match request:
+            case ReadStatus():
+                return self._status()
+            case ReadDeviceInfo():
+                return DeviceInfo(
+                    model=pump.profile.name[:16],
+                    serial=self._keys.serial,
+                    firmware_version=FIRMWARE_VERSION,
+                    limits=profile_limits(pump.profile),
+                )
+            case ReadPrescription():
+                return CurrentPrescription(prescription=pump.status().prescription)
+            case ReadEventLog(from_seq=from_seq, count=count):
+                entries = pump.log(from_seq)[:count]
+                held = pump.log()
+                status = pump.status()
+                return EventLogPage(
+                    oldest_seq=held[0].seq if held else status.log_next_seq,
+                    next_seq=status.log_next_seq,
+                    entries=entries,
+                )
+            case ReadAlarms():
+                return AlarmList(alarms=pump.alarms()[:MAX_ALARMS])
+            case ReadClock():
+                return Clock(pump_time_ms=pump.status().local_time_ms)
+            case StagePrescription(prescription=prescription):
+                staged = pump.stage(prescription)
+                if isinstance(staged, Refused):
+                    return _refusal(staged)
+                return _staged_reply(staged)
+            case _:
+                return _nak(RefusalCode.BAD_STATE)
+
+    def _apply(self, request: Message, command_id: int) -> Message:
+        pump = self._pump
+        opcode = request.OPCODE
+        before = pump.status()
+        result: Accepted | Refused | BolusStarted | RefillBegun | RefillCompleted
+        value = 0
+        match request:
+            case CommitPrescription(digest=digest):
+                result = pump.commit(digest, command_id=command_id)
+            case SetClock(pump_time_ms=pump_time_ms):
+                result = pump.set_clock(pump_time_ms, command_id=command_id)
+                value = before.local_time_ms
+            case StartTherapy():
+                result = pump.start(command_id=command_id)
+            case StopTherapy():
+                result = pump.stop(command_id=command_id)
+            case ClinicianBolus(dose_nl=dose_nl, duration_s=duration_s):
+                result = pump.clinician_bolus(dose_nl, duration_s, command_id=command_id)
+            case CancelBolus():
+                result = pump.cancel_bolus(command_id=command_id)
+            case PatientBolusRequest():
+                result = pump.patient_bolus(command_id=command_id)
+            case PrimingBolus(catheter_volume_nl=volume):
+                result = pump.prime_volume(volume, command_id=command_id)
+            case RefillBegin():
+                result = pump.refill_begin(command_id=command_id)
+            case RefillComplete(
+                withdrawn_nl=withdrawn,
+                new_volume_nl=new_volume,
+                new_concentration_ug_per_ml=concentration,
+            ):
+                result = pump.refill_complete(
+                    new_volume,
+                    withdrawn_nl=withdrawn,
+                    new_concentration_ug_per_ml=concentration,
+                    command_id=command_id,
+                )
+            case AcknowledgeAlarm(alarm=alarm):
+                result = pump.acknowledge_alarm(AlarmKind(alarm), command_id=command_id)
+            case AlarmTest():
+                result = pump.alarm_test(command_id=command_id)
+            case _:
+                return _nak(RefusalCode.BAD_STATE)
+        if isinstance(result, Refused):
+            return _refusal(result)
+        if isinstance(result, BolusStarted):
+            value = result.ends_ms
+        elif isinstance(result, RefillBegun):
+            value = result.predicted_residual_nl
+        elif isinstance(result, RefillCompleted) and isinstance(request, RefillComplete):
+            # Section 8.1: the residual predicted at REFILL_BEGIN. The discrepancy is
+            # withdrawn minus predicted, so the prediction is recovered exactly.
+            value = request.withdrawn_nl - result.discrepancy_nl
+        return _ack(command_id, opcode, pump.status(), value)
+
+    def _status(self) -> Status:
+        s = self._pump.status()
+        capacity = self._pump.profile.battery_capacity_nah
+        return Status(
+            state=s.state,
+            rate_nl_per_day=min(s.basal_rate_nl_per_day, U32_MAX),
+            reservoir_nl=min(s.reservoir_estimate_nl, U32_MAX),
+            battery_percent=min(100, max(0, s.battery_nah * 100 // capacity)),
+            active_alarms=frozenset(a.kind for a in s.alarms),
+            last_command_id=s.last_command_id or 0,
+            pump_time_ms=s.local_time_ms,
+        )
+
+    # -- replies --
+
+    def _reply(self, message: Message, ref: int, *, sealed: bool | None = None) -> None:
+        """Send a reply: sealed while the session can seal, unsealed otherwise."""
+        if sealed is None:
+            sealed = self._session.can_seal
+        if not sealed:
+            self._send_unsealed(message, ref)
+            return
+        opcode, plaintext = codec.encode_payload(message)
+        seq = self._session.next_send_seq
+        flags = wire.FLAG_REPLY | wire.FLAG_SEALED
+        header = codec.header_bytes(flags, seq, ref, opcode, len(plaintext) + wire.TAG_LEN)
+        body = self._session.seal(header, plaintext)
+        self._outbox += codec.build_frame(Frame(flags, seq, ref, opcode, body))
+
+    def _send_unsealed(self, message: Message, ref: int) -> None:
+        # Unsealed replies carry SEQ 1: outside a session SEQ is not checked (security.md 5).
+        self._outbox += codec.encode(message, seq=1, ref=ref)
+
+    # -- logging --
+
+    def _drain_session_events(self, opcode: Opcode | None, seq: int) -> None:
+        """Copy session events into the pump's event log (docs/protocol.md section 11)."""
+        for event in self._session.pop_events():
+            self._log_session_event(event, opcode, seq)
+            if event.kind in _SESSION_END_EVENTS:
+                self._pump.discard_staged()  # C5: a cut session never half-applies
+
+    def _log_session_event(self, event: SessionEvent, opcode: Opcode | None, seq: int) -> None:
+        role = int(event.role) if event.role is not None else 0
+        if event.kind is SessionEventKind.SESSION_OPENED:
+            self._pump.record_event(EventKind.SESSION_OPENED, role, 0, 0)
+        elif event.kind in (SessionEventKind.SESSION_CLOSED, SessionEventKind.SESSION_EXPIRED):
+            self._pump.record_event(EventKind.SESSION_CLOSED, role, 0, 0)
+        elif event.kind.is_security:
+            code = int(event.code) if event.code is not None else 0
+            self._pump.record_event(
+                EventKind.SECURITY_EVENT, code, int(opcode) if opcode else 0, seq
+            )
+
+
+# -- reply builders -------------------------------------------------------------------------
+
+
+def _nak(code: RefusalCode, limit: int | None = None, field: FieldId = FieldId.NONE) -> Nak:
+    return Nak(code=code, field=field, limit=min(limit or 0, U64_MAX))
+
+
+def _refusal(refused: Refused) -> Nak:
+    return _nak(refused.code, refused.limit, refused.field)
+
+
+def _ack(command_id: int, opcode: Opcode, status: FirmwareStatus, value: int) -> Ack:
+    return Ack(
+        command_id=command_id,
+        request=opcode,
+        state=status.state,
+        reservoir_nl=min(status.reservoir_estimate_nl, U32_MAX),
+        value=min(max(value, 0), U64_MAX),
+    )
+
+
+def _staged_reply(staged: Staged) -> PrescriptionStaged:
+    def instant(ms: int | None) -> int:
+        return NEVER_MS if ms is None else ms
+
+    return PrescriptionStaged(
+        digest=staged.digest,
+        daily_volume_nl=min(staged.daily_volume_nl, U32_MAX),
+        daily_mass_pg=min(staged.daily_mass_pg, U64_MAX),
+        low_reservoir_at_ms=instant(staged.predicted_low_reservoir_ms),
+        empty_at_ms=instant(staged.predicted_empty_ms),
+    )
+
+
+def profile_limits(profile: Profile) -> ProfileLimits:
+    """The profile's limits as DEVICE_INFO reports them."""
+    return ProfileLimits(
+        reservoir_capacity_nl=profile.reservoir_usable_nl,
+        stroke_volume_nl=profile.stroke_nl,
+        rate_min_nl_per_day=profile.rate_min_nl_per_day,
+        rate_max_nl_per_day=profile.rate_max_nl_per_day,
+        max_clinician_bolus_nl=profile.max_clinician_bolus_nl,
+        max_daily_dose_pg=profile.max_daily_mass_pg,
+        max_flex_steps=profile.max_flex_steps,
+        patient_bolus_dose_max_nl=profile.patient_bolus_dose.high,
+        patient_bolus_duration_min_s=profile.patient_bolus_duration_s.low,
+        patient_bolus_duration_max_s=profile.patient_bolus_duration_s.high,
+        patient_bolus_lockout_min_s=profile.patient_bolus_lockout_s.low,
+        patient_bolus_lockout_max_s=profile.patient_bolus_lockout_s.high,
+        patient_bolus_max_per_24h=profile.patient_bolus_max_per_24h.high,
+        low_reservoir_threshold_min_nl=profile.low_reservoir_threshold.low,
+        low_reservoir_threshold_max_nl=profile.low_reservoir_threshold.high,
+        max_priming_volume_nl=profile.catheter_volume_nl(profile.catheter_max_length_cm),
+    )
+
+
+__all__ = [
+    "CommandLedger",
+    "PumpDevice",
+    "SessionState",
+    "default_session_limits",
+    "profile_limits",
+]

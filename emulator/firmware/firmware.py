@@ -1,0 +1,1224 @@
+"""The firmware: therapy state machine, interlocks, reservoir estimate, alarms and log.
+
+The firmware believes what it was told (the volume entered at refill, the prescription) and
+what its sensors report (a stalled rotor if the profile has the sensor, the battery charge).
+It never reads the plant (DESIGN.md principle 3): ``emulator.pump.Pump`` plays the hardware,
+turning plant truth into the sensor inputs below.
+
+Every therapy change goes through ``therapy_table`` (principle 6). Every command returns a
+value, ``Refused(code, field, limit)`` or an accepted result, and is logged either way.
+
+Event-driven time: ``next_deadline`` names the next instant the firmware must act (a flex
+boundary, a bolus's end, the low-reservoir or empty crossing, a battery check, end of
+service). The pump advances the engine from deadline to deadline and calls ``after_step``;
+nothing here loops over seconds or strokes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from emulator.delivery import EngineState, Strokes
+from emulator.firmware.alarms import AlarmSet
+from emulator.firmware.event_log import EventLog
+from emulator.firmware.interlocks import (
+    check_clinician_bolus,
+    check_prescription,
+    daily_volume_with_boluses_nl,
+    prescription_digest,
+    whole_strokes,
+)
+from emulator.firmware.nvram import (
+    SnapshotError,
+    decode_record,
+    encode_record,
+    prescription_from_json,
+    prescription_to_json,
+)
+from emulator.firmware.results import (
+    Accepted,
+    BolusStarted,
+    RefillBegun,
+    RefillCompleted,
+    Refused,
+    Staged,
+)
+from emulator.firmware.schedule import Schedule
+from emulator.firmware.therapy_table import Go, Refuse, Target, TherapyInput, lookup
+from emulator.profile import Profile
+from protocol.device_state import AlarmKind, AlarmRecord, EventKind, TherapyState
+from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
+from protocol.refusal import FieldId, RefusalCode
+from protocol.units import MS_PER_DAY, MS_PER_S, U64_MAX
+
+__all__ = ["NV_MAGIC", "Engine", "Firmware", "FirmwareStatus"]
+
+NV_MAGIC = b"PEMU-NV1"
+
+_RUNNING = frozenset({TherapyState.CONTINUOUS, TherapyState.FLEX})
+_BOLUS = frozenset({TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS, TherapyState.PRIMING})
+_DELIVERING = _RUNNING | _BOLUS
+
+_BOLUS_EVENTS = {
+    TherapyState.CLINICIAN_BOLUS: EventKind.CLINICIAN_BOLUS_COMPLETED,
+    TherapyState.PATIENT_BOLUS: EventKind.PATIENT_BOLUS_COMPLETED,
+    TherapyState.PRIMING: EventKind.PRIMING_COMPLETED,
+}
+
+
+class Engine(Protocol):
+    """The delivery engine's pinned API (docs/architecture.md): the real engine or the
+    reference stepper can drive the firmware."""
+
+    @property
+    def now_ms(self) -> int: ...
+    @property
+    def basal_rate_nl_per_day(self) -> int: ...
+    @property
+    def bolus_active(self) -> bool: ...
+    @property
+    def bolus_strokes_remaining(self) -> int: ...
+    def set_basal(self, rate_nl_per_day: int) -> None: ...
+    def start_bolus(self, strokes: int, duration_ms: int) -> None: ...
+    def cancel_bolus(self) -> int: ...
+    def advance(self, now_ms: int) -> Strokes: ...
+    def next_stroke_ms(self) -> int | None: ...
+    def time_of_stroke(self, k: int) -> int | None: ...
+    def strokes_between(self, until_ms: int) -> int: ...
+    def state(self) -> EngineState: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareStatus:
+    """What the pump reports about itself (all firmware belief, never plant truth)."""
+
+    time_ms: int
+    local_time_ms: int
+    state: TherapyState
+    prescription: Prescription | None
+    basal_rate_nl_per_day: int
+    reservoir_estimate_nl: int
+    low_reservoir_threshold_nl: int
+    predicted_low_reservoir_ms: int | None
+    predicted_empty_ms: int | None
+    delivered_nl: int
+    """Everything the firmware believes it delivered since power-on (strokes x stroke_nl)."""
+    bolus_strokes_remaining: int
+    bolus_ends_ms: int | None
+    lockout_until_ms: int
+    patient_boluses_last_24h: int
+    refill_in_progress: bool
+    staged_digest: bytes | None
+    alarms: tuple[AlarmRecord, ...]
+    motor_stall_detected: bool
+    memory_error: bool
+    battery_nah: int
+    """The last battery reading."""
+    elective_replacement_ms: int | None
+    end_of_service_ms: int | None
+    """When the pump stops for good (ERI + days_eri_to_eos), once ERI has been reached (H7)."""
+    last_command_id: int | None
+    log_next_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    rx: Prescription
+    digest: bytes
+    expires_ms: int
+
+
+class Firmware:
+    """The pump's decisions. ``now_ms`` arguments never go backwards (the pump ensures it)."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        engine: Engine,
+        start_ms: int,
+        reservoir_estimate_nl: int,
+        *,
+        log: EventLog | None = None,
+        power_on: bool = True,
+    ) -> None:
+        """A firmware at power-on (``power_on=False``: an empty shell for a restore)."""
+        self.profile = profile
+        self.engine = engine
+        self.log = log if log is not None else EventLog(profile.log_capacity)
+        self._stroke = profile.stroke_nl
+        # -- persisted in the non-volatile record (to_record / from_record) --
+        self.state = TherapyState.STOPPED
+        self.rx: Prescription | None = None
+        self._intent_running = False
+        self._estimate = reservoir_estimate_nl
+        self._delivered = 0
+        self._bolus_end_ms: int | None = None
+        self._bolus_volume = 0
+        self._stalled = False
+        self._stall_detected_ms = 0
+        self._empty = False
+        self._memory_error = False
+        self._eri_ms: int | None = None
+        self._eos_ms: int | None = None
+        self._low_reset_done = False
+        self._battery_nah = profile.battery_capacity_nah
+        self._next_battery_check_ms = start_ms + profile.battery_check_interval_s * MS_PER_S
+        self._lockout_until_ms = start_ms
+        self._patient_grants: deque[int] = deque()
+        self._clinician_boluses: deque[tuple[int, int]] = deque()
+        self._last_command_id: int | None = None
+        self._clock_offset_ms = 0
+        self.alarms = AlarmSet()
+        # -- volatile (lost on reset: C5, a staged prescription never survives) --
+        self._staged: _Staged | None = None
+        self._refill_predicted: int | None = None
+        self._nv_fault: bytes | None = None
+        self._schedule = Schedule(None)
+        if power_on:
+            self.log.append(start_ms, EventKind.POWER_ON, 0, reservoir_estimate_nl)
+            self._check_reservoir_alarms(start_ms)
+
+    # ====================================================================================
+    # Status and time
+    # ====================================================================================
+
+    @property
+    def memory_error(self) -> bool:
+        return self._memory_error
+
+    @property
+    def stall_detected(self) -> bool:
+        return self._stalled
+
+    @property
+    def stall_detected_ms(self) -> int:
+        return self._stall_detected_ms
+
+    @property
+    def reservoir_estimate_nl(self) -> int:
+        return self._estimate
+
+    @property
+    def delivered_nl(self) -> int:
+        return self._delivered
+
+    @property
+    def last_command_id(self) -> int | None:
+        return self._last_command_id
+
+    @property
+    def low_threshold_nl(self) -> int:
+        rx = self.rx
+        return (
+            rx.low_reservoir_threshold_nl
+            if rx is not None
+            else self.profile.low_reservoir_threshold_default_nl
+        )
+
+    def local_ms(self, now_ms: int) -> int:
+        return now_ms + self._clock_offset_ms
+
+    def patient_boluses_in_24h(self, now_ms: int) -> int:
+        self._prune(now_ms)
+        return len(self._patient_grants)
+
+    def lockout_until_ms(self) -> int:
+        return self._lockout_until_ms
+
+    def status(self, now_ms: int) -> FirmwareStatus:
+        low, empty = self.predictions(now_ms)
+        return FirmwareStatus(
+            time_ms=now_ms,
+            local_time_ms=self.local_ms(now_ms),
+            state=self.state,
+            prescription=self.rx,
+            basal_rate_nl_per_day=self.engine.basal_rate_nl_per_day,
+            reservoir_estimate_nl=self._estimate,
+            low_reservoir_threshold_nl=self.low_threshold_nl,
+            predicted_low_reservoir_ms=low,
+            predicted_empty_ms=empty,
+            delivered_nl=self._delivered,
+            bolus_strokes_remaining=self.engine.bolus_strokes_remaining,
+            bolus_ends_ms=self._bolus_end_ms,
+            lockout_until_ms=self._lockout_until_ms,
+            patient_boluses_last_24h=self.patient_boluses_in_24h(now_ms),
+            refill_in_progress=self._refill_predicted is not None,
+            staged_digest=None if self._staged is None else self._staged.digest,
+            alarms=self.alarms.records(),
+            motor_stall_detected=self._stalled,
+            memory_error=self._memory_error,
+            battery_nah=self._battery_nah,
+            elective_replacement_ms=self._eri_ms,
+            end_of_service_ms=self._eos_ms,
+            last_command_id=self._last_command_id,
+            log_next_seq=self.log.next_seq,
+        )
+
+    def predictions(
+        self, now_ms: int, rx: Prescription | None = None, running: bool | None = None
+    ) -> tuple[int | None, int | None]:
+        """Predicted (low-reservoir, empty) times from now, basal only; None if never.
+
+        With no ``rx`` this is the running therapy. The estimate falls by whole strokes, so
+        "empty" is when less than one stroke is left.
+        """
+        if rx is None:
+            rx = self.rx
+            running = self.state in _DELIVERING and self._intent_running
+        if not running or rx is None:
+            return None, None
+        schedule = self._schedule if rx is self.rx else Schedule(rx)
+        local = self.local_ms(now_ms)
+
+        def when(volume_nl: int) -> int | None:
+            if volume_nl <= 0:
+                return now_ms
+            at = schedule.time_to_deliver(local, volume_nl)
+            return None if at is None else at - self._clock_offset_ms
+
+        to_low = self._estimate - rx.low_reservoir_threshold_nl
+        to_empty = self._estimate - self._estimate % self._stroke
+        return when(to_low), when(to_empty)
+
+    def next_deadline(self, now_ms: int) -> int | None:
+        """The next instant, after now, at which the firmware must act; None if none."""
+        candidates: list[int] = []
+        if self.state is not TherapyState.END_OF_SERVICE:
+            candidates.append(self._next_battery_check_ms)
+            if self._eos_ms is not None:
+                candidates.append(self._eos_ms)
+        if self._bolus_end_ms is not None:
+            candidates.append(self._bolus_end_ms)
+        if self._basal_applies():
+            change = self._schedule.next_change_ms(self.local_ms(now_ms))
+            if change is not None:
+                candidates.append(change - self._clock_offset_ms)
+        horizon = min(candidates) if candidates else None
+        if self.state in _DELIVERING:
+            crossing = self._next_reservoir_crossing(horizon)
+            if crossing is not None:
+                candidates.append(crossing)
+        return min(candidates) if candidates else None
+
+    def _next_reservoir_crossing(self, horizon: int | None) -> int | None:
+        """When the next stroke-counted reservoir event (low, empty) falls, if before horizon.
+
+        Asking the engine for the k-th stroke only when it falls before the horizon keeps
+        this O(1) with the real engine and bounded with the reference stepper.
+        """
+        ks: list[int] = []
+        to_low = self._estimate - self.low_threshold_nl
+        if to_low > 0:
+            ks.append(-(-to_low // self._stroke))
+        if self._estimate >= self._stroke:
+            ks.append(self._estimate // self._stroke)
+        if not ks:
+            return None
+        k = min(ks)
+        if horizon is not None and self.engine.strokes_between(horizon) < k:
+            return None
+        return self.engine.time_of_stroke(k)
+
+    def user_deadlines(self, now_ms: int) -> list[int]:
+        """Times after now when what the pump accepts changes (lockout end, stage expiry)."""
+        out = []
+        if self._lockout_until_ms > now_ms:
+            out.append(self._lockout_until_ms)
+        if self._staged is not None and self._staged.expires_ms > now_ms:
+            out.append(self._staged.expires_ms + 1)
+        if self._patient_grants:
+            out.append(self._patient_grants[0] + MS_PER_DAY)
+        return out
+
+    # -- the step hooks the pump calls ---------------------------------------------------
+
+    def allowed_strokes(self, commanded: int) -> int:
+        """No delivery past an empty estimate: strokes beyond it are never commanded."""
+        return min(commanded, self._estimate // self._stroke)
+
+    def on_strokes_delivered(self, count: int) -> None:
+        """The motor turned ``count`` strokes (as far as the firmware can tell)."""
+        volume = count * self._stroke
+        self._estimate -= volume
+        self._delivered += volume
+
+    def after_step(self, now_ms: int, battery_nah: int) -> None:
+        """Act on everything due at ``now_ms``, after the strokes up to it were counted."""
+        if self._nv_fault is not None and not self._memory_error:
+            # The firmware writes its record at every step; a write that does not verify is
+            # a memory error (H8).
+            self._enter_memory_error(now_ms)
+        end = self._bolus_end_ms
+        if end is not None and now_ms >= end and not self.engine.bolus_active:
+            self._complete_bolus(now_ms)
+        if self._basal_applies():
+            self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+        if self.state in _DELIVERING and self._estimate < self._stroke:
+            # No delivery past an empty estimate: suspend, critical alarm.
+            self._empty = True
+            self._internal(TherapyInput.RESERVOIR_EMPTY, now_ms)
+        self._check_reservoir_alarms(now_ms)
+        if battery_nah == 0 or now_ms >= self._next_battery_check_ms:
+            self._battery_check(now_ms, battery_nah)
+        if self._eos_ms is not None and now_ms >= self._eos_ms:
+            self._reach_end_of_service(now_ms)
+
+    def on_stall_detected(self, now_ms: int) -> None:
+        """The sensor saw a commanded stroke fail to turn the rotor (H5, H14)."""
+        if self._stalled:
+            return
+        self._stalled = True
+        self._stall_detected_ms = now_ms
+        self.log.append(now_ms, EventKind.MOTOR_STALL, 0, self._estimate)
+        self._raise(AlarmKind.MOTOR_STALL, now_ms)
+        self._internal(TherapyInput.STALL_DETECTED, now_ms)
+
+    def on_motor_recovered(self, now_ms: int) -> None:
+        """A retry turned the rotor: resume at the programmed rate, no catch-up (H12)."""
+        if not self._stalled:
+            return
+        self._stalled = False
+        self.log.append(now_ms, EventKind.MOTOR_RECOVERED, 0, now_ms - self._stall_detected_ms)
+        self._clear_alarm(AlarmKind.MOTOR_STALL, now_ms)
+        self._internal(TherapyInput.MOTOR_RECOVERED, now_ms)
+
+    def corrupt_nv(self, blob: bytes) -> None:
+        """The non-volatile record now holds ``blob`` (a fault wrote bad bits)."""
+        try:
+            decode_record(NV_MAGIC, blob)
+        except SnapshotError:
+            self._nv_fault = blob
+            return
+        # The corruption happened to leave a valid record (impossible with SHA-256 in
+        # practice); nothing is wrong, so nothing is detected.
+
+    # ====================================================================================
+    # Commands
+    # ====================================================================================
+
+    def stage(self, rx: Prescription, now_ms: int) -> Staged | Refused:
+        """Check a prescription and compute what it means, without applying it (C5)."""
+        gate = self._gate(TherapyInput.STAGE, now_ms, None)
+        if isinstance(gate, Refused):
+            return gate
+        if self._refill_predicted is not None:
+            return self._refuse(
+                Refused(RefusalCode.REFILL_IN_PROGRESS), TherapyInput.STAGE, now_ms, None
+            )
+        refusal = check_prescription(self.profile, rx)
+        if refusal is not None:
+            return self._refuse(refusal, TherapyInput.STAGE, now_ms, None)
+        digest = prescription_digest(rx)
+        daily_volume = rx.max_24h_volume_nl()
+        daily_mass = daily_volume_with_boluses_nl(rx, self._stroke) * rx.concentration_ug_per_ml
+        expires = now_ms + self.profile.stage_lifetime_s * MS_PER_S
+        self._staged = _Staged(rx, digest, expires)
+        low, empty = self.predictions(now_ms, rx, running=rx.mode is not InfusionMode.STOPPED)
+        seq = self.log.append(
+            now_ms, EventKind.PRESCRIPTION_STAGED, int(rx.mode), daily_volume, daily_mass
+        )
+        return Staged(digest, daily_volume, daily_mass, low, empty, expires, now_ms, seq)
+
+    def discard_staged(self) -> None:
+        """A session cut between stage and commit: the staged prescription is gone (C5)."""
+        self._staged = None
+
+    def commit(self, digest: bytes, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        what = TherapyInput.COMMIT
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        staged = self._staged
+        if self._refill_predicted is not None:
+            return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
+        if staged is None:
+            return self._refuse(Refused(RefusalCode.NOTHING_STAGED), what, now_ms, command_id)
+        if now_ms > staged.expires_ms:
+            self._staged = None
+            return self._refuse(
+                Refused(RefusalCode.STAGE_EXPIRED, FieldId.NONE, self.profile.stage_lifetime_s),
+                what,
+                now_ms,
+                command_id,
+            )
+        if digest != staged.digest:
+            return self._refuse(
+                Refused(RefusalCode.DIGEST_MISMATCH, FieldId.DIGEST), what, now_ms, command_id
+            )
+        self._staged = None
+        self._install(staged.rx)
+        self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
+        pb = staged.rx.patient_bolus
+        # A lockout starts right after programming (DOMAIN.md section 2).
+        self._lockout_until_ms = now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
+        self._transition(gate, now_ms)
+        self._check_reservoir_alarms(now_ms)
+        seq = self.log.append(
+            now_ms,
+            EventKind.PRESCRIPTION_COMMITTED,
+            int(staged.rx.mode),
+            staged.rx.max_24h_volume_nl(),
+            command_id or 0,
+        )
+        return self._accepted(command_id, now_ms, seq)
+
+    def start(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        what = TherapyInput.START
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        rx = self.rx
+        if rx is None or rx.mode is InfusionMode.STOPPED:
+            return self._refuse(
+                Refused(RefusalCode.BAD_STATE, FieldId.MODE), what, now_ms, command_id
+            )
+        blocked = self._start_blocker()
+        if blocked is not None:
+            return self._refuse(Refused(blocked), what, now_ms, command_id)
+        self._intent_running = True
+        self._transition(gate, now_ms)
+        seq = self.log.append(
+            now_ms,
+            EventKind.THERAPY_STARTED,
+            int(self.state),
+            self.engine.basal_rate_nl_per_day,
+            command_id or 0,
+        )
+        return self._accepted(command_id, now_ms, seq)
+
+    def stop(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        gate = self._gate(TherapyInput.STOP, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        self._intent_running = False
+        self._transition(gate, now_ms, command_id)
+        seq = self.log.append(now_ms, EventKind.THERAPY_STOPPED, 0, 0, command_id or 0)
+        return self._accepted(command_id, now_ms, seq)
+
+    def clinician_bolus(
+        self, dose_nl: int, duration_s: int, now_ms: int, command_id: int | None
+    ) -> BolusStarted | Refused:
+        what = TherapyInput.CLINICIAN_BOLUS
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        rx = self.rx
+        if self._refill_predicted is not None:
+            return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
+        if rx is None:
+            # Without a prescription the pump knows no drug or concentration to check.
+            return self._refuse(
+                Refused(RefusalCode.BAD_STATE, FieldId.CONCENTRATION), what, now_ms, command_id
+            )
+        blocked = self._start_blocker()
+        if blocked is not None:
+            return self._refuse(Refused(blocked), what, now_ms, command_id)
+        basal_max = rx.max_rate_nl_per_day() if self._intent_running else 0
+        self._prune(now_ms)
+        recent = sum(volume for _, volume in self._clinician_boluses)
+        refusal = check_clinician_bolus(
+            self.profile,
+            rx,
+            dose_nl,
+            duration_s,
+            basal_max_nl_per_day=basal_max,
+            recent_bolus_nl=recent,
+        )
+        if refusal is None and dose_nl > self._estimate:
+            refusal = Refused(
+                RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.BOLUS_DOSE, self._estimate
+            )
+        if refusal is not None:
+            return self._refuse(refusal, what, now_ms, command_id)
+        strokes = whole_strokes(dose_nl, self._stroke)
+        self._clinician_boluses.append((now_ms, strokes * self._stroke))
+        return self._begin_bolus(
+            gate,
+            strokes=strokes,
+            duration_ms=duration_s * MS_PER_S,
+            event=EventKind.CLINICIAN_BOLUS_STARTED,
+            now_ms=now_ms,
+            command_id=command_id,
+        )
+
+    def patient_bolus(self, now_ms: int, command_id: int | None) -> BolusStarted | Refused:
+        what = TherapyInput.PATIENT_BOLUS
+        gate = self._gate(what, now_ms, command_id, patient=True)
+        if isinstance(gate, Refused):
+            return gate
+        rx = self.rx
+        pb = None if rx is None else rx.patient_bolus
+        refusal: Refused | None = None
+        if self._refill_predicted is not None:
+            refusal = Refused(RefusalCode.REFILL_IN_PROGRESS)
+        elif pb is None:
+            refusal = Refused(RefusalCode.NO_PATIENT_BOLUS)
+        elif now_ms < self._lockout_until_ms:
+            refusal = Refused(
+                RefusalCode.LOCKOUT_ACTIVE, FieldId.PATIENT_BOLUS_LOCKOUT, self._lockout_until_ms
+            )
+        elif self.patient_boluses_in_24h(now_ms) >= pb.max_per_24h:
+            refusal = Refused(
+                RefusalCode.DAILY_BOLUS_COUNT_REACHED,
+                FieldId.PATIENT_BOLUS_MAX_PER_24H,
+                pb.max_per_24h,
+            )
+        elif whole_strokes(pb.dose_nl, self._stroke) * self._stroke > self._estimate:
+            refusal = Refused(
+                RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.PATIENT_BOLUS_DOSE, self._estimate
+            )
+        if refusal is not None or pb is None:
+            assert refusal is not None
+            return self._refuse(refusal, what, now_ms, command_id, patient=True)
+        self._patient_grants.append(now_ms)
+        self._lockout_until_ms = now_ms + pb.lockout_s * MS_PER_S
+        return self._begin_bolus(
+            gate,
+            strokes=whole_strokes(pb.dose_nl, self._stroke),
+            duration_ms=pb.duration_s * MS_PER_S,
+            event=EventKind.PATIENT_BOLUS_GRANTED,
+            now_ms=now_ms,
+            command_id=command_id,
+        )
+
+    def prime(
+        self, catheter_length_cm: int, now_ms: int, command_id: int | None
+    ) -> BolusStarted | Refused:
+        """Fill a catheter of this length (its dead volume) at the maximum rate (H3)."""
+        p = self.profile
+        if not 1 <= catheter_length_cm <= p.catheter_max_length_cm:
+            limit = 1 if catheter_length_cm < 1 else p.catheter_max_length_cm
+            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, limit)
+            return self._refuse(refusal, TherapyInput.PRIME, now_ms, command_id)
+        return self.prime_volume(p.catheter_volume_nl(catheter_length_cm), now_ms, command_id)
+
+    def prime_volume(
+        self, volume_nl: int, now_ms: int, command_id: int | None
+    ) -> BolusStarted | Refused:
+        """Priming bolus of ``volume_nl`` at the maximum rate, basal paused (H3). The volume
+        is rounded up to whole strokes: a priming bolus must fill the catheter."""
+        what = TherapyInput.PRIME
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        p = self.profile
+        refusal: Refused | None = None
+        most = p.catheter_volume_nl(p.catheter_max_length_cm)
+        if self._refill_predicted is not None:
+            refusal = Refused(RefusalCode.REFILL_IN_PROGRESS)
+        elif volume_nl > most:
+            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, most)
+        elif volume_nl < self._stroke:
+            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, self._stroke)
+        else:
+            blocker = self._start_blocker()
+            if blocker is not None:
+                refusal = Refused(blocker)
+            elif volume_nl > self._estimate:
+                refusal = Refused(
+                    RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.CATHETER_VOLUME, self._estimate
+                )
+        if refusal is not None:
+            return self._refuse(refusal, what, now_ms, command_id)
+        strokes = -(-volume_nl // self._stroke)
+        duration_ms = -(-strokes * self._stroke * MS_PER_DAY // p.rate_max_nl_per_day)
+        return self._begin_bolus(
+            gate,
+            strokes=strokes,
+            duration_ms=max(duration_ms, 1),
+            event=EventKind.PRIMING_STARTED,
+            now_ms=now_ms,
+            command_id=command_id,
+        )
+
+    def cancel_bolus(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        gate = self._gate(TherapyInput.CANCEL_BOLUS, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        seq = self._transition(gate, now_ms, command_id)
+        return self._accepted(command_id, now_ms, seq if seq else self.log.next_seq - 1)
+
+    def check_refill_begin(self, now_ms: int, command_id: int | None) -> Refused | None:
+        """Would refill-begin be accepted? The pump asks before the needle withdraws."""
+        gate = self._gate(TherapyInput.REFILL_BEGIN, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        if self._refill_predicted is not None:
+            return self._refuse(
+                Refused(RefusalCode.REFILL_IN_PROGRESS),
+                TherapyInput.REFILL_BEGIN,
+                now_ms,
+                command_id,
+            )
+        return None
+
+    def refill_begin(self, now_ms: int, withdrawn_nl: int, command_id: int | None) -> RefillBegun:
+        """Record the predicted residual (call after ``check_refill_begin`` passed)."""
+        self._refill_predicted = self._estimate
+        seq = self.log.append(now_ms, EventKind.REFILL_BEGUN, 0, self._estimate, command_id or 0)
+        self._note_command(command_id)
+        return RefillBegun(command_id, now_ms, seq, self._estimate, withdrawn_nl)
+
+    def check_refill_complete(
+        self,
+        new_volume_nl: int,
+        withdrawn_nl: int,
+        now_ms: int,
+        command_id: int | None,
+        concentration: int | None = None,
+    ) -> Refused | None:
+        what = TherapyInput.REFILL_COMPLETE
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        refusal: Refused | None = None
+        if self._refill_predicted is None:
+            refusal = Refused(RefusalCode.REFILL_NOT_STARTED)
+        elif new_volume_nl < 0:
+            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.NEW_VOLUME, 0)
+        elif new_volume_nl > self.profile.reservoir_usable_nl:
+            refusal = Refused(
+                RefusalCode.VOLUME_ABOVE_CAPACITY,
+                FieldId.NEW_VOLUME,
+                self.profile.reservoir_usable_nl,
+            )
+        elif not 0 <= withdrawn_nl <= U64_MAX:
+            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.WITHDRAWN_VOLUME, 0)
+        elif concentration is not None and concentration < 1:
+            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.NEW_CONCENTRATION, 1)
+        elif concentration is not None and self.rx is not None:
+            # The running volume rates at the new concentration must still respect the
+            # daily mass limit (unit slips are an overdose cause: H9, H11).
+            rx = self._with_concentration(self.rx, concentration)
+            limit = self.profile.max_daily_mass_for(rx.drug_name)
+            if daily_volume_with_boluses_nl(rx, self._stroke) * concentration > limit:
+                refusal = Refused(
+                    RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.NEW_CONCENTRATION, limit
+                )
+        if refusal is not None:
+            return self._refuse(refusal, what, now_ms, command_id)
+        return None
+
+    @staticmethod
+    def _with_concentration(rx: Prescription, concentration: int) -> Prescription:
+        return Prescription(
+            drug_name=rx.drug_name,
+            concentration_ug_per_ml=concentration,
+            mode=rx.mode,
+            repeat=rx.repeat,
+            steps=rx.steps,
+            patient_bolus=rx.patient_bolus,
+            low_reservoir_threshold_nl=rx.low_reservoir_threshold_nl,
+        )
+
+    def refill_complete(
+        self,
+        new_volume_nl: int,
+        withdrawn_nl: int,
+        now_ms: int,
+        command_id: int | None,
+        concentration: int | None = None,
+    ) -> RefillCompleted:
+        """Apply a refill (call after ``check_refill_complete`` passed).
+
+        A new concentration is recorded in the running prescription (its volume rates
+        unchanged, already checked in mass); the programmer is expected to stage a new
+        prescription for the new strength. The drug still in the catheter is the old one:
+        the bridge bolus is not modelled.
+        """
+        predicted = self._refill_predicted
+        assert predicted is not None
+        self._refill_predicted = None
+        gate = lookup(self.state, TherapyInput.REFILL_COMPLETE)
+        assert isinstance(gate, Go)
+        discrepancy = withdrawn_nl - predicted
+        flagged = abs(discrepancy) > self.profile.refill_discrepancy_threshold_nl
+        if flagged:
+            # H1 (pocket fill), H10 (wrong volume entered), mechanical drift: the residual is
+            # not what the pump believed. Logged for the clinician; the pump cannot know why.
+            self.log.append(
+                now_ms,
+                EventKind.REFILL_DISCREPANCY,
+                int(discrepancy > 0),
+                abs(discrepancy),
+                command_id or 0,
+            )
+        self._estimate = new_volume_nl
+        changed = False
+        if concentration is not None and self.rx is not None:
+            changed = concentration != self.rx.concentration_ug_per_ml
+            self._install(self._with_concentration(self.rx, concentration))
+        pb = None if self.rx is None else self.rx.patient_bolus
+        if pb is not None:
+            # A lockout starts right after a refill (DOMAIN.md section 2).
+            self._lockout_until_ms = max(self._lockout_until_ms, now_ms + pb.lockout_s * MS_PER_S)
+        if self._estimate >= self._stroke and self._empty:
+            self._empty = False
+            self._clear_alarm(AlarmKind.RESERVOIR_EMPTY, now_ms)
+        self._check_reservoir_alarms(now_ms)
+        seq = self.log.append(
+            now_ms, EventKind.REFILL_COMPLETED, int(changed), new_volume_nl, command_id or 0
+        )
+        self._transition(gate, now_ms)
+        self._note_command(command_id)
+        low, empty = self.predictions(now_ms)
+        return RefillCompleted(command_id, now_ms, seq, discrepancy, flagged, low, empty)
+
+    def clear_memory_error(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        """Rewrite the non-volatile record; the pump stays stopped until restarted (H8)."""
+        what = TherapyInput.CLEAR_MEMORY_ERROR
+        if not self._memory_error:
+            return self._refuse(
+                Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, int(AlarmKind.MEMORY_ERROR)),
+                what,
+                now_ms,
+                command_id,
+            )
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        self._nv_fault = None
+        self._memory_error = False
+        self._clear_alarm(AlarmKind.MEMORY_ERROR, now_ms)
+        self._intent_running = False
+        seq = self._transition(gate, now_ms, command_id)
+        return self._accepted(command_id, now_ms, seq or self.log.next_seq - 1)
+
+    def acknowledge_alarm(
+        self, kind: AlarmKind, now_ms: int, command_id: int | None
+    ) -> Accepted | Refused:
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
+        if not self.alarms.acknowledge(kind):
+            refusal = Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, int(kind))
+            self.log.append(
+                now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), 0, command_id or 0
+            )
+            return refusal
+        seq = self.log.append(now_ms, EventKind.ALARM_ACKNOWLEDGED, int(kind), 0, command_id or 0)
+        return self._accepted(command_id, now_ms, seq)
+
+    def alarm_test(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        """Sound both tones for the clinician; no therapy change."""
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
+        seq = self.log.append(now_ms, EventKind.ALARM_TEST, 0, 0, command_id or 0)
+        return self._accepted(command_id, now_ms, seq)
+
+    def set_clock(self, local_ms: int, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        """Set the pump's local time; flex schedules follow it from now on."""
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
+        if not 0 <= local_ms <= U64_MAX:
+            return Refused(RefusalCode.INVALID_FIELD, FieldId.CLOCK, 0)
+        self._clock_offset_ms = local_ms - now_ms
+        if self._basal_applies():
+            self.engine.set_basal(self._schedule.rate_at(local_ms))
+        seq = self.log.append(now_ms, EventKind.CLOCK_SET, 0, local_ms, command_id or 0)
+        return self._accepted(command_id, now_ms, seq)
+
+    def record_event(
+        self, now_ms: int, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
+    ) -> int:
+        """Log an event from outside the therapy core (session opened, security event)."""
+        return self.log.append(now_ms, kind, detail, value_a, value_b)
+
+    def note_flow_valve_reset(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
+        """A clinician reset the flow-activated valve (H15); logged like any command."""
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
+        seq = self.log.append(now_ms, EventKind.FLOW_VALVE_RESET, 0, 0, command_id or 0)
+        return self._accepted(command_id, now_ms, seq)
+
+    # ====================================================================================
+    # Internals
+    # ====================================================================================
+
+    def _check_command_id(self, command_id: int | None) -> Refused | None:
+        if command_id is None:
+            return None
+        if isinstance(command_id, bool) or not isinstance(command_id, int):
+            return Refused(RefusalCode.INVALID_FIELD, FieldId.COMMAND_ID, 1)
+        if not 1 <= command_id <= U64_MAX:
+            return Refused(
+                RefusalCode.INVALID_FIELD, FieldId.COMMAND_ID, 1 if command_id < 1 else U64_MAX
+            )
+        return None
+
+    def _gate(
+        self, what: TherapyInput, now_ms: int, command_id: int | None, *, patient: bool = False
+    ) -> Go | Refused:
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
+        if self._memory_error and what is not TherapyInput.CLEAR_MEMORY_ERROR:
+            # H8: a memory error blocks every update until a clinician clears it.
+            return self._refuse(
+                Refused(RefusalCode.MEMORY_ERROR), what, now_ms, command_id, patient=patient
+            )
+        entry = lookup(self.state, what)
+        if isinstance(entry, Refuse):
+            code = entry.code if entry.code is not None else self._suspension_code()
+            return self._refuse(Refused(code), what, now_ms, command_id, patient=patient)
+        return entry
+
+    def _suspension_code(self) -> RefusalCode:
+        if self._memory_error:
+            return RefusalCode.MEMORY_ERROR
+        if self._stalled:
+            return RefusalCode.MOTOR_STALLED
+        if self._empty:
+            return RefusalCode.RESERVOIR_EMPTY
+        return RefusalCode.BAD_STATE  # pragma: no cover - suspended always has a cause
+
+    def _start_blocker(self) -> RefusalCode | None:
+        """Why delivery cannot start now, even where the table allows the input."""
+        if self._stalled:
+            return RefusalCode.MOTOR_STALLED
+        if self._estimate < self._stroke:
+            return RefusalCode.RESERVOIR_EMPTY
+        return None
+
+    def _refuse(
+        self,
+        refusal: Refused,
+        what: TherapyInput,
+        now_ms: int,
+        command_id: int | None,
+        *,
+        patient: bool = False,
+    ) -> Refused:
+        """Log a refusal (every refused request is in the log) and return it."""
+        kind = EventKind.PATIENT_BOLUS_REFUSED if patient else EventKind.COMMAND_REFUSED
+        self.log.append(now_ms, kind, int(refusal.code), int(what), command_id or 0)
+        return refusal
+
+    def _note_command(self, command_id: int | None) -> None:
+        if command_id is not None:
+            self._last_command_id = command_id
+
+    def _accepted(self, command_id: int | None, now_ms: int, seq: int) -> Accepted:
+        self._note_command(command_id)
+        return Accepted(command_id, now_ms, seq)
+
+    def _install(self, rx: Prescription) -> None:
+        self.rx = rx
+        self._schedule = Schedule(rx)
+
+    def _basal_state(self) -> TherapyState:
+        rx = self.rx
+        if rx is None or rx.mode is InfusionMode.STOPPED:
+            return TherapyState.STOPPED
+        return TherapyState.CONTINUOUS if rx.mode is InfusionMode.CONTINUOUS else TherapyState.FLEX
+
+    def _resolve(self, target: Target) -> TherapyState:
+        running_or_stopped = self._basal_state() if self._intent_running else TherapyState.STOPPED
+        if target is Target.SAME:
+            return self.state
+        if target is Target.BASAL:
+            return self._basal_state()
+        if target is Target.AFTER_BOLUS:
+            return running_or_stopped
+        if target is Target.RESUME:
+            if self._stalled or self._empty or self._memory_error:
+                return self.state
+            return running_or_stopped
+        return {
+            Target.STOPPED: TherapyState.STOPPED,
+            Target.CLINICIAN_BOLUS: TherapyState.CLINICIAN_BOLUS,
+            Target.PATIENT_BOLUS: TherapyState.PATIENT_BOLUS,
+            Target.PRIMING: TherapyState.PRIMING,
+            Target.SUSPENDED: TherapyState.SUSPENDED_BY_ALARM,
+            Target.END_OF_SERVICE: TherapyState.END_OF_SERVICE,
+        }[target]
+
+    def _basal_applies(self) -> bool:
+        """Whether the schedule's basal runs now: running, or under a bolus on top of it."""
+        state = self.state
+        if state in _RUNNING:
+            return True
+        return state in (TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS) and (
+            self._intent_running
+        )
+
+    def _transition(self, go: Go, now_ms: int, command_id: int | None = None) -> int:
+        """Enter the target state and set the engine to match. Returns a log seq or 0."""
+        new = self._resolve(go.target)
+        self.state = new
+        seq = 0
+        if new not in _BOLUS and self._bolus_end_ms is not None:
+            seq = self._drop_bolus(now_ms, command_id)
+        self.engine.set_basal(
+            self._schedule.rate_at(self.local_ms(now_ms)) if self._basal_applies() else 0
+        )
+        return seq
+
+    def _drop_bolus(self, now_ms: int, command_id: int | None) -> int:
+        """Cancel the running bolus; what it did not deliver is never caught up (H12)."""
+        undelivered = self.engine.cancel_bolus()
+        self._bolus_end_ms = None
+        return self.log.append(
+            now_ms, EventKind.BOLUS_CANCELLED, 0, undelivered * self._stroke, command_id or 0
+        )
+
+    def _begin_bolus(
+        self,
+        go: Go,
+        *,
+        strokes: int,
+        duration_ms: int,
+        event: EventKind,
+        now_ms: int,
+        command_id: int | None,
+    ) -> BolusStarted:
+        self._transition(go, now_ms)
+        self.engine.start_bolus(strokes, duration_ms)
+        self._bolus_end_ms = now_ms + duration_ms
+        self._bolus_volume = strokes * self._stroke
+        seq = self.log.append(now_ms, event, 0, self._bolus_volume, command_id or 0)
+        self._note_command(command_id)
+        return BolusStarted(
+            command_id, now_ms, seq, self._bolus_volume, strokes, self._bolus_end_ms
+        )
+
+    def _complete_bolus(self, now_ms: int) -> None:
+        event = _BOLUS_EVENTS.get(self.state)
+        self._bolus_end_ms = None
+        if event is not None:
+            self.log.append(now_ms, event, 0, self._bolus_volume)
+        self._internal(TherapyInput.BOLUS_COMPLETE, now_ms)
+
+    def _internal(self, what: TherapyInput, now_ms: int) -> None:
+        """An input from the firmware's own sensing. A refusal here is logged, not dropped."""
+        entry = lookup(self.state, what)
+        if isinstance(entry, Refuse):
+            code = entry.code if entry.code is not None else self._suspension_code()
+            self.log.append(now_ms, EventKind.COMMAND_REFUSED, int(code), int(what))
+            return
+        self._transition(entry, now_ms)
+
+    def _raise(self, kind: AlarmKind, now_ms: int, value: int = 0) -> None:
+        if self.alarms.raise_(kind, now_ms):
+            self.log.append(now_ms, EventKind.ALARM_RAISED, int(kind), value)
+
+    def _clear_alarm(self, kind: AlarmKind, now_ms: int) -> None:
+        if self.alarms.clear(kind):
+            self.log.append(now_ms, EventKind.ALARM_CLEARED, int(kind))
+
+    def _check_reservoir_alarms(self, now_ms: int) -> None:
+        if self._estimate <= self.low_threshold_nl:
+            self._raise(AlarmKind.LOW_RESERVOIR, now_ms, self._estimate)
+        else:
+            self._clear_alarm(AlarmKind.LOW_RESERVOIR, now_ms)
+        eos = self.state is TherapyState.END_OF_SERVICE
+        if self._empty and not eos and self.alarms.raise_(AlarmKind.RESERVOIR_EMPTY, now_ms):
+            self.log.append(now_ms, EventKind.RESERVOIR_EMPTY, 0, self._estimate)
+            self.log.append(
+                now_ms, EventKind.ALARM_RAISED, int(AlarmKind.RESERVOIR_EMPTY), self._estimate
+            )
+
+    def _enter_memory_error(self, now_ms: int) -> None:
+        self._memory_error = True
+        self.log.append(now_ms, EventKind.MEMORY_ERROR)
+        self._raise(AlarmKind.MEMORY_ERROR, now_ms)
+        self._internal(TherapyInput.MEMORY_ERROR, now_ms)
+
+    def _battery_check(self, now_ms: int, battery_nah: int) -> None:
+        p = self.profile
+        self._battery_nah = battery_nah
+        interval = p.battery_check_interval_s * MS_PER_S
+        while self._next_battery_check_ms <= now_ms:
+            self._next_battery_check_ms += interval
+        if battery_nah <= p.battery_eri_threshold_nah and self._eri_ms is None:
+            self._eri_ms = now_ms
+            self._eos_ms = now_ms + p.days_eri_to_eos * MS_PER_DAY
+            self.log.append(now_ms, EventKind.ELECTIVE_REPLACEMENT, 0, battery_nah, self._eos_ms)
+            self._raise(AlarmKind.ELECTIVE_REPLACEMENT, now_ms, battery_nah)
+        if battery_nah <= p.battery_low_reset_threshold_nah and not self._low_reset_done:
+            self._low_battery_reset(now_ms)
+        if battery_nah == 0:
+            self._reach_end_of_service(now_ms)
+
+    def _low_battery_reset(self, now_ms: int) -> None:
+        """Early depletion: reset the flow to the profile's very low rate (H4, H6)."""
+        self._low_reset_done = True
+        rate = self.profile.battery_low_reset_rate_nl_per_day
+        old = self.rx
+        if old is not None:
+            self._install(
+                Prescription(
+                    drug_name=old.drug_name,
+                    concentration_ug_per_ml=old.concentration_ug_per_ml,
+                    mode=InfusionMode.CONTINUOUS,
+                    repeat=Repeat.DAILY,
+                    steps=(FlexStep(0, rate),),
+                    patient_bolus=None,
+                    low_reservoir_threshold_nl=old.low_reservoir_threshold_nl,
+                )
+            )
+        self._raise(AlarmKind.LOW_BATTERY_RESET, now_ms, rate)
+        self._internal(TherapyInput.LOW_BATTERY_RESET, now_ms)
+
+    def _reach_end_of_service(self, now_ms: int) -> None:
+        if self.state is TherapyState.END_OF_SERVICE:
+            return
+        self.log.append(now_ms, EventKind.END_OF_SERVICE, 0, self._battery_nah)
+        self._raise(AlarmKind.END_OF_SERVICE, now_ms)
+        self._internal(TherapyInput.END_OF_SERVICE, now_ms)
+        self._eos_ms = self._eos_ms if self._eos_ms is not None else now_ms
+
+    def _prune(self, now_ms: int) -> None:
+        """Forget boluses older than 24 h: the rolling window, bounded memory."""
+        horizon = now_ms - MS_PER_DAY
+        while self._patient_grants and self._patient_grants[0] <= horizon:
+            self._patient_grants.popleft()
+        while self._clinician_boluses and self._clinician_boluses[0][0] <= horizon:
+            self._clinician_boluses.popleft()
+
+    # ====================================================================================
+    # Non-volatile record (H4, H8)
+    # ====================================================================================
+
+    def to_record(self) -> dict[str, Any]:
+        """The firmware's non-volatile record: everything but volatile RAM (staging, refill
+        in progress) and the engine's sub-stroke remainder."""
+        return {
+            "state": int(self.state),
+            "rx": prescription_to_json(self.rx),
+            "intent_running": self._intent_running,
+            "estimate": self._estimate,
+            "delivered": self._delivered,
+            "bolus_end_ms": self._bolus_end_ms,
+            "bolus_volume": self._bolus_volume,
+            "stalled": self._stalled,
+            "stall_detected_ms": self._stall_detected_ms,
+            "empty": self._empty,
+            "memory_error": self._memory_error,
+            "eri_ms": self._eri_ms,
+            "eos_ms": self._eos_ms,
+            "low_reset_done": self._low_reset_done,
+            "battery_nah": self._battery_nah,
+            "next_battery_check_ms": self._next_battery_check_ms,
+            "lockout_until_ms": self._lockout_until_ms,
+            "patient_grants": list(self._patient_grants),
+            "clinician_boluses": [list(b) for b in self._clinician_boluses],
+            "last_command_id": self._last_command_id,
+            "clock_offset_ms": self._clock_offset_ms,
+            "alarms": [[int(r.kind), r.since_ms, r.acknowledged] for r in self.alarms.records()],
+        }
+
+    def nv_image(self) -> bytes:
+        """The non-volatile record as stored: the corrupted blob if a fault hit it."""
+        if self._nv_fault is not None:
+            return self._nv_fault
+        return encode_record(NV_MAGIC, self.to_record())
+
+    def load_record(self, record: dict[str, Any]) -> None:
+        """Restore the persisted fields (SnapshotError if the record is malformed)."""
+        try:
+            self.state = TherapyState(record["state"])
+            rx = prescription_from_json(record["rx"])
+            self.rx = None
+            self._schedule = Schedule(None)
+            if rx is not None:
+                self._install(rx)
+            self._intent_running = bool(record["intent_running"])
+            self._estimate = int(record["estimate"])
+            self._delivered = int(record["delivered"])
+            self._bolus_end_ms = record["bolus_end_ms"]
+            self._bolus_volume = int(record["bolus_volume"])
+            self._stalled = bool(record["stalled"])
+            self._stall_detected_ms = int(record["stall_detected_ms"])
+            self._empty = bool(record["empty"])
+            self._memory_error = bool(record["memory_error"])
+            self._eri_ms = record["eri_ms"]
+            self._eos_ms = record["eos_ms"]
+            self._low_reset_done = bool(record["low_reset_done"])
+            self._battery_nah = int(record["battery_nah"])
+            self._next_battery_check_ms = int(record["next_battery_check_ms"])
+            self._lockout_until_ms = int(record["lockout_until_ms"])
+            self._patient_grants = deque(int(t) for t in record["patient_grants"])
+            self._clinician_boluses = deque(
+                (int(t), int(v)) for t, v in record["clinician_boluses"]
+            )
+            self._last_command_id = record["last_command_id"]
+            self._clock_offset_ms = int(record["clock_offset_ms"])
+            self.alarms = AlarmSet(
+                tuple(AlarmRecord(AlarmKind(k), int(t), bool(a)) for k, t, a in record["alarms"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"bad firmware record: {exc}") from exc
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The non-volatile record plus volatile RAM, for saving a simulation exactly."""
+        staged = self._staged
+        return {
+            "record": self.to_record(),
+            "staged": None
+            if staged is None
+            else [prescription_to_json(staged.rx), staged.digest.hex(), staged.expires_ms],
+            "refill_predicted": self._refill_predicted,
+            "nv_fault": None if self._nv_fault is None else self._nv_fault.hex(),
+        }
+
+    @classmethod
+    def from_snapshot_state(
+        cls, profile: Profile, engine: Engine, log: EventLog, data: dict[str, Any]
+    ) -> Firmware:
+        """Rebuild from ``snapshot_state()``; SnapshotError if it is malformed."""
+        fw = cls(profile, engine, engine.now_ms, 0, log=log, power_on=False)
+        fw.load_record(data["record"])
+        try:
+            staged = data["staged"]
+            if staged is not None:
+                rx = prescription_from_json(staged[0])
+                if rx is None:
+                    raise SnapshotError("staged prescription missing")
+                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), int(staged[2]))
+            fw._refill_predicted = data["refill_predicted"]
+            fault = data["nv_fault"]
+            fw._nv_fault = None if fault is None else bytes.fromhex(fault)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SnapshotError(f"bad firmware snapshot: {exc}") from exc
+        return fw
+
+    def reboot(self, now_ms: int) -> None:
+        """A reset (H4): RAM is lost and rebuilt from the non-volatile record.
+
+        The engine must already be a fresh one at ``now_ms`` (the pump builds it). A bolus
+        that was running is dropped, not resumed (no catch-up, H12). If the record does not
+        verify, the pump boots into the memory-error safe state (H8).
+        """
+        blob = self.nv_image()
+        self._staged = None
+        self._refill_predicted = None
+        try:
+            record = decode_record(NV_MAGIC, blob)
+        except SnapshotError:
+            record = None
+        if record is None:
+            self.log.append(now_ms, EventKind.RESET, 0, self._estimate)
+            self.state = TherapyState.STOPPED
+            self._intent_running = False
+            self._bolus_end_ms = None
+            self.engine.set_basal(0)
+            if not self._memory_error:
+                self._enter_memory_error(now_ms)
+            return
+        self.load_record(record)
+        self.log.append(now_ms, EventKind.RESET, 1, self._estimate)
+        if self.state in _BOLUS:
+            # The fresh engine has no bolus to cancel; log what was dropped.
+            self._bolus_end_ms = None
+            self.log.append(now_ms, EventKind.BOLUS_CANCELLED, 1, 0)
+            self.state = self._resolve(Target.AFTER_BOLUS)
+        self._bolus_end_ms = None
+        self.engine.set_basal(
+            self._schedule.rate_at(self.local_ms(now_ms)) if self._basal_applies() else 0
+        )

@@ -1,0 +1,185 @@
+"""The therapy state machine as data (DESIGN.md principle 6).
+
+One table maps every (TherapyState, TherapyInput) pair to either a ``Go(target)`` or a
+``Refuse(code)``: nothing is left to an ``if`` buried in the firmware, and an input with no
+transition is refused with a specific code, never ignored. ``tests/emulator`` checks that
+the table is total.
+
+Targets are symbolic where the next state depends on data the table cannot hold:
+
+- ``BASAL``: the committed prescription's own state (STOPPED, CONTINUOUS or FLEX);
+- ``AFTER_BOLUS``: where a bolus returns: STOPPED if it started from STOPPED, else BASAL;
+- ``RESUME``: BASAL if no suspension cause (stall, empty, memory error) remains, else stay;
+- ``SAME``: no state change (the input acts on data only, e.g. staging, a refill).
+
+``Refuse(None)`` in SUSPENDED_BY_ALARM means "the suspension's own code": MOTOR_STALLED,
+RESERVOIR_EMPTY or MEMORY_ERROR, whichever holds (in that order of precedence after memory).
+A memory error (H8) refuses every therapy input before the table is consulted; it is a
+device condition, not a therapy state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+from protocol.device_state import TherapyState
+from protocol.refusal import RefusalCode
+
+__all__ = ["TABLE", "Go", "Refuse", "Target", "TherapyInput", "lookup"]
+
+
+class TherapyInput(IntEnum):
+    """Everything that can ask the therapy state machine to move."""
+
+    STAGE = 1
+    COMMIT = 2
+    START = 3
+    STOP = 4
+    CLINICIAN_BOLUS = 5
+    PATIENT_BOLUS = 6
+    PRIME = 7
+    CANCEL_BOLUS = 8
+    REFILL_BEGIN = 9
+    REFILL_COMPLETE = 10
+    CLEAR_MEMORY_ERROR = 11
+    # Inputs from the firmware's own sensing and timers:
+    BOLUS_COMPLETE = 20
+    STALL_DETECTED = 21
+    MOTOR_RECOVERED = 22
+    RESERVOIR_EMPTY = 23
+    END_OF_SERVICE = 24
+    MEMORY_ERROR = 25
+    LOW_BATTERY_RESET = 26
+
+
+class Target(Enum):
+    SAME = "same"
+    BASAL = "basal"
+    AFTER_BOLUS = "after-bolus"
+    RESUME = "resume"
+    STOPPED = "stopped"
+    CLINICIAN_BOLUS = "clinician-bolus"
+    PATIENT_BOLUS = "patient-bolus"
+    PRIMING = "priming"
+    SUSPENDED = "suspended"
+    END_OF_SERVICE = "end-of-service"
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    code: RefusalCode | None
+    """None: the suspension's own code (see the module docstring)."""
+
+
+S = TherapyState
+I = TherapyInput  # noqa: E741 - a one-letter alias keeps the table readable
+T = Target
+R = RefusalCode
+
+_SAME = Go(T.SAME)
+
+_RUNNING: dict[TherapyInput, Go | Refuse] = {
+    I.STAGE: _SAME,
+    I.COMMIT: Go(T.BASAL),
+    I.START: Refuse(R.BAD_STATE),  # already running
+    I.STOP: Go(T.STOPPED),
+    I.CLINICIAN_BOLUS: Go(T.CLINICIAN_BOLUS),
+    I.PATIENT_BOLUS: Go(T.PATIENT_BOLUS),
+    I.PRIME: Go(T.PRIMING),
+    I.CANCEL_BOLUS: Refuse(R.NO_BOLUS_IN_PROGRESS),
+    I.REFILL_BEGIN: _SAME,
+    I.REFILL_COMPLETE: _SAME,
+    I.CLEAR_MEMORY_ERROR: Refuse(R.NO_SUCH_ALARM),
+    I.BOLUS_COMPLETE: Refuse(R.NO_BOLUS_IN_PROGRESS),
+    I.STALL_DETECTED: Go(T.SUSPENDED),
+    I.MOTOR_RECOVERED: Refuse(R.BAD_STATE),  # never suspended for a stall
+    I.RESERVOIR_EMPTY: Go(T.SUSPENDED),
+    I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
+    I.MEMORY_ERROR: Go(T.SUSPENDED),
+    I.LOW_BATTERY_RESET: Go(T.BASAL),  # the low-rate prescription runs (H4, H6)
+}
+
+_BOLUS: dict[TherapyInput, Go | Refuse] = {
+    I.STAGE: _SAME,
+    # Reprogramming mid-bolus would have to decide what happens to the rest of the dose;
+    # the pump makes the clinician cancel it explicitly instead.
+    I.COMMIT: Refuse(R.BOLUS_IN_PROGRESS),
+    I.START: Refuse(R.BOLUS_IN_PROGRESS),
+    I.STOP: Go(T.STOPPED),  # the rest of the bolus is dropped, never caught up (H12)
+    I.CLINICIAN_BOLUS: Refuse(R.BOLUS_IN_PROGRESS),
+    I.PATIENT_BOLUS: Refuse(R.BOLUS_IN_PROGRESS),
+    I.PRIME: Refuse(R.BOLUS_IN_PROGRESS),
+    I.CANCEL_BOLUS: Go(T.AFTER_BOLUS),
+    I.REFILL_BEGIN: Refuse(R.BOLUS_IN_PROGRESS),
+    I.REFILL_COMPLETE: Refuse(R.BOLUS_IN_PROGRESS),
+    I.CLEAR_MEMORY_ERROR: Refuse(R.NO_SUCH_ALARM),
+    I.BOLUS_COMPLETE: Go(T.AFTER_BOLUS),
+    I.STALL_DETECTED: Go(T.SUSPENDED),
+    I.MOTOR_RECOVERED: Refuse(R.BAD_STATE),
+    I.RESERVOIR_EMPTY: Go(T.SUSPENDED),
+    I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
+    I.MEMORY_ERROR: Go(T.SUSPENDED),
+    I.LOW_BATTERY_RESET: Go(T.AFTER_BOLUS),  # the bolus is dropped; the low rate runs
+}
+
+TABLE: dict[TherapyState, dict[TherapyInput, Go | Refuse]] = {
+    S.STOPPED: {
+        I.STAGE: _SAME,
+        I.COMMIT: Go(T.BASAL),
+        I.START: Go(T.BASAL),
+        I.STOP: Refuse(R.THERAPY_STOPPED),
+        I.CLINICIAN_BOLUS: Go(T.CLINICIAN_BOLUS),  # a single bolus, then back to stopped
+        I.PATIENT_BOLUS: Refuse(R.THERAPY_STOPPED),
+        I.PRIME: Go(T.PRIMING),  # after implant or a catheter revision (H3)
+        I.CANCEL_BOLUS: Refuse(R.NO_BOLUS_IN_PROGRESS),
+        I.REFILL_BEGIN: _SAME,
+        I.REFILL_COMPLETE: _SAME,
+        I.CLEAR_MEMORY_ERROR: Refuse(R.NO_SUCH_ALARM),
+        I.BOLUS_COMPLETE: Refuse(R.NO_BOLUS_IN_PROGRESS),
+        I.STALL_DETECTED: Refuse(R.BAD_STATE),  # no stroke is commanded, none can fail
+        I.MOTOR_RECOVERED: _SAME,  # stopped during a stall: the alarm clears, no restart
+        I.RESERVOIR_EMPTY: Refuse(R.BAD_STATE),  # nothing is delivered while stopped
+        I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
+        I.MEMORY_ERROR: Go(T.SUSPENDED),
+        I.LOW_BATTERY_RESET: _SAME,  # the low rate is stored; a stopped pump stays stopped
+    },
+    S.CONTINUOUS: dict(_RUNNING),
+    S.FLEX: dict(_RUNNING),
+    S.CLINICIAN_BOLUS: dict(_BOLUS),
+    S.PATIENT_BOLUS: dict(_BOLUS),
+    S.PRIMING: dict(_BOLUS),
+    S.SUSPENDED_BY_ALARM: {
+        I.STAGE: _SAME,
+        I.COMMIT: _SAME,  # stored; it runs when the suspension clears
+        I.START: Refuse(None),
+        I.STOP: Go(T.STOPPED),  # the clinician takes over; no automatic resume
+        I.CLINICIAN_BOLUS: Refuse(None),
+        I.PATIENT_BOLUS: Refuse(None),
+        I.PRIME: Refuse(None),
+        I.CANCEL_BOLUS: Refuse(R.NO_BOLUS_IN_PROGRESS),
+        I.REFILL_BEGIN: _SAME,
+        I.REFILL_COMPLETE: Go(T.RESUME),  # an empty reservoir refilled
+        I.CLEAR_MEMORY_ERROR: Go(T.STOPPED),  # RAM may be stale: restart explicitly (H8)
+        I.BOLUS_COMPLETE: Refuse(R.NO_BOLUS_IN_PROGRESS),
+        I.STALL_DETECTED: Refuse(R.BAD_STATE),  # nothing is commanded while suspended
+        I.MOTOR_RECOVERED: Go(T.RESUME),  # at the programmed rate, no catch-up (H12)
+        I.RESERVOIR_EMPTY: Refuse(R.BAD_STATE),
+        I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
+        I.MEMORY_ERROR: _SAME,
+        I.LOW_BATTERY_RESET: _SAME,
+    },
+    S.END_OF_SERVICE: {
+        **{i: Refuse(R.END_OF_SERVICE) for i in TherapyInput},
+        I.MEMORY_ERROR: _SAME,  # logged and alarmed; the pump is already inert
+    },
+}
+
+
+def lookup(state: TherapyState, what: TherapyInput) -> Go | Refuse:
+    return TABLE[state][what]

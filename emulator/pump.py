@@ -1,0 +1,456 @@
+"""``Pump``: the emulated implanted pump behind a plain Python API (docs/pump-model.md).
+
+A Pump joins a profile, the plant (physical truth), the firmware (belief and decisions) and
+a delivery engine, and plays the hardware between them: it turns plant truth into the
+firmware's sensor inputs (a stalled rotor, the battery charge) and the firmware's motor
+commands into plant strokes.
+
+Time is event-driven (DESIGN.md principle 5): ``advance_to`` jumps from one deadline to the
+next (flex boundaries, bolus ends, low-reservoir and empty crossings, battery checks, end of
+service, plant recoveries, stall detection and retries), so a year costs O(events), never
+O(seconds) or O(strokes). No clock is read: the caller says what time it is.
+
+Every command returns a value: ``Accepted``/``Staged``/``BolusStarted``/... or
+``Refused(code, field, limit)``. Exceptions are kept for the caller's own mistakes (time going
+backwards, a negative physical volume, a corrupt snapshot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from emulator.delivery import DeliveryEngine, EngineState
+from emulator.errors import TimeError
+from emulator.faults import (
+    BatteryDrain,
+    CatheterDisconnect,
+    CatheterLeak,
+    CatheterOcclusion,
+    CatheterRepair,
+    Fault,
+    MagnetExposure,
+    MechanicalBias,
+    MemoryCorruption,
+    MotorRepair,
+    MotorStall,
+    PocketFill,
+    Reset,
+)
+from emulator.firmware.event_log import EventLog
+from emulator.firmware.firmware import Engine, Firmware, FirmwareStatus
+from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
+from emulator.firmware.results import (
+    Accepted,
+    BolusStarted,
+    RefillBegun,
+    RefillCompleted,
+    Refused,
+    Staged,
+)
+from emulator.plant import CatheterState, MotorState, Plant, PlantTruth
+from emulator.profile import Profile, Range, load_profile
+from protocol.device_state import AlarmKind, AlarmRecord, EventKind, LogEntry
+from protocol.prescription import Prescription
+from protocol.units import MS_PER_S
+
+__all__ = [
+    "Accepted",
+    "BolusStarted",
+    "EngineFactory",
+    "Pump",
+    "RefillBegun",
+    "RefillCompleted",
+    "Refused",
+    "SnapshotError",
+    "Staged",
+]
+
+EngineFactory = Callable[[int, int], Engine]
+"""Builds an engine from (stroke_nl, start_ms): DeliveryEngine, or a ReferenceStepper for
+the benchmark's like-for-like comparison."""
+
+SNAPSHOT_MAGIC = b"PEMU-SS1"
+
+
+class Pump:
+    """One emulated implanted pump. All times are integer ms on the pump's own timeline."""
+
+    def __init__(
+        self,
+        profile: str | Path | Profile = "peristaltic-20",
+        *,
+        start_ms: int = 0,
+        reservoir_nl: int | None = None,
+        catheter_length_cm: int | None = None,
+        catheter_primed: bool = True,
+        engine_factory: EngineFactory = DeliveryEngine,
+    ) -> None:
+        """A freshly implanted pump at ``start_ms``.
+
+        ``reservoir_nl`` (default: the usable volume) is both what the reservoir holds and
+        what the firmware believes it holds. ``catheter_length_cm`` defaults to the
+        profile's maximum; ``catheter_primed=False`` leaves its dead volume without drug, so
+        the first delivery only fills it (H3).
+        """
+        self._profile = profile if isinstance(profile, Profile) else load_profile(profile)
+        p = self._profile
+        if isinstance(start_ms, bool) or not isinstance(start_ms, int) or start_ms < 0:
+            raise ValueError("start_ms must be an int >= 0")
+        volume = p.reservoir_usable_nl if reservoir_nl is None else reservoir_nl
+        if not 0 <= volume <= p.reservoir_usable_nl:
+            raise ValueError(f"reservoir_nl must be 0..{p.reservoir_usable_nl}")
+        length = p.catheter_max_length_cm if catheter_length_cm is None else catheter_length_cm
+        self._now = start_ms
+        self._engine_factory = engine_factory
+        self._catheter_length_cm = length
+        self._plant = Plant(p, start_ms, volume, length, catheter_primed=catheter_primed)
+        self._fw = Firmware(p, engine_factory(p.stroke_nl, start_ms), start_ms, volume)
+        self._last_withdrawn = 0
+
+    # ====================================================================================
+    # Time
+    # ====================================================================================
+
+    @property
+    def now_ms(self) -> int:
+        return self._now
+
+    @property
+    def profile(self) -> Profile:
+        return self._profile
+
+    def advance(self, seconds: int) -> None:
+        """Let ``seconds`` (an int) of pump time pass."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise TypeError("seconds must be an int (integer time: DESIGN.md principle 4)")
+        self.advance_to(self._now + seconds * MS_PER_S)
+
+    def advance_to(self, time_ms: int) -> None:
+        """Let pump time reach ``time_ms``, stepping from event to event."""
+        if isinstance(time_ms, bool) or not isinstance(time_ms, int):
+            raise TypeError("time_ms must be an int")
+        if time_ms < self._now:
+            raise TimeError(f"time went backwards: {time_ms} < now {self._now}")
+        while True:
+            due = self._next_event()
+            if due is None or due > time_ms:
+                break
+            self._step(due)
+        if time_ms > self._now:
+            self._step(time_ms)
+
+    def next_deadline(self) -> int | None:
+        """The next time anything in the pump changes by itself, or what it would accept
+        changes (a lockout or a stage expiring); None if nothing ever will."""
+        times = [self._next_event(), *self._fw.user_deadlines(self._now)]
+        future = [t for t in times if t is not None and t > self._now]
+        return min(future, default=None)
+
+    def _next_event(self) -> int | None:
+        now = self._now
+        fw = self._fw
+        times = [fw.next_deadline(now), self._plant.next_event_ms()]
+        blocked = self._sensed_blocked()
+        if blocked and not fw.stall_detected:
+            # The sensor notices at the first stroke the firmware commands.
+            times.append(fw.engine.next_stroke_ms())
+        elif fw.stall_detected and not blocked:
+            times.append(self._next_retry_ms())
+        return min((t for t in times if t is not None and t > now), default=None)
+
+    def _next_retry_ms(self) -> int:
+        """The firmware retries a stalled motor every stall_retry_interval_s from detection."""
+        detected = self._fw.stall_detected_ms
+        interval = self._profile.stall_retry_interval_s * MS_PER_S
+        return detected + -(-(self._now - detected) // interval) * interval
+
+    def _sensed_blocked(self) -> bool:
+        """What the firmware's sensors can see of the mechanism (profile-dependent)."""
+        truth = self._plant
+        p = self._profile
+        motor = p.sensor_motor_stall and truth.motor is not MotorState.OK
+        return motor or (p.sensor_flow_valve and truth.truth().valve_closed)
+
+    def _step(self, t: int) -> None:
+        fw = self._fw
+        plant = self._plant
+        strokes = fw.engine.advance(t)
+        allowed = fw.allowed_strokes(strokes.count) if strokes.count else 0
+        if allowed and self._sensed_blocked() and not fw.stall_detected:
+            plant.pump(allowed, t)  # tried; the rotor did not turn
+            self._now = t
+            fw.on_stall_detected(t)
+        else:
+            plant.pump(allowed, t)
+            self._now = t
+            if allowed:
+                fw.on_strokes_delivered(allowed)
+        if fw.stall_detected and not self._sensed_blocked() and self._next_retry_ms() == t:
+            fw.on_motor_recovered(t)
+        fw.after_step(t, plant.battery_nah(t))
+
+    # ====================================================================================
+    # Commands (results are values; every one is logged)
+    # ====================================================================================
+
+    def stage(self, prescription: Prescription) -> Staged | Refused:
+        return self._fw.stage(prescription, self._now)
+
+    def discard_staged(self) -> None:
+        """Forget a staged prescription (a session cut between stage and commit, C5)."""
+        self._fw.discard_staged()
+
+    def commit(self, digest: bytes, *, command_id: int | None = None) -> Accepted | Refused:
+        return self._fw.commit(digest, self._now, command_id)
+
+    def program(
+        self, prescription: Prescription, *, command_id: int | None = None
+    ) -> Accepted | Refused:
+        """Stage and commit in one call, for scripts that need no review step."""
+        staged = self.stage(prescription)
+        if isinstance(staged, Refused):
+            return staged
+        return self.commit(staged.digest, command_id=command_id)
+
+    def start(self, *, command_id: int | None = None) -> Accepted | Refused:
+        return self._fw.start(self._now, command_id)
+
+    def stop(self, *, command_id: int | None = None) -> Accepted | Refused:
+        return self._fw.stop(self._now, command_id)
+
+    def clinician_bolus(
+        self, dose_nl: int, duration_s: int, *, command_id: int | None = None
+    ) -> BolusStarted | Refused:
+        return self._fw.clinician_bolus(dose_nl, duration_s, self._now, command_id)
+
+    def patient_bolus(self, *, command_id: int | None = None) -> BolusStarted | Refused:
+        return self._fw.patient_bolus(self._now, command_id)
+
+    def prime(
+        self, catheter_length_cm: int | None = None, *, command_id: int | None = None
+    ) -> BolusStarted | Refused:
+        """Priming bolus of the catheter's dead volume at the maximum rate (H3)."""
+        length = self._catheter_length_cm if catheter_length_cm is None else catheter_length_cm
+        return self._fw.prime(length, self._now, command_id)
+
+    def prime_volume(
+        self, volume_nl: int, *, command_id: int | None = None
+    ) -> BolusStarted | Refused:
+        """Priming bolus of a given catheter volume at the maximum rate (H3; the wire's
+        PRIMING_BOLUS carries a volume)."""
+        return self._fw.prime_volume(volume_nl, self._now, command_id)
+
+    def cancel_bolus(self, *, command_id: int | None = None) -> Accepted | Refused:
+        return self._fw.cancel_bolus(self._now, command_id)
+
+    def refill_begin(self, *, command_id: int | None = None) -> RefillBegun | Refused:
+        """The clinician withdraws the whole residual (plant truth) after the pump agrees."""
+        refusal = self._fw.check_refill_begin(self._now, command_id)
+        if refusal is not None:
+            return refusal
+        self._last_withdrawn = self._plant.withdraw_all()
+        return self._fw.refill_begin(self._now, self._last_withdrawn, command_id)
+
+    def refill_complete(
+        self,
+        new_volume_nl: int,
+        *,
+        withdrawn_nl: int | None = None,
+        injected_nl: int | None = None,
+        pocket_nl: int = 0,
+        new_concentration_ug_per_ml: int | None = None,
+        command_id: int | None = None,
+    ) -> RefillCompleted | Refused:
+        """Enter the refill. ``new_volume_nl`` is what the clinician *enters*.
+
+        ``withdrawn_nl`` is the residual the clinician reports (default: what the needle
+        really drew at refill_begin); ``injected_nl`` is what really went into the reservoir
+        (default: the entered volume; differ for H10); ``pocket_nl`` went into the pocket
+        instead (H1). ``new_concentration_ug_per_ml``, if given, is the new drug strength
+        (checked in mass against the running rates). Physical volumes are applied only if
+        the pump accepts the entry.
+        """
+        if injected_nl is not None and injected_nl < 0:
+            raise ValueError("injected_nl must be >= 0")
+        if pocket_nl < 0:
+            raise ValueError("pocket_nl must be >= 0")
+        reported = self._last_withdrawn if withdrawn_nl is None else withdrawn_nl
+        conc = new_concentration_ug_per_ml
+        refusal = self._fw.check_refill_complete(
+            new_volume_nl, reported, self._now, command_id, conc
+        )
+        if refusal is not None:
+            return refusal
+        self._plant.inject(new_volume_nl if injected_nl is None else injected_nl, pocket_nl)
+        return self._fw.refill_complete(new_volume_nl, reported, self._now, command_id, conc)
+
+    def acknowledge_alarm(
+        self, kind: AlarmKind, *, command_id: int | None = None
+    ) -> Accepted | Refused:
+        return self._fw.acknowledge_alarm(kind, self._now, command_id)
+
+    def alarm_test(self, *, command_id: int | None = None) -> Accepted | Refused:
+        return self._fw.alarm_test(self._now, command_id)
+
+    def set_clock(self, local_ms: int, *, command_id: int | None = None) -> Accepted | Refused:
+        """Set the pump's local clock (ms since 1970-01-01 local); flex steps follow it."""
+        return self._fw.set_clock(local_ms, self._now, command_id)
+
+    def clear_memory_error(self, *, command_id: int | None = None) -> Accepted | Refused:
+        return self._fw.clear_memory_error(self._now, command_id)
+
+    def reset_flow_valve(self, *, command_id: int | None = None) -> Accepted | Refused:
+        """Reopen a valve-gated pump's closed flow-activated valve (H15)."""
+        result = self._fw.note_flow_valve_reset(self._now, command_id)
+        if isinstance(result, Accepted):
+            self._plant.reset_flow_valve()
+        return result
+
+    def record_event(
+        self, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
+    ) -> int:
+        """Log an event at the current time (the wire layer's session and security events).
+        Returns its sequence number."""
+        return self._fw.record_event(self._now, kind, detail, value_a, value_b)
+
+    def telemetry_session(self) -> None:
+        """Account one telemetry session's battery draw (the wire layer calls this)."""
+        self._plant.telemetry_session()
+
+    # ====================================================================================
+    # Reading
+    # ====================================================================================
+
+    def status(self) -> FirmwareStatus:
+        return self._fw.status(self._now)
+
+    def log(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
+        return self._fw.log.entries(since_seq)
+
+    def alarms(self) -> tuple[AlarmRecord, ...]:
+        return self._fw.alarms.records()
+
+    def plant_truth(self) -> PlantTruth:
+        """Physical truth, for oracles and scenarios; the firmware never sees it."""
+        return self._plant.truth()
+
+    @property
+    def engine(self) -> Engine:
+        """The delivery engine the firmware drives (read-only use: rates, bolus state)."""
+        return self._fw.engine
+
+    # ====================================================================================
+    # Faults
+    # ====================================================================================
+
+    def inject(self, fault: Fault) -> None:
+        """Apply a fault at the current time (DESIGN.md principle 3: it acts on the plant)."""
+        plant = self._plant
+        match fault:
+            case MotorStall(recover_after_s=None):
+                plant.stall_motor(None)
+            case MotorStall(recover_after_s=seconds):
+                assert seconds is not None
+                plant.stall_motor(seconds * MS_PER_S)
+            case MotorRepair():
+                plant.repair_motor()
+            case MagnetExposure(scan_s=scan, recovery_s=recovery):
+                plant.expose_to_magnet(scan * MS_PER_S, recovery * MS_PER_S)
+            case CatheterOcclusion():
+                plant.set_catheter(CatheterState.OCCLUDED)
+            case CatheterLeak(ppm=ppm):
+                plant.set_catheter(CatheterState.LEAKING, ppm)
+            case CatheterDisconnect():
+                plant.set_catheter(CatheterState.DISCONNECTED)
+            case CatheterRepair():
+                plant.set_catheter(CatheterState.OK)
+            case BatteryDrain(nah=nah):
+                plant.drain_battery(nah)
+            case PocketFill(volume_nl=volume):
+                plant.inject(0, volume)
+            case MechanicalBias(ppm=ppm):
+                plant.set_bias(ppm)
+            case Reset():
+                self._reset()
+            case MemoryCorruption(bit=bit):
+                blob = bytearray(self._fw.nv_image())
+                index = bit % (len(blob) * 8)
+                blob[index // 8] ^= 1 << (index % 8)
+                self._fw.corrupt_nv(bytes(blob))
+            case _:  # pragma: no cover - exhaustive over Fault
+                raise TypeError(f"not a fault: {fault!r}")
+
+    def _reset(self) -> None:
+        """H4: the processor restarts; only non-volatile state survives (the engine's
+        sub-stroke remainder and any running bolus do not)."""
+        self._fw.engine = self._engine_factory(self._profile.stroke_nl, self._now)
+        self._fw.reboot(self._now)
+
+    # ====================================================================================
+    # Snapshots: save and resume a simulation exactly, corruption detected
+    # ====================================================================================
+
+    def snapshot(self) -> bytes:
+        """Everything needed to resume this pump exactly, checksummed (SHA-256)."""
+        record: dict[str, Any] = {
+            "version": 1,
+            "profile": _profile_to_json(self._profile),
+            "now": self._now,
+            "catheter_length_cm": self._catheter_length_cm,
+            "last_withdrawn": self._last_withdrawn,
+            "plant": self._plant.to_dict(),
+            "firmware": self._fw.snapshot_state(),
+            "engine": dataclasses.asdict(self._fw.engine.state()),
+            "log": self._fw.log.to_json(),
+        }
+        return encode_record(SNAPSHOT_MAGIC, record)
+
+    @classmethod
+    def restore(cls, blob: bytes) -> Pump:
+        """Rebuild a pump from ``snapshot()``; SnapshotError if it is corrupt or malformed.
+        The restored pump uses the exact DeliveryEngine."""
+        record = decode_record(SNAPSHOT_MAGIC, blob)
+        try:
+            if record["version"] != 1:
+                raise SnapshotError(f"unsupported snapshot version {record['version']!r}")
+            profile = _profile_from_json(record["profile"])
+            engine = DeliveryEngine.from_state(EngineState(**record["engine"]))
+            log = EventLog.from_json(record["log"])
+            pump = cls.__new__(cls)
+            pump._profile = profile
+            pump._now = int(record["now"])
+            pump._engine_factory = DeliveryEngine
+            pump._catheter_length_cm = int(record["catheter_length_cm"])
+            pump._last_withdrawn = int(record["last_withdrawn"])
+            pump._plant = Plant.from_dict(profile, record["plant"])
+            pump._fw = Firmware.from_snapshot_state(profile, engine, log, record["firmware"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SnapshotError(f"snapshot does not describe a pump: {exc}") from exc
+        if engine.now_ms != pump._now:
+            raise SnapshotError("engine time and pump time disagree")
+        return pump
+
+
+def _profile_to_json(profile: Profile) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(profile):
+        value = getattr(profile, f.name)
+        if isinstance(value, Range):
+            value = [value.low, value.high]
+        elif f.name == "drug_max_daily_mass_pg":
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def _profile_from_json(data: dict[str, Any]) -> Profile:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Profile):
+        value = data[f.name]
+        if isinstance(value, list):
+            value = Range(int(value[0]), int(value[1]))
+        values[f.name] = value
+    return Profile(**values)

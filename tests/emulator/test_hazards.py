@@ -1,0 +1,535 @@
+"""One test (at least) per hazard with a pump-side meaning (DOMAIN.md section 3).
+
+Each test drives the public Pump API and checks the behaviour the hazard needs: firmware
+belief (status, log, alarms) against plant truth. Expected numbers are worked out in the
+comments from the profile files, not read back from the code under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from emulator.faults import (
+    BatteryDrain,
+    CatheterDisconnect,
+    CatheterLeak,
+    CatheterOcclusion,
+    CatheterRepair,
+    MagnetExposure,
+    MemoryCorruption,
+    MotorStall,
+    Reset,
+)
+from emulator.firmware.results import Accepted, BolusStarted, RefillCompleted, Refused, Staged
+from emulator.plant import MotorState
+from emulator.pump import Pump
+from protocol.device_state import AlarmKind, AlarmSeverity, EventKind, TherapyState
+from protocol.prescription import PatientBolusLimits, Prescription
+from protocol.refusal import FieldId, RefusalCode
+from protocol.units import MS_PER_DAY, MS_PER_HOUR, S_PER_DAY, S_PER_HOUR
+
+PumpFactory = Callable[..., Pump]
+RxFactory = Callable[..., Prescription]
+
+ML = 1_000_000
+# peristaltic-20: stroke 200 nL, bias +10_000 ppm, 20 mL usable, catheter 110 cm x 2600 nL.
+STROKE = 200
+
+
+def kinds(pump: Pump) -> list[EventKind]:
+    return [e.kind for e in pump.log()]
+
+
+def active(pump: Pump) -> set[AlarmKind]:
+    return {a.kind for a in pump.alarms()}
+
+
+# -- H1: pocket fill --------------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H1")
+def test_pocket_fill_shows_as_refill_discrepancy(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(1 * ML), reservoir_nl=4 * ML)
+    begun = pump.refill_begin()
+    assert begun.ok
+    # Entered 20 mL, but 12 mL went under the skin: the reservoir really holds 8 mL.
+    done = pump.refill_complete(20 * ML, injected_nl=8 * ML, pocket_nl=12 * ML)
+    assert isinstance(done, RefillCompleted)
+    assert not done.discrepancy_flagged  # nothing was wrong at this refill's withdrawal
+    truth = pump.plant_truth()
+    assert truth.reservoir_nl == 8 * ML
+    assert truth.pocket_nl == 12 * ML
+    assert pump.status().reservoir_estimate_nl == 20 * ML  # the pump believes the entry
+    pump.advance(10 * S_PER_DAY)
+    # 10 days at 1 mL/day: the pump predicts 10 mL left; truth is 8 - 10.1 -> empty (air).
+    assert pump.plant_truth().reservoir_nl == 0
+    pump.refill_begin()
+    result = pump.refill_complete(20 * ML)
+    assert isinstance(result, RefillCompleted)
+    assert result.discrepancy_flagged
+    assert result.discrepancy_nl == -10 * ML  # withdrew 0, predicted 10 mL
+    entry = next(e for e in pump.log() if e.kind is EventKind.REFILL_DISCREPANCY)
+    assert (entry.detail, entry.value_a) == (0, 10 * ML)  # detail 0: less than predicted
+
+
+@pytest.mark.hazard("H1")
+def test_small_refill_gap_is_not_flagged(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(1 * ML))
+    pump.advance(S_PER_DAY)
+    begun = pump.refill_begin()
+    assert begun.ok
+    # +1 % bias: 1.01 mL really left the reservoir, the pump counted 1 mL: a 10 uL gap.
+    assert begun.predicted_residual_nl - begun.withdrawn_nl == 10_000
+    done = pump.refill_complete(20 * ML)
+    assert isinstance(done, RefillCompleted)
+    assert not done.discrepancy_flagged
+    assert EventKind.REFILL_DISCREPANCY not in kinds(pump)
+
+
+# -- H3: priming ------------------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H3")
+def test_priming_fills_dead_volume_at_max_rate_and_is_logged(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = programmed(rx(500_000), catheter_primed=False)
+    pump.stop()
+    primed = pump.prime()
+    assert isinstance(primed, BolusStarted)
+    # 110 cm x 2600 nL = 286_000 nL = 1430 strokes; at 24 mL/day that takes
+    # 286_000 * 86_400_000 / 24_000_000 = 1_029_600 ms.
+    assert (primed.volume_nl, primed.strokes) == (286_000, 1430)
+    assert primed.ends_ms == 1_029_600
+    assert pump.status().state is TherapyState.PRIMING
+    assert pump.engine.basal_rate_nl_per_day == 0  # priming replaces the basal
+    pump.advance(1_030)
+    truth = pump.plant_truth()
+    assert truth.catheter_nl == truth.catheter_volume_nl == 286_000
+    # 1430 strokes moved 288_860 nL (+1 %); the excess 2_860 nL reached the patient.
+    assert truth.delivered_nl == 2_860
+    assert pump.status().state is TherapyState.STOPPED  # back where it started
+    assert EventKind.PRIMING_STARTED in kinds(pump)
+    assert EventKind.PRIMING_COMPLETED in kinds(pump)
+
+
+@pytest.mark.hazard("H3")
+def test_unprimed_catheter_delays_arrival(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(100_000), catheter_primed=False)
+    pump.advance(2 * S_PER_DAY)
+    truth = pump.plant_truth()
+    # 0.1 mL/day for 2 days fills 0.202 mL of the 0.286 mL dead volume: nothing arrived yet.
+    assert truth.delivered_nl == 0
+    assert truth.catheter_nl == 202_000
+    assert pump.status().delivered_nl == 200_000  # yet the firmware counts it as delivered
+
+
+# -- H4: reset and low-battery reset ---------------------------------------------------------
+
+
+@pytest.mark.hazard("H4")
+def test_reset_restores_nonvolatile_state_and_drops_bolus(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pb = PatientBolusLimits(dose_nl=10_000, duration_s=600, lockout_s=3_600, max_per_24h=4)
+    pump = programmed(rx(1 * ML, patient_bolus=pb))
+    pump.advance(2 * S_PER_HOUR)
+    assert pump.patient_bolus(command_id=7).ok
+    pump.advance(60)
+    before = pump.status()
+    assert before.state is TherapyState.PATIENT_BOLUS
+    pump.inject(Reset())
+    after = pump.status()
+    assert after.prescription == before.prescription
+    assert after.reservoir_estimate_nl == before.reservoir_estimate_nl
+    assert after.last_command_id == 7
+    assert after.state is TherapyState.CONTINUOUS  # the bolus is dropped, not resumed
+    assert after.bolus_strokes_remaining == 0
+    assert kinds(pump)[-2:] == [EventKind.RESET, EventKind.BOLUS_CANCELLED]
+    # The lockout survives the reset: a reset must not hand out an extra bolus.
+    refused = pump.patient_bolus()
+    assert isinstance(refused, Refused)
+    assert refused.code is RefusalCode.LOCKOUT_ACTIVE
+    pump.advance(S_PER_HOUR)
+    assert pump.status().delivered_nl > after.delivered_nl  # therapy goes on
+
+
+@pytest.mark.hazard("H4", "H6")
+def test_early_depletion_resets_flow_to_low_rate(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(2 * ML))
+    # A short drains the cell below the 10 mAh low-reset threshold (700 mAh capacity).
+    pump.inject(BatteryDrain(695_000_000))
+    pump.advance(S_PER_DAY)  # the daily battery check sees it
+    status = pump.status()
+    assert AlarmKind.LOW_BATTERY_RESET in active(pump)
+    assert AlarmKind.ELECTIVE_REPLACEMENT in active(pump)
+    assert status.state is TherapyState.CONTINUOUS
+    assert status.basal_rate_nl_per_day == 48_000  # the profile's very low rate
+    assert status.prescription is not None
+    assert status.prescription.patient_bolus is None
+    assert AlarmKind.LOW_BATTERY_RESET.severity is AlarmSeverity.CRITICAL
+
+
+# -- H5: permanent motor stall -----------------------------------------------------------------
+
+
+@pytest.mark.hazard("H5")
+def test_permanent_stall_alarms_and_stops_delivery(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(288_000))  # one 200 nL stroke every 60 s exactly
+    pump.advance(S_PER_HOUR)
+    pump.inject(MotorStall())
+    pumped = pump.plant_truth().pumped_nl
+    counted = pump.status().delivered_nl
+    pump.advance(30 * S_PER_DAY)
+    status = pump.status()
+    assert status.state is TherapyState.SUSPENDED_BY_ALARM
+    assert status.motor_stall_detected
+    assert AlarmKind.MOTOR_STALL in active(pump)
+    assert pump.plant_truth().pumped_nl == pumped
+    assert status.delivered_nl == counted  # the failed stroke is not counted
+    stall = next(e for e in pump.log() if e.kind is EventKind.MOTOR_STALL)
+    assert stall.time_ms == MS_PER_HOUR + 60_000  # at the first stroke after the stall
+    refused = pump.clinician_bolus(100_000, 600)
+    assert isinstance(refused, Refused)
+    assert refused.code is RefusalCode.MOTOR_STALLED
+    not_started = pump.start()
+    assert isinstance(not_started, Refused)
+    assert not_started.code is RefusalCode.MOTOR_STALLED
+
+
+@pytest.mark.hazard("H5")
+def test_pump_without_stall_sensor_does_not_notice(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(1 * ML), profile="valve-gated-20")
+    pump.inject(MotorStall())
+    pump.advance(5 * S_PER_DAY)
+    assert pump.status().state is TherapyState.CONTINUOUS
+    assert pump.status().delivered_nl == 5 * ML  # belief
+    assert pump.plant_truth().pumped_nl == 0  # truth
+
+
+# -- H6: ERI then end of service ----------------------------------------------------------------
+
+
+@pytest.mark.hazard("H6")
+def test_eri_then_end_of_service_after_90_days(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(100_000))  # 0.1 mL/day: the 20 mL last past end of service
+    pump.inject(BatteryDrain(655_000_000))  # 45 mAh left, ERI threshold is 40 mAh
+    # Idle 240 uAh/day plus 40 nAh x 500 strokes/day = 260 uAh/day: 5 mAh last 19.2 days.
+    pump.advance(25 * S_PER_DAY)
+    status = pump.status()
+    assert status.elective_replacement_ms is not None
+    eri = status.elective_replacement_ms
+    assert eri == 20 * MS_PER_DAY  # found at the first daily battery check after 19.2 days
+    assert status.end_of_service_ms == eri + 90 * MS_PER_DAY
+    assert AlarmKind.ELECTIVE_REPLACEMENT in active(pump)
+    assert AlarmKind.ELECTIVE_REPLACEMENT.severity is AlarmSeverity.NON_CRITICAL
+    assert status.state is TherapyState.CONTINUOUS  # still delivering after ERI
+    pump.advance_to(eri + 90 * MS_PER_DAY - 1)
+    assert pump.status().state is TherapyState.CONTINUOUS
+    pump.advance(1)
+    assert pump.status().state is TherapyState.END_OF_SERVICE
+    assert AlarmKind.END_OF_SERVICE in active(pump)
+    pumped = pump.plant_truth().pumped_nl
+    pump.advance(30 * S_PER_DAY)
+    assert pump.plant_truth().pumped_nl == pumped
+    refused = pump.start()
+    assert isinstance(refused, Refused)
+    assert refused.code is RefusalCode.END_OF_SERVICE
+
+
+@pytest.mark.hazard("H6")
+def test_natural_battery_life_reaches_eri(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(500_000))
+    refill_every = 30 * S_PER_DAY
+    while pump.status().elective_replacement_ms is None:
+        pump.advance(refill_every)
+        pump.refill_begin()
+        pump.refill_complete(20 * ML)
+    years = pump.status().elective_replacement_ms // (365 * MS_PER_DAY)  # type: ignore[operator]
+    # 660 mAh to ERI at 0.34 mAh/day (+ telemetry none) is about 5.3 years.
+    assert years == 5
+
+
+# -- H8: memory error --------------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H8")
+def test_memory_corruption_blocks_updates_until_cleared(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = programmed(rx(1 * ML))
+    pump.advance(S_PER_HOUR)
+    pump.inject(MemoryCorruption(bit=77))
+    pump.advance(1)  # the next record write fails its check
+    status = pump.status()
+    assert status.memory_error
+    assert status.state is TherapyState.SUSPENDED_BY_ALARM
+    assert AlarmKind.MEMORY_ERROR in active(pump)
+    staged = pump.stage(rx(500_000))
+    assert isinstance(staged, Refused)
+    assert staged.code is RefusalCode.MEMORY_ERROR
+    bolus = pump.clinician_bolus(100_000, 600)
+    assert isinstance(bolus, Refused)
+    assert bolus.code is RefusalCode.MEMORY_ERROR
+    pumped = pump.plant_truth().pumped_nl
+    pump.advance(S_PER_DAY)
+    assert pump.plant_truth().pumped_nl == pumped  # safe state: no delivery
+    assert isinstance(pump.clear_memory_error(command_id=9), Accepted)
+    assert pump.status().state is TherapyState.STOPPED  # restart is explicit
+    assert isinstance(pump.start(), Accepted)
+    assert pump.status().state is TherapyState.CONTINUOUS
+
+
+@pytest.mark.hazard("H8", "H4")
+def test_reset_with_corrupt_record_boots_into_memory_error(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = programmed(rx(1 * ML))
+    pump.inject(MemoryCorruption(bit=1000))
+    pump.inject(Reset())
+    status = pump.status()
+    assert status.memory_error
+    assert status.state is TherapyState.SUSPENDED_BY_ALARM
+    assert pump.engine.basal_rate_nl_per_day == 0
+
+
+# -- H9: flex mis-entry, daily mass -------------------------------------------------------------
+
+
+@pytest.mark.hazard("H9")
+def test_flex_misentry_refused_by_daily_mass(programmed: PumpFactory, flex_rx: RxFactory) -> None:
+    pump = Pump("peristaltic-20")
+    # Ziconotide 100 ug/mL; the limit is 19.2 ug/day = 19_200_000 pg.
+    # Meant: 60 nL... say 0.06 mL once each morning = 6 ug: one hour at 1.44 mL/day.
+    meant = flex_rx([(0, 0), (8 * 3600, 1_440_000), (9 * 3600, 0)], drug="ziconotide",
+                    concentration=100)  # fmt: skip
+    staged = pump.stage(meant)
+    assert isinstance(staged, Staged)
+    assert staged.daily_volume_nl == 60_000
+    # Mis-entered: the same dose every hour, 24x: 1.44 mL/day = 144 ug/day.
+    wrong = flex_rx([(0, 1_440_000)], drug="ziconotide", concentration=100)
+    refused = pump.stage(wrong)
+    assert refused == Refused(RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.DAILY_DOSE, 19_200_000)
+    assert pump.log()[-1].kind is EventKind.COMMAND_REFUSED
+
+
+@pytest.mark.hazard("H9", "H11")
+def test_daily_mass_counts_every_allowed_patient_bolus(rx: RxFactory) -> None:
+    pump = Pump("peristaltic-20")
+    # Morphine 10 mg/mL = 10_000 ug/mL; limit 15 mg/day. Basal 1 mL/day = 10 mg (+1 stroke).
+    ok = PatientBolusLimits(dose_nl=100_000, duration_s=600, lockout_s=3600, max_per_24h=4)
+    assert pump.stage(rx(1 * ML, concentration=10_000, patient_bolus=ok)).ok  # 14 mg
+    too_many = PatientBolusLimits(dose_nl=100_000, duration_s=600, lockout_s=3600, max_per_24h=6)
+    refused = pump.stage(rx(1 * ML, concentration=10_000, patient_bolus=too_many))  # 16 mg
+    assert isinstance(refused, Refused)
+    assert refused.code is RefusalCode.DAILY_DOSE_ABOVE_MAX
+
+
+# -- H10: wrong refill volume entered -------------------------------------------------------------
+
+
+@pytest.mark.hazard("H10")
+def test_wrong_refill_volume_runs_dry_before_prediction(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = programmed(rx(1 * ML), profile="peristaltic-40", reservoir_nl=5 * ML)
+    pump.refill_begin()
+    done = pump.refill_complete(40 * ML, injected_nl=20 * ML)  # 20 mL in, 40 mL entered
+    assert isinstance(done, RefillCompleted)
+    assert done.predicted_empty_ms is not None
+    assert done.predicted_empty_ms >= 39 * MS_PER_DAY  # what the programmer shows
+    # Truth: 20 mL at 1.01 mL/day is gone after 19.8 days.
+    pump.advance(20 * S_PER_DAY)
+    truth = pump.plant_truth()
+    assert truth.reservoir_nl == 0
+    assert truth.dry_nl > 0
+    status = pump.status()
+    assert status.state is TherapyState.CONTINUOUS  # the pump has no idea
+    assert status.reservoir_estimate_nl == 20 * ML
+
+
+# -- H11: misprogramming limits ------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H11")
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        (24_000_001, Refused(RefusalCode.RATE_ABOVE_MAX, FieldId.STEP_RATE, 24_000_000)),
+        (47_999, Refused(RefusalCode.RATE_BELOW_MIN, FieldId.STEP_RATE, 48_000)),
+    ],
+    ids=["above-max", "below-min"],
+)
+def test_rate_limits_refused(rx: RxFactory, rate: int, expected: Refused) -> None:
+    pump = Pump("peristaltic-20")
+    assert pump.stage(rx(rate, concentration=1)) == expected
+    assert pump.stage(rx(24_000_000, concentration=1)).ok
+    assert pump.stage(rx(48_000, concentration=1)).ok
+
+
+@pytest.mark.hazard("H11")
+def test_bolus_limits_refused(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(500_000))
+    assert pump.clinician_bolus(2_000_001, 3600) == Refused(
+        RefusalCode.BOLUS_ABOVE_MAX, FieldId.BOLUS_DOSE, 2_000_000
+    )
+    # 2 mL in 60 s is 2880 mL/day: far above 24 mL/day minus the 0.5 mL/day basal.
+    fast = pump.clinician_bolus(2_000_000, 60)
+    assert isinstance(fast, Refused)
+    assert fast.code is RefusalCode.RATE_ABOVE_MAX
+    assert fast.field is FieldId.BOLUS_DURATION
+    assert fast.limit == 7_354  # ceil(2 mL * 86400 s / 23.5 mL/day): the shortest allowed
+    assert pump.clinician_bolus(2_000_000, 7_354).ok
+
+
+# -- H12: no catch-up after a stall or stop ------------------------------------------------------
+
+
+@pytest.mark.hazard("H12")
+def test_restart_after_stall_delivers_no_catch_up(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(288_000))  # one stroke a minute
+    pump.advance(S_PER_HOUR)
+    pump.inject(MotorStall(recover_after_s=10 * S_PER_HOUR))
+    pump.advance(10 * S_PER_HOUR + 600)  # recovery seen at the next 10-minute retry
+    assert pump.status().state is TherapyState.CONTINUOUS
+    recovered = next(e for e in pump.log() if e.kind is EventKind.MOTOR_RECOVERED)
+    # Stall seen at 61 min; retries every 600 s; plant free at 11 h -> seen at 11 h 1 min.
+    assert recovered.time_ms == 11 * MS_PER_HOUR + 60_000
+    before = pump.status().delivered_nl
+    pump.advance(S_PER_HOUR)
+    # The next hour holds the programmed 60 strokes, not one more (no catch-up).
+    assert pump.status().delivered_nl - before == 60 * STROKE
+
+
+@pytest.mark.hazard("H12")
+def test_stall_drops_running_bolus(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(288_000))
+    assert pump.clinician_bolus(1_000_000, 6 * S_PER_HOUR).ok
+    pump.advance(S_PER_HOUR)
+    pump.inject(MotorStall(recover_after_s=60))
+    pump.advance(S_PER_HOUR)
+    assert pump.status().state is TherapyState.CONTINUOUS
+    assert pump.status().bolus_strokes_remaining == 0
+    assert EventKind.BOLUS_CANCELLED in kinds(pump)
+
+
+@pytest.mark.hazard("H12")
+def test_stop_and_start_deliver_no_catch_up(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(288_000))
+    pump.advance(S_PER_HOUR)
+    assert pump.stop().ok
+    pump.advance(5 * S_PER_HOUR)
+    assert pump.start().ok
+    before = pump.status().delivered_nl
+    pump.advance(S_PER_HOUR)
+    assert pump.status().delivered_nl - before == 60 * STROKE
+
+
+# -- H13: occlusion ------------------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H13")
+def test_occlusion_pumped_is_not_delivered(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(1 * ML))
+    pump.inject(CatheterOcclusion())
+    pump.advance(3 * S_PER_DAY)
+    truth = pump.plant_truth()
+    assert truth.pumped_nl == 3_030_000
+    assert truth.delivered_nl == 0
+    assert truth.retained_nl == 3_030_000
+    assert pump.status().state is TherapyState.CONTINUOUS  # the pump cannot sense it
+    assert pump.alarms() == ()
+    pump.inject(CatheterRepair())
+    assert pump.plant_truth().delivered_nl == 3_030_000  # released at once on clearing
+    assert pump.plant_truth().balance_nl() == 0
+
+
+# -- H14: MRI ------------------------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H14")
+def test_mri_stalls_then_recovers_after_delay(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(288_000))
+    pump.inject(MagnetExposure(scan_s=S_PER_HOUR, recovery_s=4 * S_PER_HOUR))
+    pump.advance(2 * S_PER_HOUR)
+    assert pump.plant_truth().motor is MotorState.RECOVERING
+    assert pump.status().state is TherapyState.SUSPENDED_BY_ALARM
+    pump.advance(4 * S_PER_HOUR)
+    assert pump.plant_truth().motor is MotorState.OK
+    assert pump.status().state is TherapyState.CONTINUOUS
+    events = [e for e in pump.log() if e.kind in (EventKind.MOTOR_STALL, EventKind.MOTOR_RECOVERED)]
+    assert [e.kind for e in events] == [EventKind.MOTOR_STALL, EventKind.MOTOR_RECOVERED]
+    # Free at 5 h; detected at 60 s; retries at 60 s + k*600 s -> 5 h 1 min.
+    assert events[1].time_ms == 5 * MS_PER_HOUR + 60_000
+
+
+# -- H15: valve-gated pump and a magnet ------------------------------------------------------------
+
+
+@pytest.mark.hazard("H15")
+def test_magnet_opens_valve_up_to_limit_then_closed_until_reset(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = programmed(rx(1 * ML), profile="valve-gated-20")
+    pump.inject(MagnetExposure(scan_s=1800))
+    truth = pump.plant_truth()
+    assert truth.valve_released_nl == 10_000  # 10 uL, at once
+    assert truth.delivered_nl == 10_000
+    assert truth.valve_closed
+    pump.advance(S_PER_DAY)
+    assert pump.plant_truth().delivered_nl == 10_000  # closed: nothing more flows
+    pump.inject(MagnetExposure(scan_s=1800))
+    assert pump.plant_truth().valve_released_nl == 10_000  # a closed valve stays closed
+    assert pump.reset_flow_valve(command_id=3).ok
+    assert pump.log()[-1].kind is EventKind.FLOW_VALVE_RESET
+    pump.advance(S_PER_DAY)
+    # 1 mL/day with a -3.2 % bias: 968_000 nL more.
+    assert pump.plant_truth().delivered_nl == 10_000 + 968_000
+
+
+# -- H16: low-reservoir threshold ------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H16")
+@pytest.mark.parametrize("threshold_ml", [2, 4], ids=["2mL", "4mL"])
+def test_low_reservoir_alarm_at_settable_threshold(
+    programmed: PumpFactory, rx: RxFactory, threshold_ml: int
+) -> None:
+    pump = programmed(rx(1 * ML, low_nl=threshold_ml * ML), reservoir_nl=10 * ML)
+    predicted = pump.status().predicted_low_reservoir_ms
+    assert predicted == (10 - threshold_ml) * MS_PER_DAY
+    pump.advance_to(predicted - 1)
+    assert AlarmKind.LOW_RESERVOIR not in active(pump)
+    pump.advance(1)
+    assert AlarmKind.LOW_RESERVOIR in active(pump)
+    assert pump.status().reservoir_estimate_nl == threshold_ml * ML
+
+
+@pytest.mark.hazard("H16")
+def test_low_reservoir_threshold_outside_profile_range(rx: RxFactory) -> None:
+    pump = Pump("peristaltic-20")
+    assert pump.stage(rx(1 * ML, low_nl=6_000_001)) == Refused(
+        RefusalCode.INVALID_FIELD, FieldId.LOW_RESERVOIR_THRESHOLD, 6_000_000
+    )
+
+
+# -- H17: leak and disconnect ---------------------------------------------------------------------
+
+
+@pytest.mark.hazard("H17")
+def test_leak_and_disconnect(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(1 * ML))
+    pump.inject(CatheterLeak(ppm=250_000))
+    pump.advance(S_PER_DAY)
+    truth = pump.plant_truth()
+    assert truth.leaked_nl == 252_500  # a quarter of 1.01 mL
+    assert truth.delivered_nl == 757_500
+    pump.inject(CatheterDisconnect())
+    pump.advance(S_PER_DAY)
+    truth = pump.plant_truth()
+    assert truth.delivered_nl == 757_500
+    assert truth.leaked_nl == 252_500 + 1_010_000
+    assert truth.balance_nl() == 0
+    assert pump.status().state is TherapyState.CONTINUOUS

@@ -1,0 +1,242 @@
+"""The Pump API: two-phase programming, command ids, event-driven time, snapshots."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emulator.errors import TimeError
+from emulator.faults import MemoryCorruption
+from emulator.firmware.nvram import SnapshotError
+from emulator.firmware.results import Accepted, Refused, Staged
+from emulator.pump import Pump
+from protocol.codec import prescription_digest
+from protocol.device_state import EventKind, TherapyState
+from protocol.prescription import (
+    FlexStep,
+    InfusionMode,
+    PatientBolusLimits,
+    Prescription,
+    Repeat,
+)
+from protocol.refusal import FieldId, RefusalCode
+from protocol.units import MS_PER_DAY, MS_PER_HOUR, S_PER_DAY
+
+PB = PatientBolusLimits(dose_nl=20_000, duration_s=600, lockout_s=3_600, max_per_24h=6)
+FLEX = Prescription(
+    "morphine", 1_000, InfusionMode.FLEX, Repeat.DAILY,
+    (FlexStep(0, 288_000), FlexStep(8 * 3_600, 576_000), FlexStep(20 * 3_600, 288_000)),
+    PB, 2_000_000,
+)  # fmt: skip
+
+
+@pytest.mark.hazard("C5")
+def test_stage_reports_review_values_and_commit_applies() -> None:
+    pump = Pump("peristaltic-20")
+    staged = pump.stage(FLEX)
+    assert isinstance(staged, Staged)
+    assert staged.digest == prescription_digest(FLEX)
+    # 8 h at 0.288 + 12 h at 0.576 + 4 h at 0.288 mL/day = 0.096 + 0.288 + 0.048 = 0.432 mL.
+    assert staged.daily_volume_nl == 432_000
+    # Mass: (432_000 + one stroke carry + 6 x 20_000) nL x 1_000 ug/mL.
+    assert staged.daily_mass_pg == (432_000 + 200 + 120_000) * 1_000
+    assert pump.status().prescription is None  # staging changes nothing
+    assert pump.commit(b"\x00" * 16) == Refused(RefusalCode.DIGEST_MISMATCH, FieldId.DIGEST)
+    result = pump.commit(staged.digest, command_id=42)
+    assert isinstance(result, Accepted)
+    status = pump.status()
+    assert status.prescription == FLEX
+    assert status.state is TherapyState.FLEX
+    assert status.last_command_id == 42
+    entry = pump.log()[-1]
+    assert (entry.kind, entry.value_b) == (EventKind.PRESCRIPTION_COMMITTED, 42)
+    assert pump.commit(staged.digest) == Refused(RefusalCode.NOTHING_STAGED)
+
+
+@pytest.mark.hazard("C5")
+def test_stage_expires_and_discard_changes_nothing() -> None:
+    pump = Pump("peristaltic-20")
+    staged = pump.stage(FLEX)
+    assert isinstance(staged, Staged)
+    pump.advance_to(staged.expires_ms + 1)
+    refused = pump.commit(staged.digest)
+    assert isinstance(refused, Refused)
+    assert refused.code is RefusalCode.STAGE_EXPIRED
+    staged = pump.stage(FLEX)
+    assert isinstance(staged, Staged)
+    pump.discard_staged()  # a session cut
+    assert pump.commit(staged.digest) == Refused(RefusalCode.NOTHING_STAGED)
+    assert pump.status().prescription is None
+
+
+def test_flex_steps_change_the_rate_on_the_local_clock() -> None:
+    pump = Pump("peristaltic-20")
+    assert pump.program(FLEX).ok
+    assert pump.engine.basal_rate_nl_per_day == 288_000
+    pump.advance_to(8 * MS_PER_HOUR - 1)
+    assert pump.engine.basal_rate_nl_per_day == 288_000
+    pump.advance(1)
+    assert pump.engine.basal_rate_nl_per_day == 576_000
+    assert pump.set_clock(21 * MS_PER_HOUR).ok  # the clinician sets the clock to 21:00
+    assert pump.engine.basal_rate_nl_per_day == 288_000
+    # One day at these rates is 0.432 mL exactly: 2160 strokes of 200 nL.
+    pump2 = Pump("peristaltic-20")
+    pump2.program(FLEX)
+    pump2.advance(S_PER_DAY)
+    assert pump2.status().delivered_nl == 432_000
+
+
+def test_time_never_goes_backwards_and_is_integer() -> None:
+    pump = Pump("peristaltic-20")
+    pump.advance(10)
+    with pytest.raises(TimeError):
+        pump.advance_to(9_999)
+    with pytest.raises(TypeError):
+        pump.advance(1.5)  # type: ignore[arg-type]
+
+
+def test_command_id_is_validated() -> None:
+    pump = Pump("peristaltic-20")
+    assert pump.alarm_test(command_id=0) == Refused(
+        RefusalCode.INVALID_FIELD, FieldId.COMMAND_ID, 1
+    )
+    assert pump.alarm_test(command_id=5).ok
+    assert pump.status().last_command_id == 5
+
+
+def test_advance_is_event_driven() -> None:
+    pump = Pump("peristaltic-20")
+    pump.program(FLEX)
+    steps = 0
+    step = pump._step
+
+    def counting(t: int) -> None:
+        nonlocal steps
+        steps += 1
+        step(t)
+
+    pump._step = counting  # type: ignore[method-assign]
+    pump.advance(30 * S_PER_DAY)
+    # Steps at 08:00, 20:00 and midnight (where the daily battery check falls too): 3 a
+    # day, never one per stroke (64_800 strokes) or per second.
+    assert steps == 3 * 30
+    assert pump.status().delivered_nl == 30 * 432_000
+
+
+def test_next_deadline_names_the_next_change() -> None:
+    pump = Pump("peristaltic-20")
+    pump.program(FLEX)
+    assert pump.next_deadline() == 3_600_000  # the lockout after programming ends first
+    pump.advance_to(3_600_000)
+    assert pump.next_deadline() == 8 * MS_PER_HOUR  # then the 08:00 flex step
+
+
+@given(cuts=st.lists(st.integers(1, 40 * S_PER_DAY), max_size=12))
+def test_result_does_not_depend_on_how_time_is_sliced(cuts: list[int]) -> None:
+    def run(slices: list[int]) -> tuple[object, ...]:
+        pump = Pump("peristaltic-20", reservoir_nl=10_000_000)
+        pump.program(FLEX)
+        for t in sorted(slices):
+            pump.advance_to(t * 1_000)
+        pump.advance_to(40 * MS_PER_DAY)
+        status = pump.status()
+        return (pump.plant_truth(), status.delivered_nl, status.state, pump.log())
+
+    assert run(cuts) == run([])
+
+
+def test_snapshot_round_trip_and_corruption_detected() -> None:
+    pump = Pump("peristaltic-20")
+    pump.program(FLEX)
+    pump.advance(3 * S_PER_DAY + 123)
+    staged = pump.stage(FLEX)
+    blob = pump.snapshot()
+    twin = Pump.restore(blob)
+    assert twin.status() == pump.status()
+    assert twin.plant_truth() == pump.plant_truth()
+    assert twin.log() == pump.log()
+    assert isinstance(staged, Staged)
+    assert twin.commit(staged.digest).ok
+    pump.commit(staged.digest)
+    for p in (pump, twin):
+        p.advance(10 * S_PER_DAY)
+    assert twin.plant_truth() == pump.plant_truth()
+    assert twin.status() == pump.status()
+    for index in (0, 20, len(blob) // 2, len(blob) - 1):
+        bad = bytearray(blob)
+        bad[index] ^= 0x10
+        with pytest.raises(SnapshotError):
+            Pump.restore(bytes(bad))
+    with pytest.raises(SnapshotError):
+        Pump.restore(blob[:-1])
+
+
+def test_snapshot_keeps_a_pending_memory_fault() -> None:
+    pump = Pump("peristaltic-20")
+    pump.program(FLEX)
+    pump.inject(MemoryCorruption(bit=3))
+    twin = Pump.restore(pump.snapshot())
+    twin.advance(1)
+    assert twin.status().memory_error
+
+
+def test_predictions_match_the_crossings() -> None:
+    pump = Pump("peristaltic-20", reservoir_nl=5_000_000)
+    pump.program(FLEX)
+    status = pump.status()
+    assert status.predicted_low_reservoir_ms is not None
+    assert status.predicted_empty_ms is not None
+    pump.advance_to(status.predicted_low_reservoir_ms)
+    assert pump.status().reservoir_estimate_nl == 2_000_000
+    pump.advance_to(status.predicted_empty_ms)
+    assert pump.status().state is TherapyState.SUSPENDED_BY_ALARM
+    assert pump.status().reservoir_estimate_nl == 0
+    entry = next(e for e in pump.log() if e.kind is EventKind.RESERVOIR_EMPTY)
+    assert entry.time_ms == status.predicted_empty_ms
+    pumped = pump.plant_truth().pumped_nl
+    pump.advance(S_PER_DAY)
+    assert pump.plant_truth().pumped_nl == pumped  # no delivery past an empty estimate
+
+
+def test_prime_by_volume_and_limits() -> None:
+    pump = Pump("peristaltic-20")
+    assert pump.prime_volume(286_001) == Refused(
+        RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, 286_000
+    )
+    started = pump.prime_volume(1_000)
+    assert started.ok
+    assert pump.status().state is TherapyState.PRIMING
+
+
+def test_refill_with_new_concentration_is_checked_in_mass() -> None:
+    pump = Pump("peristaltic-20")
+    rx = Prescription(
+        "morphine", 1_000, InfusionMode.CONTINUOUS, Repeat.DAILY, (FlexStep(0, 1_000_000),),
+        None, 2_000_000,
+    )  # fmt: skip
+    assert pump.program(rx).ok
+    assert pump.refill_begin().ok
+    # 1 mL/day at 20 mg/mL would be 20 mg/day: above morphine's 15 mg/day.
+    refused = pump.refill_complete(20_000_000, new_concentration_ug_per_ml=20_000)
+    assert isinstance(refused, Refused)
+    assert refused.code is RefusalCode.DAILY_DOSE_ABOVE_MAX
+    assert refused.field is FieldId.NEW_CONCENTRATION
+    assert pump.refill_complete(20_000_000, new_concentration_ug_per_ml=2_000).ok
+    status = pump.status()
+    assert status.prescription is not None
+    assert status.prescription.concentration_ug_per_ml == 2_000
+    assert pump.log()[-1].detail == 1  # REFILL_COMPLETED with a concentration change
+
+
+def test_record_event_logs_at_now() -> None:
+    pump = Pump("peristaltic-20")
+    pump.advance(5)
+    seq = pump.record_event(EventKind.SESSION_OPENED, 1)
+    entry = pump.log()[-1]
+    assert (entry.seq, entry.time_ms, entry.kind, entry.detail) == (
+        seq,
+        5_000,
+        EventKind.SESSION_OPENED,
+        1,
+    )

@@ -1,0 +1,323 @@
+"""A RuleBasedStateMachine drives the whole pump (DESIGN.md section 4).
+
+Random programs, clinician and patient boluses, priming, refills (with pocket fills and wrong
+entries), faults and time jumps from a millisecond to two months. After every rule the
+invariants below must hold. The oracle keeps its own record of what was granted and checks it
+against the profile's limits independently of the firmware's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from emulator.faults import (
+    BatteryDrain,
+    CatheterDisconnect,
+    CatheterLeak,
+    CatheterOcclusion,
+    CatheterRepair,
+    Fault,
+    MagnetExposure,
+    MechanicalBias,
+    MemoryCorruption,
+    MotorRepair,
+    MotorStall,
+    PocketFill,
+    Reset,
+)
+from emulator.firmware.results import BolusStarted, Refused
+from emulator.profile import Profile, load_profile
+from emulator.pump import Pump
+from protocol.device_state import TherapyState
+from protocol.prescription import (
+    FlexStep,
+    InfusionMode,
+    PatientBolusLimits,
+    Prescription,
+    Repeat,
+)
+from protocol.units import MS_PER_DAY, MS_PER_S, S_PER_DAY
+
+PROFILES = ("peristaltic-20", "peristaltic-40", "valve-gated-20")
+NOT_DELIVERING = {TherapyState.STOPPED, TherapyState.END_OF_SERVICE}
+
+faults = st.one_of(
+    st.builds(MotorStall, st.none() | st.integers(1, 3 * S_PER_DAY)),
+    st.just(MotorRepair()),
+    st.builds(MagnetExposure, st.integers(0, 7_200), st.integers(0, S_PER_DAY)),
+    st.just(CatheterOcclusion()),
+    st.builds(CatheterLeak, st.integers(1, 1_000_000)),
+    st.just(CatheterDisconnect()),
+    st.just(CatheterRepair()),
+    st.builds(BatteryDrain, st.integers(0, 400_000_000)),
+    st.builds(PocketFill, st.integers(0, 5_000_000)),
+    st.builds(MechanicalBias, st.integers(-100_000, 100_000)),
+    st.just(Reset()),
+    st.builds(MemoryCorruption, st.integers(0, 10_000)),
+)
+
+
+def mostly(
+    valid: st.SearchStrategy[int], anything: st.SearchStrategy[int]
+) -> st.SearchStrategy[int]:
+    """Valid values most of the time, so therapy runs; anything now and then, so refusals
+    are exercised too."""
+    return st.integers(0, 9).flatmap(lambda pick: anything if pick == 0 else valid)
+
+
+class PumpMachine(RuleBasedStateMachine):
+    pump: Pump
+    profile: Profile
+
+    @initialize(name=st.sampled_from(PROFILES), fill=st.integers(0, 100), data=st.data())
+    def build(self, name: str, fill: int, data: st.DataObject) -> None:
+        self.profile = load_profile(name)
+        volume = self.profile.reservoir_usable_nl * fill // 100
+        self.pump = Pump(self.profile, start_ms=0, reservoir_nl=volume)
+        self.grants: list[int] = []
+        self.lockout_until = 0
+        self.last_seq = 0
+        # Most runs start with therapy running, so the rules below meet a live pump.
+        if data.draw(st.integers(0, 4)):
+            self.program(data, data.draw(st.booleans()), 100, "morphine", True)
+
+    def _rate(self) -> st.SearchStrategy[int]:
+        p = self.profile
+        low = max(p.rate_min_nl_per_day, 1)
+        return mostly(
+            st.integers(low, 2_000_000), st.integers(0, p.rate_max_nl_per_day + 1_000_000)
+        )
+
+    @rule(
+        data=st.data(),
+        flex=st.booleans(),
+        concentration=st.sampled_from([1, 100, 100, 1_000, 10_000, 50_000]),
+        drug=st.sampled_from(["morphine", "ziconotide", "baclofen", "clonidine"]),
+        with_pb=st.booleans(),
+    )
+    def program(
+        self, data: st.DataObject, flex: bool, concentration: int, drug: str, with_pb: bool
+    ) -> None:
+        p = self.profile
+        rate = self._rate()
+        if flex:
+            count = data.draw(st.integers(1, p.max_flex_steps + 2))
+            starts = sorted(data.draw(st.sets(st.integers(1, S_PER_DAY - 1), max_size=count - 1)))
+            steps = tuple(FlexStep(s, data.draw(rate)) for s in [0, *starts])
+        else:
+            steps = (FlexStep(0, data.draw(rate)),)
+        pb = None
+        if with_pb:
+            dose = p.patient_bolus_dose
+            pb = PatientBolusLimits(
+                dose_nl=data.draw(mostly(st.integers(dose.low, 50_000), st.integers(1, 10**6))),
+                duration_s=data.draw(mostly(st.integers(60, 7_200), st.integers(1, 7_200))),
+                lockout_s=data.draw(mostly(st.integers(600, 14_400), st.integers(0, 14_400))),
+                max_per_24h=data.draw(mostly(st.integers(1, 12), st.integers(1, 30))),
+            )
+        low = p.low_reservoir_threshold
+        rx = Prescription(
+            drug_name=drug,
+            concentration_ug_per_ml=concentration,
+            mode=InfusionMode.FLEX if flex else InfusionMode.CONTINUOUS,
+            repeat=Repeat.DAILY,
+            steps=steps,
+            patient_bolus=pb,
+            low_reservoir_threshold_nl=data.draw(
+                mostly(st.integers(low.low, low.high), st.integers(0, 8_000_000))
+            ),
+        )
+        staged = self.pump.stage(rx)
+        if isinstance(staged, Refused):
+            event(f"stage refused {staged.code.name} {staged.field.name}")
+            return
+        self.check_prescription_within_limits(rx)
+        if data.draw(st.integers(0, 9)) == 0:
+            self.pump.advance(data.draw(st.integers(0, 900)))  # sometimes past expiry
+        result = self.pump.commit(staged.digest, command_id=data.draw(st.integers(1, 2**32)))
+        event(f"commit {'accepted' if result.ok else 'refused'}")
+        if result.ok:
+            self.lockout_until = self.pump.now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
+
+    def check_prescription_within_limits(self, rx: Prescription) -> None:
+        p = self.profile
+        assert len(rx.steps) <= p.max_flex_steps
+        for step in rx.steps:
+            assert step.rate_nl_per_day <= p.rate_max_nl_per_day
+            assert step.rate_nl_per_day == 0 or step.rate_nl_per_day >= p.rate_min_nl_per_day
+        pb = rx.patient_bolus
+        allowance = 0
+        if pb is not None:
+            assert p.patient_bolus_dose.low <= pb.dose_nl <= p.patient_bolus_dose.high
+            assert pb.max_per_24h <= p.patient_bolus_max_per_24h.high
+            assert pb.lockout_s >= p.patient_bolus_lockout_s.low
+            allowance = pb.max_per_24h * pb.dose_nl
+        worst = rx.max_24h_volume_nl() + allowance
+        assert worst * rx.concentration_ug_per_ml <= p.max_daily_mass_for(rx.drug_name)
+
+    @rule(
+        dose=st.integers(0, 3_000_000) | st.integers(200, 200_000),
+        duration=st.integers(0, 2 * S_PER_DAY) | st.integers(600, 7_200),
+    )
+    def clinician_bolus(self, dose: int, duration: int) -> None:
+        before = self.pump.status()
+        result = self.pump.clinician_bolus(dose, duration)
+        event(f"clinician bolus {'granted' if result.ok else result.code.name}")
+        if isinstance(result, BolusStarted):
+            p = self.profile
+            assert dose <= p.max_clinician_bolus_nl
+            assert result.volume_nl <= dose
+            assert before.prescription is not None
+            basal = before.prescription.max_rate_nl_per_day() if before.state in (
+                TherapyState.CONTINUOUS, TherapyState.FLEX) else 0  # fmt: skip
+            assert result.volume_nl * S_PER_DAY // duration + basal <= p.rate_max_nl_per_day
+
+    @rule(wait=st.integers(0, 3 * 3_600))
+    def patient_bolus(self, wait: int) -> None:
+        self.pump.advance(wait)  # a patient presses the button some time later
+        now = self.pump.now_ms
+        rx = self.pump.status().prescription
+        result = self.pump.patient_bolus()
+        event(f"patient bolus {'granted' if result.ok else result.code.name}")
+        if isinstance(result, BolusStarted):
+            assert rx is not None
+            assert rx.patient_bolus is not None
+            assert now >= self.lockout_until, "patient bolus granted during lockout"
+            recent = [t for t in self.grants if t > now - MS_PER_DAY]
+            assert len(recent) < rx.patient_bolus.max_per_24h
+            assert result.volume_nl <= rx.patient_bolus.dose_nl
+            self.grants.append(now)
+            self.lockout_until = now + rx.patient_bolus.lockout_s * MS_PER_S
+
+    @rule(length=st.integers(0, 120))
+    def prime(self, length: int) -> None:
+        self.pump.prime(length)
+
+    @rule()
+    def stop(self) -> None:
+        self.pump.stop()
+
+    @rule()
+    def start(self) -> None:
+        self.pump.start()
+
+    @rule()
+    def cancel_bolus(self) -> None:
+        self.pump.cancel_bolus()
+
+    @rule(
+        entered=st.integers(0, 45_000_000),
+        injected=st.none() | st.integers(0, 45_000_000),
+        pocket=st.integers(0, 3_000_000),
+        report=st.none() | st.integers(0, 25_000_000),
+    )
+    def refill(self, entered: int, injected: int | None, pocket: int, report: int | None) -> None:
+        begun = self.pump.refill_begin()
+        if not begun.ok:
+            return
+        done = self.pump.refill_complete(
+            entered, injected_nl=injected, pocket_nl=pocket, withdrawn_nl=report
+        )
+        rx = self.pump.status().prescription
+        if done.ok and rx is not None and rx.patient_bolus is not None:
+            self.lockout_until = max(
+                self.lockout_until, self.pump.now_ms + rx.patient_bolus.lockout_s * MS_PER_S
+            )
+
+    @rule(fault=faults)
+    def inject(self, fault: Fault) -> None:
+        self.pump.inject(fault)
+
+    @rule()
+    def clear_memory_error(self) -> None:
+        self.pump.clear_memory_error()
+
+    @rule()
+    def reset_valve(self) -> None:
+        self.pump.reset_flow_valve()
+
+    @rule(
+        seconds=st.one_of(
+            st.integers(0, 120), st.integers(0, S_PER_DAY), st.integers(0, 60 * S_PER_DAY)
+        )
+    )
+    def advance(self, seconds: int) -> None:
+        before = self.pump.status()
+        pumped = self.pump.plant_truth().pumped_nl
+        self.pump.advance(seconds)
+        frozen = before.state in NOT_DELIVERING or (
+            before.state is TherapyState.SUSPENDED_BY_ALARM and not before.motor_stall_detected
+        )
+        if frozen:
+            # Stopped, end of service, empty or memory error: only a command restarts it.
+            assert self.pump.plant_truth().pumped_nl == pumped
+            assert self.pump.status().delivered_nl == before.delivered_nl
+
+    @precondition(lambda self: self.pump.status().motor_stall_detected)
+    @rule()
+    def stalled_pump_delivers_nothing(self) -> None:
+        delivered = self.pump.status().delivered_nl
+        pumped = self.pump.plant_truth().pumped_nl
+        self.pump.advance(60)
+        if self.pump.status().motor_stall_detected:
+            assert self.pump.status().delivered_nl == delivered
+            assert self.pump.plant_truth().pumped_nl == pumped
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def plant_reservoir_never_negative(self) -> None:
+        truth = self.pump.plant_truth()
+        assert truth.reservoir_nl >= 0
+        assert truth.battery_nah >= 0
+
+    @invariant()
+    def fluid_is_conserved_exactly(self) -> None:
+        t = self.pump.plant_truth()
+        start_plus_filled = t.initial_nl + t.injected_nl
+        accounted = (
+            t.reservoir_nl + t.catheter_nl + t.retained_nl + t.delivered_nl
+            + t.leaked_nl + t.pocket_nl + t.withdrawn_nl
+        )  # fmt: skip
+        assert start_plus_filled == accounted
+
+    @invariant()
+    def firmware_within_limits(self) -> None:
+        status = self.pump.status()
+        engine = self.pump.engine
+        assert status.reservoir_estimate_nl >= 0
+        assert 0 <= engine.basal_rate_nl_per_day <= self.profile.rate_max_nl_per_day
+        if status.state in (
+            TherapyState.STOPPED, TherapyState.SUSPENDED_BY_ALARM, TherapyState.END_OF_SERVICE,
+        ):  # fmt: skip
+            assert engine.basal_rate_nl_per_day == 0
+            assert not engine.bolus_active
+        if status.state is TherapyState.PRIMING:
+            assert engine.basal_rate_nl_per_day == 0
+
+    @invariant()
+    def log_sequence_strictly_increases(self) -> None:
+        entries = self.pump.log()
+        seqs = [e.seq for e in entries]
+        assert all(a < b for a, b in itertools.pairwise(seqs))
+        times = [e.time_ms for e in entries]
+        assert all(a <= b for a, b in itertools.pairwise(times))
+        if seqs:
+            assert seqs[-1] >= self.last_seq  # the newest entry never goes back
+            self.last_seq = seqs[-1]
+        assert len(entries) <= self.profile.log_capacity
+
+
+# The loaded profile (dev or ci) sets max_examples; each example runs up to 40 rules.
+PumpMachine.TestCase.settings = settings(stateful_step_count=40)
+TestPumpMachine = PumpMachine.TestCase
