@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,3 +28,16 @@ def test_quickstart_is_exactly_two_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert quickstart_commands()[1] in ci
+
+
+def python_examples() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def test_readme_python_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
+    examples = python_examples()
+    assert examples, "README.md shows no Python example"
+    for source in examples:
+        exec(compile(source, "README.md", "exec"), {})  # our own documentation, run as a test
+    assert "SUSPENDED_BY_ALARM" in capsys.readouterr().out
