@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from hil import decode_command, keys_command
+from hil.proxy import command as proxy_command
 
 EPILOG = """\b
 Examples:
@@ -33,3 +34,4 @@ def main() -> None:
 
 main.add_command(keys_command.keys)
 main.add_command(decode_command.decode)
+main.add_command(proxy_command.proxy)

@@ -1,0 +1,289 @@
+"""``pumpemu proxy``: a seeded link-fault injector between two serial links.
+
+The command only wires things together: it parses the fault specs (faults.py), opens the
+two sides (a pyserial URL or device path, or ``pty`` for a new pty pair whose path it
+prints), runs a ``FaultProxy`` (runner.py) until Ctrl-C or SIGTERM, and prints one stderr
+line per fault and a summary at the end. User errors are one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import click
+
+from hil.errors import UsageError
+from hil.links import Link, PtyLink, open_link
+from hil.proxy.engine import DEFAULT_IDLE_MS, FaultApplied, FrameLost, ProxyEvent
+from hil.proxy.faults import FaultKind, FaultSpec, load_fault_file, parse_fault
+from hil.proxy.runner import FaultProxy
+
+PTY = "pty"
+
+EPILOG = """\b
+Fault SPEC: TRIGGER[,KEY=VALUE]...
+  TRIGGER  0.05 or 5%    each frame with that probability (seeded)
+           @7            the 7th frame (of each direction the fault applies to)
+           2s..5s        every frame from 2 s to 5 s after start (also 2s.. and ..5s)
+  dir=a2b|b2a|both       direction (default both)
+  corrupt  bits=N        bits flipped (default 1)
+  delay    by=DURATION   how long the frame is held (default 100ms)
+  split    pieces=N,gap=DURATION  (default 2 pieces, 10ms apart)
+  junk     bytes=N       random bytes sent before the frame (default 8)
+  disconnect for=DURATION  nothing forwarded either way (default 1s)
+  DURATION is 250ms, 2s, 1.5s (a unit is required).
+
+\b
+Examples:
+  pumpemu proxy --a pty --b pty --drop 0.05 --seed 7
+      two new ptys (paths printed as a=... and b=...), 5% of frames dropped
+  pumpemu proxy --a pty --b /dev/ttyUSB0 --corrupt 0.02,bits=3 --delay @5,by=2s
+      a programmer on the pty, a real rig on USB
+  pumpemu proxy --a pty --b socket://127.0.0.1:7000 --disconnect 10s..11s,for=3s
+  pumpemu proxy --a pty --b pty --faults faults.toml
+"""
+
+
+def _fault_option(kind: FaultKind, what: str, example: str) -> click.Option:
+    return click.Option(
+        [f"--{kind}"],
+        multiple=True,
+        metavar="SPEC",
+        help=f"{what} Repeatable. Example: --{kind} {example}",
+    )
+
+
+_FAULT_HELP: dict[FaultKind, tuple[str, str]] = {
+    FaultKind.DROP: ("Drop the frame.", "0.05"),
+    FaultKind.CORRUPT: ("Flip bits=N random bits of the frame.", "@3,bits=2"),
+    FaultKind.DUPLICATE: ("Send the frame twice.", "5%,dir=b2a"),
+    FaultKind.DELAY: ("Hold the frame back by=DURATION (later frames wait behind it).", "@2,by=1s"),
+    FaultKind.TRUNCATE: ("Cut the frame at a random point.", "0.01"),
+    FaultKind.SPLIT: ("Send the frame in pieces=N with gap=DURATION between.", "0.1,gap=20ms"),
+    FaultKind.JUNK: ("Send bytes=N random bytes before the frame.", "@4,bytes=3"),
+    FaultKind.DISCONNECT: (
+        "Forward nothing either way for=DURATION, from this frame on.",
+        "@10,for=2s",
+    ),
+}
+
+
+class _CommandError(click.ClickException):
+    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
+
+    exit_code = 2
+
+
+def _open_side(name: str, url: str, baud: int) -> Link:
+    if url == PTY:
+        try:
+            return PtyLink()
+        except OSError as error:
+            raise UsageError(f"--{name} pty: cannot create a pty: {error.strerror}") from None
+    try:
+        return open_link(url, baudrate=baud)
+    except UsageError as error:
+        raise UsageError(f"--{name}: {error}") from None
+
+
+def collect_faults(
+    faults_file: str | None, cli_specs: dict[FaultKind, tuple[str, ...]]
+) -> tuple[list[FaultSpec], int | None]:
+    """The file's faults (in file order) then the command line's; and the file's seed."""
+    faults: list[FaultSpec] = []
+    seed: int | None = None
+    if faults_file is not None:
+        config = load_fault_file(faults_file)
+        faults.extend(config.faults)
+        seed = config.seed
+    for kind in FaultKind:
+        faults.extend(parse_fault(kind, text) for text in cli_specs.get(kind, ()))
+    return faults, seed
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM set ``stop`` instead of raising: the proxy then stops
+    between two waits and prints its summary, with no traceback from wherever the main
+    thread happened to be when the signal came."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        # Signals reach only the main thread; an embedding caller stops us another way.
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old_handler in previous.items():
+            signal.signal(sig, old_handler)
+
+
+def _log_event(event: ProxyEvent) -> None:
+    if isinstance(event, FaultApplied | FrameLost):
+        click.echo(f"proxy: {event.describe()}", err=True)
+
+
+@click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
+@click.option(
+    "--a",
+    "a_url",
+    required=True,
+    metavar="URL|pty",
+    help="Side A: a device path (/dev/ttyUSB0), a pyserial URL (socket://host:port, loop://), "
+    "or 'pty' to create a pty and print 'a=PATH' on stdout.",
+)
+@click.option(
+    "--b",
+    "b_url",
+    required=True,
+    metavar="URL|pty",
+    help="Side B, as --a ('pty' prints 'b=PATH').",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed for every random choice; the same seed and traffic give the same faults. "
+    "Default: the fault file's seed, else a random one (printed, so a run can be repeated).",
+)
+@click.option(
+    "--faults",
+    "faults_file",
+    metavar="FILE",
+    default=None,
+    help="A TOML fault file (docs/proxy.md), applied before the command-line faults.",
+)
+@click.option(
+    "--baud",
+    type=click.IntRange(min=1),
+    default=115_200,
+    show_default=True,
+    help="Baud rate for serial device sides.",
+)
+@click.option(
+    "--idle-ms",
+    type=click.IntRange(min=1),
+    default=DEFAULT_IDLE_MS,
+    show_default=True,
+    help="Silence after which bytes held as a possible frame start are forwarded as noise.",
+)
+@click.option("--quiet", is_flag=True, help="No per-fault lines; only the summary.")
+def proxy(
+    *,
+    a_url: str,
+    b_url: str,
+    seed: int | None,
+    faults_file: str | None,
+    baud: int,
+    idle_ms: int,
+    quiet: bool,
+    **fault_options: tuple[str, ...],
+) -> None:
+    """Inject link faults, frame by frame, between two serial links A and B.
+
+    Bytes flow both ways. Each whole frame may be dropped, corrupted, duplicated, delayed,
+    truncated, split, preceded by junk, or start a disconnect; bytes that are not part of
+    a frame pass through unchanged. Every fault is logged to stderr with its time,
+    direction and frame number, and a summary is printed on exit (Ctrl-C or SIGTERM).
+    """
+    # The fault options (one per kind, added below) arrive as keyword arguments.
+    cli_specs = {kind: tuple(fault_options.get(kind.value, ())) for kind in FaultKind}
+    try:
+        faults, file_seed = collect_faults(faults_file, cli_specs)
+    except UsageError as error:
+        raise _CommandError(str(error)) from None
+    if seed is None:
+        seed = file_seed if file_seed is not None else secrets.randbelow(2**31)
+
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        links: list[Link] = []
+        try:
+            for name, url in (("a", a_url), ("b", b_url)):
+                links.append(_open_side(name, url, baud))
+        except UsageError as error:
+            for link in links:
+                link.close()
+            raise _CommandError(str(error)) from None
+        a, b = links
+        try:
+            runner = _run(
+                a,
+                b,
+                a_url=a_url,
+                b_url=b_url,
+                faults=faults,
+                seed=seed,
+                idle_ms=idle_ms,
+                quiet=quiet,
+                stop=stop,
+            )
+        finally:
+            a.close()
+            b.close()
+    if runner.error is not None:
+        raise _StoppedError(str(runner.error))
+
+
+def _run(
+    a: Link,
+    b: Link,
+    *,
+    a_url: str,
+    b_url: str,
+    faults: list[FaultSpec],
+    seed: int,
+    idle_ms: int,
+    quiet: bool,
+    stop: threading.Event,
+) -> FaultProxy:
+    """Announce the sides, forward until ``stop`` (or a side is lost), print the summary."""
+    # The created pty paths come first and alone on stdout, so a script can read them.
+    for name, url, link in (("a", a_url, a), ("b", b_url, b)):
+        if url == PTY:
+            click.echo(f"{name}={link.name}")
+    sys.stdout.flush()
+    shown = "; ".join(str(f) for f in faults) or "none"
+    click.echo(f"proxy: a={a.name} b={b.name} seed={seed} faults: {shown}", err=True)
+    runner = FaultProxy(
+        a,
+        b,
+        faults,
+        seed=seed,
+        idle_ms=idle_ms,
+        listeners=() if quiet else (_log_event,),
+        log=lambda line: click.echo(f"proxy: {line}", err=True),
+    )
+    runner.start()
+    try:
+        # Short waits keep the main thread free to run the signal handler.
+        while not stop.is_set() and not runner.wait(0.2):
+            pass
+    finally:
+        runner.stop()
+        for line in runner.summary():
+            click.echo(f"proxy: {line}", err=True)
+    return runner
+
+
+class _StoppedError(click.ClickException):
+    """The proxy stopped because a side was lost for good."""
+
+    exit_code = 1
+
+
+# The fault options sit after --faults in --help, one per kind, commonest first.
+_at = next(i for i, p in enumerate(proxy.params) if p.name == "faults_file") + 1
+proxy.params[_at:_at] = [_fault_option(k, *text) for k, text in _FAULT_HELP.items()]
+
+__all__ = ["EPILOG", "collect_faults", "proxy"]
