@@ -6,9 +6,14 @@ line on stderr and exit code 2 (``UsageError``), never a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from hil import decode_command, keys_command
+from hil import control_command, decode_command, keys_command, serve_command
+from hil.ctl import command as ctl_command
+from hil.demo import command as demo_command
+from hil.errors import HilError, UsageError
 from hil.proxy import command as proxy_command
 
 EPILOG = """\b
@@ -18,7 +23,23 @@ Examples:
 """
 
 
+class PumpemuGroup(click.Group):
+    """Ends every subcommand's own errors as one line and an exit code, never a traceback:
+    2 for the user's input (``UsageError``), 1 for the world failing (``HilError``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+        except HilError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+
+
 @click.group(
+    cls=PumpemuGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG,
 )
@@ -32,6 +53,12 @@ def main() -> None:
     """
 
 
+main.add_command(demo_command.demo)
 main.add_command(keys_command.keys)
 main.add_command(decode_command.decode)
 main.add_command(proxy_command.proxy)
+main.add_command(serve_command.serve)
+main.add_command(control_command.fault)
+main.add_command(control_command.time_group)
+main.add_command(control_command.truth)
+main.add_command(ctl_command.ctl)

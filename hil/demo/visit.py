@@ -34,6 +34,7 @@ from protocol.prescription import (
     Prescription,
     Repeat,
 )
+from protocol.refusal import RefusalCode
 from protocol.units import MS_PER_DAY, MS_PER_HOUR, S_PER_HOUR
 
 VISIT_LOCAL_MS = 1_795_510_800_000
@@ -108,6 +109,8 @@ def describe_reply(result: Result) -> str:
     if isinstance(reply, Ack):
         return f"state {reply.state.name}, reservoir {reply.reservoir_nl / 1e6:.3f} mL"
     if isinstance(reply, Nak):
+        if reply.code is RefusalCode.LOCKOUT_ACTIVE:
+            return "the lockout that programming started is still running"
         limit = f", limit {reply.limit}" if reply.limit else ""
         return f"field {reply.field.name}{limit}" if reply.field.value else limit.lstrip(", ")
     return result.detail
@@ -115,8 +118,8 @@ def describe_reply(result: Result) -> str:
 
 def run_visit(
     bench: Bench,
-    clinician: Callable[[], Programmer],
-    patient: Callable[[], Programmer],
+    clinician: Callable[[], AbstractContextManager[Programmer]],
+    patient: Callable[[], AbstractContextManager[Programmer]],
     recorder: Recorder,
     *,
     days: int = 30,
@@ -130,7 +133,8 @@ def run_visit(
     with clinician() as programmer:
         program_the_pump(programmer, bench, report)
     with bench.pump() as pump:
-        recorder.mark(pump.now_ms, "programmed")
+        recorder.sample(pump)
+        recorder.mark(pump.now_ms, "refilled, programmed")
     patient_boluses(patient, bench, report)
     fast_forward(bench, patient, recorder, visit_start, days=days, progress=progress)
     with clinician() as programmer:
@@ -165,11 +169,13 @@ def program_the_pump(programmer: Programmer, bench: Bench, report: VisitReport) 
     staged = report.add("program: stage flex prescription", programmer.stage(PRESCRIPTION))
     if isinstance(staged.reply, PrescriptionStaged):
         report.staged = staged.reply
+        # A committed FLEX prescription runs at once: no separate START.
         report.add("program: commit after review", programmer.commit(staged.reply.digest))
-    report.add("start therapy", programmer.start())
 
 
-def patient_boluses(patient: Callable[[], Programmer], bench: Bench, report: VisitReport) -> None:
+def patient_boluses(
+    patient: Callable[[], AbstractContextManager[Programmer]], bench: Bench, report: VisitReport
+) -> None:
     """The patient's own device: refused in the lockout that programming started, then not."""
     with patient() as handset:
         report.add("patient bolus right after programming", handset.patient_bolus())
@@ -182,7 +188,7 @@ def patient_boluses(patient: Callable[[], Programmer], bench: Bench, report: Vis
 
 def fast_forward(
     bench: Bench,
-    patient: Callable[[], Programmer],
+    patient: Callable[[], AbstractContextManager[Programmer]],
     recorder: Recorder,
     visit_start: int,
     *,

@@ -1,0 +1,301 @@
+"""``pumpemu demo``: the main job, in one command.
+
+It implants an emulated pump that has already run 45 days of therapy and serves it on a
+pseudo-terminal in this process. The reference programmer then drives a realistic clinic
+visit through that real serial path, with a secure session per programmer:
+- interrogate, refill with the discrepancy check;
+- stage a flex prescription, review what the pump computed, commit;
+- patient boluses, one refused in the lockout;
+- fast-forward 30 days with an MRI scan that stalls the rotor, and its recovery;
+- read the event log.
+
+It writes the traffic capture, the key file that opens it, and a plot of the reservoir
+(firmware estimate vs plant truth) and cumulative dose.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from emulator.clock import ManualClock
+from emulator.device import PumpDevice
+from emulator.pump import Pump
+from hil.capture import CaptureWriter
+from hil.demo.plot import write_plot
+from hil.demo.recorder import Recorder
+from hil.demo.visit import NOTABLE, PRESCRIPTION, VISIT_LOCAL_MS, VisitReport, days_since, run_visit
+from hil.errors import UsageError
+from hil.keys_command import write_key_file
+from hil.links import PtyLink, SerialLink
+from hil.programmer.client import Programmer
+from hil.programmer.core import RetryPolicy
+from hil.serve import PumpServer, describe_event
+from protocol.device_state import EventKind, LogEntry, Role
+from protocol.keys import PumpKeys, generate_keys
+from protocol.messages import NEVER_MS
+from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
+from protocol.refusal import RefusalCode
+from protocol.units import MS_PER_DAY, NL_PER_ML, PG_PER_MG, S_PER_HOUR
+
+SERIAL = "PE-DEMO-0001"
+HISTORY_DAYS = 45
+POLICY = RetryPolicy(reply_timeout_ms=2_000, attempts=3, reopen_attempts=2)
+
+EARLIER = Prescription(
+    drug_name="morphine",
+    concentration_ug_per_ml=10_000,
+    mode=InfusionMode.CONTINUOUS,
+    repeat=Repeat.DAILY,
+    steps=(FlexStep(0, 300_000),),
+    patient_bolus=None,
+    low_reservoir_threshold_nl=2_000_000,
+)
+"""What the pump ran before the visit: 0.3 mL/day of morphine 10 mg/mL."""
+
+
+def implanted_pump() -> Pump:
+    """A peristaltic-20 pump 45 days into a continuous prescription, as the patient arrives."""
+    pump = Pump("peristaltic-20")
+    pump.set_clock(VISIT_LOCAL_MS - HISTORY_DAYS * MS_PER_DAY, command_id=1)
+    staged = pump.stage(EARLIER)
+    if not staged.ok:
+        raise RuntimeError(f"the demo's earlier prescription was refused: {staged}")
+    pump.commit(staged.digest, command_id=2)
+    pump.advance(HISTORY_DAYS * 86_400)
+    return pump
+
+
+class ServerBench:
+    """The demo's ``Bench``: time and the pump, through the running server's lock."""
+
+    def __init__(self, server: PumpServer) -> None:
+        self._server = server
+
+    def now_ms(self) -> int:
+        return self._server.now_ms()
+
+    def advance_to(self, time_ms: int) -> None:
+        self._server.advance(max(time_ms - self._server.now_ms(), 0))
+
+    @contextmanager
+    def pump(self) -> Iterator[Pump]:
+        with self._server.locked() as device:
+            yield device.pump
+
+
+def programmer_factory(
+    path: str, keys: PumpKeys, role: Role
+) -> Callable[[], AbstractContextManager[Programmer]]:
+    @contextmanager
+    def open_programmer() -> Iterator[Programmer]:
+        link = SerialLink(path)
+        try:
+            with Programmer(link, keys.serial, role, keys.key_for(role), policy=POLICY) as p:
+                yield p
+        finally:
+            link.close()
+
+    return open_programmer
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory for the capture, the key file and the plot.",
+)
+@click.option(
+    "--days", type=click.IntRange(1, 365), default=30, show_default=True,
+    help="Days of therapy to fast-forward after the visit.",
+)  # fmt: skip
+@click.option(
+    "--plot-format", type=click.Choice(["png", "svg"]), default="png", show_default=True,
+    help="Image format of the plot.",
+)  # fmt: skip
+def demo(out: Path, days: int, plot_format: str) -> None:
+    """Play a clinic visit against an emulated pump over a real pty, and summarise it.
+
+    \b
+    Writes into --out:
+      pumpemu-demo-capture.jsonl   every frame both ways (decode it, see below)
+      pumpemu-demo.keys            the emulated pump's key file (mode 0600)
+      pumpemu-demo.png             reservoir and dose: firmware belief vs plant truth
+
+    \b
+    Example:
+      pumpemu demo --out /tmp/visit
+      pumpemu decode /tmp/visit/pumpemu-demo-capture.jsonl --keys /tmp/visit/pumpemu-demo.keys
+    """
+    console = Console()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output directory {out}: {exc.strerror}") from exc
+    started = time.monotonic()
+    keys = generate_keys(SERIAL, secrets.token_bytes(64))
+    key_path = out / "pumpemu-demo.keys"
+    capture_path = out / "pumpemu-demo-capture.jsonl"
+    plot_path = out / f"pumpemu-demo.{plot_format}"
+    write_key_file(key_path, keys, force=True)
+
+    pump = implanted_pump()
+    clock = ManualClock(pump.now_ms)
+    device = PumpDevice(pump, keys, secrets.token_bytes)
+    link = PtyLink()
+    recorder = Recorder()
+    server_log: list[str] = []
+    console.print(f"[bold]pumpemu demo[/]: pump {SERIAL} served on [cyan]{link.path}[/]")
+    with (
+        CaptureWriter(capture_path, source="demo") as capture,
+        PumpServer(device, link, clock, capture=capture, log=server_log.append) as server,
+        Progress(
+            TextColumn("fast-forward"),
+            BarColumn(),
+            TextColumn("day {task.completed:>3.0f}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress,  # fmt: skip
+    ):
+        task = progress.add_task("days", total=days)
+        report = run_visit(
+            ServerBench(server),
+            programmer_factory(link.path, keys, Role.CLINICIAN),
+            programmer_factory(link.path, keys, Role.PATIENT),
+            recorder,
+            days=days,
+            progress=lambda day: progress.update(task, completed=day),
+        )
+        truth = device.pump.plant_truth()
+        belief = device.pump.status()
+    write_plot(recorder.samples, recorder.markers, plot_path, f"pumpemu demo: {SERIAL}")
+    render(console, report, recorder, belief.reservoir_estimate_nl, truth.reservoir_nl)
+    console.print(
+        f"\nWrote [cyan]{capture_path}[/], [cyan]{key_path}[/] and [cyan]{plot_path}[/] "
+        f"in {time.monotonic() - started:.1f} s.\n"
+        f"Read the sealed traffic with: pumpemu decode {capture_path} --keys {key_path}"
+    )
+
+
+def render(
+    console: Console, report: VisitReport, recorder: Recorder, estimate_nl: int, truth_nl: int
+) -> None:
+    """The summary: tables, not a wall of text."""
+    visit = Table(title="The visit, through the serial path", title_justify="left")
+    for column in ("step", "outcome", "detail"):
+        visit.add_column(column)
+    for step in report.steps:
+        style = "green" if step.outcome in ("applied", "answered") else "yellow"
+        visit.add_row(step.what, f"[{style}]{step.outcome}[/]", step.detail)
+    console.print(visit)
+
+    if report.staged is not None:
+        review = Table(title="Review before commit: asked vs computed by the pump",
+                       title_justify="left")  # fmt: skip
+        review.add_column("item")
+        review.add_column("asked")
+        review.add_column("pump computed")
+        review.add_row(
+            "drug", f"{PRESCRIPTION.drug_name} {PRESCRIPTION.concentration_ug_per_ml} ug/mL", ""
+        )
+        for flex in PRESCRIPTION.steps:
+            hours, rest = divmod(flex.start_s, S_PER_HOUR)
+            review.add_row(f"step {hours:02d}:{rest // 60:02d}", _ml_day(flex.rate_nl_per_day), "")
+        review.add_row("daily volume", "", _ml(report.staged.daily_volume_nl))
+        review.add_row("daily mass, boluses included", "", _mg(report.staged.daily_mass_pg))
+        start = recorder.samples[0].time_ms if recorder.samples else 0
+        for label, at in (
+            ("low reservoir (2 mL) predicted", report.staged.low_reservoir_at_ms),
+            ("empty predicted", report.staged.empty_at_ms),
+        ):
+            review.add_row(label, "", "never" if at == NEVER_MS else days_since(start, at))
+        review.add_row("digest", "", report.staged.digest.hex()[:16] + "...")
+        console.print(review)
+
+    samples = recorder.samples
+    month = Table(title="After the fast-forward: belief vs truth", title_justify="left")
+    month.add_column("")
+    month.add_column("firmware believes")
+    month.add_column("plant truth")
+    month.add_row("reservoir", _ml(estimate_nl), _ml(truth_nl))
+    if samples:
+        final = samples[-1]
+        month.add_row(
+            "dose delivered since the visit", _mg(final.dose_belief_pg), _mg(final.dose_truth_pg)
+        )
+    console.print(month)
+
+    events = Table(title="Event log (notable entries since the visit)", title_justify="left")
+    events.add_column("seq", justify="right")
+    events.add_column("when")
+    events.add_column("event")
+    start = samples[0].time_ms if samples else 0
+    for first, last, count in _runs(
+        e for e in report.log if e.time_ms >= start and e.kind in NOTABLE
+    ):
+        when = days_since(start, first.time_ms)
+        seqs = str(first.seq)
+        text = _describe(first)
+        if count > 1:
+            when += f" .. {days_since(start, last.time_ms)}"
+            seqs += f"..{last.seq}"
+            text += f" (x{count})"
+        events.add_row(seqs, when, text)
+    console.print(events)
+
+
+def _runs(entries: Iterable[LogEntry]) -> Iterator[tuple[LogEntry, LogEntry, int]]:
+    """Consecutive entries of the same kind and detail, as (first, last, count)."""
+    first: LogEntry | None = None
+    last: LogEntry | None = None
+    count = 0
+    for entry in entries:
+        if (
+            first is not None
+            and last is not None
+            and (entry.kind, entry.detail) == (first.kind, first.detail)
+        ):
+            last, count = entry, count + 1
+            continue
+        if first is not None and last is not None:
+            yield first, last, count
+        first, last, count = entry, entry, 1
+    if first is not None and last is not None:
+        yield first, last, count
+
+
+def _describe(entry: LogEntry) -> str:
+    described = describe_event(entry)
+    if described is not None:
+        return described
+    name = entry.kind.name.lower().replace("_", " ")
+    if entry.kind in (EventKind.PATIENT_BOLUS_REFUSED, EventKind.COMMAND_REFUSED):
+        return f"{name}: {RefusalCode(entry.detail).name}"
+    if entry.kind is EventKind.PATIENT_BOLUS_GRANTED:
+        return f"{name}: {_ml(entry.value_a)}"
+    return name
+
+
+def _ml(volume_nl: int) -> str:
+    whole, frac = divmod(volume_nl, NL_PER_ML)
+    return f"{whole}.{frac // 1000:03d} mL"
+
+
+def _ml_day(rate: int) -> str:
+    return _ml(rate) + "/day"
+
+
+def _mg(mass_pg: int) -> str:
+    whole, frac = divmod(mass_pg, PG_PER_MG)
+    return f"{whole}.{frac // 1_000_000:03d} mg"

@@ -1,0 +1,68 @@
+"""``pumpemu demo`` plays the whole visit through a real pty and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hil.cli import main
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo")
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--days", "12"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_demo_writes_capture_keys_and_plot(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    png = out / "pumpemu-demo.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "pumpemu-demo.keys").stat().st_mode & 0o077 == 0
+    records = [json.loads(line) for line in (out / "pumpemu-demo-capture.jsonl").open()]
+    frames = [r for r in records if r["kind"] == "frame"]
+    assert any(r["header"]["opcode"] == "OPEN_SESSION" for r in frames)
+    assert sum(1 for r in frames if r["sealed"]) > 100  # the visit ran inside sealed sessions
+
+
+def test_demo_shows_the_visit_in_tables(demo_run: tuple[Path, str]) -> None:
+    _, output = demo_run
+    for expected in (
+        "refused: LOCKOUT_ACTIVE",  # a patient bolus inside the lockout (DOMAIN.md section 2)
+        "NOT_PERMITTED_FOR_ROLE",  # the patient may not stop therapy (C4)
+        "within the 1 mL",  # the refill discrepancy check
+        "motor recovered",  # the MRI stall and its recovery (H14)
+        "plant truth",
+    ):
+        assert expected in output
+
+
+def test_demo_capture_opens_with_the_key_file(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    result = CliRunner().invoke(
+        main,
+        [
+            "decode",
+            str(out / "pumpemu-demo-capture.jsonl"),
+            "--keys",
+            str(out / "pumpemu-demo.keys"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "PATIENT_BOLUS_REQUEST" in result.output
+
+
+def test_demo_refuses_an_unusable_output_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(main, ["demo", "--out", str(blocker / "sub")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
