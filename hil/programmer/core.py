@@ -49,6 +49,11 @@ from protocol.refusal import RefusalCode
 from protocol.request_kinds import COMMAND_OPCODES
 from protocol.session import ProgrammerSession, ProgrammerState
 
+FRAME_LEVEL_REFUSALS = frozenset(
+    {RefusalCode.FRAME_CORRUPT, RefusalCode.REPLAY_DETECTED, RefusalCode.FRAME_NOT_AUTHENTIC}
+)
+"""NAK codes that judge a frame, not a request: they never tell whether a command applied."""
+
 Entropy = Callable[[int], bytes]
 """Returns n fresh random bytes. hil passes ``secrets.token_bytes``; tests pass a seeded source."""
 
@@ -158,6 +163,8 @@ class ProgrammerCore:
         self._reopens = 0
         self._deadline: int | None = None
         self._busy_since: int | None = None
+        self._waiting_busy = False
+        """True while waiting to retry an opening the pump answered SESSION_BUSY."""
         self._pump_idle_timeout_ms = 0
         self._last_heard_ms = 0
         """When the pump last accepted a frame of ours, as far as we know (its reply came)."""
@@ -248,7 +255,8 @@ class ProgrammerCore:
         if not self._queue:
             return
         if self._phase is _Phase.CLOSED:
-            self._begin_handshake()
+            if not self._waiting_busy:  # after SESSION_BUSY, only the timer reopens
+                self._begin_handshake()
             return
         head = self._queue[0]
         if self._phase is _Phase.OPEN and not head.seqs:
@@ -262,6 +270,7 @@ class ProgrammerCore:
             self._send_request(head)
 
     def _begin_handshake(self) -> None:
+        self._waiting_busy = False
         request = self._session.start(self._entropy(16))
         self._phase = _Phase.OPENING
         self._handshake_attempts += 1
@@ -318,10 +327,14 @@ class ProgrammerCore:
             self._session.refused()
             self._phase = _Phase.CLOSED
             self._deadline = None
+            if message.code in FRAME_LEVEL_REFUSALS:
+                # Our handshake frame was damaged on the way: open again, as on a timeout.
+                self._handshake_timed_out()
+                return
             if message.code is RefusalCode.SESSION_BUSY and self._wait_while_busy():
                 return
             self._busy_since = None
-            self._fail_all(message)
+            self._fail_all(message, f"the pump refused the session: {message.code.name}")
             return
         try:
             if self._phase is _Phase.OPENING and isinstance(message, Challenge):
@@ -353,8 +366,18 @@ class ProgrammerCore:
         if not frame.is_sealed:
             self._on_unsealed_reply(pending, message)
             return
-        self._deadline = None
         self._last_heard_ms = self._now
+        if isinstance(message, Nak) and message.code in FRAME_LEVEL_REFUSALS:
+            # The pump speaks of this *frame* (a duplicate of one it already took, or one
+            # damaged in flight), not of the request: the request's outcome is still open.
+            # Send it again in a new frame; a command keeps its id, so it applies at most
+            # once whatever happened to the first frame (C1).
+            if pending.attempts < self._policy.attempts:
+                self._send_request(pending)
+            else:
+                self._session_lost(pending)
+            return
+        self._deadline = None
         if pending.resolving:
             self._resolved_by_status(pending, message)
             return
@@ -402,6 +425,7 @@ class ProgrammerCore:
         if self._now - self._busy_since >= limit:
             return False
         self._handshake_attempts = 0
+        self._waiting_busy = True
         self._arm()
         return True
 
@@ -468,12 +492,14 @@ class ProgrammerCore:
         )
 
     def _fail_all(self, nak: Nak | None, detail: str = "") -> None:
-        """End every queued request: refused by the pump's NAK, or unreachable."""
+        """End every queued request when no session can be had: UNCERTAIN if a frame of it
+        may have reached the pump, NOT_APPLIED otherwise. ``nak`` is the session refusal."""
+        self._waiting_busy = False
         while self._queue:
             pending = self._queue.popleft()
-            if nak is not None:
-                outcome = Outcome.REFUSED
-            elif pending.request.OPCODE in COMMAND_OPCODES and (pending.seqs or pending.resolving):
+            # A refused *session* says nothing about a command sent in an earlier session:
+            # only the pump refusing the request itself is REFUSED (see _on_reply).
+            if pending.request.OPCODE in COMMAND_OPCODES and (pending.seqs or pending.resolving):
                 outcome = Outcome.UNCERTAIN  # Some frame may have reached the pump.
             else:
                 outcome = Outcome.NOT_APPLIED
