@@ -172,10 +172,14 @@ def fingerprint(opcode: Opcode, plaintext: bytes) -> bytes:
     return hashlib.sha256(bytes([opcode]) + plaintext).digest()
 
 
-def default_session_limits() -> SessionLimits:
-    """Session rules used when the profile sets none (docs/security.md section 6)."""
+def default_session_limits(profile: Profile) -> SessionLimits:
+    """The session rules of the pump's profile ([session], docs/security.md section 6): what
+    a device uses when it is given no limits of its own."""
     return SessionLimits(
-        idle_timeout_s=120, max_session_s=3_600, max_failed_openings=5, lockout_s=300
+        idle_timeout_s=profile.session_idle_timeout_s,
+        max_session_s=profile.session_max_s,
+        max_failed_openings=profile.session_max_failed_openings,
+        lockout_s=profile.session_lockout_s,
     )
 
 
@@ -194,7 +198,7 @@ class PumpDevice:
         self._pump = pump
         self._keys = keys
         self._entropy = entropy
-        self._session = PumpSession(keys, limits or default_session_limits())
+        self._session = PumpSession(keys, limits or default_session_limits(pump.profile))
         self._ledger = ledger or CommandLedger()
         self._framer = Framer()
         self._outbox = bytearray()
@@ -227,7 +231,12 @@ class PumpDevice:
         """Bytes arrived from the link at ``now_ms``."""
         self._advance(now_ms)
         self._remember(data)
-        self._on_events(self._framer.feed(data))
+        events = self._framer.feed(data)
+        if not self._framer.buffered:
+            # No candidate pending: a noise run (a damaged frame) is complete now. Report it
+            # at once, so its FRAME_CORRUPT answer is not held back until the next bytes.
+            events += self._framer.finish()
+        self._on_events(events)
         self._rx_idle_deadline = now_ms + RX_IDLE_MS if self._framer.buffered else None
 
     def data_to_send(self) -> bytes:
@@ -308,7 +317,9 @@ class PumpDevice:
         else:
             refused = self._session.receive_unsealed(self._pump.now_ms)
             self._drain_session_events(frame.opcode, frame.seq)
-            self._reply(_nak(refused.code), frame.seq)
+            # Unsealed, even inside a session (docs/security.md section 10): the sender
+            # proved nothing, and it must not make the pump spend a sealed reply SEQ.
+            self._reply(self._session_nak(refused.code), frame.seq, sealed=False)
 
     def _on_handshake(self, frame: Frame) -> None:
         now = self._pump.now_ms
@@ -323,7 +334,7 @@ class PumpDevice:
             )
             self._drain_session_events(frame.opcode, frame.seq)
             if isinstance(result, SessionRefused):
-                self._send_unsealed(_nak(result.code), frame.seq)
+                self._send_unsealed(self._session_nak(result.code), frame.seq)
                 return
             reply: Message = ChallengeMessage(pump_nonce=result.pump_nonce, serial=result.serial)
             self._outbox += codec.encode(reply, seq=result.seq, ref=frame.seq)
@@ -331,7 +342,7 @@ class PumpDevice:
             opened = self._session.authenticate(message.proof, now)
             self._drain_session_events(frame.opcode, frame.seq)
             if isinstance(opened, SessionRefused):
-                self._send_unsealed(_nak(opened.code), frame.seq)
+                self._send_unsealed(self._session_nak(opened.code), frame.seq)
                 return
             self._pump.telemetry_session()
             reply = SessionOpened(
@@ -357,7 +368,7 @@ class PumpDevice:
         result = self._session.receive_sealed(frame.header, frame.body, kind, now)
         self._drain_session_events(frame.opcode, frame.seq)
         if isinstance(result, SessionRefused):
-            self._reply(_nak(result.code), frame.seq)
+            self._reply(self._session_nak(result.code), frame.seq)
             return
         reply = self._handle_accepted(frame.opcode, result)
         self._reply(reply, frame.seq)
@@ -491,6 +502,20 @@ class PumpDevice:
         )
 
     # -- replies --
+
+    def _session_nak(self, code: RefusalCode) -> Nak:
+        """A session-layer refusal with the field and limit docs/protocol.md section 12
+        gives it: LOCKED_OUT names the seconds left, REPLAY_DETECTED the last accepted SEQ,
+        NOT_PERMITTED_FOR_ROLE the ROLE field."""
+        if code is RefusalCode.LOCKED_OUT:
+            until = self._session.lockout_until_ms
+            left_ms = 0 if until is None else max(until - self._pump.now_ms, 0)
+            return _nak(code, -(-left_ms // 1000))
+        if code is RefusalCode.REPLAY_DETECTED:
+            return _nak(code, self._session.last_received_seq)
+        if code is RefusalCode.NOT_PERMITTED_FOR_ROLE:
+            return _nak(code, field=FieldId.ROLE)
+        return _nak(code)
 
     def _reply(self, message: Message, ref: int, *, sealed: bool | None = None) -> None:
         """Send a reply: sealed while the session can seal, unsealed otherwise."""

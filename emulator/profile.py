@@ -119,6 +119,17 @@ class Profile:
     stage_lifetime_s: int
     log_capacity: int
 
+    # -- secure sessions (docs/security.md section 6) ---------------------------------------
+    session_idle_timeout_s: int
+    """An open session with no authentic, fresh frame for this long expires; an unanswered
+    challenge is abandoned after the same time."""
+    session_max_s: int
+    """An open session expires this long after it opened, however busy."""
+    session_max_failed_openings: int
+    """This many failed openings in a row (N) lock opening out."""
+    session_lockout_s: int
+    """How long opening stays locked out after the Nth failure (T)."""
+
     source: str = field(default="", compare=False)
     """Where the profile came from (a built-in name or a file path), for error messages."""
 
@@ -181,6 +192,10 @@ _SCHEMA: dict[tuple[str, str], tuple[str, int, int]] = {
     ("firmware", "stall_retry_interval_s"): (_INT, 1, S_PER_DAY),
     ("firmware", "stage_lifetime_s"): (_INT, 1, S_PER_DAY),
     ("firmware", "log_capacity"): (_INT, 16, 1_000_000),
+    ("session", "idle_timeout_s"): (_INT, 1, S_PER_DAY),
+    ("session", "max_session_s"): (_INT, 1, S_PER_DAY),
+    ("session", "max_failed_openings"): (_INT, 1, 255),
+    ("session", "lockout_s"): (_INT, 1, S_PER_DAY),
 }
 _MECHANISMS = ("peristaltic", "valve-gated")
 _OPTIONAL_TABLES = {"drug_limits"}
@@ -333,6 +348,12 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         max_bolus >= stroke, s, "limits", "max_clinician_bolus_nl",
         f"must be at least one stroke (>= {stroke} nL)",
     )  # fmt: skip
+    idle_timeout = _int(d, s, "session", "idle_timeout_s")
+    max_session = _int(d, s, "session", "max_session_s")
+    _require(
+        max_session >= idle_timeout, s, "session", "max_session_s",
+        f"must be >= idle_timeout_s ({idle_timeout})",
+    )  # fmt: skip
     return Profile(
         name=_str(d, s, "pump", "name"),
         description=_str(d, s, "pump", "description"),
@@ -374,6 +395,10 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         stall_retry_interval_s=_int(d, s, "firmware", "stall_retry_interval_s"),
         stage_lifetime_s=_int(d, s, "firmware", "stage_lifetime_s"),
         log_capacity=_int(d, s, "firmware", "log_capacity"),
+        session_idle_timeout_s=idle_timeout,
+        session_max_s=max_session,
+        session_max_failed_openings=_int(d, s, "session", "max_failed_openings"),
+        session_lockout_s=_int(d, s, "session", "lockout_s"),
         source=source,
     )
 

@@ -177,17 +177,19 @@ class Pump:
     def _step(self, t: int) -> None:
         fw = self._fw
         plant = self._plant
-        strokes = fw.engine.advance(t)
-        allowed = fw.allowed_strokes(strokes.count) if strokes.count else 0
-        if allowed and self._sensed_blocked() and not fw.stall_detected:
-            plant.pump(allowed, t)  # tried; the rotor did not turn
-            self._now = t
-            fw.on_stall_detected(t)
-        else:
-            plant.pump(allowed, t)
-            self._now = t
-            if allowed:
-                fw.on_strokes_delivered(allowed)
+        # What the sensors see of the mechanism over (now, t]: a change due at t (a
+        # recovery) applies to later strokes only, as in Plant.pump.
+        blocked = self._sensed_blocked()
+        commanded = fw.command_strokes(t)
+        plant.pump(commanded.count, t)  # tried, whether or not the rotor turns
+        self._now = t
+        if commanded.count:
+            if blocked:
+                # A stroke the sensor sees blocked is never counted as delivered (H5, H12),
+                # whether or not the stall was already detected.
+                fw.on_stall_detected(t)
+            else:
+                fw.on_strokes_delivered(commanded)
         if fw.stall_detected and not self._sensed_blocked() and self._next_retry_ms() == t:
             fw.on_motor_recovered(t)
         fw.after_step(t, plant.battery_nah(t))

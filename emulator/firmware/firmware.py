@@ -53,7 +53,7 @@ from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
 from protocol.units import MS_PER_DAY, MS_PER_S, U64_MAX
 
-__all__ = ["NV_MAGIC", "Engine", "Firmware", "FirmwareStatus"]
+__all__ = ["NV_MAGIC", "Commanded", "Engine", "Firmware", "FirmwareStatus"]
 
 NV_MAGIC = b"PEMU-NV1"
 
@@ -124,6 +124,18 @@ class FirmwareStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Commanded:
+    """The strokes the firmware commanded in one step: ``count`` in all, ``bolus`` of them
+    on the bolus channel (the rest are basal)."""
+
+    count: int
+    bolus: int
+
+
+_NOTHING = Commanded(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class _Staged:
     rx: Prescription
     digest: bytes
@@ -156,6 +168,7 @@ class Firmware:
         self._delivered = 0
         self._bolus_end_ms: int | None = None
         self._bolus_volume = 0
+        self._bolus_done = 0  # strokes of the running bolus counted as delivered
         self._stalled = False
         self._stall_detected_ms = 0
         self._empty = False
@@ -334,15 +347,31 @@ class Firmware:
 
     # -- the step hooks the pump calls ---------------------------------------------------
 
-    def allowed_strokes(self, commanded: int) -> int:
-        """No delivery past an empty estimate: strokes beyond it are never commanded."""
-        return min(commanded, self._estimate // self._stroke)
+    def command_strokes(self, now_ms: int) -> Commanded:
+        """Advance the engine to ``now_ms``: the strokes the firmware commands in the step.
 
-    def on_strokes_delivered(self, count: int) -> None:
-        """The motor turned ``count`` strokes (as far as the firmware can tell)."""
-        volume = count * self._stroke
+        No delivery past an empty estimate: strokes beyond it are never commanded. The
+        pump's deadlines end a step at the stroke that empties the estimate, so a cut only
+        drops strokes falling at that same instant; they are taken from the bolus first
+        (the bolus is then dropped by the empty suspension and logged as not delivered).
+        """
+        engine = self.engine
+        bolus_before = engine.bolus_strokes_remaining
+        strokes = engine.advance(now_ms)
+        if not strokes.count:
+            return _NOTHING
+        bolus = bolus_before - engine.bolus_strokes_remaining
+        allowed = min(strokes.count, self._estimate // self._stroke)
+        return Commanded(allowed, max(0, bolus - (strokes.count - allowed)))
+
+    def on_strokes_delivered(self, commanded: Commanded) -> None:
+        """The motor turned the commanded strokes (as far as the firmware can tell). Never
+        called for strokes the sensor saw blocked: those are not delivered (H5, H12)."""
+        volume = commanded.count * self._stroke
         self._estimate -= volume
         self._delivered += volume
+        if self._bolus_end_ms is not None:
+            self._bolus_done += commanded.bolus
 
     def after_step(self, now_ms: int, battery_nah: int) -> None:
         """Act on everything due at ``now_ms``, after the strokes up to it were counted."""
@@ -427,10 +456,12 @@ class Firmware:
 
     def commit(self, digest: bytes, now_ms: int, command_id: int | None) -> Accepted | Refused:
         what = TherapyInput.COMMIT
-        gate = self._gate(what, now_ms, command_id)
+        staged = self._staged
+        # Committing a stopped prescription starts nothing, so a stall does not block it.
+        delivers = staged is not None and staged.rx.mode is not InfusionMode.STOPPED
+        gate = self._gate(what, now_ms, command_id, delivers=delivers)
         if isinstance(gate, Refused):
             return gate
-        staged = self._staged
         if self._refill_predicted is not None:
             return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
         if staged is None:
@@ -474,9 +505,8 @@ class Firmware:
             return self._refuse(
                 Refused(RefusalCode.BAD_STATE, FieldId.MODE), what, now_ms, command_id
             )
-        blocked = self._start_blocker()
-        if blocked is not None:
-            return self._refuse(Refused(blocked), what, now_ms, command_id)
+        if self._estimate < self._stroke:
+            return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
         self._intent_running = True
         self._transition(gate, now_ms)
         seq = self.log.append(
@@ -493,7 +523,7 @@ class Firmware:
         if isinstance(gate, Refused):
             return gate
         self._intent_running = False
-        self._transition(gate, now_ms, command_id)
+        self._transition(gate, now_ms)
         seq = self.log.append(now_ms, EventKind.THERAPY_STOPPED, 0, 0, command_id or 0)
         return self._accepted(command_id, now_ms, seq)
 
@@ -512,9 +542,8 @@ class Firmware:
             return self._refuse(
                 Refused(RefusalCode.BAD_STATE, FieldId.CONCENTRATION), what, now_ms, command_id
             )
-        blocked = self._start_blocker()
-        if blocked is not None:
-            return self._refuse(Refused(blocked), what, now_ms, command_id)
+        if self._estimate < self._stroke:
+            return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
         basal_max = rx.max_rate_nl_per_day() if self._intent_running else 0
         self._prune(now_ms)
         recent = sum(volume for _, volume in self._clinician_boluses)
@@ -533,7 +562,8 @@ class Firmware:
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         strokes = whole_strokes(dose_nl, self._stroke)
-        self._clinician_boluses.append((now_ms, strokes * self._stroke))
+        # As asked, like every limit input (interlocks' rounding policy).
+        self._clinician_boluses.append((now_ms, dose_nl))
         return self._begin_bolus(
             gate,
             strokes=strokes,
@@ -612,14 +642,12 @@ class Firmware:
             refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, most)
         elif volume_nl < self._stroke:
             refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, self._stroke)
-        else:
-            blocker = self._start_blocker()
-            if blocker is not None:
-                refusal = Refused(blocker)
-            elif volume_nl > self._estimate:
-                refusal = Refused(
-                    RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.CATHETER_VOLUME, self._estimate
-                )
+        elif self._estimate < self._stroke:
+            refusal = Refused(RefusalCode.RESERVOIR_EMPTY)
+        elif volume_nl > self._estimate:
+            refusal = Refused(
+                RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.CATHETER_VOLUME, self._estimate
+            )
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         strokes = -(-volume_nl // self._stroke)
@@ -637,7 +665,7 @@ class Firmware:
         gate = self._gate(TherapyInput.CANCEL_BOLUS, now_ms, command_id)
         if isinstance(gate, Refused):
             return gate
-        seq = self._transition(gate, now_ms, command_id)
+        seq = self._transition(gate, now_ms)
         return self._accepted(command_id, now_ms, seq if seq else self.log.next_seq - 1)
 
     def check_refill_begin(self, now_ms: int, command_id: int | None) -> Refused | None:
@@ -783,7 +811,7 @@ class Firmware:
         self._memory_error = False
         self._clear_alarm(AlarmKind.MEMORY_ERROR, now_ms)
         self._intent_running = False
-        seq = self._transition(gate, now_ms, command_id)
+        seq = self._transition(gate, now_ms)
         return self._accepted(command_id, now_ms, seq or self.log.next_seq - 1)
 
     def acknowledge_alarm(
@@ -852,8 +880,17 @@ class Firmware:
         return None
 
     def _gate(
-        self, what: TherapyInput, now_ms: int, command_id: int | None, *, patient: bool = False
+        self,
+        what: TherapyInput,
+        now_ms: int,
+        command_id: int | None,
+        *,
+        patient: bool = False,
+        delivers: bool = True,
     ) -> Go | Refused:
+        """The checks every therapy command passes first: the command id, a memory error
+        (H8), the state table, and a detected stall for a transition that would start
+        delivery (``delivers``: the request would, if accepted; H5, H12)."""
         bad_id = self._check_command_id(command_id)
         if bad_id is not None:
             return bad_id
@@ -866,6 +903,11 @@ class Firmware:
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
             return self._refuse(Refused(code), what, now_ms, command_id, patient=patient)
+        if entry.starts_delivery and delivers and self._stalled:
+            # The rotor is not known to turn: a delivery started now would be counted but
+            # not given, then given in full when it frees (H5, H12).
+            refusal = Refused(RefusalCode.MOTOR_STALLED)
+            return self._refuse(refusal, what, now_ms, command_id, patient=patient)
         return entry
 
     def _suspension_code(self) -> RefusalCode:
@@ -876,14 +918,6 @@ class Firmware:
         if self._empty:
             return RefusalCode.RESERVOIR_EMPTY
         return RefusalCode.BAD_STATE  # pragma: no cover - suspended always has a cause
-
-    def _start_blocker(self) -> RefusalCode | None:
-        """Why delivery cannot start now, even where the table allows the input."""
-        if self._stalled:
-            return RefusalCode.MOTOR_STALLED
-        if self._estimate < self._stroke:
-            return RefusalCode.RESERVOIR_EMPTY
-        return None
 
     def _refuse(
         self,
@@ -947,25 +981,39 @@ class Firmware:
             self._intent_running
         )
 
-    def _transition(self, go: Go, now_ms: int, command_id: int | None = None) -> int:
+    def _transition(self, go: Go, now_ms: int) -> int:
         """Enter the target state and set the engine to match. Returns a log seq or 0."""
         new = self._resolve(go.target)
+        if new in _DELIVERING and self._stalled:
+            # Every path into delivery is gated (_gate, Target.RESUME); reaching here is a
+            # firmware bug, and going on would count strokes a stalled rotor never gives.
+            raise RuntimeError(f"firmware bug: {new.name} entered with a stall detected")
         self.state = new
         seq = 0
         if new not in _BOLUS and self._bolus_end_ms is not None:
-            seq = self._drop_bolus(now_ms, command_id)
+            seq = self._drop_bolus(now_ms)
         self.engine.set_basal(
             self._schedule.rate_at(self.local_ms(now_ms)) if self._basal_applies() else 0
         )
         return seq
 
-    def _drop_bolus(self, now_ms: int, command_id: int | None) -> int:
-        """Cancel the running bolus; what it did not deliver is never caught up (H12)."""
-        undelivered = self.engine.cancel_bolus()
+    def _drop_bolus(self, now_ms: int) -> int:
+        """Cancel the running bolus; what it did not deliver is never caught up (H12).
+
+        Logged as docs/protocol.md section 11 says: value_a the volume delivered before the
+        cancel, value_b the volume not delivered (the planned volume less the strokes
+        counted as delivered: a stroke the sensor saw blocked is not delivered). The command
+        id is in the command's result and in ``status().last_command_id``.
+        """
+        self.engine.cancel_bolus()
         self._bolus_end_ms = None
-        return self.log.append(
-            now_ms, EventKind.BOLUS_CANCELLED, 0, undelivered * self._stroke, command_id or 0
-        )
+        delivered, undelivered = self._bolus_split()
+        return self.log.append(now_ms, EventKind.BOLUS_CANCELLED, 0, delivered, undelivered)
+
+    def _bolus_split(self) -> tuple[int, int]:
+        """(delivered, not delivered) nL of the running or last bolus."""
+        delivered = self._bolus_done * self._stroke
+        return delivered, self._bolus_volume - delivered
 
     def _begin_bolus(
         self,
@@ -981,6 +1029,7 @@ class Firmware:
         self.engine.start_bolus(strokes, duration_ms)
         self._bolus_end_ms = now_ms + duration_ms
         self._bolus_volume = strokes * self._stroke
+        self._bolus_done = 0
         seq = self.log.append(now_ms, event, 0, self._bolus_volume, command_id or 0)
         self._note_command(command_id)
         return BolusStarted(
@@ -991,7 +1040,7 @@ class Firmware:
         event = _BOLUS_EVENTS.get(self.state)
         self._bolus_end_ms = None
         if event is not None:
-            self.log.append(now_ms, event, 0, self._bolus_volume)
+            self.log.append(now_ms, event, 0, self._bolus_split()[0])
         self._internal(TherapyInput.BOLUS_COMPLETE, now_ms)
 
     def _internal(self, what: TherapyInput, now_ms: int) -> None:
@@ -1096,6 +1145,7 @@ class Firmware:
             "delivered": self._delivered,
             "bolus_end_ms": self._bolus_end_ms,
             "bolus_volume": self._bolus_volume,
+            "bolus_done": self._bolus_done,
             "stalled": self._stalled,
             "stall_detected_ms": self._stall_detected_ms,
             "empty": self._empty,
@@ -1133,6 +1183,7 @@ class Firmware:
             self._delivered = int(record["delivered"])
             self._bolus_end_ms = record["bolus_end_ms"]
             self._bolus_volume = int(record["bolus_volume"])
+            self._bolus_done = int(record["bolus_done"])
             self._stalled = bool(record["stalled"])
             self._stall_detected_ms = int(record["stall_detected_ms"])
             self._empty = bool(record["empty"])
@@ -1216,7 +1267,8 @@ class Firmware:
         if self.state in _BOLUS:
             # The fresh engine has no bolus to cancel; log what was dropped.
             self._bolus_end_ms = None
-            self.log.append(now_ms, EventKind.BOLUS_CANCELLED, 1, 0)
+            delivered, undelivered = self._bolus_split()
+            self.log.append(now_ms, EventKind.BOLUS_CANCELLED, 1, delivered, undelivered)
             self.state = self._resolve(Target.AFTER_BOLUS)
         self._bolus_end_ms = None
         self.engine.set_basal(

@@ -6,8 +6,10 @@ in mass as well as in volume because unit slips (mg vs mcg, a misplaced decimal 
 flex mis-entries are how real overdoses happened (H9, H11).
 
 Rounding policy: a bolus is delivered in whole strokes, rounded *down* from the dose asked
-for, so the pump never delivers more than was prescribed; limits are checked on the dose as
-asked, which is never less than what is delivered.
+for, so the pump never delivers more than was prescribed; limits (rate and daily mass) are
+checked on the dose as asked, which is never less than what is delivered. A prescription
+whose own numbers break a hard limit is refused, even if the rounding would keep the
+delivered volume under it: the limit is on what the clinician prescribed and reviews.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ def bolus_rate_nl_per_day(volume_nl: int, duration_s: int) -> int:
     return -(-volume_nl * S_PER_DAY // duration_s)
 
 
-def patient_allowance_nl(rx: Prescription, stroke_nl: int) -> int:
-    """The most patient-bolus volume a 24 h window can hold under this prescription."""
+def patient_allowance_nl(rx: Prescription) -> int:
+    """The most patient-bolus volume a 24 h window can hold under this prescription, on the
+    dose as asked (never less than the whole strokes delivered)."""
     pb = rx.patient_bolus
     if pb is None:
         return 0
-    return pb.max_per_24h * whole_strokes(pb.dose_nl, stroke_nl) * stroke_nl
+    return pb.max_per_24h * pb.dose_nl
 
 
 def daily_volume_with_boluses_nl(rx: Prescription, stroke_nl: int) -> int:
@@ -53,7 +56,7 @@ def daily_volume_with_boluses_nl(rx: Prescription, stroke_nl: int) -> int:
     """
     basal = rx.max_24h_volume_nl()
     carry = stroke_nl if basal else 0
-    return basal + carry + patient_allowance_nl(rx, stroke_nl)
+    return basal + carry + patient_allowance_nl(rx)
 
 
 def _range_refusal(value: int, low: int, high: int, field: FieldId) -> Refused | None:
@@ -94,7 +97,7 @@ def check_prescription(profile: Profile, rx: Prescription) -> Refused | None:
             refusal = _range_refusal(value, allowed.low, allowed.high, field)
             if refusal:
                 return refusal
-        volume = whole_strokes(pb.dose_nl, p.stroke_nl) * p.stroke_nl
+        volume = pb.dose_nl  # as asked: the rounding policy above
         # Basal keeps running under a patient bolus, so their sum must stay in range (H11).
         headroom = p.rate_max_nl_per_day - rx.max_rate_nl_per_day()
         if bolus_rate_nl_per_day(volume, pb.duration_s) > headroom:
@@ -131,7 +134,7 @@ def check_clinician_bolus(
         return Refused(
             RefusalCode.INVALID_FIELD, FieldId.BOLUS_DURATION, 1 if duration_s < 1 else S_PER_DAY
         )
-    volume = whole_strokes(dose_nl, p.stroke_nl) * p.stroke_nl
+    volume = dose_nl  # as asked: the rounding policy above
     headroom = p.rate_max_nl_per_day - basal_max_nl_per_day
     if bolus_rate_nl_per_day(volume, duration_s) > headroom:
         shortest = -(-volume * S_PER_DAY // headroom) if headroom > 0 else 0

@@ -16,6 +16,18 @@ Targets are symbolic where the next state depends on data the table cannot hold:
 RESERVOIR_EMPTY or MEMORY_ERROR, whichever holds (in that order of precedence after memory).
 A memory error (H8) refuses every therapy input before the table is consulted; it is a
 device condition, not a therapy state.
+
+A detected motor stall is also a device condition, not a state: after a STOP the pump can
+be STOPPED with the stall still detected (the firmware keeps retrying the rotor). So an
+entry that can start delivery from a state where the motor is not turning is marked
+``Go(target, starts_delivery=True)``, and the firmware refuses it with MOTOR_STALLED while a
+stall is detected (H5, H12): the rotor is not known to turn, and a delivery started then
+would be counted but not given, then given in full when the rotor frees. Only the firmware's
+own retry (MOTOR_RECOVERED) may resume therapy, at the programmed rate with no catch-up;
+after a STOP during a stall the clinician restarts explicitly once the recovery is logged.
+A COMMIT starts delivery only if the prescription is not a stopped one; the firmware checks
+the flag against the staged prescription. A COMMIT while SUSPENDED_BY_ALARM starts nothing:
+it is stored and runs when the suspension clears (``SAME``).
 """
 
 from __future__ import annotations
@@ -69,6 +81,9 @@ class Target(Enum):
 @dataclass(frozen=True, slots=True)
 class Go:
     target: Target
+    starts_delivery: bool = False
+    """The transition can start the motor from a state where it is not turning: refused
+    MOTOR_STALLED while a stall is detected (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +99,21 @@ R = RefusalCode
 
 _SAME = Go(T.SAME)
 
+
+def _starts(target: Target) -> Go:
+    """A transition that can start delivery: refused MOTOR_STALLED while a stall is detected."""
+    return Go(target, starts_delivery=True)
+
+
 _RUNNING: dict[TherapyInput, Go | Refuse] = {
     I.STAGE: _SAME,
-    I.COMMIT: Go(T.BASAL),
+    # Running means no stall is detected (detection suspends); the guard is defence in depth.
+    I.COMMIT: _starts(T.BASAL),
     I.START: Refuse(R.BAD_STATE),  # already running
     I.STOP: Go(T.STOPPED),
-    I.CLINICIAN_BOLUS: Go(T.CLINICIAN_BOLUS),
-    I.PATIENT_BOLUS: Go(T.PATIENT_BOLUS),
-    I.PRIME: Go(T.PRIMING),
+    I.CLINICIAN_BOLUS: _starts(T.CLINICIAN_BOLUS),
+    I.PATIENT_BOLUS: _starts(T.PATIENT_BOLUS),
+    I.PRIME: _starts(T.PRIMING),
     I.CANCEL_BOLUS: Refuse(R.NO_BOLUS_IN_PROGRESS),
     I.REFILL_BEGIN: _SAME,
     I.REFILL_COMPLETE: _SAME,
@@ -131,12 +153,14 @@ _BOLUS: dict[TherapyInput, Go | Refuse] = {
 TABLE: dict[TherapyState, dict[TherapyInput, Go | Refuse]] = {
     S.STOPPED: {
         I.STAGE: _SAME,
-        I.COMMIT: Go(T.BASAL),
-        I.START: Go(T.BASAL),
+        # Stopped after a stall, the stall stays detected until a retry sees the rotor turn:
+        # starting delivery is refused MOTOR_STALLED until then (H5, H12).
+        I.COMMIT: _starts(T.BASAL),
+        I.START: _starts(T.BASAL),
         I.STOP: Refuse(R.THERAPY_STOPPED),
-        I.CLINICIAN_BOLUS: Go(T.CLINICIAN_BOLUS),  # a single bolus, then back to stopped
+        I.CLINICIAN_BOLUS: _starts(T.CLINICIAN_BOLUS),  # a single bolus, then back to stopped
         I.PATIENT_BOLUS: Refuse(R.THERAPY_STOPPED),
-        I.PRIME: Go(T.PRIMING),  # after implant or a catheter revision (H3)
+        I.PRIME: _starts(T.PRIMING),  # after implant or a catheter revision (H3)
         I.CANCEL_BOLUS: Refuse(R.NO_BOLUS_IN_PROGRESS),
         I.REFILL_BEGIN: _SAME,
         I.REFILL_COMPLETE: _SAME,
@@ -156,7 +180,7 @@ TABLE: dict[TherapyState, dict[TherapyInput, Go | Refuse]] = {
     S.PRIMING: dict(_BOLUS),
     S.SUSPENDED_BY_ALARM: {
         I.STAGE: _SAME,
-        I.COMMIT: _SAME,  # stored; it runs when the suspension clears
+        I.COMMIT: _SAME,  # stored; it runs when the suspension clears, starts nothing now
         I.START: Refuse(None),
         I.STOP: Go(T.STOPPED),  # the clinician takes over; no automatic resume
         I.CLINICIAN_BOLUS: Refuse(None),

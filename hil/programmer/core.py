@@ -48,6 +48,7 @@ from protocol.messages import (
 from protocol.refusal import RefusalCode
 from protocol.request_kinds import COMMAND_OPCODES
 from protocol.session import ProgrammerSession, ProgrammerState
+from protocol.units import U32_MAX
 
 FRAME_LEVEL_REFUSALS = frozenset(
     {RefusalCode.FRAME_CORRUPT, RefusalCode.REPLAY_DETECTED, RefusalCode.FRAME_NOT_AUTHENTIC}
@@ -159,6 +160,7 @@ class ProgrammerCore:
         self._results: deque[Result] = deque()
         self._phase = _Phase.CLOSED
         self._handshake_seq = 0
+        self._handshake_frames = 0
         self._handshake_attempts = 0
         self._reopens = 0
         self._deadline: int | None = None
@@ -274,10 +276,22 @@ class ProgrammerCore:
         request = self._session.start(self._entropy(16))
         self._phase = _Phase.OPENING
         self._handshake_attempts += 1
-        self._handshake_seq = request.seq
+        self._handshake_seq = self._next_handshake_seq()
         message = OpenSession(role=request.role, programmer_nonce=request.programmer_nonce)
-        self._outbox += codec.encode(message, seq=request.seq)
+        self._outbox += codec.encode(message, seq=self._handshake_seq)
         self._arm()
+
+    def _next_handshake_seq(self) -> int:
+        """A SEQ no earlier handshake frame of this programmer used.
+
+        The pump does not check an unsealed handshake frame's SEQ (docs/security.md section
+        5), but it answers with REF = that SEQ. Numbering every opening attempt's frames
+        apart is what lets a late CHALLENGE from an earlier attempt be ignored. Answering it
+        would send a proof over the wrong nonces: a failed opening that counts toward the
+        pump's lockout.
+        """
+        self._handshake_frames = self._handshake_frames % (U32_MAX - 1) + 1
+        return self._handshake_frames
 
     def _send_request(self, pending: _Pending) -> None:
         request = ReadStatus() if pending.resolving else pending.request
@@ -340,8 +354,9 @@ class ProgrammerCore:
             if self._phase is _Phase.OPENING and isinstance(message, Challenge):
                 answer = self._session.answer_challenge(message.pump_nonce, message.serial)
                 self._phase = _Phase.AUTHENTICATING
-                self._handshake_seq = answer.seq
-                self._outbox += codec.encode(Authenticate(proof=answer.proof), seq=answer.seq)
+                self._handshake_seq = self._next_handshake_seq()
+                proof = Authenticate(proof=answer.proof)
+                self._outbox += codec.encode(proof, seq=self._handshake_seq)
                 self._arm()
             elif self._phase is _Phase.AUTHENTICATING and isinstance(message, SessionOpened):
                 self._session.confirm_opened(

@@ -26,7 +26,13 @@ from emulator.firmware.results import Accepted, BolusStarted, RefillCompleted, R
 from emulator.plant import MotorState
 from emulator.pump import Pump
 from protocol.device_state import AlarmKind, AlarmSeverity, EventKind, TherapyState
-from protocol.prescription import PatientBolusLimits, Prescription
+from protocol.prescription import (
+    FlexStep,
+    InfusionMode,
+    PatientBolusLimits,
+    Prescription,
+    Repeat,
+)
 from protocol.refusal import FieldId, RefusalCode
 from protocol.units import MS_PER_DAY, MS_PER_HOUR, S_PER_DAY, S_PER_HOUR
 
@@ -209,6 +215,193 @@ def test_pump_without_stall_sensor_does_not_notice(programmed: PumpFactory, rx: 
     assert pump.plant_truth().pumped_nl == 0  # truth
 
 
+# -- H5/H12: nothing starts delivery while a stall is detected -----------------------------------
+
+PRIME_1CM = 2_600  # 1 cm of catheter = 13 strokes; at 24 mL/day one stroke every 720 ms
+
+
+def stalled_then_stopped(recover_after_s: int | None = None) -> Pump:
+    """A pump whose priming bolus met a stalled rotor, then stopped by the clinician: STOPPED
+    with the stall still detected (the repro of the stall-then-commit bug)."""
+    pump = Pump("peristaltic-20", reservoir_nl=0)
+    assert pump.refill_begin().ok
+    assert pump.refill_complete(20 * ML).ok
+    pump.inject(MotorStall(recover_after_s))
+    assert pump.prime(1).ok
+    pump.advance(2)  # the first stroke, at 720 ms, does not turn the rotor
+    assert pump.status().state is TherapyState.SUSPENDED_BY_ALARM
+    assert pump.stop().ok
+    status = pump.status()
+    assert status.state is TherapyState.STOPPED
+    assert status.motor_stall_detected
+    return pump
+
+
+@pytest.mark.hazard("H5", "H12")
+def test_stopped_with_stall_detected_refuses_every_start(rx: RxFactory) -> None:
+    pump = stalled_then_stopped()
+    staged = pump.stage(rx(144_000))  # staging starts nothing: allowed
+    assert isinstance(staged, Staged)
+    stalled = Refused(RefusalCode.MOTOR_STALLED)
+    # Before the fix the commit was accepted: CONTINUOUS with the rotor stalled, and the
+    # firmware counted 200 nL delivered by 180 s while the plant pumped nothing.
+    assert pump.commit(staged.digest, command_id=5) == stalled
+    assert pump.start() == stalled
+    assert pump.clinician_bolus(2_000, 600) == stalled
+    assert pump.prime(1) == stalled
+    assert pump.prime_volume(PRIME_1CM) == stalled
+    last = pump.log()[-1]
+    assert (last.kind, last.detail, last.value_b) == (
+        EventKind.COMMAND_REFUSED, RefusalCode.MOTOR_STALLED, 0,
+    )  # fmt: skip
+    refused_commit = next(e for e in pump.log() if e.kind is EventKind.COMMAND_REFUSED)
+    assert refused_commit.value_b == 5  # the commit's refusal is logged with its command id
+    pump.advance(S_PER_DAY)
+    status = pump.status()
+    assert status.state is TherapyState.STOPPED
+    assert status.prescription is None  # the refused commit installed nothing
+    assert status.delivered_nl == 0
+    assert pump.plant_truth().pumped_nl == 0
+
+
+@pytest.mark.hazard("H5")
+def test_stall_does_not_block_committing_a_stopped_prescription() -> None:
+    pump = stalled_then_stopped()
+    stopped = Prescription("morphine", 1_000, InfusionMode.STOPPED, Repeat.DAILY, (), None, 2 * ML)
+    result = pump.program(stopped)
+    assert isinstance(result, Accepted)  # it starts nothing
+    assert pump.status().state is TherapyState.STOPPED
+    assert pump.status().motor_stall_detected
+
+
+@pytest.mark.hazard("H5", "H12")
+def test_stall_cleared_while_stopped_needs_an_explicit_restart(rx: RxFactory) -> None:
+    pump = stalled_then_stopped(recover_after_s=S_PER_HOUR)
+    pump.advance(S_PER_HOUR)
+    # Stall seen at 720 ms; retries every 600 s from then; the plant frees at 1 h 0 s ->
+    # the retry at 720 ms + 6 x 600 s = 1 h 0.72 s sees it turn.
+    pump.advance(1)
+    status = pump.status()
+    assert not status.motor_stall_detected
+    recovered = next(e for e in pump.log() if e.kind is EventKind.MOTOR_RECOVERED)
+    assert recovered.time_ms == 720 + 6 * 600_000
+    assert status.state is TherapyState.STOPPED  # stopped by the clinician: no auto-restart
+    assert AlarmKind.MOTOR_STALL not in active(pump)
+    assert pump.plant_truth().pumped_nl == 0
+    assert pump.program(rx(288_000)).ok  # now accepted: one stroke a minute from here
+    before = pump.status().delivered_nl
+    pump.advance(S_PER_HOUR)
+    # The programmed 60 strokes in the hour, nothing for the stalled hour (H12).
+    assert pump.status().delivered_nl - before == 60 * STROKE
+
+
+@pytest.mark.hazard("H5", "H12")
+def test_blocked_stroke_never_counted_even_if_delivery_runs(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    """Defence in depth: if a firmware bug let delivery run with a stall detected, the strokes
+    the sensor sees blocked are still not counted as delivered."""
+    pump = programmed(rx(288_000))
+    pump.inject(MotorStall())
+    pump.advance(S_PER_HOUR)
+    assert pump.status().motor_stall_detected
+    counted = pump.status().delivered_nl
+    pumped = pump.plant_truth().pumped_nl
+    fw = pump._fw  # white-box: put the firmware where no command can (the bug's state)
+    fw.state = TherapyState.CONTINUOUS
+    fw.engine.set_basal(288_000)
+    pump.advance(S_PER_HOUR)
+    assert pump.plant_truth().strokes_attempted >= 60  # the motor was driven...
+    assert pump.plant_truth().pumped_nl == pumped  # ...moved nothing...
+    assert pump.status().delivered_nl == counted  # ...and none of it was counted
+
+
+@pytest.mark.hazard("H14", "H12")
+def test_mri_recovery_resumes_programmed_rate_without_catch_up(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = programmed(rx(288_000))  # one stroke a minute
+    pump.inject(MagnetExposure(scan_s=S_PER_HOUR, recovery_s=4 * S_PER_HOUR))
+    pump.advance(5 * S_PER_HOUR + 60)  # free at 5 h, seen by the retry at 5 h 1 min
+    status = pump.status()
+    assert status.state is TherapyState.CONTINUOUS
+    assert status.delivered_nl == 0  # the stall was seen at the first stroke (60 s)
+    assert pump.plant_truth().pumped_nl == 0
+    pump.advance(S_PER_HOUR)
+    # 60 strokes in the hour after the recovery, none for the 5 h missed (H12).
+    assert pump.status().delivered_nl == 60 * STROKE
+
+
+# -- BOLUS_CANCELLED: value_a delivered before the cancel, value_b not delivered (protocol.md 11) --
+
+
+def cancelled(pump: Pump) -> list[tuple[int, int, int]]:
+    """(detail, value_a, value_b) of every BOLUS_CANCELLED entry."""
+    entries = [e for e in pump.log() if e.kind is EventKind.BOLUS_CANCELLED]
+    return [(e.detail, e.value_a, e.value_b) for e in entries]
+
+
+@pytest.mark.hazard("H5", "H12")
+def test_bolus_cancelled_by_stall_logs_nothing_delivered() -> None:
+    pump = stalled_then_stopped()
+    # The first of the 13 strokes stalled: nothing delivered, all 2600 nL not delivered.
+    assert cancelled(pump) == [(0, 0, PRIME_1CM)]
+
+
+def bolus_running_10_of_60(programmed: PumpFactory, rx: RxFactory) -> Pump:
+    """Basal one stroke a minute; a 60-stroke clinician bolus over 1 h (one a minute), 10 min
+    in: 10 basal + 10 bolus strokes delivered."""
+    pump = programmed(rx(288_000))
+    assert pump.clinician_bolus(60 * STROKE, S_PER_HOUR, command_id=3).ok
+    pump.advance(600)
+    assert pump.status().delivered_nl == 20 * STROKE
+    return pump
+
+
+@pytest.mark.hazard("H12")
+def test_bolus_cancelled_by_command_logs_delivered_and_not_delivered(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = bolus_running_10_of_60(programmed, rx)
+    result = pump.cancel_bolus(command_id=4)
+    assert isinstance(result, Accepted)
+    entry = pump.log()[-1]
+    assert entry.kind is EventKind.BOLUS_CANCELLED
+    assert result.log_seq == entry.seq
+    assert cancelled(pump) == [(0, 10 * STROKE, 50 * STROKE)]
+    assert pump.status().last_command_id == 4
+
+
+@pytest.mark.hazard("H12", "H5")
+def test_bolus_cancelled_by_stall_counts_only_turned_strokes(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = bolus_running_10_of_60(programmed, rx)
+    pump.inject(MotorStall())
+    pump.advance(60)  # basal and bolus strokes both due at 660 s: neither turns
+    assert pump.status().motor_stall_detected
+    assert pump.status().delivered_nl == 20 * STROKE
+    assert cancelled(pump) == [(0, 10 * STROKE, 50 * STROKE)]
+
+
+@pytest.mark.hazard("H4", "H12")
+def test_bolus_cancelled_by_reset_logs_delivered_and_not_delivered(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = bolus_running_10_of_60(programmed, rx)
+    pump.inject(Reset())
+    assert cancelled(pump) == [(1, 10 * STROKE, 50 * STROKE)]  # detail 1: by a reset
+
+
+@pytest.mark.hazard("H12")
+def test_completed_bolus_logs_volume_delivered(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = bolus_running_10_of_60(programmed, rx)
+    pump.advance(S_PER_HOUR)
+    done = next(e for e in pump.log() if e.kind is EventKind.CLINICIAN_BOLUS_COMPLETED)
+    assert done.value_a == 60 * STROKE
+    assert cancelled(pump) == []
+
+
 # -- H6: ERI then end of service ----------------------------------------------------------------
 
 
@@ -325,6 +518,31 @@ def test_daily_mass_counts_every_allowed_patient_bolus(rx: RxFactory) -> None:
     refused = pump.stage(rx(1 * ML, concentration=10_000, patient_bolus=too_many))  # 16 mg
     assert isinstance(refused, Refused)
     assert refused.code is RefusalCode.DAILY_DOSE_ABOVE_MAX
+
+
+@pytest.mark.hazard("H9", "H11")
+def test_daily_mass_is_checked_on_the_dose_as_asked(rx: RxFactory) -> None:
+    """Found by the stateful test: 11 patient boluses of 1746 nL of ziconotide 1 mg/mL are
+    19.206 ug a day, over the 19.2 ug limit. The pump delivers 8 whole strokes (1600 nL) per
+    bolus, 17.6 ug, and used to accept the prescription on that; the limit is on what is
+    prescribed and reviewed."""
+    pump = Pump("peristaltic-20")
+    over = PatientBolusLimits(dose_nl=1_746, duration_s=600, lockout_s=600, max_per_24h=11)
+    rx_over = Prescription(
+        "ziconotide", 1_000, InfusionMode.FLEX, Repeat.DAILY, (FlexStep(0, 0),), over, 500_000
+    )
+    assert pump.stage(rx_over) == Refused(
+        RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.DAILY_DOSE, 19_200_000
+    )
+    within = PatientBolusLimits(dose_nl=1_745, duration_s=600, lockout_s=600, max_per_24h=11)
+    staged = pump.stage(
+        Prescription(
+            "ziconotide", 1_000, InfusionMode.FLEX, Repeat.DAILY, (FlexStep(0, 0),), within,
+            500_000,
+        )
+    )  # fmt: skip
+    assert isinstance(staged, Staged)
+    assert staged.daily_mass_pg == 11 * 1_745 * 1_000  # the review shows the dose as asked
 
 
 # -- H10: wrong refill volume entered -------------------------------------------------------------

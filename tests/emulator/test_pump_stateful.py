@@ -38,7 +38,7 @@ from emulator.faults import (
 from emulator.firmware.results import BolusStarted, Refused
 from emulator.profile import Profile, load_profile
 from emulator.pump import Pump
-from protocol.device_state import TherapyState
+from protocol.device_state import EventKind, TherapyState
 from protocol.prescription import (
     FlexStep,
     InfusionMode,
@@ -50,6 +50,18 @@ from protocol.units import MS_PER_DAY, MS_PER_S, S_PER_DAY
 
 PROFILES = ("peristaltic-20", "peristaltic-40", "valve-gated-20")
 NOT_DELIVERING = {TherapyState.STOPPED, TherapyState.END_OF_SERVICE}
+DELIVERING = {
+    TherapyState.CONTINUOUS,
+    TherapyState.FLEX,
+    TherapyState.CLINICIAN_BOLUS,
+    TherapyState.PATIENT_BOLUS,
+    TherapyState.PRIMING,
+}
+BOLUS_STARTS = {
+    EventKind.CLINICIAN_BOLUS_STARTED,
+    EventKind.PATIENT_BOLUS_GRANTED,
+    EventKind.PRIMING_STARTED,
+}
 
 faults = st.one_of(
     st.builds(MotorStall, st.none() | st.integers(1, 3 * S_PER_DAY)),
@@ -304,6 +316,25 @@ class PumpMachine(RuleBasedStateMachine):
             assert not engine.bolus_active
         if status.state is TherapyState.PRIMING:
             assert engine.basal_rate_nl_per_day == 0
+
+    @invariant()
+    def nothing_delivers_while_a_stall_is_detected(self) -> None:
+        status = self.pump.status()
+        if status.motor_stall_detected:
+            assert status.state not in DELIVERING, status.state
+            assert self.pump.engine.basal_rate_nl_per_day == 0
+            assert not self.pump.engine.bolus_active
+
+    @invariant()
+    def bolus_cancel_accounts_for_the_whole_bolus(self) -> None:
+        """BOLUS_CANCELLED: value_a delivered + value_b not delivered == the bolus volume."""
+        started: int | None = None  # the last bolus's volume, if still in the bounded log
+        for e in self.pump.log():
+            if e.kind in BOLUS_STARTS:
+                started = e.value_a
+            elif e.kind is EventKind.BOLUS_CANCELLED and started is not None:
+                assert e.value_a + e.value_b == started, e
+                assert e.value_a % self.profile.stroke_nl == 0
 
     @invariant()
     def log_sequence_strictly_increases(self) -> None:

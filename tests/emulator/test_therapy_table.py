@@ -64,3 +64,33 @@ def test_firmware_refuses_what_the_table_refuses() -> None:
     assert pump.refill_begin() == Refused(RefusalCode.BOLUS_IN_PROGRESS)
     assert pump.cancel_bolus().ok
     assert pump.status().state is TherapyState.CONTINUOUS
+
+
+DELIVERING_TARGETS = {Target.BASAL, Target.CLINICIAN_BOLUS, Target.PATIENT_BOLUS, Target.PRIMING}
+COMMANDS = [i for i in TherapyInput if i < TherapyInput.BOLUS_COMPLETE]
+
+
+@pytest.mark.hazard("H5", "H12")
+def test_every_command_that_can_start_delivery_is_guarded_against_a_stall() -> None:
+    """A stall is a condition, not a state (a pump can be STOPPED with it detected), so every
+    command whose target can deliver carries the guard the firmware refuses MOTOR_STALLED by.
+    RESUME checks the stall itself; SUSPENDED's COMMIT is stored and starts nothing."""
+    for state, row in TABLE.items():
+        for what in COMMANDS:
+            entry = row[what]
+            if isinstance(entry, Go) and entry.target in DELIVERING_TARGETS:
+                assert entry.starts_delivery, (state.name, what.name)
+    assert lookup(TherapyState.SUSPENDED_BY_ALARM, TherapyInput.COMMIT) == Go(Target.SAME)
+
+
+@pytest.mark.hazard("H5", "H12")
+def test_firmware_never_enters_delivery_with_a_stall_detected() -> None:
+    """The last line: a transition into a delivering state with a stall detected is a
+    firmware bug and raises instead of counting strokes a stalled rotor never gives."""
+    pump = Pump("peristaltic-20")
+    assert pump.program(RX).ok
+    fw = pump._fw  # white-box: no command can reach this, which is the point
+    fw._stalled = True
+    with pytest.raises(RuntimeError, match="stall detected"):
+        fw._transition(Go(Target.BASAL), pump.now_ms)
+    assert fw.state is TherapyState.CONTINUOUS  # unchanged: the check comes first

@@ -1,0 +1,125 @@
+"""Serial round trips through the real serve loop: a pty, unpaced and paced at 115200 baud.
+
+Run: ``.venv/bin/python benchmarks/serial.py`` (a table) or ``... --json`` (one object).
+Target (issue 5): ``paced_vs_wire_ratio`` <= 1.3.
+
+Set-up, all in one process but over a real pseudo-terminal: ``PumpServer`` serves a
+``PumpDevice`` on a ``PtyLink`` in its thread; the reference ``Programmer`` opens the pty's
+path with ``SerialLink`` (pyserial) and sends READ_STATUS over an open, sealed session, one
+request at a time, waiting for each reply.
+
+- ``pty_rt_per_s``: request/response round trips per second, unpaced.
+- ``paced_vs_wire_ratio``: with the server pacing at ``--baud`` (115200), the mean measured
+  round trip divided by the wire-time floor, (request frame bytes + reply frame bytes) x 10
+  / baud: the time the bytes alone take on a real 8N1 wire. 1.0 would be a perfect wire with
+  a pump that answers in no time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file is named like
+# pyserial's package: drop the folder so ``import serial`` finds pyserial.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from emulator.device import PumpDevice  # noqa: E402
+from emulator.pump import Pump  # noqa: E402
+from hil.clock import SystemClock  # noqa: E402
+from hil.links import PtyLink, SerialLink  # noqa: E402
+from hil.programmer.client import Programmer  # noqa: E402
+from hil.programmer.core import Outcome  # noqa: E402
+from hil.serve import PumpServer  # noqa: E402
+from protocol.device_state import Role  # noqa: E402
+from protocol.keys import generate_keys  # noqa: E402
+
+
+def _quiet(_line: str) -> None:
+    """The server's log is not part of the measurement."""
+
+
+def measure(requests: int, baud: int | None) -> dict[str, float]:
+    """Round trips of READ_STATUS through a PumpServer on a pty; per-request bytes and time."""
+    keys = generate_keys("PE-BENCH", secrets.token_bytes(64))
+    clock = SystemClock()
+    device = PumpDevice(Pump("peristaltic-20"), keys, secrets.token_bytes)
+    pty_link = PtyLink()
+    counts = {"tx": 0, "rx": 0}
+
+    def count(direction: str, data: bytes) -> None:
+        counts[direction] += len(data)
+
+    with PumpServer(device, pty_link, clock, baud=baud, log=_quiet):
+        link = SerialLink(pty_link.path)
+        try:
+            programmer = Programmer(
+                link, keys.serial, Role.CLINICIAN, keys.clinician, on_traffic=count
+            )
+            for _ in range(5):  # open the session and warm up
+                assert programmer.status().outcome is Outcome.ANSWERED
+            counts.update(tx=0, rx=0)
+            times: list[float] = []
+            for _ in range(requests):
+                started = time.perf_counter()
+                result = programmer.status()
+                times.append(time.perf_counter() - started)
+                assert result.outcome is Outcome.ANSWERED, result
+            sent, received = counts["tx"], counts["rx"]
+            programmer.close()
+        finally:
+            link.close()
+    return {
+        "mean_s": statistics.fmean(times),
+        "median_s": statistics.median(times),
+        "request_bytes": sent / requests,
+        "reply_bytes": received / requests,
+        "total_s": sum(times),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2_000, help="unpaced round trips")
+    parser.add_argument("--paced-requests", type=int, default=200, help="paced round trips")
+    parser.add_argument("--baud", type=int, default=115_200, help="pacing rate, 8N1")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    unpaced = measure(args.requests, None)
+    paced = measure(args.paced_requests, args.baud)
+    frame_bytes = paced["request_bytes"] + paced["reply_bytes"]
+    wire_floor_s = frame_bytes * 10 / args.baud
+    result = {
+        "pty_rt_per_s": round(args.requests / unpaced["total_s"], 1),
+        "pty_rt_mean_us": round(unpaced["mean_s"] * 1e6, 1),
+        "pty_rt_median_us": round(unpaced["median_s"] * 1e6, 1),
+        "baud": args.baud,
+        "request_frame_bytes": paced["request_bytes"],
+        "reply_frame_bytes": paced["reply_bytes"],
+        "wire_floor_us": round(wire_floor_s * 1e6, 1),
+        "paced_rt_mean_us": round(paced["mean_s"] * 1e6, 1),
+        "paced_rt_median_us": round(paced["median_s"] * 1e6, 1),
+        "paced_vs_wire_ratio": round(paced["mean_s"] / wire_floor_s, 3),
+        "paced_vs_wire_ratio_median": round(paced["median_s"] / wire_floor_s, 3),
+        "target_paced_vs_wire_ratio_max": 1.3,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"READ_STATUS round trips over a pty, sealed session ({args.requests} unpaced, "
+        f"{args.paced_requests} paced)"
+    )
+    for key, value in result.items():
+        print(f"  {key:<32} {value}")
+
+
+if __name__ == "__main__":
+    main()

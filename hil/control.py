@@ -1,0 +1,659 @@
+"""The control API: rigs and CI act on a running emulator (docs/serve.md, "Control API").
+
+Local only: a TCP listener on a loopback address (127.0.0.1, ::1) or a Unix socket (created
+with mode 0600). JSON lines both ways: one request object per line, one response object
+per line, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests:
+
+- ``{"op": "ping"}``, ``{"op": "info"}``;
+- ``{"op": "fault", "fault": NAME, ...params}``: a plant fault (``FAULTS``), applied through
+  ``Pump.inject`` at the current pump time;
+- ``{"op": "advance", "duration": "30d"}`` (or ``"seconds": N``, or ``"ms": N``): move a
+  manual clock forward, firing every pump event on the way;
+- ``{"op": "truth"}``: the plant's physical truth beside the firmware's view;
+- ``{"op": "log", "since_seq": 0, "limit": 100}``: the pump's event log;
+- ``{"op": "faults"}``: the fault names and their parameters.
+
+``ControlServer`` serves a ``PumpServer``; ``ControlClient`` is the Python client used by
+``pumpemu fault``, ``pumpemu time advance`` and ``pumpemu truth``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import stat
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.faults import (
+    BatteryDrain,
+    CatheterDisconnect,
+    CatheterLeak,
+    CatheterOcclusion,
+    CatheterRepair,
+    Fault,
+    MagnetExposure,
+    MechanicalBias,
+    MemoryCorruption,
+    MotorRepair,
+    MotorStall,
+    PocketFill,
+    Reset,
+)
+from hil.capture import fields_of, plain
+from hil.errors import HilError, UsageError
+from hil.serve import ClockControlError, Log, PumpServer, format_pump_time, parse_tcp_address
+from protocol.device_state import LogEntry
+
+__all__ = [
+    "FAULTS",
+    "FAULT_ALIASES",
+    "MAX_LINE",
+    "ControlAddress",
+    "ControlClient",
+    "ControlError",
+    "ControlServer",
+    "FaultSpec",
+    "build_fault",
+    "compare_rows",
+    "parse_control_address",
+    "parse_duration",
+    "plain_json",
+]
+
+MAX_LINE = 64 * 1024
+"""The longest request line accepted; a longer one is refused and the connection closed."""
+
+
+class ControlError(HilError):
+    """A control request failed: refused by the server, or the server could not be reached."""
+
+
+# -- addresses ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ControlAddress:
+    """Where the control API listens: TCP ``host:port`` or a Unix socket ``path``."""
+
+    host: str | None
+    port: int | None
+    path: str | None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_control_address(text: str) -> ControlAddress:
+    """``127.0.0.1:PORT``, ``[::1]:PORT``, ``localhost:PORT`` or ``unix:PATH``; loopback only."""
+    if text.startswith("unix:"):
+        path = text.removeprefix("unix:")
+        if not path:
+            raise UsageError("--control: unix: needs a path, e.g. unix:/tmp/pump.sock")
+        return ControlAddress(None, None, path)
+    host, port = parse_tcp_address(text, what="--control")
+    return ControlAddress(host, port, None)
+
+
+# -- durations ------------------------------------------------------------------------------
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: str | int) -> int:
+    """A duration in ms: an int is seconds; a string is seconds (``"90"``) or whole numbers
+    with units, combined (``"30d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"250ms"``)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 30d, 6h, 90m")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value}")
+        return value * 1_000
+    text = value.strip().lower().replace(" ", "")
+    if text.isdigit():
+        return int(text) * 1_000
+    if not text or _DURATION.sub("", text):
+        raise ValueError(
+            f"bad duration {value!r}: use seconds or whole numbers with units ms, s, m, h, d, w "
+            "(e.g. 30d, 6h, 1d12h, 250ms)"
+        )
+    return sum(int(n) * _UNITS_MS[unit] for n, unit in _DURATION.findall(text))
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """One fault name: what it does, its parameters (name -> (required, help)), its builder."""
+
+    summary: str
+    params: Mapping[str, tuple[bool, str]]
+    build: Callable[[Mapping[str, Any]], Fault]
+
+
+def _int(params: Mapping[str, Any], name: str, default: int | None = None) -> int:
+    value = params.get(name, default)
+    if value is None:
+        raise ValueError(f"missing parameter {name!r}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _optional_int(params: Mapping[str, Any], name: str) -> int | None:
+    return None if params.get(name) is None else _int(params, name)
+
+
+def _repair(params: Mapping[str, Any]) -> Fault:
+    part = params.get("part")
+    if part == "motor":
+        return MotorRepair()
+    if part == "catheter":
+        return CatheterRepair()
+    raise ValueError(f"parameter 'part' must be 'motor' or 'catheter', got {part!r}")
+
+
+FAULTS: dict[str, FaultSpec] = {
+    "stall": FaultSpec(
+        "the motor stops: for good, or until recover_after_s have passed (H5, H14)",
+        {"recover_after_s": (False, "seconds until the rotor frees itself; omit for good")},
+        lambda p: MotorStall(_optional_int(p, "recover_after_s")),
+    ),
+    "occlusion": FaultSpec(
+        "the catheter is blocked: pumped drug is held back (H13)",
+        {},
+        lambda _params: CatheterOcclusion(),
+    ),
+    "leak": FaultSpec(
+        "a fraction of the flow leaks into tissue (H17)",
+        {"ppm": (True, "leaked fraction in parts per million, 1..1000000")},
+        lambda p: CatheterLeak(_int(p, "ppm")),
+    ),
+    "disconnect": FaultSpec(
+        "the catheter comes off the pump: everything pumped goes into tissue (H17)",
+        {},
+        lambda _params: CatheterDisconnect(),
+    ),
+    "repair": FaultSpec(
+        "the motor turns again, or the catheter is whole again (held drug is released)",
+        {"part": (True, "'motor' or 'catheter'")},
+        _repair,
+    ),
+    "magnet": FaultSpec(
+        "an MRI scan or strong magnet: the rotor stops for scan_s + recovery_s (H14, H15)",
+        {
+            "scan_s": (True, "scan duration, seconds"),
+            "recovery_s": (False, "seconds after the scan before the rotor turns (default 0)"),
+        },
+        lambda p: MagnetExposure(_int(p, "scan_s"), _int(p, "recovery_s", 0)),
+    ),
+    "battery-drain": FaultSpec(
+        "a sudden loss of battery charge (H4, H6)",
+        {"nah": (True, "charge lost, nAh")},
+        lambda p: BatteryDrain(_int(p, "nah")),
+    ),
+    "pocket-fill": FaultSpec(
+        "drug injected into the pump pocket instead of the reservoir (H1)",
+        {"volume_nl": (True, "volume injected into the pocket, nL")},
+        lambda p: PocketFill(_int(p, "volume_nl")),
+    ),
+    "bias": FaultSpec(
+        "mechanical bias: each stroke moves stroke_nl x (1 + ppm/1e6) from now on (H10)",
+        {"ppm": (True, "bias in ppm, -999999..1000000")},
+        lambda p: MechanicalBias(_int(p, "ppm")),
+    ),
+    "reset": FaultSpec(
+        "a processor reset: RAM lost, restart from non-volatile memory (H4)",
+        {},
+        lambda _params: Reset(),
+    ),
+    "memory-corruption": FaultSpec(
+        "one bit of the non-volatile record flips (H8)",
+        {"bit": (False, "which bit (default 0)")},
+        lambda p: MemoryCorruption(_int(p, "bit", 0)),
+    ),
+}
+FAULT_ALIASES = {"mri": "magnet"}
+
+
+def build_fault(name: str, params: Mapping[str, Any]) -> Fault:
+    """The ``Fault`` for a fault name and its parameters; ``ValueError`` with a clear message."""
+    key = FAULT_ALIASES.get(name, name)
+    spec = FAULTS.get(key)
+    if spec is None:
+        raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        allowed = ", ".join(spec.params) or "none"
+        raise ValueError(f"fault {key!r} takes no parameter {unknown[0]!r} (allowed: {allowed})")
+    try:
+        return spec.build(params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"fault {key!r}: {exc}") from None
+
+
+# -- truth ----------------------------------------------------------------------------------
+
+
+def compare_rows(plant: Mapping[str, Any], firmware: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the firmware believes beside what is physically true, one row per quantity
+    (``None`` where the firmware has no way to know)."""
+    motor_fw = "stall detected" if firmware["motor_stall_detected"] else "ok"
+    return [
+        {
+            "quantity": "reservoir",
+            "unit": "nL",
+            "firmware": firmware["reservoir_estimate_nl"],
+            "plant": plant["reservoir_nl"],
+        },
+        {
+            "quantity": "pumped since power-on",
+            "unit": "nL",
+            "firmware": firmware["delivered_nl"],
+            "plant": plant["pumped_nl"],
+        },
+        {
+            "quantity": "reached the patient",
+            "unit": "nL",
+            "firmware": None,
+            "plant": plant["delivered_nl"],
+        },
+        {
+            "quantity": "lost (leak, pocket)",
+            "unit": "nL",
+            "firmware": None,
+            "plant": plant["lost_nl"],
+        },
+        {"quantity": "motor", "unit": "", "firmware": motor_fw, "plant": plant["motor"]},
+        {"quantity": "catheter", "unit": "", "firmware": None, "plant": plant["catheter"]},
+        {
+            "quantity": "battery",
+            "unit": "nAh",
+            "firmware": firmware["battery_nah"],
+            "plant": plant["battery_nah"],
+        },
+    ]
+
+
+def _log_entry(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "time_ms": entry.time_ms,
+        "kind": entry.kind.name,
+        "detail": entry.detail,
+        "value_a": entry.value_a,
+        "value_b": entry.value_b,
+    }
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class ControlServer:
+    """Answers control requests for one ``PumpServer``; one thread per connection."""
+
+    def __init__(self, server: PumpServer, address: str, *, log: Log | None = None) -> None:
+        self._server = server
+        self._log = log
+        parsed = parse_control_address(address)
+        self._unix_path = parsed.path
+        if parsed.path is not None:
+            listener = self._bind_unix(parsed.path)
+            self._address = parsed
+        else:
+            assert parsed.host is not None
+            assert parsed.port is not None
+            family = socket.AF_INET6 if ":" in parsed.host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind((parsed.host, parsed.port))
+            except OSError as exc:
+                listener.close()
+                raise UsageError(
+                    f"--control: cannot listen on {parsed}: {exc.strerror or exc}"
+                ) from None
+            self._address = ControlAddress(parsed.host, int(listener.getsockname()[1]), None)
+        listener.listen(8)
+        self._listener = listener
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+
+    @staticmethod
+    def _bind_unix(path: str) -> socket.socket:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise UsageError(f"--control: {path}: {exc.strerror or exc}") from None
+        else:
+            if not stat.S_ISSOCK(mode):
+                raise UsageError(f"--control: {path} exists and is not a socket")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # a stale socket left by a process that died
+            else:
+                raise UsageError(f"--control: {path} is in use by another running emulator")
+            finally:
+                probe.close()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # the socket is created 0600: this user only
+        try:
+            listener.bind(path)
+        except OSError as exc:
+            listener.close()
+            raise UsageError(f"--control: cannot listen on {path}: {exc.strerror or exc}") from None
+        finally:
+            os.umask(old_umask)
+        return listener
+
+    @property
+    def address(self) -> str:
+        """The address clients use (with the real port when 0 was asked for)."""
+        return str(self._address)
+
+    def start(self) -> ControlServer:
+        # Before the thread exists: a stop() racing the thread's start must find nothing
+        # left to do on a socket it already closed.
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._accept_loop, name="control api")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._conn_lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(2.0)
+        if self._unix_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._unix_path)
+
+    def __enter__(self) -> ControlServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            with self._conn_lock:
+                self._connections.add(conn)
+            thread = threading.Thread(target=self._serve_connection, args=(conn,))
+            thread.daemon = True
+            thread.name = "control connection"
+            thread.start()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        try:
+            with conn, conn.makefile("rb") as reader:
+                while not self._stop.is_set():
+                    line = reader.readline(MAX_LINE + 1)
+                    if not line:
+                        return
+                    if len(line) > MAX_LINE:
+                        conn.sendall(_encode({"ok": False, "error": "request line too long"}))
+                        return
+                    if not line.strip():
+                        continue
+                    conn.sendall(_encode(self.handle_line(line)))
+        except OSError:
+            return
+        finally:
+            with self._conn_lock:
+                self._connections.discard(conn)
+
+    # -- requests --
+
+    def handle_line(self, line: bytes) -> dict[str, Any]:
+        """One request line to one response object (never raises)."""
+        try:
+            request = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return {"ok": False, "error": f"not a JSON object: {exc}"}
+        if not isinstance(request, dict):
+            return {"ok": False, "error": "a request is a JSON object with an 'op' field"}
+        return self.handle(request)
+
+    def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer one request object (never raises)."""
+        op = request.get("op")
+        handler = _OPS.get(op) if isinstance(op, str) else None
+        if handler is None:
+            return {"ok": False, "error": f"unknown op {op!r}; known: {', '.join(_OPS)}"}
+        try:
+            return {"ok": True, **handler(self, request)}
+        except (ValueError, TypeError, ClockControlError) as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a bug must not kill the connection silently
+            return {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+
+    def _op_ping(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return {"pong": True}
+
+    def _op_info(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        view = self._server.view()
+        return {
+            "serial": view.serial,
+            "profile": view.profile,
+            "clock": view.clock,
+            "baud": self._server.baud,
+            "link": self._server.link.name,
+            "now_ms": view.now_ms,
+            "now": format_pump_time(view.now_ms),
+        }
+
+    def _op_faults(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "faults": {
+                name: {
+                    "summary": spec.summary,
+                    "params": {k: {"required": r, "help": h} for k, (r, h) in spec.params.items()},
+                }
+                for name, spec in FAULTS.items()
+            }
+        }
+
+    def _op_fault(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        name = request.get("fault")
+        if not isinstance(name, str):
+            raise ValueError(f"'fault' must name a fault: {', '.join(FAULTS)}")
+        params = {k: v for k, v in request.items() if k not in ("op", "fault")}
+        fault = build_fault(name, params)
+        now = self._server.inject(fault)
+        if self._log is not None:
+            self._log(f"[{format_pump_time(now)}] control: fault injected: {fault!r}")
+        return {"fault": FAULT_ALIASES.get(name, name), "applied": fields_of(fault), "now_ms": now}
+
+    def _op_advance(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        given = [k for k in ("duration", "seconds", "ms") if k in request]
+        if len(given) != 1:
+            raise ValueError("advance takes exactly one of 'duration', 'seconds' or 'ms'")
+        key = given[0]
+        value = request[key]
+        if key == "ms":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"'ms' must be a non-negative integer, got {value!r}")
+            ms = value
+        elif key == "seconds":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"'seconds' must be an integer, got {value!r}")
+            ms = parse_duration(value)
+        else:
+            if not isinstance(value, str):
+                raise ValueError(f"'duration' must be a string like 30d or 6h, got {value!r}")
+            ms = parse_duration(value)
+        now = self._server.advance(ms)
+        if self._log is not None:
+            self._log(f"[{format_pump_time(now)}] control: time advanced {ms} ms")
+        return {"advanced_ms": ms, "now_ms": now, "now": format_pump_time(now)}
+
+    def _op_truth(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        view = self._server.view()
+        plant = fields_of(view.truth)
+        plant["lost_nl"] = view.truth.lost_nl
+        plant["balance_nl"] = view.truth.balance_nl()
+        plant.pop("type", None)
+        firmware = fields_of(view.status)
+        firmware.pop("type", None)
+        return {
+            "now_ms": view.now_ms,
+            "now": format_pump_time(view.now_ms),
+            "plant": plant,
+            "firmware": firmware,
+            "compare": compare_rows(plant, firmware),
+        }
+
+    def _op_log(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        since = request.get("since_seq", 0)
+        limit = request.get("limit")
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise ValueError(f"'since_seq' must be a non-negative integer, got {since!r}")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"'limit' must be a positive integer, got {limit!r}")
+        entries = self._server.log_entries(since, limit)
+        view_next = self._server.view().status.log_next_seq
+        return {"next_seq": view_next, "entries": [_log_entry(e) for e in entries]}
+
+
+_OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = {
+    "ping": ControlServer._op_ping,
+    "info": ControlServer._op_info,
+    "faults": ControlServer._op_faults,
+    "fault": ControlServer._op_fault,
+    "advance": ControlServer._op_advance,
+    "truth": ControlServer._op_truth,
+    "log": ControlServer._op_log,
+}
+
+
+def _encode(obj: Mapping[str, Any]) -> bytes:
+    return (json.dumps(plain_json(obj), separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def plain_json(obj: Any) -> Any:
+    """Make a response JSON-ready (enums by name, bytes as hex)."""
+    if isinstance(obj, Mapping):
+        return {str(k): plain_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain_json(v) for v in obj]
+    return plain(obj)
+
+
+# -- the client -----------------------------------------------------------------------------
+
+
+class ControlClient:
+    """A blocking client of the control API: ``ControlClient("127.0.0.1:7001").truth()``.
+
+    Every method returns the response object (``ok`` is true) or raises ``ControlError``
+    with the server's error message.
+    """
+
+    def __init__(self, address: str, *, timeout_s: float = 30.0) -> None:
+        parsed = parse_control_address(address)
+        self._address = str(parsed)
+        try:
+            if parsed.path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout_s)
+                sock.connect(parsed.path)
+            else:
+                assert parsed.host is not None
+                assert parsed.port is not None
+                sock = socket.create_connection((parsed.host, parsed.port), timeout=timeout_s)
+        except OSError as exc:
+            raise ControlError(
+                f"cannot reach the control API at {self._address}: {exc.strerror or exc} "
+                "(is pumpemu serve running with --control?)"
+            ) from None
+        self._sock = sock
+        self._reader = sock.makefile("rb")
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its response; ``ControlError`` if it failed."""
+        line = json.dumps({"op": op, **fields}, separators=(",", ":")) + "\n"
+        try:
+            self._sock.sendall(line.encode("utf-8"))
+            answer = self._reader.readline(16 * MAX_LINE)
+        except OSError as exc:
+            raise ControlError(f"control API {self._address}: {exc.strerror or exc}") from None
+        if not answer:
+            raise ControlError(f"control API {self._address} closed the connection")
+        try:
+            response = json.loads(answer)
+        except json.JSONDecodeError as exc:
+            raise ControlError(f"control API {self._address}: bad response: {exc}") from None
+        if not isinstance(response, dict) or not response.get("ok"):
+            error = response.get("error") if isinstance(response, dict) else response
+            raise ControlError(str(error))
+        return response
+
+    def ping(self) -> dict[str, Any]:
+        return self.request("ping")
+
+    def info(self) -> dict[str, Any]:
+        return self.request("info")
+
+    def faults(self) -> dict[str, Any]:
+        return self.request("faults")
+
+    def fault(self, name: str, **params: Any) -> dict[str, Any]:
+        """Inject a plant fault: ``fault("stall", recover_after_s=3600)``."""
+        return self.request("fault", fault=name, **params)
+
+    def advance(self, duration: str | int) -> dict[str, Any]:
+        """Advance a manual clock: ``advance("30d")``, ``advance(90)`` (seconds)."""
+        if isinstance(duration, int) and not isinstance(duration, bool):
+            return self.request("advance", seconds=duration)
+        return self.request("advance", duration=duration)
+
+    def truth(self) -> dict[str, Any]:
+        return self.request("truth")
+
+    def log(self, since_seq: int = 0, limit: int | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"since_seq": since_seq}
+        if limit is not None:
+            fields["limit"] = limit
+        return self.request("log", **fields)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._reader.close()
+            self._sock.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,228 @@
+"""``pumpemu fault``, ``pumpemu time`` and ``pumpemu truth``: the control API on the command line.
+
+Each command connects to a running ``pumpemu serve --control ADDRESS`` (``--control`` or the
+``PUMPEMU_CONTROL`` environment variable), sends one request and prints the answer as lines
+and tables, or as the raw JSON response with ``--json``. Errors are one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from hil.control import FAULTS, ControlClient, FaultSpec, parse_duration
+from hil.errors import HilError
+
+__all__ = ["fault", "time_group", "truth"]
+
+CONTROL_ENV = "PUMPEMU_CONTROL"
+
+
+class _CommandError(click.ClickException):
+    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
+
+    exit_code = 2
+
+
+def _control_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--control",
+        "control",
+        envvar=CONTROL_ENV,
+        required=True,
+        metavar="HOST:PORT|unix:PATH",
+        help=f"The emulator's control API (pumpemu serve --control); or set {CONTROL_ENV}.",
+    )(f)
+
+
+def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print the JSON response.")(f)
+
+
+def _call(control: str, action: Callable[[ControlClient], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        with ControlClient(control) as client:
+            return action(client)
+    except HilError as exc:
+        raise _CommandError(str(exc)) from None
+
+
+def _echo_json(response: dict[str, Any]) -> None:
+    click.echo(json.dumps(response, indent=2))
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "(not sensed)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+# -- pumpemu fault ----------------------------------------------------------------------------
+
+FAULT_EPILOG = """\b
+Examples:
+  pumpemu fault stall --control 127.0.0.1:7001
+  pumpemu fault stall --recover-after-s 3600 --control 127.0.0.1:7001
+  pumpemu fault leak --ppm 250000 --control unix:/tmp/pump.sock
+  pumpemu fault magnet --scan-s 1800 --recovery-s 7200
+  pumpemu fault repair catheter
+  pumpemu fault list
+"""
+
+
+@click.group("fault", epilog=FAULT_EPILOG)
+def fault() -> None:
+    """Inject a plant fault into a running emulator (through its control API).
+
+    Faults act on the physical plant; the firmware learns of them only through its
+    sensors. Compare the two with pumpemu truth. See docs/serve.md for each fault.
+    """
+
+
+@fault.command("list")
+def fault_list() -> None:
+    """List the faults and their parameters (no emulator needed)."""
+    for name, spec in FAULTS.items():
+        click.echo(f"{name:<18} {spec.summary}")
+        for param, (required, text) in spec.params.items():
+            flag = param if param == "part" else f"--{param.replace('_', '-')}"
+            click.echo(f"{'':<18}   {flag}: {text}{' (required)' if required else ''}")
+
+
+def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
+    params: list[click.Parameter] = []
+    for param, (required, text) in spec.params.items():
+        if param == "part":
+            params.append(
+                click.Argument(["part"], type=click.Choice(["motor", "catheter"]), required=True)
+            )
+        else:
+            params.append(
+                click.Option(
+                    [f"--{param.replace('_', '-')}", param],
+                    type=int,
+                    required=required,
+                    help=text,
+                )
+            )
+
+    def callback(control: str, as_json: bool, **values: Any) -> None:
+        given = {k: v for k, v in values.items() if v is not None}
+        response = _call(control, lambda client: client.fault(name, **given))
+        if as_json:
+            _echo_json(response)
+            return
+        applied = dict(response["applied"])
+        kind = applied.pop("type")
+        detail = " ".join(f"{k}={v}" for k, v in applied.items())
+        click.echo(
+            f"injected {name} ({kind}{' ' + detail if detail else ''}) at pump time "
+            f"{response['now_ms']} ms"
+        )
+
+    command = click.Command(
+        name,
+        callback=callback,
+        params=params,
+        help=f"{spec.summary[0].upper()}{spec.summary[1:]}.",
+    )
+    _control_option(command)
+    _json_option(command)
+    return command
+
+
+for _name, _spec in FAULTS.items():
+    fault.add_command(_make_fault_command(_name, _spec))
+
+
+# -- pumpemu time ---------------------------------------------------------------------------
+
+TIME_EPILOG = """\b
+Examples:
+  pumpemu time advance 30d --control 127.0.0.1:7001
+  pumpemu time advance 1d12h
+  pumpemu time advance 90        (seconds)
+  pumpemu time show --control unix:/tmp/pump.sock
+"""
+
+
+@click.group("time", epilog=TIME_EPILOG)
+def time_group() -> None:
+    """Read or advance a running emulator's pump time (advance needs --clock manual)."""
+
+
+@time_group.command("advance")
+@click.argument("duration")
+@_control_option
+@_json_option
+def time_advance(duration: str, control: str, as_json: bool) -> None:
+    """Advance a manual clock by DURATION: seconds, or units ms s m h d w (30d, 6h, 1d12h).
+
+    Every pump event on the way happens in order (strokes, alarms, timeouts), event by
+    event, so 30 days take milliseconds.
+    """
+    try:
+        parse_duration(duration)
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+    response = _call(control, lambda client: client.advance(duration))
+    if as_json:
+        _echo_json(response)
+        return
+    click.echo(
+        f"advanced {duration} ({response['advanced_ms']:,} ms): pump time now {response['now']}"
+    )
+
+
+@time_group.command("show")
+@_control_option
+@_json_option
+def time_show(control: str, as_json: bool) -> None:
+    """Print the pump's time and clock."""
+    response = _call(control, lambda client: client.info())
+    if as_json:
+        _echo_json(response)
+        return
+    click.echo(f"pump time {response['now']} ({response['now_ms']} ms), clock {response['clock']}")
+
+
+# -- pumpemu truth --------------------------------------------------------------------------
+
+TRUTH_EPILOG = """\b
+Examples:
+  pumpemu truth --control 127.0.0.1:7001
+  pumpemu truth --json --control unix:/tmp/pump.sock
+"""
+
+
+@click.command("truth", epilog=TRUTH_EPILOG)
+@_control_option
+@_json_option
+def truth(control: str, as_json: bool) -> None:
+    """Print the plant's physical truth beside what the firmware believes."""
+    response = _call(control, lambda client: client.truth())
+    if as_json:
+        _echo_json(response)
+        return
+    firmware = response["firmware"]
+    plant = response["plant"]
+    alarms = ", ".join(a["kind"] for a in firmware["alarms"]) or "none"
+    click.echo(f"pump time {response['now']}")
+    click.echo(f"therapy state {firmware['state']}; alarms: {alarms}")
+    rows = [("quantity", "firmware believes", "plant truth")]
+    for row in response["compare"]:
+        unit = f" ({row['unit']})" if row["unit"] else ""
+        rows.append((f"{row['quantity']}{unit}", _number(row["firmware"]), _number(row["plant"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for i, row in enumerate(rows):
+        click.echo(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}")
+        if i == 0:
+            click.echo(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * widths[2]}")
+    click.echo(f"fluid balance (in - out, should be 0): {plant['balance_nl']} nL")

@@ -1,0 +1,774 @@
+"""The serve loop: one emulated pump behind one link, the only place it does I/O and reads a clock.
+
+``PumpServer`` joins a sans-IO ``PumpDevice`` to a ``Link`` (a pyserial URL, a pty, a TCP
+listener, an in-memory pair) and a ``Clock``. It runs one blocking thread per link (TECH-NOTES:
+that was the fastest way to move serial bytes), and on every turn:
+
+1. fires the device's timers that are due (``get_timer``/``handle_timer``);
+2. writes what the device has to send;
+3. reads the link, blocking no longer than until the next thing is due: a pump timer
+   (converted from pump time to a real wait by the clock), a paced byte, or ``poll_s``;
+4. hands what arrived to ``device.receive_data(data, now)`` and writes the reply at once.
+
+Time. Pump time comes only from the clock given. A ``ScaledClock``/``SystemClock`` converts a
+pump-time deadline to a real wait (``real_ns_until``). A ``ManualClock`` never moves by
+itself: only ``advance`` (the control API) moves it, and then fires the timers at once.
+
+Locking. One lock guards the device: the serve thread holds it around each call into the
+device, and the control API thread takes it to inject faults, advance time and read truth.
+
+Pacing (``baud``). A pty or a socket moves a frame in microseconds; a serial wire at 115200
+baud takes 87 us per byte (start bit, 8 data bits, stop bit). With ``baud`` set the server
+models the wire in both directions, so a programmer's timeouts behave as on hardware:
+
+- received bytes become visible to the device no earlier than their wire time: each chunk
+  occupies the wire for ``len * 10 / baud`` seconds after the later of its arrival and the
+  end of the previous chunk (bytes are serialized back to back);
+- replies are written no faster than the wire rate: cut into slices of about a millisecond
+  of wire time, each written when its last byte would have left a real UART.
+
+Waits are scheduled against absolute deadlines, so a late wake-up never accumulates.
+
+A vanished port (``LinkClosedError``) is logged to stderr and, if the link can ``reopen()``
+(``SerialLink``), retried with backoff; the pump and its state live on meanwhile. Sessions,
+security events and alarms are logged one line each as they appear in the pump's event log.
+Every chunk, both ways, goes to the capture (``CaptureWriter``) with its pump time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import select
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol, runtime_checkable
+
+from emulator.clock import Clock, ManualClock
+from emulator.device import PumpDevice
+from emulator.faults import Fault
+from emulator.firmware.firmware import FirmwareStatus
+from emulator.plant import PlantTruth
+from hil.capture import CaptureWriter
+from hil.errors import HilError, UsageError
+from hil.links import MAX_READ, Link, LinkClosedError, LinkOpenError
+from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
+from protocol.messages import Opcode
+from protocol.refusal import RefusalCode
+
+__all__ = [
+    "DEFAULT_POLL_S",
+    "REOPEN_DELAYS_S",
+    "ClockControlError",
+    "Log",
+    "PumpServer",
+    "PumpView",
+    "ServeStats",
+    "TcpListenerLink",
+    "WireModel",
+    "describe_event",
+    "format_pump_time",
+    "parse_tcp_address",
+    "stderr_log",
+]
+
+DEFAULT_POLL_S = 0.05
+"""The longest one read blocks: bounds how fast ``stop`` takes effect, never latency."""
+
+REOPEN_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+"""Backoff between attempts to reopen a vanished port; the last value repeats."""
+
+BITS_PER_BYTE = 10
+"""On the wire: a start bit, 8 data bits and a stop bit (8N1)."""
+
+TX_SLICE_NS = 1_000_000
+"""Paced replies are written in slices of about this much wire time (1 ms)."""
+
+Log = Callable[[str], None]
+"""Receives one human-readable line at a time (no newline)."""
+
+
+def stderr_log(line: str) -> None:
+    """The default log: one line on stderr, flushed at once."""
+    sys.stderr.write(f"pumpemu serve: {line}\n")
+    sys.stderr.flush()
+
+
+class ClockControlError(HilError):
+    """Time cannot be moved by hand: the server runs on a real-time clock."""
+
+
+@runtime_checkable
+class RealTimeClock(Protocol):
+    """A clock that can say how long to wait in real time for a pump-time instant."""
+
+    def now_ms(self) -> int: ...
+
+    def real_ns_until(self, pump_ms: int) -> int: ...
+
+
+@runtime_checkable
+class Reopenable(Protocol):
+    """A link that can be opened again after it vanished (``SerialLink``)."""
+
+    def reopen(self) -> None: ...
+
+
+def format_pump_time(ms: int) -> str:
+    """Pump time as ``T+<days>d<hh>:<mm>:<ss>.<mmm>``."""
+    seconds, millis = divmod(ms, 1000)
+    minutes, sec = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    days, hour = divmod(hours, 24)
+    return f"T+{days}d{hour:02d}:{minute:02d}:{sec:02d}.{millis:03d}"
+
+
+# -- the wire model -------------------------------------------------------------------------
+
+
+class WireModel:
+    """When bytes cross a serial wire at ``baud`` (8N1), in integer nanoseconds.
+
+    Pure arithmetic, so it is tested without a clock. ``rx_visible`` and ``tx_schedule``
+    each keep their own direction's wire busy until the last byte they scheduled.
+    """
+
+    __slots__ = ("_baud", "_rx_free_ns", "_slice_bytes", "_tx_free_ns")
+
+    def __init__(self, baud: int) -> None:
+        if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
+            raise ValueError(f"baud must be an int >= 1, got {baud!r}")
+        self._baud = baud
+        self._rx_free_ns = 0
+        self._tx_free_ns = 0
+        self._slice_bytes = max(1, TX_SLICE_NS * baud // (BITS_PER_BYTE * 1_000_000_000))
+
+    @property
+    def baud(self) -> int:
+        return self._baud
+
+    def wire_ns(self, n_bytes: int) -> int:
+        """How long ``n_bytes`` occupy the wire, rounded up to a whole nanosecond."""
+        return -(-n_bytes * BITS_PER_BYTE * 1_000_000_000 // self._baud)
+
+    def rx_visible(self, n_bytes: int, arrival_ns: int) -> int:
+        """When the last of ``n_bytes`` that reached us at ``arrival_ns`` is on our side of
+        the wire: they start when they arrived or when the previous bytes finished."""
+        start = max(arrival_ns, self._rx_free_ns)
+        self._rx_free_ns = start + self.wire_ns(n_bytes)
+        return self._rx_free_ns
+
+    def tx_schedule(self, data: bytes, now_ns: int) -> list[tuple[int, bytes]]:
+        """Slices of ``data`` with the instant each may be written: when its last byte would
+        have left a UART that started sending at ``now_ns`` or when it was next free."""
+        start = max(now_ns, self._tx_free_ns)
+        out: list[tuple[int, bytes]] = []
+        sent = 0
+        for offset in range(0, len(data), self._slice_bytes):
+            piece = data[offset : offset + self._slice_bytes]
+            sent += len(piece)
+            out.append((start + self.wire_ns(sent), piece))
+        if out:
+            self._tx_free_ns = out[-1][0]
+        return out
+
+    def reset(self) -> None:
+        """The wire was lost: nothing is in flight any more."""
+        self._rx_free_ns = 0
+        self._tx_free_ns = 0
+
+
+# -- what the control API reads -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PumpView:
+    """Plant truth beside the firmware's view, read at one instant under the device lock."""
+
+    now_ms: int
+    serial: str
+    profile: str
+    clock: str
+    truth: PlantTruth
+    status: FirmwareStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ServeStats:
+    rx_bytes: int
+    tx_bytes: int
+    sessions_opened: int
+    security_events: int
+    alarms_raised: int
+    link_losses: int
+    reconnects: int
+
+
+def describe_event(entry: LogEntry) -> str | None:
+    """A one-line description of a log entry worth telling an operator, or None."""
+    kind = entry.kind
+    match kind:
+        case EventKind.SESSION_OPENED | EventKind.SESSION_CLOSED:
+            verb = "opened" if kind is EventKind.SESSION_OPENED else "closed"
+            return f"session {verb} ({_enum_name(Role, entry.detail).lower()})"
+        case EventKind.SECURITY_EVENT:
+            opcode = _enum_name(Opcode, entry.value_a)
+            code = _enum_name(RefusalCode, entry.detail)
+            return f"security event: {code} (request {opcode}, seq {entry.value_b})"
+        case EventKind.ALARM_RAISED | EventKind.ALARM_ACKNOWLEDGED | EventKind.ALARM_CLEARED:
+            verb = kind.name.removeprefix("ALARM_").lower()
+            alarm = _enum_name(AlarmKind, entry.detail)
+            severity = ""
+            if kind is EventKind.ALARM_RAISED and alarm in AlarmKind.__members__:
+                severity = f" ({AlarmKind[alarm].severity.name.lower()})"
+            return f"alarm {verb}: {alarm}{severity}"
+        case EventKind.MOTOR_STALL:
+            return "motor stall detected: therapy suspended"
+        case EventKind.MOTOR_RECOVERED:
+            return f"motor recovered after {entry.value_a // 1000} s"
+        case EventKind.RESERVOIR_EMPTY:
+            return "reservoir empty"
+        case EventKind.ELECTIVE_REPLACEMENT:
+            return f"elective replacement indicator (battery {entry.value_a}%)"
+        case EventKind.END_OF_SERVICE:
+            return "end of service: the pump has stopped for good"
+        case EventKind.RESET:
+            return "processor reset: restarted from non-volatile memory"
+        case EventKind.MEMORY_ERROR:
+            return "memory error: non-volatile record corrupt, safe state"
+        case _:
+            return None
+
+
+def _enum_name(enum: type[IntEnum], value: int) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return f"#{value}"
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+class PumpServer:
+    """Serves one ``PumpDevice`` on one ``Link``, in its own thread or in the caller's.
+
+    ``with PumpServer(device, link, clock) as server: ...`` starts it and stops it. The
+    server owns the link from then on and closes it when it stops (``close_link``).
+    """
+
+    def __init__(
+        self,
+        device: PumpDevice,
+        link: Link,
+        clock: Clock,
+        *,
+        capture: CaptureWriter | None = None,
+        baud: int | None = None,
+        log: Log = stderr_log,
+        poll_s: float = DEFAULT_POLL_S,
+        reopen_delays_s: Sequence[float] = REOPEN_DELAYS_S,
+        close_link: bool = True,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        if clock.now_ms() < device.now_ms:
+            raise ValueError(
+                f"the clock ({clock.now_ms()} ms) is behind the pump ({device.now_ms} ms): "
+                "pump time never runs backwards"
+            )
+        if poll_s <= 0:
+            raise ValueError("poll_s must be > 0")
+        if not reopen_delays_s or min(reopen_delays_s) < 0:
+            raise ValueError("reopen_delays_s must be non-empty and non-negative")
+        self._device = device
+        self._link = link
+        self._clock = clock
+        self._capture = capture
+        self._wire = WireModel(baud) if baud is not None else None
+        self._log = log
+        self._poll_s = poll_s
+        self._reopen_delays = tuple(reopen_delays_s)
+        self._close_link = close_link
+        self._mono = monotonic_ns
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._rx_pending: deque[tuple[int, bytes]] = deque()
+        self._tx_pending: deque[tuple[int, bytes]] = deque()
+        self._log_seq = device.pump.status().log_next_seq
+        self._rx_bytes = 0
+        self._tx_bytes = 0
+        self._sessions = 0
+        self._security = 0
+        self._alarms = 0
+        self._losses = 0
+        self._reconnects = 0
+
+    # -- life cycle --
+
+    def start(self) -> PumpServer:
+        """Run the serve loop in a daemon thread; returns at once."""
+        if self._thread is not None:
+            raise RuntimeError("the server was already started")
+        self._thread = threading.Thread(target=self.run, name=f"serve {self._link.name}")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the loop to end and wait for it (at most ``timeout_s``). Idempotent."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until the loop has ended (stopped, or failed: see ``error``)."""
+        return self._done.wait(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._done.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the loop ended by itself (a link that cannot come back), or None."""
+        return self._error
+
+    def __enter__(self) -> PumpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what it serves --
+
+    @property
+    def device(self) -> PumpDevice:
+        """The device. Touch it only inside ``locked()`` while the server runs."""
+        return self._device
+
+    @property
+    def link(self) -> Link:
+        return self._link
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def baud(self) -> int | None:
+        return self._wire.baud if self._wire is not None else None
+
+    @property
+    def manual_clock(self) -> bool:
+        return isinstance(self._clock, ManualClock)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[PumpDevice]:
+        """Hold the device lock: ``with server.locked() as device: ...``."""
+        with self._lock:
+            yield self._device
+            self._scan_log()
+
+    def stats(self) -> ServeStats:
+        return ServeStats(
+            self._rx_bytes,
+            self._tx_bytes,
+            self._sessions,
+            self._security,
+            self._alarms,
+            self._losses,
+            self._reconnects,
+        )
+
+    # -- the control API's operations (thread-safe) --
+
+    def now_ms(self) -> int:
+        with self._lock:
+            return self._device.now_ms
+
+    def inject(self, fault: Fault) -> int:
+        """Apply a plant fault at the current pump time; returns that time."""
+        with self._lock:
+            now = self._bring_up_to_date()
+            self._device.pump.inject(fault)
+            self._device.handle_timer(now)
+            self._note(f"fault injected: {fault!r}", now)
+            self._scan_log()
+            return now
+
+    def advance(self, ms: int) -> int:
+        """Move a manual clock forward by ``ms`` and fire every timer on the way; returns
+        the new pump time. ``ClockControlError`` on a real-time clock."""
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+            raise ValueError(f"time only moves forward by a whole number of ms, got {ms!r}")
+        clock = self._clock
+        if not isinstance(clock, ManualClock):
+            raise ClockControlError(
+                "time advance needs a manual clock (pumpemu serve --clock manual); "
+                "this pump's time follows a real-time clock"
+            )
+        with self._lock:
+            before = clock.now_ms()
+            now = clock.advance(ms)
+            self._device.handle_timer(now)
+            self._note(
+                f"time advanced {ms} ms: {format_pump_time(before)} -> {format_pump_time(now)}",
+                now,
+            )
+            self._scan_log()
+            return now
+
+    def view(self) -> PumpView:
+        """Plant truth and the firmware's status, at the same instant."""
+        with self._lock:
+            self._bring_up_to_date()
+            pump = self._device.pump
+            return PumpView(
+                now_ms=pump.now_ms,
+                serial=self._device.session.serial,
+                profile=pump.profile.name,
+                clock=self.clock_name(),
+                truth=pump.plant_truth(),
+                status=pump.status(),
+            )
+
+    def log_entries(self, since_seq: int = 0, limit: int | None = None) -> tuple[LogEntry, ...]:
+        with self._lock:
+            self._bring_up_to_date()
+            entries = self._device.pump.log(since_seq)
+        return entries if limit is None else entries[:limit]
+
+    def clock_name(self) -> str:
+        clock = self._clock
+        if isinstance(clock, ManualClock):
+            return "manual"
+        factor = getattr(clock, "factor", None)
+        if factor == 1:
+            return "real"
+        if isinstance(factor, int):
+            return f"x{factor}"
+        return type(clock).__name__
+
+    # -- the loop --
+
+    def run(self) -> None:
+        """Serve until ``stop`` (or until the link is lost for good). Blocks."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._turn()
+                except LinkClosedError as lost:
+                    if not self._recover(lost):
+                        break
+        except BaseException as exc:  # reported by the owner through ``error``
+            self._error = exc
+            self._log(f"serve loop failed: {type(exc).__name__}: {exc}")
+        finally:
+            if self._close_link:
+                with contextlib.suppress(HilError, OSError):
+                    self._link.close()
+            self._done.set()
+
+    def _turn(self) -> None:
+        wire = self._wire
+        if wire is not None:
+            self._feed_due_rx()
+        with self._lock:
+            now = self._clock.now_ms()
+            timer = self._device.get_timer()
+            if timer is not None and now >= timer:
+                self._device.handle_timer(now)
+                timer = self._device.get_timer()
+            out = self._device.data_to_send()
+            self._scan_log()
+        if out:
+            self._send(out, now)
+        if wire is not None:
+            self._write_due_tx()
+        data = self._link.read(self._wait_s(timer))
+        if not data:
+            return
+        self._rx_bytes += len(data)
+        if wire is None:
+            self._feed(data)
+        else:
+            self._rx_pending.append((wire.rx_visible(len(data), self._mono()), data))
+
+    def _wait_s(self, timer: int | None) -> float:
+        """How long the next read may block: until a timer, a paced byte, or ``poll_s``."""
+        wait_ns = int(self._poll_s * 1e9)
+        clock = self._clock
+        if timer is not None and isinstance(clock, RealTimeClock):
+            wait_ns = min(wait_ns, clock.real_ns_until(timer))
+        if self._rx_pending or self._tx_pending:
+            now_ns = self._mono()
+            for queue in (self._rx_pending, self._tx_pending):
+                if queue:
+                    wait_ns = min(wait_ns, queue[0][0] - now_ns)
+        return max(wait_ns, 0) / 1e9
+
+    def _feed(self, data: bytes) -> None:
+        """Hand received bytes to the device and send its reply at once."""
+        with self._lock:
+            now = self._clock.now_ms()
+            self._device.receive_data(data, now)
+            out = self._device.data_to_send()
+            self._scan_log()
+        if self._capture is not None:
+            self._capture.record("rx", data, now)
+        if out:
+            self._send(out, now)
+            if self._wire is not None:
+                self._write_due_tx()
+
+    def _feed_due_rx(self) -> None:
+        pending = self._rx_pending
+        while pending and pending[0][0] <= self._mono():
+            self._feed(pending.popleft()[1])
+
+    def _send(self, data: bytes, now: int) -> None:
+        wire = self._wire
+        if wire is None:
+            self._write(data, now)
+        else:
+            self._tx_pending.extend(wire.tx_schedule(data, self._mono()))
+
+    def _write_due_tx(self) -> None:
+        pending = self._tx_pending
+        while pending and pending[0][0] <= self._mono():
+            self._write(pending.popleft()[1], self._clock.now_ms())
+
+    def _write(self, data: bytes, now: int) -> None:
+        self._link.write(data)
+        self._tx_bytes += len(data)
+        if self._capture is not None:
+            self._capture.record("tx", data, now)
+
+    def _recover(self, lost: LinkClosedError) -> bool:
+        """Reopen a vanished port with backoff, keeping the pump; False if it cannot be."""
+        self._losses += 1
+        self._rx_pending.clear()
+        self._tx_pending.clear()
+        if self._wire is not None:
+            self._wire.reset()
+        link = self._link
+        if not isinstance(link, Reopenable):
+            self._log(f"{lost}; this kind of link cannot be reopened: stopping")
+            self._error = lost
+            return False
+        self._log(f"{lost}; reopening (pump state kept)")
+        self._note(f"link lost: {lost}", self._clock.now_ms())
+        attempt = 0
+        reported = ""
+        while not self._stop.is_set():
+            delay = self._reopen_delays[min(attempt, len(self._reopen_delays) - 1)]
+            if self._stop.wait(delay):
+                return False
+            attempt += 1
+            self._tick()
+            try:
+                link.reopen()
+            except LinkOpenError as exc:
+                if str(exc) != reported:
+                    reported = str(exc)
+                    self._log(f"still gone: {exc}; retrying every {self._reopen_delays[-1]:g} s")
+                continue
+            self._reconnects += 1
+            self._log(f"{link.name}: link back after {attempt} attempt(s)")
+            self._note(f"link back: {link.name}", self._clock.now_ms())
+            return True
+        return False
+
+    def _tick(self) -> None:
+        """Fire due timers while the link is away, so alarms are still logged on time."""
+        with self._lock:
+            self._bring_up_to_date()
+            self._device.data_to_send()  # nobody to send it to
+            self._scan_log()
+
+    def _bring_up_to_date(self) -> int:
+        """Let the pump reach the clock's time (caller holds the lock); returns it."""
+        now = self._clock.now_ms()
+        if now > self._device.now_ms:
+            self._device.handle_timer(now)
+        return max(now, self._device.now_ms)
+
+    # -- observability --
+
+    def _scan_log(self) -> None:
+        """Log sessions, security events and alarms as they appear (caller holds the lock)."""
+        pump = self._device.pump
+        if pump.status().log_next_seq == self._log_seq:
+            return
+        for entry in pump.log(self._log_seq):
+            self._log_seq = entry.seq + 1
+            if entry.kind is EventKind.SESSION_OPENED:
+                self._sessions += 1
+            elif entry.kind is EventKind.SECURITY_EVENT:
+                self._security += 1
+            elif entry.kind is EventKind.ALARM_RAISED:
+                self._alarms += 1
+            text = describe_event(entry)
+            if text is not None:
+                line = f"[{format_pump_time(entry.time_ms)}] {text}"
+                self._log(line)
+                self._note(text, entry.time_ms)
+        self._log_seq = max(self._log_seq, pump.status().log_next_seq)
+
+    def _note(self, text: str, sim_ms: int) -> None:
+        if self._capture is not None and not self._capture.closed:
+            self._capture.note(text, sim_ms)
+
+
+# -- a TCP listener as a link ---------------------------------------------------------------
+
+
+def parse_tcp_address(text: str, *, what: str, allow_remote: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port). Only loopback hosts unless
+    ``allow_remote``: a pump's programming port must not be reachable from the network by
+    accident. Raises ``UsageError`` naming ``what`` (the option)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise UsageError(f"{what}: expected HOST:PORT such as 127.0.0.1:5555, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"{what}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65_535:
+        raise UsageError(f"{what}: port {port} is out of range 0..65535")
+    if allow_remote:
+        return host, port
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"{what}: cannot resolve {host!r}: {exc.strerror}") from None
+    addresses = {info[4][0] for info in infos}
+    if not all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses):
+        raise UsageError(
+            f"{what}: refusing to listen on {host}: only loopback addresses (127.0.0.1, ::1) "
+            "are allowed, so the pump is not reachable from the network"
+        )
+    return host, port
+
+
+class TcpListenerLink:
+    """A TCP listener that serves one programmer at a time (``socket://HOST:PORT``).
+
+    A programmer that disconnects is forgotten, and the next one to connect takes its
+    place; until then, replies have nobody to go to and are dropped. TCP_NODELAY is set on
+    every connection (TECH-NOTES: without it a two-write reply costs 44 ms).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        log: Log | None = None,
+        write_timeout_s: float = 2.0,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(4)
+        except OSError as exc:
+            listener.close()
+            raise LinkOpenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self._listener: socket.socket | None = listener
+        self._host = host
+        self._port = int(listener.getsockname()[1])
+        self._client: socket.socket | None = None
+        self._log = log
+        self._write_timeout_s = write_timeout_s
+        self.dropped_bytes = 0
+        """Reply bytes that had no programmer to go to."""
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"socket://{host}:{self._port}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and the port actually bound (useful with port 0)."""
+        return self._host, self._port
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def read(self, timeout_s: float) -> bytes:
+        listener = self._listener
+        if listener is None:
+            raise LinkClosedError(f"{self.name}: link closed")
+        client = self._client
+        if client is None:
+            ready, _, _ = select.select([listener], [], [], max(timeout_s, 0.0))
+            if ready:
+                self._accept(listener)
+            return b""
+        ready, _, _ = select.select([client], [], [], max(timeout_s, 0.0))
+        if not ready:
+            return b""
+        try:
+            data = client.recv(MAX_READ)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            self._drop(f"connection lost: {exc.strerror or exc}")
+            return b""
+        if not data:
+            self._drop("programmer disconnected")
+        return data
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            client, peer = listener.accept()
+        except OSError:
+            return
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.settimeout(self._write_timeout_s)
+        self._client = client
+        if self._log is not None:
+            self._log(f"programmer connected from {peer[0]}:{peer[1]}")
+
+    def _drop(self, why: str) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(OSError):
+                client.close()
+            if self._log is not None:
+                self._log(f"{self.name}: {why}; waiting for the next programmer")
+
+    def write(self, data: bytes) -> None:
+        client = self._client
+        if client is None:
+            self.dropped_bytes += len(data)
+            return
+        try:
+            client.sendall(data)
+        except OSError as exc:
+            self.dropped_bytes += len(data)
+            self._drop(f"connection lost while writing: {exc.strerror or exc}")
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        for sock in (client, self._listener):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._listener = None

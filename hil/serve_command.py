@@ -1,0 +1,312 @@
+"""``pumpemu serve``: one emulated pump on a pty, a serial port/URL, or a loopback TCP port.
+
+The command only wires things together: options become a ``Pump``, a ``PumpDevice``, a
+link, a clock, and a ``PumpServer`` (hil/serve.py) with an optional ``ControlServer``
+(hil/control.py). It then waits for Ctrl-C or SIGTERM and shuts down cleanly: no traceback,
+the capture closed, a one-line summary on stderr, exit code 0. Every user error is one line
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from emulator.clock import Clock, ManualClock
+from emulator.device import PumpDevice
+from emulator.errors import ProfileError
+from emulator.pump import Pump
+from hil.capture import CaptureWriter
+from hil.clock import ScaledClock, SystemClock
+from hil.control import ControlServer
+from hil.errors import HilError, UsageError
+from hil.keys_command import load_keys
+from hil.links import Link, PtyLink, open_link
+from hil.serve import PumpServer, TcpListenerLink, format_pump_time, parse_tcp_address, stderr_log
+
+__all__ = ["parse_clock", "parse_start_time", "serve"]
+
+MAX_BAUD = 4_000_000
+
+
+class _CommandError(click.ClickException):
+    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
+
+    exit_code = 2
+
+
+def parse_clock(text: str, start_ms: int) -> Clock:
+    """``real``, ``manual`` or ``xN`` (N times real time, N a whole number >= 1)."""
+    value = text.strip().lower()
+    if value == "real":
+        return SystemClock(start_ms)
+    if value == "manual":
+        return ManualClock(start_ms)
+    if value.startswith("x") and value[1:].isdigit() and int(value[1:]) >= 1:
+        return ScaledClock(int(value[1:]), start_ms)
+    raise UsageError(
+        f"--clock: expected real, manual or xN (N times real time, e.g. x60), got {text!r}"
+    )
+
+
+def parse_start_time(text: str) -> int:
+    """An ISO 8601 date-time as the pump's local clock: ms since 1970-01-01 local time.
+
+    The pump keeps local time without a zone (docs/protocol.md SET_CLOCK): the wall-clock
+    fields are used as given, and a UTC offset, if any, is ignored.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--start-time: not an ISO 8601 date-time: {text!r} (e.g. 2026-03-01T08:30:00)"
+        ) from None
+    local = moment.replace(tzinfo=UTC)
+    ms = int(local.timestamp()) * 1000 + local.microsecond // 1000
+    if ms < 0:
+        raise UsageError(f"--start-time: {text!r} is before 1970")
+    return ms
+
+
+SERVE_EPILOG = """\b
+Examples:
+  pumpemu keys new --serial PE-000042 --out pe.keys
+  pumpemu serve --pty --keys pe.keys
+      (prints the pty path, e.g. /dev/pts/7, alone on the first line of stdout)
+  pumpemu serve --port /dev/ttyUSB0 --keys pe.keys --baud 115200
+  pumpemu serve --tcp 127.0.0.1:5555 --keys pe.keys --clock x60
+      (a programmer opens socket://127.0.0.1:5555)
+  pumpemu serve --pty --keys pe.keys --clock manual --control 127.0.0.1:7001
+  pumpemu time advance 30d --control 127.0.0.1:7001
+  pumpemu serve --pty --keys pe.keys --capture serve.jsonl --profile valve-gated-20
+
+\b
+Clocks: real (pump time = real time), xN (N times faster), manual (time moves only
+through the control API: pumpemu time advance). See docs/serve.md.
+"""
+
+
+@click.command("serve", epilog=SERVE_EPILOG)
+@click.option("--pty", "use_pty", is_flag=True, help="Serve on a new pty; print its path.")
+@click.option("--port", "port_url", metavar="URL", help="Serve on a serial device or pyserial URL.")
+@click.option(
+    "--tcp",
+    "tcp",
+    metavar="HOST:PORT",
+    help="Listen on TCP (loopback only); programmers open socket://HOST:PORT.",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow --tcp on a non-loopback address (the pump becomes reachable from the network).",
+)
+@click.option(
+    "--profile",
+    default="peristaltic-20",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Pump profile: a built-in name or a profile file.",
+)
+@click.option(
+    "--keys", "keys_file", metavar="FILE", help="The pump's key file (pumpemu keys new). Required."
+)
+@click.option(
+    "--clock",
+    "clock_text",
+    default="real",
+    show_default=True,
+    metavar="real|xN|manual",
+    help="Pump time source.",
+)
+@click.option(
+    "--baud",
+    type=click.IntRange(1, MAX_BAUD),
+    help="Pace bytes at this wire rate (8N1) in both directions, as a real UART would.",
+)
+@click.option(
+    "--capture",
+    "capture_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JSONL traffic capture (pumpemu decode reads it).",
+)
+@click.option(
+    "--control",
+    "control_address",
+    metavar="HOST:PORT|unix:PATH",
+    help="Listen for the control API (loopback or Unix socket).",
+)
+@click.option(
+    "--start-time",
+    metavar="ISO8601",
+    help="Set the pump's local clock at start, e.g. 2026-03-01T08:30:00.",
+)
+def serve(**options: Any) -> None:
+    """Serve one emulated pump to a programmer over a pty, a serial port or TCP.
+
+    Choose exactly one of --pty, --port and --tcp. With --pty the path a programmer
+    should open is printed alone on the first line of stdout (with --tcp, the
+    socket:// URL). Sessions, security events and alarms are logged to stderr. Stop
+    with Ctrl-C or SIGTERM: the capture is closed and a summary line is printed.
+    """
+    opts = ServeOptions(**options)
+    chosen = [
+        name
+        for name, on in (("--pty", opts.use_pty), ("--port", opts.port_url), ("--tcp", opts.tcp))
+        if on
+    ]
+    if len(chosen) != 1:
+        raise _CommandError(
+            "choose exactly one of --pty, --port URL or --tcp HOST:PORT"
+            + (f" (got {' and '.join(chosen)})" if chosen else "")
+        )
+    if opts.keys_file is None:
+        raise _CommandError(
+            "--keys FILE is required: every pump has its own key file; create one with: "
+            "pumpemu keys new --serial PE-000001 --out pump.keys"
+        )
+    try:
+        _Serve(opts).run()
+    except (HilError, ProfileError) as exc:
+        raise _CommandError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """The options of ``pumpemu serve``, as click passes them."""
+
+    use_pty: bool
+    port_url: str | None
+    tcp: str | None
+    allow_remote: bool
+    profile: str
+    keys_file: str | None
+    clock_text: str
+    baud: int | None
+    capture_file: Path | None
+    control_address: str | None
+    start_time: str | None
+
+
+class _Serve:
+    """One run of the command: build, serve until a signal, shut down, summarize."""
+
+    def __init__(self, opts: ServeOptions) -> None:
+        assert opts.keys_file is not None
+        self.opts = opts
+        self.keys = load_keys(opts.keys_file)
+        self.pump = Pump(opts.profile)
+        local_start = parse_start_time(opts.start_time) if opts.start_time is not None else None
+        self.clock = parse_clock(opts.clock_text, self.pump.now_ms)
+        self.tcp = (
+            parse_tcp_address(opts.tcp, what="--tcp", allow_remote=opts.allow_remote)
+            if opts.tcp is not None
+            else None
+        )
+        if local_start is not None:
+            self.pump.set_clock(local_start)
+        self.device = PumpDevice(self.pump, self.keys, secrets.token_bytes)
+        self.stop = threading.Event()
+        self.stop_reason: list[str] = []
+        self.link: Link | None = None
+        self.capture: CaptureWriter | None = None
+        self.control: ControlServer | None = None
+        self.server: PumpServer | None = None
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop_reason.append(signal.Signals(signum).name)
+        self.stop.set()
+
+    def _open_link(self) -> tuple[Link, str]:
+        """The link, and what to print on stdout's first line for a programmer to open."""
+        if self.opts.use_pty:
+            pty_link = PtyLink()
+            return pty_link, pty_link.path
+        if self.tcp is not None:
+            tcp_link = TcpListenerLink(self.tcp[0], self.tcp[1], log=stderr_log)
+            return tcp_link, tcp_link.name
+        assert self.opts.port_url is not None
+        return open_link(self.opts.port_url, baudrate=self.opts.baud or 115_200), ""
+
+    def run(self) -> None:
+        opts = self.opts
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        started = time.monotonic()
+        try:
+            self.link, announce = self._open_link()
+            if opts.capture_file is not None:
+                self.capture = CaptureWriter(opts.capture_file, "serve")
+            server = PumpServer(
+                self.device, self.link, self.clock, capture=self.capture, baud=opts.baud
+            )
+            self.server = server
+            if opts.control_address is not None:
+                self.control = ControlServer(server, opts.control_address, log=stderr_log)
+            if announce:
+                # Alone on the first line, flushed, so a script can read it before anything.
+                sys.stdout.write(announce + "\n")
+                sys.stdout.flush()
+            pace = f", paced at {opts.baud} baud" if opts.baud else ""
+            stderr_log(
+                f"pump {self.keys.serial} ({self.pump.profile.name}) serving on "
+                f"{self.link.name}; clock {server.clock_name()}{pace}"
+            )
+            if self.control is not None:
+                self.control.start()
+                stderr_log(f"control API listening on {self.control.address}")
+            if self.capture is not None:
+                stderr_log(f"capturing traffic to {self.capture.name}")
+            server.start()
+            while not self.stop.wait(0.2) and server.running:
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._shut_down()
+        self._summarize(time.monotonic() - started)
+
+    def _shut_down(self) -> None:
+        if self.control is not None:
+            self.control.stop()
+        if self.server is not None:
+            self.server.stop()
+        elif self.link is not None:
+            self.link.close()
+        if self.capture is not None:
+            self.capture.close(sim_ms=self.device.now_ms)
+
+    def _summarize(self, elapsed_s: float) -> None:
+        server = self.server
+        assert server is not None
+        stats = server.stats()
+        why = self.stop_reason[0] if self.stop_reason else "link lost"
+        summary = (
+            f"stopped ({why}) after {elapsed_s:.1f} s; "
+            f"pump time {format_pump_time(self.device.now_ms)}; "
+            f"{stats.sessions_opened} session(s), {stats.security_events} security event(s), "
+            f"{stats.alarms_raised} alarm(s); {stats.rx_bytes} bytes in, {stats.tx_bytes} out"
+        )
+        if stats.link_losses:
+            summary += f"; link lost {stats.link_losses}x, back {stats.reconnects}x"
+        if self.capture is not None:
+            summary += f"; capture {self.capture.name}"
+        stderr_log(summary)
+        if server.error is not None:
+            raise _RuntimeFailure(f"the serve loop ended: {server.error}")
+
+
+class _RuntimeFailure(click.ClickException):
+    """The emulator could not go on (its link vanished for good): exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,523 @@
+"""PumpServer in-process: a real programmer over in-memory and TCP links, manual clocks.
+
+No sleeping: the pump's time is a ManualClock moved by the test; the only waits are on
+events with bounded timeouts while the server thread answers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulator.clock import ManualClock
+from emulator.device import PumpDevice
+from emulator.faults import MotorStall
+from emulator.plant import MotorState
+from emulator.pump import Pump
+from hil.capture import CaptureWriter, read_capture
+from hil.clock import ScaledClock
+from hil.errors import UsageError
+from hil.links import LinkClosedError, LinkOpenError, MemoryLink, SerialLink, memory_pair
+from hil.programmer.client import Programmer
+from hil.programmer.core import Outcome
+from hil.serve import (
+    ClockControlError,
+    PumpServer,
+    TcpListenerLink,
+    WireModel,
+    describe_event,
+    format_pump_time,
+    parse_tcp_address,
+)
+from protocol.device_state import EventKind, LogEntry, Role, TherapyState
+from protocol.keys import PumpKeys, generate_keys
+from protocol.messages import Ack, DeviceInfo, EventLogPage, Nak, PrescriptionStaged, Status
+from protocol.prescription import (
+    FlexStep,
+    InfusionMode,
+    PatientBolusLimits,
+    Prescription,
+    Repeat,
+)
+from protocol.refusal import RefusalCode
+
+KEYS = generate_keys("PE-000001", bytes(range(64)))
+OTHER_PUMP = generate_keys("PE-000002", bytes(range(64, 128)))
+HOUR_MS = 3_600_000
+
+RX = Prescription(
+    drug_name="morphine",
+    concentration_ug_per_ml=1_000,
+    mode=InfusionMode.CONTINUOUS,
+    repeat=Repeat.DAILY,
+    steps=(FlexStep(0, 500_000),),
+    patient_bolus=PatientBolusLimits(
+        dose_nl=20_000, duration_s=600, lockout_s=3_600, max_per_24h=4
+    ),
+    low_reservoir_threshold_nl=2_000_000,
+)
+
+
+class Lines:
+    """A server log that a test can wait on (bounded) for a line containing some text."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, line: str) -> None:
+        with self._cond:
+            self.lines.append(line)
+            self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout_s: float = 5.0) -> str:
+        with self._cond:
+            found = self._cond.wait_for(lambda: any(text in line for line in self.lines), timeout_s)
+        assert found, f"no log line with {text!r} in {self.lines}"
+        return next(line for line in self.lines if text in line)
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+
+def make_device(keys: PumpKeys = KEYS) -> PumpDevice:
+    return PumpDevice(Pump("peristaltic-20"), keys, secrets.token_bytes)
+
+
+def programmer(link: MemoryLink | SerialLink, role: Role = Role.CLINICIAN) -> Programmer:
+    return Programmer(link, KEYS.serial, role, KEYS.key_for(role))
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[PumpServer, MemoryLink, Lines]]:
+    lines = Lines()
+    pump_end, programmer_end = memory_pair()
+    server = PumpServer(make_device(), pump_end, ManualClock(), log=lines)
+    with server:
+        yield server, programmer_end, lines
+    assert server.error is None
+
+
+# -- a whole visit ----------------------------------------------------------------------------
+
+
+def test_full_visit_over_a_memory_link(served: tuple[PumpServer, MemoryLink, Lines]) -> None:
+    server, link, lines = served
+    with programmer(link) as clinician:
+        info = clinician.info()
+        assert isinstance(info.reply, DeviceInfo)
+        assert info.reply.serial == KEYS.serial
+        assert isinstance(clinician.status().reply, Status)
+        staged = clinician.stage(RX)
+        assert isinstance(staged.reply, PrescriptionStaged)
+        assert staged.reply.daily_volume_nl == 500_000
+        committed = clinician.commit(staged.reply.digest)
+        assert committed.outcome is Outcome.APPLIED
+        assert isinstance(committed.reply, Ack)
+        assert committed.reply.state is TherapyState.CONTINUOUS
+    # The manual clock did not move by itself while the visit took real time.
+    assert server.now_ms() == 0
+    assert server.advance(HOUR_MS) == HOUR_MS
+    with programmer(link, Role.PATIENT) as patient:
+        granted = patient.patient_bolus()
+        assert granted.outcome is Outcome.APPLIED
+    server.advance(15 * 60_000)  # the 10 min bolus is over; the 1 h lockout is not
+    with programmer(link, Role.PATIENT) as patient:
+        refused = patient.patient_bolus()
+        assert refused.outcome is Outcome.REFUSED
+        assert refused.refusal is RefusalCode.LOCKOUT_ACTIVE
+    with programmer(link) as clinician:
+        begun = clinician.refill_begin()
+        assert begun.outcome is Outcome.APPLIED
+        assert isinstance(begun.reply, Ack)
+        residual = begun.reply.value
+        assert 0 < residual < 20_000_000
+        done = clinician.refill_complete(residual, 18_000_000, 1_000)
+        assert done.outcome is Outcome.APPLIED
+        page = clinician.event_log()
+        assert isinstance(page.reply, EventLogPage)
+        kinds = [entry.kind for entry in page.reply.entries]
+    for kind in (
+        EventKind.PRESCRIPTION_COMMITTED,
+        EventKind.PATIENT_BOLUS_GRANTED,
+        EventKind.PATIENT_BOLUS_REFUSED,
+        EventKind.REFILL_BEGUN,
+        EventKind.REFILL_COMPLETED,
+    ):
+        assert kind in kinds
+    lines.wait_for("session closed (clinician)")
+    assert "session opened (patient)" in lines.text()
+    stats = server.stats()
+    assert stats.sessions_opened == 4
+    assert stats.rx_bytes > 0
+    assert stats.tx_bytes > 0
+
+
+def test_a_programmer_with_another_pumps_key_is_refused_and_logged(
+    served: tuple[PumpServer, MemoryLink, Lines],
+) -> None:
+    server, link, lines = served
+    intruder = Programmer(link, KEYS.serial, Role.CLINICIAN, OTHER_PUMP.clinician)
+    result = intruder.status()
+    assert result.refusal is RefusalCode.AUTHENTICATION_FAILED
+    assert result.outcome in (Outcome.REFUSED, Outcome.NOT_APPLIED)  # never answered/applied
+    assert "security event: AUTHENTICATION_FAILED" in lines.wait_for("security event")
+    assert server.stats().security_events == 1
+    assert server.stats().sessions_opened == 0
+    kinds = [entry.kind for entry in server.log_entries()]
+    assert EventKind.SECURITY_EVENT in kinds
+
+
+# -- time and faults --------------------------------------------------------------------------
+
+
+def test_manual_time_and_a_fault_show_truth_beside_belief(
+    served: tuple[PumpServer, MemoryLink, Lines],
+) -> None:
+    server, link, lines = served
+    with programmer(link) as clinician:
+        staged = clinician.stage(RX)
+        assert isinstance(staged.reply, PrescriptionStaged)
+        assert clinician.commit(staged.reply.digest).outcome is Outcome.APPLIED
+    server.inject(MotorStall())
+    view = server.view()
+    assert view.truth.motor is MotorState.STALLED
+    assert not view.status.motor_stall_detected  # the sensor notices at the next stroke
+    server.advance(HOUR_MS)
+    view = server.view()
+    assert view.now_ms == HOUR_MS
+    assert view.status.motor_stall_detected
+    assert "motor stall detected" in lines.wait_for("motor stall")
+    assert "(critical)" in lines.wait_for("alarm raised: MOTOR_STALL")
+    assert server.stats().alarms_raised == 1
+
+
+def test_advance_is_refused_on_a_real_time_clock() -> None:
+    pump_end, _ = memory_pair()
+    server = PumpServer(make_device(), pump_end, ScaledClock(60, source=lambda: 0), log=Lines())
+    with pytest.raises(ClockControlError, match="manual clock"):
+        server.advance(1_000)
+    with pytest.raises(ValueError, match="forward"):
+        PumpServer(make_device(), pump_end, ManualClock(), log=Lines()).advance(-1)
+
+
+def test_the_clock_must_not_be_behind_the_pump() -> None:
+    pump_end, _ = memory_pair()
+    device = PumpDevice(Pump("peristaltic-20", start_ms=5_000), KEYS, secrets.token_bytes)
+    with pytest.raises(ValueError, match="behind the pump"):
+        PumpServer(device, pump_end, ManualClock(4_999), log=Lines())
+    # A real-time clock a little ahead (it ran while things were set up) is caught up with.
+    PumpServer(device, pump_end, ManualClock(5_001), log=Lines())
+
+
+def test_real_time_clock_waits_are_derived_from_the_pump_timer() -> None:
+    """The read timeout is the real time until the next pump deadline, capped by poll_s."""
+    source_ns = [0]
+    clock = ScaledClock(1000, source=lambda: source_ns[0])
+    pump_end, _ = memory_pair()
+    server = PumpServer(make_device(), pump_end, clock, log=Lines(), poll_s=10.0)
+    # A deadline 5 s of pump time away at 1000x is 5 ms of real time.
+    assert server._wait_s(5_000) == pytest.approx(0.005)
+    source_ns[0] = 4_000_000
+    assert server._wait_s(5_000) == pytest.approx(0.001)
+    assert server._wait_s(None) == 10.0
+    manual = PumpServer(make_device(), pump_end, ManualClock(), log=Lines(), poll_s=0.5)
+    assert manual._wait_s(5_000) == 0.5  # a manual clock never reaches a deadline by itself
+
+
+# -- capture ----------------------------------------------------------------------------------
+
+
+def test_capture_records_every_chunk_both_ways_with_pump_time(tmp_path: Path) -> None:
+    path = tmp_path / "serve.jsonl"
+    pump_end, programmer_end = memory_pair()
+    clock = ManualClock()
+    clock.advance(0)
+    with CaptureWriter(path, "serve") as capture:
+        server = PumpServer(make_device(), pump_end, clock, capture=capture, log=Lines())
+        with server:
+            server.advance(2_000)
+            with programmer(programmer_end) as clinician:
+                assert clinician.status().outcome is Outcome.ANSWERED
+        capture.close(sim_ms=server.now_ms())
+    records = list(read_capture(path))
+    frames = [r for r in records if r.kind == "frame"]
+    rx = [r for r in frames if r.direction == "rx"]
+    tx = [r for r in frames if r.direction == "tx"]
+    # OPEN_SESSION, AUTHENTICATE, READ_STATUS, CLOSE and their replies.
+    assert len(rx) >= 3
+    assert len(tx) >= 3
+    assert all(r.sim_ms == 2_000 for r in frames)
+    assert rx[0].fields["header"]["opcode"] == "OPEN_SESSION"
+    notes = [r.text for r in records if r.kind == "note"]
+    assert any(n and "time advanced" in n for n in notes)
+    assert "session opened (clinician)" in notes
+
+
+# -- links that vanish ------------------------------------------------------------------------
+
+
+class FlakyLink:
+    """A memory link end that can vanish, and reopens only after ``failures`` tries."""
+
+    def __init__(self, end: MemoryLink, failures: int) -> None:
+        self._end = end
+        self._failures = failures
+        self._lost = threading.Event()
+        self.reopen_calls = 0
+
+    @property
+    def name(self) -> str:
+        return "flaky://port"
+
+    def lose(self) -> None:
+        self._lost.set()
+
+    def read(self, timeout_s: float) -> bytes:
+        if self._lost.is_set():
+            raise LinkClosedError("flaky://port: link lost: device unplugged")
+        return self._end.read(timeout_s)
+
+    def write(self, data: bytes) -> None:
+        if self._lost.is_set():
+            raise LinkClosedError("flaky://port: link lost while writing")
+        self._end.write(data)
+
+    def reopen(self) -> None:
+        self.reopen_calls += 1
+        if self.reopen_calls <= self._failures:
+            raise LinkOpenError("cannot open 'flaky://port': no such device")
+        self._lost.clear()
+
+    def close(self) -> None:
+        self._end.close()
+
+
+def test_a_vanished_port_is_reopened_and_the_pump_state_kept() -> None:
+    lines = Lines()
+    pump_end, programmer_end = memory_pair()
+    flaky = FlakyLink(pump_end, failures=2)
+    server = PumpServer(
+        make_device(), flaky, ManualClock(), log=lines, reopen_delays_s=(0.0, 0.001)
+    )
+    with server:
+        with programmer(programmer_end) as clinician:
+            staged = clinician.stage(RX)
+            assert isinstance(staged.reply, PrescriptionStaged)
+            committed = clinician.commit(staged.reply.digest)
+            assert isinstance(committed.reply, Ack)
+        flaky.lose()
+        assert "reopening (pump state kept)" in lines.wait_for("link lost")
+        assert "no such device" in lines.wait_for("still gone")
+        lines.wait_for("link back after 3 attempt(s)")
+        with programmer(programmer_end) as clinician:
+            status = clinician.status()
+        assert isinstance(status.reply, Status)
+        assert status.reply.last_command_id == committed.reply.command_id
+        assert status.reply.state is TherapyState.CONTINUOUS
+        stats = server.stats()
+        assert (stats.link_losses, stats.reconnects) == (1, 1)
+    assert server.error is None
+
+
+def test_a_link_that_cannot_reopen_ends_the_server_with_its_reason() -> None:
+    lines = Lines()
+    pump_end, programmer_end = memory_pair()
+    server = PumpServer(make_device(), pump_end, ManualClock(), log=lines).start()
+    programmer_end.close()
+    assert server.wait(5.0)
+    assert isinstance(server.error, LinkClosedError)
+    assert "cannot be reopened" in lines.wait_for("stopping")
+    server.stop()
+
+
+# -- pacing -----------------------------------------------------------------------------------
+
+
+def test_wire_model_serializes_received_bytes_back_to_back() -> None:
+    wire = WireModel(115_200)
+    assert wire.wire_ns(1) == 86_806  # 10 bits at 115200 baud, rounded up
+    assert wire.rx_visible(10, 1_000) == 1_000 + wire.wire_ns(10)
+    # A chunk that arrives while the wire is still busy starts when it is free.
+    busy_until = 1_000 + wire.wire_ns(10)
+    assert wire.rx_visible(5, 2_000) == busy_until + wire.wire_ns(5)
+    # After a quiet spell the wire starts at the arrival.
+    assert wire.rx_visible(1, 10_000_000) == 10_000_000 + wire.wire_ns(1)
+    wire.reset()
+    assert wire.rx_visible(1, 0) == wire.wire_ns(1)
+
+
+def test_wire_model_writes_replies_in_slices_no_faster_than_the_wire() -> None:
+    wire = WireModel(115_200)
+    data = bytes(range(30))
+    slices = wire.tx_schedule(data, 5_000)
+    assert [len(piece) for _, piece in slices] == [11, 11, 8]  # about 1 ms of wire each
+    assert b"".join(piece for _, piece in slices) == data
+    assert [due for due, _ in slices] == [5_000 + wire.wire_ns(n) for n in (11, 22, 30)]
+    # The next reply queues behind the first on the wire.
+    (due, _), *_ = wire.tx_schedule(b"\x00", 6_000)
+    assert due == 5_000 + wire.wire_ns(31)
+    assert WireModel(300).tx_schedule(b"ab", 0) == [
+        (WireModel(300).wire_ns(1), b"a"),
+        (WireModel(300).wire_ns(2), b"b"),
+    ]
+    with pytest.raises(ValueError, match="baud"):
+        WireModel(0)
+
+
+def test_a_paced_round_trip_is_never_faster_than_the_wire() -> None:
+    """A lower bound, not a speed figure: the reply cannot arrive before its bytes could
+    have crossed a 9600-baud wire both ways (benchmarks/serial.py measures the ratio)."""
+    baud = 9_600
+    pump_end, programmer_end = memory_pair()
+    counts = {"tx": 0, "rx": 0}
+
+    def count(direction: str, data: bytes) -> None:
+        counts[direction] += len(data)
+
+    server = PumpServer(make_device(), pump_end, ManualClock(), baud=baud, log=Lines())
+    with server:
+        clinician = Programmer(
+            programmer_end, KEYS.serial, Role.CLINICIAN, KEYS.clinician, on_traffic=count
+        )
+        assert clinician.status().outcome is Outcome.ANSWERED  # opens the session
+        counts.update(tx=0, rx=0)
+        started = time.perf_counter()
+        assert clinician.status().outcome is Outcome.ANSWERED
+        elapsed = time.perf_counter() - started
+        sent, received = counts["tx"], counts["rx"]
+        clinician.close()
+    assert sent > 0
+    assert received > 0
+    floor_s = (sent + received) * 10 / baud
+    assert elapsed >= floor_s
+
+
+# -- TCP --------------------------------------------------------------------------------------
+
+
+def test_parse_tcp_address_allows_loopback_only() -> None:
+    assert parse_tcp_address("127.0.0.1:5555", what="--tcp") == ("127.0.0.1", 5555)
+    assert parse_tcp_address("[::1]:0", what="--tcp") == ("::1", 0)
+    assert parse_tcp_address("localhost:80", what="--tcp")[1] == 80
+    with pytest.raises(UsageError, match="only loopback"):
+        parse_tcp_address("0.0.0.0:5555", what="--tcp")
+    with pytest.raises(UsageError, match="only loopback"):
+        parse_tcp_address("192.0.2.7:5555", what="--tcp")
+    assert parse_tcp_address("0.0.0.0:5555", what="--tcp", allow_remote=True) == ("0.0.0.0", 5555)
+    for bad, why in (
+        ("5555", "HOST:PORT"),
+        ("127.0.0.1:x", "not a number"),
+        ("127.0.0.1:70000", "out of range"),
+    ):
+        with pytest.raises(UsageError, match=why):
+            parse_tcp_address(bad, what="--tcp")
+
+
+def test_tcp_listener_serves_one_programmer_and_then_the_next() -> None:
+    lines = Lines()
+    listener = TcpListenerLink("127.0.0.1", 0, log=lines)
+    host, port = listener.address
+    assert listener.name == f"socket://{host}:{port}"
+    with PumpServer(make_device(), listener, ManualClock(), log=lines):
+        first = SerialLink(listener.name)
+        with programmer(first) as clinician:
+            staged = clinician.stage(RX)
+            assert isinstance(staged.reply, PrescriptionStaged)
+            committed = clinician.commit(staged.reply.digest)
+            assert isinstance(committed.reply, Ack)
+        first.close()
+        lines.wait_for("programmer disconnected")
+        second = SerialLink(listener.name)
+        with programmer(second) as clinician:
+            status = clinician.status()
+        second.close()
+        assert isinstance(status.reply, Status)
+        assert status.reply.last_command_id == committed.reply.command_id
+        assert len([line for line in lines.lines if "programmer connected" in line]) == 2
+
+
+def connected(listener: TcpListenerLink) -> bool:
+    """Read afresh each time (mypy would otherwise keep an earlier assert's narrowing)."""
+    return listener.connected
+
+
+def test_tcp_listener_sets_nodelay_and_drops_replies_with_nobody_connected() -> None:
+    listener = TcpListenerLink("127.0.0.1", 0)
+    try:
+        listener.write(b"nobody")
+        assert listener.dropped_bytes == 6
+        client = socket.create_connection(listener.address, timeout=5)
+        with client:
+            assert listener.read(5.0) == b""  # accepts
+            assert connected(listener)
+            assert listener._client is not None
+            nodelay = listener._client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert nodelay != 0
+            client.sendall(b"abc")
+            assert listener.read(5.0) == b"abc"
+            listener.write(b"xyz")
+            assert client.recv(3) == b"xyz"
+        assert listener.read(5.0) == b""  # the peer closed: forgotten
+        assert not connected(listener)
+    finally:
+        listener.close()
+    with pytest.raises(LinkClosedError):
+        listener.read(0)
+
+
+def test_tcp_listener_reports_a_busy_port() -> None:
+    first = TcpListenerLink("127.0.0.1", 0)
+    try:
+        with pytest.raises(LinkOpenError, match="cannot listen"):
+            TcpListenerLink("127.0.0.1", first.address[1])
+    finally:
+        first.close()
+
+
+# -- logging helpers --------------------------------------------------------------------------
+
+
+def test_format_pump_time() -> None:
+    assert format_pump_time(0) == "T+0d00:00:00.000"
+    assert format_pump_time(30 * 86_400_000 + 3_723_004) == "T+30d01:02:03.004"
+
+
+@pytest.mark.parametrize(
+    ("entry", "text"),
+    [
+        (LogEntry(1, 0, EventKind.SESSION_OPENED, 2, 0, 0), "session opened (patient)"),
+        (LogEntry(1, 0, EventKind.SESSION_CLOSED, 1, 0, 0), "session closed (clinician)"),
+        (
+            LogEntry(1, 0, EventKind.SECURITY_EVENT, 17, 2, 9),
+            "security event: AUTHENTICATION_FAILED (request AUTHENTICATE, seq 9)",
+        ),
+        (
+            LogEntry(1, 0, EventKind.ALARM_RAISED, 1, 0, 0),
+            "alarm raised: LOW_RESERVOIR (non_critical)",
+        ),
+        (LogEntry(1, 0, EventKind.ALARM_CLEARED, 3, 0, 0), "alarm cleared: MOTOR_STALL"),
+        (LogEntry(1, 0, EventKind.MOTOR_RECOVERED, 0, 7_000, 0), "motor recovered after 7 s"),
+        (LogEntry(1, 0, EventKind.SESSION_OPENED, 9, 0, 0), "session opened (#9)"),
+        (LogEntry(1, 0, EventKind.THERAPY_STARTED, 1, 1, 1), None),
+    ],
+)
+def test_describe_event(entry: LogEntry, text: str | None) -> None:
+    assert describe_event(entry) == text
+
+
+def test_refused_patient_bolus_is_a_nak_value(served: tuple[PumpServer, MemoryLink, Lines]) -> None:
+    """A patient bolus without a prescription is refused with a specific code, over the link."""
+    _, link, _ = served
+    with programmer(link, Role.PATIENT) as patient:
+        result = patient.patient_bolus()
+    assert result.outcome is Outcome.REFUSED
+    assert isinstance(result.reply, Nak)
+    assert result.refusal is not None
