@@ -32,12 +32,13 @@ def pumpemu_command() -> list[str]:
 
 
 class ServeProcess:
-    """A running ``pumpemu serve``: its first stdout line, its stderr lines, its exit."""
+    """A running ``pumpemu serve`` (or another long-running subcommand such as ``proxy``):
+    its stdout lines, its stderr lines, its exit."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, subcommand: str = "serve") -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [*pumpemu_command(), "serve", *args],
+            [*pumpemu_command(), subcommand, *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

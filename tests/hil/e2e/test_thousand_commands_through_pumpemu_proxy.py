@@ -12,10 +12,7 @@ proxy engine, where a failure is easier to debug.
 
 from __future__ import annotations
 
-import queue
 import re
-import subprocess
-import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +25,7 @@ from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome, Result, RetryPolicy
 from protocol.device_state import Role
 from protocol.keys import PumpKeys
-from tests.hil.e2e.conftest import ServeProcess, pumpemu_command
+from tests.hil.e2e.conftest import ServeProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hazard("C1", "C2")]
 
@@ -55,52 +52,14 @@ def fast_session_profile(tmp_path: Path) -> Path:
     return path
 
 
-class ProxyProcess:
-    """``pumpemu proxy --a pty --b PUMP``: its printed pty paths, killed on teardown."""
-
-    def __init__(self, pump_port: str, cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [*pumpemu_command(), "proxy", "--a", "pty", "--b", pump_port, "--seed", "5",
-             "--corrupt", "5%", "--drop", "5%", "--duplicate", "5%", "--idle-ms", "20",
-             "--quiet"],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._stderr: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._drain_stdout, daemon=True),
-            threading.Thread(target=self._drain_stderr, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _drain_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.strip())
-        self._lines.put(None)
-
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        self._stderr.extend(line.rstrip("\n") for line in self.proc.stderr)
-
-    def pty_a(self, timeout_s: float = 10.0) -> str:
-        line = self._lines.get(timeout=timeout_s)
-        assert line is not None, self._stderr
-        assert line.startswith("a="), (line, self._stderr)
-        return line.removeprefix("a=")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for thread in self._threads:
-            thread.join(5)
-        return "\n".join(self._stderr)
+def start_proxy(pump_port: str, cwd: Path) -> ServeProcess:
+    """``pumpemu proxy`` between a new pty (printed first as ``a=PATH``) and the pump's."""
+    return ServeProcess(
+        ["--a", "pty", "--b", pump_port, "--seed", "5", "--corrupt", "5%", "--drop", "5%",
+         "--duplicate", "5%", "--idle-ms", "20", "--quiet"],
+        cwd,
+        subcommand="proxy",
+    )  # fmt: skip
 
 
 def test_a_thousand_commands_through_pumpemu_proxy(
@@ -111,10 +70,12 @@ def test_a_thousand_commands_through_pumpemu_proxy(
     pump = serve("--pty", "--keys", str(key_file), "--profile", str(fast_session_profile(tmp_path)),
                  "--control", control)  # fmt: skip
     pump_port = pump.first_line()
-    proxy = ProxyProcess(pump_port, tmp_path)
+    proxy = start_proxy(pump_port, tmp_path)
     results: list[Result] = []
     try:
-        link = SerialLink(proxy.pty_a())
+        first = proxy.first_line()
+        assert first.startswith("a="), first
+        link = SerialLink(first.removeprefix("a="))
         try:
             policy = RetryPolicy(
                 reply_timeout_ms=60, attempts=6, reopen_attempts=6, busy_wait_ms=10_000
@@ -129,7 +90,9 @@ def test_a_thousand_commands_through_pumpemu_proxy(
         with ControlClient(control) as api:
             entries = api.log(0)["entries"]
     finally:
-        proxy_log = proxy.stop()
+        proxy.stop()
+        proxy.kill()
+    proxy_log = proxy.stderr
 
     outcomes = Counter(result.outcome for result in results)
     assert outcomes[Outcome.UNCERTAIN] == 0, outcomes
