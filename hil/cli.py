@@ -18,8 +18,17 @@ from hil.proxy import command as proxy_command
 
 EPILOG = """\b
 Examples:
-  pumpemu decode a55a0101...        decode frames given as hex
-  pumpemu decode capture.bin --json  decode a binary capture for a machine
+  pumpemu demo                                       a clinic visit over a real pty, in seconds
+  pumpemu keys new --serial PE-000123 --out pump.keys
+  pumpemu serve --pty --keys pump.keys --clock manual --control 127.0.0.1:7001
+  pumpemu ctl --port /dev/pts/5 --keys pump.keys status
+  pumpemu time advance 30d --control 127.0.0.1:7001
+  pumpemu proxy --a pty --b /dev/pts/5 --drop 5% --corrupt 2%
+  pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
+
+\b
+Every subcommand has --help with its own examples. docs/ in the source tree documents the
+protocol (protocol.md, security.md) and each command (serve.md, ctl.md, proxy.md, capture.md).
 """
 
 

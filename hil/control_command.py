@@ -86,7 +86,7 @@ def fault() -> None:
     """
 
 
-@fault.command("list")
+@fault.command("list", epilog="\b\nExample:\n  pumpemu fault list")
 def fault_list() -> None:
     """List the faults and their parameters (no emulator needed)."""
     for name, spec in FAULTS.items():
@@ -94,6 +94,28 @@ def fault_list() -> None:
         for param, (required, text) in spec.params.items():
             flag = param if param == "part" else f"--{param.replace('_', '-')}"
             click.echo(f"{'':<18}   {flag}: {text}{' (required)' if required else ''}")
+
+
+EXAMPLE_VALUES = {
+    "recover_after_s": "3600",
+    "ppm": "250000",
+    "scan_s": "1800",
+    "recovery_s": "7200",
+    "nah": "100000000",
+    "volume_nl": "2000000",
+    "bit": "17",
+}
+"""Plausible values for each fault parameter, for the generated --help examples."""
+
+
+def _fault_example(name: str, spec: FaultSpec) -> str:
+    words = ["pumpemu", "fault", name]
+    for param, (required, _text) in spec.params.items():
+        if param == "part":
+            words.append("catheter")
+        elif required or param in EXAMPLE_VALUES:
+            words += [f"--{param.replace('_', '-')}", EXAMPLE_VALUES.get(param, "1")]
+    return "\b\nExample:\n  " + " ".join([*words, "--control", "127.0.0.1:7001"])
 
 
 def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
@@ -132,6 +154,7 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
         callback=callback,
         params=params,
         help=f"{spec.summary[0].upper()}{spec.summary[1:]}.",
+        epilog=_fault_example(name, spec),
     )
     _control_option(command)
     _json_option(command)
@@ -158,7 +181,11 @@ def time_group() -> None:
     """Read or advance a running emulator's pump time (advance needs --clock manual)."""
 
 
-@time_group.command("advance")
+@time_group.command(
+    "advance",
+    epilog="\b\nExamples:\n  pumpemu time advance 30d --control 127.0.0.1:7001\n"
+    "  pumpemu time advance 6h --control unix:/tmp/pump.sock",
+)
 @click.argument("duration")
 @_control_option
 @_json_option
@@ -181,7 +208,7 @@ def time_advance(duration: str, control: str, as_json: bool) -> None:
     )
 
 
-@time_group.command("show")
+@time_group.command("show", epilog="\b\nExample:\n  pumpemu time show --control 127.0.0.1:7001")
 @_control_option
 @_json_option
 def time_show(control: str, as_json: bool) -> None:
