@@ -14,12 +14,15 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 import click
 
+from hil.capture import CaptureError, CaptureWriter
 from hil.errors import UsageError
 from hil.links import Link, PtyLink, open_link
+from hil.proxy.capture import capture_listener
 from hil.proxy.engine import DEFAULT_IDLE_MS, FaultApplied, FrameLost, ProxyEvent
 from hil.proxy.faults import FaultKind, FaultSpec, load_fault_file, parse_fault
 from hil.proxy.runner import FaultProxy
@@ -178,6 +181,13 @@ def _log_event(event: ProxyEvent) -> None:
     help="Silence after which bytes held as a possible frame start are forwarded as noise.",
 )
 @click.option("--quiet", is_flag=True, help="No per-fault lines; only the summary.")
+@click.option(
+    "--capture",
+    "capture_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a JSONL capture: each direction before and after the faults, and each fault.",
+)
 def proxy(
     *,
     a_url: str,
@@ -187,6 +197,7 @@ def proxy(
     baud: int,
     idle_ms: int,
     quiet: bool,
+    capture_path: Path | None,
     **fault_options: tuple[str, ...],
 ) -> None:
     """Inject link faults, frame by frame, between two serial links A and B.
@@ -205,8 +216,12 @@ def proxy(
     if seed is None:
         seed = file_seed if file_seed is not None else secrets.randbelow(2**31)
 
+    try:
+        capture = CaptureWriter(capture_path, source="proxy") if capture_path else None
+    except (CaptureError, OSError) as error:
+        raise _CommandError(f"cannot write the capture {capture_path}: {error}") from None
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), capture or contextlib.nullcontext():
         links: list[Link] = []
         try:
             for name, url in (("a", a_url), ("b", b_url)):
@@ -227,6 +242,7 @@ def proxy(
                 idle_ms=idle_ms,
                 quiet=quiet,
                 stop=stop,
+                capture=capture,
             )
         finally:
             a.close()
@@ -246,6 +262,7 @@ def _run(
     idle_ms: int,
     quiet: bool,
     stop: threading.Event,
+    capture: CaptureWriter | None = None,
 ) -> FaultProxy:
     """Announce the sides, forward until ``stop`` (or a side is lost), print the summary."""
     # The created pty paths come first and alone on stdout, so a script can read them.
@@ -261,7 +278,10 @@ def _run(
         faults,
         seed=seed,
         idle_ms=idle_ms,
-        listeners=() if quiet else (_log_event,),
+        listeners=(
+            *(() if quiet else (_log_event,)),
+            *(() if capture is None else (capture_listener(capture),)),
+        ),
         log=lambda line: click.echo(f"proxy: {line}", err=True),
     )
     runner.start()

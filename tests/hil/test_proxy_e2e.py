@@ -5,6 +5,7 @@ Every wait is bounded: reads have deadlines, the process is killed if it outlive
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -225,3 +226,35 @@ def test_help_explains_every_fault_with_an_example() -> None:
         "2s..5s",
     ):
         assert option in out, option
+
+
+@pytest.mark.e2e
+def test_capture_shows_each_frame_before_and_after_its_fault(
+    proxy_process: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    capture = tmp_path / "proxy.jsonl"
+    process = start(
+        proxy_process, "--a", "pty", "--b", "pty", "--corrupt", "@1,dir=a2b,bits=1",
+        "--capture", str(capture),
+    )  # fmt: skip
+    deadline = time.monotonic() + DEADLINE_S
+    assert process.stdout is not None
+    first, second = read_line(process.stdout, deadline), read_line(process.stdout, deadline)
+    with (
+        serial.Serial(first[2:], timeout=0.2) as programmer,
+        serial.Serial(second[2:], timeout=0.2) as pump,
+    ):
+        programmer.write(frame(1) + frame(2))
+        assert len(read_exactly(pump, 2 * len(frame(1)))) == 2 * len(frame(1))
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 0
+
+    records = [json.loads(line) for line in capture.read_text().splitlines()]
+    frames_in = [r for r in records if r["kind"] == "frame" and r["direction"] == "a->b in"]
+    assert [r["hex"] for r in frames_in] == [frame(1).hex(), frame(2).hex()]
+    out = [r for r in records if r.get("direction") == "a->b out"]
+    # Frame 1 left with one bit flipped, so it is no longer a frame; frame 2 left intact.
+    assert [r["kind"] for r in out] == ["noise", "frame"]
+    assert out[1]["hex"] == frame(2).hex()
+    assert any(r["kind"] == "note" and "corrupt" in r["text"] for r in records)
