@@ -235,9 +235,13 @@ def describe_event(entry: LogEntry) -> str | None:
         case EventKind.RESERVOIR_EMPTY:
             return "reservoir empty"
         case EventKind.ELECTIVE_REPLACEMENT:
-            return f"elective replacement indicator (battery {entry.value_a}%)"
+            # value_a battery percent, value_b the end-of-service pump time (protocol.md 11).
+            return (
+                f"elective replacement indicator (battery {entry.value_a}%, "
+                f"end of service at {format_pump_time(entry.value_b)})"
+            )
         case EventKind.END_OF_SERVICE:
-            return "end of service: the pump has stopped for good"
+            return f"end of service: the pump has stopped for good (battery {entry.value_a}%)"
         case EventKind.RESET:
             return "processor reset: restarted from non-volatile memory"
         case EventKind.MEMORY_ERROR:

@@ -16,9 +16,12 @@ nothing here loops over seconds or strokes.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from emulator.delivery import EngineState, Strokes
 from emulator.firmware.alarms import AlarmSet
@@ -49,17 +52,87 @@ from emulator.firmware.schedule import Schedule
 from emulator.firmware.therapy_table import Go, Refuse, Target, TherapyInput, lookup
 from emulator.profile import Profile
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, TherapyState
+from protocol.messages import Opcode
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
 from protocol.units import MS_PER_DAY, MS_PER_S, U64_MAX
 
-__all__ = ["NV_MAGIC", "Commanded", "Engine", "Firmware", "FirmwareStatus"]
+__all__ = ["BY_COMMAND", "NV_MAGIC", "Commanded", "Engine", "Firmware", "FirmwareStatus"]
 
 NV_MAGIC = b"PEMU-NV1"
 
 _RUNNING = frozenset({TherapyState.CONTINUOUS, TherapyState.FLEX})
 _BOLUS = frozenset({TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS, TherapyState.PRIMING})
 _DELIVERING = _RUNNING | _BOLUS
+
+BY_COMMAND = frozenset(
+    {
+        EventKind.CLOCK_SET,
+        EventKind.PRESCRIPTION_COMMITTED,
+        EventKind.THERAPY_STARTED,
+        EventKind.THERAPY_STOPPED,
+        EventKind.CLINICIAN_BOLUS_STARTED,
+        EventKind.BOLUS_CANCELLED,
+        EventKind.PATIENT_BOLUS_GRANTED,
+        EventKind.PATIENT_BOLUS_REFUSED,
+        EventKind.PRIMING_STARTED,
+        EventKind.REFILL_BEGUN,
+        EventKind.REFILL_COMPLETED,
+        EventKind.REFILL_DISCREPANCY,
+        EventKind.ALARM_RAISED,
+        EventKind.ALARM_ACKNOWLEDGED,
+        EventKind.ALARM_CLEARED,
+        EventKind.ALARM_TEST,
+        EventKind.COMMAND_REFUSED,
+        EventKind.FLOW_VALVE_RESET,
+    }
+)
+"""The kinds a command can cause: their ``value_b`` is the command id of the request being
+applied or refused when the entry was written, 0 when the pump wrote it on its own
+(docs/protocol.md section 11, "the command rule"). ``Firmware._log`` fills it in, so no
+entry can carry another value there."""
+
+_OPCODES: dict[TherapyInput, Opcode] = {
+    TherapyInput.STAGE: Opcode.STAGE_PRESCRIPTION,
+    TherapyInput.COMMIT: Opcode.COMMIT_PRESCRIPTION,
+    TherapyInput.START: Opcode.START_THERAPY,
+    TherapyInput.STOP: Opcode.STOP_THERAPY,
+    TherapyInput.CLINICIAN_BOLUS: Opcode.CLINICIAN_BOLUS,
+    TherapyInput.PATIENT_BOLUS: Opcode.PATIENT_BOLUS_REQUEST,
+    TherapyInput.PRIME: Opcode.PRIMING_BOLUS,
+    TherapyInput.CANCEL_BOLUS: Opcode.CANCEL_BOLUS,
+    TherapyInput.REFILL_BEGIN: Opcode.REFILL_BEGIN,
+    TherapyInput.REFILL_COMPLETE: Opcode.REFILL_COMPLETE,
+}
+"""The request opcode a refused input is logged with (COMMAND_REFUSED ``value_a``). Inputs
+without one (the service command CLEAR_MEMORY_ERROR, the firmware's own sensor and timer
+inputs) are logged with 0: an internal enumeration value never reaches the log."""
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _command(
+    method: Callable[Concatenate[Firmware, _P], _R],
+) -> Callable[Concatenate[Firmware, _P], _R]:
+    """Run a command method with its command id in effect: every entry of a BY_COMMAND
+    kind written meanwhile (the command's own, an alarm it raised or cleared, a bolus it
+    cancelled) carries that id in ``value_b``."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def run(self: Firmware, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        command_id = signature.bind(self, *args, **kwargs).arguments.get("command_id")
+        outer = self._command_in_effect
+        cid = command_id if isinstance(command_id, int) and not isinstance(command_id, bool) else 0
+        self._command_in_effect = cid if 1 <= cid <= U64_MAX else 0
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._command_in_effect = outer
+
+    return run
+
 
 _BOLUS_EVENTS = {
     TherapyState.CLINICIAN_BOLUS: EventKind.CLINICIAN_BOLUS_COMPLETED,
@@ -158,6 +231,7 @@ class Firmware:
         """A firmware at power-on (``power_on=False``: an empty shell for a restore)."""
         self.profile = profile
         self.engine = engine
+        self._command_in_effect = 0
         self.log = log if log is not None else EventLog(profile.log_capacity)
         self._stroke = profile.stroke_nl
         # -- persisted in the non-volatile record (to_record / from_record) --
@@ -190,7 +264,7 @@ class Firmware:
         self._nv_fault: bytes | None = None
         self._schedule = Schedule(None)
         if power_on:
-            self.log.append(start_ms, EventKind.POWER_ON, 0, reservoir_estimate_nl)
+            self._log(start_ms, EventKind.POWER_ON, 0, reservoir_estimate_nl)
             self._check_reservoir_alarms(start_ms)
 
     # ====================================================================================
@@ -400,7 +474,7 @@ class Firmware:
             return
         self._stalled = True
         self._stall_detected_ms = now_ms
-        self.log.append(now_ms, EventKind.MOTOR_STALL, 0, self._estimate)
+        self._log(now_ms, EventKind.MOTOR_STALL, 0, self._estimate)
         self._raise(AlarmKind.MOTOR_STALL, now_ms)
         self._internal(TherapyInput.STALL_DETECTED, now_ms)
 
@@ -409,7 +483,7 @@ class Firmware:
         if not self._stalled:
             return
         self._stalled = False
-        self.log.append(now_ms, EventKind.MOTOR_RECOVERED, 0, now_ms - self._stall_detected_ms)
+        self._log(now_ms, EventKind.MOTOR_RECOVERED, 0, now_ms - self._stall_detected_ms)
         self._clear_alarm(AlarmKind.MOTOR_STALL, now_ms)
         self._internal(TherapyInput.MOTOR_RECOVERED, now_ms)
 
@@ -427,6 +501,7 @@ class Firmware:
     # Commands
     # ====================================================================================
 
+    @_command
     def stage(self, rx: Prescription, now_ms: int) -> Staged | Refused:
         """Check a prescription and compute what it means, without applying it (C5)."""
         gate = self._gate(TherapyInput.STAGE, now_ms, None)
@@ -440,12 +515,14 @@ class Firmware:
         if refusal is not None:
             return self._refuse(refusal, TherapyInput.STAGE, now_ms, None)
         digest = prescription_digest(rx)
-        daily_volume = rx.max_24h_volume_nl()
-        daily_mass = daily_volume_with_boluses_nl(rx, self._stroke) * rx.concentration_ug_per_ml
+        # The figure the daily mass limit was checked on (interlocks), so the review shows
+        # exactly what the pump accepted: mass = volume x concentration (protocol.md 7).
+        daily_volume = daily_volume_with_boluses_nl(rx)
+        daily_mass = daily_volume * rx.concentration_ug_per_ml
         expires = now_ms + self.profile.stage_lifetime_s * MS_PER_S
         self._staged = _Staged(rx, digest, expires)
         low, empty = self.predictions(now_ms, rx, running=rx.mode is not InfusionMode.STOPPED)
-        seq = self.log.append(
+        seq = self._log(
             now_ms, EventKind.PRESCRIPTION_STAGED, int(rx.mode), daily_volume, daily_mass
         )
         return Staged(digest, daily_volume, daily_mass, low, empty, expires, now_ms, seq)
@@ -454,6 +531,7 @@ class Firmware:
         """A session cut between stage and commit: the staged prescription is gone (C5)."""
         self._staged = None
 
+    @_command
     def commit(self, digest: bytes, now_ms: int, command_id: int | None) -> Accepted | Refused:
         what = TherapyInput.COMMIT
         staged = self._staged
@@ -478,6 +556,10 @@ class Firmware:
             return self._refuse(
                 Refused(RefusalCode.DIGEST_MISMATCH, FieldId.DIGEST), what, now_ms, command_id
             )
+        if delivers and gate.starts_delivery and self._estimate < self._stroke:
+            # Like START: a command that would start the motor on an empty estimate is
+            # refused with the specific code, not accepted and suspended at the next step.
+            return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
         self._staged = None
         self._install(staged.rx)
         self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
@@ -486,15 +568,15 @@ class Firmware:
         self._lockout_until_ms = now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
         self._transition(gate, now_ms)
         self._check_reservoir_alarms(now_ms)
-        seq = self.log.append(
+        seq = self._log(
             now_ms,
             EventKind.PRESCRIPTION_COMMITTED,
             int(staged.rx.mode),
-            staged.rx.max_24h_volume_nl(),
-            command_id or 0,
+            int.from_bytes(staged.digest[:8], "little"),
         )
         return self._accepted(command_id, now_ms, seq)
 
+    @_command
     def start(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         what = TherapyInput.START
         gate = self._gate(what, now_ms, command_id)
@@ -509,24 +591,22 @@ class Firmware:
             return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
         self._intent_running = True
         self._transition(gate, now_ms)
-        seq = self.log.append(
-            now_ms,
-            EventKind.THERAPY_STARTED,
-            int(self.state),
-            self.engine.basal_rate_nl_per_day,
-            command_id or 0,
+        seq = self._log(
+            now_ms, EventKind.THERAPY_STARTED, int(rx.mode), self.engine.basal_rate_nl_per_day
         )
         return self._accepted(command_id, now_ms, seq)
 
+    @_command
     def stop(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         gate = self._gate(TherapyInput.STOP, now_ms, command_id)
         if isinstance(gate, Refused):
             return gate
         self._intent_running = False
         self._transition(gate, now_ms)
-        seq = self.log.append(now_ms, EventKind.THERAPY_STOPPED, 0, 0, command_id or 0)
+        seq = self._log(now_ms, EventKind.THERAPY_STOPPED, 0, self._estimate)
         return self._accepted(command_id, now_ms, seq)
 
+    @_command
     def clinician_bolus(
         self, dose_nl: int, duration_s: int, now_ms: int, command_id: int | None
     ) -> BolusStarted | Refused:
@@ -573,6 +653,7 @@ class Firmware:
             command_id=command_id,
         )
 
+    @_command
     def patient_bolus(self, now_ms: int, command_id: int | None) -> BolusStarted | Refused:
         what = TherapyInput.PATIENT_BOLUS
         gate = self._gate(what, now_ms, command_id, patient=True)
@@ -586,9 +667,9 @@ class Firmware:
         elif pb is None:
             refusal = Refused(RefusalCode.NO_PATIENT_BOLUS)
         elif now_ms < self._lockout_until_ms:
-            refusal = Refused(
-                RefusalCode.LOCKOUT_ACTIVE, FieldId.PATIENT_BOLUS_LOCKOUT, self._lockout_until_ms
-            )
+            # Whole seconds left, rounded up: clock-independent (protocol.md section 12).
+            left_s = -(-(self._lockout_until_ms - now_ms) // MS_PER_S)
+            refusal = Refused(RefusalCode.LOCKOUT_ACTIVE, FieldId.PATIENT_BOLUS_LOCKOUT, left_s)
         elif self.patient_boluses_in_24h(now_ms) >= pb.max_per_24h:
             refusal = Refused(
                 RefusalCode.DAILY_BOLUS_COUNT_REACHED,
@@ -613,17 +694,22 @@ class Firmware:
             command_id=command_id,
         )
 
+    @_command
     def prime(
         self, catheter_length_cm: int, now_ms: int, command_id: int | None
     ) -> BolusStarted | Refused:
         """Fill a catheter of this length (its dead volume) at the maximum rate (H3)."""
         p = self.profile
         if not 1 <= catheter_length_cm <= p.catheter_max_length_cm:
-            limit = 1 if catheter_length_cm < 1 else p.catheter_max_length_cm
+            # The limit is in the field's unit (nL): the volume of the shortest or longest
+            # catheter the profile allows.
+            length = 1 if catheter_length_cm < 1 else p.catheter_max_length_cm
+            limit = p.catheter_volume_nl(length)
             refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, limit)
             return self._refuse(refusal, TherapyInput.PRIME, now_ms, command_id)
         return self.prime_volume(p.catheter_volume_nl(catheter_length_cm), now_ms, command_id)
 
+    @_command
     def prime_volume(
         self, volume_nl: int, now_ms: int, command_id: int | None
     ) -> BolusStarted | Refused:
@@ -661,6 +747,7 @@ class Firmware:
             command_id=command_id,
         )
 
+    @_command
     def cancel_bolus(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         gate = self._gate(TherapyInput.CANCEL_BOLUS, now_ms, command_id)
         if isinstance(gate, Refused):
@@ -668,6 +755,7 @@ class Firmware:
         seq = self._transition(gate, now_ms)
         return self._accepted(command_id, now_ms, seq if seq else self.log.next_seq - 1)
 
+    @_command
     def check_refill_begin(self, now_ms: int, command_id: int | None) -> Refused | None:
         """Would refill-begin be accepted? The pump asks before the needle withdraws."""
         gate = self._gate(TherapyInput.REFILL_BEGIN, now_ms, command_id)
@@ -682,13 +770,15 @@ class Firmware:
             )
         return None
 
+    @_command
     def refill_begin(self, now_ms: int, withdrawn_nl: int, command_id: int | None) -> RefillBegun:
         """Record the predicted residual (call after ``check_refill_begin`` passed)."""
         self._refill_predicted = self._estimate
-        seq = self.log.append(now_ms, EventKind.REFILL_BEGUN, 0, self._estimate, command_id or 0)
+        seq = self._log(now_ms, EventKind.REFILL_BEGUN, 0, self._estimate)
         self._note_command(command_id)
         return RefillBegun(command_id, now_ms, seq, self._estimate, withdrawn_nl)
 
+    @_command
     def check_refill_complete(
         self,
         new_volume_nl: int,
@@ -721,7 +811,7 @@ class Firmware:
             # daily mass limit (unit slips are an overdose cause: H9, H11).
             rx = self._with_concentration(self.rx, concentration)
             limit = self.profile.max_daily_mass_for(rx.drug_name)
-            if daily_volume_with_boluses_nl(rx, self._stroke) * concentration > limit:
+            if daily_volume_with_boluses_nl(rx) * concentration > limit:
                 refusal = Refused(
                     RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.NEW_CONCENTRATION, limit
                 )
@@ -741,6 +831,7 @@ class Firmware:
             low_reservoir_threshold_nl=rx.low_reservoir_threshold_nl,
         )
 
+    @_command
     def refill_complete(
         self,
         new_volume_nl: int,
@@ -766,13 +857,7 @@ class Firmware:
         if flagged:
             # H1 (pocket fill), H10 (wrong volume entered), mechanical drift: the residual is
             # not what the pump believed. Logged for the clinician; the pump cannot know why.
-            self.log.append(
-                now_ms,
-                EventKind.REFILL_DISCREPANCY,
-                int(discrepancy > 0),
-                abs(discrepancy),
-                command_id or 0,
-            )
+            self._log(now_ms, EventKind.REFILL_DISCREPANCY, int(discrepancy > 0), abs(discrepancy))
         self._estimate = new_volume_nl
         changed = False
         if concentration is not None and self.rx is not None:
@@ -786,20 +871,19 @@ class Firmware:
             self._empty = False
             self._clear_alarm(AlarmKind.RESERVOIR_EMPTY, now_ms)
         self._check_reservoir_alarms(now_ms)
-        seq = self.log.append(
-            now_ms, EventKind.REFILL_COMPLETED, int(changed), new_volume_nl, command_id or 0
-        )
+        seq = self._log(now_ms, EventKind.REFILL_COMPLETED, int(changed), new_volume_nl)
         self._transition(gate, now_ms)
         self._note_command(command_id)
         low, empty = self.predictions(now_ms)
         return RefillCompleted(command_id, now_ms, seq, discrepancy, flagged, low, empty)
 
+    @_command
     def clear_memory_error(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Rewrite the non-volatile record; the pump stays stopped until restarted (H8)."""
         what = TherapyInput.CLEAR_MEMORY_ERROR
         if not self._memory_error:
             return self._refuse(
-                Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, int(AlarmKind.MEMORY_ERROR)),
+                Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, 0),
                 what,
                 now_ms,
                 command_id,
@@ -814,6 +898,7 @@ class Firmware:
         seq = self._transition(gate, now_ms)
         return self._accepted(command_id, now_ms, seq or self.log.next_seq - 1)
 
+    @_command
     def acknowledge_alarm(
         self, kind: AlarmKind, now_ms: int, command_id: int | None
     ) -> Accepted | Refused:
@@ -821,22 +906,24 @@ class Firmware:
         if bad_id is not None:
             return bad_id
         if not self.alarms.acknowledge(kind):
-            refusal = Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, int(kind))
-            self.log.append(
-                now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), 0, command_id or 0
+            refusal = Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, 0)
+            self._log(
+                now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), Opcode.ACKNOWLEDGE_ALARM
             )
             return refusal
-        seq = self.log.append(now_ms, EventKind.ALARM_ACKNOWLEDGED, int(kind), 0, command_id or 0)
+        seq = self._log(now_ms, EventKind.ALARM_ACKNOWLEDGED, int(kind))
         return self._accepted(command_id, now_ms, seq)
 
+    @_command
     def alarm_test(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Sound both tones for the clinician; no therapy change."""
         bad_id = self._check_command_id(command_id)
         if bad_id is not None:
             return bad_id
-        seq = self.log.append(now_ms, EventKind.ALARM_TEST, 0, 0, command_id or 0)
+        seq = self._log(now_ms, EventKind.ALARM_TEST)
         return self._accepted(command_id, now_ms, seq)
 
+    @_command
     def set_clock(self, local_ms: int, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Set the pump's local time; flex schedules follow it from now on."""
         bad_id = self._check_command_id(command_id)
@@ -847,7 +934,7 @@ class Firmware:
         self._clock_offset_ms = local_ms - now_ms
         if self._basal_applies():
             self.engine.set_basal(self._schedule.rate_at(local_ms))
-        seq = self.log.append(now_ms, EventKind.CLOCK_SET, 0, local_ms, command_id or 0)
+        seq = self._log(now_ms, EventKind.CLOCK_SET, 0, local_ms)
         return self._accepted(command_id, now_ms, seq)
 
     def record_event(
@@ -856,12 +943,13 @@ class Firmware:
         """Log an event from outside the therapy core (session opened, security event)."""
         return self.log.append(now_ms, kind, detail, value_a, value_b)
 
+    @_command
     def note_flow_valve_reset(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """A clinician reset the flow-activated valve (H15); logged like any command."""
         bad_id = self._check_command_id(command_id)
         if bad_id is not None:
             return bad_id
-        seq = self.log.append(now_ms, EventKind.FLOW_VALVE_RESET, 0, 0, command_id or 0)
+        seq = self._log(now_ms, EventKind.FLOW_VALVE_RESET)
         return self._accepted(command_id, now_ms, seq)
 
     # ====================================================================================
@@ -929,9 +1017,28 @@ class Firmware:
         patient: bool = False,
     ) -> Refused:
         """Log a refusal (every refused request is in the log) and return it."""
-        kind = EventKind.PATIENT_BOLUS_REFUSED if patient else EventKind.COMMAND_REFUSED
-        self.log.append(now_ms, kind, int(refusal.code), int(what), command_id or 0)
+        if patient:
+            # The opcode is implied; the NAK's limit (e.g. the lockout's seconds left) is
+            # what the patient's refusal is about.
+            self._log(now_ms, EventKind.PATIENT_BOLUS_REFUSED, refusal.code, refusal.limit or 0)
+        else:
+            opcode = _OPCODES.get(what, 0)
+            self._log(now_ms, EventKind.COMMAND_REFUSED, refusal.code, opcode)
         return refusal
+
+    def _log(
+        self, now_ms: int, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
+    ) -> int:
+        """Append an entry; a BY_COMMAND kind gets the command id in effect in value_b."""
+        if kind in BY_COMMAND:
+            assert value_b == 0, f"{kind.name}: value_b is the command id"
+            value_b = self._command_in_effect
+        return self.log.append(now_ms, kind, int(detail), int(value_a), value_b)
+
+    def battery_percent(self, battery_nah: int) -> int:
+        """A battery reading in whole percent of capacity, as STATUS reports it."""
+        capacity = self.profile.battery_capacity_nah
+        return min(100, max(0, battery_nah * 100 // capacity))
 
     def _note_command(self, command_id: int | None) -> None:
         if command_id is not None:
@@ -1001,19 +1108,18 @@ class Firmware:
         """Cancel the running bolus; what it did not deliver is never caught up (H12).
 
         Logged as docs/protocol.md section 11 says: value_a the volume delivered before the
-        cancel, value_b the volume not delivered (the planned volume less the strokes
-        counted as delivered: a stroke the sensor saw blocked is not delivered). The command
-        id is in the command's result and in ``status().last_command_id``.
+        cancel (strokes counted as delivered: a stroke the sensor saw blocked is not), like
+        a completed bolus's; value_b the command that cancelled it (CANCEL_BOLUS, STOP), 0
+        when the pump dropped it itself. The rest of the bolus's volume (its STARTED entry's
+        value_a) was not delivered and is never caught up.
         """
         self.engine.cancel_bolus()
         self._bolus_end_ms = None
-        delivered, undelivered = self._bolus_split()
-        return self.log.append(now_ms, EventKind.BOLUS_CANCELLED, 0, delivered, undelivered)
+        return self._log(now_ms, EventKind.BOLUS_CANCELLED, 0, self._bolus_delivered())
 
-    def _bolus_split(self) -> tuple[int, int]:
-        """(delivered, not delivered) nL of the running or last bolus."""
-        delivered = self._bolus_done * self._stroke
-        return delivered, self._bolus_volume - delivered
+    def _bolus_delivered(self) -> int:
+        """nL of the running or last bolus counted as delivered."""
+        return self._bolus_done * self._stroke
 
     def _begin_bolus(
         self,
@@ -1030,7 +1136,7 @@ class Firmware:
         self._bolus_end_ms = now_ms + duration_ms
         self._bolus_volume = strokes * self._stroke
         self._bolus_done = 0
-        seq = self.log.append(now_ms, event, 0, self._bolus_volume, command_id or 0)
+        seq = self._log(now_ms, event, 0, self._bolus_volume)
         self._note_command(command_id)
         return BolusStarted(
             command_id, now_ms, seq, self._bolus_volume, strokes, self._bolus_end_ms
@@ -1040,7 +1146,7 @@ class Firmware:
         event = _BOLUS_EVENTS.get(self.state)
         self._bolus_end_ms = None
         if event is not None:
-            self.log.append(now_ms, event, 0, self._bolus_split()[0])
+            self._log(now_ms, event, 0, self._bolus_delivered())
         self._internal(TherapyInput.BOLUS_COMPLETE, now_ms)
 
     def _internal(self, what: TherapyInput, now_ms: int) -> None:
@@ -1048,33 +1154,32 @@ class Firmware:
         entry = lookup(self.state, what)
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
-            self.log.append(now_ms, EventKind.COMMAND_REFUSED, int(code), int(what))
+            # The firmware's own input has no request opcode: value_a 0, never the enum.
+            self._log(now_ms, EventKind.COMMAND_REFUSED, int(code))
             return
         self._transition(entry, now_ms)
 
-    def _raise(self, kind: AlarmKind, now_ms: int, value: int = 0) -> None:
+    def _raise(self, kind: AlarmKind, now_ms: int) -> None:
         if self.alarms.raise_(kind, now_ms):
-            self.log.append(now_ms, EventKind.ALARM_RAISED, int(kind), value)
+            self._log(now_ms, EventKind.ALARM_RAISED, int(kind))
 
     def _clear_alarm(self, kind: AlarmKind, now_ms: int) -> None:
         if self.alarms.clear(kind):
-            self.log.append(now_ms, EventKind.ALARM_CLEARED, int(kind))
+            self._log(now_ms, EventKind.ALARM_CLEARED, int(kind))
 
     def _check_reservoir_alarms(self, now_ms: int) -> None:
         if self._estimate <= self.low_threshold_nl:
-            self._raise(AlarmKind.LOW_RESERVOIR, now_ms, self._estimate)
+            self._raise(AlarmKind.LOW_RESERVOIR, now_ms)
         else:
             self._clear_alarm(AlarmKind.LOW_RESERVOIR, now_ms)
         eos = self.state is TherapyState.END_OF_SERVICE
         if self._empty and not eos and self.alarms.raise_(AlarmKind.RESERVOIR_EMPTY, now_ms):
-            self.log.append(now_ms, EventKind.RESERVOIR_EMPTY, 0, self._estimate)
-            self.log.append(
-                now_ms, EventKind.ALARM_RAISED, int(AlarmKind.RESERVOIR_EMPTY), self._estimate
-            )
+            self._log(now_ms, EventKind.RESERVOIR_EMPTY, 0, self._estimate)
+            self._log(now_ms, EventKind.ALARM_RAISED, int(AlarmKind.RESERVOIR_EMPTY))
 
     def _enter_memory_error(self, now_ms: int) -> None:
         self._memory_error = True
-        self.log.append(now_ms, EventKind.MEMORY_ERROR)
+        self._log(now_ms, EventKind.MEMORY_ERROR)
         self._raise(AlarmKind.MEMORY_ERROR, now_ms)
         self._internal(TherapyInput.MEMORY_ERROR, now_ms)
 
@@ -1087,8 +1192,14 @@ class Firmware:
         if battery_nah <= p.battery_eri_threshold_nah and self._eri_ms is None:
             self._eri_ms = now_ms
             self._eos_ms = now_ms + p.days_eri_to_eos * MS_PER_DAY
-            self.log.append(now_ms, EventKind.ELECTIVE_REPLACEMENT, 0, battery_nah, self._eos_ms)
-            self._raise(AlarmKind.ELECTIVE_REPLACEMENT, now_ms, battery_nah)
+            self._log(
+                now_ms,
+                EventKind.ELECTIVE_REPLACEMENT,
+                0,
+                self.battery_percent(battery_nah),
+                self._eos_ms,
+            )
+            self._raise(AlarmKind.ELECTIVE_REPLACEMENT, now_ms)
         if battery_nah <= p.battery_low_reset_threshold_nah and not self._low_reset_done:
             self._low_battery_reset(now_ms)
         if battery_nah == 0:
@@ -1111,13 +1222,13 @@ class Firmware:
                     low_reservoir_threshold_nl=old.low_reservoir_threshold_nl,
                 )
             )
-        self._raise(AlarmKind.LOW_BATTERY_RESET, now_ms, rate)
+        self._raise(AlarmKind.LOW_BATTERY_RESET, now_ms)
         self._internal(TherapyInput.LOW_BATTERY_RESET, now_ms)
 
     def _reach_end_of_service(self, now_ms: int) -> None:
         if self.state is TherapyState.END_OF_SERVICE:
             return
-        self.log.append(now_ms, EventKind.END_OF_SERVICE, 0, self._battery_nah)
+        self._log(now_ms, EventKind.END_OF_SERVICE, 0, self.battery_percent(self._battery_nah))
         self._raise(AlarmKind.END_OF_SERVICE, now_ms)
         self._internal(TherapyInput.END_OF_SERVICE, now_ms)
         self._eos_ms = self._eos_ms if self._eos_ms is not None else now_ms
@@ -1254,7 +1365,7 @@ class Firmware:
         except SnapshotError:
             record = None
         if record is None:
-            self.log.append(now_ms, EventKind.RESET, 0, self._estimate)
+            self._log(now_ms, EventKind.RESET, 0, self._estimate)
             self.state = TherapyState.STOPPED
             self._intent_running = False
             self._bolus_end_ms = None
@@ -1263,12 +1374,12 @@ class Firmware:
                 self._enter_memory_error(now_ms)
             return
         self.load_record(record)
-        self.log.append(now_ms, EventKind.RESET, 1, self._estimate)
+        self._log(now_ms, EventKind.RESET, 1, self._estimate)
         if self.state in _BOLUS:
-            # The fresh engine has no bolus to cancel; log what was dropped.
+            # The fresh engine has no bolus to cancel; log what was dropped (the pump's own
+            # doing: value_b 0).
             self._bolus_end_ms = None
-            delivered, undelivered = self._bolus_split()
-            self.log.append(now_ms, EventKind.BOLUS_CANCELLED, 1, delivered, undelivered)
+            self._log(now_ms, EventKind.BOLUS_CANCELLED, 0, self._bolus_delivered())
             self.state = self._resolve(Target.AFTER_BOLUS)
         self._bolus_end_ms = None
         self.engine.set_basal(

@@ -50,13 +50,17 @@ def patient_allowance_nl(rx: Prescription) -> int:
     return pb.max_per_24h * pb.dose_nl
 
 
-def daily_volume_with_boluses_nl(rx: Prescription, stroke_nl: int) -> int:
-    """Worst-case 24 h volume: the basal maximum, one extra stroke of remainder carry,
-    plus every allowed patient bolus (H9: the limit holds even if the patient uses them all).
+def daily_volume_with_boluses_nl(rx: Prescription) -> int:
+    """The most volume the prescription allows in any 24 h window, nL: the basal maximum
+    (``Prescription.max_24h_volume_nl``, rounded up) plus every allowed patient bolus on the
+    dose as asked (H9: the limit holds even if the patient uses them all).
+
+    This is PRESCRIPTION_STAGED's ``daily_volume_nl`` and, times the concentration, exactly
+    the figure checked against the daily mass limit (docs/protocol.md sections 7 and 10.1),
+    so a programmer computes it from the prescription alone. The mechanism's whole-stroke
+    quantisation is not added, like every rounding: limits are on what is prescribed.
     """
-    basal = rx.max_24h_volume_nl()
-    carry = stroke_nl if basal else 0
-    return basal + carry + patient_allowance_nl(rx)
+    return rx.max_24h_volume_nl() + patient_allowance_nl(rx)
 
 
 def _range_refusal(value: int, low: int, high: int, field: FieldId) -> Refused | None:
@@ -104,7 +108,7 @@ def check_prescription(profile: Profile, rx: Prescription) -> Refused | None:
             shortest = -(-volume * S_PER_DAY // headroom) if headroom > 0 else 0
             return Refused(RefusalCode.RATE_ABOVE_MAX, FieldId.PATIENT_BOLUS_DURATION, shortest)
     limit = p.max_daily_mass_for(rx.drug_name)
-    if daily_volume_with_boluses_nl(rx, p.stroke_nl) * rx.concentration_ug_per_ml > limit:
+    if daily_volume_with_boluses_nl(rx) * rx.concentration_ug_per_ml > limit:
         return Refused(RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.DAILY_DOSE, limit)
     return None
 
@@ -140,7 +144,7 @@ def check_clinician_bolus(
         shortest = -(-volume * S_PER_DAY // headroom) if headroom > 0 else 0
         return Refused(RefusalCode.RATE_ABOVE_MAX, FieldId.BOLUS_DURATION, shortest)
     limit = p.max_daily_mass_for(rx.drug_name)
-    daily = daily_volume_with_boluses_nl(rx, p.stroke_nl) + recent_bolus_nl + volume
+    daily = daily_volume_with_boluses_nl(rx) + recent_bolus_nl + volume
     if daily * rx.concentration_ug_per_ml > limit:
         return Refused(RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.BOLUS_DOSE, limit)
     return None

@@ -140,10 +140,21 @@ def _seconds_left(value: int) -> str:
     return f"{q.duration(value)} left"
 
 
+def _rate_limit(field: FieldId) -> Callable[[int], str]:
+    """RATE_ABOVE_MAX: the maximum rate for a step; for a bolus (a duration field) the
+    shortest duration that keeps basal + bolus within it."""
+    if field in (FieldId.BOLUS_DURATION, FieldId.PATIENT_BOLUS_DURATION):
+        return lambda v: f"shortest duration {q.duration(v)}"
+    return lambda v: f"limit {q.rate(v)}"
+
+
 def describe_limit(nak: Nak) -> str | None:
-    """The NAK's limit in human units, per its code (docs/protocol.md section 12)."""
+    """The NAK's limit in human units, per its code (docs/protocol.md section 12): the unit
+    follows the code where section 12 fixes it, whatever the field."""
     code, field, limit = nak.code, nak.field, nak.limit
     special: dict[RefusalCode, Callable[[int], str]] = {
+        RefusalCode.RATE_ABOVE_MAX: _rate_limit(field),
+        RefusalCode.DAILY_DOSE_ABOVE_MAX: lambda v: f"limit {q.mass_per_day(v)}",
         RefusalCode.LOCKED_OUT: _seconds_left,
         RefusalCode.LOCKOUT_ACTIVE: _seconds_left,
         RefusalCode.STAGE_EXPIRED: lambda v: f"stage lifetime {q.duration(v)}",

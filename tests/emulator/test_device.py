@@ -140,11 +140,6 @@ def test_stage_and_commit() -> None:
     assert tp.device.pump.status().prescription == RX
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware bug, reported: daily_volume_nl leaves out the patient boluses that "
-    "daily_mass_pg counts (docs/protocol.md, PRESCRIPTION_STAGED)",
-)
 def test_staged_mass_is_volume_times_concentration() -> None:
     tp = pair()
     staged = ok(tp, StagePrescription(prescription=RX)).reply
@@ -399,3 +394,17 @@ def test_bad_session_section_is_refused(key: str, value: object, message: str) -
     with pytest.raises(ProfileError, match=message) as error:
         parse_profile(data, "mine.toml")
     assert "[session]" in str(error.value)
+
+
+def test_lockout_nak_names_the_field_and_the_seconds_left() -> None:
+    """docs/protocol.md section 12: LOCKOUT_ACTIVE, PATIENT_BOLUS_LOCKOUT, whole seconds left
+    (never the pump time the lockout ends), and the log entry carries the same number."""
+    tp = pair(program=True)
+    tp.run_until(tp.clock.now_ms() + 100_250)
+    result = tp.request(PatientBolusRequest(command_id=30))
+    assert result.outcome is Outcome.REFUSED
+    assert result.reply == Nak(
+        code=RefusalCode.LOCKOUT_ACTIVE, field=FieldId.PATIENT_BOLUS_LOCKOUT, limit=500
+    )
+    last = tp.device.pump.log()[-1]
+    assert (last.kind, last.value_a, last.value_b) == (EventKind.PATIENT_BOLUS_REFUSED, 500, 30)

@@ -332,7 +332,8 @@ def test_mri_recovery_resumes_programmed_rate_without_catch_up(
     assert pump.status().delivered_nl == 60 * STROKE
 
 
-# -- BOLUS_CANCELLED: value_a delivered before the cancel, value_b not delivered (protocol.md 11) --
+# -- BOLUS_CANCELLED: value_a delivered before the cancel, value_b the cancelling command id, 0
+# when the pump dropped the bolus itself (protocol.md 11). Not delivered = STARTED - value_a. --
 
 
 def cancelled(pump: Pump) -> list[tuple[int, int, int]]:
@@ -341,11 +342,24 @@ def cancelled(pump: Pump) -> list[tuple[int, int, int]]:
     return [(e.detail, e.value_a, e.value_b) for e in entries]
 
 
+def not_delivered(pump: Pump) -> list[int]:
+    """For every cancelled bolus, its STARTED volume less the volume delivered."""
+    out, started = [], 0
+    for e in pump.log():
+        if e.kind in (EventKind.CLINICIAN_BOLUS_STARTED, EventKind.PRIMING_STARTED):
+            started = e.value_a
+        elif e.kind is EventKind.BOLUS_CANCELLED:
+            out.append(started - e.value_a)
+    return out
+
+
 @pytest.mark.hazard("H5", "H12")
 def test_bolus_cancelled_by_stall_logs_nothing_delivered() -> None:
     pump = stalled_then_stopped()
-    # The first of the 13 strokes stalled: nothing delivered, all 2600 nL not delivered.
-    assert cancelled(pump) == [(0, 0, PRIME_1CM)]
+    # The first of the 13 strokes stalled: nothing delivered, all 2600 nL not delivered. The
+    # pump dropped the bolus itself: value_b 0.
+    assert cancelled(pump) == [(0, 0, 0)]
+    assert not_delivered(pump) == [PRIME_1CM]
 
 
 def bolus_running_10_of_60(programmed: PumpFactory, rx: RxFactory) -> Pump:
@@ -368,7 +382,8 @@ def test_bolus_cancelled_by_command_logs_delivered_and_not_delivered(
     entry = pump.log()[-1]
     assert entry.kind is EventKind.BOLUS_CANCELLED
     assert result.log_seq == entry.seq
-    assert cancelled(pump) == [(0, 10 * STROKE, 50 * STROKE)]
+    assert cancelled(pump) == [(0, 10 * STROKE, 4)]  # value_b: the cancel's command id
+    assert not_delivered(pump) == [50 * STROKE]
     assert pump.status().last_command_id == 4
 
 
@@ -381,7 +396,8 @@ def test_bolus_cancelled_by_stall_counts_only_turned_strokes(
     pump.advance(60)  # basal and bolus strokes both due at 660 s: neither turns
     assert pump.status().motor_stall_detected
     assert pump.status().delivered_nl == 20 * STROKE
-    assert cancelled(pump) == [(0, 10 * STROKE, 50 * STROKE)]
+    assert cancelled(pump) == [(0, 10 * STROKE, 0)]
+    assert not_delivered(pump) == [50 * STROKE]
 
 
 @pytest.mark.hazard("H4", "H12")
@@ -390,7 +406,10 @@ def test_bolus_cancelled_by_reset_logs_delivered_and_not_delivered(
 ) -> None:
     pump = bolus_running_10_of_60(programmed, rx)
     pump.inject(Reset())
-    assert cancelled(pump) == [(1, 10 * STROKE, 50 * STROKE)]  # detail 1: by a reset
+    assert cancelled(pump) == [(0, 10 * STROKE, 0)]  # the pump's own doing: value_b 0
+    assert not_delivered(pump) == [50 * STROKE]
+    kinds = [e.kind for e in pump.log()[-2:]]
+    assert kinds == [EventKind.RESET, EventKind.BOLUS_CANCELLED]  # the cause, right before
 
 
 @pytest.mark.hazard("H12")
@@ -751,3 +770,87 @@ def test_leak_and_disconnect(programmed: PumpFactory, rx: RxFactory) -> None:
     assert truth.leaked_nl == 252_500 + 1_010_000
     assert truth.balance_nl() == 0
     assert pump.status().state is TherapyState.CONTINUOUS
+
+
+# -- H10: an empty reservoir estimate refuses every command that would start delivery -----------
+
+
+def run_dry(programmed: PumpFactory, rx: RxFactory) -> Pump:
+    """Five strokes in the reservoir, run dry, then stopped by the clinician."""
+    pump = programmed(rx(288_000), reservoir_nl=5 * STROKE)
+    pump.advance(S_PER_HOUR)
+    assert pump.status().state is TherapyState.SUSPENDED_BY_ALARM
+    assert pump.stop(command_id=2).ok
+    assert pump.status().reservoir_estimate_nl < STROKE
+    return pump
+
+
+@pytest.mark.hazard("H10", "H11")
+def test_commit_on_an_empty_reservoir_is_refused_like_start(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    pump = run_dry(programmed, rx)
+    assert pump.start(command_id=3) == Refused(RefusalCode.RESERVOIR_EMPTY)
+    before = pump.status().prescription
+    staged = pump.stage(rx(576_000))
+    assert isinstance(staged, Staged)
+    # Not accepted-then-suspended: refused, nothing applied, the staged prescription kept.
+    assert pump.commit(staged.digest, command_id=4) == Refused(RefusalCode.RESERVOIR_EMPTY)
+    status = pump.status()
+    assert (status.state, status.prescription) == (TherapyState.STOPPED, before)
+    assert status.staged_digest == staged.digest
+    last = pump.log()[-1]
+    refused = (EventKind.COMMAND_REFUSED, RefusalCode.RESERVOIR_EMPTY, 0x21, 4)
+    assert (last.kind, last.detail, last.value_a, last.value_b) == refused
+    # A STOPPED prescription starts nothing: it may still be committed.
+    stopped = pump.stage(
+        Prescription("morphine", 1_000, InfusionMode.STOPPED, Repeat.DAILY, (), None, 2 * ML)
+    )
+    assert isinstance(stopped, Staged)
+    assert pump.commit(stopped.digest, command_id=5).ok
+    # After a refill the same commit is accepted and delivers.
+    assert pump.refill_begin(command_id=6).ok
+    assert pump.refill_complete(10 * ML, command_id=7).ok
+    staged = pump.stage(rx(576_000))
+    assert isinstance(staged, Staged)
+    assert pump.commit(staged.digest, command_id=8).ok
+    assert pump.status().state is TherapyState.CONTINUOUS
+
+
+# -- patient-bolus refusals: limits in their documented units (protocol.md section 12) ----------
+
+
+@pytest.mark.hazard("H11")
+def test_lockout_refusal_gives_whole_seconds_left(programmed: PumpFactory, rx: RxFactory) -> None:
+    pb = PatientBolusLimits(dose_nl=20_000, duration_s=600, lockout_s=3_600, max_per_24h=1)
+    pump = programmed(rx(288_000, patient_bolus=pb), start_ms=1_767_225_600_000)
+    pump.advance_to(pump.now_ms + 1_000_500)  # 1000.5 s after the commit's lockout began
+    refused = pump.patient_bolus(command_id=2)
+    # 2599.5 s left, rounded up; never the pump time the lockout ends.
+    assert refused == Refused(RefusalCode.LOCKOUT_ACTIVE, FieldId.PATIENT_BOLUS_LOCKOUT, 2_600)
+    last = pump.log()[-1]
+    assert (last.kind, last.detail, last.value_a, last.value_b) == (
+        EventKind.PATIENT_BOLUS_REFUSED,
+        RefusalCode.LOCKOUT_ACTIVE,
+        2_600,
+        2,
+    )
+    pump.advance(2_600)
+    assert pump.patient_bolus(command_id=3).ok
+    pump.advance(S_PER_HOUR)
+    count = Refused(RefusalCode.DAILY_BOLUS_COUNT_REACHED, FieldId.PATIENT_BOLUS_MAX_PER_24H, 1)
+    assert pump.patient_bolus(command_id=4) == count  # the prescription's max_per_24h
+
+
+def test_refusal_limits_are_in_the_fields_unit(programmed: PumpFactory, rx: RxFactory) -> None:
+    pump = programmed(rx(288_000))
+    # NO_SUCH_ALARM: field ALARM, limit 0 (never an AlarmKind value in a limit).
+    refused = Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, 0)
+    assert pump.acknowledge_alarm(AlarmKind.MOTOR_STALL, command_id=2) == refused
+    assert pump.clear_memory_error(command_id=3) == refused
+    # A catheter length out of range: the limit is a CATHETER_VOLUME, so nL, not cm.
+    p = pump.profile
+    longest = p.catheter_volume_nl(p.catheter_max_length_cm)
+    assert pump.prime(p.catheter_max_length_cm + 1, command_id=4) == Refused(
+        RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, longest
+    )

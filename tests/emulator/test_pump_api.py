@@ -38,9 +38,9 @@ def test_stage_reports_review_values_and_commit_applies() -> None:
     assert isinstance(staged, Staged)
     assert staged.digest == prescription_digest(FLEX)
     # 8 h at 0.288 + 12 h at 0.576 + 4 h at 0.288 mL/day = 0.096 + 0.288 + 0.048 = 0.432 mL.
-    assert staged.daily_volume_nl == 432_000
-    # Mass: (432_000 + one stroke carry + 6 x 20_000) nL x 1_000 ug/mL.
-    assert staged.daily_mass_pg == (432_000 + 200 + 120_000) * 1_000
+    # The most the prescription allows in any 24 h window: basal + 6 x 20_000 nL boluses.
+    assert staged.daily_volume_nl == 432_000 + 120_000
+    assert staged.daily_mass_pg == staged.daily_volume_nl * 1_000  # x 1_000 ug/mL, exactly
     assert pump.status().prescription is None  # staging changes nothing
     assert pump.commit(b"\x00" * 16) == Refused(RefusalCode.DIGEST_MISMATCH, FieldId.DIGEST)
     result = pump.commit(staged.digest, command_id=42)

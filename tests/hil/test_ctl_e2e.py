@@ -330,6 +330,9 @@ def test_patient_bolus_in_lockout_is_refused_with_reason(bench: Bench) -> None:
     assert "patient bolus refused: LOCKOUT_ACTIVE — a patient bolus inside the lockout" in (
         result.output
     )
+    # The seconds left of the 1 h lockout the commit started (protocol.md 12), not a time.
+    left = re.search(r"\(field PATIENT_BOLUS_LOCKOUT, (1 h|59 min( \d+ s)?) left\)", result.output)
+    assert left, result.output
     assert "applied" not in result.output
     assert bench.pump_state()[0] is TherapyState.CONTINUOUS
 

@@ -129,11 +129,29 @@ def test_refusal_line_names_code_meaning_field_and_limit() -> None:
     )
     daily = Nak(code=RefusalCode.DAILY_DOSE_ABOVE_MAX, field=FieldId.DAILY_DOSE, limit=15 * 10**9)
     assert "limit 15 mg/day" in render.describe_refusal(daily)
-    lockout = Nak(code=RefusalCode.LOCKOUT_ACTIVE, field=FieldId.NONE, limit=1_800)
-    assert render.describe_refusal(lockout).endswith("(30 min left)")
+    lockout = Nak(code=RefusalCode.LOCKOUT_ACTIVE, field=FieldId.PATIENT_BOLUS_LOCKOUT, limit=1_800)
+    assert render.describe_refusal(lockout).endswith("(field PATIENT_BOLUS_LOCKOUT, 30 min left)")
     # A value that cannot be seconds left is never shown as a time.
-    odd = Nak(code=RefusalCode.LOCKOUT_ACTIVE, field=FieldId.NONE, limit=1_767_603_600_000)
+    odd = Nak(
+        code=RefusalCode.LOCKOUT_ACTIVE,
+        field=FieldId.PATIENT_BOLUS_LOCKOUT,
+        limit=1_767_603_600_000,
+    )
     assert "not seconds left" in render.describe_refusal(odd)
+    # The unit follows the code (protocol.md 12), not the field: a clinician bolus or a refill
+    # over the daily dose names its own field, and the limit is still a mass per day.
+    bolus_dose = Nak(
+        code=RefusalCode.DAILY_DOSE_ABOVE_MAX, field=FieldId.BOLUS_DOSE, limit=15 * 10**9
+    )
+    assert render.describe_refusal(bolus_dose).endswith("(field BOLUS_DOSE, limit 15 mg/day)")
+    refill = Nak(
+        code=RefusalCode.DAILY_DOSE_ABOVE_MAX, field=FieldId.NEW_CONCENTRATION, limit=19_200_000
+    )
+    assert "limit 19.2 µg/day" in render.describe_refusal(refill)
+    too_fast = Nak(code=RefusalCode.RATE_ABOVE_MAX, field=FieldId.BOLUS_DURATION, limit=900)
+    assert render.describe_refusal(too_fast).endswith(
+        "(field BOLUS_DURATION, shortest duration 15 min)"
+    )
     plain = Nak(code=RefusalCode.THERAPY_STOPPED, field=FieldId.NONE, limit=0)
     assert render.describe_refusal(plain).endswith("a bolus needs running therapy")
 

@@ -17,7 +17,7 @@ import pytest
 
 from emulator.clock import ManualClock
 from emulator.device import PumpDevice
-from emulator.faults import MotorStall
+from emulator.faults import BatteryDrain, MotorStall
 from emulator.plant import MotorState
 from emulator.pump import Pump
 from hil.capture import CaptureWriter, read_capture
@@ -117,7 +117,9 @@ def test_full_visit_over_a_memory_link(served: tuple[PumpServer, MemoryLink, Lin
         assert isinstance(clinician.status().reply, Status)
         staged = clinician.stage(RX)
         assert isinstance(staged.reply, PrescriptionStaged)
-        assert staged.reply.daily_volume_nl == 500_000
+        # Basal plus every allowed patient bolus; mass = volume x concentration (protocol.md 7).
+        assert staged.reply.daily_volume_nl == 500_000 + 4 * 20_000
+        assert staged.reply.daily_mass_pg == staged.reply.daily_volume_nl * 1_000
         committed = clinician.commit(staged.reply.digest)
         assert committed.outcome is Outcome.APPLIED
         assert isinstance(committed.reply, Ack)
@@ -507,10 +509,34 @@ def test_format_pump_time() -> None:
         (LogEntry(1, 0, EventKind.MOTOR_RECOVERED, 0, 7_000, 0), "motor recovered after 7 s"),
         (LogEntry(1, 0, EventKind.SESSION_OPENED, 9, 0, 0), "session opened (#9)"),
         (LogEntry(1, 0, EventKind.THERAPY_STARTED, 1, 1, 1), None),
+        (
+            LogEntry(1, 0, EventKind.ELECTIVE_REPLACEMENT, 0, 9, 90 * 86_400_000),
+            "elective replacement indicator (battery 9%, end of service at T+90d00:00:00.000)",
+        ),
+        (
+            LogEntry(1, 0, EventKind.END_OF_SERVICE, 0, 0, 0),
+            "end of service: the pump has stopped for good (battery 0%)",
+        ),
     ],
 )
 def test_describe_event(entry: LogEntry, text: str | None) -> None:
     assert describe_event(entry) == text
+
+
+def test_describe_event_reads_the_firmwares_eri_entry() -> None:
+    """The ERI line shows the battery percent STATUS would show, from the pump's own entry."""
+    pump = Pump("peristaltic-20")
+    p = pump.profile
+    pump.inject(BatteryDrain(pump.plant_truth().battery_nah - p.battery_eri_threshold_nah))
+    pump.advance(p.battery_check_interval_s)
+    entry = next(e for e in pump.log() if e.kind is EventKind.ELECTIVE_REPLACEMENT)
+    status = pump.status()
+    percent = status.battery_nah * 100 // p.battery_capacity_nah
+    assert status.end_of_service_ms is not None
+    assert describe_event(entry) == (
+        f"elective replacement indicator (battery {percent}%, "
+        f"end of service at {format_pump_time(status.end_of_service_ms)})"
+    )
 
 
 def test_refused_patient_bolus_is_a_nak_value(served: tuple[PumpServer, MemoryLink, Lines]) -> None:
