@@ -21,6 +21,12 @@ of docs/protocol.md and docs/security.md:
   original ACK from the ledger (C1);
 - a session that ends for any reason drops a staged prescription, so a cut between STAGE
   and COMMIT changes nothing (C5).
+
+``now`` (``receive_data``, ``handle_timer``, ``get_timer``) is the pump's internal timeline,
+``Pump.now_ms``. Every instant a reply carries (STATUS and CLOCK, ACK values, log stamps,
+alarms' ``since_ms``, PRESCRIPTION_STAGED's predictions) is on the pump clock, as
+docs/protocol.md section 1 says: the firmware gives them so, and this module passes them on
+unconverted.
 """
 
 from __future__ import annotations
@@ -444,7 +450,7 @@ class PumpDevice:
                 result = pump.commit(digest, command_id=command_id)
             case SetClock(pump_time_ms=pump_time_ms):
                 result = pump.set_clock(pump_time_ms, command_id=command_id)
-                value = before.local_time_ms
+                value = before.local_time_ms  # the clock before the change (section 8.1)
             case StartTherapy():
                 result = pump.start(command_id=command_id)
             case StopTherapy():
@@ -479,7 +485,7 @@ class PumpDevice:
         if isinstance(result, Refused):
             return _refusal(result)
         if isinstance(result, BolusStarted):
-            value = result.ends_ms
+            value = result.ends_ms  # pump clock, like STATUS (section 8.1)
         elif isinstance(result, RefillBegun):
             value = result.predicted_residual_nl
         elif isinstance(result, RefillCompleted) and isinstance(request, RefillComplete):

@@ -10,6 +10,12 @@ next (flex boundaries, bolus ends, low-reservoir and empty crossings, battery ch
 service, plant recoveries, stall detection and retries), so a year costs O(events), never
 O(seconds) or O(strokes). No clock is read: the caller says what time it is.
 
+Two timelines (docs/pump-model.md, "Time"): ``now_ms``, ``advance_to``, ``next_deadline`` and
+``status().time_ms`` are the *internal* timeline, monotonic and never set; every instant the
+pump reports (``status().local_time_ms`` and the other status instants, log stamps, alarms'
+``since_ms``, results' ``*_ms``) is on the *pump clock*, which ``set_clock`` sets: exactly
+what goes on the wire.
+
 Every command returns a value: ``Accepted``/``Staged``/``BolusStarted``/... or
 ``Refused(code, field, limit)``. Exceptions are kept for the caller's own mistakes (time going
 backwards, a negative physical volume, a corrupt snapshot).
@@ -76,7 +82,8 @@ SNAPSHOT_MAGIC = b"PEMU-SS1"
 
 
 class Pump:
-    """One emulated implanted pump. All times are integer ms on the pump's own timeline."""
+    """One emulated implanted pump. Times are integer ms: the internal timeline for driving
+    it (``now_ms``, ``advance_to``), the pump clock for everything it reports."""
 
     def __init__(
         self,
@@ -116,6 +123,8 @@ class Pump:
 
     @property
     def now_ms(self) -> int:
+        """Now on the internal timeline (what ``advance_to`` takes; SET_CLOCK never moves
+        it). The pump clock is ``status().local_time_ms``."""
         return self._now
 
     @property
@@ -129,7 +138,8 @@ class Pump:
         self.advance_to(self._now + seconds * MS_PER_S)
 
     def advance_to(self, time_ms: int) -> None:
-        """Let pump time reach ``time_ms``, stepping from event to event."""
+        """Let internal time reach ``time_ms``, stepping from event to event. To reach a
+        pump-clock instant ``t``, advance to ``t - (status.local_time_ms - status.time_ms)``."""
         if isinstance(time_ms, bool) or not isinstance(time_ms, int):
             raise TypeError("time_ms must be an int")
         if time_ms < self._now:
@@ -143,8 +153,8 @@ class Pump:
             self._step(time_ms)
 
     def next_deadline(self) -> int | None:
-        """The next time anything in the pump changes by itself, or what it would accept
-        changes (a lockout or a stage expiring); None if nothing ever will."""
+        """The next internal time anything in the pump changes by itself, or what it would
+        accept changes (a lockout or a stage expiring); None if nothing ever will."""
         times = [self._next_event(), *self._fw.user_deadlines(self._now)]
         future = [t for t in times if t is not None and t > self._now]
         return min(future, default=None)
@@ -298,7 +308,9 @@ class Pump:
         return self._fw.alarm_test(self._now, command_id)
 
     def set_clock(self, local_ms: int, *, command_id: int | None = None) -> Accepted | Refused:
-        """Set the pump's local clock (ms since 1970-01-01 local); flex steps follow it."""
+        """Set the pump clock (ms since 1970-01-01 local); flex steps follow it, and
+        everything the pump reports from now on is stamped with it. The internal timeline
+        (``now_ms``) does not move, and entries already logged keep their stamps."""
         return self._fw.set_clock(local_ms, self._now, command_id)
 
     def clear_memory_error(self, *, command_id: int | None = None) -> Accepted | Refused:
@@ -314,8 +326,8 @@ class Pump:
     def record_event(
         self, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
     ) -> int:
-        """Log an event at the current time (the wire layer's session and security events).
-        Returns its sequence number."""
+        """Log an event now, stamped with the pump clock (the wire layer's session and
+        security events). Returns its sequence number."""
         return self._fw.record_event(self._now, kind, detail, value_a, value_b)
 
     def telemetry_session(self) -> None:
@@ -327,12 +339,16 @@ class Pump:
     # ====================================================================================
 
     def status(self) -> FirmwareStatus:
+        """Firmware belief now: ``time_ms`` internal, every other instant pump clock."""
         return self._fw.status(self._now)
 
     def log(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
+        """Entries with ``seq >= since_seq``; each ``time_ms`` is the pump clock as it read
+        when the entry was written."""
         return self._fw.log.entries(since_seq)
 
     def alarms(self) -> tuple[AlarmRecord, ...]:
+        """Active alarms; ``since_ms`` is the pump clock as it read when each was raised."""
         return self._fw.alarms.records()
 
     def plant_truth(self) -> PlantTruth:

@@ -74,6 +74,7 @@ __all__ = [
     "WireModel",
     "describe_event",
     "format_pump_time",
+    "internal_times",
     "parse_tcp_address",
     "stderr_log",
 ]
@@ -121,7 +122,10 @@ class Reopenable(Protocol):
 
 
 def format_pump_time(ms: int) -> str:
-    """Pump time as ``T+<days>d<hh>:<mm>:<ss>.<mmm>``."""
+    """A time on the emulator's internal timeline (``PumpDevice.now_ms``, what the serve
+    loop's clock drives; ms since power-on unless ``start_ms`` was given) as
+    ``T+<days>d<hh>:<mm>:<ss>.<mmm>``. Not for pump-clock instants (log stamps, ACK and
+    stage instants): those are dates on the clock SET_CLOCK sets (docs/pump-model.md)."""
     seconds, millis = divmod(ms, 1000)
     minutes, sec = divmod(seconds, 60)
     hours, minute = divmod(minutes, 60)
@@ -235,10 +239,14 @@ def describe_event(entry: LogEntry) -> str | None:
         case EventKind.RESERVOIR_EMPTY:
             return "reservoir empty"
         case EventKind.ELECTIVE_REPLACEMENT:
-            # value_a battery percent, value_b the end-of-service pump time (protocol.md 11).
+            # value_a battery percent, value_b the end-of-service instant on the pump clock
+            # as it read when the entry was written, like the entry's own stamp (protocol.md
+            # 11): their difference is how long is left, whatever the clock says.
+            left_ms = max(entry.value_b - entry.time_ms, 0)
+            days, rest = divmod(left_ms, 86_400_000)
             return (
                 f"elective replacement indicator (battery {entry.value_a}%, "
-                f"end of service at {format_pump_time(entry.value_b)})"
+                f"end of service in {days} d {rest // 3_600_000} h)"
             )
         case EventKind.END_OF_SERVICE:
             return f"end of service: the pump has stopped for good (battery {entry.value_a}%)"
@@ -248,6 +256,25 @@ def describe_event(entry: LogEntry) -> str | None:
             return "memory error: non-volatile record corrupt, safe state"
         case _:
             return None
+
+
+def internal_times(entries: Sequence[LogEntry], clock_offset_ms: int) -> list[int]:
+    """Where consecutive log entries fall on the internal timeline.
+
+    Stamps are on the pump clock as it read when each entry was written (docs/protocol.md
+    section 11); ``clock_offset_ms`` is the offset now (``status.local_time_ms -
+    status.time_ms``). Walking back from the newest entry, the offset before a CLOCK_SET was
+    smaller by the jump it made (``value_a``, the clock set, minus its own stamp, the clock
+    before), which is exact as long as no entry between them was dropped.
+    """
+    offset = clock_offset_ms
+    out: list[int] = []
+    for entry in reversed(entries):
+        if entry.kind is EventKind.CLOCK_SET:
+            offset -= entry.value_a - entry.time_ms
+        out.append(entry.time_ms - offset)
+    out.reverse()
+    return out
 
 
 def _enum_name(enum: type[IntEnum], value: int) -> str:
@@ -612,9 +639,13 @@ class PumpServer:
     def _scan_log(self) -> None:
         """Log sessions, security events and alarms as they appear (caller holds the lock)."""
         pump = self._device.pump
-        if pump.status().log_next_seq == self._log_seq:
+        status = pump.status()
+        if status.log_next_seq == self._log_seq:
             return
-        for entry in pump.log(self._log_seq):
+        entries = pump.log(self._log_seq)
+        # Stamps are on the pump clock; this log and the capture run on the internal one.
+        offset = status.local_time_ms - status.time_ms
+        for entry, sim_ms in zip(entries, internal_times(entries, offset), strict=True):
             self._log_seq = entry.seq + 1
             if entry.kind is EventKind.SESSION_OPENED:
                 self._sessions += 1
@@ -624,10 +655,10 @@ class PumpServer:
                 self._alarms += 1
             text = describe_event(entry)
             if text is not None:
-                line = f"[{format_pump_time(entry.time_ms)}] {text}"
+                line = f"[{format_pump_time(sim_ms)}] {text}"
                 self._log(line)
-                self._note(text, entry.time_ms)
-        self._log_seq = max(self._log_seq, pump.status().log_next_seq)
+                self._note(text, sim_ms)
+        self._log_seq = max(self._log_seq, status.log_next_seq)
 
     def _note(self, text: str, sim_ms: int) -> None:
         if self._capture is not None and not self._capture.closed:

@@ -19,11 +19,13 @@ class AlarmSet:
     def __init__(self, records: tuple[AlarmRecord, ...] = ()) -> None:
         self._active: dict[AlarmKind, AlarmRecord] = {r.kind: r for r in records}
 
-    def raise_(self, kind: AlarmKind, now_ms: int) -> bool:
-        """Activate an alarm; False if it was already active (it is not raised twice)."""
+    def raise_(self, kind: AlarmKind, since_ms: int) -> bool:
+        """Activate an alarm raised at ``since_ms`` on the pump clock (the clock as it reads
+        when the alarm is raised, like its ALARM_RAISED entry; never rewritten by a later
+        SET_CLOCK). False if it was already active (it is not raised twice)."""
         if kind in self._active:
             return False
-        self._active[kind] = AlarmRecord(kind, now_ms, acknowledged=False)
+        self._active[kind] = AlarmRecord(kind, since_ms, acknowledged=False)
         return True
 
     def clear(self, kind: AlarmKind) -> bool:

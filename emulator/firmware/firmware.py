@@ -12,6 +12,16 @@ Event-driven time: ``next_deadline`` names the next instant the firmware must ac
 boundary, a bolus's end, the low-reservoir or empty crossing, a battery check, end of
 service). The pump advances the engine from deadline to deadline and calls ``after_step``;
 nothing here loops over seconds or strokes.
+
+Two timelines (docs/pump-model.md, "Time"). Every ``now_ms`` argument, every deadline and
+all scheduling state (bolus end, lockout, stall retries, battery checks, end of service,
+stage expiry) are on the *internal* timeline: monotonic, never set. The *pump clock* is
+internal + ``_clock_offset_ms``, which SET_CLOCK changes; it is the one STATUS and CLOCK
+report, and every instant that leaves the firmware is on it (docs/protocol.md section 1):
+log entries and alarms are stamped with the pump clock *as it read when they were written*
+(``_stamp``), and results, status and predictions give instants to come on the pump clock
+as it reads now (``_on_pump_clock``). The conversion happens here, once; nothing outside
+the firmware converts.
 """
 
 from __future__ import annotations
@@ -165,33 +175,48 @@ class Engine(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FirmwareStatus:
-    """What the pump reports about itself (all firmware belief, never plant truth)."""
+    """What the pump reports about itself (all firmware belief, never plant truth).
+
+    ``time_ms`` is the internal timeline (``Pump.now_ms``); every other instant is on the
+    pump clock (``local_time_ms``, what STATUS reports): instants to come (predictions,
+    bolus end, lockout end, end of service) as the clock reads now, instants past (alarms'
+    ``since_ms``, ``elective_replacement_ms``) as it read when they happened.
+    """
 
     time_ms: int
+    """Now on the internal timeline (monotonic, never set): for ``Pump.advance_to``."""
     local_time_ms: int
+    """Now on the pump clock (SET_CLOCK sets it; STATUS ``pump_time_ms``)."""
     state: TherapyState
     prescription: Prescription | None
     basal_rate_nl_per_day: int
     reservoir_estimate_nl: int
     low_reservoir_threshold_nl: int
     predicted_low_reservoir_ms: int | None
+    """Pump clock; None if never (basal only, docs/protocol.md PRESCRIPTION_STAGED)."""
     predicted_empty_ms: int | None
+    """Pump clock; None if never."""
     delivered_nl: int
     """Everything the firmware believes it delivered since power-on (strokes x stroke_nl)."""
     bolus_strokes_remaining: int
     bolus_ends_ms: int | None
+    """Pump clock: when the running bolus ends (the ACK value), None if none runs."""
     lockout_until_ms: int
+    """Pump clock: when the patient-bolus lockout ends (past if none is running)."""
     patient_boluses_last_24h: int
     refill_in_progress: bool
     staged_digest: bytes | None
     alarms: tuple[AlarmRecord, ...]
+    """Active alarms; ``since_ms`` is the pump clock when each was raised."""
     motor_stall_detected: bool
     memory_error: bool
     battery_nah: int
     """The last battery reading."""
     elective_replacement_ms: int | None
+    """Pump clock when ERI was reached (as the clock read then, like its log entry)."""
     end_of_service_ms: int | None
-    """When the pump stops for good (ERI + days_eri_to_eos), once ERI has been reached (H7)."""
+    """Pump clock: when the pump stops for good (ERI + days_eri_to_eos), once ERI has been
+    reached (H7)."""
     last_command_id: int | None
     log_next_seq: int
 
@@ -247,8 +272,8 @@ class Firmware:
         self._stall_detected_ms = 0
         self._empty = False
         self._memory_error = False
-        self._eri_ms: int | None = None
-        self._eos_ms: int | None = None
+        self._eri_ms: int | None = None  # pump clock when ERI was reached (history)
+        self._eos_ms: int | None = None  # internal: a deadline
         self._low_reset_done = False
         self._battery_nah = profile.battery_capacity_nah
         self._next_battery_check_ms = start_ms + profile.battery_check_interval_s * MS_PER_S
@@ -305,7 +330,17 @@ class Firmware:
         )
 
     def local_ms(self, now_ms: int) -> int:
+        """The pump clock at internal time ``now_ms``, with the clock as it is set now."""
         return now_ms + self._clock_offset_ms
+
+    def _stamp(self, now_ms: int) -> int:
+        """The stamp of something written now (a log entry, an alarm): the pump clock as
+        it reads at ``now_ms``. It is never rewritten: a later SET_CLOCK leaves it alone."""
+        return now_ms + self._clock_offset_ms
+
+    def _on_pump_clock(self, at_ms: int | None) -> int | None:
+        """An internal instant (a deadline to come) on the pump clock as it reads now."""
+        return None if at_ms is None else at_ms + self._clock_offset_ms
 
     def patient_boluses_in_24h(self, now_ms: int) -> int:
         self._prune(now_ms)
@@ -328,8 +363,8 @@ class Firmware:
             predicted_empty_ms=empty,
             delivered_nl=self._delivered,
             bolus_strokes_remaining=self.engine.bolus_strokes_remaining,
-            bolus_ends_ms=self._bolus_end_ms,
-            lockout_until_ms=self._lockout_until_ms,
+            bolus_ends_ms=self._on_pump_clock(self._bolus_end_ms),
+            lockout_until_ms=self.local_ms(self._lockout_until_ms),
             patient_boluses_last_24h=self.patient_boluses_in_24h(now_ms),
             refill_in_progress=self._refill_predicted is not None,
             staged_digest=None if self._staged is None else self._staged.digest,
@@ -338,7 +373,7 @@ class Firmware:
             memory_error=self._memory_error,
             battery_nah=self._battery_nah,
             elective_replacement_ms=self._eri_ms,
-            end_of_service_ms=self._eos_ms,
+            end_of_service_ms=self._on_pump_clock(self._eos_ms),
             last_command_id=self._last_command_id,
             log_next_seq=self.log.next_seq,
         )
@@ -346,10 +381,14 @@ class Firmware:
     def predictions(
         self, now_ms: int, rx: Prescription | None = None, running: bool | None = None
     ) -> tuple[int | None, int | None]:
-        """Predicted (low-reservoir, empty) times from now, basal only; None if never.
+        """Predicted (low-reservoir, empty) instants on the pump clock, basal only, from
+        internal time ``now_ms``; None if never.
 
         With no ``rx`` this is the running therapy. The estimate falls by whole strokes, so
-        "empty" is when less than one stroke is left.
+        "empty" is when less than one stroke is left. The schedule runs on the pump clock,
+        so the answer is on it already: what STATUS and PRESCRIPTION_STAGED report,
+        never a deadline to advance to (the pump steps to the crossing by stroke
+        count, ``_next_reservoir_crossing``).
         """
         if rx is None:
             rx = self.rx
@@ -361,9 +400,8 @@ class Firmware:
 
         def when(volume_nl: int) -> int | None:
             if volume_nl <= 0:
-                return now_ms
-            at = schedule.time_to_deliver(local, volume_nl)
-            return None if at is None else at - self._clock_offset_ms
+                return local
+            return schedule.time_to_deliver(local, volume_nl)
 
         to_low = self._estimate - rx.low_reservoir_threshold_nl
         to_empty = self._estimate - self._estimate % self._stroke
@@ -525,7 +563,16 @@ class Firmware:
         seq = self._log(
             now_ms, EventKind.PRESCRIPTION_STAGED, int(rx.mode), daily_volume, daily_mass
         )
-        return Staged(digest, daily_volume, daily_mass, low, empty, expires, now_ms, seq)
+        return Staged(
+            digest,
+            daily_volume,
+            daily_mass,
+            low,
+            empty,
+            self.local_ms(expires),
+            self._stamp(now_ms),
+            seq,
+        )
 
     def discard_staged(self) -> None:
         """A session cut between stage and commit: the staged prescription is gone (C5)."""
@@ -776,7 +823,7 @@ class Firmware:
         self._refill_predicted = self._estimate
         seq = self._log(now_ms, EventKind.REFILL_BEGUN, 0, self._estimate)
         self._note_command(command_id)
-        return RefillBegun(command_id, now_ms, seq, self._estimate, withdrawn_nl)
+        return RefillBegun(command_id, self._stamp(now_ms), seq, self._estimate, withdrawn_nl)
 
     @_command
     def check_refill_complete(
@@ -875,7 +922,9 @@ class Firmware:
         self._transition(gate, now_ms)
         self._note_command(command_id)
         low, empty = self.predictions(now_ms)
-        return RefillCompleted(command_id, now_ms, seq, discrepancy, flagged, low, empty)
+        return RefillCompleted(
+            command_id, self._stamp(now_ms), seq, discrepancy, flagged, low, empty
+        )
 
     @_command
     def clear_memory_error(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
@@ -925,23 +974,31 @@ class Firmware:
 
     @_command
     def set_clock(self, local_ms: int, now_ms: int, command_id: int | None) -> Accepted | Refused:
-        """Set the pump's local time; flex schedules follow it from now on."""
+        """Set the pump clock; flex schedules follow it from now on.
+
+        The CLOCK_SET entry is stamped with the clock before the change (its ``time_ms`` is
+        the ACK value) and carries the clock set in ``value_a``, so the log holds both ends
+        of the jump; every later stamp is on the new clock, and nothing written before is
+        rewritten (docs/protocol.md section 11). The internal timeline does not move.
+        """
         bad_id = self._check_command_id(command_id)
         if bad_id is not None:
             return bad_id
         if not 0 <= local_ms <= U64_MAX:
             return Refused(RefusalCode.INVALID_FIELD, FieldId.CLOCK, 0)
+        seq = self._log(now_ms, EventKind.CLOCK_SET, 0, local_ms)
+        accepted = self._accepted(command_id, now_ms, seq)
         self._clock_offset_ms = local_ms - now_ms
         if self._basal_applies():
             self.engine.set_basal(self._schedule.rate_at(local_ms))
-        seq = self._log(now_ms, EventKind.CLOCK_SET, 0, local_ms)
-        return self._accepted(command_id, now_ms, seq)
+        return accepted
 
     def record_event(
         self, now_ms: int, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
     ) -> int:
-        """Log an event from outside the therapy core (session opened, security event)."""
-        return self.log.append(now_ms, kind, detail, value_a, value_b)
+        """Log an event from outside the therapy core (session opened, security event),
+        stamped with the pump clock now."""
+        return self.log.append(self._stamp(now_ms), kind, detail, value_a, value_b)
 
     @_command
     def note_flow_valve_reset(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
@@ -1029,11 +1086,12 @@ class Firmware:
     def _log(
         self, now_ms: int, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
     ) -> int:
-        """Append an entry; a BY_COMMAND kind gets the command id in effect in value_b."""
+        """Append an entry stamped with the pump clock at ``now_ms`` (internal); a
+        BY_COMMAND kind gets the command id in effect in value_b."""
         if kind in BY_COMMAND:
             assert value_b == 0, f"{kind.name}: value_b is the command id"
             value_b = self._command_in_effect
-        return self.log.append(now_ms, kind, int(detail), int(value_a), value_b)
+        return self.log.append(self._stamp(now_ms), kind, int(detail), int(value_a), value_b)
 
     def battery_percent(self, battery_nah: int) -> int:
         """A battery reading in whole percent of capacity, as STATUS reports it."""
@@ -1046,7 +1104,7 @@ class Firmware:
 
     def _accepted(self, command_id: int | None, now_ms: int, seq: int) -> Accepted:
         self._note_command(command_id)
-        return Accepted(command_id, now_ms, seq)
+        return Accepted(command_id, self._stamp(now_ms), seq)
 
     def _install(self, rx: Prescription) -> None:
         self.rx = rx
@@ -1138,8 +1196,14 @@ class Firmware:
         self._bolus_done = 0
         seq = self._log(now_ms, event, 0, self._bolus_volume)
         self._note_command(command_id)
+        # The ACK's end time (docs/protocol.md 8.1): on the pump clock, like STATUS.
         return BolusStarted(
-            command_id, now_ms, seq, self._bolus_volume, strokes, self._bolus_end_ms
+            command_id,
+            self._stamp(now_ms),
+            seq,
+            self._bolus_volume,
+            strokes,
+            self.local_ms(self._bolus_end_ms),
         )
 
     def _complete_bolus(self, now_ms: int) -> None:
@@ -1160,7 +1224,7 @@ class Firmware:
         self._transition(entry, now_ms)
 
     def _raise(self, kind: AlarmKind, now_ms: int) -> None:
-        if self.alarms.raise_(kind, now_ms):
+        if self.alarms.raise_(kind, self._stamp(now_ms)):
             self._log(now_ms, EventKind.ALARM_RAISED, int(kind))
 
     def _clear_alarm(self, kind: AlarmKind, now_ms: int) -> None:
@@ -1173,7 +1237,11 @@ class Firmware:
         else:
             self._clear_alarm(AlarmKind.LOW_RESERVOIR, now_ms)
         eos = self.state is TherapyState.END_OF_SERVICE
-        if self._empty and not eos and self.alarms.raise_(AlarmKind.RESERVOIR_EMPTY, now_ms):
+        if (
+            self._empty
+            and not eos
+            and self.alarms.raise_(AlarmKind.RESERVOIR_EMPTY, self._stamp(now_ms))
+        ):
             self._log(now_ms, EventKind.RESERVOIR_EMPTY, 0, self._estimate)
             self._log(now_ms, EventKind.ALARM_RAISED, int(AlarmKind.RESERVOIR_EMPTY))
 
@@ -1190,14 +1258,14 @@ class Firmware:
         while self._next_battery_check_ms <= now_ms:
             self._next_battery_check_ms += interval
         if battery_nah <= p.battery_eri_threshold_nah and self._eri_ms is None:
-            self._eri_ms = now_ms
+            self._eri_ms = self._stamp(now_ms)
             self._eos_ms = now_ms + p.days_eri_to_eos * MS_PER_DAY
             self._log(
                 now_ms,
                 EventKind.ELECTIVE_REPLACEMENT,
                 0,
                 self.battery_percent(battery_nah),
-                self._eos_ms,
+                self.local_ms(self._eos_ms),
             )
             self._raise(AlarmKind.ELECTIVE_REPLACEMENT, now_ms)
         if battery_nah <= p.battery_low_reset_threshold_nah and not self._low_reset_done:
@@ -1247,7 +1315,11 @@ class Firmware:
 
     def to_record(self) -> dict[str, Any]:
         """The firmware's non-volatile record: everything but volatile RAM (staging, refill
-        in progress) and the engine's sub-stroke remainder."""
+        in progress) and the engine's sub-stroke remainder.
+
+        Instants are on the internal timeline (they are deadlines), except the history
+        stamps ``eri_ms`` and the alarms' ``since_ms``, which are on the pump clock as it
+        read when they were written, like the log."""
         return {
             "state": int(self.state),
             "rx": prescription_to_json(self.rx),

@@ -1,5 +1,11 @@
 """Reply values of the pump's commands. A refusal is a value, never an exception
 (DESIGN.md principle 8), so a caller can pattern-match ``Accepted`` / ``Refused``.
+
+Every ``*_ms`` field here is an instant on the pump clock (the one SET_CLOCK sets and STATUS
+reports, ``FirmwareStatus.local_time_ms``), as it goes on the wire: ``time_ms`` is the stamp
+of the result's log entry (``log_seq``), and instants to come (a bolus's end, predictions, a
+stage's expiry) are on the clock as it read when the result was made. None is on the
+pump's internal timeline (``Pump.now_ms``); see docs/pump-model.md, "Time".
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The command was applied at ``time_ms``; ``log_seq`` is its event-log entry."""
+    """The command was applied at ``time_ms`` (pump clock: its log entry's stamp);
+    ``log_seq`` is its event-log entry."""
 
     command_id: int | None
     time_ms: int
@@ -43,7 +50,8 @@ class Accepted:
 class Staged:
     """What the pump computed for a staged prescription, for the clinician to review (C5).
 
-    Predictions are basal-only, from the staging time and the current reservoir estimate;
+    Predictions are basal-only, from the staging time and the current reservoir estimate,
+    on the pump clock (PRESCRIPTION_STAGED's ``low_reservoir_at_ms`` / ``empty_at_ms``);
     None when the prescription never gets there (stopped, or zero rates).
     """
 
@@ -71,6 +79,7 @@ class BolusStarted:
     """Whole strokes: the dose rounded down to a stroke multiple (never more than asked)."""
     strokes: int
     ends_ms: int
+    """Pump clock: when the bolus will end (the ACK value, docs/protocol.md 8.1)."""
     ok: Literal[True] = True
 
 

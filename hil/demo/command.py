@@ -214,7 +214,7 @@ def render(
             review.add_row(f"step {hours:02d}:{rest // 60:02d}", _ml_day(flex.rate_nl_per_day), "")
         review.add_row("daily volume", "", _ml(report.staged.daily_volume_nl))
         review.add_row("daily mass, boluses included", "", _mg(report.staged.daily_mass_pg))
-        start = recorder.samples[0].time_ms if recorder.samples else 0
+        start = report.start_pump_ms  # predictions are on the pump clock
         for label, at in (
             ("low reservoir (2 mL) predicted", report.staged.low_reservoir_at_ms),
             ("empty predicted", report.staged.empty_at_ms),
@@ -240,9 +240,11 @@ def render(
     events.add_column("seq", justify="right")
     events.add_column("when")
     events.add_column("event")
-    start = samples[0].time_ms if samples else 0
+    # Stamps are on the pump clock as it read at each entry; the demo set it at the visit
+    # (to the time it already read, so days since the visit's start are continuous).
+    start = report.start_pump_ms
     for first, last, count in _runs(
-        e for e in report.log if e.time_ms >= start and e.kind in NOTABLE
+        e for e in report.log if e.seq >= report.first_seq and e.kind in NOTABLE
     ):
         when = days_since(start, first.time_ms)
         seqs = str(first.seq)

@@ -16,6 +16,8 @@ from emulator.pump import Pump
 @dataclass(frozen=True, slots=True)
 class Sample:
     time_ms: int
+    """The pump's internal timeline (``Pump.now_ms``): monotonic, for the plot's x axis. Log
+    stamps are on the pump clock instead (``VisitReport.start_pump_ms``)."""
     reservoir_estimate_nl: int
     reservoir_truth_nl: int
     dose_belief_pg: int

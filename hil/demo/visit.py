@@ -90,6 +90,11 @@ class VisitReport:
     status_after: Status | None = None
     staged: PrescriptionStaged | None = None
     log: list[LogEntry] = field(default_factory=list)
+    first_seq: int = 0
+    """The seq of the visit's first log entry: "since the visit" whatever the clock says."""
+    start_pump_ms: int = 0
+    """The pump clock when the visit started: log stamps and the stage's predictions are on
+    it (docs/protocol.md section 1), never on ``Pump.now_ms``'s internal timeline."""
     refill_predicted_nl: int = 0
     refill_withdrawn_nl: int = 0
 
@@ -129,7 +134,9 @@ def run_visit(
     report = VisitReport()
     with bench.pump() as pump:
         recorder.sample(pump)
-        visit_start = pump.now_ms
+        visit_start = pump.now_ms  # internal: what the bench advances
+        now = pump.status()
+        report.first_seq, report.start_pump_ms = now.log_next_seq, now.local_time_ms
     with clinician() as programmer:
         program_the_pump(programmer, bench, report)
     with bench.pump() as pump:

@@ -23,7 +23,7 @@ from hil.two_peer import PerfectLink, TwoPeer
 from protocol import codec
 from protocol.checksum import crc16
 from protocol.codec import Frame
-from protocol.device_state import AlarmKind, EventKind, Role, TherapyState
+from protocol.device_state import AlarmKind, AlarmRecord, EventKind, LogEntry, Role, TherapyState
 from protocol.framer import FrameBytes, Framer
 from protocol.keys import generate_keys
 from protocol.messages import (
@@ -155,7 +155,8 @@ def test_therapy_commands_and_ack_values() -> None:
     before = pump.status().local_time_ms
     assert acked(tp, SetClock(command_id=10, pump_time_ms=1_767_225_600_000)).value == before
     assert pump.status().local_time_ms == 1_767_225_600_000
-    now = tp.clock.now_ms()
+    # Instants in ACKs are on the pump clock STATUS reports, not the internal timeline.
+    now = pump.status().local_time_ms
     assert acked(tp, ClinicianBolus(command_id=11, dose_nl=2_000, duration_s=60)).value == (
         now + 60_000
     )
@@ -163,14 +164,14 @@ def test_therapy_commands_and_ack_values() -> None:
     assert acked(tp, CancelBolus(command_id=12)).value == 0
     assert acked(tp, AlarmTest(command_id=13)).value == 0
     tp.run_until(tp.clock.now_ms() + 600_000)  # past the post-commit bolus lockout
-    now = tp.clock.now_ms()
+    now = pump.status().local_time_ms
     assert acked(tp, PatientBolusRequest(command_id=14)).value == now + 60_000
     assert acked(tp, StopTherapy(command_id=15)).value == 0
     assert pump.status().state is TherapyState.STOPPED
-    now = tp.clock.now_ms()
+    now = pump.status().local_time_ms
     priming = acked(tp, PrimingBolus(command_id=16, catheter_volume_nl=2_000))
     assert priming.value > now
-    tp.run_until(priming.value + 1)
+    tp.run_until(tp.clock.now_ms() + priming.value - now + 1)  # pump clock -> internal
     assert acked(tp, StartTherapy(command_id=17)).value == 0
     predicted = pump.status().reservoir_estimate_nl
     assert acked(tp, RefillBegin(command_id=18)).value == predicted
@@ -185,6 +186,86 @@ def test_therapy_commands_and_ack_values() -> None:
     assert acked(tp, AcknowledgeAlarm(command_id=20, alarm=AlarmKind.LOW_RESERVOIR)).value == 0
     assert acked(tp, KeepAlive()).command_id == 0
     assert tp.device.ledger.applied_ids() == tuple(range(10, 21))
+
+
+def read_log(tp: TwoPeer) -> dict[int, LogEntry]:
+    """The whole event log through READ_EVENT_LOG, by seq."""
+    entries: dict[int, LogEntry] = {}
+    next_seq = 0
+    while True:
+        page = ok(tp, ReadEventLog(from_seq=next_seq, count=32)).reply
+        assert isinstance(page, EventLogPage)
+        entries.update((e.seq, e) for e in page.entries)
+        if not page.entries:
+            return entries
+        next_seq = page.entries[-1].seq + 1
+
+
+def pump_clock(tp: TwoPeer) -> int:
+    status = ok(tp, ReadStatus()).reply
+    assert isinstance(status, Status)
+    return status.pump_time_ms
+
+
+def test_every_instant_on_the_wire_is_on_the_status_clock_after_set_clock() -> None:
+    """docs/protocol.md section 1: ACK end times, log stamps, alarm since and the stage
+    predictions are all on the clock STATUS reports, even after SET_CLOCK moved it away
+    from the pump's internal timeline; entries written before keep their stamps."""
+    tp = pair(program=True)
+    tp.run_until(3_600_000)  # an hour of therapy on the internal timeline
+    assert ok(tp, ReadAlarms()).reply == AlarmList(alarms=())
+    before_log = read_log(tp)
+    old_clock = pump_clock(tp)
+    assert [e.time_ms for e in before_log.values()][-1] == old_clock  # the session opening
+
+    new_clock = 1_767_225_600_000  # 2026-01-01 00:00 local: far from the internal time
+    assert acked(tp, SetClock(command_id=10, pump_time_ms=new_clock)).value == old_clock
+    assert pump_clock(tp) == new_clock
+    assert tp.clock.now_ms() == 3_600_000  # the internal timeline did not move
+
+    # A bolus's ACK end time is its duration after STATUS's clock, and it ends then.
+    ends = acked(tp, ClinicianBolus(command_id=11, dose_nl=2_000, duration_s=60)).value
+    assert ends - pump_clock(tp) == 60_000
+    tp.run_until(tp.clock.now_ms() + 60_000)
+    assert pump_clock(tp) == ends
+
+    # An alarm raised after the change: since = STATUS's clock when it was raised.
+    tp.run_until(tp.clock.now_ms() + 5_000)
+    assert acked(tp, RefillBegin(command_id=12)).value > 0
+    predicted = tp.device.pump.status().reservoir_estimate_nl
+    raised_at = pump_clock(tp)
+    refill = RefillComplete(
+        command_id=13,
+        withdrawn_nl=predicted,
+        new_volume_nl=1_500_000,  # below the 2 mL threshold: LOW_RESERVOIR
+        new_concentration_ug_per_ml=10_000,
+    )
+    acked(tp, refill)
+    alarms = ok(tp, ReadAlarms()).reply
+    assert alarms == AlarmList(alarms=(AlarmRecord(AlarmKind.LOW_RESERVOIR, raised_at, False),))
+
+    # Stage predictions from STATUS's clock: 1.5 mL at 0.5 mL/day empties in 3 days; the
+    # estimate is already below the threshold, so "low" is now.
+    staged = ok(tp, StagePrescription(prescription=RX)).reply
+    assert isinstance(staged, PrescriptionStaged)
+    now = pump_clock(tp)
+    assert staged.low_reservoir_at_ms == now
+    assert staged.empty_at_ms - now == 3 * 86_400_000
+
+    # The log: entries written before the change keep their stamps; the CLOCK_SET entry is
+    # stamped with the clock before and carries the clock set; every later entry is on the
+    # new clock, where the events happened.
+    after_log = read_log(tp)
+    assert {seq: after_log[seq] for seq in before_log} == before_log
+    later = [e for e in after_log.values() if e.seq > max(before_log)]
+    clock_set = next(e for e in later if e.kind is EventKind.CLOCK_SET)
+    assert (clock_set.time_ms, clock_set.value_a) == (old_clock, new_clock)
+    stamps = {e.kind: e.time_ms for e in later if e.seq > clock_set.seq}
+    assert stamps[EventKind.CLINICIAN_BOLUS_STARTED] == new_clock
+    assert stamps[EventKind.CLINICIAN_BOLUS_COMPLETED] == ends
+    assert stamps[EventKind.ALARM_RAISED] == raised_at
+    assert stamps[EventKind.PRESCRIPTION_STAGED] == now
+    assert all(e.time_ms >= new_clock for e in later if e.seq > clock_set.seq)
 
 
 def test_refusal_is_a_nak_and_not_recorded() -> None:

@@ -181,15 +181,25 @@ def test_snapshot_keeps_a_pending_memory_fault() -> None:
     assert twin.status().memory_error
 
 
-def test_predictions_match_the_crossings() -> None:
+@pytest.mark.parametrize("clock_ms", [None, 1_767_225_600_000 + 5 * MS_PER_HOUR + 123])
+def test_predictions_match_the_crossings(clock_ms: int | None) -> None:
+    """Predictions, alarms and log stamps are on the pump clock (status.local_time_ms);
+    advance_to takes the internal timeline (status.time_ms): they differ by the offset
+    SET_CLOCK made, and the crossings happen when the pump clock says."""
     pump = Pump("peristaltic-20", reservoir_nl=5_000_000)
+    pump.advance(7)
+    if clock_ms is not None:
+        assert pump.set_clock(clock_ms).ok
     pump.program(FLEX)
     status = pump.status()
+    offset = status.local_time_ms - status.time_ms
+    assert offset == (0 if clock_ms is None else clock_ms - 7_000)
     assert status.predicted_low_reservoir_ms is not None
     assert status.predicted_empty_ms is not None
-    pump.advance_to(status.predicted_low_reservoir_ms)
+    pump.advance_to(status.predicted_low_reservoir_ms - offset)
     assert pump.status().reservoir_estimate_nl == 2_000_000
-    pump.advance_to(status.predicted_empty_ms)
+    assert [a.since_ms for a in pump.alarms()] == [status.predicted_low_reservoir_ms]
+    pump.advance_to(status.predicted_empty_ms - offset)
     assert pump.status().state is TherapyState.SUSPENDED_BY_ALARM
     assert pump.status().reservoir_estimate_nl == 0
     entry = next(e for e in pump.log() if e.kind is EventKind.RESERVOIR_EMPTY)
@@ -240,3 +250,36 @@ def test_record_event_logs_at_now() -> None:
         EventKind.SESSION_OPENED,
         1,
     )
+
+
+def test_status_and_results_are_on_the_pump_clock_and_history_keeps_its_stamps() -> None:
+    pump = Pump("peristaltic-20")
+    assert pump.program(FLEX, command_id=1).ok
+    pump.advance(2 * 3_600)
+    early = pump.log()
+    clock = 1_767_225_600_000 + 21 * MS_PER_HOUR  # 21:00 on 2026-01-01
+    before = pump.status().local_time_ms
+    set_clock = pump.set_clock(clock, command_id=2)
+    assert isinstance(set_clock, Accepted)
+    assert set_clock.time_ms == before  # the CLOCK_SET entry: stamped with the old clock
+    assert pump.log()[: len(early)] == early  # history is not rewritten
+    entry = pump.log()[-1]
+    assert (entry.kind, entry.time_ms, entry.value_a) == (EventKind.CLOCK_SET, before, clock)
+    status = pump.status()
+    assert (status.time_ms, status.local_time_ms) == (2 * MS_PER_HOUR, clock)
+
+    bolus = pump.patient_bolus(command_id=3)
+    assert bolus.ok
+    status = pump.status()
+    assert bolus.time_ms == clock == pump.log()[-1].time_ms
+    assert bolus.ends_ms == status.bolus_ends_ms == clock + PB.duration_s * 1_000
+    assert status.lockout_until_ms == clock + PB.lockout_s * 1_000
+    staged = pump.stage(FLEX)
+    assert isinstance(staged, Staged)
+    assert staged.time_ms == clock
+    assert staged.expires_ms == clock + pump.profile.stage_lifetime_s * 1_000
+    assert staged.predicted_low_reservoir_ms is not None
+    assert staged.predicted_low_reservoir_ms > clock
+    pump.advance(PB.duration_s)
+    done = pump.log()[-1]
+    assert (done.kind, done.time_ms) == (EventKind.PATIENT_BOLUS_COMPLETED, bolus.ends_ms)

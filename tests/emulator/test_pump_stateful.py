@@ -258,6 +258,13 @@ class PumpMachine(RuleBasedStateMachine):
     def reset_valve(self) -> None:
         self.pump.reset_flow_valve()
 
+    @rule(clock_ms=st.integers(0, 2_000_000_000_000))
+    def set_clock(self, clock_ms: int) -> None:
+        """The clinician sets the pump clock, forwards or back (flex steps follow it)."""
+        assert self.pump.set_clock(clock_ms).ok
+        status = self.pump.status()
+        assert (status.time_ms, status.local_time_ms) == (self.pump.now_ms, clock_ms)
+
     @rule(
         seconds=st.one_of(
             st.integers(0, 120), st.integers(0, S_PER_DAY), st.integers(0, 60 * S_PER_DAY)
@@ -342,8 +349,24 @@ class PumpMachine(RuleBasedStateMachine):
         entries = self.pump.log()
         seqs = [e.seq for e in entries]
         assert all(a < b for a, b in itertools.pairwise(seqs))
-        times = [e.time_ms for e in entries]
-        assert all(a <= b for a, b in itertools.pairwise(times))
+        # Stamps are the pump clock when written: they only jump at a CLOCK_SET (stamped
+        # with the clock before it, value_a the clock after), and undoing each jump puts the
+        # whole log back on the internal timeline, in order and never after now.
+        for a, b in itertools.pairwise(entries):
+            if a.kind is not EventKind.CLOCK_SET:
+                assert a.time_ms <= b.time_ms, (a, b)
+            else:
+                assert a.value_a <= b.time_ms, (a, b)
+        status = self.pump.status()
+        offset = status.local_time_ms - status.time_ms
+        internal = []
+        for e in reversed(entries):
+            if e.kind is EventKind.CLOCK_SET:
+                offset -= e.value_a - e.time_ms
+            internal.append(e.time_ms - offset)
+        internal.reverse()
+        assert all(a <= b for a, b in itertools.pairwise(internal))
+        assert not internal or internal[-1] <= self.pump.now_ms
         if seqs:
             assert seqs[-1] >= self.last_seq  # the newest entry never goes back
             self.last_seq = seqs[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,18 @@ def test_demo_shows_the_visit_in_tables(demo_run: tuple[Path, str]) -> None:
         "plant truth",
     ):
         assert expected in output
+
+
+def test_demo_times_count_from_the_visit_on_the_pump_clock(demo_run: tuple[Path, str]) -> None:
+    """The demo sets the pump clock; log stamps and predictions are on it (docs/protocol.md
+    section 1), so days since the visit come out right: the MRI stall on day 10, the
+    predictions weeks ahead, nothing from the 45 days before the visit."""
+    _, output = demo_run
+    days = [int(d) for d in re.findall(r"day +(\d+) \d\d:\d\d", output)]
+    assert days
+    assert max(days) < 365, sorted(set(days))
+    assert "day 10 00:00" in output  # the MRI scan stalls the rotor at once
+    assert "day  0 00:00" in output  # the visit's own entries (clock set, refill, commit)
 
 
 def test_demo_capture_opens_with_the_key_file(demo_run: tuple[Path, str]) -> None:

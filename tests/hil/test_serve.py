@@ -33,6 +33,7 @@ from hil.serve import (
     WireModel,
     describe_event,
     format_pump_time,
+    internal_times,
     parse_tcp_address,
 )
 from protocol.device_state import EventKind, LogEntry, Role, TherapyState
@@ -160,6 +161,28 @@ def test_full_visit_over_a_memory_link(served: tuple[PumpServer, MemoryLink, Lin
     assert stats.sessions_opened == 4
     assert stats.rx_bytes > 0
     assert stats.tx_bytes > 0
+
+
+def test_the_server_log_stays_on_its_own_timeline_after_set_clock(
+    served: tuple[PumpServer, MemoryLink, Lines],
+) -> None:
+    """The pump stamps its log with the clock the programmer set (2026); the serve log and
+    the capture notes stay on the emulator's timeline, like its other lines."""
+    server, link, lines = served
+    with programmer(link) as clinician:
+        assert clinician.set_clock(1_767_225_600_000).outcome is Outcome.APPLIED
+        staged = clinician.stage(RX)
+        assert isinstance(staged.reply, PrescriptionStaged)
+        assert clinician.commit(staged.reply.digest).outcome is Outcome.APPLIED
+    lines.wait_for("session closed (clinician)")
+    server.inject(MotorStall())
+    server.advance(HOUR_MS)
+    stall = lines.wait_for("motor stall detected")
+    assert stall.startswith("[T+0d00:"), stall  # the first stroke after the stall
+    assert server.log_entries()[-1].time_ms > 1_767_225_600_000  # the pump's own stamp
+    stamped = [line for line in lines.lines if line.startswith("[T+")]
+    assert stamped
+    assert all(line.startswith("[T+0d") for line in stamped), stamped
 
 
 def test_a_programmer_with_another_pumps_key_is_refused_and_logged(
@@ -510,8 +533,8 @@ def test_format_pump_time() -> None:
         (LogEntry(1, 0, EventKind.SESSION_OPENED, 9, 0, 0), "session opened (#9)"),
         (LogEntry(1, 0, EventKind.THERAPY_STARTED, 1, 1, 1), None),
         (
-            LogEntry(1, 0, EventKind.ELECTIVE_REPLACEMENT, 0, 9, 90 * 86_400_000),
-            "elective replacement indicator (battery 9%, end of service at T+90d00:00:00.000)",
+            LogEntry(1, 5, EventKind.ELECTIVE_REPLACEMENT, 0, 9, 5 + 90 * 86_400_000),
+            "elective replacement indicator (battery 9%, end of service in 90 d 0 h)",
         ),
         (
             LogEntry(1, 0, EventKind.END_OF_SERVICE, 0, 0, 0),
@@ -524,8 +547,10 @@ def test_describe_event(entry: LogEntry, text: str | None) -> None:
 
 
 def test_describe_event_reads_the_firmwares_eri_entry() -> None:
-    """The ERI line shows the battery percent STATUS would show, from the pump's own entry."""
+    """The ERI line shows the battery percent STATUS would show, from the pump's own entry,
+    and the time left to end of service, whatever the pump clock is set to."""
     pump = Pump("peristaltic-20")
+    assert pump.set_clock(1_767_225_600_000).ok
     p = pump.profile
     pump.inject(BatteryDrain(pump.plant_truth().battery_nah - p.battery_eri_threshold_nah))
     pump.advance(p.battery_check_interval_s)
@@ -533,10 +558,33 @@ def test_describe_event_reads_the_firmwares_eri_entry() -> None:
     status = pump.status()
     percent = status.battery_nah * 100 // p.battery_capacity_nah
     assert status.end_of_service_ms is not None
+    assert entry.value_b == status.end_of_service_ms  # both on the pump clock
     assert describe_event(entry) == (
         f"elective replacement indicator (battery {percent}%, "
-        f"end of service at {format_pump_time(status.end_of_service_ms)})"
+        f"end of service in {p.days_eri_to_eos} d 0 h)"
     )
+
+
+def test_internal_times_undo_the_clock_changes() -> None:
+    """Log stamps are on the pump clock as it read when written; the serve log and the
+    capture run on the internal timeline, recovered across every CLOCK_SET."""
+    pump = Pump("peristaltic-20")
+    pump.advance(10)
+    pump.record_event(EventKind.SESSION_OPENED, 1)
+    assert pump.set_clock(1_767_225_600_000).ok
+    pump.advance(5)
+    pump.record_event(EventKind.SESSION_CLOSED, 1)
+    assert pump.set_clock(1_000).ok  # set back
+    pump.advance(1)
+    pump.record_event(EventKind.SESSION_OPENED, 1)
+    status = pump.status()
+    entries = pump.log()
+    assert [e.time_ms for e in entries] == [
+        0, 10_000, 10_000, 1_767_225_605_000, 1_767_225_605_000, 2_000
+    ]  # fmt: skip
+    offset = status.local_time_ms - status.time_ms
+    assert internal_times(entries, offset) == [0, 10_000, 10_000, 15_000, 15_000, 16_000]
+    assert internal_times(entries[3:], offset) == [15_000, 15_000, 16_000]
 
 
 def test_refused_patient_bolus_is_a_nak_value(served: tuple[PumpServer, MemoryLink, Lines]) -> None:
