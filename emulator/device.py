@@ -35,8 +35,10 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from emulator.firmware.firmware import FirmwareStatus
+from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -50,6 +52,7 @@ from emulator.pump import Pump
 from protocol import codec, wire
 from protocol.codec import DecodeError, Frame
 from protocol.device_state import AlarmKind, EventKind
+from protocol.errors import ProtocolError
 from protocol.framer import FrameBytes, Framer, Noise
 from protocol.keys import PumpKeys
 from protocol.messages import (
@@ -120,6 +123,10 @@ LEDGER_CAPACITY = 256
 """Applied command ids remembered with their ACKs. A programmer retries within seconds;
 256 commands is weeks of clinical use."""
 
+DEVICE_STATE_MAGIC = b"PEMU-DV1"
+"""The device state record (``PumpDevice.snapshot``): the pump's own snapshot, the command
+ledger and the failed-opening count and lockout, in one checksummed record."""
+
 _SESSION_END_EVENTS = frozenset(
     {
         SessionEventKind.SESSION_CLOSED,
@@ -150,6 +157,7 @@ class CommandLedger:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
         self._entries: OrderedDict[int, LedgerEntry] = OrderedDict()
+        self._recorded = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -166,12 +174,27 @@ class CommandLedger:
     def record(self, command_id: int, fingerprint: bytes, ack: Ack) -> None:
         self._entries[command_id] = LedgerEntry(fingerprint, ack)
         self._entries.move_to_end(command_id)
+        self._recorded += 1
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
     def applied_ids(self) -> tuple[int, ...]:
         """Ids in the order they were applied, oldest first."""
         return tuple(self._entries)
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def recorded(self) -> int:
+        """How many applications this ledger object has recorded: it changes exactly when
+        the exactly-once memory does, so a saver knows when to save."""
+        return self._recorded
+
+    def entries(self) -> tuple[tuple[int, LedgerEntry], ...]:
+        """(id, entry) in the order they were applied, oldest first."""
+        return tuple(self._entries.items())
 
 
 def fingerprint(opcode: Opcode, plaintext: bytes) -> bytes:
@@ -230,6 +253,79 @@ class PumpDevice:
     @property
     def now_ms(self) -> int:
         return self._pump.now_ms
+
+    # -- persistence: what survives a restart of the emulator --
+
+    def snapshot(self) -> bytes:
+        """The pump's non-volatile state as a restarted pump would find it, checksummed.
+
+        The pump snapshot (``Pump.snapshot``), the command ledger (ids in order, with their
+        fingerprints and original ACKs), the failed-opening count and any lockout, and the
+        serial of the keys. An open session is not saved: a restart drops it (C5: a staged
+        prescription goes with it).
+        """
+        entries = [
+            [command_id, entry.fingerprint.hex(), codec.encode_payload(entry.ack)[1].hex()]
+            for command_id, entry in self._ledger.entries()
+        ]
+        record: dict[str, Any] = {
+            "version": 1,
+            "serial": self._keys.serial,
+            "pump": self._pump.snapshot().hex(),
+            "ledger": {"capacity": self._ledger.capacity, "entries": entries},
+            "session": {
+                "failed_openings": self._session.failed_openings,
+                "lockout_until_ms": self._session.lockout_until_ms,
+            },
+        }
+        return encode_record(DEVICE_STATE_MAGIC, record)
+
+    @classmethod
+    def restore(
+        cls,
+        blob: bytes,
+        keys: PumpKeys,
+        entropy: Entropy,
+        *,
+        limits: SessionLimits | None = None,
+    ) -> PumpDevice:
+        """The device ``snapshot()`` saved, resumed at its pump time with no session open.
+
+        SnapshotError if the blob is corrupt, truncated or malformed, or if it belongs to a
+        pump with another serial than ``keys``.
+        """
+        record = decode_record(DEVICE_STATE_MAGIC, blob)
+        try:
+            if record["version"] != 1:
+                raise SnapshotError(f"unsupported device state version {record['version']!r}")
+            serial = record["serial"]
+            if serial != keys.serial:
+                raise SnapshotError(
+                    f"the state belongs to pump {serial!r}, the key file to {keys.serial!r}"
+                )
+            pump = Pump.restore(bytes.fromhex(record["pump"]))
+            ledger = CommandLedger(int(record["ledger"]["capacity"]))
+            for command_id, print_hex, ack_hex in record["ledger"]["entries"]:
+                ack = codec.decode_payload(Opcode.ACK, bytes.fromhex(ack_hex))
+                print_ = bytes.fromhex(print_hex)
+                if not isinstance(ack, Ack) or len(print_) != hashlib.sha256().digest_size:
+                    raise SnapshotError(f"bad ledger entry for command id {command_id!r}")
+                if isinstance(command_id, bool) or not isinstance(command_id, int):
+                    raise SnapshotError(f"bad command id in the ledger: {command_id!r}")
+                ledger.record(command_id, print_, ack)
+            if len(ledger) != len(record["ledger"]["entries"]):
+                raise SnapshotError("the ledger holds duplicate or surplus entries")
+            device = cls(pump, keys, entropy, limits=limits, ledger=ledger)
+            session = record["session"]
+            device._session.restore_openings(
+                session["failed_openings"], session["lockout_until_ms"], pump.now_ms
+            )
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ProtocolError) as exc:
+            raise SnapshotError(f"state does not describe a pump device: {exc}") from exc
+        pump.discard_staged()  # the session that staged it is gone (C5)
+        return device
 
     # -- sans-IO interface --
 

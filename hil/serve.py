@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import select
 import socket
 import sys
@@ -48,6 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from emulator.clock import Clock, ManualClock
@@ -77,6 +79,7 @@ __all__ = [
     "internal_times",
     "parse_tcp_address",
     "stderr_log",
+    "write_state_file",
 ]
 
 DEFAULT_POLL_S = 0.05
@@ -93,6 +96,38 @@ TX_SLICE_NS = 1_000_000
 
 Log = Callable[[str], None]
 """Receives one human-readable line at a time (no newline)."""
+
+Persist = Callable[[bytes], None]
+"""Stores a device state record (``PumpDevice.snapshot()``), e.g. ``write_state_file``."""
+
+
+def write_state_file(path: Path, blob: bytes) -> None:
+    """Replace ``path`` with ``blob`` atomically: a temporary file in the same directory,
+    written and fsynced, then renamed over it (mode 0600). A crash leaves the old file or
+    the new one, never a torn one."""
+    directory = path.parent
+    tmp = directory / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def stderr_log(line: str) -> None:
@@ -307,6 +342,7 @@ class PumpServer:
         reopen_delays_s: Sequence[float] = REOPEN_DELAYS_S,
         close_link: bool = True,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        persist: Persist | None = None,
     ) -> None:
         if clock.now_ms() < device.now_ms:
             raise ValueError(
@@ -342,6 +378,8 @@ class PumpServer:
         self._alarms = 0
         self._losses = 0
         self._reconnects = 0
+        self._persist = persist
+        self._saved_key = self._memory_key()
 
     # -- life cycle --
 
@@ -490,6 +528,40 @@ class PumpServer:
             return f"x{factor}"
         return type(clock).__name__
 
+    # -- persistence --
+
+    def save(self) -> None:
+        """Bring the pump up to the clock and hand its state to ``persist`` now (a clean
+        shutdown). Errors propagate: the caller reports a state that could not be saved."""
+        if self._persist is None:
+            return
+        with self._lock:
+            self._bring_up_to_date()
+            self._scan_log()
+            self._persist(self._device.snapshot())
+            self._saved_key = self._memory_key()
+
+    def _memory_key(self) -> tuple[int, int, int | None]:
+        """What must never be lost: the ledger and the failed openings and lockout."""
+        session = self._device.session
+        return (self._device.ledger.recorded, session.failed_openings, session.lockout_until_ms)
+
+    def _save_if_changed(self) -> None:
+        """Save after every applied command and every change to the failed openings or the
+        lockout (caller holds the lock), so a kill -9 cannot undo exactly-once or a lockout.
+        A failed save is logged and retried at the next change or at shutdown."""
+        if self._persist is None:
+            return
+        key = self._memory_key()
+        if key == self._saved_key:
+            return
+        try:
+            self._persist(self._device.snapshot())
+        except OSError as exc:
+            self._log(f"state not saved: {exc}")
+            return
+        self._saved_key = key
+
     # -- the loop --
 
     def run(self) -> None:
@@ -520,6 +592,7 @@ class PumpServer:
             if timer is not None and now >= timer:
                 self._device.handle_timer(now)
                 timer = self._device.get_timer()
+                self._save_if_changed()
             out = self._device.data_to_send()
             self._scan_log()
         if out:
@@ -554,6 +627,7 @@ class PumpServer:
             now = self._clock.now_ms()
             self._device.receive_data(data, now)
             out = self._device.data_to_send()
+            self._save_if_changed()
             self._scan_log()
         if self._capture is not None:
             self._capture.record("rx", data, now)

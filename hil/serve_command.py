@@ -25,6 +25,8 @@ import click
 from emulator.clock import Clock, ManualClock
 from emulator.device import PumpDevice
 from emulator.errors import ProfileError
+from emulator.firmware.nvram import SnapshotError
+from emulator.profile import load_profile
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.clock import ScaledClock, SystemClock
@@ -32,7 +34,15 @@ from hil.control import ControlServer
 from hil.errors import HilError, UsageError
 from hil.keys_command import load_keys
 from hil.links import Link, PtyLink, open_link
-from hil.serve import PumpServer, TcpListenerLink, format_pump_time, parse_tcp_address, stderr_log
+from hil.serve import (
+    PumpServer,
+    TcpListenerLink,
+    format_pump_time,
+    parse_tcp_address,
+    stderr_log,
+    write_state_file,
+)
+from protocol.keys import PumpKeys
 
 __all__ = ["parse_clock", "parse_start_time", "serve"]
 
@@ -89,6 +99,8 @@ Examples:
   pumpemu serve --pty --keys pe.keys --clock manual --control 127.0.0.1:7001
   pumpemu time advance 30d --control 127.0.0.1:7001
   pumpemu serve --pty --keys pe.keys --capture serve.jsonl --profile valve-gated-20
+  pumpemu serve --pty --keys pe.keys --state pe.state
+      (resumes the pump saved in pe.state, or starts fresh and creates it)
 
 \b
 Clocks: real (pump time = real time), xN (N times faster), manual (time moves only
@@ -150,7 +162,15 @@ through the control API: pumpemu time advance). See docs/serve.md.
     metavar="ISO8601",
     help="Set the pump's local clock at start, e.g. 2026-03-01T08:30:00.",
 )
-def serve(**options: Any) -> None:
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Resume the pump saved in FILE (if it exists) and keep FILE up to date: therapy, "
+    "event log, exactly-once memory, lockout.",
+)
+@click.pass_context
+def serve(ctx: click.Context, /, **options: Any) -> None:
     """Serve one emulated pump to a programmer over a pty, a serial port or TCP.
 
     Choose exactly one of --pty, --port and --tcp. With --pty the path a programmer
@@ -158,7 +178,8 @@ def serve(**options: Any) -> None:
     socket:// URL). Sessions, security events and alarms are logged to stderr. Stop
     with Ctrl-C or SIGTERM: the capture is closed and a summary line is printed.
     """
-    opts = ServeOptions(**options)
+    profile_given = ctx.get_parameter_source("profile") is not click.core.ParameterSource.DEFAULT
+    opts = ServeOptions(**options, profile_given=profile_given)
     chosen = [
         name
         for name, on in (("--pty", opts.use_pty), ("--port", opts.port_url), ("--tcp", opts.tcp))
@@ -176,7 +197,7 @@ def serve(**options: Any) -> None:
         )
     try:
         _Serve(opts).run()
-    except (HilError, ProfileError) as exc:
+    except (HilError, ProfileError, SnapshotError) as exc:
         raise _CommandError(str(exc)) from None
 
 
@@ -195,6 +216,8 @@ class ServeOptions:
     capture_file: Path | None
     control_address: str | None
     start_time: str | None
+    state_file: Path | None = None
+    profile_given: bool = False
 
 
 class _Serve:
@@ -204,23 +227,38 @@ class _Serve:
         assert opts.keys_file is not None
         self.opts = opts
         self.keys = load_keys(opts.keys_file)
-        self.pump = Pump(opts.profile)
         local_start = parse_start_time(opts.start_time) if opts.start_time is not None else None
+        restored = _load_state(opts, self.keys)
+        if restored is not None:
+            self.device = restored
+            self.pump = restored.pump
+        else:
+            self.pump = Pump(opts.profile)
         self.clock = parse_clock(opts.clock_text, self.pump.now_ms)
         self.tcp = (
             parse_tcp_address(opts.tcp, what="--tcp", allow_remote=opts.allow_remote)
             if opts.tcp is not None
             else None
         )
-        if local_start is not None:
-            self.pump.set_clock(local_start)
-        self.device = PumpDevice(self.pump, self.keys, secrets.token_bytes)
+        if restored is None:
+            if local_start is not None:
+                self.pump.set_clock(local_start)
+            self.device = PumpDevice(self.pump, self.keys, secrets.token_bytes)
+        self.resumed = restored is not None
+        if opts.state_file is not None:
+            try:  # at once: the file exists from the start, and is known to be writable
+                write_state_file(opts.state_file, self.device.snapshot())
+            except OSError as exc:
+                raise UsageError(
+                    f"--state: cannot write {opts.state_file}: {exc.strerror or exc}"
+                ) from None
         self.stop = threading.Event()
         self.stop_reason: list[str] = []
         self.link: Link | None = None
         self.capture: CaptureWriter | None = None
         self.control: ControlServer | None = None
         self.server: PumpServer | None = None
+        self.save_error: str | None = None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.stop_reason.append(signal.Signals(signum).name)
@@ -247,8 +285,17 @@ class _Serve:
             self.link, announce = self._open_link()
             if opts.capture_file is not None:
                 self.capture = CaptureWriter(opts.capture_file, "serve")
+            persist = None
+            if opts.state_file is not None:
+                state_file = opts.state_file
+                persist = lambda blob: write_state_file(state_file, blob)  # noqa: E731
             server = PumpServer(
-                self.device, self.link, self.clock, capture=self.capture, baud=opts.baud
+                self.device,
+                self.link,
+                self.clock,
+                capture=self.capture,
+                baud=opts.baud,
+                persist=persist,
             )
             self.server = server
             if opts.control_address is not None:
@@ -267,6 +314,12 @@ class _Serve:
                 stderr_log(f"control API listening on {self.control.address}")
             if self.capture is not None:
                 stderr_log(f"capturing traffic to {self.capture.name}")
+            if opts.state_file is not None:
+                how = "resumed from" if self.resumed else "new pump; saving to"
+                stderr_log(
+                    f"state {how} {opts.state_file} at pump time "
+                    f"{format_pump_time(self.device.now_ms)}"
+                )
             server.start()
             while not self.stop.wait(0.2) and server.running:
                 pass
@@ -283,6 +336,11 @@ class _Serve:
             self.server.stop()
         elif self.link is not None:
             self.link.close()
+        if self.server is not None and self.opts.state_file is not None:
+            try:
+                self.server.save()
+            except OSError as exc:
+                self.save_error = f"state not saved to {self.opts.state_file}: {exc}"
         if self.capture is not None:
             self.capture.close(sim_ms=self.device.now_ms)
 
@@ -301,9 +359,47 @@ class _Serve:
             summary += f"; link lost {stats.link_losses}x, back {stats.reconnects}x"
         if self.capture is not None:
             summary += f"; capture {self.capture.name}"
+        if self.opts.state_file is not None and self.save_error is None:
+            summary += f"; state saved to {self.opts.state_file}"
         stderr_log(summary)
+        if self.save_error is not None:
+            raise _RuntimeFailure(self.save_error)
         if server.error is not None:
             raise _RuntimeFailure(f"the serve loop ended: {server.error}")
+
+
+def _load_state(opts: ServeOptions, keys: PumpKeys) -> PumpDevice | None:
+    """The device saved in ``--state FILE``, None for a fresh pump (no such file yet).
+
+    UsageError (one line, exit 2, the file untouched) if it cannot be read, is corrupt, is
+    another pump's, or conflicts with --profile or --start-time."""
+    path = opts.state_file
+    if path is None:
+        return None
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise UsageError(f"--state: no such directory: {path.parent}") from None
+        return None
+    except OSError as exc:
+        raise UsageError(f"--state: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        device = PumpDevice.restore(blob, keys, secrets.token_bytes)
+    except SnapshotError as exc:
+        raise UsageError(f"--state: {path} is not a usable pump state: {exc}") from None
+    saved = device.pump.profile
+    if opts.profile_given and load_profile(opts.profile) != saved:
+        raise UsageError(
+            f"--profile {opts.profile} conflicts with the pump saved in {path} "
+            f"(profile {saved.name}); leave --profile out to resume it"
+        )
+    if opts.start_time is not None:
+        raise UsageError(
+            f"--start-time sets a new pump's clock; the pump saved in {path} keeps its own "
+            "(set it with SET_CLOCK, or start without --state)"
+        )
+    return device
 
 
 class _RuntimeFailure(click.ClickException):

@@ -497,6 +497,37 @@ class PumpSession:
         events, self._events = self._events, []
         return events
 
+    # -- persistence --
+
+    def restore_openings(
+        self, failed_openings: int, lockout_until_ms: int | None, now_ms: int
+    ) -> None:
+        """Resume the failed-opening count and the lockout a restarted pump remembers.
+
+        Only for a fresh session object (IDLE, nothing sent yet): an open session is never
+        restored, a restart drops it. With ``lockout_until_ms`` the session is LOCKED_OUT
+        until then (already past: it ends at the next ``handle_timer``). ``now_ms`` is
+        where this session's time resumes.
+        """
+        if self._state is not SessionState.IDLE or self._now != 0 or self._events:
+            raise SessionError("openings can only be restored into a fresh session")
+        for name, value in (("failed_openings", failed_openings), ("now_ms", now_ms)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if lockout_until_ms is not None and (
+            isinstance(lockout_until_ms, bool)
+            or not isinstance(lockout_until_ms, int)
+            or lockout_until_ms < 0
+        ):
+            raise ValueError(
+                f"lockout_until_ms must be None or an integer >= 0, got {lockout_until_ms!r}"
+            )
+        self._now = now_ms
+        self._failed_openings = failed_openings
+        self._lockout_until = lockout_until_ms
+        if lockout_until_ms is not None:
+            self._state = SessionState.LOCKED_OUT
+
     # -- timers --
 
     def get_timer(self) -> int | None:

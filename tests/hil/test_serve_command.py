@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from emulator.clock import ManualClock
+from emulator.device import PumpDevice
+from emulator.pump import Pump
+from hil import serve_command
 from hil.cli import main
 from hil.clock import ScaledClock, SystemClock
 from hil.errors import UsageError
-from hil.keys_command import write_key_file
-from hil.serve_command import parse_clock, parse_start_time
+from hil.keys_command import load_keys, write_key_file
+from hil.serve import write_state_file
+from hil.serve_command import ServeOptions, _load_state, parse_clock, parse_start_time
 from protocol.keys import generate_keys
 
 
@@ -112,3 +119,128 @@ def test_parse_start_time_is_local_wall_time() -> None:
     assert parse_start_time("2026-03-01T08:30:00.250") % 1000 == 250
     with pytest.raises(UsageError, match="before 1970"):
         parse_start_time("1969-12-31T23:59:59")
+
+
+# -- --state ------------------------------------------------------------------------------------
+
+
+def saved_state(key_file: str, path: Path, profile: str = "peristaltic-20") -> bytes:
+    device = PumpDevice(Pump(profile), load_keys(key_file), random.Random(1).randbytes)
+    blob = device.snapshot()
+    path.write_bytes(blob)
+    return blob
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda blob: blob[: len(blob) // 2], "record length does not match"),
+        (lambda blob: blob[:100] + bytes([blob[100] ^ 1]) + blob[101:], "checksum mismatch"),
+        (lambda blob: b"", "record too short"),
+        (lambda blob: b"hello, not a pump\n" * 4, "bad magic"),
+    ],
+)
+def test_a_damaged_state_file_is_one_line_exit_2_and_never_overwritten(
+    key_file: str, tmp_path: Path, damage: Callable[[bytes], bytes], message: str
+) -> None:
+    state = tmp_path / "pump.state"
+    bad = damage(saved_state(key_file, state))
+    state.write_bytes(bad)
+    code, out = run("--pty", "--keys", key_file, "--state", str(state))
+    assert code == 2
+    line = one_error_line(out)
+    assert f"--state: {state} is not a usable pump state" in line
+    assert message in line
+    assert state.read_bytes() == bad
+
+
+def test_a_state_file_that_cannot_be_read(key_file: str, tmp_path: Path) -> None:
+    state = tmp_path / "pump.state"
+    state.symlink_to(state)  # a loop: exists, never readable
+    code, out = run("--pty", "--keys", key_file, "--state", str(state))
+    assert code == 2
+    assert f"--state: cannot read {state}" in one_error_line(out)
+
+
+def test_a_state_file_in_a_missing_directory(key_file: str, tmp_path: Path) -> None:
+    code, out = run("--pty", "--keys", key_file, "--state", str(tmp_path / "no" / "p.state"))
+    assert code == 2
+    assert "--state: no such directory" in one_error_line(out)
+
+
+def test_another_pumps_state_is_refused(key_file: str, tmp_path: Path) -> None:
+    other = tmp_path / "other.keys"
+    write_key_file(other, generate_keys("PE-000777", os.urandom(64)))
+    state = tmp_path / "pump.state"
+    saved_state(str(other), state)
+    code, out = run("--pty", "--keys", key_file, "--state", str(state))
+    assert code == 2
+    assert "belongs to pump 'PE-000777', the key file to 'PE-000009'" in one_error_line(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--profile", "valve-gated-20"), "--profile valve-gated-20 conflicts with the pump"),
+        (("--start-time", "2026-03-01T08:30:00"), "--start-time sets a new pump's clock"),
+    ],
+)
+def test_options_that_conflict_with_the_saved_pump(
+    key_file: str, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    state = tmp_path / "pump.state"
+    blob = saved_state(key_file, state)
+    code, out = run("--pty", "--keys", key_file, "--state", str(state), *args)
+    assert code == 2
+    assert message in one_error_line(out)
+    assert state.read_bytes() == blob
+
+
+def test_the_saved_profile_given_again_is_no_conflict(key_file: str, tmp_path: Path) -> None:
+    state = tmp_path / "pump.state"
+    saved_state(key_file, state, "valve-gated-20")
+    opts = ServeOptions(
+        use_pty=True,
+        port_url=None,
+        tcp=None,
+        allow_remote=False,
+        profile="valve-gated-20",
+        keys_file=key_file,
+        clock_text="manual",
+        baud=None,
+        capture_file=None,
+        control_address=None,
+        start_time=None,
+        state_file=state,
+        profile_given=True,
+    )
+    device = _load_state(opts, load_keys(key_file))
+    assert device is not None
+    assert device.pump.profile.name == "valve-gated-20"
+    assert (
+        _load_state(replace(opts, state_file=tmp_path / "new.state"), load_keys(key_file)) is None
+    )
+
+
+def test_write_state_file_is_atomic_and_private(tmp_path: Path) -> None:
+    state = tmp_path / "pump.state"
+    state.write_bytes(b"old")
+    state.chmod(0o644)
+    write_state_file(state, b"new state")
+    assert state.read_bytes() == b"new state"
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["pump.state"]
+
+
+def test_a_state_file_that_cannot_be_written_is_one_line_exit_2(
+    key_file: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(path: Path, blob: bytes) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(serve_command, "write_state_file", refuse)
+    state = tmp_path / "pump.state"
+    code, out = run("--pty", "--keys", key_file, "--state", str(state))
+    assert code == 2
+    assert f"--state: cannot write {state}: Permission denied" in one_error_line(out)
+    assert not state.exists()

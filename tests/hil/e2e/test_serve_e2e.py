@@ -20,9 +20,16 @@ from hil.links import SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome, RetryPolicy
 from hil.serve import TcpListenerLink
-from protocol.device_state import Role, TherapyState
+from protocol.device_state import EventKind, LogEntry, Role, TherapyState
 from protocol.keys import PumpKeys, generate_keys
-from protocol.messages import Ack, DeviceInfo, EventLogPage, PrescriptionStaged, Status
+from protocol.messages import (
+    Ack,
+    ClinicianBolus,
+    DeviceInfo,
+    EventLogPage,
+    PrescriptionStaged,
+    Status,
+)
 from protocol.prescription import (
     FlexStep,
     InfusionMode,
@@ -272,3 +279,82 @@ def test_a_signal_stops_serve_cleanly(
     assert "1 session(s)" in summary
     records = list(read_capture(capture))
     assert {r.direction for r in records if r.kind == "frame"} == {"rx", "tx"}
+
+
+# -- --state: a restarted emulator resumes where it stopped ----------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_state_file_resumes_the_pump_and_its_exactly_once_memory(
+    serve: Serve, pump_keys: KeyFile, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """SIGTERM saves on the way out; even a kill -9 loses no applied command, because the
+    state is saved after every one, before its ACK is sent."""
+    keys, key_file = pump_keys
+    state = tmp_path / "pump.state"
+    first = serve("--pty", "--keys", str(key_file), "--state", str(state), "--clock", "x60")
+    link = SerialLink(first.first_line())
+    try:
+        with programmer(link, keys, Role.CLINICIAN) as clinician:
+            commit_rx(clinician)
+            bolus = ClinicianBolus(command_id=777_001, dose_nl=5_000, duration_s=60)
+            applied = clinician.request(bolus)
+            assert applied.outcome is Outcome.APPLIED, applied
+            status = clinician.status().reply
+            prescription = clinician.prescription().reply
+    finally:
+        link.close()
+    assert isinstance(status, Status)
+    assert status.last_command_id == 777_001
+    assert state.exists()  # saved after every applied command, before the ACK went out
+    if sig is signal.SIGKILL:
+        assert first.stop(sig) == -signal.SIGKILL
+    else:
+        assert first.stop(sig) == 0
+        assert "state saved to" in first.wait_stderr("stopped (")
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    second = serve("--pty", "--keys", str(key_file), "--state", str(state), "--clock", "x60")
+    link = SerialLink(second.first_line())
+    try:
+        assert "state resumed from" in second.wait_stderr("state ")
+        with programmer(link, keys, Role.CLINICIAN) as clinician:
+            again = clinician.status().reply
+            assert isinstance(again, Status)
+            assert again.last_command_id == 777_001
+            assert again.pump_time_ms >= status.pump_time_ms
+            assert clinician.prescription().reply == prescription
+            repeat = clinician.request(bolus)
+            assert repeat.reply == applied.reply  # the original ACK, after a restart
+            entries: list[LogEntry] = []
+            page = clinician.event_log(0, 32).reply
+            while isinstance(page, EventLogPage) and page.entries:
+                entries.extend(page.entries)
+                page = clinician.event_log(page.entries[-1].seq + 1, 32).reply
+            assert isinstance(page, EventLogPage)
+    finally:
+        link.close()
+    # The log goes on from before the restart: both visits' sessions are in it.
+    assert entries
+    assert entries[0].kind is EventKind.POWER_ON
+    assert sum(e.kind is EventKind.SESSION_OPENED for e in entries) == 2
+    starts = [e for e in entries if e.kind is EventKind.CLINICIAN_BOLUS_STARTED]
+    assert len(starts) == 1
+    assert second.stop(signal.SIGINT) == 0
+
+
+def test_a_corrupt_state_file_is_one_line_exit_2_and_left_alone(
+    serve: Serve, pump_keys: KeyFile, tmp_path: Path
+) -> None:
+    _keys, key_file = pump_keys
+    state = tmp_path / "pump.state"
+    state.write_bytes(b"PEMU-DV1 definitely not a pump")
+    before = state.read_bytes()
+    pump = serve("--pty", "--keys", str(key_file), "--state", str(state))
+    assert pump.proc.wait(10) == 2
+    pump.wait_stderr("<eof>")
+    lines = [line for line in pump.stderr.splitlines() if line and line != "<eof>"]
+    assert len(lines) == 1, lines
+    assert "is not a usable pump state" in lines[0]
+    assert state.read_bytes() == before
