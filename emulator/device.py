@@ -305,14 +305,14 @@ class PumpDevice:
                 )
             pump = Pump.restore(bytes.fromhex(record["pump"]))
             ledger = CommandLedger(int(record["ledger"]["capacity"]))
-            for command_id, print_hex, ack_hex in record["ledger"]["entries"]:
+            for command_id, request_hex, ack_hex in record["ledger"]["entries"]:
                 ack = codec.decode_payload(Opcode.ACK, bytes.fromhex(ack_hex))
-                print_ = bytes.fromhex(print_hex)
-                if not isinstance(ack, Ack) or len(print_) != hashlib.sha256().digest_size:
+                request_print = bytes.fromhex(request_hex)
+                if not isinstance(ack, Ack) or len(request_print) != hashlib.sha256().digest_size:
                     raise SnapshotError(f"bad ledger entry for command id {command_id!r}")
                 if isinstance(command_id, bool) or not isinstance(command_id, int):
                     raise SnapshotError(f"bad command id in the ledger: {command_id!r}")
-                ledger.record(command_id, print_, ack)
+                ledger.record(command_id, request_print, ack)
             if len(ledger) != len(record["ledger"]["entries"]):
                 raise SnapshotError("the ledger holds duplicate or surplus entries")
             device = cls(pump, keys, entropy, limits=limits, ledger=ledger)
@@ -486,8 +486,8 @@ class PumpDevice:
         if opcode not in COMMAND_OPCODES:
             return self._read_or_stage(request)
         command_id = int(getattr(request, "command_id"))  # noqa: B009 - every command has one
-        print_ = fingerprint(opcode, accepted.plaintext)
-        earlier = self._ledger.lookup(command_id, print_)
+        request_print = fingerprint(opcode, accepted.plaintext)
+        earlier = self._ledger.lookup(command_id, request_print)
         if isinstance(earlier, Ack):
             return earlier  # C1: applied once already; answer as the first time, do nothing
         if isinstance(earlier, RefusalCode):
@@ -495,7 +495,7 @@ class PumpDevice:
             return _nak(earlier, field=FieldId.COMMAND_ID)
         reply = self._apply(request, command_id)
         if isinstance(reply, Ack):
-            self._ledger.record(command_id, print_, reply)
+            self._ledger.record(command_id, request_print, reply)
         return reply
 
     # -- requests --
