@@ -36,15 +36,3 @@ U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 def mass_pg(volume_nl: int, concentration_ug_per_ml: int) -> int:
     """Drug mass in a volume of solution, exactly, in picograms."""
     return volume_nl * concentration_ug_per_ml
-
-
-def ml(volume_nl: int) -> str:
-    """Human-readable millilitres for display only (never fed back into the model)."""
-    whole, frac = divmod(volume_nl, NL_PER_ML)
-    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") + " mL"
-
-
-def ug(mass: int) -> str:
-    """Human-readable micrograms from picograms, for display only."""
-    whole, frac = divmod(mass, PG_PER_UG)
-    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") + " ug"

@@ -30,6 +30,7 @@ from emulator.clock import ManualClock
 from emulator.device import PumpDevice
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
+from hil.ctl.quantities import concentration, mass, rate, volume
 from hil.demo.plot import write_plot
 from hil.demo.recorder import Recorder
 from hil.demo.visit import NOTABLE, PRESCRIPTION, VISIT_LOCAL_MS, VisitReport, days_since, run_visit
@@ -44,7 +45,7 @@ from protocol.keys import PumpKeys, generate_keys
 from protocol.messages import NEVER_MS
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import RefusalCode
-from protocol.units import MS_PER_DAY, NL_PER_ML, PG_PER_MG, S_PER_HOUR
+from protocol.units import MS_PER_DAY, S_PER_HOUR
 
 SERIAL = "PE-DEMO-0001"
 HISTORY_DAYS = 45
@@ -207,13 +208,15 @@ def render(
         review.add_column("asked")
         review.add_column("pump computed")
         review.add_row(
-            "drug", f"{PRESCRIPTION.drug_name} {PRESCRIPTION.concentration_ug_per_ml} ug/mL", ""
+            "drug",
+            f"{PRESCRIPTION.drug_name} {concentration(PRESCRIPTION.concentration_ug_per_ml)}",
+            "",
         )
         for flex in PRESCRIPTION.steps:
             hours, rest = divmod(flex.start_s, S_PER_HOUR)
-            review.add_row(f"step {hours:02d}:{rest // 60:02d}", _ml_day(flex.rate_nl_per_day), "")
-        review.add_row("daily volume", "", _ml(report.staged.daily_volume_nl))
-        review.add_row("daily mass, boluses included", "", _mg(report.staged.daily_mass_pg))
+            review.add_row(f"step {hours:02d}:{rest // 60:02d}", rate(flex.rate_nl_per_day), "")
+        review.add_row("daily volume", "", volume(report.staged.daily_volume_nl))
+        review.add_row("daily mass, boluses included", "", mass(report.staged.daily_mass_pg))
         start = report.start_pump_ms  # predictions are on the pump clock
         for label, at in (
             ("low reservoir (2 mL) predicted", report.staged.low_reservoir_at_ms),
@@ -228,11 +231,11 @@ def render(
     month.add_column("")
     month.add_column("firmware believes")
     month.add_column("plant truth")
-    month.add_row("reservoir", _ml(estimate_nl), _ml(truth_nl))
+    month.add_row("reservoir", volume(estimate_nl), volume(truth_nl))
     if samples:
         final = samples[-1]
         month.add_row(
-            "dose delivered since the visit", _mg(final.dose_belief_pg), _mg(final.dose_truth_pg)
+            "dose delivered since the visit", mass(final.dose_belief_pg), mass(final.dose_truth_pg)
         )
     console.print(month)
 
@@ -285,19 +288,5 @@ def _describe(entry: LogEntry) -> str:
     if entry.kind in (EventKind.PATIENT_BOLUS_REFUSED, EventKind.COMMAND_REFUSED):
         return f"{name}: {RefusalCode(entry.detail).name}"
     if entry.kind is EventKind.PATIENT_BOLUS_GRANTED:
-        return f"{name}: {_ml(entry.value_a)}"
+        return f"{name}: {volume(entry.value_a)}"
     return name
-
-
-def _ml(volume_nl: int) -> str:
-    whole, frac = divmod(volume_nl, NL_PER_ML)
-    return f"{whole}.{frac // 1000:03d} mL"
-
-
-def _ml_day(rate: int) -> str:
-    return _ml(rate) + "/day"
-
-
-def _mg(mass_pg: int) -> str:
-    whole, frac = divmod(mass_pg, PG_PER_MG)
-    return f"{whole}.{frac // 1_000_000:03d} mg"

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from emulator.faults import MagnetExposure
 from emulator.pump import Pump
+from hil.ctl.quantities import volume
 from hil.demo.recorder import Recorder
 from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome, Result
@@ -112,7 +113,7 @@ def describe_outcome(result: Result) -> str:
 def describe_reply(result: Result) -> str:
     reply = result.reply
     if isinstance(reply, Ack):
-        return f"state {reply.state.name}, reservoir {reply.reservoir_nl / 1e6:.3f} mL"
+        return f"state {reply.state.name}, reservoir {volume(reply.reservoir_nl)}"
     if isinstance(reply, Nak):
         if reply.code is RefusalCode.LOCKOUT_ACTIVE:
             return "the lockout that programming started is still running"
@@ -170,7 +171,7 @@ def program_the_pump(programmer: Programmer, bench: Bench, report: VisitReport) 
     report.add(
         "refill: complete 20 mL",
         programmer.refill_complete(withdrawn, 20_000_000, PRESCRIPTION.concentration_ug_per_ml),
-        f"withdrew {withdrawn / 1e6:.3f} mL, pump predicted {predicted / 1e6:.3f} mL: "
+        f"withdrew {volume(withdrawn)}, pump predicted {volume(predicted)}: "
         f"{verdict} the 1 mL discrepancy limit",
     )
     staged = report.add("program: stage flex prescription", programmer.stage(PRESCRIPTION))

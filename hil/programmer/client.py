@@ -20,7 +20,7 @@ from types import TracebackType
 from emulator.clock import Clock
 from hil.clock import SystemClock
 from hil.links import Link
-from hil.programmer.core import Entropy, Outcome, ProgrammerCore, Result, RetryPolicy
+from hil.programmer.core import Entropy, ProgrammerCore, Result, RetryPolicy
 from protocol.device_state import AlarmKind, Role
 from protocol.messages import (
     AcknowledgeAlarm,
@@ -213,8 +213,3 @@ class Programmer:
 
     def alarm_test(self) -> Result:
         return self.request(AlarmTest(command_id=self.command_id()))
-
-
-def succeeded(result: Result) -> bool:
-    """True when the request did what was asked: answered, or applied exactly once."""
-    return result.outcome in (Outcome.ANSWERED, Outcome.APPLIED)

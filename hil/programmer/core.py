@@ -37,7 +37,6 @@ from protocol.messages import (
     Authenticate,
     Challenge,
     CloseSession,
-    KeepAlive,
     Message,
     Nak,
     OpenSession,
@@ -47,7 +46,7 @@ from protocol.messages import (
 )
 from protocol.refusal import RefusalCode
 from protocol.request_kinds import COMMAND_OPCODES
-from protocol.session import ProgrammerSession, ProgrammerState
+from protocol.session import ProgrammerSession
 from protocol.units import U32_MAX
 
 FRAME_LEVEL_REFUSALS = frozenset(
@@ -171,7 +170,6 @@ class ProgrammerCore:
         self._last_heard_ms = 0
         """When the pump last accepted a frame of ours, as far as we know (its reply came)."""
         self._now = 0
-        self._closing = False
         self.security_events: list[str] = []
         """Replies that failed to open or were stale: dropped, and noted here."""
 
@@ -198,7 +196,6 @@ class ProgrammerCore:
         """Close the session politely once the queue is empty."""
         self._tick(now_ms)
         if self._phase is _Phase.OPEN:
-            self._closing = True
             self._queue.append(_Pending(CloseSession()))
             self._pump()
         else:
@@ -406,7 +403,6 @@ class ProgrammerCore:
         if isinstance(pending.request, CloseSession):
             self._session.close()
             self._phase = _Phase.CLOSED
-            self._closing = False
 
     def _on_unsealed_reply(self, pending: _Pending, message: Message) -> None:
         """An unsealed NAK to a sealed request: unauthenticated, so only a hint.
@@ -521,13 +517,3 @@ class ProgrammerCore:
             self._results.append(
                 Result(pending.request, outcome, nak, pending.attempts, False, detail)
             )
-
-
-def keep_alive() -> KeepAlive:
-    """A keep-alive request, for a programmer that sits idle inside a session."""
-    return KeepAlive()
-
-
-def programmer_state(core: ProgrammerCore) -> ProgrammerState:
-    """The session layer's view, for diagnostics."""
-    return core._session.state

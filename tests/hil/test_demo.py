@@ -17,7 +17,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("demo")
-    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--days", "12"])
+    # A wide console keeps each table cell on one line, so the phrases below stay whole.
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["demo", "--out", str(out), "--days", "12"]
+    )
     assert result.exit_code == 0, result.output
     return out, result.output
 
