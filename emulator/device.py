@@ -275,7 +275,7 @@ class PumpDevice:
             "ledger": {"capacity": self._ledger.capacity, "entries": entries},
             "session": {
                 "failed_openings": self._session.failed_openings,
-                "lockout_until_ms": self._session.lockout_until_ms,
+                "lockout_left_ms": self._session.lockout_left_ms,
             },
         }
         return encode_record(DEVICE_STATE_MAGIC, record)
@@ -288,8 +288,12 @@ class PumpDevice:
         entropy: Entropy,
         *,
         limits: SessionLimits | None = None,
+        link_ms: int = 0,
     ) -> PumpDevice:
         """The device ``snapshot()`` saved, resumed at its pump time with no session open.
+
+        ``link_ms`` is where the link timeline starts in this process; a saved lockout
+        resumes with the time it had left, counted from there.
 
         SnapshotError if the blob is corrupt, truncated or malformed, or if it belongs to a
         pump with another serial than ``keys``.
@@ -318,7 +322,7 @@ class PumpDevice:
             device = cls(pump, keys, entropy, limits=limits, ledger=ledger)
             session = record["session"]
             device._session.restore_openings(
-                session["failed_openings"], session["lockout_until_ms"], pump.now_ms
+                session["failed_openings"], session["lockout_left_ms"], link_ms
             )
         except SnapshotError:
             raise

@@ -476,7 +476,15 @@ class PumpSession:
 
     @property
     def lockout_until_ms(self) -> int | None:
+        """When the lockout ends, on the link timeline (None: no lockout)."""
         return self._lockout_until
+
+    @property
+    def lockout_left_ms(self) -> int | None:
+        """How long the lockout has left at the last time this session was given."""
+        if self._lockout_until is None:
+            return None
+        return max(self._lockout_until - self._now, 0)
 
     @property
     def last_received_seq(self) -> int:
@@ -500,32 +508,40 @@ class PumpSession:
     # -- persistence --
 
     def restore_openings(
-        self, failed_openings: int, lockout_until_ms: int | None, now_ms: int
+        self, failed_openings: int, lockout_left_ms: int | None, now_ms: int
     ) -> None:
         """Resume the failed-opening count and the lockout a restarted pump remembers.
 
         Only for a fresh session object (IDLE, nothing sent yet): an open session is never
-        restored, a restart drops it. With ``lockout_until_ms`` the session is LOCKED_OUT
-        until then (already past: it ends at the next ``handle_timer``). ``now_ms`` is
-        where this session's time resumes.
+        restored, a restart drops it. ``now_ms`` is where this session's time (the *link*
+        timeline, docs/security.md section 6) resumes; with ``lockout_left_ms`` the session
+        is LOCKED_OUT for that much longer, counted from ``now_ms``. The link timeline of a
+        new process starts afresh, so a lockout is saved as the time it had left, never as
+        an instant.
         """
         if self._state is not SessionState.IDLE or self._now != 0 or self._events:
             raise SessionError("openings can only be restored into a fresh session")
         for name, value in (("failed_openings", failed_openings), ("now_ms", now_ms)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if lockout_until_ms is not None and (
-            isinstance(lockout_until_ms, bool)
-            or not isinstance(lockout_until_ms, int)
-            or lockout_until_ms < 0
+        if failed_openings >= self._limits.max_failed_openings and lockout_left_ms is None:
+            raise ValueError(
+                f"failed_openings {failed_openings} reaches the lockout limit "
+                f"{self._limits.max_failed_openings} without a lockout"
+            )
+        if lockout_left_ms is not None and (
+            isinstance(lockout_left_ms, bool)
+            or not isinstance(lockout_left_ms, int)
+            or not 0 <= lockout_left_ms <= self._lockout_ms
         ):
             raise ValueError(
-                f"lockout_until_ms must be None or an integer >= 0, got {lockout_until_ms!r}"
+                f"lockout_left_ms must be None or an integer 0..{self._lockout_ms}, "
+                f"got {lockout_left_ms!r}"
             )
         self._now = now_ms
         self._failed_openings = failed_openings
-        self._lockout_until = lockout_until_ms
-        if lockout_until_ms is not None:
+        if lockout_left_ms is not None:
+            self._lockout_until = now_ms + lockout_left_ms
             self._state = SessionState.LOCKED_OUT
 
     # -- timers --

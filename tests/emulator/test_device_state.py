@@ -102,7 +102,7 @@ def test_a_lockout_survives_a_restart() -> None:
     assert dev.session.state is SessionState.LOCKED_OUT
     until = dev.session.lockout_until_ms
     assert until is not None
-    back = PumpDevice.restore(dev.snapshot(), KEYS, random.Random(3).randbytes)
+    back = PumpDevice.restore(dev.snapshot(), KEYS, random.Random(3).randbytes, link_ms=now)
     assert (back.session.state, back.session.get_timer()) == (SessionState.LOCKED_OUT, until)
     assert (back.session.failed_openings, back.session.lockout_until_ms) == (n, until)
     back.receive_data(codec.encode(OpenSession(Role.CLINICIAN, bytes(16)), seq=1), now + 1)
@@ -157,7 +157,8 @@ def test_a_pump_snapshot_is_not_a_device_state() -> None:
         (("ledger", "entries"), [[1, "00", "00"]]),
         (("ledger", "capacity"), 0),
         (("session", "failed_openings"), -1),
-        (("session", "lockout_until_ms"), "soon"),
+        (("session", "lockout_left_ms"), "soon"),
+        (("session", "lockout_left_ms"), 10**12),
         (("pump",), "zz"),
     ],
 )
@@ -205,7 +206,7 @@ def test_restore_openings_only_into_a_fresh_session() -> None:
     with pytest.raises(ValueError, match="failed_openings"):
         PumpSession(KEYS, session.limits).restore_openings(-1, None, 0)
     locked = PumpSession(KEYS, session.limits)
-    locked.restore_openings(5, 9_000, 1_000)
+    locked.restore_openings(5, 8_000, 1_000)
     assert (locked.state, locked.get_timer()) == (SessionState.LOCKED_OUT, 9_000)
     locked.handle_timer(9_000)
     assert (locked.state, locked.failed_openings, locked.lockout_until_ms) == (
@@ -215,12 +216,13 @@ def test_restore_openings_only_into_a_fresh_session() -> None:
     )
 
 
-def test_the_restored_pump_time_never_runs_backwards() -> None:
+def test_the_restored_session_resumes_on_the_link_timeline_given() -> None:
     tp = pair(program=True)
     tp.run_until(50_000)
-    back = PumpDevice.restore(tp.device.snapshot(), KEYS, random.Random(3).randbytes)
+    back = PumpDevice.restore(tp.device.snapshot(), KEYS, random.Random(3).randbytes, link_ms=7)
+    assert back.now_ms == 50_000
     with pytest.raises(ValueError, match="backwards"):
-        back.session.handle_timer(49_999)
+        back.session.handle_timer(6)
 
 
 def replies(dev: PumpDevice) -> list[Frame]:
