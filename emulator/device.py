@@ -22,8 +22,17 @@ of docs/protocol.md and docs/security.md:
 - a session that ends for any reason drops a staged prescription, so a cut between STAGE
   and COMMIT changes nothing (C5).
 
-``now`` (``receive_data``, ``handle_timer``, ``get_timer``) is the pump's internal timeline,
-``Pump.now_ms``. Every instant a reply carries (STATUS and CLOCK, ACK values, log stamps,
+Two timelines (docs/security.md section 6, docs/serve.md "Two timelines"). ``now_ms`` is the
+pump's internal timeline, ``Pump.now_ms``: therapy, the log, the battery. ``link_ms`` is the
+link's: the session idle timeout and maximum length, the opening lockout, the stage lifetime
+and the give-up on a partial frame. They are separate inputs because a rig runs pump time
+fast (``--clock x1000``) or by hand (``--clock manual``) while the programmer at the other
+end, and the clinician at its prompt, live in real time. The serve loop feeds ``link_ms``
+from a monotonic clock whatever the pump clock does. A caller that never passes
+``link_ms`` (an in-process simulation where both move together) gets one timeline:
+``link_ms`` is then ``now_ms``, and ``get_timer`` gives the earlier of the two deadlines.
+
+Every instant a reply carries (STATUS and CLOCK, ACK values, log stamps,
 alarms' ``since_ms``, PRESCRIPTION_STAGED's predictions) is on the pump clock, as
 docs/protocol.md section 1 says: the firmware gives them so, and this module passes them on
 unconverted.
@@ -232,6 +241,12 @@ class PumpDevice:
         self._framer = Framer()
         self._outbox = bytearray()
         self._rx_idle_deadline: int | None = None
+        """When a partial frame is given up on, on the link timeline."""
+        self._stage_deadline: int | None = None
+        """When the staged prescription's lifetime ends, on the link timeline."""
+        self._link_now = 0
+        self._joint = True
+        """True while no caller has passed ``link_ms``: the link timeline is pump time."""
         self._history = bytearray()
         """The last bytes received, so a rejected frame's header can be read back."""
         self._history_base = 0
@@ -253,6 +268,11 @@ class PumpDevice:
     @property
     def now_ms(self) -> int:
         return self._pump.now_ms
+
+    @property
+    def link_ms(self) -> int:
+        """The link timeline's latest instant (pump time while the timelines are one)."""
+        return self._link_now
 
     # -- persistence: what survives a restart of the emulator --
 
@@ -288,12 +308,13 @@ class PumpDevice:
         entropy: Entropy,
         *,
         limits: SessionLimits | None = None,
-        link_ms: int = 0,
+        link_ms: int | None = None,
     ) -> PumpDevice:
         """The device ``snapshot()`` saved, resumed at its pump time with no session open.
 
-        ``link_ms`` is where the link timeline starts in this process; a saved lockout
-        resumes with the time it had left, counted from there.
+        ``link_ms`` is where the link timeline resumes (None: at the restored pump time, for
+        a caller that keeps one timeline); a saved lockout resumes with the time it had
+        left, counted from there.
 
         SnapshotError if the blob is corrupt, truncated or malformed, or if it belongs to a
         pump with another serial than ``keys``.
@@ -320,9 +341,10 @@ class PumpDevice:
             if len(ledger) != len(record["ledger"]["entries"]):
                 raise SnapshotError("the ledger holds duplicate or surplus entries")
             device = cls(pump, keys, entropy, limits=limits, ledger=ledger)
+            device._link_now = pump.now_ms if link_ms is None else link_ms
             session = record["session"]
             device._session.restore_openings(
-                session["failed_openings"], session["lockout_left_ms"], link_ms
+                session["failed_openings"], session["lockout_left_ms"], device._link_now
             )
         except SnapshotError:
             raise
@@ -333,9 +355,9 @@ class PumpDevice:
 
     # -- sans-IO interface --
 
-    def receive_data(self, data: bytes, now_ms: int) -> None:
-        """Bytes arrived from the link at ``now_ms``."""
-        self._advance(now_ms)
+    def receive_data(self, data: bytes, now_ms: int, link_ms: int | None = None) -> None:
+        """Bytes arrived from the link at pump time ``now_ms`` and link time ``link_ms``."""
+        link = self._advance(now_ms, link_ms)
         self._remember(data)
         events = self._framer.feed(data)
         if not self._framer.buffered:
@@ -343,32 +365,64 @@ class PumpDevice:
             # at once, so its FRAME_CORRUPT answer is not held back until the next bytes.
             events += self._framer.finish()
         self._on_events(events)
-        self._rx_idle_deadline = now_ms + RX_IDLE_MS if self._framer.buffered else None
+        self._rx_idle_deadline = link + RX_IDLE_MS if self._framer.buffered else None
 
     def data_to_send(self) -> bytes:
         data = bytes(self._outbox)
         self._outbox.clear()
         return data
 
-    def get_timer(self) -> int | None:
-        """The next instant anything changes by itself: pump events, session timers, or a
-        partial frame to give up on."""
-        times = (self._pump.next_deadline(), self._session.get_timer(), self._rx_idle_deadline)
+    def get_pump_timer(self) -> int | None:
+        """The next pump-timeline instant the pump changes by itself (therapy, alarms)."""
+        return self._pump.next_deadline()
+
+    def get_link_timer(self) -> int | None:
+        """The next link-timeline instant something expires: the session's idle timeout or
+        maximum length, a lockout's end, the stage lifetime, or a partial frame."""
+        times = (self._session.get_timer(), self._rx_idle_deadline, self._stage_deadline)
         return min((t for t in times if t is not None), default=None)
 
-    def handle_timer(self, now_ms: int) -> None:
-        self._advance(now_ms)
-        if self._rx_idle_deadline is not None and now_ms >= self._rx_idle_deadline:
+    def get_timer(self) -> int | None:
+        """The next instant anything changes by itself, while the timelines are one.
+
+        A caller that passes ``link_ms`` keeps two timelines and must ask each
+        (``get_pump_timer``, ``get_link_timer``): their instants cannot be compared.
+        """
+        if not self._joint:
+            raise RuntimeError(
+                "this device runs two timelines: use get_pump_timer() and get_link_timer()"
+            )
+        times = (self.get_pump_timer(), self.get_link_timer())
+        return min((t for t in times if t is not None), default=None)
+
+    def handle_timer(self, now_ms: int, link_ms: int | None = None) -> None:
+        """Fire what is due at pump time ``now_ms`` and link time ``link_ms``."""
+        link = self._advance(now_ms, link_ms)
+        if self._rx_idle_deadline is not None and link >= self._rx_idle_deadline:
             self._rx_idle_deadline = None
             self._on_events(self._framer.finish())
 
     # -- time --
 
-    def _advance(self, now_ms: int) -> None:
-        """Bring the pump and the session up to ``now_ms``, firing due timers."""
+    def _advance(self, now_ms: int, link_ms: int | None) -> int:
+        """Bring the pump to ``now_ms`` and the link timers to ``link_ms``, firing due
+        timers; returns the link time."""
+        if link_ms is None:
+            if not self._joint:
+                raise ValueError("this device runs two timelines: pass link_ms every time")
+            link_ms = now_ms
+        else:
+            self._joint = False
+        if isinstance(link_ms, bool) or not isinstance(link_ms, int) or link_ms < self._link_now:
+            raise ValueError(f"link time must not go backwards: {link_ms!r} < {self._link_now}")
         self._pump.advance_to(now_ms)
-        self._session.handle_timer(now_ms)
+        self._link_now = link_ms
+        self._session.handle_timer(link_ms)
         self._drain_session_events(None, 0)
+        if self._stage_deadline is not None and link_ms >= self._stage_deadline:
+            self._stage_deadline = None
+            self._pump.expire_staged()
+        return link_ms
 
     # -- frames --
 
@@ -421,14 +475,14 @@ class PumpDevice:
         elif frame.opcode is Opcode.OPEN_SESSION or frame.opcode is Opcode.AUTHENTICATE:
             self._on_handshake(frame)
         else:
-            refused = self._session.receive_unsealed(self._pump.now_ms)
+            refused = self._session.receive_unsealed(self._link_now)
             self._drain_session_events(frame.opcode, frame.seq)
             # Unsealed, even inside a session (docs/security.md section 10): the sender
             # proved nothing, and it must not make the pump spend a sealed reply SEQ.
             self._reply(self._session_nak(refused.code), frame.seq, sealed=False)
 
     def _on_handshake(self, frame: Frame) -> None:
-        now = self._pump.now_ms
+        now = self._link_now
         try:
             message = codec.decode_payload(frame.opcode, frame.body)
         except DecodeError as error:
@@ -450,7 +504,8 @@ class PumpDevice:
             if isinstance(opened, SessionRefused):
                 self._send_unsealed(self._session_nak(opened.code), frame.seq)
                 return
-            self._pump.telemetry_session()
+            if not opened.repeat:
+                self._pump.telemetry_session()
             reply = SessionOpened(
                 proof=opened.proof,
                 idle_timeout_s=opened.idle_timeout_s,
@@ -465,7 +520,7 @@ class PumpDevice:
         return nonce
 
     def _on_sealed(self, frame: Frame) -> None:
-        now = self._pump.now_ms
+        now = self._link_now
         kind = REQUEST_KIND.get(frame.opcode)
         if kind is None:
             # A sealed OPEN_SESSION or AUTHENTICATE: the handshake is never sealed.
@@ -532,9 +587,14 @@ class PumpDevice:
             case ReadClock():
                 return Clock(pump_time_ms=pump.status().local_time_ms)
             case StagePrescription(prescription=prescription):
-                staged = pump.stage(prescription)
+                staged = pump.stage(prescription, expires=False)
                 if isinstance(staged, Refused):
                     return _refusal(staged)
+                # The lifetime runs on the link: a clinician reviewing at a prompt lives in
+                # real time, whatever the pump clock does (docs/protocol.md section 7).
+                # Expired strictly after it, as on the pump timeline: the timer fires 1 ms on.
+                lifetime_ms = pump.profile.stage_lifetime_s * 1000
+                self._stage_deadline = self._link_now + lifetime_ms + 1
                 return _staged_reply(staged)
             case _:
                 return _nak(RefusalCode.BAD_STATE)
@@ -615,7 +675,13 @@ class PumpDevice:
         NOT_PERMITTED_FOR_ROLE the ROLE field."""
         if code is RefusalCode.LOCKED_OUT:
             until = self._session.lockout_until_ms
-            left_ms = 0 if until is None else max(until - self._pump.now_ms, 0)
+            left_ms = 0 if until is None else max(until - self._link_now, 0)
+            return _nak(code, -(-left_ms // 1000))
+        if code is RefusalCode.SESSION_BUSY:
+            # When the open session ends unless it is used again: a programmer whose own
+            # session was orphaned by lost replies knows how long to wait (section 12).
+            ends = self._session.get_timer()
+            left_ms = 0 if ends is None else max(ends - self._link_now, 0)
             return _nak(code, -(-left_ms // 1000))
         if code is RefusalCode.REPLAY_DETECTED:
             return _nak(code, self._session.last_received_seq)
@@ -649,6 +715,7 @@ class PumpDevice:
             self._log_session_event(event, opcode, seq)
             if event.kind in _SESSION_END_EVENTS:
                 self._pump.discard_staged()  # C5: a cut session never half-applies
+                self._stage_deadline = None
 
     def _log_session_event(self, event: SessionEvent, opcode: Opcode | None, seq: int) -> None:
         role = int(event.role) if event.role is not None else 0

@@ -208,8 +208,14 @@ class Pump:
     # Commands (results are values; every one is logged)
     # ====================================================================================
 
-    def stage(self, prescription: Prescription) -> Staged | Refused:
-        return self._fw.stage(prescription, self._now)
+    def stage(self, prescription: Prescription, *, expires: bool = True) -> Staged | Refused:
+        """Stage for review. ``expires=False`` when the caller times the stage lifetime on
+        a timeline of its own and ends it with ``expire_staged`` (the device: link time)."""
+        return self._fw.stage(prescription, self._now, expires=expires)
+
+    def expire_staged(self) -> None:
+        """The stage lifetime ran out on the caller's timeline: COMMIT refuses STAGE_EXPIRED."""
+        self._fw.expire_staged()
 
     def discard_staged(self) -> None:
         """Forget a staged prescription (a session cut between stage and commit, C5)."""

@@ -4,15 +4,22 @@
 listener, an in-memory pair) and a ``Clock``. It runs one blocking thread per link (TECH-NOTES:
 that was the fastest way to move serial bytes), and on every turn:
 
-1. fires the device's timers that are due (``get_timer``/``handle_timer``);
+1. fires the device's timers that are due on either timeline (``get_pump_timer``,
+   ``get_link_timer``, ``handle_timer``);
 2. writes what the device has to send;
 3. reads the link, blocking no longer than until the next thing is due: a pump timer
    (converted from pump time to a real wait by the clock), a paced byte, or ``poll_s``;
 4. hands what arrived to ``device.receive_data(data, now)`` and writes the reply at once.
 
-Time. Pump time comes only from the clock given. A ``ScaledClock``/``SystemClock`` converts a
-pump-time deadline to a real wait (``real_ns_until``). A ``ManualClock`` never moves by
-itself: only ``advance`` (the control API) moves it, and then fires the timers at once.
+Time: two timelines (docs/serve.md "Two timelines"). Pump time comes only from the clock
+given. A ``ScaledClock``/``SystemClock`` converts a pump-time deadline to a real wait
+(``real_ns_until``). A ``ManualClock`` never moves by itself: only ``advance`` (the control
+API) moves it, and then fires the timers at once. Link time (the session's idle timeout and
+maximum length, the opening lockout, the stage lifetime, the give-up on a partial frame)
+always follows the monotonic source in real milliseconds, whatever the pump clock does: a
+programmer that vanishes frees the pump after the idle timeout in real time under
+``--clock manual``, and one that keeps its session between commands is not expired in
+milliseconds under ``--clock x1000``.
 
 Locking. One lock guards the device: the serve thread holds it around each call into the
 device, and the control API thread takes it to inject faults, advance time and read truth.
@@ -363,6 +370,8 @@ class PumpServer:
         self._reopen_delays = tuple(reopen_delays_s)
         self._close_link = close_link
         self._mono = monotonic_ns
+        self._link_origin_ns = monotonic_ns()
+        self._link_base_ms = device.link_ms
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -465,12 +474,16 @@ class PumpServer:
         with self._lock:
             return self._device.now_ms
 
+    def link_ms(self) -> int:
+        """Now on the link timeline: real milliseconds, whatever the pump clock does."""
+        return self._link_base_ms + (self._mono() - self._link_origin_ns) // 1_000_000
+
     def inject(self, fault: Fault) -> int:
         """Apply a plant fault at the current pump time; returns that time."""
         with self._lock:
             now = self._bring_up_to_date()
             self._device.pump.inject(fault)
-            self._device.handle_timer(now)
+            self._device.handle_timer(now, self.link_ms())
             self._note(f"fault injected: {fault!r}", now)
             self._scan_log()
             return now
@@ -489,7 +502,7 @@ class PumpServer:
         with self._lock:
             before = clock.now_ms()
             now = clock.advance(ms)
-            self._device.handle_timer(now)
+            self._device.handle_timer(now, self.link_ms())
             self._note(
                 f"time advanced {ms} ms: {format_pump_time(before)} -> {format_pump_time(now)}",
                 now,
@@ -588,10 +601,14 @@ class PumpServer:
             self._feed_due_rx()
         with self._lock:
             now = self._clock.now_ms()
-            timer = self._device.get_timer()
-            if timer is not None and now >= timer:
-                self._device.handle_timer(now)
-                timer = self._device.get_timer()
+            link = self.link_ms()
+            device = self._device
+            timer, link_timer = device.get_pump_timer(), device.get_link_timer()
+            if (timer is not None and now >= timer) or (
+                link_timer is not None and link >= link_timer
+            ):
+                device.handle_timer(now, link)
+                timer, link_timer = device.get_pump_timer(), device.get_link_timer()
                 self._save_if_changed()
             out = self._device.data_to_send()
             self._scan_log()
@@ -599,7 +616,7 @@ class PumpServer:
             self._send(out, now)
         if wire is not None:
             self._write_due_tx()
-        data = self._link.read(self._wait_s(timer))
+        data = self._link.read(self._wait_s(timer, link_timer, link))
         if not data:
             return
         self._rx_bytes += len(data)
@@ -608,12 +625,15 @@ class PumpServer:
         else:
             self._rx_pending.append((wire.rx_visible(len(data), self._mono()), data))
 
-    def _wait_s(self, timer: int | None) -> float:
-        """How long the next read may block: until a timer, a paced byte, or ``poll_s``."""
+    def _wait_s(self, timer: int | None, link_timer: int | None, link: int) -> float:
+        """How long the next read may block: until a pump timer, a link timer, a paced
+        byte, or ``poll_s``."""
         wait_ns = int(self._poll_s * 1e9)
         clock = self._clock
         if timer is not None and isinstance(clock, RealTimeClock):
             wait_ns = min(wait_ns, clock.real_ns_until(timer))
+        if link_timer is not None:
+            wait_ns = min(wait_ns, (link_timer - link) * 1_000_000)
         if self._rx_pending or self._tx_pending:
             now_ns = self._mono()
             for queue in (self._rx_pending, self._tx_pending):
@@ -625,7 +645,7 @@ class PumpServer:
         """Hand received bytes to the device and send its reply at once."""
         with self._lock:
             now = self._clock.now_ms()
-            self._device.receive_data(data, now)
+            self._device.receive_data(data, now, self.link_ms())
             out = self._device.data_to_send()
             self._save_if_changed()
             self._scan_log()
@@ -703,10 +723,9 @@ class PumpServer:
 
     def _bring_up_to_date(self) -> int:
         """Let the pump reach the clock's time (caller holds the lock); returns it."""
-        now = self._clock.now_ms()
-        if now > self._device.now_ms:
-            self._device.handle_timer(now)
-        return max(now, self._device.now_ms)
+        now = max(self._clock.now_ms(), self._device.now_ms)
+        self._device.handle_timer(now, self.link_ms())
+        return now
 
     # -- observability --
 

@@ -55,6 +55,9 @@ class RefusalCode(IntEnum):
     FRAME_NOT_AUTHENTIC = 0x18
     """A sealed frame failed its AEAD check: tampered, truncated or sealed with another key.
     Nothing was applied (C3, C4; docs/security.md)."""
+    HANDSHAKE_STALE = 0x19
+    """A late copy of a handshake frame the pump has since replaced or ended; the pending
+    challenge is kept and nothing is counted (docs/security.md section 5)."""
 
     # -- programming --------------------------------------------------------------------------
     NOTHING_STAGED = 0x20

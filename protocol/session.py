@@ -29,8 +29,10 @@ SEQ of an unsealed handshake frame is not authenticated and is never checked.
 
 from __future__ import annotations
 
+import hmac
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 from types import MappingProxyType
 
@@ -101,6 +103,13 @@ class SessionInput(Enum):
     """Timer: the session reached its maximum length."""
     LOCKOUT_END = "lockout_end"
     """Timer: the lockout time has passed."""
+    HANDSHAKE_REPEATED = "handshake_repeated"
+    """A copy of the OPEN_SESSION (same role and programmer nonce) or the AUTHENTICATE (same
+    proof) that began the pending challenge or the open session: link duplication, or a
+    programmer resending a handshake frame whose answer was lost."""
+    HANDSHAKE_STALE = "handshake_stale"
+    """An OPEN_SESSION or AUTHENTICATE of a handshake the pump has since replaced, abandoned,
+    refused or ended (a late copy), arriving while a challenge is pending."""
 
 
 TIMER_INPUTS = frozenset(
@@ -109,6 +118,10 @@ TIMER_INPUTS = frozenset(
 AUTH_INPUTS = frozenset(
     {SessionInput.AUTH_VALID, SessionInput.AUTH_INVALID, SessionInput.AUTH_INVALID_LIMIT}
 )
+HANDSHAKE_COPY_INPUTS = frozenset({SessionInput.HANDSHAKE_REPEATED, SessionInput.HANDSHAKE_STALE})
+"""Copies of handshake frames: link damage never fails a proof or counts toward lockout."""
+STALE_HANDSHAKES_REMEMBERED = 8
+"""Nonces and proofs of ended handshakes the pump recognises a late copy of."""
 SEALED_INPUTS = frozenset(
     {
         SessionInput.SEALED_FORGED,
@@ -149,6 +162,9 @@ class Action(Enum):
     """Forget the unanswered challenge."""
     END_LOCKOUT = "end_lockout"
     """Reset the failure count; opening is allowed again."""
+    REPEAT_REPLY = "repeat_reply"
+    """Answer a copy of a handshake frame with a copy of the original answer; nothing else
+    changes and nothing is counted."""
     NOTHING = "nothing"
     """A timer that is not armed in this state; it cannot fire (the table is total)."""
 
@@ -174,6 +190,7 @@ class SessionEventKind(IntEnum):
     FORGED_FRAME = 20
     REPLAYED_FRAME = 21
     ROLE_DENIED = 22
+    STALE_HANDSHAKE = 23
 
     @property
     def is_security(self) -> bool:
@@ -231,6 +248,7 @@ _EXP_NA = _not_authenticated(_S.EXPIRED)
 _EXP_GONE = _refuse(_S.EXPIRED, _R.SESSION_EXPIRED, _E.UNAUTHENTICATED_REQUEST)
 _LOCK_OPEN = _refuse(_S.LOCKED_OUT, _R.LOCKED_OUT, _E.OPENING_REFUSED)
 _LOCK_NA = _not_authenticated(_S.LOCKED_OUT)
+_STALE = _refuse(_S.CHALLENGED, _R.HANDSHAKE_STALE, _E.STALE_HANDSHAKE)
 
 SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingProxyType(
     {
@@ -249,6 +267,9 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
         (_S.IDLE, _I.IDLE_TIMEOUT): _stay(_S.IDLE),
         (_S.IDLE, _I.MAX_LENGTH): _stay(_S.IDLE),
         (_S.IDLE, _I.LOCKOUT_END): _stay(_S.IDLE),
+        # Nothing pending to compare with: a copy is taken for what it looks like.
+        (_S.IDLE, _I.HANDSHAKE_REPEATED): Transition(_A.SEND_CHALLENGE, _S.CHALLENGED),
+        (_S.IDLE, _I.HANDSHAKE_STALE): _IDLE_NA,
         # CHALLENGED: one AUTHENTICATE answers the challenge; a new OPEN_SESSION replaces it.
         (_S.CHALLENGED, _I.OPEN_REQUEST): Transition(_A.SEND_CHALLENGE, _S.CHALLENGED),
         (_S.CHALLENGED, _I.AUTH_VALID): Transition(
@@ -272,6 +293,8 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
         ),
         (_S.CHALLENGED, _I.MAX_LENGTH): _stay(_S.CHALLENGED),
         (_S.CHALLENGED, _I.LOCKOUT_END): _stay(_S.CHALLENGED),
+        (_S.CHALLENGED, _I.HANDSHAKE_REPEATED): Transition(_A.REPEAT_REPLY, _S.CHALLENGED),
+        (_S.CHALLENGED, _I.HANDSHAKE_STALE): _STALE,
         # OPEN: sealed, fresh, permitted requests only; one programmer at a time.
         (_S.OPEN, _I.OPEN_REQUEST): _OPEN_BUSY,
         (_S.OPEN, _I.AUTH_VALID): _OPEN_BUSY,
@@ -293,6 +316,8 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
             _A.EXPIRE_SESSION, _S.EXPIRED, None, _E.SESSION_EXPIRED
         ),
         (_S.OPEN, _I.LOCKOUT_END): _stay(_S.OPEN),
+        (_S.OPEN, _I.HANDSHAKE_REPEATED): Transition(_A.REPEAT_REPLY, _S.OPEN),
+        (_S.OPEN, _I.HANDSHAKE_STALE): _OPEN_BUSY,
         # EXPIRED: as IDLE, but a sealed frame learns its session expired.
         (_S.EXPIRED, _I.OPEN_REQUEST): Transition(_A.SEND_CHALLENGE, _S.CHALLENGED),
         (_S.EXPIRED, _I.AUTH_VALID): _EXP_NA,
@@ -308,6 +333,8 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
         (_S.EXPIRED, _I.IDLE_TIMEOUT): _stay(_S.EXPIRED),
         (_S.EXPIRED, _I.MAX_LENGTH): _stay(_S.EXPIRED),
         (_S.EXPIRED, _I.LOCKOUT_END): _stay(_S.EXPIRED),
+        (_S.EXPIRED, _I.HANDSHAKE_REPEATED): Transition(_A.SEND_CHALLENGE, _S.CHALLENGED),
+        (_S.EXPIRED, _I.HANDSHAKE_STALE): _EXP_NA,
         # LOCKED_OUT: every opening is refused until the lockout ends.
         (_S.LOCKED_OUT, _I.OPEN_REQUEST): _LOCK_OPEN,
         (_S.LOCKED_OUT, _I.AUTH_VALID): _LOCK_OPEN,
@@ -325,6 +352,8 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
         (_S.LOCKED_OUT, _I.LOCKOUT_END): Transition(
             _A.END_LOCKOUT, _S.IDLE, None, _E.LOCKOUT_ENDED
         ),
+        (_S.LOCKED_OUT, _I.HANDSHAKE_REPEATED): _LOCK_OPEN,
+        (_S.LOCKED_OUT, _I.HANDSHAKE_STALE): _LOCK_OPEN,
     }
 )
 """The pump's session state machine: every (state, input) pair, exactly once."""
@@ -353,6 +382,8 @@ class Challenge:
     pump_nonce: bytes
     serial: str
     seq: int
+    repeat: bool = False
+    """A copy of the answer already sent to this handshake (HANDSHAKE_REPEATED)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +394,8 @@ class Opened:
     idle_timeout_s: int
     max_session_s: int
     seq: int
+    repeat: bool = False
+    """A copy of the answer already sent to this handshake (HANDSHAKE_REPEATED)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +447,7 @@ class _Input:
     pump_nonce: bytes = b""
     seq: int = 0
     plaintext: bytes = b""
+    proof: bytes = b""
 
 
 def _check_nonce(name: str, nonce: bytes) -> bytes:
@@ -448,6 +482,10 @@ class PumpSession:
         self._farewell: bytes | None = None
         self._role: Role | None = None
         self._session_keys: crypto.SessionKeys | None = None
+        self._opened: Opened | None = None
+        self._opening_proof = b""
+        self._stale: deque[bytes] = deque(maxlen=2 * STALE_HANDSHAKES_REMEMBERED)
+        """Programmer nonces (16 bytes) and proofs (32 bytes) of ended handshakes."""
         self._clear_session()
 
     # -- inspection --
@@ -575,34 +613,52 @@ class PumpSession:
             raise ValueError("pump_nonce repeats the previous one: the nonce source is broken")
         self._tick(now_ms)
         self._fire_timers(now_ms)
+        pending = self._state in (SessionState.CHALLENGED, SessionState.OPEN)
+        if pending and role is self._role and programmer_nonce == self._programmer_nonce:
+            event, detail = SessionInput.HANDSHAKE_REPEATED, "a copy of the OPEN_SESSION"
+        elif self._state is SessionState.CHALLENGED and programmer_nonce in self._stale:
+            event, detail = (
+                SessionInput.HANDSHAKE_STALE,
+                "a late OPEN_SESSION of an ended handshake",
+            )
+        else:
+            event, detail = (
+                SessionInput.OPEN_REQUEST,
+                f"OPEN_SESSION for the {role.name.lower()} role",
+            )
         inp = _Input(
-            SessionInput.OPEN_REQUEST,
-            f"OPEN_SESSION for the {role.name.lower()} role",
-            role=role,
-            programmer_nonce=programmer_nonce,
-            pump_nonce=pump_nonce,
+            event, detail, role=role, programmer_nonce=programmer_nonce, pump_nonce=pump_nonce
         )
         t = self._step(inp, now_ms)
         if t.refusal is not None:
             return Refused(t.refusal, inp.detail)
+        if t.action is Action.REPEAT_REPLY:
+            return Challenge(self._pump_nonce, self._keys.serial, seq=1, repeat=True)
         return Challenge(pump_nonce=pump_nonce, serial=self._keys.serial, seq=1)
 
     def authenticate(self, proof: bytes, now_ms: int) -> Opened | Refused:
         """An AUTHENTICATE arrived with ``proof``."""
         self._tick(now_ms)
         self._fire_timers(now_ms)
-        if self._state is SessionState.CHALLENGED:
+        if self._state is SessionState.OPEN and hmac.compare_digest(proof, self._opening_proof):
+            inp = _Input(SessionInput.HANDSHAKE_REPEATED, "a copy of the AUTHENTICATE")
+        elif self._state is SessionState.CHALLENGED and proof in self._stale:
+            inp = _Input(SessionInput.HANDSHAKE_STALE, "a late AUTHENTICATE of an ended handshake")
+        elif self._state is SessionState.CHALLENGED:
             assert self._role is not None
             if crypto.verify_programmer_proof(
                 self._keys.key_for(self._role), self._transcript(), proof
             ):
-                inp = _Input(SessionInput.AUTH_VALID, "proof verified", role=self._role)
+                inp = _Input(
+                    SessionInput.AUTH_VALID, "proof verified", role=self._role, proof=proof
+                )
             elif self._failed_openings + 1 >= self._limits.max_failed_openings:
                 inp = _Input(
                     SessionInput.AUTH_INVALID_LIMIT,
                     f"proof did not verify ({self._failed_openings + 1} failed openings in a "
                     f"row); opening locked out for {self._limits.lockout_s} s",
                     role=self._role,
+                    proof=proof,
                 )
             else:
                 inp = _Input(
@@ -610,6 +666,7 @@ class PumpSession:
                     f"proof did not verify ({self._failed_openings + 1} failed openings in a "
                     f"row, lockout at {self._limits.max_failed_openings})",
                     role=self._role,
+                    proof=proof,
                 )
         else:
             inp = _Input(SessionInput.AUTH_INVALID, "AUTHENTICATE without a pending challenge")
@@ -617,12 +674,16 @@ class PumpSession:
         if t.refusal is not None:
             return Refused(t.refusal, inp.detail)
         assert self._role is not None
-        return Opened(
+        if t.action is Action.REPEAT_REPLY:
+            assert self._opened is not None
+            return replace(self._opened, repeat=True)
+        self._opened = Opened(
             proof=crypto.pump_proof(self._keys.key_for(self._role), self._transcript()),
             idle_timeout_s=self._limits.idle_timeout_s,
             max_session_s=self._limits.max_session_s,
             seq=HANDSHAKE_FRAMES,
         )
+        return self._opened
 
     def receive_sealed(
         self, header: bytes, body: bytes, kind: RequestKind, now_ms: int
@@ -754,6 +815,8 @@ class PumpSession:
     def _perform(self, action: Action, inp: _Input, now_ms: int) -> None:
         match action:
             case Action.SEND_CHALLENGE:
+                if self._state is SessionState.CHALLENGED:
+                    self._forget_handshake()  # replaced: a late copy must not undo the new one
                 self._clear_session()
                 self._role = inp.role
                 self._programmer_nonce = inp.programmer_nonce
@@ -767,6 +830,7 @@ class PumpSession:
                     self._keys.key_for(self._role), self._transcript()
                 )
                 self._failed_openings = 0
+                self._opening_proof = inp.proof
                 self._opened_at = now_ms
                 self._last_activity = now_ms
                 self._last_received_seq = 0
@@ -778,22 +842,28 @@ class PumpSession:
                 assert self._session_keys is not None
                 farewell = self._session_keys.to_programmer
                 send_seq = self._send_seq
+                self._forget_handshake()
                 self._clear_session()
                 self._farewell = farewell
                 self._send_seq = send_seq
             case Action.FAIL_AUTHENTICATION:
                 self._failed_openings += 1
+                self._stale.append(inp.proof)  # a copy of this proof must not count again
+                self._forget_handshake()
                 self._clear_session()
             case Action.START_LOCKOUT:
                 self._failed_openings += 1
                 self._lockout_until = now_ms + self._lockout_ms
+                self._stale.append(inp.proof)
+                self._forget_handshake()
                 self._clear_session()
             case Action.EXPIRE_SESSION | Action.ABANDON_HANDSHAKE:
+                self._forget_handshake()
                 self._clear_session()
             case Action.END_LOCKOUT:
                 self._failed_openings = 0
                 self._lockout_until = None
-            case Action.REFUSE | Action.NOTHING:
+            case Action.REFUSE | Action.REPEAT_REPLY | Action.NOTHING:
                 pass
 
     def _transcript(self) -> crypto.Transcript:
@@ -802,8 +872,21 @@ class PumpSession:
             self._keys.serial, self._role, self._programmer_nonce, self._pump_nonce
         )
 
+    def _forget_handshake(self) -> None:
+        """Remember the ending handshake's nonce and its genuine proof, so a late copy of
+        either is told HANDSHAKE_STALE instead of replacing or failing a newer one."""
+        if not self._programmer_nonce or self._role is None:
+            return
+        self._stale.append(self._programmer_nonce)
+        self._stale.append(
+            self._opening_proof
+            or crypto.programmer_proof(self._keys.key_for(self._role), self._transcript())
+        )
+
     def _clear_session(self) -> None:
         self._role = None
+        self._opening_proof = b""
+        self._opened = None
         self._programmer_nonce = b""
         self._pump_nonce = b""
         self._session_keys = None

@@ -30,7 +30,7 @@ import functools
 import inspect
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from emulator.delivery import EngineState, Strokes
@@ -237,7 +237,10 @@ _NOTHING = Commanded(0, 0)
 class _Staged:
     rx: Prescription
     digest: bytes
-    expires_ms: int
+    expires_ms: int | None
+    """None: the stage lifetime runs on a timeline the pump does not keep (the device's link
+    timeline, docs/security.md section 6), which ends it with ``expire_staged``."""
+    expired: bool = False
 
 
 class Firmware:
@@ -451,8 +454,9 @@ class Firmware:
         out = []
         if self._lockout_until_ms > now_ms:
             out.append(self._lockout_until_ms)
-        if self._staged is not None and self._staged.expires_ms > now_ms:
-            out.append(self._staged.expires_ms + 1)
+        expires = None if self._staged is None else self._staged.expires_ms
+        if expires is not None and expires > now_ms:
+            out.append(expires + 1)
         if self._patient_grants:
             out.append(self._patient_grants[0] + MS_PER_DAY)
         return out
@@ -540,8 +544,11 @@ class Firmware:
     # ====================================================================================
 
     @_command
-    def stage(self, rx: Prescription, now_ms: int) -> Staged | Refused:
-        """Check a prescription and compute what it means, without applying it (C5)."""
+    def stage(self, rx: Prescription, now_ms: int, *, expires: bool = True) -> Staged | Refused:
+        """Check a prescription and compute what it means, without applying it (C5).
+
+        ``expires=False``: the caller times the stage lifetime on its own timeline and ends
+        it with ``expire_staged`` (the device does, on link time)."""
         gate = self._gate(TherapyInput.STAGE, now_ms, None)
         if isinstance(gate, Refused):
             return gate
@@ -557,8 +564,8 @@ class Firmware:
         # exactly what the pump accepted: mass = volume x concentration (protocol.md 7).
         daily_volume = daily_volume_with_boluses_nl(rx)
         daily_mass = daily_volume * rx.concentration_ug_per_ml
-        expires = now_ms + self.profile.stage_lifetime_s * MS_PER_S
-        self._staged = _Staged(rx, digest, expires)
+        lifetime_ms = self.profile.stage_lifetime_s * MS_PER_S
+        self._staged = _Staged(rx, digest, now_ms + lifetime_ms if expires else None)
         low, empty = self.predictions(now_ms, rx, running=rx.mode is not InfusionMode.STOPPED)
         seq = self._log(
             now_ms, EventKind.PRESCRIPTION_STAGED, int(rx.mode), daily_volume, daily_mass
@@ -569,10 +576,16 @@ class Firmware:
             daily_mass,
             low,
             empty,
-            self.local_ms(expires),
+            self.local_ms(now_ms + lifetime_ms),
             self._stamp(now_ms),
             seq,
         )
+
+    def expire_staged(self) -> None:
+        """The stage lifetime ran out on the caller's timeline: COMMIT now refuses it with
+        STAGE_EXPIRED, exactly as when it runs out on pump time."""
+        if self._staged is not None:
+            self._staged = replace(self._staged, expired=True)
 
     def discard_staged(self) -> None:
         """A session cut between stage and commit: the staged prescription is gone (C5)."""
@@ -591,7 +604,7 @@ class Firmware:
             return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
         if staged is None:
             return self._refuse(Refused(RefusalCode.NOTHING_STAGED), what, now_ms, command_id)
-        if now_ms > staged.expires_ms:
+        if staged.expired or (staged.expires_ms is not None and now_ms > staged.expires_ms):
             self._staged = None
             return self._refuse(
                 Refused(RefusalCode.STAGE_EXPIRED, FieldId.NONE, self.profile.stage_lifetime_s),
@@ -1392,6 +1405,8 @@ class Firmware:
     def snapshot_state(self) -> dict[str, Any]:
         """The non-volatile record plus volatile RAM, for saving a simulation exactly."""
         staged = self._staged
+        if staged is not None and staged.expired:
+            staged = None  # an expired stage can only be refused; a restart drops it anyway
         return {
             "record": self.to_record(),
             "staged": None
@@ -1414,7 +1429,8 @@ class Firmware:
                 rx = prescription_from_json(staged[0])
                 if rx is None:
                     raise SnapshotError("staged prescription missing")
-                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), int(staged[2]))
+                expires = None if staged[2] is None else int(staged[2])
+                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), expires)
             fw._refill_predicted = data["refill_predicted"]
             fault = data["nv_fault"]
             fw._nv_fault = None if fault is None else bytes.fromhex(fault)

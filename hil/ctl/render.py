@@ -47,9 +47,13 @@ MEANINGS: dict[RefusalCode, str] = {
     RefusalCode.NOT_PERMITTED_FOR_ROLE: "this role may not make this request",
     RefusalCode.SESSION_EXPIRED: "the session idled out or reached its maximum length",
     RefusalCode.REPLAY_DETECTED: "the frame's counter was stale (a replay)",
-    RefusalCode.SESSION_BUSY: "another programmer's session is open",
+    RefusalCode.SESSION_BUSY: (
+        "a session is already open on the pump (another programmer's, or an earlier one of "
+        "this programmer whose replies were lost)"
+    ),
     RefusalCode.COMMAND_ID_CONFLICT: "the command id was already used for another request",
     RefusalCode.FRAME_NOT_AUTHENTIC: "a sealed frame failed its authenticity check",
+    RefusalCode.HANDSHAKE_STALE: "a late copy of an ended handshake frame; nothing changed",
     RefusalCode.NOTHING_STAGED: "no staged prescription to commit (a session cut discards it)",
     RefusalCode.DIGEST_MISMATCH: "the digest is not the staged prescription's",
     RefusalCode.STAGE_EXPIRED: "the staged prescription expired before the commit",
@@ -157,6 +161,7 @@ def describe_limit(nak: Nak) -> str | None:
         RefusalCode.DAILY_DOSE_ABOVE_MAX: lambda v: f"limit {q.mass_per_day(v)}",
         RefusalCode.LOCKED_OUT: _seconds_left,
         RefusalCode.LOCKOUT_ACTIVE: _seconds_left,
+        RefusalCode.SESSION_BUSY: lambda v: f"it expires in {q.duration(v)} unless it is used",
         RefusalCode.STAGE_EXPIRED: lambda v: f"stage lifetime {q.duration(v)}",
         RefusalCode.REPLAY_DETECTED: lambda v: f"last accepted SEQ {v}",
         RefusalCode.UNSUPPORTED_VERSION: lambda v: f"supported version {v}",

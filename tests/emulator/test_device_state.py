@@ -93,11 +93,12 @@ def test_a_lockout_survives_a_restart() -> None:
     dev = PumpDevice(Pump("peristaltic-20"), KEYS, random.Random(1).randbytes)
     n = dev.pump.profile.session_max_failed_openings
     now = 0
-    for _ in range(n):
+    for attempt in range(n):
         now += 1
-        dev.receive_data(codec.encode(OpenSession(Role.CLINICIAN, bytes(16)), seq=1), now)
+        nonce = bytes([attempt + 1]) * 16  # distinct attempts: a copy would not count
+        dev.receive_data(codec.encode(OpenSession(Role.CLINICIAN, nonce), seq=1), now)
         now += 1
-        dev.receive_data(codec.encode(Authenticate(proof=bytes(32)), seq=2), now)
+        dev.receive_data(codec.encode(Authenticate(proof=nonce * 2), seq=2), now)
         dev.data_to_send()
     assert dev.session.state is SessionState.LOCKED_OUT
     until = dev.session.lockout_until_ms

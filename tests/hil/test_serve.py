@@ -249,12 +249,22 @@ def test_real_time_clock_waits_are_derived_from_the_pump_timer() -> None:
     pump_end, _ = memory_pair()
     server = PumpServer(make_device(), pump_end, clock, log=Lines(), poll_s=10.0)
     # A deadline 5 s of pump time away at 1000x is 5 ms of real time.
-    assert server._wait_s(5_000) == pytest.approx(0.005)
+    assert server._wait_s(5_000, None, 0) == pytest.approx(0.005)
     source_ns[0] = 4_000_000
-    assert server._wait_s(5_000) == pytest.approx(0.001)
-    assert server._wait_s(None) == 10.0
+    assert server._wait_s(5_000, None, 0) == pytest.approx(0.001)
+    assert server._wait_s(None, None, 0) == 10.0
     manual = PumpServer(make_device(), pump_end, ManualClock(), log=Lines(), poll_s=0.5)
-    assert manual._wait_s(5_000) == 0.5  # a manual clock never reaches a deadline by itself
+    assert manual._wait_s(5_000, None, 0) == 0.5  # a manual clock never reaches it by itself
+
+
+def test_link_timers_are_waited_for_in_real_milliseconds_whatever_the_clock() -> None:
+    """Link time is real time: a link deadline 30 ms away is a 30 ms wait under a manual
+    clock and under 1000x alike (docs/serve.md, two timelines)."""
+    pump_end, _ = memory_pair()
+    for clock in (ManualClock(), ScaledClock(1000, source=lambda: 0)):
+        server = PumpServer(make_device(), pump_end, clock, log=Lines(), poll_s=10.0)
+        assert server._wait_s(None, 1_030, 1_000) == pytest.approx(0.030)
+        assert server._wait_s(None, 900, 1_000) == 0.0  # overdue: no wait at all
 
 
 # -- capture ----------------------------------------------------------------------------------

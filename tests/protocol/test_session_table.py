@@ -186,7 +186,8 @@ class Harness:
 
     def fail_opening(self) -> None:
         self.challenge()
-        result = self.pump.authenticate(bytes(32), self.tick())
+        # A distinct wrong proof each time: a copy of an earlier one is HANDSHAKE_STALE.
+        result = self.pump.authenticate(self.nonce() * 2, self.tick())
         assert isinstance(result, Refused)
 
     def open(self) -> ProgrammerSession:
@@ -241,6 +242,10 @@ def produce(h: Harness, event: SessionInput) -> Callable[[], object]:
         return lambda: pump.open_request(h.role, h.nonce(), h.nonce(), h.tick())
     if event is SessionInput.AUTH_VALID:
         prog = h.prog or ProgrammerSession(KEYS.serial, h.role, KEYS.key_for(h.role))
+        if pump.state is SessionState.OPEN:
+            # The opening proof again would be a copy (HANDSHAKE_REPEATED): another
+            # programmer's genuine proof over a handshake of its own.
+            prog = ProgrammerSession(KEYS.serial, h.role, KEYS.key_for(h.role))
         if not prog._pump_nonce:  # no handshake at all yet: a proof for made-up nonces
             prog.start(h.nonce())
             prog.answer_challenge(h.nonce(), KEYS.serial)
@@ -253,6 +258,24 @@ def produce(h: Harness, event: SessionInput) -> Callable[[], object]:
         else:
             proof = bytes(32)
         return lambda: pump.authenticate(proof, h.tick())
+    if event is SessionInput.HANDSHAKE_REPEATED:
+        current = h.prog
+        if pump.state is SessionState.OPEN:
+            assert current is not None
+            proof = crypto.programmer_proof(KEYS.key_for(h.role), current._transcript())
+            return lambda: pump.authenticate(proof, h.tick())
+        nonce = current._programmer_nonce if current is not None else None
+        copy = nonce or h.nonce()
+        return lambda: pump.open_request(h.role, copy, h.nonce(), h.tick())
+    if event is SessionInput.HANDSHAKE_STALE:
+        if pump.state is SessionState.CHALLENGED:
+            assert h.prog is not None
+            replaced = h.prog._programmer_nonce
+            h.challenge()  # a newer handshake replaces it
+            return lambda: pump.open_request(h.role, replaced, h.nonce(), h.tick())
+        # Elsewhere nothing is pending to be stale against: an AUTHENTICATE of no handshake.
+        stray = h.nonce() * 2
+        return lambda: pump.authenticate(stray, h.tick())
     if event is SessionInput.SEALED_FORGED:
         hdr, body = h.sealed(RequestKind.READ_STATUS)
         forged = body[:-1] + bytes([body[-1] ^ 0x01])
@@ -297,9 +320,10 @@ def produce(h: Harness, event: SessionInput) -> Callable[[], object]:
     raise AssertionError(f"no producer for {event}")
 
 
-EXPECTED_RESULT = {
+EXPECTED_RESULT: dict[Action, type | tuple[type, ...]] = {
     Action.SEND_CHALLENGE: Challenge,
     Action.CONFIRM_OPEN: Opened,
+    Action.REPEAT_REPLY: (Challenge, Opened),
     Action.DELIVER: Accepted,
     Action.ACK_KEEP_ALIVE: Accepted,
     Action.END_SESSION: Accepted,
