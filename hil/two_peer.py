@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -67,6 +68,55 @@ class ScriptedLink:
         index = self.counts.get(direction, 0)
         self.counts[direction] = index + 1
         return self.fate(direction, index, data)
+
+
+@dataclass(slots=True)
+class LossyLink:
+    """A noisy serial line: each chunk written is dropped, damaged (one bit flipped) or
+    duplicated with the given probabilities, from a seeded generator (one seed, one run).
+
+    A duplicate arrives ``latency_ms`` to ``max_duplicate_delay_ms`` after the original, so
+    late copies of handshake frames and requests reach the peer after newer frames: the
+    link damage that docs/security.md section 5 says must never fail an opening.
+    """
+
+    drop: float = 0.1
+    corrupt: float = 0.1
+    duplicate: float = 0.1
+    seed: int = 0
+    latency_ms: int = 1
+    max_duplicate_delay_ms: int = 3_000
+    rng: random.Random = field(init=False)
+    counts: dict[str, int] = field(default_factory=dict)
+    """How many chunks met each fate: ``dropped``, ``corrupted``, ``duplicated``."""
+
+    def __post_init__(self) -> None:
+        for name in ("drop", "corrupt", "duplicate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability 0..1, got {value!r}")
+        self.rng = random.Random(self.seed)  # noqa: S311 - a seeded simulation, not crypto
+
+    def carry(self, direction: str, data: bytes, now_ms: int) -> list[Delivery]:
+        rng = self.rng
+        if rng.random() < self.drop:
+            self._count("dropped")
+            return []
+        if data and rng.random() < self.corrupt:
+            self._count("corrupted")
+            bit = rng.randrange(len(data) * 8)
+            damaged = bytearray(data)
+            damaged[bit // 8] ^= 1 << (bit % 8)
+            data = bytes(damaged)
+        out = [Delivery(self.latency_ms, data)]
+        if rng.random() < self.duplicate:
+            self._count("duplicated")
+            delay = rng.randint(self.latency_ms, max(self.latency_ms, self.max_duplicate_delay_ms))
+            out.append(Delivery(delay, data))
+        return out
+
+    def _count(self, fate: str) -> None:
+        self.counts[fate] = self.counts.get(fate, 0) + 1
 
 
 class StalledError(RuntimeError):

@@ -54,6 +54,26 @@ FRAME_LEVEL_REFUSALS = frozenset(
 )
 """NAK codes that judge a frame, not a request: they never tell whether a command applied."""
 
+HANDSHAKE_RESTARTS = frozenset(
+    {RefusalCode.NOT_AUTHENTICATED, RefusalCode.HANDSHAKE_STALE, RefusalCode.SESSION_EXPIRED}
+)
+"""NAKs to a handshake frame that mean the pump no longer holds this handshake (it timed
+out, or link damage put a late copy ahead of it): open again with fresh nonces. Nothing
+failed a proof, so these never end a request (docs/security.md section 5)."""
+
+SESSION_GONE = frozenset({RefusalCode.SESSION_EXPIRED, RefusalCode.NOT_AUTHENTICATED})
+"""Unsealed NAKs to a sealed request that the pump refused before reading it, because it
+has no session for us: that frame applied nothing, so the request is sent again, with the
+same command id, in a new session (C1 keeps a repeat from applying twice)."""
+
+HANDSHAKE_SEQ_BASE = 0x8000_0000
+"""Handshake frames are numbered from here, apart from sealed SEQs (which start at 3), so a
+late answer to a handshake frame can never be taken for the answer to a sealed request."""
+
+BUSY_RETRY_MAX_MS = 10_000
+"""While the pump answers SESSION_BUSY, ask again at least this often: the session may be
+closed before the expiry the pump announced."""
+
 Entropy = Callable[[int], bytes]
 """Returns n fresh random bytes. hil passes ``secrets.token_bytes``; tests pass a seeded source."""
 
@@ -105,9 +125,9 @@ class RetryPolicy:
     busy_wait_ms: int = 150_000
     """How long to keep retrying an opening the pump answers SESSION_BUSY. A pump serves one
     session at a time, and a session this programmer gave up on (its replies were lost)
-    stays open on the pump until the pump's idle timeout. Retrying for longer than that
-    timeout is what lets the lost command be resolved. The pump's own idle timeout, learnt
-    from SESSION_OPENED, extends this wait when it is longer."""
+    stays open on the pump until the pump's idle timeout. Each SESSION_BUSY names the
+    seconds until the open session expires (docs/protocol.md section 12); the wait is
+    extended to that expiry, measured from the latest refusal, up to twice this bound."""
 
     def __post_init__(self) -> None:
         if self.reply_timeout_ms < 1 or self.attempts < 1 or self.reopen_attempts < 1:
@@ -163,7 +183,13 @@ class ProgrammerCore:
         self._handshake_attempts = 0
         self._reopens = 0
         self._deadline: int | None = None
+        self._handshake_frame = b""
+        """The handshake frame in flight: resent as it is (same nonce, same SEQ) when its
+        answer is late, so the pump answers the copy with a copy (docs/security.md 5)."""
+        self._handshake_sends = 0
+        """Times ``_handshake_frame`` was sent."""
         self._busy_since: int | None = None
+        self._busy_until = 0
         self._waiting_busy = False
         """True while waiting to retry an opening the pump answered SESSION_BUSY."""
         self._pump_idle_timeout_ms = 0
@@ -240,6 +266,8 @@ class ProgrammerCore:
             self._request_timed_out()
         elif self._phase is _Phase.CLOSED and self._queue:
             self._begin_handshake()  # the wait after SESSION_BUSY is over
+        elif self._phase is _Phase.CLOSED and self._waiting_busy:
+            self._waiting_busy = False  # nothing queued any more: stop asking
         self._pump()
 
     # -- internals: sending --
@@ -272,10 +300,20 @@ class ProgrammerCore:
         self._waiting_busy = False
         request = self._session.start(self._entropy(16))
         self._phase = _Phase.OPENING
-        self._handshake_attempts += 1
-        self._handshake_seq = self._next_handshake_seq()
         message = OpenSession(role=request.role, programmer_nonce=request.programmer_nonce)
-        self._outbox += codec.encode(message, seq=self._handshake_seq)
+        self._send_handshake(message)
+
+    def _send_handshake(self, message: Message) -> None:
+        """Send a new handshake frame: a fresh SEQ, one send so far."""
+        self._handshake_seq = self._next_handshake_seq()
+        self._handshake_frame = codec.encode(message, seq=self._handshake_seq)
+        self._handshake_sends = 0
+        self._resend_handshake()
+
+    def _resend_handshake(self) -> None:
+        self._handshake_attempts += 1
+        self._handshake_sends += 1
+        self._outbox += self._handshake_frame
         self._arm()
 
     def _next_handshake_seq(self) -> int:
@@ -287,8 +325,8 @@ class ProgrammerCore:
         would send a proof over the wrong nonces: a failed opening that counts toward the
         pump's lockout.
         """
-        self._handshake_frames = self._handshake_frames % (U32_MAX - 1) + 1
-        return self._handshake_frames
+        self._handshake_frames = self._handshake_frames % (U32_MAX - HANDSHAKE_SEQ_BASE) + 1
+        return HANDSHAKE_SEQ_BASE + self._handshake_frames - 1
 
     def _send_request(self, pending: _Pending) -> None:
         request = ReadStatus() if pending.resolving else pending.request
@@ -335,14 +373,18 @@ class ProgrammerCore:
         if frame.ref != self._handshake_seq or frame.is_sealed:
             return
         if isinstance(message, Nak):
+            if message.code in FRAME_LEVEL_REFUSALS:
+                # Our handshake frame was damaged on the way: send it again, as on a timeout.
+                self._deadline = None
+                self._handshake_timed_out()
+                return
             self._session.refused()
             self._phase = _Phase.CLOSED
             self._deadline = None
-            if message.code in FRAME_LEVEL_REFUSALS:
-                # Our handshake frame was damaged on the way: open again, as on a timeout.
-                self._handshake_timed_out()
+            if message.code in HANDSHAKE_RESTARTS:
+                self._handshake_timed_out(restart=True)
                 return
-            if message.code is RefusalCode.SESSION_BUSY and self._wait_while_busy():
+            if message.code is RefusalCode.SESSION_BUSY and self._wait_while_busy(message):
                 return
             self._busy_since = None
             self._fail_all(message, f"the pump refused the session: {message.code.name}")
@@ -351,10 +393,7 @@ class ProgrammerCore:
             if self._phase is _Phase.OPENING and isinstance(message, Challenge):
                 answer = self._session.answer_challenge(message.pump_nonce, message.serial)
                 self._phase = _Phase.AUTHENTICATING
-                self._handshake_seq = self._next_handshake_seq()
-                proof = Authenticate(proof=answer.proof)
-                self._outbox += codec.encode(proof, seq=self._handshake_seq)
-                self._arm()
+                self._send_handshake(Authenticate(proof=answer.proof))
             elif self._phase is _Phase.AUTHENTICATING and isinstance(message, SessionOpened):
                 self._session.confirm_opened(
                     message.proof, message.idle_timeout_s, message.max_session_s
@@ -417,7 +456,7 @@ class ProgrammerCore:
             if pending.attempts < self._policy.attempts:
                 self._send_request(pending)
             return
-        self._session_lost(pending)
+        self._session_lost(pending, resend=message.code in SESSION_GONE)
 
     # -- internals: timeouts and resolution --
 
@@ -425,28 +464,46 @@ class ProgrammerCore:
         idle = self._pump_idle_timeout_ms
         return idle > 0 and self._now - self._last_heard_ms >= idle
 
-    def _wait_while_busy(self) -> bool:
-        """After SESSION_BUSY: arm a retry of the opening unless the wait is used up."""
+    def _wait_while_busy(self, nak: Nak) -> bool:
+        """After SESSION_BUSY: arm a retry of the opening unless the wait is used up.
+
+        The wait lasts ``busy_wait_ms`` from the first refusal, and at least until the
+        expiry the *latest* refusal announced (its limit, in seconds) plus two reply
+        timeouts, capped at twice ``busy_wait_ms``: a session this programmer orphaned is
+        waited out even when the link delayed the first retries.
+        """
+        policy = self._policy
+        now = self._now
         if self._busy_since is None:
-            self._busy_since = self._now
-        limit = max(
-            self._policy.busy_wait_ms,
-            self._pump_idle_timeout_ms + 2 * self._policy.reply_timeout_ms,
-        )
-        if self._now - self._busy_since >= limit:
+            self._busy_since = now
+            self._busy_until = now + policy.busy_wait_ms
+        expires_ms = min(nak.limit, U32_MAX) * 1000
+        announced = now + expires_ms + 2 * policy.reply_timeout_ms
+        cap = self._busy_since + 2 * max(policy.busy_wait_ms, self._pump_idle_timeout_ms)
+        self._busy_until = max(self._busy_until, min(announced, cap))
+        if now >= self._busy_until:
             return False
         self._handshake_attempts = 0
         self._waiting_busy = True
-        self._arm()
+        retry_in = min(max(expires_ms, policy.reply_timeout_ms), BUSY_RETRY_MAX_MS)
+        self._deadline = now + min(retry_in, self._busy_until - now)
         return True
 
-    def _handshake_timed_out(self) -> None:
-        if self._handshake_attempts < self._policy.attempts * self._policy.reopen_attempts:
+    def _handshake_timed_out(self, *, restart: bool = False) -> None:
+        """No (usable) answer to the handshake frame in flight: send it again as it is,
+        or after ``attempts`` sends (or when the pump has dropped the handshake) open again
+        with fresh nonces, until the handshake budget is spent."""
+        if self._handshake_attempts >= self._policy.attempts * self._policy.reopen_attempts:
+            self._session.refused()
+            self._phase = _Phase.CLOSED
+            self._handshake_attempts = 0
+            self._fail_all(None, "no answer to the session handshake: the pump is unreachable")
+            return
+        if restart or self._handshake_sends >= self._policy.attempts:
+            self._session.refused()
             self._begin_handshake()
             return
-        self._phase = _Phase.CLOSED
-        self._handshake_attempts = 0
-        self._fail_all(None, "no answer to the session handshake: the pump is unreachable")
+        self._resend_handshake()
 
     def _request_timed_out(self) -> None:
         pending = self._queue[0]
@@ -455,8 +512,14 @@ class ProgrammerCore:
             return
         self._session_lost(pending)
 
-    def _session_lost(self, pending: _Pending) -> None:
-        """Give up on this session; reopen and resolve the head request (C1)."""
+    def _session_lost(self, pending: _Pending, *, resend: bool = False) -> None:
+        """Give up on this session; reopen and resolve the head request (C1).
+
+        ``resend``: the pump said it has no session for us (SESSION_GONE), so the frame it
+        refused applied nothing: the request is sent again in the new session, with the same
+        command id, rather than resolved. If an earlier frame of it did apply, the pump
+        answers the repeat with the original ACK and applies nothing (C1).
+        """
         self._reopens += 1
         self._session.close()
         self._phase = _Phase.CLOSED
@@ -465,7 +528,7 @@ class ProgrammerCore:
             # The pump's idle timeout ends the session anyway; nothing was at stake.
             self._finish(pending, Outcome.ANSWERED, None, "session closed without a reply")
             return
-        if pending.request.OPCODE in COMMAND_OPCODES and pending.seqs:
+        if pending.request.OPCODE in COMMAND_OPCODES and pending.seqs and not resend:
             pending.resolving = True
         pending.seqs = set()
         pending.attempts = 0
