@@ -121,7 +121,9 @@ class RetryPolicy:
     attempts: int = 4
     """Frames per request within one session before the session is given up on."""
     reopen_attempts: int = 3
-    """Handshakes tried, each with ``attempts`` frames per step, before ending UNCERTAIN."""
+    """Sessions reopened to resolve one request before it ends UNCERTAIN. A handshake
+    frame is sent at most ``attempts x reopen_attempts`` times (a copy is answered alike,
+    docs/security.md section 5) before the pump is called unreachable."""
     busy_wait_ms: int = 150_000
     """How long to keep retrying an opening the pump answers SESSION_BUSY. A pump serves one
     session at a time, and a session this programmer gave up on (its replies were lost)
@@ -150,6 +152,8 @@ class _Pending:
     request: Message
     attempts: int = 0
     seqs: set[int] = field(default_factory=set)
+    last_seq: int = 0
+    """The SEQ of the frame sent last: only its NAK is the pump's last word on the request."""
     resolving: bool = False
     """True once the original frames were given up on and a STATUS read decides."""
 
@@ -336,6 +340,7 @@ class ProgrammerCore:
         body = self._session.seal(header, plaintext)
         self._outbox += codec.build_frame(Frame(wire.FLAG_SEALED, seq, 0, opcode, body))
         pending.seqs.add(seq)
+        pending.last_seq = seq
         pending.attempts += 1
         self._arm()
 
@@ -392,6 +397,7 @@ class ProgrammerCore:
         try:
             if self._phase is _Phase.OPENING and isinstance(message, Challenge):
                 answer = self._session.answer_challenge(message.pump_nonce, message.serial)
+                self._busy_since = None  # the pump is free: any busy wait is over
                 self._phase = _Phase.AUTHENTICATING
                 self._send_handshake(Authenticate(proof=answer.proof))
             elif self._phase is _Phase.AUTHENTICATING and isinstance(message, SessionOpened):
@@ -428,11 +434,25 @@ class ProgrammerCore:
             else:
                 self._session_lost(pending)
             return
-        self._deadline = None
-        if pending.resolving:
-            self._resolved_by_status(pending, message)
-            return
         is_command = pending.request.OPCODE in COMMAND_OPCODES
+        if is_command and isinstance(message, Ack):
+            # Any frame's ACK: the id was applied, and only once (C1), even if it answers a
+            # frame sent before the STATUS read that is resolving it.
+            self._deadline = None
+            detail = "applied (the ACK came while resolving)" if pending.resolving else ""
+            self._finish(pending, Outcome.APPLIED, message, detail)
+            return
+        if pending.resolving:
+            if isinstance(message, Status):
+                self._deadline = None
+                self._resolved_by_status(pending, message)
+            return  # a late answer to an earlier frame: the STATUS read decides
+        if isinstance(message, Nak) and frame.ref != pending.last_seq:
+            # A refusal of an earlier frame while a later one is unanswered: the later one
+            # is judged afresh (a refused id is not recorded), so it may still apply. Wait
+            # for its answer or for the STATUS read.
+            return
+        self._deadline = None
         if isinstance(message, Nak):
             self._finish(pending, Outcome.REFUSED, message)
         elif is_command and isinstance(message, Ack):
@@ -490,16 +510,22 @@ class ProgrammerCore:
         return True
 
     def _handshake_timed_out(self, *, restart: bool = False) -> None:
-        """No (usable) answer to the handshake frame in flight: send it again as it is,
-        or after ``attempts`` sends (or when the pump has dropped the handshake) open again
-        with fresh nonces, until the handshake budget is spent."""
-        if self._handshake_attempts >= self._policy.attempts * self._policy.reopen_attempts:
+        """No (usable) answer to the handshake frame in flight: send it again as it is, or,
+        when the pump has dropped the handshake (``restart``), open again with fresh nonces.
+
+        A copy gets the same answer as the original (docs/security.md section 5), so
+        resending loses nothing that fresh nonces would gain. The budget: each frame is
+        sent at most ``attempts x reopen_attempts`` times, and a whole opening at most
+        twice that many frames.
+        """
+        budget = self._policy.attempts * self._policy.reopen_attempts
+        if self._handshake_sends >= budget or self._handshake_attempts >= 2 * budget:
             self._session.refused()
             self._phase = _Phase.CLOSED
             self._handshake_attempts = 0
             self._fail_all(None, "no answer to the session handshake: the pump is unreachable")
             return
-        if restart or self._handshake_sends >= self._policy.attempts:
+        if restart:
             self._session.refused()
             self._begin_handshake()
             return
@@ -508,6 +534,15 @@ class ProgrammerCore:
     def _request_timed_out(self) -> None:
         pending = self._queue[0]
         if pending.attempts < self._policy.attempts:
+            self._send_request(pending)
+            return
+        if pending.request.OPCODE in COMMAND_OPCODES and pending.seqs and not pending.resolving:
+            # Resolve in this session first (docs/protocol.md section 8): once the pump
+            # accepts the STATUS read's SEQ, it refuses every earlier frame of this session
+            # as a replay, so no copy of the command still on the link can apply after the
+            # answer. Reopening costs the pump's idle timeout if our session is still open.
+            pending.resolving = True
+            pending.attempts = 0
             self._send_request(pending)
             return
         self._session_lost(pending)
@@ -531,6 +566,7 @@ class ProgrammerCore:
         if pending.request.OPCODE in COMMAND_OPCODES and pending.seqs and not resend:
             pending.resolving = True
         pending.seqs = set()
+        pending.last_seq = 0
         pending.attempts = 0
         if self._reopens > self._policy.reopen_attempts:
             self._reopens = 0

@@ -16,7 +16,7 @@ from emulator.device import PumpDevice
 from emulator.firmware.results import Refused
 from emulator.pump import Pump
 from hil.programmer.core import Outcome, ProgrammerCore, RetryPolicy
-from hil.two_peer import TO_PUMP, Delivery, ScriptedLink, TwoPeer
+from hil.two_peer import TO_PUMP, Delivery, PerfectLink, ScriptedLink, TwoPeer
 from protocol import codec, crypto
 from protocol.codec import Frame
 from protocol.device_state import EventKind, Role
@@ -35,6 +35,7 @@ from protocol.messages import (
 )
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
+from protocol.session import SessionLimits
 
 KEYS = generate_keys("PE-000321", bytes(range(9, 73)))
 OTHER = generate_keys("PE-000321", bytes(range(109, 173)))
@@ -148,10 +149,37 @@ def test_lost_replies_resolved_through_status_applied() -> None:
     assert isinstance(result.reply, Status)
     assert result.reply.last_command_id == BOLUS.command_id
     assert bolus_starts(tp) == 1
-    # After the lost session the programmer reopened (waiting out SESSION_BUSY) and sent a
-    # STATUS, never the command again.
+    # In the same session (its SEQ retires every earlier frame, docs/protocol.md section 8)
+    # the programmer sent a STATUS, never the command again, and never reopened.
     later = [m for _, m in opened_requests(recorder)][4:]
     assert later == [ReadStatus()]
+    openings = [f for f in recorder.frames(TO_PUMP) if f.opcode.name == "OPEN_SESSION"]
+    assert len(openings) == 1
+
+
+@pytest.mark.hazard("C1")
+def test_a_request_refused_for_an_expired_session_is_resent_in_a_new_one() -> None:
+    """SESSION_EXPIRED proves the pump refused the frame unread: the core reopens and sends
+    the command again with the same id, and it applies once (not ended NOT_APPLIED)."""
+    pump = Pump("peristaltic-20", start_ms=0)
+    assert not isinstance(pump.program(RX, command_id=1), Refused)
+    limits = SessionLimits(idle_timeout_s=2, max_session_s=3_600, max_failed_openings=5,
+                           lockout_s=60)  # fmt: skip
+    device = PumpDevice(pump, KEYS, random.Random(1).randbytes, limits=limits)
+    core = ProgrammerCore(KEYS.serial, Role.CLINICIAN, KEYS.clinician, random.Random(2).randbytes)
+    # 400 ms each way: a request sent 1.5 s after the last reply arrives 2.3 s after the
+    # pump's last activity, past the 2 s idle timeout, though the programmer, by its own
+    # clock, sent it in time.
+    tp = TwoPeer(device, core, ManualClock(0), PerfectLink(latency_ms=400))
+    assert tp.request(ReadStatus()).outcome is Outcome.ANSWERED
+    tp.run_until(tp.clock.now_ms() + 1_500)
+    result = tp.request(BOLUS)
+    assert result.outcome is Outcome.APPLIED, result
+    assert not result.resolved_by_status
+    expired = [e for e in pump.log() if e.kind is EventKind.SECURITY_EVENT
+               and e.detail == RefusalCode.SESSION_EXPIRED]  # fmt: skip
+    assert len(expired) == 1
+    assert bolus_starts(tp) == 1
 
 
 @pytest.mark.hazard("C1")
@@ -172,7 +200,10 @@ def test_session_busy_waits_at_the_reply_timeout_pace() -> None:
     """Regression: after SESSION_BUSY the core reopened at once on every NAK, flooding the
     pump (about 60 000 openings and as many security events in its 2-minute idle timeout).
     """
-    recorder = Recorder(drop_to_programmer={2, 3, 4, 5})
+    # The four frames of the command and the four STATUS reads that try to resolve it in
+    # the same session all lose their replies: the core gives the session up and reopens,
+    # and the pump is busy with it until its idle timeout.
+    recorder = Recorder(drop_to_programmer=set(range(2, 10)))
     tp = build(recorder)
     result = tp.request(BOLUS)
     assert result.outcome is Outcome.APPLIED
