@@ -321,8 +321,8 @@ Exit codes: 0 done; 1 refused, not applied, uncertain or not committed; 2 usage 
     default=4,
     show_default=True,
     type=click.IntRange(1, 100),
-    help="Frames per request in one session before the session is reopened and the "
-    "outcome is resolved through STATUS.",
+    help="Frames per request before its outcome is resolved through STATUS (in the same "
+    "session, then in a new one if those replies are lost too).",
 )
 @click.option(
     "--busy-wait",
@@ -331,7 +331,8 @@ Exit codes: 0 done; 1 refused, not applied, uncertain or not committed; 2 usage 
     show_default=True,
     metavar="S",
     help="Seconds to keep retrying while the pump answers SESSION_BUSY (a session this "
-    "programmer lost stays open until the pump's idle timeout).",
+    "programmer lost stays open until the pump's idle timeout); extended to the expiry "
+    "the pump names, at most twice S in all.",
 )
 @click.option(
     "--capture",
