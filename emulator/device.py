@@ -486,7 +486,7 @@ class PumpDevice:
         try:
             message = codec.decode_payload(frame.opcode, frame.body)
         except DecodeError as error:
-            self._send_unsealed(_nak(error.refusal, error.limit), frame.seq)
+            self._send_unsealed(_nak(error.refusal, error.limit, error.field), frame.seq)
             return
         if isinstance(message, OpenSession):
             result = self._session.open_request(
@@ -541,7 +541,7 @@ class PumpDevice:
         try:
             request = codec.decode_payload(opcode, accepted.plaintext)
         except DecodeError as error:
-            return _nak(error.refusal, error.limit)
+            return _nak(error.refusal, error.limit, error.field)
         if opcode not in COMMAND_OPCODES:
             return self._read_or_stage(request)
         command_id = int(getattr(request, "command_id"))  # noqa: B009 - every command has one

@@ -16,13 +16,14 @@ field path; anything else escaping ``decode`` is a bug (DESIGN.md principle 8).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from protocol import wire
 from protocol.checksum import crc16
-from protocol.errors import FieldValueError, ProtocolError
+from protocol.errors import FieldValueError, ProtocolError, ScheduleError
 from protocol.messages import (
     MESSAGE_BY_OPCODE,
     FieldKind,
@@ -33,7 +34,7 @@ from protocol.messages import (
     field_specs,
 )
 from protocol.prescription import Prescription
-from protocol.refusal import RefusalCode
+from protocol.refusal import FieldId, RefusalCode
 from protocol.units import U32_MAX
 
 DIGEST_ALGORITHM = "SHA-256, first 16 bytes"
@@ -45,10 +46,17 @@ class DecodeError(ProtocolError):
     INVALID_FIELD); ``limit`` is the violated bound of an INVALID_FIELD, if any."""
 
     def __init__(
-        self, refusal: RefusalCode, message: str, path: str = "", limit: int | None = None
+        self,
+        refusal: RefusalCode,
+        message: str,
+        path: str = "",
+        limit: int | None = None,
+        field: FieldId = FieldId.NONE,
     ) -> None:
         self.refusal = refusal
         self.limit = limit
+        self.field = field
+        """The FieldId an INVALID_FIELD or BAD_SCHEDULE names (docs/protocol.md 12.1)."""
         super().__init__(message, path)
 
 
@@ -301,9 +309,57 @@ def _from_fields(cls: type[Any], fields: Any, path: str) -> Any:
     try:
         return cls(*values)
     except FieldValueError as error:
+        where = _join(path, error.path)
+        refusal = (
+            RefusalCode.BAD_SCHEDULE
+            if isinstance(error, ScheduleError)
+            else RefusalCode.INVALID_FIELD
+        )
         raise DecodeError(
-            RefusalCode.INVALID_FIELD, error.message, _join(path, error.path), error.limit
+            refusal, error.message, where, error.limit, field_for_path(where)
         ) from error
+
+
+_FIELD_RULES: tuple[tuple[re.Pattern[str], FieldId], ...] = tuple(
+    (re.compile(pattern), field)
+    for pattern, field in (
+        (r"patient_bolus\.dose_nl$", FieldId.PATIENT_BOLUS_DOSE),
+        (r"patient_bolus\.duration_s$", FieldId.PATIENT_BOLUS_DURATION),
+        (r"patient_bolus\.lockout_s$", FieldId.PATIENT_BOLUS_LOCKOUT),
+        (r"patient_bolus\.max_per_24h$", FieldId.PATIENT_BOLUS_MAX_PER_24H),
+        (r"steps\[\d+\]\.start_s$", FieldId.STEP_START),
+        (r"steps\[\d+\]\.rate_nl_per_day$", FieldId.STEP_RATE),
+        (r"(^|\.)steps$", FieldId.STEP_COUNT),
+        (r"(^|\.)drug_name$", FieldId.DRUG_NAME),
+        (r"(^|\.)concentration_ug_per_ml$", FieldId.CONCENTRATION),
+        (r"(^|\.)low_reservoir_threshold_nl$", FieldId.LOW_RESERVOIR_THRESHOLD),
+        (r"(^|\.)mode$", FieldId.MODE),
+        (r"(^|\.)repeat$", FieldId.REPEAT),
+        (r"(^|\.)command_id$", FieldId.COMMAND_ID),
+        (r"(^|\.)dose_nl$", FieldId.BOLUS_DOSE),
+        (r"(^|\.)duration_s$", FieldId.BOLUS_DURATION),
+        (r"(^|\.)catheter_volume_nl$", FieldId.CATHETER_VOLUME),
+        (r"(^|\.)withdrawn_nl$", FieldId.WITHDRAWN_VOLUME),
+        (r"(^|\.)new_volume_nl$", FieldId.NEW_VOLUME),
+        (r"(^|\.)new_concentration_ug_per_ml$", FieldId.NEW_CONCENTRATION),
+        (r"(^|\.)pump_time_ms$", FieldId.CLOCK),
+        (r"(^|\.)digest$", FieldId.DIGEST),
+        (r"(^|\.)from_seq$", FieldId.LOG_INDEX),
+        (r"(^|\.)count$", FieldId.LOG_COUNT),
+        (r"(^|\.)alarm$", FieldId.ALARM),
+        (r"(^|\.)role$", FieldId.ROLE),
+    )
+)
+
+
+def field_for_path(path: str) -> FieldId:
+    """The FieldId (docs/protocol.md section 12.1) a refusal names for the field at
+    ``path`` (``"payload.prescription.steps[2].start_s"``); NONE for a field no FieldId
+    names (a programmer cannot point at it on screen: the reply still names the code)."""
+    for pattern, field in _FIELD_RULES:
+        if pattern.search(path):
+            return field
+    return FieldId.NONE
 
 
 def _field_value(spec: FieldSpec, fields: Any, path: str) -> Any:

@@ -34,5 +34,11 @@ class FieldValueError(ProtocolError, ValueError):
         super().__init__(message, path=field)
 
 
+class ScheduleError(FieldValueError):
+    """Flex steps that break the schedule rules (docs/protocol.md section 10.1): not starting
+    at offset 0, not strictly increasing, or past the period. A pump answers BAD_SCHEDULE
+    rather than INVALID_FIELD: each offset is in range, their order is not."""
+
+
 class SessionError(ProtocolError):
     """A sealed frame failed to open, or a session rule was broken (replay, stale counter)."""

@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass
 from enum import IntEnum
 
-from protocol.errors import FieldValueError
+from protocol.errors import FieldValueError, ScheduleError
 from protocol.units import S_PER_DAY, S_PER_WEEK, U8_MAX, U32_MAX
 
 DRUG_NAME_MAX_LEN = 16
@@ -123,25 +123,25 @@ class Prescription:
             if steps:
                 raise FieldValueError("steps", "a STOPPED prescription has no steps", 0)
             return
-        if self.mode is InfusionMode.CONTINUOUS and (len(steps) != 1 or steps[0].start_s != 0):
-            raise FieldValueError("steps", "a CONTINUOUS prescription is one step at offset 0", 1)
+        if self.mode is InfusionMode.CONTINUOUS and len(steps) != 1:
+            raise FieldValueError("steps", "a CONTINUOUS prescription is one step", 1)
         if not 1 <= len(steps) <= MAX_STEPS_ON_WIRE:
             raise FieldValueError(
                 "steps", f"must hold 1..{MAX_STEPS_ON_WIRE} steps", MAX_STEPS_ON_WIRE
             )
         if steps[0].start_s != 0:
-            raise FieldValueError("steps[0].start_s", "the first step must start at offset 0", 0)
+            raise ScheduleError("steps[0].start_s", "the first step must start at offset 0", 0)
         period = self.repeat.period_s
         for index, (before, after) in enumerate(itertools.pairwise(steps), start=1):
             if after.start_s <= before.start_s:
-                raise FieldValueError(
-                    f"steps[{index}].start_s", "step offsets must strictly increase"
+                raise ScheduleError(
+                    f"steps[{index}].start_s", "step offsets must strictly increase", 0
                 )
         if steps[-1].start_s >= period:
-            raise FieldValueError(
+            raise ScheduleError(
                 f"steps[{len(steps) - 1}].start_s",
                 f"must be inside the {self.repeat.name} period (< {period} s)",
-                period - 1,
+                0,
             )
 
     # -- derived quantities: exact integers, shared by the pump and the programmer ---------

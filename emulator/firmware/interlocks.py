@@ -97,6 +97,10 @@ def check_prescription(profile: Profile, rx: Prescription) -> Refused | None:
             (pb.lockout_s, p.patient_bolus_lockout_s, FieldId.PATIENT_BOLUS_LOCKOUT),
             (pb.max_per_24h, p.patient_bolus_max_per_24h, FieldId.PATIENT_BOLUS_MAX_PER_24H),
         )
+        if pb.dose_nl > p.patient_bolus_dose.high:
+            return Refused(
+                RefusalCode.BOLUS_ABOVE_MAX, FieldId.PATIENT_BOLUS_DOSE, p.patient_bolus_dose.high
+            )
         for value, allowed, field in checks:
             refusal = _range_refusal(value, allowed.low, allowed.high, field)
             if refusal:

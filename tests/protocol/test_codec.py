@@ -14,6 +14,7 @@ from protocol.codec import (
     DecodeError,
     Frame,
     build_frame,
+    field_for_path,
     decode,
     decode_payload,
     encode,
@@ -39,7 +40,7 @@ from protocol.prescription import (
     Prescription,
     Repeat,
 )
-from protocol.refusal import RefusalCode
+from protocol.refusal import FieldId, RefusalCode
 from protocol.units import U32_MAX
 
 MORPHINE = Prescription(
@@ -257,8 +258,31 @@ def test_a_bad_value_inside_a_prescription_names_the_nested_field() -> None:
     bad[second : second + 4] = (0).to_bytes(4, "little")
     with pytest.raises(DecodeError) as raised:
         decode_payload(Opcode.STAGE_PRESCRIPTION, bytes(bad))
-    assert raised.value.refusal is RefusalCode.INVALID_FIELD
+    # Each offset is in range; their order is not: BAD_SCHEDULE / STEP_START / 0 (section 12).
+    assert raised.value.refusal is RefusalCode.BAD_SCHEDULE
+    assert (raised.value.field, raised.value.limit) == (FieldId.STEP_START, 0)
     assert raised.value.path == "payload.prescription.steps[1].start_s"
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("payload.prescription.steps[3].start_s", FieldId.STEP_START),
+        ("payload.prescription.steps[0].rate_nl_per_day", FieldId.STEP_RATE),
+        ("payload.prescription.steps", FieldId.STEP_COUNT),
+        ("payload.prescription.patient_bolus.patient_bolus.dose_nl", FieldId.PATIENT_BOLUS_DOSE),
+        ("payload.dose_nl", FieldId.BOLUS_DOSE),
+        ("payload.prescription.concentration_ug_per_ml", FieldId.CONCENTRATION),
+        ("payload.new_concentration_ug_per_ml", FieldId.NEW_CONCENTRATION),
+        ("payload.count", FieldId.LOG_COUNT),
+        ("payload.pump_time_ms", FieldId.CLOCK),
+        ("payload.command_id", FieldId.COMMAND_ID),
+        ("payload.idle_timeout_s", FieldId.NONE),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v.name,
+)
+def test_a_field_path_names_its_field_id(path: str, field: FieldId) -> None:
+    assert field_for_path(path) is field
 
 
 def test_a_non_ascii_drug_name_is_malformed() -> None:
