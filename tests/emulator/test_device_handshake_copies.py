@@ -21,6 +21,7 @@ def test_a_copy_of_open_session_gets_the_same_challenge_and_changes_nothing() ->
     programmer = RawProgrammer(KEYS)
     first = programmer.open_session(bytes(range(16)))
     challenge = rig.send(first, programmer)
+    assert isinstance(challenge, Challenge), challenge
     logged = len(rig.device.pump.log())
     rig.link = 500
     copy = rig.send(codec.encode(codec.decode(first).message, seq=41), programmer)  # new SEQ
