@@ -9,7 +9,7 @@ that was the fastest way to move serial bytes), and on every turn:
 2. writes what the device has to send;
 3. reads the link, blocking no longer than until the next thing is due: a pump timer
    (converted from pump time to a real wait by the clock), a paced byte, or ``poll_s``;
-4. hands what arrived to ``device.receive_data(data, now)`` and writes the reply at once.
+4. hands what arrived to ``device.receive_data(data, now, link)`` and writes the reply at once.
 
 Time: two timelines (docs/serve.md "Two timelines"). Pump time comes only from the clock
 given. A ``ScaledClock``/``SystemClock`` converts a pump-time deadline to a real wait
