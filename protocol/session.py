@@ -484,8 +484,9 @@ class PumpSession:
         self._session_keys: crypto.SessionKeys | None = None
         self._opened: Opened | None = None
         self._opening_proof = b""
-        self._stale: deque[bytes] = deque(maxlen=2 * STALE_HANDSHAKES_REMEMBERED)
-        """Programmer nonces (16 bytes) and proofs (32 bytes) of ended handshakes."""
+        self._stale: deque[frozenset[bytes]] = deque(maxlen=STALE_HANDSHAKES_REMEMBERED)
+        """Per ended handshake: its programmer nonce (16 bytes), the proof that answers its
+        challenge and, if it was refused, the proof that failed (32 bytes each)."""
         self._clear_session()
 
     # -- inspection --
@@ -616,7 +617,7 @@ class PumpSession:
         pending = self._state in (SessionState.CHALLENGED, SessionState.OPEN)
         if pending and role is self._role and programmer_nonce == self._programmer_nonce:
             event, detail = SessionInput.HANDSHAKE_REPEATED, "a copy of the OPEN_SESSION"
-        elif self._state is SessionState.CHALLENGED and programmer_nonce in self._stale:
+        elif self._state is SessionState.CHALLENGED and self._is_stale(programmer_nonce):
             event, detail = (
                 SessionInput.HANDSHAKE_STALE,
                 "a late OPEN_SESSION of an ended handshake",
@@ -642,7 +643,7 @@ class PumpSession:
         self._fire_timers(now_ms)
         if self._state is SessionState.OPEN and hmac.compare_digest(proof, self._opening_proof):
             inp = _Input(SessionInput.HANDSHAKE_REPEATED, "a copy of the AUTHENTICATE")
-        elif self._state is SessionState.CHALLENGED and proof in self._stale:
+        elif self._state is SessionState.CHALLENGED and self._is_stale(proof):
             inp = _Input(SessionInput.HANDSHAKE_STALE, "a late AUTHENTICATE of an ended handshake")
         elif self._state is SessionState.CHALLENGED:
             assert self._role is not None
@@ -848,14 +849,12 @@ class PumpSession:
                 self._send_seq = send_seq
             case Action.FAIL_AUTHENTICATION:
                 self._failed_openings += 1
-                self._stale.append(inp.proof)  # a copy of this proof must not count again
-                self._forget_handshake()
+                self._forget_handshake(inp.proof)  # a copy of this proof must not count again
                 self._clear_session()
             case Action.START_LOCKOUT:
                 self._failed_openings += 1
                 self._lockout_until = now_ms + self._lockout_ms
-                self._stale.append(inp.proof)
-                self._forget_handshake()
+                self._forget_handshake(inp.proof)
                 self._clear_session()
             case Action.EXPIRE_SESSION | Action.ABANDON_HANDSHAKE:
                 self._forget_handshake()
@@ -872,16 +871,22 @@ class PumpSession:
             self._keys.serial, self._role, self._programmer_nonce, self._pump_nonce
         )
 
-    def _forget_handshake(self) -> None:
-        """Remember the ending handshake's nonce and its genuine proof, so a late copy of
-        either is told HANDSHAKE_STALE instead of replacing or failing a newer one."""
+    def _forget_handshake(self, failed_proof: bytes = b"") -> None:
+        """Remember the ending handshake's nonce, its genuine proof and any proof that
+        failed it, so a late copy of any is told HANDSHAKE_STALE instead of replacing or
+        failing a newer handshake (docs/security.md section 5.1)."""
         if not self._programmer_nonce or self._role is None:
             return
-        self._stale.append(self._programmer_nonce)
-        self._stale.append(
-            self._opening_proof
-            or crypto.programmer_proof(self._keys.key_for(self._role), self._transcript())
+        genuine = self._opening_proof or crypto.programmer_proof(
+            self._keys.key_for(self._role), self._transcript()
         )
+        values = {self._programmer_nonce, genuine}
+        if failed_proof:
+            values.add(failed_proof)
+        self._stale.append(frozenset(values))
+
+    def _is_stale(self, value: bytes) -> bool:
+        return any(value in ended for ended in self._stale)
 
     def _clear_session(self) -> None:
         self._role = None

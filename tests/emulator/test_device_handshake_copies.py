@@ -66,13 +66,13 @@ def test_a_late_open_session_of_a_replaced_handshake_is_stale() -> None:
 
 
 def test_late_copies_of_refused_proofs_never_count_toward_the_lockout() -> None:
-    """Five handshakes refused for a wrong proof (three values each) stay remembered: a late
-    copy of any of their proofs, during a newer challenge, is HANDSHAKE_STALE and counts
-    nothing (section 5.1 promises at least the last 5 ended handshakes)."""
+    """Eight handshakes refused for a wrong proof stay remembered: a late copy of any of
+    their proofs, during a newer challenge, is HANDSHAKE_STALE and counts nothing (section
+    5.1 promises the last 8 ended handshakes, refused or not)."""
     rig = Rig()  # max_failed_openings 3: lockout after the 3rd failure in a row
     programmer = RawProgrammer(KEYS)
     wrong = []
-    for attempt in range(5):
+    for attempt in range(8):
         rig.link += 10
         assert isinstance(rig.send(programmer.open_session(bytes([attempt + 1]) * 16), programmer),
                           Challenge)  # fmt: skip
