@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -39,3 +42,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     f"{item.nodeid}: @pytest.mark.hazard needs DOMAIN.md ids (H1-H17, C1-C5), "
                     f"got {ids!r}"
                 )
+
+
+class RealTimeOutsideE2EError(AssertionError):
+    """A test outside the e2e layer started a thread or a process, or slept."""
+
+
+@pytest.fixture(autouse=True)
+def _real_time_only_in_the_e2e_layer(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the e2e layer may depend on the wall clock or on scheduling (threads, processes,
+    sleeps): everything else runs on manual clocks and cannot flake on a loaded machine.
+    A test that needs real time is marked ``e2e`` and gives generous bounded timeouts."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    name = request.node.nodeid
+
+    def refuse(what: str) -> object:
+        def call(*_args: object, **_kwargs: object) -> object:
+            raise RealTimeOutsideE2EError(
+                f"{name} {what}: mark it @pytest.mark.e2e (the real-time layer, with "
+                "generous bounded timeouts) or drive it with a manual clock"
+            )
+
+        return call
+
+    monkeypatch.setattr(threading.Thread, "start", refuse("starts a thread"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a process"))
+    monkeypatch.setattr(time, "sleep", refuse("sleeps"))
