@@ -15,7 +15,6 @@ a float in a profile is refused like any other wrong type (DESIGN.md principle 4
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.errors import ProfileError
+from protocol.documents import DocumentError, parse_toml
 from protocol.prescription import MAX_STEPS_ON_WIRE
 from protocol.units import NL_PER_ML, S_PER_DAY, U32_MAX, U64_MAX
 
@@ -434,7 +434,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
             raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
         source = str(path)
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{source}: not valid TOML: {exc}") from exc
+        data = parse_toml(text)
+    except DocumentError as exc:
+        raise ProfileError(f"{source}: {exc}") from None
     return parse_profile(data, source)

@@ -49,6 +49,7 @@ from typing import IO, Any, Self
 from hil.errors import HilError, UsageError
 from protocol import wire
 from protocol.codec import decode_payload, parse_frame
+from protocol.documents import DocumentError, parse_json
 from protocol.errors import ProtocolError
 from protocol.framer import FrameBytes, Framer, FramerEvent, Noise
 from protocol.messages import Opcode
@@ -504,11 +505,9 @@ class _BadRecordError(Exception):
 
 def _parse_record(text: str, number: int) -> CaptureRecord:
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise _BadRecordError(f"not JSON: {error.msg} (column {error.colno})") from None
-    except RecursionError:
-        raise _BadRecordError("not JSON: nested too deeply") from None
+        obj = parse_json(text)
+    except DocumentError as error:
+        raise _BadRecordError(str(error)) from None
     if not isinstance(obj, dict):
         raise _BadRecordError(f"a record is a JSON object, got {type(obj).__name__}")
     kind = obj.get("kind")

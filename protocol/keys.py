@@ -27,6 +27,7 @@ from hashlib import sha256
 
 from protocol.crypto import KEY_LEN, serial_bytes
 from protocol.device_state import Role
+from protocol.documents import DocumentError, parse_json
 from protocol.errors import ProtocolError
 
 KEY_FILE_FORMAT = "pumpemu-keys/1"
@@ -138,9 +139,9 @@ def _parse_key(path: str, value: object) -> bytes:
 def parse_key_file(text: str) -> PumpKeys:
     """Parse key file text. Raises ``KeyFileError`` with the field path on any defect."""
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KeyFileError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        document = parse_json(text)
+    except DocumentError as exc:
+        raise KeyFileError(str(exc)) from None
     if not isinstance(document, dict):
         raise KeyFileError("must be a JSON object")
     version = _field(document, "format", "format")

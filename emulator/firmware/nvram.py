@@ -17,6 +17,7 @@ import struct
 from typing import Any
 
 from emulator.errors import EmulatorError
+from protocol.documents import DocumentError, parse_json
 from protocol.errors import ProtocolError
 from protocol.prescription import (
     FlexStep,
@@ -63,9 +64,9 @@ def decode_record(magic: bytes, blob: bytes) -> dict[str, Any]:
     if hashlib.sha256(blob[:end]).digest() != blob[end:]:
         raise SnapshotError("checksum mismatch: the record is corrupt")
     try:
-        record = json.loads(blob[_HEADER.size : end].decode("ascii"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # pragma: no cover - hashed
-        raise SnapshotError(f"record does not parse: {exc}") from exc
+        record = parse_json(blob[_HEADER.size : end].decode("ascii"), max_bytes=len(blob))
+    except (UnicodeDecodeError, DocumentError) as exc:  # a record re-hashed after an edit
+        raise SnapshotError(f"record does not parse: {exc}") from None
     if not isinstance(record, dict):
         raise SnapshotError("record is not an object")
     return record

@@ -30,7 +30,6 @@ pump checks its clinical limits when the prescription is staged, and says which 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 
 from hil.ctl import quantities as q
 from hil.errors import UsageError
+from protocol.documents import DocumentError, parse_toml
 from protocol.errors import FieldValueError
 from protocol.prescription import (
     FlexStep,
@@ -46,6 +46,7 @@ from protocol.prescription import (
     Prescription,
     Repeat,
 )
+from protocol.units import U32_MAX
 
 FORMAT = "pumpemu-prescription/1"
 MAX_FILE_BYTES = 256 * 1024
@@ -133,9 +134,9 @@ def load(path: str | os.PathLike[str]) -> PrescriptionFile:
 def parse(text: str, name: str = "<prescription>") -> PrescriptionFile:
     """Parse prescription TOML ``text``; ``name`` is used in error messages."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PrescriptionFileError(f"{name}: not valid TOML: {exc}") from None
+        document = parse_toml(text)
+    except DocumentError as exc:
+        raise PrescriptionFileError(f"{name}: {exc}") from None
     try:
         return _build(document, name)
     except _KeyError as exc:
@@ -258,11 +259,24 @@ def _amount(table: Mapping[str, Any], where: str, concentration: int) -> tuple[i
             nl = q.volume_for_mass(text, pg_per_day, concentration, "nL/day")
         except q.QuantityError as exc:
             raise _KeyError(f"{prefix}dose", str(exc)) from None
-        return nl, text, True
+        return _on_the_wire(f"{prefix}dose", text, nl), text, True
     text = _text(table, "rate", where, "0.5 mL/day")
     if q.is_mass_rate(text):
         raise _KeyError(f"{prefix}rate", f"{text!r} is a dose by mass; write it as dose = {text!r}")
-    return _quantity(f"{prefix}rate", q.parse_rate, text), text, False
+    nl = _quantity(f"{prefix}rate", q.parse_rate, text)
+    return _on_the_wire(f"{prefix}rate", text, nl), text, False
+
+
+def _on_the_wire(key: str, text: str, nl_per_day: int) -> int:
+    """A rate the protocol can carry (a u32 of nL/day, docs/protocol.md section 6); the
+    pump's own maximum is checked by the pump and shown at review."""
+    if nl_per_day > U32_MAX:
+        raise _KeyError(
+            key,
+            f"{text!r} is {q.rate(nl_per_day)}, more than the protocol can carry "
+            f"({q.rate(U32_MAX)}); no pump delivers that",
+        )
+    return nl_per_day
 
 
 def _steps(

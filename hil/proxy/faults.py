@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import UsageError
+from protocol.documents import DocumentError, parse_toml
 
 __all__ = [
     "DEFAULTS",
@@ -409,9 +409,9 @@ def load_fault_file(path: str | Path) -> FaultConfig:
 def parse_fault_document(text: str, name: str = "<toml>") -> FaultConfig:
     """Parse the TOML text of a fault file; ``name`` prefixes every error message."""
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise FaultSpecError(f"fault file {name}: not valid TOML: {error}") from None
+        document = parse_toml(text)
+    except DocumentError as error:
+        raise FaultSpecError(f"fault file {name}: {error}") from None
     seed: int | None = None
     faults: list[FaultSpec] = []
     for key, value in document.items():
