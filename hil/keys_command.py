@@ -209,7 +209,10 @@ Example:
 )
 @click.argument("file", type=click.Path(path_type=Path))
 def show(file: Path) -> None:
-    """Print a key file's serial and key fingerprints (never the keys)."""
+    """Print a key file's serial and key fingerprints (never the keys).
+
+    Warns if group or others can access the file (pumpemu serve and ctl refuse it).
+    """
     try:
         pump_keys = load_keys(file, allow_open=True)
     except HilError as exc:
