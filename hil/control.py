@@ -1,7 +1,16 @@
 """The control API: rigs and CI act on a running emulator (docs/serve.md, "Control API").
 
-Local only: a TCP listener on a loopback address (127.0.0.1, ::1) or a Unix socket (created
-with mode 0600). JSON lines both ways: one request object per line, one response object
+Local only, and only for the user who runs the emulator:
+
+- a Unix socket (the default, ``DEFAULT_CONTROL``: ``control.sock`` in a private per-user
+  directory), created with mode 0600 and, where the platform tells (``SO_PEERCRED``),
+  answering only peers of the same uid (or root);
+- a TCP listener on a loopback address (127.0.0.1, ::1). Any local user can connect to a
+  TCP port, so every request must carry the server's token (``"token"``, 64 hex digits,
+  ``secrets.token_hex(32)``), compared in constant time. A request without it or with a
+  wrong one is refused, logged, and its connection closed.
+
+JSON lines both ways: one request object per line, one response object
 per line, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests:
 
 - ``{"op": "ping"}``, ``{"op": "info"}``;
@@ -20,14 +29,19 @@ per line, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests:
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import re
+import secrets
 import socket
 import stat
+import struct
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from emulator.faults import (
@@ -47,10 +61,12 @@ from emulator.faults import (
 )
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
+from hil.keys_command import create_private_file
 from hil.serve import ClockControlError, Log, PumpServer, format_pump_time, parse_tcp_address
 from protocol.device_state import LogEntry
 
 __all__ = [
+    "DEFAULT_CONTROL",
     "FAULTS",
     "FAULT_ALIASES",
     "MAX_LINE",
@@ -61,9 +77,15 @@ __all__ = [
     "FaultSpec",
     "build_fault",
     "compare_rows",
+    "control_dir",
+    "default_token_file",
+    "ensure_control_dir",
     "parse_control_address",
     "parse_duration",
     "plain_json",
+    "read_token_file",
+    "remove_token_file",
+    "write_token_file",
 ]
 
 MAX_LINE = 64 * 1024
@@ -92,8 +114,103 @@ class ControlAddress:
         return f"{host}:{self.port}"
 
 
+DEFAULT_CONTROL = "default"
+"""The address that means the default Unix socket, ``control.sock`` in ``control_dir()``."""
+
+
+def control_dir() -> Path:
+    """The private per-user directory for the default control socket and token files:
+    ``$XDG_RUNTIME_DIR/pumpemu`` if XDG_RUNTIME_DIR is set (an absolute path), else
+    ``pumpemu-UID`` in the temporary directory (``$TMPDIR``, else ``/tmp``)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime):
+        return Path(runtime) / "pumpemu"
+    return Path(tempfile.gettempdir()) / f"pumpemu-{os.getuid()}"
+
+
+def ensure_control_dir() -> Path:
+    """``control_dir()``, created with mode 0700 if missing. ``UsageError`` unless it is a
+    real directory (not a symlink) owned by this user that group and others cannot enter:
+    in a shared /tmp another user could have made it first."""
+    path = control_dir()
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UsageError(f"--control: cannot create {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise UsageError(f"--control: {path}: {exc.strerror or exc}") from None
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) & 0o077
+    ):
+        raise UsageError(
+            f"--control: {path} is not a private directory of this user (a directory owned "
+            "by you with mode 0700); remove it, or set XDG_RUNTIME_DIR, or give --control "
+            "unix:PATH"
+        )
+    return path
+
+
+def default_token_file(port: int) -> Path:
+    """Where serve writes a TCP control port's token unless told otherwise
+    (``--control-token``), and where the commands look for it: ``control-PORT.token``."""
+    return control_dir() / f"control-{port}.token"
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Write ``token`` (and a newline) to ``path`` with mode 0600, atomically: a temporary
+    file created 0600 beside it, renamed over it (a symlink at ``path`` is replaced, never
+    followed). ``UsageError`` naming the file if it cannot be written."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        create_private_file(temporary, (token + "\n").encode("ascii"))
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the control token file {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def read_token_file(path: Path) -> str:
+    """The token in a token file (surrounding whitespace dropped); ``UsageError`` naming
+    the file if it is missing, unreadable or empty."""
+    try:
+        data = path.read_bytes()[: 4 * 1024]
+    except FileNotFoundError:
+        raise UsageError(
+            f"control token file {path} does not exist (pumpemu serve writes it when it "
+            "starts a TCP control API, and removes it when it stops)"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"control token file {path}: {exc.strerror or exc}") from None
+    token = data.decode("ascii", errors="replace").strip()
+    if not token:
+        raise UsageError(f"control token file {path} is empty")
+    return token
+
+
+def remove_token_file(path: Path, token: str) -> None:
+    """Remove ``path`` if it still holds ``token`` (not a later emulator's)."""
+    with contextlib.suppress(OSError, UsageError):
+        if read_token_file(path) == token:
+            path.unlink()
+
+
 def parse_control_address(text: str) -> ControlAddress:
-    """``127.0.0.1:PORT``, ``[::1]:PORT``, ``localhost:PORT`` or ``unix:PATH``; loopback only."""
+    """``127.0.0.1:PORT``, ``[::1]:PORT``, ``localhost:PORT``, ``unix:PATH``, or ``default``
+    (``DEFAULT_CONTROL``: the Unix socket ``control.sock`` in ``control_dir()``); loopback
+    only."""
+    if text == DEFAULT_CONTROL:
+        return ControlAddress(None, None, str(control_dir() / "control.sock"))
     if text.startswith("unix:"):
         path = text.removeprefix("unix:")
         if not path:
@@ -300,15 +417,34 @@ def _log_entry(entry: LogEntry) -> dict[str, Any]:
 
 
 class ControlServer:
-    """Answers control requests for one ``PumpServer``; one thread per connection."""
+    """Answers control requests for one ``PumpServer``; one thread per connection.
 
-    def __init__(self, server: PumpServer, address: str, *, log: Log | None = None) -> None:
+    ``address`` is ``HOST:PORT`` (loopback), ``unix:PATH`` or ``DEFAULT_CONTROL``. With
+    ``token``, every request must carry it as ``"token"``; a TCP server always has one
+    (``secrets.token_hex(32)`` unless given), since any local user can reach a TCP port.
+    A Unix socket is created 0600 and, where ``SO_PEERCRED`` exists, peers of another uid
+    (other than root) are refused.
+    """
+
+    def __init__(
+        self,
+        server: PumpServer,
+        address: str,
+        *,
+        log: Log | None = None,
+        token: str | None = None,
+    ) -> None:
         self._server = server
         self._log = log
+        if address == DEFAULT_CONTROL:
+            ensure_control_dir()
         parsed = parse_control_address(address)
         self._unix_path = parsed.path
+        self._unix_inode: tuple[int, int] | None = None
         if parsed.path is not None:
             listener = self._bind_unix(parsed.path)
+            info = os.lstat(parsed.path)
+            self._unix_inode = (info.st_dev, info.st_ino)
             self._address = parsed
         else:
             assert parsed.host is not None
@@ -324,6 +460,12 @@ class ControlServer:
                     f"--control: cannot listen on {parsed}: {exc.strerror or exc}"
                 ) from None
             self._address = ControlAddress(parsed.host, int(listener.getsockname()[1]), None)
+            if token is None:
+                token = secrets.token_hex(32)
+        if token is not None and not token:
+            listener.close()
+            raise ValueError("a control token cannot be empty")
+        self._token = token
         listener.listen(8)
         self._listener = listener
         self._stop = threading.Event()
@@ -334,33 +476,51 @@ class ControlServer:
     @staticmethod
     def _bind_unix(path: str) -> socket.socket:
         try:
-            mode = os.stat(path).st_mode
+            info = os.lstat(path)
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise UsageError(f"--control: {path}: {exc.strerror or exc}") from None
         else:
-            if not stat.S_ISSOCK(mode):
+            if not stat.S_ISSOCK(info.st_mode):
                 raise UsageError(f"--control: {path} exists and is not a socket")
+            if info.st_uid != os.getuid():
+                raise UsageError(f"--control: {path} exists and belongs to another user")
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(path)
             except OSError:
-                os.unlink(path)  # a stale socket left by a process that died
+                pass  # a stale socket left by a process that died: replaced below
             else:
                 raise UsageError(f"--control: {path} is in use by another running emulator")
             finally:
                 probe.close()
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise UsageError(
+                    f"--control: cannot remove the stale socket {path}: {exc.strerror or exc}"
+                ) from None
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket is created 0600: this user only
+        # The socket file is created 0600 (this user only) by bind itself: no moment when
+        # others could connect. The umask is process-wide; it is restored at once.
+        old_umask = os.umask(0o177)
         try:
             listener.bind(path)
+            os.chmod(path, 0o600)  # exactly 0600 also where bind ignores the umask
         except OSError as exc:
             listener.close()
             raise UsageError(f"--control: cannot listen on {path}: {exc.strerror or exc}") from None
         finally:
             os.umask(old_umask)
         return listener
+
+    @property
+    def token(self) -> str | None:
+        """The token every request must carry, or None (a Unix socket without one)."""
+        return self._token
 
     @property
     def address(self) -> str:
@@ -388,7 +548,9 @@ class ControlServer:
             self._thread.join(2.0)
         if self._unix_path is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self._unix_path)
+                info = os.lstat(self._unix_path)
+                if (info.st_dev, info.st_ino) == self._unix_inode:  # not a successor's
+                    os.unlink(self._unix_path)
 
     def __enter__(self) -> ControlServer:
         return self.start()
@@ -399,7 +561,7 @@ class ControlServer:
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                conn, _ = self._listener.accept()
+                conn, peer = self._listener.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -407,24 +569,47 @@ class ControlServer:
             conn.settimeout(None)
             with self._conn_lock:
                 self._connections.add(conn)
-            thread = threading.Thread(target=self._serve_connection, args=(conn,))
+            thread = threading.Thread(target=self._serve_connection, args=(conn, peer))
             thread.daemon = True
             thread.name = "control connection"
             thread.start()
 
-    def _serve_connection(self, conn: socket.socket) -> None:
+    def _peer_name(self, conn: socket.socket, peer: Any) -> str:
+        if self._unix_path is None and isinstance(peer, tuple) and len(peer) >= 2:
+            host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+            return f"{host}:{peer[1]}"
+        uid = _peer_uid(conn)
+        return "a local process" if uid is None else f"a local process of uid {uid}"
+
+    def _serve_connection(self, conn: socket.socket, peer: Any = None) -> None:
         try:
             with conn, conn.makefile("rb") as reader:
+                name = self._peer_name(conn, peer)
+                uid = _peer_uid(conn)
+                foreign = uid is not None and uid not in (os.getuid(), 0)
                 while not self._stop.is_set():
                     line = reader.readline(MAX_LINE + 1)
                     if not line:
+                        return
+                    if foreign:  # answered at its first line, so the client sees why
+                        self._refused(name, "another user")
+                        foreign_error = "refused: this emulator's control API is another user's"
+                        conn.sendall(_encode({"ok": False, "error": foreign_error}))
                         return
                     if len(line) > MAX_LINE:
                         conn.sendall(_encode({"ok": False, "error": "request line too long"}))
                         return
                     if not line.strip():
                         continue
-                    conn.sendall(_encode(self.handle_line(line)))
+                    request, bad_line = _parse_line(line)
+                    if request is None:
+                        conn.sendall(_encode(bad_line))
+                        continue
+                    refusal = self._authorize(request, name)
+                    if refusal is not None:
+                        conn.sendall(_encode({"ok": False, "error": refusal}))
+                        return  # a refused client is cut off
+                    conn.sendall(_encode(self._dispatch(request)))
         except OSError:
             return
         finally:
@@ -433,18 +618,49 @@ class ControlServer:
 
     # -- requests --
 
-    def handle_line(self, line: bytes) -> dict[str, Any]:
-        """One request line to one response object (never raises)."""
-        try:
-            request = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return {"ok": False, "error": f"not a JSON object: {exc}"}
-        if not isinstance(request, dict):
-            return {"ok": False, "error": "a request is a JSON object with an 'op' field"}
-        return self.handle(request)
+    def _refused(self, peer: str, reason: str) -> None:
+        if self._log is not None:
+            self._log(f"control: refused a request from {peer}: {reason}")
 
-    def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Answer one request object (never raises)."""
+    def _authorize(self, request: Mapping[str, Any], peer: str) -> str | None:
+        """None if the request may be answered, else the error for the refusal (logged).
+        The token itself is never logged or echoed."""
+        if self._token is None:
+            return None
+        given = request.get("token")
+        if given is None:
+            self._refused(peer, "no token")
+            return (
+                "refused: this control API needs a token: send the contents of the token "
+                'file pumpemu serve wrote as "token" in every request (pumpemu fault, time '
+                "and truth: --control-token FILE or PUMPEMU_CONTROL_TOKEN_FILE)"
+            )
+        if not isinstance(given, str) or not hmac.compare_digest(
+            given.encode("utf-8", "surrogatepass"), self._token.encode("utf-8")
+        ):
+            self._refused(peer, "wrong token")
+            return (
+                "refused: wrong token (pumpemu serve writes a new one each time it starts; "
+                "read its token file again)"
+            )
+        return None
+
+    def handle_line(self, line: bytes, *, peer: str = "a caller") -> dict[str, Any]:
+        """One request line to one response object (never raises)."""
+        request, error = _parse_line(line)
+        if request is None:
+            return error
+        return self.handle(request, peer=peer)
+
+    def handle(self, request: Mapping[str, Any], *, peer: str = "a caller") -> dict[str, Any]:
+        """Answer one request object (never raises); refused without the right token."""
+        refusal = self._authorize(request, peer)
+        if refusal is not None:
+            return {"ok": False, "error": refusal}
+        return self._dispatch(request)
+
+    def _dispatch(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        request = {k: v for k, v in request.items() if k != "token"}
         op = request.get("op")
         handler = _OPS.get(op) if isinstance(op, str) else None
         if handler is None:
@@ -557,6 +773,29 @@ _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = 
 }
 
 
+def _parse_line(line: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the request object in a line, {}) or (None, the error answer for the line)."""
+    try:
+        request = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, {"ok": False, "error": f"not a JSON object: {exc}"}
+    if not isinstance(request, dict):
+        return None, {"ok": False, "error": "a request is a JSON object with an 'op' field"}
+    return request, {}
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    """The uid of a Unix-socket peer where the platform tells (Linux ``SO_PEERCRED``)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None or conn.family != socket.AF_UNIX:
+        return None
+    try:
+        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, 12))
+    except OSError:
+        return None
+    return int(uid)
+
+
 def _encode(obj: Mapping[str, Any]) -> bytes:
     return (json.dumps(plain_json(obj), separators=(",", ":")) + "\n").encode("utf-8")
 
@@ -574,15 +813,18 @@ def plain_json(obj: Any) -> Any:
 
 
 class ControlClient:
-    """A blocking client of the control API: ``ControlClient("127.0.0.1:7001").truth()``.
+    """A blocking client of the control API:
+    ``ControlClient("127.0.0.1:7001", token=read_token_file(path)).truth()``.
 
+    ``token`` is sent in every request (a TCP control API refuses requests without it).
     Every method returns the response object (``ok`` is true) or raises ``ControlError``
     with the server's error message.
     """
 
-    def __init__(self, address: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, address: str, *, timeout_s: float = 30.0, token: str | None = None) -> None:
         parsed = parse_control_address(address)
         self._address = str(parsed)
+        self._token = token
         try:
             if parsed.path is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -602,7 +844,10 @@ class ControlClient:
 
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return its response; ``ControlError`` if it failed."""
-        line = json.dumps({"op": op, **fields}, separators=(",", ":")) + "\n"
+        request = {"op": op, **fields}
+        if self._token is not None:
+            request["token"] = self._token
+        line = json.dumps(request, separators=(",", ":")) + "\n"
         try:
             self._sock.sendall(line.encode("utf-8"))
             answer = self._reader.readline(16 * MAX_LINE)

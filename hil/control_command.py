@@ -1,24 +1,37 @@
 """``pumpemu fault``, ``pumpemu time`` and ``pumpemu truth``: the control API on the command line.
 
-Each command connects to a running ``pumpemu serve --control ADDRESS`` (``--control`` or the
-``PUMPEMU_CONTROL`` environment variable), sends one request and prints the answer as lines
-and tables, or as the raw JSON response with ``--json``. Errors are one line, exit code 2.
+Each command connects to a running ``pumpemu serve --control [ADDRESS]`` (``--control`` or the
+``PUMPEMU_CONTROL`` environment variable; neither: the default Unix socket), sends one request
+and prints the answer as lines and tables, or as the raw JSON response with ``--json``. A TCP
+address needs the token serve wrote: ``--control-token FILE``, ``PUMPEMU_CONTROL_TOKEN_FILE``,
+or else the default token file for that port. Errors are one line, exit code 2.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
-from hil.control import FAULTS, ControlClient, FaultSpec, parse_duration
-from hil.errors import HilError
+from hil.control import (
+    DEFAULT_CONTROL,
+    FAULTS,
+    ControlClient,
+    FaultSpec,
+    default_token_file,
+    parse_control_address,
+    parse_duration,
+    read_token_file,
+)
+from hil.errors import HilError, UsageError
 
 __all__ = ["fault", "time_group", "truth"]
 
 CONTROL_ENV = "PUMPEMU_CONTROL"
+TOKEN_FILE_ENV = "PUMPEMU_CONTROL_TOKEN_FILE"  # noqa: S105 (a variable name, no secret)
 
 
 class _CommandError(click.ClickException):
@@ -28,13 +41,23 @@ class _CommandError(click.ClickException):
 
 
 def _control_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--control-token",
+        "token_file",
+        envvar=TOKEN_FILE_ENV,
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="The token file serve wrote for a TCP control API; or set "
+        f"{TOKEN_FILE_ENV}. Default: the one serve writes by default for that port.",
+    )(f)
     return click.option(
         "--control",
         "control",
         envvar=CONTROL_ENV,
-        required=True,
-        metavar="HOST:PORT|unix:PATH",
-        help=f"The emulator's control API (pumpemu serve --control); or set {CONTROL_ENV}.",
+        default=DEFAULT_CONTROL,
+        metavar="unix:PATH|HOST:PORT",
+        help=f"The emulator's control API (pumpemu serve --control); or set {CONTROL_ENV}. "
+        "Default: the socket pumpemu serve --control (alone) opens.",
     )(f)
 
 
@@ -42,9 +65,30 @@ def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print the JSON response.")(f)
 
 
-def _call(control: str, action: Callable[[ControlClient], dict[str, Any]]) -> dict[str, Any]:
+def _token_for(control: str, token_file: Path | None) -> str | None:
+    """The token to send: from ``token_file`` if given; for a TCP address, else from the
+    default token file for its port (an error if there is none)."""
+    address = parse_control_address(control)
+    if token_file is not None:
+        return read_token_file(token_file)
+    if address.port is None:
+        return None  # a Unix socket: its 0600 mode is the lock
+    default = default_token_file(address.port)
+    if not default.exists():
+        raise UsageError(
+            f"--control {address} is a TCP port and needs the token pumpemu serve wrote: "
+            f"give --control-token FILE or set {TOKEN_FILE_ENV} (serve prints the file's "
+            f"path; there is no {default})"
+        )
+    return read_token_file(default)
+
+
+def _call(
+    control: str, token_file: Path | None, action: Callable[[ControlClient], dict[str, Any]]
+) -> dict[str, Any]:
     try:
-        with ControlClient(control) as client:
+        token = _token_for(control, token_file)
+        with ControlClient(control, token=token) as client:
             return action(client)
     except HilError as exc:
         raise _CommandError(str(exc)) from None
@@ -68,8 +112,10 @@ def _number(value: Any) -> str:
 
 FAULT_EPILOG = """\b
 Examples:
+  pumpemu fault stall                   (serve --control: the default Unix socket)
   pumpemu fault stall --control 127.0.0.1:7001
-  pumpemu fault stall --recover-after-s 3600 --control 127.0.0.1:7001
+  pumpemu fault stall --recover-after-s 3600 --control 127.0.0.1:7001 \\
+      --control-token /tmp/pe.token      (the token file serve --control-token wrote)
   pumpemu fault leak --ppm 250000 --control unix:/tmp/pump.sock
   pumpemu fault magnet --scan-s 1800 --recovery-s 7200
   pumpemu fault repair catheter
@@ -135,9 +181,9 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
                 )
             )
 
-    def callback(control: str, as_json: bool, **values: Any) -> None:
+    def callback(control: str, token_file: Path | None, as_json: bool, **values: Any) -> None:
         given = {k: v for k, v in values.items() if v is not None}
-        response = _call(control, lambda client: client.fault(name, **given))
+        response = _call(control, token_file, lambda client: client.fault(name, **given))
         if as_json:
             _echo_json(response)
             return
@@ -189,7 +235,7 @@ def time_group() -> None:
 @click.argument("duration")
 @_control_option
 @_json_option
-def time_advance(duration: str, control: str, as_json: bool) -> None:
+def time_advance(duration: str, control: str, token_file: Path | None, as_json: bool) -> None:
     """Advance a manual clock by DURATION: seconds, or units ms s m h d w (30d, 6h, 1d12h).
 
     Every pump event on the way happens in order (strokes, alarms, timeouts), event by
@@ -199,7 +245,7 @@ def time_advance(duration: str, control: str, as_json: bool) -> None:
         parse_duration(duration)
     except ValueError as exc:
         raise _CommandError(str(exc)) from None
-    response = _call(control, lambda client: client.advance(duration))
+    response = _call(control, token_file, lambda client: client.advance(duration))
     if as_json:
         _echo_json(response)
         return
@@ -211,9 +257,9 @@ def time_advance(duration: str, control: str, as_json: bool) -> None:
 @time_group.command("show", epilog="\b\nExample:\n  pumpemu time show --control 127.0.0.1:7001")
 @_control_option
 @_json_option
-def time_show(control: str, as_json: bool) -> None:
+def time_show(control: str, token_file: Path | None, as_json: bool) -> None:
     """Print the pump's time and clock."""
-    response = _call(control, lambda client: client.info())
+    response = _call(control, token_file, lambda client: client.info())
     if as_json:
         _echo_json(response)
         return
@@ -232,9 +278,9 @@ Examples:
 @click.command("truth", epilog=TRUTH_EPILOG)
 @_control_option
 @_json_option
-def truth(control: str, as_json: bool) -> None:
+def truth(control: str, token_file: Path | None, as_json: bool) -> None:
     """Print the plant's physical truth beside what the firmware believes."""
-    response = _call(control, lambda client: client.truth())
+    response = _call(control, token_file, lambda client: client.truth())
     if as_json:
         _echo_json(response)
         return

@@ -44,7 +44,7 @@ from hil.capture import (
     summarize_frame,
 )
 from hil.errors import UsageError
-from hil.keys_command import load_keys
+from hil.keys_command import load_keys, open_key_file_warning
 from protocol import crypto, wire
 from protocol.codec import decode_payload, parse_frame
 from protocol.errors import ProtocolError, SessionError
@@ -568,11 +568,14 @@ def decode(
     record with its direction, wall time (UTC) and pump time. Layouts: docs/protocol.md.
     """
     try:
-        keys = load_keys(keys_file) if keys_file is not None else None
+        keys = load_keys(keys_file, allow_open=True) if keys_file is not None else None
         name, data = read_input(source, example=example)
     except UsageError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
+    warning = open_key_file_warning(Path(keys_file)) if keys_file is not None else None
+    if warning is not None:
+        click.echo(warning, err=True)
     console = Console(soft_wrap=False)
     if isinstance(data, bytes):
         items = decode_stream(data)

@@ -6,6 +6,10 @@ created with that mode in the same system call, so it is never readable by other
 briefly. ``pumpemu keys show`` prints the serial and key fingerprints, never the keys.
 
 ``load_keys`` is the one way other commands read a key file; every failure is one clear line.
+It refuses a key file that group or others can access (mode ``& 0o077``), as ssh refuses an
+unprotected private key: ``serve`` and ``ctl`` act on a pump with these keys. ``keys show``
+and ``decode`` only read it, so they load it with ``allow_open=True`` and print
+``open_key_file_warning`` instead.
 """
 
 from __future__ import annotations
@@ -43,13 +47,26 @@ class _CommandError(click.ClickException):
     exit_code = 2
 
 
-def load_keys(path: str | os.PathLike[str]) -> PumpKeys:
-    """Read and parse a key file. Raises ``UsageError`` with one clear line on any failure."""
+def open_key_file_problem(file: Path, mode: int) -> str | None:
+    """What is wrong with a key file's permission bits, or None if only its owner has access."""
+    if not mode & 0o077:
+        return None
+    return (
+        f"key file {file} has mode {mode:04o}: group or others can access it; run: chmod 600 {file}"
+    )
+
+
+def load_keys(path: str | os.PathLike[str], *, allow_open: bool = False) -> PumpKeys:
+    """Read and parse a key file. Raises ``UsageError`` with one clear line on any failure,
+    including (unless ``allow_open``) a file that group or others can access."""
     file = Path(path)
     try:
         info = file.stat()
         if stat.S_ISDIR(info.st_mode):
             raise UsageError(f"key file {file}: is a directory, not a key file")
+        problem = open_key_file_problem(file, stat.S_IMODE(info.st_mode))
+        if problem is not None and not allow_open:
+            raise UsageError(problem)
         if info.st_size > MAX_KEY_FILE_BYTES:
             raise UsageError(
                 f"key file {file}: {info.st_size} bytes is far too large for a key file"
@@ -82,7 +99,7 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _create_private(path: Path, data: bytes) -> None:
+def create_private_file(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 and write ``data``; fails if ``path`` exists."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, KEY_FILE_MODE)
@@ -105,10 +122,10 @@ def write_key_file(path: Path, keys: PumpKeys, *, force: bool = False) -> None:
     data = serialize_key_file(keys).encode("utf-8")
     try:
         if not force:
-            _create_private(path, data)
+            create_private_file(path, data)
             return
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        _create_private(temporary, data)
+        create_private_file(temporary, data)
         try:
             os.replace(temporary, path)
         except BaseException:
@@ -192,19 +209,27 @@ Example:
 )
 @click.argument("file", type=click.Path(path_type=Path))
 def show(file: Path) -> None:
-    """Print a key file's serial and key fingerprints (never the keys)."""
+    """Print a key file's serial and key fingerprints (never the keys).
+
+    Warns if group or others can access the file (pumpemu serve and ctl refuse it).
+    """
     try:
-        pump_keys = load_keys(file)
+        pump_keys = load_keys(file, allow_open=True)
     except HilError as exc:
         raise _CommandError(str(exc)) from None
     click.echo(f"serial     {pump_keys.serial}")
     click.echo(f"format     {KEY_FILE_FORMAT}")
     for line in _fingerprint_lines(pump_keys):
         click.echo(line)
+    warning = open_key_file_warning(file)
+    if warning is not None:
+        click.echo(warning, err=True)
+
+
+def open_key_file_warning(file: Path) -> str | None:
+    """The warning line for a key file that group or others can access, else None."""
     with contextlib.suppress(OSError):
-        mode = stat.S_IMODE(file.stat().st_mode)
-        if mode & 0o077:
-            click.echo(
-                f"warning: {file} has mode {mode:04o}: others can read it; run: chmod 600 {file}",
-                err=True,
-            )
+        problem = open_key_file_problem(file, stat.S_IMODE(file.stat().st_mode))
+        if problem is not None:
+            return f"warning: {problem} (pumpemu serve and ctl refuse it)"
+    return None

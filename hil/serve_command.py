@@ -30,7 +30,15 @@ from emulator.profile import load_profile
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.clock import ScaledClock, SystemClock
-from hil.control import ControlServer
+from hil.control import (
+    DEFAULT_CONTROL,
+    ControlServer,
+    default_token_file,
+    ensure_control_dir,
+    parse_control_address,
+    remove_token_file,
+    write_token_file,
+)
 from hil.errors import HilError, UsageError
 from hil.keys_command import load_keys
 from hil.links import Link, PtyLink, open_link
@@ -96,8 +104,11 @@ Examples:
   pumpemu serve --port /dev/ttyUSB0 --keys pe.keys --baud 115200
   pumpemu serve --tcp 127.0.0.1:5555 --keys pe.keys --clock x60
       (a programmer opens socket://127.0.0.1:5555)
+  pumpemu serve --pty --keys pe.keys --clock manual --control
+      (control API on a Unix socket only you can open, then: pumpemu time advance 30d)
   pumpemu serve --pty --keys pe.keys --clock manual --control 127.0.0.1:7001
   pumpemu time advance 30d --control 127.0.0.1:7001
+      (TCP: serve writes a token file only you can read; the commands find it)
   pumpemu serve --pty --keys pe.keys --capture serve.jsonl --profile valve-gated-20
   pumpemu serve --pty --keys pe.keys --state pe.state
       (resumes the pump saved in pe.state, or starts fresh and creates it)
@@ -154,8 +165,20 @@ through the control API: pumpemu time advance). See docs/serve.md.
 @click.option(
     "--control",
     "control_address",
-    metavar="HOST:PORT|unix:PATH",
-    help="Listen for the control API (loopback or Unix socket).",
+    is_flag=False,
+    flag_value=DEFAULT_CONTROL,
+    metavar="[unix:PATH|HOST:PORT]",
+    help="Listen for the control API. Alone: a Unix socket in a private per-user directory "
+    "(mode 0600). unix:PATH: that socket (0600). HOST:PORT: loopback TCP, every request "
+    "needing the token serve writes to a 0600 file.",
+)
+@click.option(
+    "--control-token",
+    "control_token_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="With a TCP --control: write the token to FILE (default: control-PORT.token in "
+    "the per-user directory; see docs/serve.md).",
 )
 @click.option(
     "--start-time",
@@ -196,6 +219,7 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
             "pumpemu keys new --serial PE-000001 --out pump.keys"
         )
     try:
+        _check_control_options(opts)
         _Serve(opts).run()
     except (HilError, ProfileError, SnapshotError) as exc:
         raise _CommandError(str(exc)) from None
@@ -218,6 +242,20 @@ class ServeOptions:
     start_time: str | None
     state_file: Path | None = None
     profile_given: bool = False
+    control_token_file: Path | None = None
+
+
+def _check_control_options(opts: ServeOptions) -> None:
+    """--control-token only goes with a TCP --control (a Unix socket relies on its mode)."""
+    if opts.control_token_file is None:
+        return
+    if opts.control_address is None:
+        raise UsageError("--control-token FILE needs a TCP control API: --control HOST:PORT")
+    if parse_control_address(opts.control_address).path is not None:
+        raise UsageError(
+            "--control-token is for a TCP --control HOST:PORT; a Unix-socket control API "
+            "needs no token (only its owner can open the 0600 socket)"
+        )
 
 
 class _Serve:
@@ -257,6 +295,7 @@ class _Serve:
         self.link: Link | None = None
         self.capture: CaptureWriter | None = None
         self.control: ControlServer | None = None
+        self.token_file: Path | None = None
         self.server: PumpServer | None = None
         self.save_error: str | None = None
 
@@ -310,8 +349,7 @@ class _Serve:
                 f"{self.link.name}; clock {server.clock_name()}{pace}"
             )
             if self.control is not None:
-                self.control.start()
-                stderr_log(f"control API listening on {self.control.address}")
+                self._announce_control(self.control)
             if self.capture is not None:
                 stderr_log(f"capturing traffic to {self.capture.name}")
             if opts.state_file is not None:
@@ -329,9 +367,33 @@ class _Serve:
             self._shut_down()
         self._summarize(time.monotonic() - started)
 
+    def _announce_control(self, control: ControlServer) -> None:
+        """Write a TCP control API's token file, start it, and say where it listens."""
+        if control.token is None:
+            control.start()
+            stderr_log(
+                f"control API listening on {control.address} (mode 0600: only this user can "
+                "connect)"
+            )
+            return
+        path = self.opts.control_token_file
+        if path is None:
+            ensure_control_dir()
+            path = default_token_file(int(control.address.rsplit(":", 1)[1]))
+        write_token_file(path, control.token)
+        self.token_file = path
+        control.start()
+        stderr_log(
+            f"control API listening on {control.address}; token in {path} (mode 0600; "
+            "pumpemu fault/time/truth read it: --control-token FILE or "
+            "PUMPEMU_CONTROL_TOKEN_FILE)"
+        )
+
     def _shut_down(self) -> None:
         if self.control is not None:
             self.control.stop()
+            if self.token_file is not None and self.control.token is not None:
+                remove_token_file(self.token_file, self.control.token)
         if self.server is not None:
             self.server.stop()
         elif self.link is not None:

@@ -252,7 +252,7 @@ def test_tcp_control_on_loopback_with_an_ephemeral_port(pump_server: PumpServer)
         host, port = control.address.rsplit(":", 1)
         assert host == "127.0.0.1"
         assert int(port) > 0
-        with ControlClient(control.address) as client:
+        with ControlClient(control.address, token=control.token) as client:
             assert client.ping()["pong"] is True
 
 

@@ -467,11 +467,26 @@ def test_missing_device_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_bad_key_file_is_one_line_exit_2(bench: Bench, tmp_path: Path) -> None:
     bad = tmp_path / "bad.keys"
     bad.write_text("{not json")
+    bad.chmod(0o600)
     result = CliRunner().invoke(main, ["ctl", "--port", bench.url, "--keys", str(bad), "status"])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    assert lines[0].startswith(f"Error: key file {bad}")
+    assert lines[0].startswith(f"Error: key file {bad}: not JSON")
+
+
+def test_a_key_file_others_can_read_is_refused_exit_2(bench: Bench, tmp_path: Path) -> None:
+    readable = tmp_path / "readable.keys"
+    write_key_file(readable, generate_keys(SERIAL, secrets.token_bytes(64)))
+    readable.chmod(0o644)
+    result = CliRunner().invoke(
+        main, ["ctl", "--port", bench.url, "--keys", str(readable), "status"]
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: key file {readable} has mode 0644: group or others can access it; "
+        f"run: chmod 600 {readable}"
+    ]
 
 
 def test_wrong_key_is_refused_exit_1(bench: Bench, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ captures, with sealed sessions opened by ``--keys``."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +233,22 @@ def two_session_capture(path: Path) -> None:
 def key_file(tmp_path: Path, keys: PumpKeys, name: str = "pump.keys") -> str:
     path = tmp_path / name
     path.write_text(serialize_key_file(keys))
+    path.chmod(0o600)
     return str(path)
+
+
+def test_a_key_file_others_can_read_is_used_with_a_warning(tmp_path: Path) -> None:
+    capture = tmp_path / "visit.jsonl"
+    two_session_capture(capture)
+    path = key_file(tmp_path, KEYS)
+    os.chmod(path, 0o644)
+    code, out, err = run(str(capture), "--keys", path, "--json")
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: key file {path} has mode 0644: group or others can access it; "
+        f"run: chmod 600 {path} (pumpemu serve and ctl refuse it)"
+    ]
+    assert any(f["sealed"] and f["message"] for f in frames_of(json.loads(out)))
 
 
 def frames_of(document: dict[str, Any]) -> list[dict[str, Any]]:

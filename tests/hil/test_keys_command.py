@@ -147,7 +147,11 @@ def test_show_warns_about_a_readable_key_file(tmp_path: Path) -> None:
     out.chmod(0o644)
     result = run("keys", "show", str(out))
     assert result.exit_code == 0
-    assert "others can read it; run: chmod 600" in result.output
+    assert fingerprint(KEYS.clinician) in result.output  # show still shows it
+    assert (
+        f"warning: key file {out} has mode 0644: group or others can access it; "
+        f"run: chmod 600 {out} (pumpemu serve and ctl refuse it)"
+    ) in result.output
 
 
 def test_show_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
@@ -174,11 +178,34 @@ def test_help_has_an_example() -> None:
 # -- load_keys ---------------------------------------------------------------------------------
 
 
+def private_file(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return path
+
+
 def test_load_keys_reads_a_key_file(tmp_path: Path) -> None:
-    path = tmp_path / "pump.keys"
-    path.write_text(serialize_key_file(KEYS))
+    path = private_file(tmp_path / "pump.keys", serialize_key_file(KEYS).encode())
     assert load_keys(path) == KEYS
     assert load_keys(str(path)) == KEYS
+
+
+@pytest.mark.parametrize("bits", [0o644, 0o640, 0o604, 0o620, 0o602, 0o610, 0o601])
+def test_load_keys_refuses_a_file_group_or_others_can_access(tmp_path: Path, bits: int) -> None:
+    path = private_file(tmp_path / "pump.keys", serialize_key_file(KEYS).encode())
+    path.chmod(bits)
+    with pytest.raises(UsageError) as info:
+        load_keys(path)
+    assert str(info.value) == (
+        f"key file {path} has mode {bits:04o}: group or others can access it; run: chmod 600 {path}"
+    )
+    assert load_keys(path, allow_open=True) == KEYS  # keys show and decode: read, then warn
+
+
+def test_load_keys_accepts_an_owner_only_file(tmp_path: Path) -> None:
+    path = private_file(tmp_path / "pump.keys", serialize_key_file(KEYS).encode())
+    path.chmod(0o400)
+    assert load_keys(path) == KEYS
 
 
 @pytest.mark.parametrize(
@@ -193,8 +220,7 @@ def test_load_keys_reads_a_key_file(tmp_path: Path) -> None:
 def test_load_keys_errors_name_the_file_and_the_fault(
     tmp_path: Path, content: bytes, message: str
 ) -> None:
-    path = tmp_path / "pump.keys"
-    path.write_bytes(content)
+    path = private_file(tmp_path / "pump.keys", content)
     with pytest.raises(UsageError) as info:
         load_keys(path)
     assert str(path) in str(info.value)
@@ -207,8 +233,7 @@ def test_load_keys_missing_file_says_how_to_make_one(tmp_path: Path) -> None:
 
 
 def test_load_keys_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "pump.keys"
-    path.write_text(serialize_key_file(KEYS))
+    path = private_file(tmp_path / "pump.keys", serialize_key_file(KEYS).encode())
 
     def denied(self: Path) -> bytes:
         raise PermissionError(13, "Permission denied")
