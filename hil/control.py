@@ -64,6 +64,7 @@ from hil.errors import HilError, UsageError
 from hil.keys_command import create_private_file
 from hil.serve import ClockControlError, Log, PumpServer, format_pump_time, parse_tcp_address
 from protocol.device_state import LogEntry
+from protocol.documents import DocumentError, parse_json
 
 __all__ = [
     "DEFAULT_CONTROL",
@@ -776,8 +777,10 @@ _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = 
 def _parse_line(line: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """(the request object in a line, {}) or (None, the error answer for the line)."""
     try:
-        request = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        request = parse_json(line.decode("utf-8"), max_bytes=MAX_LINE)
+    except UnicodeDecodeError:
+        return None, {"ok": False, "error": "not a JSON object: not UTF-8 text"}
+    except DocumentError as exc:
         return None, {"ok": False, "error": f"not a JSON object: {exc}"}
     if not isinstance(request, dict):
         return None, {"ok": False, "error": "a request is a JSON object with an 'op' field"}
@@ -856,8 +859,8 @@ class ControlClient:
         if not answer:
             raise ControlError(f"control API {self._address} closed the connection")
         try:
-            response = json.loads(answer)
-        except json.JSONDecodeError as exc:
+            response = parse_json(answer.decode("utf-8", "replace"), max_bytes=16 * MAX_LINE)
+        except DocumentError as exc:
             raise ControlError(f"control API {self._address}: bad response: {exc}") from None
         if not isinstance(response, dict) or not response.get("ok"):
             error = response.get("error") if isinstance(response, dict) else response

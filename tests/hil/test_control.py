@@ -286,6 +286,33 @@ def test_an_overlong_request_line_is_refused(control: ControlServer, tmp_path: P
     assert answer == {"ok": False, "error": "request line too long"}
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (b"[" * 30_000 + b"\n", "nested too deeply"),
+        (b'{"op": ' * 100 + b"\n", "nested too deeply"),
+        (b"\xff\xfe\n", "not UTF-8"),
+        (b"[1, 2]\n", "a JSON object"),
+        (b"nonsense\n", "not JSON"),
+    ],
+    ids=["30000-brackets", "nested-objects", "not-utf8", "not-an-object", "not-json"],
+)
+def test_a_hostile_request_line_gets_an_error_reply_and_the_connection_lives(
+    control: ControlServer, tmp_path: Path, line: bytes, words: str
+) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(tmp_path / "c.sock"))
+    with sock, sock.makefile("rb") as reader:
+        sock.sendall(line)
+        answer = json.loads(reader.readline())
+        assert answer["ok"] is False
+        assert words in answer["error"]
+        sock.sendall(b'{"op": "ping"}\n')  # the same connection still serves
+        assert json.loads(reader.readline())["ok"] is True
+
+
 def test_client_reports_an_unreachable_api(tmp_path: Path) -> None:
     with pytest.raises(ControlError, match="cannot reach the control API"):
         ControlClient(f"unix:{tmp_path / 'nobody.sock'}")
