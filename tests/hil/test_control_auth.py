@@ -92,6 +92,7 @@ def exchange(address: str, *lines: bytes) -> list[dict[str, object] | None]:
 # -- TCP: the token ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_tcp_request_without_the_token_is_refused_logged_and_cut_off(
     pump_server: PumpServer,
 ) -> None:
@@ -113,6 +114,7 @@ def test_a_tcp_request_without_the_token_is_refused_logged_and_cut_off(
     assert log.lines[0].endswith(": no token")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("wrong", ["0" * 64, "", 12345, None])
 def test_a_tcp_request_with_a_wrong_token_is_refused_and_not_echoed(
     pump_server: PumpServer, wrong: object
@@ -133,6 +135,7 @@ def test_a_tcp_request_with_a_wrong_token_is_refused_and_not_echoed(
     assert pump_server.view().truth.motor.name == "OK"  # the stall was not injected
 
 
+@pytest.mark.e2e
 def test_a_tcp_request_with_the_token_is_answered(pump_server: PumpServer) -> None:
     with ControlServer(pump_server, "127.0.0.1:0") as control:
         with ControlClient(control.address, token=control.token) as client:
@@ -144,6 +147,7 @@ def test_a_tcp_request_with_the_token_is_answered(pump_server: PumpServer) -> No
             client.ping()
 
 
+@pytest.mark.e2e
 def test_handle_checks_the_token_too(pump_server: PumpServer) -> None:
     with ControlServer(pump_server, "127.0.0.1:0", token="s3cret") as control:
         assert control.token == "s3cret"
@@ -154,6 +158,7 @@ def test_handle_checks_the_token_too(pump_server: PumpServer) -> None:
         assert control.handle_line(b'{"op": "ping"}')["ok"] is False
 
 
+@pytest.mark.e2e
 def test_a_unix_socket_needs_no_token_and_ignores_one(
     pump_server: PumpServer, tmp_path: Path
 ) -> None:
@@ -168,6 +173,7 @@ def test_a_unix_socket_needs_no_token_and_ignores_one(
 # -- Unix sockets -----------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_unix_socket_is_0600_whatever_the_umask(
     pump_server: PumpServer, tmp_path: Path
 ) -> None:
@@ -184,6 +190,7 @@ def test_the_unix_socket_is_0600_whatever_the_umask(
         control.stop()
 
 
+@pytest.mark.e2e
 def test_the_socket_is_created_0600_by_bind_itself(
     pump_server: PumpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,6 +209,7 @@ def test_the_socket_is_created_0600_by_bind_itself(
     assert umasks == [0o177]
 
 
+@pytest.mark.e2e
 def test_default_control_is_a_private_socket_in_a_private_directory(
     pump_server: PumpServer, runtime: Path
 ) -> None:
@@ -242,6 +250,7 @@ def test_a_control_directory_that_is_not_private_is_refused(runtime: Path, kind:
         ensure_control_dir()
 
 
+@pytest.mark.e2e
 def test_a_peer_of_another_uid_is_refused(
     pump_server: PumpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +268,7 @@ def test_a_peer_of_another_uid_is_refused(
     ]
 
 
+@pytest.mark.e2e
 def test_the_real_peer_uid_is_ours(pump_server: PumpServer, tmp_path: Path) -> None:
     if not hasattr(socket, "SO_PEERCRED"):
         pytest.skip("no SO_PEERCRED on this platform")
@@ -267,6 +277,7 @@ def test_the_real_peer_uid_is_ours(pump_server: PumpServer, tmp_path: Path) -> N
         assert hil.control._peer_uid(left) == os.getuid()
 
 
+@pytest.mark.e2e
 def test_a_stale_socket_of_another_user_is_not_replaced(
     pump_server: PumpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,6 +292,7 @@ def test_a_stale_socket_of_another_user_is_not_replaced(
     assert path.exists()
 
 
+@pytest.mark.e2e
 def test_a_symlink_at_the_socket_path_is_refused(pump_server: PumpServer, tmp_path: Path) -> None:
     target = tmp_path / "target.sock"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -292,6 +304,7 @@ def test_a_symlink_at_the_socket_path_is_refused(pump_server: PumpServer, tmp_pa
         ControlServer(pump_server, f"unix:{link}")
 
 
+@pytest.mark.e2e
 def test_stop_leaves_a_successors_socket_alone(pump_server: PumpServer, tmp_path: Path) -> None:
     path = tmp_path / "c.sock"
     control = ControlServer(pump_server, f"unix:{path}")
@@ -358,6 +371,7 @@ def test_remove_token_file_only_removes_its_own_token(tmp_path: Path) -> None:
 # -- the commands -----------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_commands_read_the_token_file(pump_server: PumpServer, tmp_path: Path) -> None:
     runner = CliRunner()
     with ControlServer(pump_server, "127.0.0.1:0") as control:
@@ -383,6 +397,7 @@ def test_commands_read_the_token_file(pump_server: PumpServer, tmp_path: Path) -
     assert pump_server.view().now_ms == 0
 
 
+@pytest.mark.e2e
 def test_commands_find_the_default_token_file_for_the_port(
     pump_server: PumpServer, runtime: Path
 ) -> None:
@@ -404,6 +419,7 @@ def test_commands_find_the_default_token_file_for_the_port(
     assert "therapy state STOPPED" in out.output
 
 
+@pytest.mark.e2e
 def test_commands_default_to_the_default_socket(pump_server: PumpServer, runtime: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(main, ["time", "show"], env={"PUMPEMU_CONTROL": None})
