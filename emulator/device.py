@@ -59,6 +59,7 @@ from emulator.firmware.results import (
 from emulator.profile import Profile
 from emulator.pump import Pump
 from protocol import codec, wire
+from protocol.checksum import crc16
 from protocol.codec import DecodeError, Frame
 from protocol.device_state import AlarmKind, EventKind
 from protocol.errors import ProtocolError
@@ -441,7 +442,8 @@ class PumpDevice:
                 self._on_noise(event)
 
     def _on_noise(self, noise: Noise) -> None:
-        """Answer FRAME_CORRUPT to damaged frame whose header still reads (C2).
+        """Answer FRAME_CORRUPT to a damaged frame whose header still reads (C2), and
+        UNSUPPORTED_VERSION to a request header of another protocol version.
 
         The framer rejects a candidate for a bad CRC or a truncation. If the rejected
         bytes begin with a plausible header, its SEQ probably survived. An unsealed NAK
@@ -452,10 +454,30 @@ class PumpDevice:
         head = bytes(self._history[max(start, 0) : start + wire.HEADER_LEN])
         if start < 0 or len(head) < wire.HEADER_LEN or head[:2] != wire.SYNC:
             return
-        version, flags, seq, ref, _opcode, _length = wire.parse_header(head)
-        if version != wire.VERSION or flags & wire.FLAG_REPLY or ref != 0 or seq == 0:
+        version, flags, seq, ref, _opcode, length = wire.parse_header(head)
+        if flags & wire.FLAG_REPLY or ref != 0 or seq == 0:
+            return
+        if version != wire.VERSION:
+            # The framer never passes another version on (docs/protocol.md section 3, rule
+            # 2). A whole frame of another version, its CRC intact, comes from a sender that
+            # speaks one: tell it which this pump speaks (section 12: UNSUPPORTED_VERSION,
+            # limit = the supported version), unsealed like every frame-level refusal
+            # (section 4). A VERSION byte damaged on the link fails the CRC: no answer, as
+            # before, so line noise never reads as a version mismatch (C2).
+            if self._intact(start, length):
+                self._send_unsealed(_nak(RefusalCode.UNSUPPORTED_VERSION, wire.VERSION), seq)
             return
         self._send_unsealed(Nak(code=RefusalCode.FRAME_CORRUPT, field=FieldId.NONE, limit=0), seq)
+
+    def _intact(self, start: int, length: int) -> bool:
+        """Whether the received bytes from history offset ``start`` hold a whole frame of
+        ``length`` body bytes whose CRC verifies."""
+        if length > wire.MAX_BODY_LEN:
+            return False
+        data = bytes(self._history[start : start + wire.MIN_FRAME_LEN + length])
+        if len(data) != wire.MIN_FRAME_LEN + length:
+            return False
+        return crc16(data[2:-2]) == int.from_bytes(data[-2:], "little")
 
     def _on_frame(self, data: bytes) -> None:
         try:
@@ -595,7 +617,7 @@ class PumpDevice:
                 # Expired strictly after it, as on the pump timeline: the timer fires 1 ms on.
                 lifetime_ms = pump.profile.stage_lifetime_s * 1000
                 self._stage_deadline = self._link_now + lifetime_ms + 1
-                return _staged_reply(staged)
+                return _staged_reply(staged, pump.profile.stage_lifetime_s)
             case _:
                 return _nak(RefusalCode.BAD_STATE)
 
@@ -751,7 +773,7 @@ def _ack(command_id: int, opcode: Opcode, status: FirmwareStatus, value: int) ->
     )
 
 
-def _staged_reply(staged: Staged) -> PrescriptionStaged:
+def _staged_reply(staged: Staged, lifetime_s: int) -> PrescriptionStaged:
     def instant(ms: int | None) -> int:
         return NEVER_MS if ms is None else ms
 
@@ -761,6 +783,7 @@ def _staged_reply(staged: Staged) -> PrescriptionStaged:
         daily_mass_pg=min(staged.daily_mass_pg, U64_MAX),
         low_reservoir_at_ms=instant(staged.predicted_low_reservoir_ms),
         empty_at_ms=instant(staged.predicted_empty_ms),
+        stage_lifetime_s=lifetime_s,
     )
 
 

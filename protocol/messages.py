@@ -257,7 +257,8 @@ def _check_field(spec: FieldSpec, value: Any) -> None:
 
 def _check_text(name: str, value: object, max_len: int) -> None:
     if not isinstance(value, str) or not 1 <= len(value) <= max_len:
-        raise FieldValueError(name, f"must be 1..{max_len} characters", max_len)
+        short = isinstance(value, str) and not value
+        raise FieldValueError(name, f"must be 1..{max_len} characters", 1 if short else max_len)
     if not all(" " <= ch <= "~" for ch in value):
         raise FieldValueError(name, "must be printable ASCII (0x20..0x7E)")
 
@@ -519,7 +520,10 @@ class PrescriptionStaged(Message):
     """What the pump computed for the staged prescription, for the clinician to review.
 
     ``daily_volume_nl`` and ``daily_mass_pg`` are the most any 24 h window delivers (basal
-    plus every allowed patient bolus). The two instants are pump times, or ``NEVER_MS``."""
+    plus every allowed patient bolus). The two instants are pump times, or ``NEVER_MS``.
+    ``stage_lifetime_s`` is how long, in seconds of link time, a COMMIT of this stage stays
+    in time (docs/protocol.md section 7): the only link timer besides the session's, which
+    SESSION_OPENED reports, that a programmer must plan around."""
 
     OPCODE: ClassVar[Opcode] = Opcode.PRESCRIPTION_STAGED
     digest: Digest
@@ -527,6 +531,7 @@ class PrescriptionStaged(Message):
     daily_mass_pg: Annotated[int, U64]
     low_reservoir_at_ms: Annotated[int, U64]
     empty_at_ms: Annotated[int, U64]
+    stage_lifetime_s: Annotated[int, POSITIVE_U32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,8 +104,12 @@ class Prescription:
     def __post_init__(self) -> None:
         name = self.drug_name
         if not isinstance(name, str) or not 1 <= len(name) <= DRUG_NAME_MAX_LEN:
+            # The limit is the bound broken, in characters (docs/protocol.md section 12).
+            short = isinstance(name, str) and not name
             raise FieldValueError(
-                "drug_name", f"must be 1..{DRUG_NAME_MAX_LEN} characters", DRUG_NAME_MAX_LEN
+                "drug_name",
+                f"must be 1..{DRUG_NAME_MAX_LEN} characters",
+                1 if short else DRUG_NAME_MAX_LEN,
             )
         if not all(" " <= ch <= "~" for ch in name):
             raise FieldValueError("drug_name", "must be printable ASCII (0x20..0x7E)")
@@ -115,6 +119,12 @@ class Prescription:
             raise FieldValueError("mode", "must be an InfusionMode")
         if not isinstance(self.repeat, Repeat):
             raise FieldValueError("repeat", "must be a Repeat")
+        if self.mode is not InfusionMode.FLEX and self.repeat is not Repeat.DAILY:
+            # Only a flex schedule repeats. Allowing WEEKLY here would give one therapy two
+            # encodings and two digests (docs/protocol.md sections 10.1 and 10.2).
+            raise FieldValueError(
+                "repeat", f"a {self.mode.name} prescription must be DAILY", int(Repeat.DAILY)
+            )
         self._check_steps()
 
     def _check_steps(self) -> None:
@@ -127,7 +137,9 @@ class Prescription:
             raise FieldValueError("steps", "a CONTINUOUS prescription is one step", 1)
         if not 1 <= len(steps) <= MAX_STEPS_ON_WIRE:
             raise FieldValueError(
-                "steps", f"must hold 1..{MAX_STEPS_ON_WIRE} steps", MAX_STEPS_ON_WIRE
+                "steps",
+                f"must hold 1..{MAX_STEPS_ON_WIRE} steps",
+                1 if not steps else MAX_STEPS_ON_WIRE,  # the bound broken (section 12)
             )
         if steps[0].start_s != 0:
             raise ScheduleError("steps[0].start_s", "the first step must start at offset 0", 0)

@@ -207,6 +207,7 @@ PAYLOADS: dict[int, Construct[Any, Any]] = {
         "daily_mass_pg" / Int64ul,
         "low_reservoir_at_ms" / Int64ul,
         "empty_at_ms" / Int64ul,
+        "stage_lifetime_s" / Int32ul,
     ),
     Opcode.ACK.value: Struct(
         "command_id" / Int32ul,

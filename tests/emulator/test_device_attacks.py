@@ -362,7 +362,10 @@ def header_flip_outcome(frame: bytes, bit: int) -> tuple[str, RefusalCode | None
     if offset < 2:
         return "protocol", None  # no SYNC: not a frame, nothing that names a SEQ
     if offset == 2:
-        return "protocol", None  # VERSION is not 1: not a frame of this protocol
+        # VERSION is not 1: not a frame of this protocol. With the CRC recomputed, a whole
+        # request of another version: the pump names the one it speaks (docs/protocol.md
+        # section 3).
+        return "protocol", RefusalCode.UNSUPPORTED_VERSION
     if offset == 3:
         if flags & ~wire.FLAGS_DEFINED:
             return "protocol", RefusalCode.FRAME_CORRUPT  # reserved bit: damaged header

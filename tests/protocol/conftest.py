@@ -42,7 +42,8 @@ u64 = st.integers(0, U64_MAX)
 @st.composite
 def prescriptions(draw: st.DrawFn) -> Prescription:
     mode = draw(st.sampled_from(InfusionMode))
-    repeat = draw(st.sampled_from(Repeat))
+    # Only a flex schedule repeats weekly (docs/protocol.md section 10.1).
+    repeat = draw(st.sampled_from(Repeat)) if mode is InfusionMode.FLEX else Repeat.DAILY
     steps: tuple[FlexStep, ...]
     if mode is InfusionMode.STOPPED:
         steps = ()

@@ -327,3 +327,34 @@ def test_prescription_digest_is_truncated_sha256_of_the_stage_payload() -> None:
 @given(st.from_type(Prescription), st.from_type(Prescription))
 def test_different_prescriptions_have_different_digests(a: Prescription, b: Prescription) -> None:
     assert (prescription_digest(a) == prescription_digest(b)) == (a == b)
+
+
+# -- the repeat byte of a prescription that does not repeat (docs/protocol.md 10.1, 10.2) ---
+
+
+@pytest.mark.parametrize(
+    ("mode", "steps"),
+    [(InfusionMode.CONTINUOUS, (FlexStep(0, 500_000),)), (InfusionMode.STOPPED, ())],
+    ids=["continuous", "stopped"],
+)
+def test_only_a_flex_prescription_may_repeat_weekly(
+    mode: InfusionMode, steps: tuple[FlexStep, ...]
+) -> None:
+    daily = Prescription("morphine", 1_000, mode, Repeat.DAILY, steps, None, 2_000_000)
+    _, payload = encode_payload(StagePrescription(daily))
+    weekly = bytearray(payload)
+    repeat_at = 1 + len("morphine") + 4 + 1  # text, concentration, mode (section 6)
+    assert weekly[repeat_at] == Repeat.DAILY
+    weekly[repeat_at] = Repeat.WEEKLY
+    with pytest.raises(DecodeError) as refused:
+        decode_payload(Opcode.STAGE_PRESCRIPTION, bytes(weekly))
+    error = refused.value
+    assert (error.refusal, error.field, error.limit) == (
+        RefusalCode.INVALID_FIELD,
+        FieldId.REPEAT,
+        Repeat.DAILY,
+    )
+    # So the prescription has one payload the pump accepts, and one digest.
+    assert decode_payload(Opcode.STAGE_PRESCRIPTION, payload) == StagePrescription(daily)
+    with pytest.raises(FieldValueError):
+        Prescription("morphine", 1_000, mode, Repeat.WEEKLY, steps, None, 2_000_000)

@@ -3,51 +3,17 @@ document every opcode, refusal code, field id and event kind, so the two cannot 
 
 from __future__ import annotations
 
-import ast
 import re
 from enum import IntEnum
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from protocol import device_state, messages, prescription, refusal
+from protocol import device_state, prescription
 from protocol.codec import decode, encode, prescription_digest
 from protocol.device_state import EventKind
 from protocol.messages import MESSAGE_TYPES, Message, Opcode, StagePrescription
 from protocol.refusal import FieldId, RefusalCode
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
-TEXT = DOC.read_text(encoding="utf-8")
-BLOCK = re.compile(r"```(vector|digest)\n(.*?)```", re.DOTALL)
-
-# The names a vector's message expression may use: messages, records and enums, nothing else.
-NAMESPACE: dict[str, Any] = {
-    name: value
-    for module in (messages, prescription, device_state, refusal)
-    for name, value in vars(module).items()
-    if isinstance(value, type) and not name.startswith("_")
-}
-NAMESPACE.update({"bytes": bytes, "frozenset": frozenset, "None": None})
-
-
-def blocks(tag: str) -> list[dict[str, str]]:
-    found = []
-    for kind, body in BLOCK.findall(TEXT):
-        if kind == tag:
-            lines = (line.split(": ", 1) for line in body.strip().splitlines())
-            found.append({key.strip(): value.strip() for key, value in lines})
-    return found
-
-
-def evaluate(expression: str) -> Any:
-    # Only names and calls from NAMESPACE: parse first and refuse anything else.
-    tree = ast.parse(expression, mode="eval")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in NAMESPACE:
-            raise AssertionError(f"vector uses unknown name {node.id!r}")
-    return eval(compile(tree, "<vector>", "eval"), {"__builtins__": {}}, NAMESPACE)
-
+from tests.protocol_doc import TEXT, blocks, evaluate
 
 VECTORS = blocks("vector")
 
