@@ -137,6 +137,13 @@ DEVICE_STATE_MAGIC = b"PEMU-DV1"
 """The device state record (``PumpDevice.snapshot``): the pump's own snapshot, the command
 ledger and the failed-opening count and lockout, in one checksummed record."""
 
+SECURITY_RUN_MS = 60_000
+"""The coalescing window for security events, on the link timeline (docs/protocol.md
+section 11.3): after a SECURITY_EVENT entry, further security events with the same refusal
+code are counted, not written, until this long after it; then one SECURITY_SUMMARY entry
+says how many and when the last came. A flood of one kind writes at most two entries per
+window, and a summary is never more than one window late."""
+
 _SESSION_END_EVENTS = frozenset(
     {
         SessionEventKind.SESSION_CLOSED,
@@ -207,6 +214,18 @@ class CommandLedger:
         return tuple(self._entries.items())
 
 
+@dataclass(slots=True)
+class _SecurityRun:
+    """Security events of one refusal code since its last SECURITY_EVENT entry."""
+
+    ends_link_ms: int
+    """The end of the window, on the link timeline: the SECURITY_EVENT's arrival + window."""
+    counted: int = 0
+    """Events after the first that were counted instead of written."""
+    last_ms: int = 0
+    """When the last counted event came, on the pump's internal timeline."""
+
+
 def fingerprint(opcode: Opcode, plaintext: bytes) -> bytes:
     return hashlib.sha256(bytes([opcode]) + plaintext).digest()
 
@@ -251,6 +270,9 @@ class PumpDevice:
         self._history = bytearray()
         """The last bytes received, so a rejected frame's header can be read back."""
         self._history_base = 0
+        self._security_runs: dict[int, _SecurityRun] = {}
+        """Open coalescing runs by refusal code (docs/protocol.md section 11.3). Not saved
+        with the device's state: a restart ends them without their summaries."""
 
     # -- inspection, for the serve loop, scenarios and tests --
 
@@ -269,6 +291,11 @@ class PumpDevice:
     @property
     def now_ms(self) -> int:
         return self._pump.now_ms
+
+    def uncounted_security_events(self) -> dict[int, int]:
+        """Security events counted in open runs and not yet written, by refusal code: what
+        the SECURITY_SUMMARY entries will say when the runs end (docs/protocol.md 11.3)."""
+        return {code: run.counted for code, run in self._security_runs.items()}
 
     @property
     def link_ms(self) -> int:
@@ -380,7 +407,12 @@ class PumpDevice:
     def get_link_timer(self) -> int | None:
         """The next link-timeline instant something expires: the session's idle timeout or
         maximum length, a lockout's end, the stage lifetime, or a partial frame."""
-        times = (self._session.get_timer(), self._rx_idle_deadline, self._stage_deadline)
+        times = (
+            self._session.get_timer(),
+            self._rx_idle_deadline,
+            self._stage_deadline,
+            *(run.ends_link_ms for run in self._security_runs.values()),
+        )
         return min((t for t in times if t is not None), default=None)
 
     def get_timer(self) -> int | None:
@@ -420,6 +452,7 @@ class PumpDevice:
         self._link_now = link_ms
         self._session.handle_timer(link_ms)
         self._drain_session_events(None, 0)
+        self._end_security_runs(link_ms)
         if self._stage_deadline is not None and link_ms >= self._stage_deadline:
             self._stage_deadline = None
             self._pump.expire_staged()
@@ -742,14 +775,44 @@ class PumpDevice:
     def _log_session_event(self, event: SessionEvent, opcode: Opcode | None, seq: int) -> None:
         role = int(event.role) if event.role is not None else 0
         if event.kind is SessionEventKind.SESSION_OPENED:
+            # A session's programmer reads every security event from before its opening.
+            self._end_security_runs(None)
             self._pump.record_event(EventKind.SESSION_OPENED, role, 0, 0)
         elif event.kind in (SessionEventKind.SESSION_CLOSED, SessionEventKind.SESSION_EXPIRED):
             self._pump.record_event(EventKind.SESSION_CLOSED, role, 0, 0)
         elif event.kind.is_security:
             code = int(event.code) if event.code is not None else 0
-            self._pump.record_event(
-                EventKind.SECURITY_EVENT, code, int(opcode) if opcode else 0, seq
-            )
+            self._log_security_event(code, int(opcode) if opcode else 0, seq)
+
+    def _log_security_event(self, code: int, opcode: int, seq: int) -> None:
+        """Write a SECURITY_EVENT, or count it in the open run of its refusal code
+        (docs/protocol.md section 11.3)."""
+        run = self._security_runs.get(code)
+        if run is not None and self._link_now < run.ends_link_ms:
+            run.counted += 1
+            run.last_ms = self._pump.now_ms
+            return
+        if run is not None:
+            self._end_security_run(code)
+        self._pump.record_event(EventKind.SECURITY_EVENT, code, opcode, seq)
+        self._security_runs[code] = _SecurityRun(ends_link_ms=self._link_now + SECURITY_RUN_MS)
+
+    def _end_security_runs(self, link_ms: int | None) -> None:
+        """End the runs whose window is over at ``link_ms`` (None: every run), oldest
+        window first."""
+        due = sorted(
+            (run.ends_link_ms, code)
+            for code, run in self._security_runs.items()
+            if link_ms is None or link_ms >= run.ends_link_ms
+        )
+        for _ends, code in due:
+            self._end_security_run(code)
+
+    def _end_security_run(self, code: int) -> None:
+        run = self._security_runs.pop(code)
+        if run.counted:
+            last = self._pump.pump_clock_ms(run.last_ms)
+            self._pump.record_event(EventKind.SECURITY_SUMMARY, code, run.counted, last)
 
 
 # -- reply builders -------------------------------------------------------------------------

@@ -336,6 +336,11 @@ class Pump:
         security events). Returns its sequence number."""
         return self._fw.record_event(self._now, kind, detail, value_a, value_b)
 
+    def pump_clock_ms(self, internal_ms: int | None = None) -> int:
+        """The pump clock, with the clock as it is set now, at internal time ``internal_ms``
+        (None: now). What a log entry written now is stamped with."""
+        return self._fw.local_ms(self._now if internal_ms is None else internal_ms)
+
     def telemetry_session(self) -> None:
         """Account one telemetry session's battery draw (the wire layer calls this)."""
         self._plant.telemetry_session()

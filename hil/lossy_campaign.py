@@ -140,15 +140,19 @@ def run_lossy_campaign(
             log_seq = entry.seq + 1
             if entry.kind in _APPLIED_EVENTS and entry.value_b:
                 applied_times[entry.value_b] += 1
-            elif (
-                entry.kind is EventKind.SECURITY_EVENT
-                and entry.detail == RefusalCode.AUTHENTICATION_FAILED
-            ):
-                failed_openings += 1
+            elif entry.detail == RefusalCode.AUTHENTICATION_FAILED:
+                # One event per SECURITY_EVENT, value_a more per SECURITY_SUMMARY
+                # (docs/protocol.md section 11.3).
+                if entry.kind is EventKind.SECURITY_EVENT:
+                    failed_openings += 1
+                elif entry.kind is EventKind.SECURITY_SUMMARY:
+                    failed_openings += entry.value_a
         log_seq = max(log_seq, pump.status().log_next_seq)
         if progress is not None and (index + 1) % 1_000 == 0:
             progress(index + 1)
     pair.close()
+    # Failures a coalescing run has counted but not yet summarised in the log.
+    failed_openings += device.uncounted_security_events().get(RefusalCode.AUTHENTICATION_FAILED, 0)
 
     told_applied = {cid for cid, outcome in reported.items() if outcome is Outcome.APPLIED}
     told_not = {

@@ -267,6 +267,9 @@ def describe_event(entry: LogEntry) -> str | None:
             opcode = _enum_name(Opcode, entry.value_a)
             code = _enum_name(RefusalCode, entry.detail)
             return f"security event: {code} (request {opcode}, seq {entry.value_b})"
+        case EventKind.SECURITY_SUMMARY:
+            code = _enum_name(RefusalCode, entry.detail)
+            return f"security events: {entry.value_a} more {code} (coalesced)"
         case EventKind.ALARM_RAISED | EventKind.ALARM_ACKNOWLEDGED | EventKind.ALARM_CLEARED:
             verb = kind.name.removeprefix("ALARM_").lower()
             alarm = _enum_name(AlarmKind, entry.detail)
@@ -744,6 +747,8 @@ class PumpServer:
                 self._sessions += 1
             elif entry.kind is EventKind.SECURITY_EVENT:
                 self._security += 1
+            elif entry.kind is EventKind.SECURITY_SUMMARY:
+                self._security += entry.value_a  # events a run counted (protocol.md 11.3)
             elif entry.kind is EventKind.ALARM_RAISED:
                 self._alarms += 1
             text = describe_event(entry)

@@ -97,6 +97,14 @@ class EventKind(IntEnum):
     SESSION_CLOSED = 32
     FLOW_VALVE_RESET = 33
     """A clinician reopened a valve-gated pump's closed flow-activated valve (H15)."""
+    SECURITY_SUMMARY = 34
+    """How many more security events of one refusal code a run counted instead of writing,
+    and when the last of them came (docs/protocol.md section 11.3)."""
+
+
+SECURITY_KINDS = frozenset({EventKind.SECURITY_EVENT, EventKind.SECURITY_SUMMARY})
+"""Log entries the session layer writes for refusals: at most a bounded share of the log
+(docs/protocol.md section 11.3), so a flood never pushes out the programming history."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,12 @@ class SessionState(Enum):
     """The last session idled out or reached its maximum length. As IDLE, but a sealed frame
     is told SESSION_EXPIRED, so its programmer knows to open a new session."""
     LOCKED_OUT = "locked_out"
-    """Too many failed openings in a row: opening is refused until the lockout ends."""
+    """Too many failed openings in a row, the last less than the lockout time ago. Opening
+    is still possible: an OPEN_SESSION is answered with a CHALLENGE, and a proof that
+    verifies opens a session and ends the lockout (docs/security.md section 6)."""
+    LOCKED_CHALLENGED = "locked_challenged"
+    """A CHALLENGE was sent during a lockout. As CHALLENGED, but a proof that fails restarts
+    the lockout, and the lockout's end leaves the challenge pending (CHALLENGED)."""
 
 
 class SessionInput(Enum):
@@ -82,7 +87,8 @@ class SessionInput(Enum):
     AUTH_INVALID = "auth_invalid"
     """An AUTHENTICATE whose proof does not verify, or that answers no pending challenge."""
     AUTH_INVALID_LIMIT = "auth_invalid_limit"
-    """As AUTH_INVALID in CHALLENGED, and it is the Nth failed opening in a row."""
+    """As AUTH_INVALID with a challenge pending, and it is the Nth or a later failed opening
+    in a row (in LOCKED_CHALLENGED every failed proof is)."""
     SEALED_FORGED = "sealed_forged"
     """A sealed frame that does not open: tampered, truncated, wrong key or no session key."""
     SEALED_REPLAYED = "sealed_replayed"
@@ -118,6 +124,8 @@ TIMER_INPUTS = frozenset(
 AUTH_INPUTS = frozenset(
     {SessionInput.AUTH_VALID, SessionInput.AUTH_INVALID, SessionInput.AUTH_INVALID_LIMIT}
 )
+CHALLENGE_PENDING = frozenset({SessionState.CHALLENGED, SessionState.LOCKED_CHALLENGED})
+"""States in which a challenge is out and one AUTHENTICATE may answer it."""
 HANDSHAKE_COPY_INPUTS = frozenset({SessionInput.HANDSHAKE_REPEATED, SessionInput.HANDSHAKE_STALE})
 """Copies of handshake frames: link damage never fails a proof or counts toward lockout."""
 STALE_HANDSHAKES_REMEMBERED = 8
@@ -141,7 +149,8 @@ class Action(Enum):
     SEND_CHALLENGE = "send_challenge"
     """Keep role and nonces; reply CHALLENGE (a repeated OPEN_SESSION replaces the challenge)."""
     CONFIRM_OPEN = "confirm_open"
-    """Derive the session keys, reset the failure count; reply SESSION_OPENED with the proof."""
+    """Derive the session keys, reset the failure count and end any lockout; reply
+    SESSION_OPENED with the proof."""
     DELIVER = "deliver"
     """Accept the SEQ, restart the idle timer, hand the plaintext to the firmware."""
     ACK_KEEP_ALIVE = "ack_keep_alive"
@@ -153,7 +162,8 @@ class Action(Enum):
     FAIL_AUTHENTICATION = "fail_authentication"
     """Count a failed opening and discard the challenge; refuse."""
     START_LOCKOUT = "start_lockout"
-    """Count the failed opening that reaches the limit and lock opening out; refuse."""
+    """Count the failed opening that reaches the limit, discard the challenge, and (re)start
+    the lockout: it ends the lockout time after this failure; refuse."""
     REFUSE = "refuse"
     """Refuse and log; nothing else changes."""
     EXPIRE_SESSION = "expire_session"
@@ -248,6 +258,8 @@ _EXP_NA = _not_authenticated(_S.EXPIRED)
 _EXP_GONE = _refuse(_S.EXPIRED, _R.SESSION_EXPIRED, _E.UNAUTHENTICATED_REQUEST)
 _LOCK_OPEN = _refuse(_S.LOCKED_OUT, _R.LOCKED_OUT, _E.OPENING_REFUSED)
 _LOCK_NA = _not_authenticated(_S.LOCKED_OUT)
+_LCHAL_NA = _not_authenticated(_S.LOCKED_CHALLENGED)
+_RELOCK = Transition(_A.START_LOCKOUT, _S.LOCKED_OUT, _R.AUTHENTICATION_FAILED, _E.LOCKOUT_STARTED)
 _STALE = _refuse(_S.CHALLENGED, _R.HANDSHAKE_STALE, _E.STALE_HANDSHAKE)
 
 SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingProxyType(
@@ -278,9 +290,7 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
         (_S.CHALLENGED, _I.AUTH_INVALID): Transition(
             _A.FAIL_AUTHENTICATION, _S.IDLE, _R.AUTHENTICATION_FAILED, _E.AUTHENTICATION_FAILED
         ),
-        (_S.CHALLENGED, _I.AUTH_INVALID_LIMIT): Transition(
-            _A.START_LOCKOUT, _S.LOCKED_OUT, _R.AUTHENTICATION_FAILED, _E.LOCKOUT_STARTED
-        ),
+        (_S.CHALLENGED, _I.AUTH_INVALID_LIMIT): _RELOCK,
         (_S.CHALLENGED, _I.SEALED_FORGED): _CHAL_NA,
         (_S.CHALLENGED, _I.SEALED_REPLAYED): _CHAL_NA,
         (_S.CHALLENGED, _I.REQUEST_PERMITTED): _CHAL_NA,
@@ -335,8 +345,9 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
         (_S.EXPIRED, _I.LOCKOUT_END): _stay(_S.EXPIRED),
         (_S.EXPIRED, _I.HANDSHAKE_REPEATED): Transition(_A.SEND_CHALLENGE, _S.CHALLENGED),
         (_S.EXPIRED, _I.HANDSHAKE_STALE): _EXP_NA,
-        # LOCKED_OUT: every opening is refused until the lockout ends.
-        (_S.LOCKED_OUT, _I.OPEN_REQUEST): _LOCK_OPEN,
+        # LOCKED_OUT: a lockout is running. It never refuses a proof that verifies, so an
+        # opening gets a challenge; only an AUTHENTICATE that answers none is refused.
+        (_S.LOCKED_OUT, _I.OPEN_REQUEST): Transition(_A.SEND_CHALLENGE, _S.LOCKED_CHALLENGED),
         (_S.LOCKED_OUT, _I.AUTH_VALID): _LOCK_OPEN,
         (_S.LOCKED_OUT, _I.AUTH_INVALID): _LOCK_OPEN,
         (_S.LOCKED_OUT, _I.AUTH_INVALID_LIMIT): _LOCK_OPEN,
@@ -352,8 +363,38 @@ SESSION_TABLE: Mapping[tuple[SessionState, SessionInput], Transition] = MappingP
         (_S.LOCKED_OUT, _I.LOCKOUT_END): Transition(
             _A.END_LOCKOUT, _S.IDLE, None, _E.LOCKOUT_ENDED
         ),
-        (_S.LOCKED_OUT, _I.HANDSHAKE_REPEATED): _LOCK_OPEN,
+        # Nothing pending to compare with: a copy is taken for what it looks like.
+        (_S.LOCKED_OUT, _I.HANDSHAKE_REPEATED): Transition(_A.SEND_CHALLENGE, _S.LOCKED_CHALLENGED),
         (_S.LOCKED_OUT, _I.HANDSHAKE_STALE): _LOCK_OPEN,
+        # LOCKED_CHALLENGED: as CHALLENGED, but a proof that fails restarts the lockout.
+        (_S.LOCKED_CHALLENGED, _I.OPEN_REQUEST): Transition(
+            _A.SEND_CHALLENGE, _S.LOCKED_CHALLENGED
+        ),
+        (_S.LOCKED_CHALLENGED, _I.AUTH_VALID): Transition(
+            _A.CONFIRM_OPEN, _S.OPEN, None, _E.SESSION_OPENED
+        ),
+        (_S.LOCKED_CHALLENGED, _I.AUTH_INVALID): _RELOCK,
+        (_S.LOCKED_CHALLENGED, _I.AUTH_INVALID_LIMIT): _RELOCK,
+        (_S.LOCKED_CHALLENGED, _I.SEALED_FORGED): _LCHAL_NA,
+        (_S.LOCKED_CHALLENGED, _I.SEALED_REPLAYED): _LCHAL_NA,
+        (_S.LOCKED_CHALLENGED, _I.REQUEST_PERMITTED): _LCHAL_NA,
+        (_S.LOCKED_CHALLENGED, _I.REQUEST_FORBIDDEN): _LCHAL_NA,
+        (_S.LOCKED_CHALLENGED, _I.KEEP_ALIVE): _LCHAL_NA,
+        (_S.LOCKED_CHALLENGED, _I.CLOSE): _LCHAL_NA,
+        (_S.LOCKED_CHALLENGED, _I.UNSEALED_REQUEST): _LCHAL_NA,
+        (_S.LOCKED_CHALLENGED, _I.IDLE_TIMEOUT): Transition(
+            _A.ABANDON_HANDSHAKE, _S.LOCKED_OUT, None, _E.HANDSHAKE_TIMED_OUT
+        ),
+        (_S.LOCKED_CHALLENGED, _I.MAX_LENGTH): _stay(_S.LOCKED_CHALLENGED),
+        (_S.LOCKED_CHALLENGED, _I.LOCKOUT_END): Transition(
+            _A.END_LOCKOUT, _S.CHALLENGED, None, _E.LOCKOUT_ENDED
+        ),
+        (_S.LOCKED_CHALLENGED, _I.HANDSHAKE_REPEATED): Transition(
+            _A.REPEAT_REPLY, _S.LOCKED_CHALLENGED
+        ),
+        (_S.LOCKED_CHALLENGED, _I.HANDSHAKE_STALE): _refuse(
+            _S.LOCKED_CHALLENGED, _R.HANDSHAKE_STALE, _E.STALE_HANDSHAKE
+        ),
     }
 )
 """The pump's session state machine: every (state, input) pair, exactly once."""
@@ -594,6 +635,9 @@ class PumpSession:
         if self._state is SessionState.LOCKED_OUT:
             assert self._lockout_until is not None
             return self._lockout_until
+        if self._state is SessionState.LOCKED_CHALLENGED:
+            assert self._lockout_until is not None
+            return min(self._challenged_at + self._idle_ms, self._lockout_until)
         return None
 
     def handle_timer(self, now_ms: int) -> list[Action]:
@@ -614,10 +658,11 @@ class PumpSession:
             raise ValueError("pump_nonce repeats the previous one: the nonce source is broken")
         self._tick(now_ms)
         self._fire_timers(now_ms)
-        pending = self._state in (SessionState.CHALLENGED, SessionState.OPEN)
+        challenged = self._state in CHALLENGE_PENDING
+        pending = challenged or self._state is SessionState.OPEN
         if pending and role is self._role and programmer_nonce == self._programmer_nonce:
             event, detail = SessionInput.HANDSHAKE_REPEATED, "a copy of the OPEN_SESSION"
-        elif self._state is SessionState.CHALLENGED and self._is_stale(programmer_nonce):
+        elif challenged and self._is_stale(programmer_nonce):
             event, detail = (
                 SessionInput.HANDSHAKE_STALE,
                 "a late OPEN_SESSION of an ended handshake",
@@ -643,9 +688,9 @@ class PumpSession:
         self._fire_timers(now_ms)
         if self._state is SessionState.OPEN and hmac.compare_digest(proof, self._opening_proof):
             inp = _Input(SessionInput.HANDSHAKE_REPEATED, "a copy of the AUTHENTICATE")
-        elif self._state is SessionState.CHALLENGED and self._is_stale(proof):
+        elif self._state in CHALLENGE_PENDING and self._is_stale(proof):
             inp = _Input(SessionInput.HANDSHAKE_STALE, "a late AUTHENTICATE of an ended handshake")
-        elif self._state is SessionState.CHALLENGED:
+        elif self._state in CHALLENGE_PENDING:
             assert self._role is not None
             if crypto.verify_programmer_proof(
                 self._keys.key_for(self._role), self._transcript(), proof
@@ -653,11 +698,14 @@ class PumpSession:
                 inp = _Input(
                     SessionInput.AUTH_VALID, "proof verified", role=self._role, proof=proof
                 )
-            elif self._failed_openings + 1 >= self._limits.max_failed_openings:
+            elif (
+                self._failed_openings + 1 >= self._limits.max_failed_openings
+                or self._state is SessionState.LOCKED_CHALLENGED
+            ):
                 inp = _Input(
                     SessionInput.AUTH_INVALID_LIMIT,
                     f"proof did not verify ({self._failed_openings + 1} failed openings in a "
-                    f"row); opening locked out for {self._limits.lockout_s} s",
+                    f"row); lockout (re)started for {self._limits.lockout_s} s",
                     role=self._role,
                     proof=proof,
                 )
@@ -793,7 +841,9 @@ class PumpSession:
                         SessionInput.IDLE_TIMEOUT,
                         f"idle for {self._limits.idle_timeout_s} s",
                     )
-            elif self._state is SessionState.CHALLENGED:
+            elif self._state is SessionState.CHALLENGED or (
+                self._state is SessionState.LOCKED_CHALLENGED and deadline != self._lockout_until
+            ):
                 inp = _Input(
                     SessionInput.IDLE_TIMEOUT,
                     f"challenge unanswered for {self._limits.idle_timeout_s} s",
@@ -816,7 +866,7 @@ class PumpSession:
     def _perform(self, action: Action, inp: _Input, now_ms: int) -> None:
         match action:
             case Action.SEND_CHALLENGE:
-                if self._state is SessionState.CHALLENGED:
+                if self._state in CHALLENGE_PENDING:
                     self._forget_handshake()  # replaced: a late copy must not undo the new one
                 self._clear_session()
                 self._role = inp.role
@@ -831,6 +881,7 @@ class PumpSession:
                     self._keys.key_for(self._role), self._transcript()
                 )
                 self._failed_openings = 0
+                self._lockout_until = None  # a proof that verifies ends a lockout
                 self._opening_proof = inp.proof
                 self._opened_at = now_ms
                 self._last_activity = now_ms

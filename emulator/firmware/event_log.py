@@ -4,32 +4,49 @@ Memory stays bounded however long the pump runs (benchmarks/delivery.py checks i
 ``seq`` keeps counting for the pump's whole life, so a programmer can tell that entries were
 dropped. Values must be non-negative (LogEntry's wire ranges); callers log magnitudes and
 put a sign, where one matters, in ``detail``.
+
+Security entries (``SECURITY_KINDS``: what the session layer writes for refusals, which
+anyone in radio range can cause) hold at most ``security_capacity`` of the log's slots, a
+quarter by default (docs/protocol.md section 11.3). A security entry that would exceed that
+share pushes out the oldest *security* entry, never a programming one, so however long a
+flood lasts the newest ``capacity - security_capacity`` other entries stay. When the log is
+full for any other reason the oldest entry of any kind goes, as before.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from typing import Any
 
-from protocol.device_state import EventKind, LogEntry
+from protocol.device_state import SECURITY_KINDS, EventKind, LogEntry
 
-__all__ = ["EventLog"]
+__all__ = ["SECURITY_SHARE_DIVISOR", "EventLog"]
+
+SECURITY_SHARE_DIVISOR = 4
+"""Security entries may hold at most 1/4 of the log (512 of a 2,048-entry log)."""
 
 
 class EventLog:
-    __slots__ = ("_entries", "_next_seq")
+    __slots__ = ("_capacity", "_next_seq", "_other", "_security", "_security_capacity")
 
     def __init__(self, capacity: int, next_seq: int = 1) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self._entries: deque[LogEntry] = deque(maxlen=capacity)
+        self._capacity = capacity
+        self._security_capacity = max(1, capacity // SECURITY_SHARE_DIVISOR)
+        self._other: deque[LogEntry] = deque()
+        self._security: deque[LogEntry] = deque()
         self._next_seq = next_seq
 
     @property
     def capacity(self) -> int:
-        maxlen = self._entries.maxlen
-        assert maxlen is not None
-        return maxlen
+        return self._capacity
+
+    @property
+    def security_capacity(self) -> int:
+        """The most security entries the log holds at once."""
+        return self._security_capacity
 
     @property
     def next_seq(self) -> int:
@@ -40,16 +57,40 @@ class EventLog:
     ) -> int:
         """Record one event; return its sequence number."""
         seq = self._next_seq
-        self._entries.append(LogEntry(seq, time_ms, kind, detail, value_a, value_b))
+        self._keep(LogEntry(seq, time_ms, kind, detail, value_a, value_b))
         self._next_seq = seq + 1
         return seq
 
+    def _keep(self, entry: LogEntry) -> None:
+        if entry.kind in SECURITY_KINDS:
+            if len(self._security) >= self._security_capacity:
+                self._security.popleft()  # the share is full: the oldest security entry goes
+            elif len(self) >= self._capacity:
+                self._drop_oldest()
+            self._security.append(entry)
+        else:
+            if len(self) >= self._capacity:
+                self._drop_oldest()
+            self._other.append(entry)
+
+    def _drop_oldest(self) -> None:
+        if self._security and (not self._other or self._security[0].seq < self._other[0].seq):
+            self._security.popleft()
+        else:
+            self._other.popleft()
+
     def entries(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
         """The retained entries with ``seq >= since_seq``, oldest first."""
-        return tuple(e for e in self._entries if e.seq >= since_seq)
+        merged = heapq.merge(self._other, self._security, key=lambda e: e.seq)
+        return tuple(e for e in merged if e.seq >= since_seq)
+
+    def oldest_seq(self) -> int | None:
+        """The seq of the oldest entry held, None if the log is empty."""
+        heads = [d[0].seq for d in (self._other, self._security) if d]
+        return min(heads, default=None)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._other) + len(self._security)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -57,7 +98,7 @@ class EventLog:
             "next_seq": self._next_seq,
             "entries": [
                 [e.seq, e.time_ms, int(e.kind), e.detail, e.value_a, e.value_b]
-                for e in self._entries
+                for e in self.entries()
             ],
         }
 
@@ -77,11 +118,12 @@ class EventLog:
         return log
 
     def restore(self, entries: list[LogEntry]) -> None:
-        """Load entries (oldest first) into an empty log, e.g. from a snapshot."""
-        if self._entries:
+        """Load entries (oldest first) into an empty log, e.g. from a snapshot. The share
+        applies as it does when entries are written."""
+        if len(self):
             raise ValueError("restore into an empty log only")
         for entry in entries:
             if entry.seq < self._next_seq:
                 raise ValueError("log sequence numbers must strictly increase")
-            self._entries.append(entry)
+            self._keep(entry)
             self._next_seq = entry.seq + 1

@@ -43,7 +43,7 @@ MEANINGS: dict[RefusalCode, str] = {
     RefusalCode.INVALID_FIELD: "a field is outside its allowed range",
     RefusalCode.NOT_AUTHENTICATED: "no session was open for this request",
     RefusalCode.AUTHENTICATION_FAILED: "the key is not this pump's key for this role",
-    RefusalCode.LOCKED_OUT: "too many failed openings; the pump refuses openings for now",
+    RefusalCode.LOCKED_OUT: "a lockout is running and no challenge was pending; open again",
     RefusalCode.NOT_PERMITTED_FOR_ROLE: "this role may not make this request",
     RefusalCode.SESSION_EXPIRED: "the session idled out or reached its maximum length",
     RefusalCode.REPLAY_DETECTED: "the frame's counter was stale (a replay)",
@@ -403,6 +403,7 @@ _REFUSAL_DETAIL = {
     EventKind.PATIENT_BOLUS_REFUSED,
     EventKind.COMMAND_REFUSED,
     EventKind.SECURITY_EVENT,
+    EventKind.SECURITY_SUMMARY,
 }
 _ALARM_DETAIL = {EventKind.ALARM_RAISED, EventKind.ALARM_ACKNOWLEDGED, EventKind.ALARM_CLEARED}
 _ROLE_DETAIL = {EventKind.SESSION_OPENED, EventKind.SESSION_CLOSED}

@@ -106,7 +106,8 @@ def test_a_lockout_survives_a_restart() -> None:
     back = PumpDevice.restore(dev.snapshot(), KEYS, random.Random(3).randbytes, link_ms=now)
     assert (back.session.state, back.session.get_timer()) == (SessionState.LOCKED_OUT, until)
     assert (back.session.failed_openings, back.session.lockout_until_ms) == (n, until)
-    back.receive_data(codec.encode(OpenSession(Role.CLINICIAN, bytes(16)), seq=1), now + 1)
+    # What a lockout refuses (docs/security.md section 6): an AUTHENTICATE with no challenge.
+    back.receive_data(codec.encode(Authenticate(proof=bytes(32)), seq=2), now + 1)
     (frame,) = replies(back)
     nak = codec.decode_payload(frame.opcode, frame.body)
     assert isinstance(nak, Nak)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from emulator.clock import ManualClock
-from emulator.device import PumpDevice
+from emulator.device import SECURITY_RUN_MS, PumpDevice
 from emulator.faults import BatteryDrain, MemoryCorruption, MotorStall, Reset
 from emulator.firmware.firmware import BY_COMMAND, FirmwareStatus
 from emulator.firmware.results import (
@@ -183,6 +183,8 @@ CHECKS: dict[str, Callable[[Ctx], Check]] = {
     "battery_percent": lambda c: c.after.battery_nah * 100 // c.battery_capacity_nah,
     "end_of_service_ms": lambda c: c.after.end_of_service_ms or -1,
     "frame_seq": lambda c: c.facts["frame_seq"],
+    "coalesced_count": lambda c: c.facts["coalesced_count"],
+    "last_event_ms": lambda c: c.facts["last_event_ms"],
 }
 
 
@@ -395,7 +397,6 @@ def drive_every_device_event() -> list[Ctx]:
     assert pump.program(RX, command_id=1).ok
     device = PumpDevice(pump, keys, random.Random(1).randbytes)
     core = ProgrammerCore(keys.serial, Role.CLINICIAN, keys.clinician, random.Random(2).randbytes)
-    tp = TwoPeer(device, core, ManualClock(0), PerfectLink(latency_ms=0))
     contexts: list[Ctx] = []
     p = pump.profile
 
@@ -428,6 +429,22 @@ def drive_every_device_event() -> list[Ctx]:
         opcode=Opcode.READ_STATUS,
         frame_seq=7,
     )
+    # Two more within the window (section 11.3): counted, then summarised when it ends.
+    start = pump.status().log_next_seq
+    for seq, at_ms in ((8, 1_000), (9, 2_000)):
+        device.receive_data(codec.encode(ReadStatus(), seq=seq, ref=0), at_ms)
+        device.data_to_send()
+    last_ms = pump.pump_clock_ms()
+    assert pump.status().log_next_seq == start
+    device.handle_timer(SECURITY_RUN_MS)
+    record(
+        start,
+        0,
+        refusal_code=RefusalCode.NOT_AUTHENTICATED,
+        coalesced_count=2,
+        last_event_ms=last_ms,
+    )
+    tp = TwoPeer(device, core, ManualClock(SECURITY_RUN_MS), PerfectLink(latency_ms=0))
     # A session: opened, a command applied, the same id on another request, closed.
     start = pump.status().log_next_seq
     tp.request(AlarmTest(command_id=50))

@@ -613,7 +613,9 @@ def _() -> Sent:
         assert refused.code is C.AUTHENTICATION_FAILED, refused
     locked_at = b.now - RX_IDLE_MS  # the last proof arrived then; deliver() waits after it
     b.now = locked_at + WAITED_MS  # deliver() lands 1 ms later
-    return b.one(RawProgrammer(KEYS).open_session())
+    # During a lockout an OPEN_SESSION is still challenged (a verified proof ends it,
+    # section 4.1); an AUTHENTICATE that answers no challenge is what is refused.
+    return b.one(codec.encode(Authenticate(proof=bytes([0xEE]) * 32), seq=2))
 
 
 @scenario("patient-reads-device-info", C.NOT_PERMITTED_FOR_ROLE, F.ROLE)

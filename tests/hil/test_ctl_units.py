@@ -238,5 +238,5 @@ def test_a_refused_session_is_not_reported_as_a_refused_command() -> None:
     ).line
     assert line == (
         "not applied: clinician bolus: never reached the pump (the pump refused the session: "
-        "LOCKED_OUT — too many failed openings; the pump refuses openings for now (4 min left))"
+        "LOCKED_OUT — a lockout is running and no challenge was pending; open again (4 min left))"
     )

@@ -124,6 +124,11 @@ def state_of(pump: PumpSession) -> SessionState:
     return pump.state
 
 
+def lockout_of(pump: PumpSession) -> int | None:
+    """Read the lockout through a call, so mypy does not carry narrowing across inputs."""
+    return pump.lockout_until_ms
+
+
 def can_seal(pump: PumpSession) -> bool:
     return pump.can_seal
 
@@ -499,7 +504,9 @@ def test_a_clinician_session_may_do_everything() -> None:
 
 
 @pytest.mark.hazard("C4")
-def test_brute_force_locks_out_and_the_right_key_waits_for_the_lockout_to_end() -> None:
+def test_brute_force_locks_out_but_never_the_right_key() -> None:
+    """docs/security.md section 6: the Nth failed opening starts a lockout, each later one
+    restarts it, and a proof that verifies opens a session whatever the lockout."""
     link = Link()
     attacker = link.new_programmer(OTHER_PUMP.clinician)
     for n in range(1, 4):
@@ -516,18 +523,58 @@ def test_brute_force_locks_out_and_the_right_key_waits_for_the_lockout_to_end() 
     assert link.pump.lockout_until_ms == locked_at + LOCKOUT_MS
     assert link.pump.get_timer() == locked_at + LOCKOUT_MS
 
-    link.at(locked_at + LOCKOUT_MS - 3)  # the right key, just before the end: refused
-    result = link.try_open()
-    assert_refused(result, RefusalCode.LOCKED_OUT, link, SessionEventKind.OPENING_REFUSED)
+    # The attacker again, during the lockout: still a challenge, still refused, and the
+    # lockout restarts from this failure.
+    link.at(locked_at + LOCKOUT_MS // 2)
+    result = link.try_open(attacker)
+    assert isinstance(result, Refused)
+    assert result.code is RefusalCode.AUTHENTICATION_FAILED
+    events = link.pump.pop_events()
+    assert kinds(events) == [SessionEventKind.LOCKOUT_STARTED]
+    assert link.pump.failed_openings == 4
+    assert link.pump.lockout_until_ms == events[-1].time_ms + LOCKOUT_MS
     assert link.pump.state is SessionState.LOCKED_OUT
 
-    link.at(locked_at + LOCKOUT_MS - 1)  # the right key at the deadline: accepted
+    # An AUTHENTICATE that answers no challenge is what a lockout refuses.
+    stray = link.pump.authenticate(bytes(32), link.tick())
+    assert_refused(stray, RefusalCode.LOCKED_OUT, link, SessionEventKind.OPENING_REFUSED)
+
+    # The right key, in the middle of the lockout: opened, and the lockout is over.
     assert isinstance(link.try_open(), Opened)
-    assert kinds(link.pump.pop_events()) == [
-        SessionEventKind.LOCKOUT_ENDED,
-        SessionEventKind.SESSION_OPENED,
-    ]
+    assert kinds(link.pump.pop_events()) == [SessionEventKind.SESSION_OPENED]
     assert link.pump.failed_openings == 0
+    assert lockout_of(link.pump) is None
+    assert state_of(link.pump) is SessionState.OPEN
+
+
+def test_a_lockout_ends_the_lockout_time_after_the_last_failure() -> None:
+    link = Link()
+    attacker = link.new_programmer(OTHER_PUMP.clinician)
+    for _ in range(3):
+        link.try_open(attacker)
+    last_failure = link.now
+    assert link.pump.handle_timer(last_failure + LOCKOUT_MS - 1) == []
+    assert link.pump.handle_timer(last_failure + LOCKOUT_MS) == [Action.END_LOCKOUT]
+    assert state_of(link.pump) is SessionState.IDLE
+    assert link.pump.failed_openings == 0
+
+
+def test_a_challenge_outlives_the_lockout_it_was_sent_in() -> None:
+    link = Link()
+    attacker = link.new_programmer(OTHER_PUMP.clinician)
+    for _ in range(3):
+        link.try_open(attacker)
+    until = link.pump.lockout_until_ms
+    assert until is not None
+    link.at(until - 10)
+    req = link.prog.start(link.nonce())
+    challenge = link.pump.open_request(req.role, req.programmer_nonce, link.nonce(), link.now)
+    assert isinstance(challenge, Challenge)
+    assert link.pump.state is SessionState.LOCKED_CHALLENGED
+    assert link.pump.handle_timer(until) == [Action.END_LOCKOUT]
+    assert state_of(link.pump) is SessionState.CHALLENGED
+    auth = link.prog.answer_challenge(challenge.pump_nonce, challenge.serial)
+    assert isinstance(link.pump.authenticate(auth.proof, link.at(until + 5)), Opened)
 
 
 def test_a_successful_opening_resets_the_failure_count() -> None:

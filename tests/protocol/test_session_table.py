@@ -22,6 +22,7 @@ from protocol.permissions import RequestKind
 from protocol.refusal import RefusalCode
 from protocol.session import (
     AUTH_INPUTS,
+    CHALLENGE_PENDING,
     REFUSING_ACTIONS,
     SEALED_INPUTS,
     SESSION_TABLE,
@@ -119,7 +120,7 @@ def test_inputs_the_pump_cannot_tell_apart_are_treated_alike() -> None:
     # Without a pending challenge there is nothing to verify a proof against, and without a
     # session key a sealed frame cannot be opened: those inputs must share one row.
     for state in SessionState:
-        if state is not SessionState.CHALLENGED:
+        if state not in CHALLENGE_PENDING:
             assert len({SESSION_TABLE[(state, e)] for e in AUTH_INPUTS}) == 1, state
         if state is not SessionState.OPEN:
             assert len({SESSION_TABLE[(state, e)] for e in SEALED_INPUTS}) == 1, state
@@ -130,6 +131,7 @@ def test_only_armed_timers_do_anything() -> None:
         SessionState.CHALLENGED: {SessionInput.IDLE_TIMEOUT},
         SessionState.OPEN: {SessionInput.IDLE_TIMEOUT, SessionInput.MAX_LENGTH},
         SessionState.LOCKED_OUT: {SessionInput.LOCKOUT_END},
+        SessionState.LOCKED_CHALLENGED: {SessionInput.IDLE_TIMEOUT, SessionInput.LOCKOUT_END},
     }
     for state in SessionState:
         for event in TIMER_INPUTS:
@@ -231,6 +233,15 @@ def reach(state: SessionState, event: SessionInput) -> Harness:
     elif state is SessionState.LOCKED_OUT:
         for _ in range(LIMITS.max_failed_openings):
             h.fail_opening()
+    elif state is SessionState.LOCKED_CHALLENGED:
+        for _ in range(LIMITS.max_failed_openings):
+            h.fail_opening()
+        if event is SessionInput.LOCKOUT_END:
+            # Challenge late in the lockout, so the lockout ends before the challenge idles.
+            until = h.pump.lockout_until_ms
+            assert until is not None
+            h.now = until - LIMITS.idle_timeout_s * 1000 // 2
+        h.challenge()  # a lockout never refuses an opening a proof could complete
     assert h.pump.state is state
     return h
 
@@ -268,7 +279,7 @@ def produce(h: Harness, event: SessionInput) -> Callable[[], object]:
         copy = nonce or h.nonce()
         return lambda: pump.open_request(h.role, copy, h.nonce(), h.tick())
     if event is SessionInput.HANDSHAKE_STALE:
-        if pump.state is SessionState.CHALLENGED:
+        if pump.state in CHALLENGE_PENDING:
             assert h.prog is not None
             replaced = h.prog._programmer_nonce
             h.challenge()  # a newer handshake replaces it
@@ -297,7 +308,7 @@ def produce(h: Harness, event: SessionInput) -> Callable[[], object]:
     if event is SessionInput.UNSEALED_REQUEST:
         return lambda: pump.receive_unsealed(h.tick())
     if event is SessionInput.IDLE_TIMEOUT:
-        if pump.state in (SessionState.CHALLENGED, SessionState.OPEN):
+        if pump.state in CHALLENGE_PENDING or pump.state is SessionState.OPEN:
             deadline = h.now + LIMITS.idle_timeout_s * 1000
             return lambda: pump.handle_timer(deadline)
         return lambda: pump.handle_timer(h.tick())
