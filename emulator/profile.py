@@ -452,7 +452,7 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def profile_from_fields(fields: Mapping[str, Any], source: str) -> Profile:
+def profile_from_fields(fields: object, source: str) -> Profile:
     """A profile from its fields as plain values (a Range as ``[low, high]``, the drug
     limits as an object), checked by every rule a profile file must pass (``parse_profile``).
 
