@@ -49,7 +49,7 @@ from emulator.firmware.results import (
 )
 from emulator.profile import Profile
 from emulator.pump import Pump
-from emulator.snapshot_rules import need_int, need_keys
+from emulator.snapshot_rules import first_difference, need_int, need_keys
 from protocol import codec, wire
 from protocol.codec import DecodeError, Frame
 from protocol.device_state import AlarmKind, EventKind
@@ -384,7 +384,10 @@ class PumpDevice:
                 f"state does not describe a pump device: {type(exc).__name__}: {exc}"
             ) from exc
         if canonical_json(again) != canonical_json(record):
-            raise SnapshotError("the device record is not in canonical form (a field was altered)")
+            raise SnapshotError(
+                "the device record is not in canonical form: "
+                f"{first_difference(record, again, 'device')} was altered"
+            )
         pump.discard_staged()  # the session that staged it is gone (C5)
         return device
 

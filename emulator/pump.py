@@ -58,7 +58,7 @@ from emulator.firmware.results import (
 )
 from emulator.plant import CatheterState, MotorState, Plant, PlantTruth
 from emulator.profile import Profile, Range, load_profile, profile_from_fields
-from emulator.snapshot_rules import check_pump_record
+from emulator.snapshot_rules import check_pump_record, first_difference
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, LogEntry
 from protocol.prescription import Prescription
 from protocol.units import MS_PER_S
@@ -462,11 +462,12 @@ class Pump:
             pump._last_withdrawn = record["last_withdrawn"]
             pump._plant = Plant.from_dict(profile, record["plant"])
             pump._fw = Firmware.from_snapshot_state(profile, engine, log, record["firmware"])
+            again = pump.snapshot_record()
             # What a resumed pump computes at once must work: a state that breaks it is
-            # refused here, not in the serve loop later.
+            # refused here, not in the serve loop later. (status() forgets boluses older
+            # than 24 h, as any reading does, so the record is compared before it.)
             pump.status()
             pump.next_deadline()
-            again = pump.snapshot_record()
         except SnapshotError:
             raise
         except Exception as exc:
@@ -478,7 +479,10 @@ class Pump:
         # A record that does not re-encode to itself held a value the pump would coerce or
         # drop (a bool for an int, an extra field): not what a pump writes, so refused.
         if canonical_json(again) != canonical_json(record):
-            raise SnapshotError("the pump record is not in canonical form (a field was altered)")
+            raise SnapshotError(
+                "the pump record is not in canonical form: "
+                f"{first_difference(record, again, 'pump')} was altered"
+            )
         return pump
 
     def rollback(self, blob: bytes) -> None:

@@ -18,13 +18,20 @@ from __future__ import annotations
 from typing import Any
 
 from emulator.firmware.interlocks import check_prescription, prescription_digest
-from emulator.firmware.nvram import SnapshotError, prescription_from_json
+from emulator.firmware.nvram import SnapshotError, canonical_json, prescription_from_json
 from emulator.plant import CatheterState, MotorState
 from emulator.profile import Profile
 from protocol.device_state import AlarmKind, TherapyState
 from protocol.units import MS_PER_S, U32_MAX, U64_MAX
 
-__all__ = ["check_pump_record", "need_bool", "need_int", "need_keys", "need_opt_int"]
+__all__ = [
+    "check_pump_record",
+    "first_difference",
+    "need_bool",
+    "need_int",
+    "need_keys",
+    "need_opt_int",
+]
 
 MAX_LOG_TEXT = 1 << 20
 """Longest hex blob (a corrupted NV image) a snapshot may carry, in characters."""
@@ -86,6 +93,19 @@ _BOLUS_STATES = frozenset(
     {TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS, TherapyState.PRIMING}
 )
 _NEEDS_RX = frozenset({TherapyState.CONTINUOUS, TherapyState.FLEX, TherapyState.PATIENT_BOLUS})
+
+
+def first_difference(saved: object, again: object, where: str) -> str:
+    """The path of the first value that differs between two JSON values (for a message)."""
+    if isinstance(saved, dict) and isinstance(again, dict) and set(saved) == set(again):
+        for key in sorted(saved):
+            if canonical_json(saved[key]) != canonical_json(again[key]):
+                return first_difference(saved[key], again[key], f"{where}.{key}")
+    if isinstance(saved, list) and isinstance(again, list) and len(saved) == len(again):
+        for i, (a, b) in enumerate(zip(saved, again, strict=True)):
+            if canonical_json(a) != canonical_json(b):
+                return first_difference(a, b, f"{where}[{i}]")
+    return where
 
 
 def need_keys(where: str, value: object, keys: frozenset[str]) -> dict[str, Any]:
@@ -216,8 +236,10 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
     if isinstance(start, int) and start > now:
         raise SnapshotError("pump.plant._start_ms is after the pump's time")
     after = value.get("_motor_after_change")
-    if after == MotorState.RECOVERING and value.get("_motor_resume_ms") is None:
-        raise SnapshotError("pump.plant: a recovering motor needs _motor_resume_ms")
+    pending = value.get("_motor_change_ms") is not None
+    if pending and after == MotorState.RECOVERING and value.get("_motor_resume_ms") is None:
+        # Plant.update would assert at the change: a recovery needs its end.
+        raise SnapshotError("pump.plant: a pending recovery needs _motor_resume_ms")
 
 
 def _check_firmware(value: object, p: Profile, now: int) -> None:
@@ -265,7 +287,7 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
             raise SnapshotError(f"{w}clinician_boluses[{i}] must be [time, volume]")
         need_int(f"{w}clinician_boluses[{i}][0]", item[0], 0, now)
         need_int(f"{w}clinician_boluses[{i}][1]", item[1], 0, capacity)
-    need_opt_int(w + "last_command_id", r["last_command_id"], 1, U32_MAX)
+    need_opt_int(w + "last_command_id", r["last_command_id"], 1, U64_MAX)
     offset = need_int(w + "clock_offset_ms", r["clock_offset_ms"], -now, U64_MAX - now)
     del offset
     _check_alarms(r["alarms"])
