@@ -300,7 +300,7 @@ class _Serve:
         try:
             self.link, announce = self._open_link()
             if opts.capture_file is not None:
-                self.capture = CaptureWriter(opts.capture_file, "serve", append=True)
+                self.capture = CaptureWriter(opts.capture_file, "serve")
             server = PumpServer(
                 self.device,
                 self.link,
