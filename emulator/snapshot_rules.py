@@ -33,6 +33,10 @@ __all__ = [
     "need_opt_int",
 ]
 
+MAX_CLOCK_MS = U64_MAX - 1_000 * 365 * 86_400_000
+"""The latest internal time or pump clock a resumed pump may start at: every later stamp
+must still fit the log's u64 (a stamp past it would crash the serve loop at the next log
+entry), so a pump starts at least 1,000 years before the end of the range."""
 MAX_LOG_TEXT = 1 << 20
 """Longest hex blob (a corrupted NV image) a snapshot may carry, in characters."""
 
@@ -159,7 +163,7 @@ def check_pump_record(record: dict[str, Any], profile: Profile) -> None:
     the profile rules). SnapshotError names the first field that breaks a rule."""
     need_keys("pump", record, _PUMP_KEYS)
     p = profile
-    now = need_int("pump.now", record["now"], 0, U64_MAX)
+    now = need_int("pump.now", record["now"], 0, MAX_CLOCK_MS)
     capacity = p.reservoir_capacity_nl
     need_int("pump.catheter_length_cm", record["catheter_length_cm"], 1, p.catheter_max_length_cm)
     need_int("pump.last_withdrawn", record["last_withdrawn"], 0, capacity)
@@ -288,8 +292,8 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
         need_int(f"{w}clinician_boluses[{i}][0]", item[0], 0, now)
         need_int(f"{w}clinician_boluses[{i}][1]", item[1], 0, capacity)
     need_opt_int(w + "last_command_id", r["last_command_id"], 1, U64_MAX)
-    offset = need_int(w + "clock_offset_ms", r["clock_offset_ms"], -now, U64_MAX - now)
-    del offset
+    # The pump clock (now + offset) is never negative and leaves room for later stamps.
+    need_int(w + "clock_offset_ms", r["clock_offset_ms"], -now, MAX_CLOCK_MS - now)
     _check_alarms(r["alarms"])
     _check_volatile(fw, p, now)
 

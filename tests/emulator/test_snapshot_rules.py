@@ -65,6 +65,7 @@ def test_a_prescription_the_profile_refuses_is_refused() -> None:
         (lambda r: firmware(r).update(patient_grants=list(range(300))), "patient_grants"),
         (lambda r: firmware(r).update(alarms=[[1, 0, False], [1, 5, True]]), "alarms"),
         (lambda r: r.update(now=2**70), "pump.now"),
+        (lambda r: firmware(r).update(clock_offset_ms=2**64 - 5), "clock_offset_ms"),
         (lambda r: r["plant"].update(_now=r["now"] + 1), "pump.plant._now"),
         (lambda r: r["engine"].update(basal_rate_nl_per_day=10**8), "basal_rate"),
         (lambda r: r["log"].update(capacity=10**9), "pump.log.capacity"),
