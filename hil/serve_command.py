@@ -148,7 +148,7 @@ through the control API: pumpemu time advance). See docs/serve.md.
     "--capture",
     "capture_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write a JSONL traffic capture (pumpemu decode reads it).",
+    help="Append a JSONL traffic capture to FILE, never truncated (pumpemu decode reads it).",
 )
 @click.option(
     "--control",

@@ -15,6 +15,7 @@ import pytest
 from benchmarks.crash_campaign import run_campaign
 from emulator.device import DEVICE_STATE_MAGIC
 from emulator.firmware.nvram import decode_record, encode_record
+from hil.capture import read_capture
 from hil.control import ControlClient, ControlError
 from hil.keys_command import write_key_file
 from hil.links import SerialLink
@@ -72,6 +73,31 @@ def test_a_second_serve_on_the_same_state_file_exits_2_naming_the_file(
     third.first_line()
     assert "state resumed from" in third.wait_stderr("state ")
     assert third.stop(signal.SIGTERM) == 0
+
+
+def test_a_restarted_serve_appends_to_its_capture(
+    serve: Serve, pump_keys: KeyFile, tmp_path: Path
+) -> None:
+    """The user report: a capture of 535 lines became 1 at a restart."""
+    keys, key_file = pump_keys
+    capture = tmp_path / "serve.jsonl"
+    state = tmp_path / "pump.state"
+    for _run in range(2):
+        pump = serve(
+            "--pty", "--keys", str(key_file), "--state", str(state), "--capture", str(capture)
+        )
+        link = SerialLink(pump.first_line())
+        try:
+            with programmer(link, keys, Role.CLINICIAN) as clinician:
+                clinician.status()
+        finally:
+            link.close()
+        assert pump.stop(signal.SIGTERM) == 0
+    records = list(read_capture(capture))
+    starts = [r for r in records if r.kind == "capture"]
+    assert len(starts) == 2  # one marker per run, nothing truncated
+    assert sum(r.kind == "frame" for r in records) >= 2 * 6  # both runs' handshakes and reads
+    assert capture.stat().st_mode & 0o777 == 0o600
 
 
 def refused_start(serve: Serve, key_file: Path, state: Path) -> str:
