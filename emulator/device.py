@@ -377,9 +377,13 @@ class PumpDevice:
                 session["failed_openings"], session["lockout_left_ms"], link_ms
             )
             again = device.snapshot_record()
+            # The pump's part was compared by Pump.from_record, before its first read
+            # (a read forgets boluses older than 24 h, so it may differ now).
+            again["pump"] = record["pump"]
         except SnapshotError:
             raise
         except Exception as exc:
+            # Outside data: whatever breaks while resuming it is one line, never a traceback.
             raise SnapshotError(
                 f"state does not describe a pump device: {type(exc).__name__}: {exc}"
             ) from exc

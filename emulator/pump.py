@@ -442,6 +442,19 @@ class Pump:
         """Rebuild a pump from ``snapshot_record()``, checking every field first
         (emulator/snapshot_rules.py): SnapshotError, never another exception, for a record
         this module could not have written."""
+        try:
+            return cls._from_checked_record(record)
+        except SnapshotError:
+            raise
+        except Exception as exc:
+            # A saved state is outside data: whatever breaks while resuming it (a rule this
+            # module lacks), the state is refused with one line, never a traceback at start.
+            raise SnapshotError(
+                f"snapshot does not describe a pump: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @classmethod
+    def _from_checked_record(cls, record: object) -> Pump:
         if not isinstance(record, dict):
             raise SnapshotError("the pump record is not an object")
         if record.get("version") != 1:
@@ -451,38 +464,31 @@ class Pump:
         except ProfileError as exc:
             raise SnapshotError(str(exc)) from None
         check_pump_record(record, profile)
-        try:
-            engine = DeliveryEngine.from_state(EngineState(**record["engine"]))
-            log = EventLog.from_json(record["log"])
-            pump = cls.__new__(cls)
-            pump._profile = profile
-            pump._now = record["now"]
-            pump._engine_factory = DeliveryEngine
-            pump._catheter_length_cm = record["catheter_length_cm"]
-            pump._last_withdrawn = record["last_withdrawn"]
-            pump._plant = Plant.from_dict(profile, record["plant"])
-            pump._fw = Firmware.from_snapshot_state(profile, engine, log, record["firmware"])
-            again = pump.snapshot_record()
-            # What a resumed pump computes at once must work: a state that breaks it is
-            # refused here, not in the serve loop later. (status() forgets boluses older
-            # than 24 h, as any reading does, so the record is compared before it.)
-            pump.status()
-            pump.next_deadline()
-        except SnapshotError:
-            raise
-        except Exception as exc:
-            raise SnapshotError(
-                f"snapshot does not describe a pump: {type(exc).__name__}: {exc}"
-            ) from exc
+        engine = DeliveryEngine.from_state(EngineState(**record["engine"]))
+        log = EventLog.from_json(record["log"])
+        pump = cls.__new__(cls)
+        pump._profile = profile
+        pump._now = record["now"]
+        pump._engine_factory = DeliveryEngine
+        pump._catheter_length_cm = record["catheter_length_cm"]
+        pump._last_withdrawn = record["last_withdrawn"]
+        pump._plant = Plant.from_dict(profile, record["plant"])
+        pump._fw = Firmware.from_snapshot_state(profile, engine, log, record["firmware"])
         if engine.now_ms != pump._now:
             raise SnapshotError("engine time and pump time disagree")
         # A record that does not re-encode to itself held a value the pump would coerce or
         # drop (a bool for an int, an extra field): not what a pump writes, so refused.
+        # Compared before status(), which forgets boluses older than 24 h as any read does.
+        again = pump.snapshot_record()
         if canonical_json(again) != canonical_json(record):
             raise SnapshotError(
                 "the pump record is not in canonical form: "
                 f"{first_difference(record, again, 'pump')} was altered"
             )
+        # What a resumed pump computes at once must work: a state that breaks it is refused
+        # here, not in the serve loop later.
+        pump.status()
+        pump.next_deadline()
         return pump
 
     def rollback(self, blob: bytes) -> None:

@@ -179,3 +179,15 @@ def test_whatever_fails_the_stored_state_holds_every_acked_command(
     stored_boluses = bolus_starts(back)
     assert stored_boluses <= sum(1 for i in acked_ids if steps[i - 100][0] == "bolus")
     assert set(back.ledger.applied_ids()) <= set(acked_ids)
+
+
+def test_a_state_with_a_bolus_older_than_a_day_in_its_window_resumes() -> None:
+    """Found in review: a read forgets boluses older than 24 h; a resumed device must not
+    mistake that for an altered record."""
+    disk = Disk()
+    tp = persisted_pair(disk)
+    acked(tp, ClinicianBolus(command_id=70, dose_nl=1_000, duration_s=60))
+    tp.device.pump.advance_to(2 * 86_400_000)  # no read since: the bolus is still listed
+    blob = tp.device.snapshot()
+    again = PumpDevice.restore(blob, KEYS, random.Random(9).randbytes)
+    assert again.ledger.applied_ids() == (70,)
