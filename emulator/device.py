@@ -428,7 +428,7 @@ class PumpDevice:
             return True
         try:
             self.save()
-        except Exception as exc:
+        except Exception as exc:  # persist's contract: any exception means not stored
             self._persist_error = f"{type(exc).__name__}: {exc}"
             return False
         return True

@@ -443,7 +443,7 @@ class PumpServer:
             self._device.handle_timer(now)
             self._note(f"fault injected: {fault!r}", now)
             self._scan_log()
-            self._store_before_answer(f"fault injected at {format_pump_time(now)}")
+            self._store_before_answer(f"fault injected at {format_pump_time(now)}", always=True)
             return now
 
     def advance(self, ms: int) -> int:
@@ -516,13 +516,23 @@ class PumpServer:
         session = self._device.session
         return (self._device.ledger.recorded, session.failed_openings, session.lockout_until_ms)
 
-    def _store_before_answer(self, what: str) -> None:
+    def _store_before_answer(self, what: str, *, always: bool = False) -> None:
         """A control client is told of a pump time or fault only once it is stored, so a
-        restart is never behind what it saw (caller holds the lock)."""
-        if not self._device.save_if_changed():
-            error = self._device.pop_persist_error()
-            self._log(f"state not saved: {error}")
-            raise StateNotStoredError(f"{what}, but the state could not be stored: {error}")
+        restart is never behind what it saw (caller holds the lock). ``always``: a fault
+        changes the plant without moving time or the ledger, so store it regardless."""
+        device = self._device
+        if always:
+            try:
+                device.save()
+                return
+            except Exception as exc:  # any failure means: not stored
+                error: str | None = f"{type(exc).__name__}: {exc}"
+        elif device.save_if_changed():
+            return
+        else:
+            error = device.pop_persist_error()
+        self._log(f"state not saved: {error}")
+        raise StateNotStoredError(f"{what}, but the state could not be stored: {error}")
 
     def _save_if_changed(self) -> None:
         """Store a change to the ledger, the failed openings or the lockout that a timer
