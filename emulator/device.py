@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.firmware.firmware import FirmwareStatus
-from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
+from emulator.firmware.nvram import SnapshotError, canonical_json, decode_record, encode_record
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -58,6 +58,7 @@ from emulator.firmware.results import (
 )
 from emulator.profile import Profile
 from emulator.pump import Pump
+from emulator.snapshot_rules import first_difference, need_int, need_keys
 from protocol import codec, wire
 from protocol.checksum import crc16
 from protocol.codec import DecodeError, Frame
@@ -125,6 +126,10 @@ from protocol.units import U32_MAX, U64_MAX
 Entropy = Callable[[int], bytes]
 """n fresh random bytes: ``secrets.token_bytes`` in hil, a seeded source in tests."""
 
+Persist = Callable[[bytes], None]
+"""Stores a device state record (``PumpDevice.snapshot()``) durably, or raises (any
+``Exception``) if it could not. The device only calls it: the writing is the shell's (hil)."""
+
 FIRMWARE_VERSION = "pumpemu-1"
 RX_IDLE_MS = 200
 """A link quiet this long after a partial frame means the rest is never coming: the
@@ -132,10 +137,18 @@ framer gives the candidate up, so a real frame inside it is still found (C2)."""
 LEDGER_CAPACITY = 256
 """Applied command ids remembered with their ACKs. A programmer retries within seconds;
 256 commands is weeks of clinical use."""
+MAX_LEDGER_CAPACITY = 65_536
+"""The largest ledger a saved state may declare (a restore allocates nothing for it, but a
+bound keeps a hostile record from naming an absurd one)."""
 
-DEVICE_STATE_MAGIC = b"PEMU-DV1"
-"""The device state record (``PumpDevice.snapshot``): the pump's own snapshot, the command
-ledger and the failed-opening count and lockout, in one checksummed record."""
+DEVICE_STATE_MAGIC = b"PEMU-DV2"
+"""The device state record (``PumpDevice.snapshot``): the pump's own snapshot record, the
+command ledger and the failed-opening count and lockout, in one checksummed record."""
+DEVICE_STATE_VERSION = 2
+
+_DEVICE_KEYS = frozenset({"version", "serial", "pump", "ledger", "session"})
+_LEDGER_KEYS = frozenset({"capacity", "entries"})
+_SESSION_KEYS = frozenset({"failed_openings", "lockout_left_ms"})
 
 SECURITY_RUN_MS = 60_000
 """The coalescing window for security events, on the link timeline (docs/protocol.md
@@ -195,6 +208,17 @@ class CommandLedger:
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
+    def checkpoint(self) -> tuple[tuple[tuple[int, LedgerEntry], ...], int]:
+        """The ledger as it is now, for ``rollback``."""
+        return tuple(self._entries.items()), self._recorded
+
+    def rollback(self, checkpoint: tuple[tuple[tuple[int, LedgerEntry], ...], int]) -> None:
+        """Forget everything recorded since ``checkpoint`` (an entry it evicted comes back):
+        a command whose result could not be stored was never applied (C1, H8)."""
+        entries, recorded = checkpoint
+        self._entries = OrderedDict(entries)
+        self._recorded = recorded
+
     def applied_ids(self) -> tuple[int, ...]:
         """Ids in the order they were applied, oldest first."""
         return tuple(self._entries)
@@ -252,8 +276,16 @@ class PumpDevice:
         *,
         limits: SessionLimits | None = None,
         ledger: CommandLedger | None = None,
+        persist: Persist | None = None,
     ) -> None:
+        """``persist``, if given, receives ``snapshot()`` before any reply leaves whenever
+        the ledger, the failed openings, the lockout or the pump's time changed since the
+        last call; a command whose state it fails to store is undone and refused
+        NOT_STORED (docs/protocol.md section 8, rule 9)."""
         self._pump = pump
+        self._persist = persist
+        self._persisted_key: tuple[int, int, int | None, int] | None = None
+        self._persist_error: str | None = None
         self._keys = keys
         self._entropy = entropy
         self._session = PumpSession(keys, limits or default_session_limits(pump.profile))
@@ -307,26 +339,29 @@ class PumpDevice:
     def snapshot(self) -> bytes:
         """The pump's non-volatile state as a restarted pump would find it, checksummed.
 
-        The pump snapshot (``Pump.snapshot``), the command ledger (ids in order, with their
-        fingerprints and original ACKs), the failed-opening count and any lockout, and the
-        serial of the keys. An open session is not saved: a restart drops it (C5: a staged
-        prescription goes with it).
+        The pump snapshot record (``Pump.snapshot_record``), the command ledger (ids in
+        order, with their fingerprints and original ACKs), the failed-opening count and any
+        lockout, and the serial of the keys. An open session is not saved: a restart drops
+        it (C5: a staged prescription goes with it).
         """
+        return encode_record(DEVICE_STATE_MAGIC, self.snapshot_record())
+
+    def snapshot_record(self) -> dict[str, Any]:
+        """``snapshot()``'s record before encoding (plain JSON values)."""
         entries = [
             [command_id, entry.fingerprint.hex(), codec.encode_payload(entry.ack)[1].hex()]
             for command_id, entry in self._ledger.entries()
         ]
-        record: dict[str, Any] = {
-            "version": 1,
+        return {
+            "version": DEVICE_STATE_VERSION,
             "serial": self._keys.serial,
-            "pump": self._pump.snapshot().hex(),
+            "pump": self._pump.snapshot_record(),
             "ledger": {"capacity": self._ledger.capacity, "entries": entries},
             "session": {
                 "failed_openings": self._session.failed_openings,
                 "lockout_left_ms": self._session.lockout_left_ms,
             },
         }
-        return encode_record(DEVICE_STATE_MAGIC, record)
 
     @classmethod
     def restore(
@@ -337,6 +372,7 @@ class PumpDevice:
         *,
         limits: SessionLimits | None = None,
         link_ms: int | None = None,
+        persist: Persist | None = None,
     ) -> PumpDevice:
         """The device ``snapshot()`` saved, resumed at its pump time with no session open.
 
@@ -344,42 +380,113 @@ class PumpDevice:
         a caller that keeps one timeline); a saved lockout resumes with the time it had
         left, counted from there.
 
-        SnapshotError if the blob is corrupt, truncated or malformed, or if it belongs to a
-        pump with another serial than ``keys``.
+        SnapshotError (and never another exception) if the blob is corrupt, truncated or
+        malformed, if any field breaks a rule (emulator/snapshot_rules.py), or if it belongs
+        to a pump with another serial than ``keys``.
         """
-        record = decode_record(DEVICE_STATE_MAGIC, blob)
+        return cls.from_record(
+            decode_record(DEVICE_STATE_MAGIC, blob),
+            keys,
+            entropy,
+            limits=limits,
+            link_ms=link_ms,
+            persist=persist,
+        )
+
+    @classmethod
+    def from_record(
+        cls,
+        record: object,
+        keys: PumpKeys,
+        entropy: Entropy,
+        *,
+        limits: SessionLimits | None = None,
+        link_ms: int | None = None,
+        persist: Persist | None = None,
+    ) -> PumpDevice:
+        """``restore`` from an already decoded record (``snapshot_record()``)."""
+        if not isinstance(record, dict) or record.get("version") != DEVICE_STATE_VERSION:
+            version = record.get("version") if isinstance(record, dict) else None
+            raise SnapshotError(f"unsupported device state version {version!r:.20}")
+        need_keys("device", record, _DEVICE_KEYS)
+        serial = record["serial"]
+        if serial != keys.serial:
+            raise SnapshotError(
+                f"the state belongs to pump {serial!r:.40}, the key file to {keys.serial!r}"
+            )
+        pump = Pump.from_record(record["pump"])
         try:
-            if record["version"] != 1:
-                raise SnapshotError(f"unsupported device state version {record['version']!r}")
-            serial = record["serial"]
-            if serial != keys.serial:
-                raise SnapshotError(
-                    f"the state belongs to pump {serial!r}, the key file to {keys.serial!r}"
-                )
-            pump = Pump.restore(bytes.fromhex(record["pump"]))
-            ledger = CommandLedger(int(record["ledger"]["capacity"]))
-            for command_id, request_hex, ack_hex in record["ledger"]["entries"]:
-                ack = codec.decode_payload(Opcode.ACK, bytes.fromhex(ack_hex))
-                request_print = bytes.fromhex(request_hex)
-                if not isinstance(ack, Ack) or len(request_print) != hashlib.sha256().digest_size:
-                    raise SnapshotError(f"bad ledger entry for command id {command_id!r}")
-                if isinstance(command_id, bool) or not isinstance(command_id, int):
-                    raise SnapshotError(f"bad command id in the ledger: {command_id!r}")
-                ledger.record(command_id, request_print, ack)
-            if len(ledger) != len(record["ledger"]["entries"]):
-                raise SnapshotError("the ledger holds duplicate or surplus entries")
-            device = cls(pump, keys, entropy, limits=limits, ledger=ledger)
+            ledger = _ledger_from_record(record["ledger"])
+            device = cls(pump, keys, entropy, limits=limits, ledger=ledger, persist=persist)
+            _check_ledger_against_pump(ledger, pump)
+            session = need_keys("device.session", record["session"], _SESSION_KEYS)
+            most = device._session.limits.max_failed_openings
+            need_int("device.session.failed_openings", session["failed_openings"], 0, most)
             device._link_now = pump.now_ms if link_ms is None else link_ms
-            session = record["session"]
             device._session.restore_openings(
                 session["failed_openings"], session["lockout_left_ms"], device._link_now
             )
+            again = device.snapshot_record()
+            # The pump's part was compared by Pump.from_record, before its first read
+            # (a read forgets boluses older than 24 h, so it may differ now).
+            again["pump"] = record["pump"]
         except SnapshotError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ProtocolError) as exc:
-            raise SnapshotError(f"state does not describe a pump device: {exc}") from exc
+        except Exception as exc:
+            # Outside data: whatever breaks while resuming it is one line, never a traceback.
+            raise SnapshotError(
+                f"state does not describe a pump device: {type(exc).__name__}: {exc}"
+            ) from exc
+        if canonical_json(again) != canonical_json(record):
+            raise SnapshotError(
+                "the device record is not in canonical form: "
+                f"{first_difference(record, again, 'device')} was altered"
+            )
         pump.discard_staged()  # the session that staged it is gone (C5)
         return device
+
+    # -- persistence before replies (C1, H8) --
+
+    def _memory_key(self) -> tuple[int, int, int | None, int]:
+        """What a reply may reveal and a restart must not lose: the ledger, the failed
+        openings and the lockout, and the pump's time (never behind what a programmer read)."""
+        session = self._session
+        return (
+            self._ledger.recorded,
+            session.failed_openings,
+            session.lockout_until_ms,
+            self._pump.now_ms,
+        )
+
+    @property
+    def persists(self) -> bool:
+        return self._persist is not None
+
+    def save(self) -> None:
+        """Hand ``snapshot()`` to ``persist`` now; its exception propagates (a start or a
+        clean stop reports it)."""
+        if self._persist is None:
+            return
+        key = self._memory_key()
+        self._persist(self.snapshot())
+        self._persisted_key = key
+
+    def save_if_changed(self) -> bool:
+        """Persist if anything a reply may reveal changed since the last save. False if
+        ``persist`` failed (the reason waits in ``pop_persist_error``)."""
+        if self._persist is None or self._memory_key() == self._persisted_key:
+            return True
+        try:
+            self.save()
+        except Exception as exc:  # persist's contract: any exception means not stored
+            self._persist_error = f"{type(exc).__name__}: {exc}"
+            return False
+        return True
+
+    def pop_persist_error(self) -> str | None:
+        """Why the last save failed, once (the serve loop logs it), or None."""
+        error, self._persist_error = self._persist_error, None
+        return error
 
     # -- sans-IO interface --
 
@@ -537,6 +644,12 @@ class PumpDevice:
             self._reply(self._session_nak(refused.code), frame.seq, sealed=False)
 
     def _on_handshake(self, frame: Frame) -> None:
+        self._handshake(frame)
+        # A failed opening or a lockout is stored before its refusal leaves (C4); a failure
+        # to store is retried at the next change (the serve loop logs it).
+        self.save_if_changed()
+
+    def _handshake(self, frame: Frame) -> None:
         now = self._link_now
         try:
             message = codec.decode_payload(frame.opcode, frame.body)
@@ -587,6 +700,9 @@ class PumpDevice:
             self._reply(self._session_nak(result.code), frame.seq)
             return
         reply = self._handle_accepted(frame.opcode, result)
+        if not self.save_if_changed():
+            # A reply never shows a time or a state a restart could lose (docs/serve.md).
+            reply = _nak(RefusalCode.NOT_STORED)
         self._reply(reply, frame.seq)
 
     def _handle_accepted(self, opcode: Opcode, accepted: SessionAccepted) -> Message:
@@ -607,10 +723,24 @@ class PumpDevice:
         if isinstance(earlier, RefusalCode):
             self._pump.record_event(EventKind.COMMAND_REFUSED, earlier, opcode, command_id)
             return _nak(earlier, field=FieldId.COMMAND_ID)
+        before = self._pump.snapshot() if self._persist is not None else b""
+        checkpoint = self._ledger.checkpoint()
         reply = self._apply(request, command_id)
-        if isinstance(reply, Ack):
-            self._ledger.record(command_id, request_print, reply)
-        return reply
+        if not isinstance(reply, Ack):
+            return reply
+        self._ledger.record(command_id, request_print, reply)
+        if self.save_if_changed():
+            return reply
+        # Never an ACK without a save (C1, H8): a command the pump could not store is
+        # undone, pump and ledger, and refused, so a restart can never lose an ACKed
+        # command. The pump keeps its therapy: no memory-error safe state, since its own
+        # memory is intact (docs/protocol.md section 12, NOT_STORED).
+        self._pump.rollback(before)
+        self._ledger.rollback(checkpoint)
+        self._pump.record_event(
+            EventKind.COMMAND_REFUSED, RefusalCode.NOT_STORED, opcode, command_id
+        )
+        return _nak(RefusalCode.NOT_STORED)
 
     # -- requests --
 
@@ -813,6 +943,49 @@ class PumpDevice:
         if run.counted:
             last = self._pump.pump_clock_ms(run.last_ms)
             self._pump.record_event(EventKind.SECURITY_SUMMARY, code, run.counted, last)
+
+
+# -- restoring the ledger ---------------------------------------------------------------------
+
+
+def _ledger_from_record(value: object) -> CommandLedger:
+    data = need_keys("device.ledger", value, _LEDGER_KEYS)
+    capacity = need_int("device.ledger.capacity", data["capacity"], 1, MAX_LEDGER_CAPACITY)
+    entries = data["entries"]
+    if not isinstance(entries, list) or len(entries) > capacity:
+        raise SnapshotError(f"device.ledger.entries must be a list of at most {capacity}")
+    ledger = CommandLedger(capacity)
+    for i, entry in enumerate(entries):
+        where = f"device.ledger.entries[{i}]"
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise SnapshotError(f"{where} must be [command id, fingerprint, ack]")
+        command_id = need_int(where + "[0]", entry[0], 1, U32_MAX)
+        request_hex, ack_hex = entry[1], entry[2]
+        if not isinstance(request_hex, str) or not isinstance(ack_hex, str):
+            raise SnapshotError(f"{where}: fingerprint and ack must be hex strings")
+        if len(request_hex) != 64 or len(ack_hex) > 2 * wire.MAX_BODY_LEN:
+            raise SnapshotError(f"{where}: fingerprint or ack of the wrong length")
+        try:
+            ack = codec.decode_payload(Opcode.ACK, bytes.fromhex(ack_hex))
+            request_print = bytes.fromhex(request_hex)
+        except (ValueError, ProtocolError) as exc:
+            raise SnapshotError(f"{where}: {exc}") from None
+        if not isinstance(ack, Ack) or ack.command_id != command_id:
+            raise SnapshotError(f"{where}: the ACK is not for command id {command_id}")
+        if command_id in ledger.applied_ids():
+            raise SnapshotError(f"{where}: command id {command_id} appears twice")
+        ledger.record(command_id, request_print, ack)
+    return ledger
+
+
+def _check_ledger_against_pump(ledger: CommandLedger, pump: Pump) -> None:
+    """The last command the ledger applied is the one the pump reports (STATUS rule 4)."""
+    applied = ledger.applied_ids()
+    if applied and pump.status().last_command_id != applied[-1]:
+        raise SnapshotError(
+            "the ledger's last command id is not the pump's last_command_id: "
+            "the ledger and the pump were not saved together"
+        )
 
 
 # -- reply builders -------------------------------------------------------------------------

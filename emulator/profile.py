@@ -16,7 +16,7 @@ a float in a profile is refused like any other wrong type (DESIGN.md principle 4
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ __all__ = [
     "builtin_profile_names",
     "load_profile",
     "parse_profile",
+    "profile_from_fields",
 ]
 
 _PROFILE_PACKAGE = "emulator"
@@ -401,6 +402,91 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         session_lockout_s=_int(d, s, "session", "lockout_s"),
         source=source,
     )
+
+
+# Profile field -> its (section, key) in a profile file; a Range field -> (section, low key,
+# high key). ``profile_from_fields`` rebuilds the file's document from these, so a profile
+# read back from a saved state passes every rule a profile file does.
+_FIELD_KEYS: dict[str, tuple[str, ...]] = {
+    "name": ("pump", "name"),
+    "description": ("pump", "description"),
+    "mechanism": ("pump", "mechanism"),
+    "reservoir_capacity_nl": ("reservoir", "capacity_nl"),
+    "reservoir_usable_nl": ("reservoir", "usable_nl"),
+    "refill_discrepancy_threshold_nl": ("reservoir", "refill_discrepancy_threshold_nl"),
+    "low_reservoir_threshold": ("reservoir", "low_threshold_min_nl", "low_threshold_max_nl"),
+    "low_reservoir_threshold_default_nl": ("reservoir", "low_threshold_default_nl"),
+    "stroke_nl": ("metering", "stroke_nl"),
+    "rate_min_nl_per_day": ("metering", "rate_min_nl_per_day"),
+    "rate_max_nl_per_day": ("metering", "rate_max_nl_per_day"),
+    "mechanical_bias_ppm": ("metering", "mechanical_bias_ppm"),
+    "flow_activated_valve": ("metering", "flow_activated_valve"),
+    "valve_limit_nl": ("metering", "valve_limit_nl"),
+    "max_clinician_bolus_nl": ("limits", "max_clinician_bolus_nl"),
+    "max_daily_mass_pg": ("limits", "max_daily_mass_pg"),
+    "max_flex_steps": ("limits", "max_flex_steps"),
+    "patient_bolus_dose": ("patient_bolus", "dose_min_nl", "dose_max_nl"),
+    "patient_bolus_duration_s": ("patient_bolus", "duration_min_s", "duration_max_s"),
+    "patient_bolus_lockout_s": ("patient_bolus", "lockout_min_s", "lockout_max_s"),
+    "patient_bolus_max_per_24h": ("patient_bolus", "max_per_24h_min", "max_per_24h_max"),
+    "catheter_dead_volume_nl_per_cm": ("catheter", "dead_volume_nl_per_cm"),
+    "catheter_max_length_cm": ("catheter", "max_length_cm"),
+    "battery_capacity_nah": ("battery", "capacity_nah"),
+    "battery_nah_per_stroke": ("battery", "nah_per_stroke"),
+    "battery_nah_per_hour_idle": ("battery", "nah_per_hour_idle"),
+    "battery_nah_per_session": ("battery", "nah_per_session"),
+    "battery_eri_threshold_nah": ("battery", "eri_threshold_nah"),
+    "battery_low_reset_threshold_nah": ("battery", "low_reset_threshold_nah"),
+    "battery_low_reset_rate_nl_per_day": ("battery", "low_reset_rate_nl_per_day"),
+    "days_eri_to_eos": ("battery", "days_eri_to_eos"),
+    "battery_check_interval_s": ("battery", "check_interval_s"),
+    "sensor_motor_stall": ("sensors", "motor_stall"),
+    "sensor_flow_valve": ("sensors", "flow_valve"),
+    "stall_retry_interval_s": ("firmware", "stall_retry_interval_s"),
+    "stage_lifetime_s": ("firmware", "stage_lifetime_s"),
+    "log_capacity": ("firmware", "log_capacity"),
+    "session_idle_timeout_s": ("session", "idle_timeout_s"),
+    "session_max_s": ("session", "max_session_s"),
+    "session_max_failed_openings": ("session", "max_failed_openings"),
+    "session_lockout_s": ("session", "lockout_s"),
+}
+
+
+def profile_from_fields(fields: object, source: str) -> Profile:
+    """A profile from its fields as plain values (a Range as ``[low, high]``, the drug
+    limits as an object), checked by every rule a profile file must pass (``parse_profile``).
+
+    ProfileError for a missing, unknown or mistyped field, or one a profile file could not
+    hold: a saved state cannot smuggle in a profile that ``load_profile`` would refuse."""
+    if not isinstance(fields, Mapping):
+        raise ProfileError(f"{source}: the profile is not an object")
+    expected = set(_FIELD_KEYS) | {"drug_max_daily_mass_pg", "source"}
+    if set(fields) != expected:
+        raise ProfileError(
+            f"{source}: profile fields differ: missing {sorted(expected - set(fields))}, "
+            f"unknown {sorted(set(fields) - expected)}"
+        )
+    document: dict[str, dict[str, Any]] = {}
+    for name, keys in _FIELD_KEYS.items():
+        value = fields[name]
+        table = document.setdefault(keys[0], {})
+        if len(keys) == 3:
+            if not isinstance(value, list) or len(value) != 2:
+                raise ProfileError(f"{source}: profile field {name} must be [low, high]")
+            table[keys[1]], table[keys[2]] = value
+        else:
+            table[keys[1]] = value
+    drugs = fields["drug_max_daily_mass_pg"]
+    if not isinstance(drugs, Mapping):
+        raise ProfileError(f"{source}: drug_max_daily_mass_pg must be an object")
+    if any(not isinstance(drug, str) or drug != drug.lower() for drug in drugs):
+        raise ProfileError(f"{source}: drug names in drug_max_daily_mass_pg must be lower case")
+    document["drug_limits"] = dict(drugs)
+    saved_source = fields["source"]
+    if not isinstance(saved_source, str) or len(saved_source) > 4096:
+        raise ProfileError(f"{source}: the profile's source must be a string")
+    profile = parse_profile(document, source)
+    return replace(profile, source=saved_source)
 
 
 def builtin_profile_names() -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.delivery import DeliveryEngine, EngineState
-from emulator.errors import TimeError
+from emulator.errors import ProfileError, TimeError
 from emulator.faults import (
     BatteryDrain,
     CatheterDisconnect,
@@ -47,7 +47,7 @@ from emulator.faults import (
 )
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.firmware import Engine, Firmware, FirmwareStatus
-from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
+from emulator.firmware.nvram import SnapshotError, canonical_json, decode_record, encode_record
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -57,7 +57,8 @@ from emulator.firmware.results import (
     Staged,
 )
 from emulator.plant import CatheterState, MotorState, Plant, PlantTruth
-from emulator.profile import Profile, Range, load_profile
+from emulator.profile import Profile, Range, load_profile, profile_from_fields
+from emulator.snapshot_rules import check_pump_record, first_difference
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, LogEntry
 from protocol.prescription import Prescription
 from protocol.units import MS_PER_S
@@ -424,7 +425,12 @@ class Pump:
 
     def snapshot(self) -> bytes:
         """Everything needed to resume this pump exactly, checksummed (SHA-256)."""
-        record: dict[str, Any] = {
+        return encode_record(SNAPSHOT_MAGIC, self.snapshot_record())
+
+    def snapshot_record(self) -> dict[str, Any]:
+        """``snapshot()``'s record before encoding: plain JSON values (ints, bools, strings,
+        lists, objects), so a containing record (the device state) can hold it as is."""
+        return {
             "version": 1,
             "profile": _profile_to_json(self._profile),
             "now": self._now,
@@ -435,32 +441,73 @@ class Pump:
             "engine": dataclasses.asdict(self._fw.engine.state()),
             "log": self._fw.log.to_json(),
         }
-        return encode_record(SNAPSHOT_MAGIC, record)
 
     @classmethod
     def restore(cls, blob: bytes) -> Pump:
         """Rebuild a pump from ``snapshot()``; SnapshotError if it is corrupt or malformed.
         The restored pump uses the exact DeliveryEngine."""
-        record = decode_record(SNAPSHOT_MAGIC, blob)
+        return cls.from_record(decode_record(SNAPSHOT_MAGIC, blob))
+
+    @classmethod
+    def from_record(cls, record: object) -> Pump:
+        """Rebuild a pump from ``snapshot_record()``, checking every field first
+        (emulator/snapshot_rules.py): SnapshotError, never another exception, for a record
+        this module could not have written."""
         try:
-            if record["version"] != 1:
-                raise SnapshotError(f"unsupported snapshot version {record['version']!r}")
-            profile = _profile_from_json(record["profile"])
-            engine = DeliveryEngine.from_state(EngineState(**record["engine"]))
-            log = EventLog.from_json(record["log"])
-            pump = cls.__new__(cls)
-            pump._profile = profile
-            pump._now = int(record["now"])
-            pump._engine_factory = DeliveryEngine
-            pump._catheter_length_cm = int(record["catheter_length_cm"])
-            pump._last_withdrawn = int(record["last_withdrawn"])
-            pump._plant = Plant.from_dict(profile, record["plant"])
-            pump._fw = Firmware.from_snapshot_state(profile, engine, log, record["firmware"])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SnapshotError(f"snapshot does not describe a pump: {exc}") from exc
+            return cls._from_checked_record(record)
+        except SnapshotError:
+            raise
+        except Exception as exc:
+            # A saved state is outside data: whatever breaks while resuming it (a rule this
+            # module lacks), the state is refused with one line, never a traceback at start.
+            raise SnapshotError(
+                f"snapshot does not describe a pump: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @classmethod
+    def _from_checked_record(cls, record: object) -> Pump:
+        if not isinstance(record, dict):
+            raise SnapshotError("the pump record is not an object")
+        if record.get("version") != 1:
+            raise SnapshotError(f"unsupported snapshot version {record.get('version')!r:.20}")
+        try:
+            profile = profile_from_fields(record.get("profile"), "the saved profile")
+        except ProfileError as exc:
+            raise SnapshotError(str(exc)) from None
+        check_pump_record(record, profile)
+        engine = DeliveryEngine.from_state(EngineState(**record["engine"]))
+        log = EventLog.from_json(record["log"])
+        pump = cls.__new__(cls)
+        pump._profile = profile
+        pump._now = record["now"]
+        pump._engine_factory = DeliveryEngine
+        pump._catheter_length_cm = record["catheter_length_cm"]
+        pump._last_withdrawn = record["last_withdrawn"]
+        pump._plant = Plant.from_dict(profile, record["plant"])
+        pump._fw = Firmware.from_snapshot_state(profile, engine, log, record["firmware"])
         if engine.now_ms != pump._now:
             raise SnapshotError("engine time and pump time disagree")
+        # A record that does not re-encode to itself held a value the pump would coerce or
+        # drop (a bool for an int, an extra field): not what a pump writes, so refused.
+        # Compared before status(), which forgets boluses older than 24 h as any read does.
+        again = pump.snapshot_record()
+        if canonical_json(again) != canonical_json(record):
+            raise SnapshotError(
+                "the pump record is not in canonical form: "
+                f"{first_difference(record, again, 'pump')} was altered"
+            )
+        # What a resumed pump computes at once must work: a state that breaks it is refused
+        # here, not in the serve loop later.
+        pump.status()
+        pump.next_deadline()
         return pump
+
+    def rollback(self, blob: bytes) -> None:
+        """Become the pump ``snapshot()`` saved in ``blob``, in place (the same object):
+        undoes a command whose result could not be stored (docs/serve.md, H8)."""
+        other = Pump.restore(blob)
+        other._engine_factory = self._engine_factory
+        self.__dict__.update(other.__dict__)
 
 
 def _profile_to_json(profile: Profile) -> dict[str, Any]:
@@ -473,13 +520,3 @@ def _profile_to_json(profile: Profile) -> dict[str, Any]:
             value = dict(value)
         out[f.name] = value
     return out
-
-
-def _profile_from_json(data: dict[str, Any]) -> Profile:
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(Profile):
-        value = data[f.name]
-        if isinstance(value, list):
-            value = Range(int(value[0]), int(value[1]))
-        values[f.name] = value
-    return Profile(**values)

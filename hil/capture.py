@@ -198,11 +198,27 @@ def _check_label(name: str, value: str) -> None:
         raise ValueError(f"{name} must be a non-empty str, got {value!r}")
 
 
+def _open_for_append(path: str) -> IO[str]:
+    """Open a capture file to append to (never truncated; created 0600). A line left torn
+    by a killed writer is ended first, so the new run's start record is a line of its own."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+        return open(fd, "a", encoding="utf-8", newline="\n", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class CaptureWriter:
     """Writes a JSONL capture: one record per frame, per noise run and per note.
 
-    ``target`` is a path (created, or appended to with ``append=True``) or an open text
-    stream (written to and flushed, never closed). ``source`` names the writer in every
+    ``target`` is a path, always appended to and never truncated (created with mode 0600
+    if it does not exist: a capture holds a pump's traffic), or an open text stream
+    (written to and flushed, never closed). Every run starts with a ``capture`` record, so
+    the runs in one file stay apart. ``source`` names the writer in every
     record: ``"serve"``, ``"ctl"``, ``"proxy"``. Safe to call from several threads: a lock
     keeps lines whole and in order.
     """
@@ -212,7 +228,6 @@ class CaptureWriter:
         target: str | os.PathLike[str] | IO[str],
         source: str,
         *,
-        append: bool = False,
         wall_ns: int | None = None,
     ) -> None:
         _check_label("source", source)
@@ -224,9 +239,7 @@ class CaptureWriter:
         if isinstance(target, str | os.PathLike):
             self._name = os.fspath(target)
             try:
-                self._stream: IO[str] = open(  # noqa: SIM115 (closed by close())
-                    target, "a" if append else "w", encoding="utf-8", newline="\n"
-                )
+                self._stream: IO[str] = _open_for_append(self._name)
             except OSError as error:
                 raise CaptureError(
                     f"cannot create capture file {self._name}: {error.strerror or error}"

@@ -62,7 +62,14 @@ from emulator.faults import (
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
 from hil.keys_command import create_private_file
-from hil.serve import ClockControlError, Log, PumpServer, format_pump_time, parse_tcp_address
+from hil.serve import (
+    ClockControlError,
+    Log,
+    PumpServer,
+    StateNotStoredError,
+    format_pump_time,
+    parse_tcp_address,
+)
 from protocol.device_state import LogEntry
 from protocol.documents import DocumentError, parse_json
 
@@ -668,7 +675,7 @@ class ControlServer:
             return {"ok": False, "error": f"unknown op {op!r}; known: {', '.join(_OPS)}"}
         try:
             return {"ok": True, **handler(self, request)}
-        except (ValueError, TypeError, ClockControlError) as exc:
+        except (ValueError, TypeError, ClockControlError, StateNotStoredError) as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:  # a bug must not kill the connection silently
             return {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}

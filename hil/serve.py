@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import select
 import socket
 import sys
@@ -56,7 +55,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from emulator.clock import Clock, ManualClock
@@ -67,6 +65,7 @@ from emulator.plant import PlantTruth
 from hil.capture import CaptureWriter
 from hil.errors import HilError, UsageError
 from hil.links import MAX_READ, Link, LinkClosedError, LinkOpenError
+from hil.state_file import write_state_file
 from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
 from protocol.messages import Opcode
 from protocol.refusal import RefusalCode
@@ -79,6 +78,7 @@ __all__ = [
     "PumpServer",
     "PumpView",
     "ServeStats",
+    "StateNotStoredError",
     "TcpListenerLink",
     "WireModel",
     "describe_event",
@@ -104,43 +104,15 @@ TX_SLICE_NS = 1_000_000
 Log = Callable[[str], None]
 """Receives one human-readable line at a time (no newline)."""
 
-Persist = Callable[[bytes], None]
-"""Stores a device state record (``PumpDevice.snapshot()``), e.g. ``write_state_file``."""
-
-
-def write_state_file(path: Path, blob: bytes) -> None:
-    """Replace ``path`` with ``blob`` atomically: a temporary file in the same directory,
-    written and fsynced, then renamed over it (mode 0600). A crash leaves the old file or
-    the new one, never a torn one."""
-    directory = path.parent
-    tmp = directory / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
 
 def stderr_log(line: str) -> None:
     """The default log: one line on stderr, flushed at once."""
     sys.stderr.write(f"pumpemu serve: {line}\n")
     sys.stderr.flush()
+
+
+class StateNotStoredError(HilError):
+    """The control API moved the pump, but its state could not be stored (docs/serve.md)."""
 
 
 class ClockControlError(HilError):
@@ -352,7 +324,6 @@ class PumpServer:
         reopen_delays_s: Sequence[float] = REOPEN_DELAYS_S,
         close_link: bool = True,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
-        persist: Persist | None = None,
     ) -> None:
         if clock.now_ms() < device.now_ms:
             raise ValueError(
@@ -390,7 +361,6 @@ class PumpServer:
         self._alarms = 0
         self._losses = 0
         self._reconnects = 0
-        self._persist = persist
         self._saved_key = self._memory_key()
 
     # -- life cycle --
@@ -489,6 +459,7 @@ class PumpServer:
             self._device.handle_timer(now, self.link_ms())
             self._note(f"fault injected: {fault!r}", now)
             self._scan_log()
+            self._store_before_answer(f"fault injected at {format_pump_time(now)}", always=True)
             return now
 
     def advance(self, ms: int) -> int:
@@ -511,6 +482,7 @@ class PumpServer:
                 now,
             )
             self._scan_log()
+            self._store_before_answer(f"time advanced to {format_pump_time(now)}")
             return now
 
     def view(self) -> PumpView:
@@ -544,17 +516,15 @@ class PumpServer:
             return f"x{factor}"
         return type(clock).__name__
 
-    # -- persistence --
+    # -- persistence (the device's own ``persist``, docs/serve.md) --
 
     def save(self) -> None:
-        """Bring the pump up to the clock and hand its state to ``persist`` now (a clean
-        shutdown). Errors propagate: the caller reports a state that could not be saved."""
-        if self._persist is None:
-            return
+        """Bring the pump up to the clock and store its state now (a clean shutdown).
+        Errors propagate: the caller reports a state that could not be saved."""
         with self._lock:
             self._bring_up_to_date()
             self._scan_log()
-            self._persist(self._device.snapshot())
+            self._device.save()
             self._saved_key = self._memory_key()
 
     def _memory_key(self) -> tuple[int, int, int | None]:
@@ -562,21 +532,34 @@ class PumpServer:
         session = self._device.session
         return (self._device.ledger.recorded, session.failed_openings, session.lockout_until_ms)
 
+    def _store_before_answer(self, what: str, *, always: bool = False) -> None:
+        """A control client is told of a pump time or fault only once it is stored, so a
+        restart is never behind what it saw (caller holds the lock). ``always``: a fault
+        changes the plant without moving time or the ledger, so store it regardless."""
+        device = self._device
+        if always:
+            try:
+                device.save()
+                return
+            except Exception as exc:  # any failure means: not stored
+                error: str | None = f"{type(exc).__name__}: {exc}"
+        elif device.save_if_changed():
+            return
+        else:
+            error = device.pop_persist_error()
+        self._log(f"state not saved: {error}")
+        raise StateNotStoredError(f"{what}, but the state could not be stored: {error}")
+
     def _save_if_changed(self) -> None:
-        """Save after every applied command and every change to the failed openings or the
-        lockout (caller holds the lock), so a kill -9 cannot undo exactly-once or a lockout.
-        A failed save is logged and retried at the next change or at shutdown."""
-        if self._persist is None:
-            return
+        """Store a change to the ledger, the failed openings or the lockout that a timer
+        made, and log a failed store the device met (caller holds the lock). The device
+        itself stores before every reply; this is the retry when no reply follows."""
         key = self._memory_key()
-        if key == self._saved_key:
-            return
-        try:
-            self._persist(self._device.snapshot())
-        except OSError as exc:
-            self._log(f"state not saved: {exc}")
-            return
-        self._saved_key = key
+        if key != self._saved_key and self._device.save_if_changed():
+            self._saved_key = key
+        error = self._device.pop_persist_error()
+        if error is not None:
+            self._log(f"state not saved: {error}")
 
     # -- the loop --
 

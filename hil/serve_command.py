@@ -48,9 +48,8 @@ from hil.serve import (
     format_pump_time,
     parse_tcp_address,
     stderr_log,
-    write_state_file,
 )
-from protocol.keys import PumpKeys
+from hil.state_file import StateFile
 
 __all__ = ["parse_clock", "parse_start_time", "serve"]
 
@@ -160,7 +159,7 @@ through the control API: pumpemu time advance). See docs/serve.md.
     "--capture",
     "capture_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write a JSONL traffic capture (pumpemu decode reads it).",
+    help="Append a JSONL traffic capture to FILE, never truncated (pumpemu decode reads it).",
 )
 @click.option(
     "--control",
@@ -266,7 +265,29 @@ class _Serve:
         self.opts = opts
         self.keys = load_keys(opts.keys_file)
         local_start = parse_start_time(opts.start_time) if opts.start_time is not None else None
-        restored = _load_state(opts, self.keys)
+        # Locked before it is read and held until after the last save at stop: a second
+        # serve on the same file stops here instead of overwriting this pump later.
+        self.state: StateFile | None = None
+        if opts.state_file is not None:
+            self.state = StateFile(opts.state_file, self.keys)
+            self.state.acquire()
+        try:
+            self._build(opts, local_start)
+        except BaseException:
+            if self.state is not None:
+                self.state.release()
+            raise
+        self.stop = threading.Event()
+        self.stop_reason: list[str] = []
+        self.link: Link | None = None
+        self.capture: CaptureWriter | None = None
+        self.control: ControlServer | None = None
+        self.token_file: Path | None = None
+        self.server: PumpServer | None = None
+        self.save_error: str | None = None
+
+    def _build(self, opts: ServeOptions, local_start: int | None) -> None:
+        restored = _load_state(opts, self.state)
         if restored is not None:
             self.device = restored
             self.pump = restored.pump
@@ -281,23 +302,18 @@ class _Serve:
         if restored is None:
             if local_start is not None:
                 self.pump.set_clock(local_start)
-            self.device = PumpDevice(self.pump, self.keys, secrets.token_bytes)
+            persist = self.state.write if self.state is not None else None
+            self.device = PumpDevice(self.pump, self.keys, secrets.token_bytes, persist=persist)
         self.resumed = restored is not None
-        if opts.state_file is not None:
+        if self.state is not None:
+            for name in self.state.removed:
+                stderr_log(f"removed {name}, left by a save that was killed")
             try:  # at once: the file exists from the start, and is known to be writable
-                write_state_file(opts.state_file, self.device.snapshot())
+                self.device.save()
             except OSError as exc:
                 raise UsageError(
-                    f"--state: cannot write {opts.state_file}: {exc.strerror or exc}"
+                    f"--state: cannot write {self.state.path}: {exc.strerror or exc}"
                 ) from None
-        self.stop = threading.Event()
-        self.stop_reason: list[str] = []
-        self.link: Link | None = None
-        self.capture: CaptureWriter | None = None
-        self.control: ControlServer | None = None
-        self.token_file: Path | None = None
-        self.server: PumpServer | None = None
-        self.save_error: str | None = None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.stop_reason.append(signal.Signals(signum).name)
@@ -324,17 +340,12 @@ class _Serve:
             self.link, announce = self._open_link()
             if opts.capture_file is not None:
                 self.capture = CaptureWriter(opts.capture_file, "serve")
-            persist = None
-            if opts.state_file is not None:
-                state_file = opts.state_file
-                persist = lambda blob: write_state_file(state_file, blob)  # noqa: E731
             server = PumpServer(
                 self.device,
                 self.link,
                 self.clock,
                 capture=self.capture,
                 baud=opts.baud,
-                persist=persist,
             )
             self.server = server
             if opts.control_address is not None:
@@ -405,6 +416,8 @@ class _Serve:
                 self.save_error = f"state not saved to {self.opts.state_file}: {exc}"
         if self.capture is not None:
             self.capture.close(sim_ms=self.device.now_ms)
+        if self.state is not None:
+            self.state.release()  # only after the last save
 
     def _summarize(self, elapsed_s: float) -> None:
         server = self.server
@@ -430,26 +443,19 @@ class _Serve:
             raise _RuntimeFailure(f"the serve loop ended: {server.error}")
 
 
-def _load_state(opts: ServeOptions, keys: PumpKeys) -> PumpDevice | None:
-    """The device saved in ``--state FILE``, None for a fresh pump (no such file yet).
+def _load_state(opts: ServeOptions, state: StateFile | None) -> PumpDevice | None:
+    """The device saved in ``--state FILE`` (locked by ``state``), None for a fresh pump
+    (no such file yet).
 
-    UsageError (one line, exit 2, the file untouched) if it cannot be read, is corrupt, is
-    another pump's, or conflicts with --profile or --start-time."""
-    path = opts.state_file
-    if path is None:
+    UsageError (one line, exit 2, the file untouched) if it cannot be read, is corrupt,
+    altered, another pump's or of a newer format, or conflicts with --profile or
+    --start-time."""
+    if state is None:
         return None
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        if not path.parent.is_dir():
-            raise UsageError(f"--state: no such directory: {path.parent}") from None
+    device = state.load(secrets.token_bytes)
+    if device is None:
         return None
-    except OSError as exc:
-        raise UsageError(f"--state: cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        device = PumpDevice.restore(blob, keys, secrets.token_bytes)
-    except SnapshotError as exc:
-        raise UsageError(f"--state: {path} is not a usable pump state: {exc}") from None
+    path = state.path
     saved = device.pump.profile
     if opts.profile_given and load_profile(opts.profile) != saved:
         raise UsageError(

@@ -114,6 +114,9 @@ class RefusalCode(IntEnum):
     """The battery reached end of service; the pump no longer delivers (H6)."""
     MEMORY_ERROR = 0x52
     """Non-volatile memory failed its check; the pump is in a safe state (H8)."""
+    NOT_STORED = 0x53
+    """The pump could not store the result, so it applied nothing: a command was undone (its
+    id stays free), a read was not answered. Therapy goes on unchanged; retry later (H8)."""
 
 
 class FieldId(IntEnum):

@@ -29,6 +29,7 @@ from protocol.prescription import (
 
 __all__ = [
     "SnapshotError",
+    "canonical_json",
     "decode_record",
     "encode_record",
     "prescription_from_json",
@@ -43,10 +44,15 @@ class SnapshotError(EmulatorError):
     """A non-volatile record or snapshot failed its checksum or does not parse."""
 
 
+def canonical_json(record: object) -> bytes:
+    """The one encoding of a record: sorted keys, no spaces, ASCII."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
 def encode_record(magic: bytes, record: dict[str, Any]) -> bytes:
     if len(magic) != 8:
         raise ValueError("magic must be 8 bytes")
-    payload = json.dumps(record, sort_keys=True, separators=(",", ":")).encode("ascii")
+    payload = canonical_json(record)
     head = _HEADER.pack(magic, len(payload))
     return head + payload + hashlib.sha256(head + payload).digest()
 

@@ -338,7 +338,7 @@ Exit codes: 0 done; 1 refused, not applied, uncertain or not committed; 2 usage 
     "--capture",
     "capture_path",
     metavar="FILE",
-    help="Write a JSONL capture of the traffic (read it with pumpemu decode).",
+    help="Append a JSONL capture of the traffic to FILE (read it with pumpemu decode).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
 @click.pass_context

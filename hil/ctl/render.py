@@ -79,6 +79,7 @@ MEANINGS: dict[RefusalCode, str] = {
     RefusalCode.MOTOR_STALLED: "the motor is stalled; delivery cannot start",
     RefusalCode.END_OF_SERVICE: "the battery reached end of service",
     RefusalCode.MEMORY_ERROR: "the pump's memory failed its check; it is in a safe state",
+    RefusalCode.NOT_STORED: "the pump could not store it, so nothing was applied; try again",
 }
 """What each refusal means, in a clinician's words (docs/protocol.md section 12)."""
 

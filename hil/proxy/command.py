@@ -186,7 +186,7 @@ def _log_event(event: ProxyEvent) -> None:
     "capture_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write a JSONL capture: each direction before and after the faults, and each fault.",
+    help="Append a JSONL capture: each direction before and after the faults, each fault.",
 )
 def proxy(
     *,

@@ -155,7 +155,8 @@ def test_a_pump_snapshot_is_not_a_device_state() -> None:
 @pytest.mark.parametrize(
     ("path", "value"),
     [
-        (("version",), 2),
+        (("version",), 3),
+        (("version",), 1),
         (("ledger", "entries"), [[1, "00", "00"]]),
         (("ledger", "capacity"), 0),
         (("session", "failed_openings"), -1),

@@ -372,6 +372,18 @@ class PumpMachine(RuleBasedStateMachine):
             self.last_seq = seqs[-1]
         assert len(entries) <= self.profile.log_capacity
 
+    @invariant()
+    def every_state_the_pump_reaches_can_be_saved_and_resumed(self) -> None:
+        # The restore rules (emulator/snapshot_rules.py) must never refuse a pump the
+        # emulator itself produced: that would lose a real rig's pump at restart. Every
+        # fourth step keeps the cost down; the steps between still vary the state.
+        self.saves = getattr(self, "saves", 0) + 1
+        if self.saves % 4:
+            return
+        twin = Pump.restore(self.pump.snapshot())
+        assert twin.status() == self.pump.status()
+        assert twin.snapshot() == self.pump.snapshot()
+
 
 # The loaded profile (dev or ci) sets max_examples; each example runs up to 40 rules.
 PumpMachine.TestCase.settings = settings(stateful_step_count=40)

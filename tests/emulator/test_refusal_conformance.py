@@ -173,9 +173,10 @@ class Bench:
     """The programmer whose session is open, if any."""
     next_id: int = 1000
     openings: int = 0
+    persist: Callable[[bytes], None] | None = None
 
     def __post_init__(self) -> None:
-        self.device = PumpDevice(self.pump, KEYS, _entropy())
+        self.device = PumpDevice(self.pump, KEYS, _entropy(), persist=self.persist)
 
     # time
 
@@ -1079,6 +1080,32 @@ def _() -> Sent:
     b.pump.inject(MemoryCorruption(bit=100))
     b.wait(MS_PER_S)
     return b.one(b.sealed(StopTherapy(command_id=5)))
+
+
+class Storage:
+    """Non-volatile storage that works until the test says it fails (a full disk)."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.saved = 0
+
+    def __call__(self, blob: bytes) -> None:
+        if self.failing:
+            raise OSError(28, "No space left on device")
+        self.saved += 1
+
+
+@scenario("bolus-when-the-store-fails", C.NOT_STORED)
+def _() -> Sent:
+    storage = Storage()
+    pump = Pump(P, start_ms=0)
+    assert not isinstance(pump.program(RX, command_id=1), Refused)
+    b = Bench(pump, persist=storage)
+    b.open()
+    storage.failing = True
+    sent = b.one(b.sealed(ClinicianBolus(command_id=5, dose_nl=20_000, duration_s=600)))
+    assert 5 not in b.device.ledger.applied_ids()  # undone: the id is still free (rule 11)
+    return sent
 
 
 # -- the tests ---------------------------------------------------------------------------------

@@ -253,12 +253,50 @@ def test_append_keeps_earlier_runs(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     with CaptureWriter(path, "ctl", wall_ns=T0) as writer:
         writer.record("tx", READ_STATUS, sim_ms=None, wall_ns=T0)
-    with CaptureWriter(path, "ctl", append=True, wall_ns=T0) as writer:
+    with CaptureWriter(path, "ctl", wall_ns=T0) as writer:
         writer.record("tx", START, sim_ms=None, wall_ns=T0)
     assert [r.kind for r in read_capture(path)] == ["capture", "frame", "capture", "frame"]
-    with CaptureWriter(path, "ctl", wall_ns=T0):
+    with CaptureWriter(path, "serve", wall_ns=T0):
+        pass  # a third run, even an empty one, truncates nothing and marks its start
+    kinds = [(r.kind, r.source) for r in read_capture(path)]
+    assert kinds == [
+        ("capture", "ctl"),
+        ("frame", "ctl"),
+        ("capture", "ctl"),
+        ("frame", "ctl"),
+        ("capture", "serve"),
+    ]
+
+
+def test_a_new_capture_file_is_private_and_an_existing_one_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
+    new = tmp_path / "new.jsonl"
+    with CaptureWriter(new, "serve", wall_ns=T0):
         pass
-    assert [r.kind for r in read_capture(path)] == ["capture"]
+    assert new.stat().st_mode & 0o777 == 0o600
+    shared = tmp_path / "shared.jsonl"
+    shared.write_text("")
+    shared.chmod(0o640)
+    with CaptureWriter(shared, "serve", wall_ns=T0):
+        pass
+    assert shared.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_line_cut_by_a_killed_writer_does_not_swallow_the_next_runs_marker(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.jsonl"
+    with CaptureWriter(path, "serve", wall_ns=T0) as writer:
+        writer.record("rx", READ_STATUS, sim_ms=0, wall_ns=T0)
+    cut = path.read_bytes() + b'{"kind":"no'  # killed in the middle of a line
+    path.write_bytes(cut)
+    with CaptureWriter(path, "serve", wall_ns=T0):
+        pass
+    lines = path.read_bytes().splitlines()
+    assert lines[-2] == b'{"kind":"no'
+    assert json.loads(lines[-1])["kind"] == "capture"
+    assert path.read_bytes().startswith(cut)
 
 
 def test_wall_time_defaults_to_the_system_clock(

@@ -497,7 +497,7 @@ def test_a_new_writer_run_starts_without_keys(tmp_path: Path) -> None:
     sealed_lines = [line for line in capture.read_text().splitlines() if '"sealed":true' in line]
     # Append a second run whose sealed frames have no handshake of their own: the first
     # run's keys must not be tried on them.
-    with CaptureWriter(capture, "ctl", append=True, wall_ns=T0):
+    with CaptureWriter(capture, "ctl", wall_ns=T0):
         pass
     with capture.open("a") as file:
         file.write(sealed_lines[-1] + "\n")

@@ -6,6 +6,7 @@ events with bounded timeouts while the server thread answers.
 
 from __future__ import annotations
 
+import random
 import secrets
 import socket
 import threading
@@ -17,7 +18,7 @@ import pytest
 
 from emulator.clock import ManualClock
 from emulator.device import PumpDevice
-from emulator.faults import BatteryDrain, MotorStall
+from emulator.faults import BatteryDrain, MotorStall, Reset
 from emulator.plant import MotorState
 from emulator.pump import Pump
 from hil.capture import CaptureWriter, read_capture
@@ -29,6 +30,7 @@ from hil.programmer.core import Outcome
 from hil.serve import (
     ClockControlError,
     PumpServer,
+    StateNotStoredError,
     TcpListenerLink,
     WireModel,
     describe_event,
@@ -615,3 +617,31 @@ def test_refused_patient_bolus_is_a_nak_value(served: tuple[PumpServer, MemoryLi
     assert result.outcome is Outcome.REFUSED
     assert isinstance(result.reply, Nak)
     assert result.refusal is not None
+
+
+def test_advance_and_fault_answer_only_once_stored() -> None:
+    """docs/serve.md: a control client never sees a pump time or a fault a restart loses."""
+    stored: list[bytes] = []
+    failing = [False]
+
+    def persist(blob: bytes) -> None:
+        if failing[0]:
+            raise OSError(28, "No space left on device")
+        stored.append(blob)
+
+    keys = generate_keys("PE-000321", bytes(range(9, 73)))
+    device = PumpDevice(Pump(), keys, random.Random(1).randbytes, persist=persist)
+    pump_end, _programmer_end = memory_pair()
+    lines: list[str] = []
+    server = PumpServer(device, pump_end, ManualClock(0), log=lines.append)
+    assert server.advance(60_000) == 60_000
+    assert PumpDevice.restore(stored[-1], keys, random.Random(2).randbytes).now_ms == 60_000
+    before = len(stored)
+    server.inject(Reset())  # no time moved, yet the fault is stored
+    assert len(stored) == before + 1
+    failing[0] = True
+    with pytest.raises(StateNotStoredError, match="could not be stored: OSError"):
+        server.advance(1_000)
+    with pytest.raises(StateNotStoredError, match="fault injected"):
+        server.inject(Reset())
+    assert any("state not saved: OSError" in line for line in lines)

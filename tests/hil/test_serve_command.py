@@ -14,13 +14,14 @@ from click.testing import CliRunner
 from emulator.clock import ManualClock
 from emulator.device import PumpDevice
 from emulator.pump import Pump
-from hil import serve_command
+from hil import state_file as state_file_module
 from hil.cli import main
 from hil.clock import ScaledClock, SystemClock
 from hil.errors import UsageError
 from hil.keys_command import load_keys, write_key_file
 from hil.serve import write_state_file
 from hil.serve_command import ServeOptions, _load_state, parse_clock, parse_start_time
+from hil.state_file import StateFile, seal_state
 from protocol.keys import generate_keys
 
 
@@ -125,8 +126,9 @@ def test_parse_start_time_is_local_wall_time() -> None:
 
 
 def saved_state(key_file: str, path: Path, profile: str = "peristaltic-20") -> bytes:
-    device = PumpDevice(Pump(profile), load_keys(key_file), random.Random(1).randbytes)
-    blob = device.snapshot()
+    keys = load_keys(key_file)
+    device = PumpDevice(Pump(profile), keys, random.Random(1).randbytes)
+    blob = seal_state(keys, device.snapshot())
     path.write_bytes(blob)
     return blob
 
@@ -134,10 +136,12 @@ def saved_state(key_file: str, path: Path, profile: str = "peristaltic-20") -> b
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda blob: blob[: len(blob) // 2], "record length does not match"),
-        (lambda blob: blob[:100] + bytes([blob[100] ^ 1]) + blob[101:], "checksum mismatch"),
-        (lambda blob: b"", "record too short"),
-        (lambda blob: b"hello, not a pump\n" * 4, "bad magic"),
+        (lambda blob: blob[: len(blob) // 2], "its length does not match its header"),
+        (lambda blob: blob[:100] + bytes([blob[100] ^ 1]) + blob[101:], "MAC does not verify"),
+        (lambda blob: b"", "not a pumpemu state file"),
+        (lambda blob: b"hello, not a pump\n" * 4, "not a pumpemu state file"),
+        (lambda blob: blob[:8] + b"\x02\x00" + blob[10:], "format version 2 is newer than"),
+        (lambda blob: b"PEMU-DV1" + blob[8:], "written by an older pumpemu, without a MAC"),
     ],
 )
 def test_a_damaged_state_file_is_one_line_exit_2_and_never_overwritten(
@@ -175,7 +179,9 @@ def test_another_pumps_state_is_refused(key_file: str, tmp_path: Path) -> None:
     saved_state(str(other), state)
     code, out = run("--pty", "--keys", key_file, "--state", str(state))
     assert code == 2
-    assert "belongs to pump 'PE-000777', the key file to 'PE-000009'" in one_error_line(out)
+    line = one_error_line(out)
+    assert "its MAC does not verify" in line
+    assert "belongs to another key file" in line
 
 
 @pytest.mark.parametrize(
@@ -214,12 +220,13 @@ def test_the_saved_profile_given_again_is_no_conflict(key_file: str, tmp_path: P
         state_file=state,
         profile_given=True,
     )
-    device = _load_state(opts, load_keys(key_file))
+    keys = load_keys(key_file)
+    with StateFile(state, keys) as locked:
+        device = _load_state(opts, locked)
     assert device is not None
     assert device.pump.profile.name == "valve-gated-20"
-    assert (
-        _load_state(replace(opts, state_file=tmp_path / "new.state"), load_keys(key_file)) is None
-    )
+    with StateFile(tmp_path / "new.state", keys) as fresh:
+        assert _load_state(replace(opts, state_file=fresh.path), fresh) is None
 
 
 def test_write_state_file_is_atomic_and_private(tmp_path: Path) -> None:
@@ -238,7 +245,7 @@ def test_a_state_file_that_cannot_be_written_is_one_line_exit_2(
     def refuse(path: Path, blob: bytes) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(serve_command, "write_state_file", refuse)
+    monkeypatch.setattr(state_file_module, "write_state_file", refuse)
     state = tmp_path / "pump.state"
     code, out = run("--pty", "--keys", key_file, "--state", str(state))
     assert code == 2

@@ -35,7 +35,13 @@ class ServeProcess:
     """A running ``pumpemu serve`` (or another long-running subcommand such as ``proxy``):
     its stdout lines, its stderr lines, its exit."""
 
-    def __init__(self, args: list[str], cwd: Path, subcommand: str = "serve") -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        subcommand: str = "serve",
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [*pumpemu_command(), subcommand, *args],
@@ -44,6 +50,9 @@ class ServeProcess:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            # A file size limit needs the child's own setrlimit (test_state_e2e.py); the
+            # hook only calls setrlimit, which is safe between fork and exec.
+            preexec_fn=preexec_fn,  # noqa: PLW1509
         )
         self._stdout: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
@@ -117,8 +126,8 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     """``serve("--pty", "--keys", K, ...)`` starts pumpemu serve; teardown always kills it."""
     started: list[ServeProcess] = []
 
-    def start(*args: str) -> ServeProcess:
-        process = ServeProcess(list(args), tmp_path)
+    def start(*args: str, preexec_fn: Callable[[], None] | None = None) -> ServeProcess:
+        process = ServeProcess(list(args), tmp_path, preexec_fn=preexec_fn)
         started.append(process)
         return process
 
