@@ -1,4 +1,4 @@
-"""Clocks for the thin I/O shells (DESIGN.md principle 2).
+"""Clocks for the thin I/O shells (docs/architecture.md principle 2).
 
 The pump core never reads a clock: it is handed ``now`` as integer milliseconds. A shell (the
 serve loop, the programmer's link) holds a ``Clock`` and asks it for ``now_ms()`` before each

@@ -1,4 +1,4 @@
-"""The exact, event-driven delivery engine (DESIGN.md principles 4 and 5).
+"""The exact, event-driven delivery engine (docs/architecture.md principles 4 and 5).
 
 The firmware decides *what* rate to run; this engine turns rates into whole strokes, in
 integer arithmetic, at a cost of O(1) per call however much time passes or however many

@@ -1,7 +1,7 @@
 """The emulated pump behind the wire: bytes and ``now`` in, bytes and timers out (sans-IO).
 
 ``PumpDevice`` joins the framer, the codec, the secure session, the command ledger and the
-pump model (DESIGN.md section 2, data flow):
+pump model (docs/architecture.md, "Data flow"):
 
     receive_data(bytes, now) -> framer (resync) -> codec (CRC, header) -> session (open,
     counter, role) -> ledger (exactly once) -> pump (state table, interlocks) -> reply ->

@@ -2,7 +2,7 @@
 
 ``Pump.inject(fault)`` applies one at the pump's current time. Faults act on the plant (or,
 for Reset and MemoryCorruption, on the hardware under the firmware); the firmware learns of
-them only through its sensors (DESIGN.md principle 3). Each names the hazard it makes
+them only through its sensors (docs/architecture.md principle 3). Each names the hazard it makes
 testable. Values are integers: seconds, nL, nAh, ppm.
 """
 

@@ -1,4 +1,4 @@
-"""The plant: the pump's physical truth (DESIGN.md principle 3).
+"""The plant: the pump's physical truth (docs/architecture.md principle 3).
 
 The plant holds what really is: the fluid in the reservoir, the catheter's integrity and
 contents, the motor's health, the battery's charge, the flow-activated valve. Faults act here.
@@ -334,7 +334,8 @@ class Plant:
         self._catheter_nl += fill
         self._delivered += rest - fill
 
-    # -- faults (they act on the plant only; DESIGN.md principle 3) -------------------------
+    # -- faults (they act on the plant only; docs/architecture.md principle 3)
+    # -------------------------
 
     def stall_motor(self, recover_after_ms: int | None = None) -> None:
         """Stall the rotor now: permanently (None, H5) or for ``recover_after_ms`` ms."""

@@ -2,7 +2,7 @@
 
 A profile is what a real pump's design fixes: reservoir size, stroke volume, rate range,
 dose limits, battery, sensors. The firmware and the plant read every number from here, so
-no clinical or physical constant lives in code (DOMAIN.md: "keep them as profile settings").
+no clinical or physical constant lives in code (docs/domain.md: "keep them as profile settings").
 
 Built-in profiles ship as package data in ``emulator/profiles/*.toml`` and are loaded by
 name (``load_profile("peristaltic-20")``); any other TOML file is loaded by path. A file that
@@ -10,7 +10,7 @@ breaks a rule raises ``ProfileError`` naming the file, the key and the allowed r
 test-rig author can fix the file without reading this code.
 
 All values are integers in protocol.units (nL, nL/day, pg, s, ppm) plus a few booleans:
-a float in a profile is refused like any other wrong type (DESIGN.md principle 4).
+a float in a profile is refused like any other wrong type (docs/architecture.md principle 4).
 """
 
 from __future__ import annotations

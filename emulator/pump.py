@@ -5,8 +5,8 @@ a delivery engine, and plays the hardware between them: it turns plant truth int
 firmware's sensor inputs (a stalled rotor, the battery charge) and the firmware's motor
 commands into plant strokes.
 
-Time is event-driven (DESIGN.md principle 5): ``advance_to`` jumps from one deadline to the
-next (flex boundaries, bolus ends, low-reservoir and empty crossings, battery checks, end of
+Time is event-driven (docs/architecture.md principle 5): ``advance_to`` jumps from one deadline to
+the next (flex boundaries, bolus ends, low-reservoir and empty crossings, battery checks, end of
 service, plant recoveries, stall detection and retries), so a year costs O(events), never
 O(seconds) or O(strokes). No clock is read: the caller says what time it is.
 
@@ -135,7 +135,9 @@ class Pump:
     def advance(self, seconds: int) -> None:
         """Let ``seconds`` (an int) of pump time pass."""
         if isinstance(seconds, bool) or not isinstance(seconds, int):
-            raise TypeError("seconds must be an int (integer time: DESIGN.md principle 4)")
+            raise TypeError(
+                "seconds must be an int (integer time: docs/architecture.md principle 4)"
+            )
         self.advance_to(self._now + seconds * MS_PER_S)
 
     def advance_to(self, time_ms: int) -> None:
@@ -377,7 +379,8 @@ class Pump:
     # ====================================================================================
 
     def inject(self, fault: Fault) -> None:
-        """Apply a fault at the current time (DESIGN.md principle 3: it acts on the plant)."""
+        """Apply a fault at the current time: it acts on the plant (docs/architecture.md
+        principle 3)."""
         plant = self._plant
         match fault:
             case MotorStall(recover_after_s=None):

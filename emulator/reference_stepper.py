@@ -1,4 +1,4 @@
-"""The reference stepper: the delivery engine's oracle (DESIGN.md principle 5).
+"""The reference stepper: the delivery engine's oracle (docs/architecture.md principle 5).
 
 Same public API as ``emulator.delivery.DeliveryEngine``, written to be obviously right rather
 than fast: time moves one tick at a time from ``start_ms``; each tick adds ``rate * tick_ms``

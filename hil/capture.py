@@ -1,6 +1,6 @@
 """JSONL traffic capture: every frame and every run of noise on a link, one JSON line each.
 
-DESIGN.md principle 11: every layer records its traffic, and ``pumpemu decode`` reads it
+docs/architecture.md principle 11: every layer records its traffic, and ``pumpemu decode`` reads it
 back. ``pumpemu serve``, ``pumpemu ctl`` and ``pumpemu proxy`` each hand the bytes they see to
 a ``CaptureWriter``::
 
@@ -14,7 +14,7 @@ bytes were split. docs/capture.md specifies the record format field by field.
 
 Design choices:
 
-- Times are arguments. The shells own the clocks (DESIGN.md principle 2); the writer only
+- Times are arguments. The shells own the clocks (docs/architecture.md principle 2); the writer only
   falls back to ``time.time_ns()`` when no wall time is given, so tests are deterministic.
 - Each line is flushed as soon as it is written, so a crashed process loses no record it
   wrote. Bytes still being framed (at most one incomplete frame and less than

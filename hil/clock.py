@@ -1,4 +1,4 @@
-"""Clocks that read real time, for the serve loop and rigs (DESIGN.md principle 2).
+"""Clocks that read real time, for the serve loop and rigs (docs/architecture.md principle 2).
 
 Both satisfy ``emulator.clock.Clock``. Pump time starts at ``start_ms`` when the clock is
 made and then follows a monotonic source, so wall-clock changes (NTP, daylight saving)

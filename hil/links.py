@@ -14,9 +14,10 @@ frame may come back split across reads: the framer reassembles it. A vanished po
 adapter pulled, a socket closed) raises ``LinkClosedError`` with a clear message. The caller
 decides whether to reopen; the pump's state lives elsewhere and is not lost.
 
-Field notes behind the choices (TECH-NOTES): pyserial's ``inter_byte_timeout`` does nothing
-useful on Linux, so reads take ``in_waiting or 1`` bytes; a fresh pty mangles CR, LF and ^C
-unless both ends are raw; pyserial flushes input when it opens a port.
+Field notes behind the choices (docs/field-notes.md, "pyserial 3.5"): pyserial's
+``inter_byte_timeout`` does nothing useful on Linux, so reads take ``in_waiting or 1`` bytes; a
+fresh pty mangles CR, LF and ^C unless both ends are raw; pyserial flushes input when it opens a
+port.
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ class PtyLink:
 
     def __init__(self) -> None:
         master, slave = os.openpty()
-        # Raw at once on both ends, before anyone opens the path (TECH-NOTES: a fresh pty
-        # mangles CR, LF and ^C, which are ordinary bytes in our frames).
+        # Raw at once on both ends, before anyone opens the path (docs/field-notes.md "pyserial
+        # 3.5": a fresh pty mangles CR, LF and ^C, which are ordinary bytes in our frames).
         tty.setraw(master)
         tty.setraw(slave)
         os.set_blocking(master, False)

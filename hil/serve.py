@@ -1,8 +1,9 @@
 """The serve loop: one emulated pump behind one link, the only place it does I/O and reads a clock.
 
 ``PumpServer`` joins a sans-IO ``PumpDevice`` to a ``Link`` (a pyserial URL, a pty, a TCP
-listener, an in-memory pair) and a ``Clock``. It runs one blocking thread per link (TECH-NOTES:
-that was the fastest way to move serial bytes), and on every turn:
+listener, an in-memory pair) and a ``Clock``. It runs one blocking thread per link
+(docs/field-notes.md "pyserial 3.5": that was the fastest way to move serial bytes), and on every
+turn:
 
 1. fires the device's timers that are due on either timeline (``get_pump_timer``,
    ``get_link_timer``, ``handle_timer``);
@@ -784,7 +785,7 @@ class TcpListenerLink:
 
     A programmer that disconnects is forgotten, and the next one to connect takes its
     place; until then, replies have nobody to go to and are dropped. TCP_NODELAY is set on
-    every connection (TECH-NOTES: without it a two-write reply costs 44 ms).
+    every connection (docs/field-notes.md "pyserial 3.5": without it a two-write reply costs 44 ms).
     """
 
     def __init__(

@@ -7,7 +7,7 @@ programmer timeout, a pump event. Months of pump time and thousands of commands 
 seconds, with no threads and no sleeps, and one seed always gives the same run. This is
 how the exactly-once property (C1) is tested over random link misbehaviour.
 
-It is shipped product, not a test-only helper (DESIGN.md principle 9): a CI pipeline
+It is shipped product, not a test-only helper (docs/architecture.md principle 9): a CI pipeline
 can drive its own programmer logic against the emulated pump in-process the same way.
 """
 

@@ -4,8 +4,8 @@ Parameters (Rocksoft model): width 16, poly 0x1021, init 0xFFFF, refin false, re
 xorout 0x0000, check 0x29B1 (the CRC of the ASCII bytes ``123456789``).
 
 ``binascii.crc_hqx`` computes exactly this variant in C when seeded with 0xFFFF (seeded with 0
-it is XMODEM, check 0x31C3: TECH-NOTES "CRC"). The CRC detects corruption on the link (C2); it
-is not a security control, which is the session layer's AEAD tag.
+it is XMODEM, check 0x31C3: docs/field-notes.md "CRC"). The CRC detects corruption on the link
+(C2); it is not a security control, which is the session layer's AEAD tag.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Two levels, so the session layer can seal between them (architecture.md, handsha
 
 ``encode`` and ``decode`` join the two for unsealed frames. Every failure to decode is a
 ``DecodeError`` (a ProtocolError) carrying the RefusalCode a pump answers it with and the
-field path; anything else escaping ``decode`` is a bug (DESIGN.md principle 8).
+field path; anything else escaping ``decode`` is a bug (docs/architecture.md principle 8).
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def parse_frame(data: bytes | bytearray | memoryview) -> Frame:
     """Check one whole frame's length, CRC and header; the body is not interpreted.
 
     Length and CRC are checked here, in Python, before any parser sees the bytes
-    (TECH-NOTES: compiled construct parsing is unsafe on unchecked input).
+    (docs/field-notes.md "construct 2.10.70": compiled construct parsing is unsafe on unchecked
+    input).
     """
     data = bytes(data)
     size = len(data)

@@ -1,8 +1,8 @@
 """Session cryptography, sans-IO: proofs, session keys and frame sealing (docs/security.md).
 
 Everything here is a pure function of its arguments. Keys and nonces are passed in: protocol/
-never draws randomness or reads a clock (DESIGN.md principle 1). The hil shells draw nonces
-and keys with ``secrets`` and hand them down.
+never draws randomness or reads a clock (docs/architecture.md principle 1). The hil shells draw
+nonces and keys with ``secrets`` and hand them down.
 
 The construction is pinned by docs/architecture.md and specified byte for byte in
 docs/security.md:
@@ -21,9 +21,9 @@ docs/security.md:
   sealed body is ``ciphertext || tag`` and is exactly 16 bytes longer than the plaintext; the
   header's LENGTH field must already say so.
 
-Blame (DESIGN.md principle 8): bad arguments from the local caller (a key of the wrong length,
-a header whose LENGTH does not match what is being sealed) raise ``ValueError``; bytes from the
-peer that do not open raise ``SessionError``.
+Blame (docs/architecture.md principle 8): bad arguments from the local caller (a key of the wrong
+length, a header whose LENGTH does not match what is being sealed) raise ``ValueError``; bytes from
+the peer that do not open raise ``SessionError``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from protocol.units import U16_MAX, U32_MAX, U64_MAX
 
 class Role(IntEnum):
     """Who a session speaks for. Deny by default: a patient may read status and ask for a
-    patient bolus, nothing else (DESIGN.md section 3, C4)."""
+    patient bolus, nothing else (docs/security.md section 7, C4)."""
 
     CLINICIAN = 1
     PATIENT = 2

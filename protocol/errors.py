@@ -1,7 +1,7 @@
 """The protocol package's exceptions.
 
-Errors split by blame (DESIGN.md principle 8). ``ProtocolError`` is the one root: any bytes
-that are not a valid frame or message raise it, carrying the field path where one is known.
+Errors split by blame (docs/architecture.md principle 8). ``ProtocolError`` is the one root: any
+bytes that are not a valid frame or message raise it, carrying the field path where one is known.
 Anything else escaping the decoder is a bug in pumpemu, never a property of the input.
 """
 

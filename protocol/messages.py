@@ -1,8 +1,8 @@
 """The command catalogue: every request and reply as a frozen, slotted dataclass.
 
-Messages are immutable values checked when they are built (DESIGN.md principle 7): a value
-outside its field's range raises ``FieldValueError`` naming the field and the allowed range, so
-a bad dose never reaches the encoder. docs/protocol.md ("Messages") is the normative layout of
+Messages are immutable values checked when they are built (docs/architecture.md principle 7): a
+value outside its field's range raises ``FieldValueError`` naming the field and the allowed range,
+so a bad dose never reaches the encoder. docs/protocol.md ("Messages") is the normative layout of
 each one; protocol/wire.py holds the byte layouts and protocol/codec.py maps between the two.
 
 Each field's wire range is declared once, in its annotation (``Annotated[int, U32]``). The
@@ -401,7 +401,7 @@ class ReadClock(Message):
 
 @dataclass(frozen=True, slots=True)
 class ProfileLimits(Validated):
-    """The pump model's limits, as its profile sets them (DOMAIN.md section 2)."""
+    """The pump model's limits, as its profile sets them (docs/domain.md section 2)."""
 
     reservoir_capacity_nl: Annotated[int, POSITIVE_U32]
     stroke_volume_nl: Annotated[int, POSITIVE_U32]

@@ -1,6 +1,6 @@
 """The prescription: what a clinician programs into the pump, as one immutable value.
 
-Both ends use this type. The programmer builds one and stages it (DOMAIN.md section 2); the
+Both ends use this type. The programmer builds one and stages it (docs/domain.md section 2); the
 wire carries it field for field (docs/protocol.md, STAGE_PRESCRIPTION); the pump checks it
 against its profile and runs it. Construction checks only what the wire format and the
 protocol allow (lengths, ordering, integer ranges). The profile's clinical limits (rate

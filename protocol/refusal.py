@@ -1,7 +1,7 @@
 """Every reason the pump can refuse a request: the one list of NAK codes.
 
-A refusal is a reply value, never an exception inside the pump (DESIGN.md principle 8). The
-firmware, the session layer and the wire format all use this enum, and docs/protocol.md
+A refusal is a reply value, never an exception inside the pump (docs/architecture.md principle 8).
+The firmware, the session layer and the wire format all use this enum, and docs/protocol.md
 documents each code; a test keeps the two in step. Values are grouped by layer so a code alone
 tells a programmer where the request stopped:
 

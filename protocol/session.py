@@ -2,8 +2,8 @@
 
 docs/security.md is the specification; this module is its executable form.
 
-The pump side is a state machine *as data* (DESIGN.md principle 6): ``SESSION_TABLE`` maps
-every (``SessionState``, ``SessionInput``) pair to a ``Transition``: the action to take, the
+The pump side is a state machine *as data* (docs/architecture.md principle 6): ``SESSION_TABLE``
+maps every (``SessionState``, ``SessionInput``) pair to a ``Transition``: the action to take, the
 next state, and for an input that is not allowed, the ``RefusalCode`` and the security event
 to log. ``PumpSession`` only classifies what arrived (a proof that verifies or not, a frame
 that opens or not, a counter that is fresh or not, a request the role may make or not), looks

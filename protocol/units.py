@@ -1,4 +1,4 @@
-"""Integer units used on the wire and throughout the pump model (DESIGN.md principle 4).
+"""Integer units used on the wire and throughout the pump model (docs/architecture.md principle 4).
 
 A float never touches a dose. Every quantity is an integer in one of these units, and every
 conversion between them is exact integer arithmetic:

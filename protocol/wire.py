@@ -3,7 +3,7 @@
 docs/protocol.md is the normative copy of every layout here; its test vectors are checked
 against the codec, which uses these declarations. All integers are little-endian.
 
-How construct is used, and why (TECH-NOTES "construct"):
+How construct is used, and why (docs/field-notes.md "construct 2.10.70"):
 - Payload field names are the message dataclass field names, so protocol/codec.py maps
   containers to messages generically. Enums travel as plain integers (u8) and the codec
   turns them into the project's IntEnums, refusing unknown values: construct's ``Enum``

@@ -1,6 +1,6 @@
 """Suite-wide test settings: hypothesis profiles and the hazard marker's id check.
 
-Profiles (DESIGN.md section 4), chosen with HYPOTHESIS_PROFILE:
+Profiles (docs/architecture.md, "Testing"), chosen with HYPOTHESIS_PROFILE:
 - ``dev`` (default): quick, randomized, for the edit-test loop;
 - ``ci``: more examples, derandomized so a CI failure reproduces, no deadline because a
   loaded 2-core CI machine makes timing meaningless.
@@ -33,13 +33,14 @@ HAZARD_ID = re.compile(r"^(H([1-9]|1[0-7])|C[1-5])$")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A hazard marker must name a hazard of DOMAIN.md section 3, or the test is an error."""
+    """A hazard marker must name a hazard of docs/domain.md section 3, or the test is an error."""
     for item in items:
         for marker in item.iter_markers("hazard"):
             ids = marker.args
             if not ids or not all(isinstance(i, str) and HAZARD_ID.match(i) for i in ids):
                 raise pytest.UsageError(
-                    f"{item.nodeid}: @pytest.mark.hazard needs DOMAIN.md ids (H1-H17, C1-C5), "
+                    f"{item.nodeid}: @pytest.mark.hazard needs ids from docs/domain.md section 3 "
+                    "(H1-H17, C1-C5), "
                     f"got {ids!r}"
                 )
 

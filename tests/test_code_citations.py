@@ -134,12 +134,6 @@ def broken_doc_citations(source: Source) -> list[str]:
     return broken
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="55 comments in .py files and 9 in the built-in profiles still cite the outside "
-    "notes; remove this marker once they point at docs/architecture.md, docs/domain.md and "
-    "docs/field-notes.md",
-)
 def test_code_cites_no_note_outside_the_repository() -> None:
     offenders = [c for source in code_files() for c in outside_citations(source)]
     assert offenders == [], "\n".join(offenders)

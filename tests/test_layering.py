@@ -1,4 +1,4 @@
-"""Imports point one way: hil -> emulator -> protocol (DESIGN.md section 2).
+"""Imports point one way: hil -> emulator -> protocol (docs/architecture.md, "Layers and imports").
 
 protocol is sans-IO: it imports neither emulator nor hil, no I/O module and no time or
 randomness source. emulator never imports hil and never reads a clock or does I/O either; only

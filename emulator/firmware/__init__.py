@@ -1,4 +1,4 @@
-"""The pump's firmware: what the pump believes and decides (DESIGN.md principle 3).
+"""The pump's firmware: what the pump believes and decides (docs/architecture.md principle 3).
 
 - ``therapy_table``: the therapy state machine as data (principle 6);
 - ``interlocks``: prescription and bolus limits, each breach a specific RefusalCode;

@@ -3,7 +3,7 @@
 An alarm is active from the moment its condition is sensed until the condition clears (a
 refill, a recovered motor, a cleared memory error). Acknowledging silences it but leaves it
 active, so status keeps showing it. Severity comes from AlarmKind (critical: 3 s two-tone;
-non-critical: 1 s single tone, DOMAIN.md section 1).
+non-critical: 1 s single tone, docs/domain.md section 1).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The firmware believes what it was told (the volume entered at refill, the prescription) and
 what its sensors report (a stalled rotor if the profile has the sensor, the battery charge).
-It never reads the plant (DESIGN.md principle 3): ``emulator.pump.Pump`` plays the hardware,
-turning plant truth into the sensor inputs below.
+It never reads the plant (docs/architecture.md principle 3): ``emulator.pump.Pump`` plays the
+hardware, turning plant truth into the sensor inputs below.
 
 Every therapy change goes through ``therapy_table`` (principle 6). Every command returns a
 value, ``Refused(code, field, limit)`` or an accepted result, and is logged either way.
@@ -624,7 +624,7 @@ class Firmware:
         self._install(staged.rx)
         self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
         pb = staged.rx.patient_bolus
-        # A lockout starts right after programming (DOMAIN.md section 2).
+        # A lockout starts right after programming (docs/domain.md section 2).
         self._lockout_until_ms = now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
         self._transition(gate, now_ms)
         self._check_reservoir_alarms(now_ms)
@@ -925,7 +925,7 @@ class Firmware:
             self._install(self._with_concentration(self.rx, concentration))
         pb = None if self.rx is None else self.rx.patient_bolus
         if pb is not None:
-            # A lockout starts right after a refill (DOMAIN.md section 2).
+            # A lockout starts right after a refill (docs/domain.md section 2).
             self._lockout_until_ms = max(self._lockout_until_ms, now_ms + pb.lockout_s * MS_PER_S)
         if self._estimate >= self._stroke and self._empty:
             self._empty = False

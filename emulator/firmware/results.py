@@ -1,5 +1,5 @@
 """Reply values of the pump's commands. A refusal is a value, never an exception
-(DESIGN.md principle 8), so a caller can pattern-match ``Accepted`` / ``Refused``.
+(docs/architecture.md principle 8), so a caller can pattern-match ``Accepted`` / ``Refused``.
 
 Every ``*_ms`` field here is an instant on the pump clock (the one SET_CLOCK sets and STATUS
 reports, ``FirmwareStatus.local_time_ms``), as it goes on the wire: ``time_ms`` is the stamp

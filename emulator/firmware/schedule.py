@@ -2,7 +2,7 @@
 
 A schedule maps a local time (ms since 1970-01-01 00:00 local) to a basal rate, and names
 the next instant the rate changes, so the firmware can put flex boundaries on the event
-timeline instead of polling (DESIGN.md principle 5). ``time_to_deliver`` predicts when a
+timeline instead of polling (docs/architecture.md principle 5). ``time_to_deliver`` predicts when a
 volume will have been delivered, in O(steps) however far ahead, by skipping whole periods:
 the status' predicted low-reservoir and empty dates come from it.
 

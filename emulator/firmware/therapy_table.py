@@ -1,4 +1,4 @@
-"""The therapy state machine as data (DESIGN.md principle 6).
+"""The therapy state machine as data (docs/architecture.md principle 6).
 
 One table maps every (TherapyState, TherapyInput) pair to either a ``Go(target)`` or a
 ``Refuse(code)``: nothing is left to an ``if`` buried in the firmware, and an input with no

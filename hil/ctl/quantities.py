@@ -52,7 +52,7 @@ DURATION_UNITS: dict[str, int] = {
 
 RATE_PERIODS: dict[str, int] = {"day": 1, "d": 1}
 """Rate denominators. Only per day: a rate per hour is rarely exact in nL/day, and the pump
-is programmed per day (DOMAIN.md section 2)."""
+is programmed per day (docs/domain.md section 2)."""
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

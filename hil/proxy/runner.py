@@ -1,6 +1,7 @@
 """The proxy's I/O shell: two links, one ``ProxyEngine``, three threads.
 
-- One reader thread per side blocks on ``link.read`` (TECH-NOTES: one blocking thread per
+- One reader thread per side blocks on ``link.read`` (docs/field-notes.md "pyserial 3.5": one
+blocking thread per
   port was the fastest way to move serial bytes). It feeds the engine and writes whatever
   is due at once itself, so an undelayed frame crosses the proxy with no thread hop.
 - One timer thread wakes for outputs scheduled later (delay, split) and for the engine's

@@ -1,5 +1,5 @@
 """Differential acceptance property: the event-driven engine and the reference stepper agree
-stroke for stroke (DESIGN.md principle 5, issue 3 acceptance).
+stroke for stroke (docs/architecture.md principle 5, issue 3 acceptance).
 
 Schedules are generated sequences of set_basal / start_bolus / cancel_bolus / advance, run
 from a snapshot with a random accumulator remainder (so carry-over is exercised without a

@@ -14,7 +14,7 @@ Each attack asserts three things:
 
 Attacks are built the way an attacker would: ``ProgrammerSession`` and ``protocol.codec``
 produce honest frames, and the test edits their bytes, recomputing the CRC where an
-attacker would (the CRC is not a security control, DOMAIN.md section 4).
+attacker would (the CRC is not a security control, docs/domain.md section 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One test (at least) per hazard with a pump-side meaning (DOMAIN.md section 3).
+"""One test (at least) per hazard with a pump-side meaning (docs/domain.md section 3).
 
 Each test drives the public Pump API and checks the behaviour the hazard needs: firmware
 belief (status, log, alarms) against plant truth. Expected numbers are worked out in the

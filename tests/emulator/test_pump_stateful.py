@@ -1,4 +1,4 @@
-"""A RuleBasedStateMachine drives the whole pump (DESIGN.md section 4).
+"""A RuleBasedStateMachine drives the whole pump (docs/architecture.md, "Testing").
 
 Random programs, clinician and patient boluses, priming, refills (with pocket fills and wrong
 entries), faults and time jumps from a millisecond to two months. After every rule the

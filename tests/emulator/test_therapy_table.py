@@ -1,5 +1,5 @@
 """The therapy state machine is total: every (state, input) pair is a transition or a
-specific refusal (DESIGN.md principle 6), and the firmware honours the table."""
+specific refusal (docs/architecture.md principle 6), and the firmware honours the table."""
 
 from __future__ import annotations
 

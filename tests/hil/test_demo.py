@@ -39,7 +39,7 @@ def test_demo_writes_capture_keys_and_plot(demo_run: tuple[Path, str]) -> None:
 def test_demo_shows_the_visit_in_tables(demo_run: tuple[Path, str]) -> None:
     _, output = demo_run
     for expected in (
-        "refused: LOCKOUT_ACTIVE",  # a patient bolus inside the lockout (DOMAIN.md section 2)
+        "refused: LOCKOUT_ACTIVE",  # a patient bolus inside the lockout (docs/domain.md section 2)
         "NOT_PERMITTED_FOR_ROLE",  # the patient may not stop therapy (C4)
         "within the 1 mL",  # the refill discrepancy check
         "motor recovered",  # the MRI stall and its recovery (H14)
