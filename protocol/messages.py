@@ -28,7 +28,7 @@ from protocol.device_state import AlarmKind, AlarmRecord, LogEntry, Role, Therap
 from protocol.errors import FieldValueError
 from protocol.prescription import Prescription, check_range
 from protocol.refusal import FieldId, RefusalCode
-from protocol.units import U8_MAX, U16_MAX, U32_MAX, U64_MAX
+from protocol.units import PUMP_CLOCK_MAX_MS, U8_MAX, U16_MAX, U32_MAX, U64_MAX
 
 NONCE_LEN = 16
 PROOF_LEN = 32
@@ -547,7 +547,7 @@ class CommitPrescription(Message):
 class SetClock(Message):
     OPCODE: ClassVar[Opcode] = Opcode.SET_CLOCK
     command_id: CommandId
-    pump_time_ms: Annotated[int, U64]
+    pump_time_ms: Annotated[int, IntRange(0, PUMP_CLOCK_MAX_MS)]
 
 
 # -- therapy ------------------------------------------------------------------------------

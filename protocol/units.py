@@ -36,3 +36,9 @@ U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 def mass_pg(volume_nl: int, concentration_ug_per_ml: int) -> int:
     """Drug mass in a volume of solution, exactly, in picograms."""
     return volume_nl * concentration_ug_per_ml
+
+
+PUMP_CLOCK_MAX_MS = 253_402_300_799_999
+"""The latest pump clock SET_CLOCK accepts: 9999-12-31 23:59:59.999, the last instant a
+four-digit ISO 8601 year names. Far enough for any rig, and it leaves the clock, the log
+stamps and every prediction on it room in a u64 for hundreds of millions of years."""

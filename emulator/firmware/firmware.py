@@ -65,7 +65,7 @@ from protocol.device_state import AlarmKind, AlarmRecord, EventKind, TherapyStat
 from protocol.messages import Opcode
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
-from protocol.units import MS_PER_DAY, MS_PER_S, U64_MAX
+from protocol.units import MS_PER_DAY, MS_PER_S, PUMP_CLOCK_MAX_MS, U64_MAX
 
 __all__ = ["BY_COMMAND", "NV_MAGIC", "Commanded", "Engine", "Firmware", "FirmwareStatus"]
 
@@ -997,8 +997,10 @@ class Firmware:
         bad_id = self._check_command_id(command_id)
         if bad_id is not None:
             return bad_id
-        if not 0 <= local_ms <= U64_MAX:
-            return Refused(RefusalCode.INVALID_FIELD, FieldId.CLOCK, 0)
+        if not 0 <= local_ms <= PUMP_CLOCK_MAX_MS:
+            # Beyond it later stamps could overflow the u64 on the wire (protocol.md 8.1).
+            limit = 0 if local_ms < 0 else PUMP_CLOCK_MAX_MS
+            return Refused(RefusalCode.INVALID_FIELD, FieldId.CLOCK, limit)
         seq = self._log(now_ms, EventKind.CLOCK_SET, 0, local_ms)
         accepted = self._accepted(command_id, now_ms, seq)
         self._clock_offset_ms = local_ms - now_ms

@@ -21,7 +21,7 @@ from protocol.prescription import (
     Repeat,
 )
 from protocol.refusal import FieldId, RefusalCode
-from protocol.units import MS_PER_DAY, MS_PER_HOUR, S_PER_DAY
+from protocol.units import MS_PER_DAY, MS_PER_HOUR, PUMP_CLOCK_MAX_MS, S_PER_DAY
 
 PB = PatientBolusLimits(dose_nl=20_000, duration_s=600, lockout_s=3_600, max_per_24h=6)
 FLEX = Prescription(
@@ -283,3 +283,17 @@ def test_status_and_results_are_on_the_pump_clock_and_history_keeps_its_stamps()
     pump.advance(PB.duration_s)
     done = pump.log()[-1]
     assert (done.kind, done.time_ms) == (EventKind.PATIENT_BOLUS_COMPLETED, bolus.ends_ms)
+
+
+def test_set_clock_past_year_9999_is_refused_and_changes_nothing() -> None:
+    pump = Pump("peristaltic-20")
+    before = pump.status().local_time_ms
+    refused = pump.set_clock(PUMP_CLOCK_MAX_MS + 1, command_id=3)
+    assert isinstance(refused, Refused)
+    assert (refused.code, refused.field, refused.limit) == (
+        RefusalCode.INVALID_FIELD,
+        FieldId.CLOCK,
+        PUMP_CLOCK_MAX_MS,
+    )
+    assert pump.status().local_time_ms == before
+    assert pump.set_clock(PUMP_CLOCK_MAX_MS, command_id=4).ok

@@ -30,6 +30,7 @@ from protocol.messages import (
     ClinicianBolus,
     Message,
     Opcode,
+    SetClock,
     StagePrescription,
     Status,
 )
@@ -41,7 +42,7 @@ from protocol.prescription import (
     Repeat,
 )
 from protocol.refusal import FieldId, RefusalCode
-from protocol.units import U32_MAX
+from protocol.units import PUMP_CLOCK_MAX_MS, U32_MAX
 
 MORPHINE = Prescription(
     drug_name="Morphine",
@@ -358,3 +359,17 @@ def test_only_a_flex_prescription_may_repeat_weekly(
     assert decode_payload(Opcode.STAGE_PRESCRIPTION, payload) == StagePrescription(daily)
     with pytest.raises(FieldValueError):
         Prescription("morphine", 1_000, mode, Repeat.WEEKLY, steps, None, 2_000_000)
+
+
+def test_a_clock_past_year_9999_is_refused_naming_the_bound() -> None:
+    """A later clock would let log stamps overflow the u64 on the wire (section 7)."""
+    _, payload = encode_payload(SetClock(command_id=1, pump_time_ms=PUMP_CLOCK_MAX_MS))
+    bad = payload[:4] + (PUMP_CLOCK_MAX_MS + 1).to_bytes(8, "little")
+    with pytest.raises(DecodeError) as raised:
+        decode_payload(Opcode.SET_CLOCK, bad)
+    error = raised.value
+    assert (error.refusal, error.field, error.limit) == (
+        RefusalCode.INVALID_FIELD,
+        FieldId.CLOCK,
+        PUMP_CLOCK_MAX_MS,
+    )
