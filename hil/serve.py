@@ -72,7 +72,9 @@ from protocol.messages import Opcode
 from protocol.refusal import RefusalCode
 
 __all__ = [
+    "ADVANCE_SLICE_MS",
     "DEFAULT_POLL_S",
+    "MAX_ADVANCE_MS",
     "REOPEN_DELAYS_S",
     "ClockControlError",
     "Log",
@@ -89,6 +91,15 @@ __all__ = [
     "stderr_log",
     "write_state_file",
 ]
+
+MAX_ADVANCE_MS = 36_500 * 86_400_000
+"""The most one ``advance`` moves a manual clock: 100 years, far past a pump's battery life
+(docs/domain.md section 1), and far inside the range a saved pump may reach
+(docs/state-file.md). A longer run is advanced in steps."""
+
+ADVANCE_SLICE_MS = 7 * 86_400_000
+"""An advance moves the clock a week at a time, releasing the device lock in between: a week
+of pump events takes well under a millisecond, so a programmer waits no longer than that."""
 
 DEFAULT_POLL_S = 0.05
 """The longest one read blocks: bounds how fast ``stop`` takes effect, never latency."""
@@ -348,6 +359,7 @@ class PumpServer:
         self._link_origin_ns = monotonic_ns()
         self._link_base_ms = device.link_ms
         self._lock = threading.Lock()
+        self._advancing = threading.Lock()
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -465,26 +477,46 @@ class PumpServer:
 
     def advance(self, ms: int) -> int:
         """Move a manual clock forward by ``ms`` and fire every timer on the way; returns
-        the new pump time. ``ClockControlError`` on a real-time clock."""
+        the new pump time. ``ClockControlError`` on a real-time clock.
+
+        At most ``MAX_ADVANCE_MS`` (100 years) per call. The clock moves in slices of
+        ``ADVANCE_SLICE_MS`` (one week), each under the device lock on its own, so a
+        programmer is served between slices however long the advance (docs/serve.md).
+        """
         if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
             raise ValueError(f"time only moves forward by a whole number of ms, got {ms!r}")
+        if ms > MAX_ADVANCE_MS:
+            raise ValueError(
+                f"one advance moves at most {MAX_ADVANCE_MS // 86_400_000} days "
+                f"({MAX_ADVANCE_MS} ms), got {ms} ms: advance in steps"
+            )
         clock = self._clock
         if not isinstance(clock, ManualClock):
             raise ClockControlError(
                 "time advance needs a manual clock (pumpemu serve --clock manual); "
                 "this pump's time follows a real-time clock"
             )
-        with self._lock:
-            before = clock.now_ms()
-            now = clock.advance(ms)
-            self._device.handle_timer(now, self.link_ms())
-            self._note(
-                f"time advanced {ms} ms: {format_pump_time(before)} -> {format_pump_time(now)}",
-                now,
-            )
-            self._scan_log()
-            self._store_before_answer(f"time advanced to {format_pump_time(now)}")
-            return now
+        with self._advancing:  # one advance at a time: slices of two never interleave
+            with self._lock:
+                before = clock.now_ms()
+            left = ms
+            while left:
+                step = min(left, ADVANCE_SLICE_MS)
+                with self._lock:
+                    now = clock.advance(step)
+                    self._device.handle_timer(now, self.link_ms())
+                    self._scan_log()
+                left -= step
+                time.sleep(0)  # let a waiting serve thread take the lock between slices
+            with self._lock:
+                now = clock.now_ms()
+                self._note(
+                    f"time advanced {ms} ms: {format_pump_time(before)} -> {format_pump_time(now)}",
+                    now,
+                )
+                self._scan_log()
+                self._store_before_answer(f"time advanced to {format_pump_time(now)}")
+                return now
 
     def view(self) -> PumpView:
         """Plant truth and the firmware's status, at the same instant."""

@@ -182,6 +182,10 @@ def test_requests_are_answered_with_ok_or_a_clear_error(control: ControlServer) 
     both = control.handle({"op": "advance", "seconds": 1, "duration": "1s"})
     assert "exactly one" in both["error"]
     assert control.handle({"op": "advance", "ms": -5})["ok"] is False
+    huge = control.handle({"op": "advance", "duration": "99999999999999999999d"})
+    assert huge["ok"] is False
+    assert "at most 36500 days" in huge["error"]
+    assert control.handle({"op": "ping"})["ok"] is True  # nothing held the pump meanwhile
     assert control.handle({"op": "log", "since_seq": -1})["ok"] is False
     assert control.handle({"op": "fault"})["ok"] is False
     faults = control.handle({"op": "faults"})

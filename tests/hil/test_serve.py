@@ -28,6 +28,7 @@ from hil.links import LinkClosedError, LinkOpenError, MemoryLink, SerialLink, me
 from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome
 from hil.serve import (
+    MAX_ADVANCE_MS,
     ClockControlError,
     PumpServer,
     StateNotStoredError,
@@ -206,6 +207,33 @@ def test_a_programmer_with_another_pumps_key_is_refused_and_logged(
 
 
 # -- time and faults --------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_the_largest_advance_returns_and_a_programmer_is_served_meanwhile(
+    served: tuple[PumpServer, MemoryLink, Lines],
+) -> None:
+    """The control API's largest advance (100 years) moves in week slices, releasing the
+    device lock in between: a programmer reading status meanwhile is answered with pump
+    times inside the advance, and the advance ends exactly where it should."""
+    server, link, _ = served
+    start = server.now_ms()
+    ended: list[int] = []
+    with programmer(link) as clinician:
+        assert isinstance(clinician.status().reply, Status)  # the session is open
+        advancing = threading.Thread(target=lambda: ended.append(server.advance(MAX_ADVANCE_MS)))
+        advancing.start()
+        during: list[int] = []
+        while advancing.is_alive():
+            reply = clinician.status().reply
+            assert isinstance(reply, Status)
+            if advancing.is_alive():
+                during.append(reply.pump_time_ms)
+        advancing.join(60)
+    assert ended == [start + MAX_ADVANCE_MS]
+    assert any(0 < t - start < MAX_ADVANCE_MS for t in during), during[:5]
+    with pytest.raises(ValueError, match="at most 36500 days"):
+        server.advance(MAX_ADVANCE_MS + 1)
 
 
 @pytest.mark.e2e
