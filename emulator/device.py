@@ -281,7 +281,7 @@ class PumpDevice:
         """``persist``, if given, receives ``snapshot()`` before any reply leaves whenever
         the ledger, the failed openings, the lockout or the pump's time changed since the
         last call; a command whose state it fails to store is undone and refused
-        NOT_STORED (docs/protocol.md section 8, rule 9)."""
+        NOT_STORED (docs/protocol.md section 8, rule 11)."""
         self._pump = pump
         self._persist = persist
         self._persisted_key: tuple[int, int, int | None, int] | None = None
