@@ -57,11 +57,11 @@ def _nesting(text: str) -> int:
     expression skips strings in C: a 100 kB state record scans in about a millisecond."""
     depth = deepest = 0
     for match in _TOKENS.finditer(text):
-        token = match.group()
-        if token in "[{":
+        lexeme = match.group()
+        if lexeme in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif token in "]}":
+        elif lexeme in "]}":
             depth = max(depth - 1, 0)
     return deepest
 
