@@ -3,6 +3,7 @@
     python -m fuzz.run --runs 100000                      # every harness, 100 000 inputs each
     python -m fuzz.run --harness codec --runs 2000000 --jobs 1
     python -m fuzz.run --plan campaign                    # the 10-million-input campaign
+    python -m fuzz.run --minimise --keep 6                # refresh fuzz/corpus from .fuzz
 
 Each harness runs as its own process (``python -m fuzz.target``) with libFuzzer's per-input
 timeout (``-timeout``) and memory limit (``-rss_limit_mb``), seeded with the documented
@@ -18,7 +19,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -64,7 +67,8 @@ def write_seeds(name: str, directory: Path) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     seeds = SEEDS[name]()
     for seed in seeds:
-        (directory / hashlib.sha1(seed).hexdigest()).write_bytes(seed)  # noqa: S324 - a name
+        name = hashlib.sha1(seed).hexdigest()  # noqa: S324 - a file name, not a security use
+        (directory / name).write_bytes(seed)
     return len(seeds)
 
 
@@ -102,6 +106,44 @@ def run_one(name: str, runs: int, work: Path, timeout_s: int, rss_limit_mb: int)
     )
 
 
+def minimise(name: str, work: Path, keep: int) -> list[Path]:
+    """Merge WORK/NAME/corpus and fuzz/corpus/NAME with libFuzzer's -merge=1 (the inputs
+    that reach distinct coverage), and keep at most ``keep`` of them, the largest under
+    MAX_LEN, in fuzz/corpus/NAME. Files named ``regress-*`` (inputs that found a bug) stay."""
+    home = work / name
+    home.mkdir(parents=True, exist_ok=True)
+    launcher = home / "target.sh"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fuzz.target {name} "$@"\n')
+    launcher.chmod(0o755)
+    merged = home / "merged"
+    shutil.rmtree(merged, ignore_errors=True)
+    merged.mkdir()
+    kept = CORPUS / name
+    kept.mkdir(parents=True, exist_ok=True)
+    sources = [d for d in (home / "corpus", kept) if d.is_dir()]
+    env = {**os.environ, "PUMPEMU_FUZZ_ARGV0": str(launcher)}
+    command = [
+        str(launcher),
+        "-merge=1",
+        f"-max_len={MAX_LEN[name]}",
+        str(merged),
+        *map(str, sources),
+    ]
+    with (home / "merge.log").open("wb") as out:
+        subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+    chosen = sorted(merged.iterdir(), key=lambda p: (-p.stat().st_size, p.name))[:keep]
+    contents = [p.read_bytes() for p in chosen]
+    for old in kept.iterdir():
+        if not old.name.startswith("regress-"):
+            old.unlink()
+    written = []
+    for data in contents:
+        path = kept / hashlib.sha1(data).hexdigest()  # noqa: S324 - a name, not a security use
+        path.write_bytes(data)
+        written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--harness", action="append", choices=sorted(HARNESSES))
@@ -112,8 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=10, help="seconds per input")
     parser.add_argument("--rss-limit-mb", type=int, default=2048)
     parser.add_argument("--json", type=Path, help="write the outcomes here too")
+    parser.add_argument("--minimise", action="store_true", help="refresh fuzz/corpus, no run")
+    parser.add_argument("--keep", type=int, default=6, help="inputs kept per harness")
     args = parser.parse_args(argv)
     names = args.harness or list(CAMPAIGN if args.plan else HARNESSES)
+    if args.minimise:
+        for name in names:
+            written = minimise(name, args.work, args.keep)
+            print(f"{name}: kept {len(written)} inputs in {CORPUS / name}")
+        return 0
     plan = {n: CAMPAIGN[n] if args.plan else args.runs for n in names}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         outcomes = list(

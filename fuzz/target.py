@@ -8,6 +8,7 @@ function the hypothesis tests call (``fuzz.harnesses.HARNESSES``).
 
 from __future__ import annotations
 
+import os
 import sys
 
 import atheris
@@ -21,7 +22,9 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] not in HARNESSES:
         sys.exit(f"usage: python -m fuzz.target {{{','.join(HARNESSES)}}} [libFuzzer args]")
     check = HARNESSES[argv[1]]
-    atheris.Setup([argv[0], *argv[2:]], check)
+    # libFuzzer's -merge starts argv[0] again; fuzz.run points it at a launcher script.
+    program = os.environ.get("PUMPEMU_FUZZ_ARGV0", argv[0])
+    atheris.Setup([program, *argv[2:]], check)
     atheris.Fuzz()
 
 
