@@ -72,7 +72,9 @@ def write_seeds(name: str, directory: Path) -> int:
     return len(seeds)
 
 
-def run_one(name: str, runs: int, work: Path, timeout_s: int, rss_limit_mb: int) -> Outcome:
+def run_one(
+    name: str, runs: int, work: Path, timeout_s: int, rss_limit_mb: int, *, max_time_s: int = 0
+) -> Outcome:
     home = work / name
     corpus, seeds = home / "corpus", home / "seeds"
     corpus.mkdir(parents=True, exist_ok=True)
@@ -84,6 +86,7 @@ def run_one(name: str, runs: int, work: Path, timeout_s: int, rss_limit_mb: int)
         sys.executable, "-m", "fuzz.target", name, *dirs,
         f"-runs={runs}", f"-timeout={timeout_s}", f"-rss_limit_mb={rss_limit_mb}",
         f"-max_len={MAX_LEN[name]}", "-print_final_stats=1", f"-artifact_prefix={home}/",
+        f"-max_total_time={max_time_s}",
     ]  # fmt: skip
     started = time.monotonic()
     with log.open("wb") as out:
@@ -153,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="harnesses run at once")
     parser.add_argument("--timeout", type=int, default=10, help="seconds per input")
     parser.add_argument("--rss-limit-mb", type=int, default=2048)
+    parser.add_argument(
+        "--max-time", type=int, default=0, help="stop each harness after this many seconds"
+    )
     parser.add_argument("--json", type=Path, help="write the outcomes here too")
     parser.add_argument("--minimise", action="store_true", help="refresh fuzz/corpus, no run")
     parser.add_argument("--keep", type=int, default=6, help="inputs kept per harness")
@@ -167,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         outcomes = list(
             pool.map(
-                lambda n: run_one(n, plan[n], args.work, args.timeout, args.rss_limit_mb),
+                lambda n: run_one(
+                    n, plan[n], args.work, args.timeout, args.rss_limit_mb, max_time_s=args.max_time
+                ),
                 sorted(plan, key=lambda n: -plan[n] / _SPEED[n]),
             )
         )

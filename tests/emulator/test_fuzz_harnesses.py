@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from emulator.device import PumpDevice
+from emulator.device import DEVICE_STATE_MAGIC, PumpDevice
+from emulator.firmware.nvram import SnapshotError
 from fuzz import harnesses
 from fuzz.harnesses import (
     SessionBench,
     check_device,
     check_session,
     check_state_file,
+    frame_record,
 )
 from fuzz.seeds import SEEDS
 from fuzz.strategies import corpus_inputs, fuzz_inputs
@@ -96,3 +98,13 @@ def test_state_check_lets_a_foreign_exception_escape(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(PumpDevice, "restore", broken)
     with pytest.raises(IndexError):
         check_state_file(b"\0")
+
+
+def test_a_record_with_a_huge_integer_is_a_snapshot_error() -> None:
+    # Regression, found with the state harness: a re-checksummed device record holding a
+    # 5,000-digit integer made PumpDevice.restore raise ValueError instead of SnapshotError.
+    payload = b'{"version":' + b"9" * 5000 + b"}"
+    with pytest.raises(SnapshotError, match="4300 digits"):
+        PumpDevice.restore(frame_record(DEVICE_STATE_MAGIC, payload), harnesses.KEYS, bytes)
+    check_state_file(b"\x01" + payload)
+    check_state_file(b"\x02" + payload)
