@@ -493,11 +493,41 @@ def _forge(bench: SessionBench, opcode: Opcode, inp: Input) -> bytes | None:
     return None if forged == original else forged
 
 
+def _holds_authentic_request(bench: SessionBench, data: bytes) -> bool:
+    """Whether ``data`` holds a request that opens with the open session's key at a fresh
+    SEQ. The keys and nonces are fixed, so the fuzzer can learn such a frame (atheris
+    sees the ``forged == original`` comparison of ``_forge``) and paste it into noise:
+    it is then authentic, not noise, and the pump rightly accepts it."""
+    session = bench.device.session
+    if session.state is not SessionState.OPEN or bench.programmer.state is not ProgrammerState.OPEN:
+        return False
+    transcript = crypto.Transcript(SERIAL, bench.role, bench.programmer_nonce(), bench.pump_nonce)
+    key = crypto.derive_session_keys(KEYS.key_for(bench.role), transcript).to_pump
+    framer = Framer()
+    for event in framer.feed(data) + framer.finish():
+        if not isinstance(event, FrameBytes):
+            continue
+        try:
+            frame = codec.parse_frame(event.data)
+            crypto.open(key, frame.header, frame.body)
+        except ProtocolError:
+            continue
+        if frame.is_sealed and not frame.is_reply and frame.seq > session.last_received_seq:
+            return True
+    return False
+
+
 def _refused_everything(bench: SessionBench, data: bytes, what: str) -> None:
     """Deliver bytes that carry no authentic request: nothing but NAKs (or a CHALLENGE,
     when no session is open) comes back, and therapy, ledger, session state and the
     receive counter are exactly as before."""
     bench.device.handle_timer(bench.now)  # time passes first; the frame lands at now
+    if _holds_authentic_request(bench, data):
+        _deliver(bench.device, data, bench.now)  # authentic after all: only "never raises"
+        bench.now += RX_IDLE_MS
+        bench.device.handle_timer(bench.now)
+        _replies(bench.device.data_to_send())
+        return
     before = bench.state()
     _deliver(bench.device, data, bench.now)
     after = bench.state()

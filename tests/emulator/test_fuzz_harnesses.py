@@ -82,13 +82,28 @@ def test_device_check_fails_if_receive_data_raises(monkeypatch: pytest.MonkeyPat
         check_device(b"\0\0\0\0\xa5")
 
 
-def test_session_check_fails_if_an_authentic_frame_counts_as_forged() -> None:
-    # The forged-frame check must see a change: an authentic bolus applied through it fails.
+def test_session_check_fails_if_an_authentic_frame_counts_as_forged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The forged-frame check must see a change: an authentic bolus passed off as forged fails.
     bench = SessionBench(Role.CLINICIAN)
     assert bench.open()
     bolus = bench.sealed(Opcode.CLINICIAN_BOLUS, request_payloads()[Opcode.CLINICIAN_BOLUS])
+    assert harnesses._holds_authentic_request(bench, b"noise" + bolus)
+    monkeypatch.setattr(harnesses, "_holds_authentic_request", lambda bench, data: False)
     with pytest.raises(AssertionError, match="changed the pump"):
         harnesses._refused_everything(bench, bolus, "a forged frame")
+
+
+def test_a_forged_frame_is_not_taken_for_authentic() -> None:
+    bench = SessionBench(Role.CLINICIAN)
+    assert bench.open()
+    bolus = bytearray(
+        bench.sealed(Opcode.CLINICIAN_BOLUS, request_payloads()[Opcode.CLINICIAN_BOLUS])
+    )
+    bolus[20] ^= 1  # a ciphertext bit; the CRC now fails too
+    assert not harnesses._holds_authentic_request(bench, bytes(bolus))
+    harnesses._refused_everything(bench, bytes(bolus), "a forged frame")
 
 
 def test_state_check_lets_a_foreign_exception_escape(monkeypatch: pytest.MonkeyPatch) -> None:
