@@ -73,6 +73,8 @@ def parse_toml(text: str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, A
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DocumentError(f"not valid TOML: {exc}") from None
+    except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
+        raise DocumentError(f"not valid TOML: {exc}") from None
     except RecursionError:  # a lexing corner the scan above missed: still one clear line
         raise DocumentError("nested too deeply") from None
 
@@ -86,5 +88,7 @@ def parse_json(text: str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
         raise DocumentError(
             f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
+        raise DocumentError(f"not JSON: {exc}") from None
     except RecursionError:  # a lexing corner the scan above missed: still one clear line
         raise DocumentError("nested too deeply") from None
