@@ -665,18 +665,20 @@ def saved_device_blob() -> bytes:
 
 
 def split_device_blob(blob: bytes) -> tuple[bytes, bytes]:
-    """The device record's JSON payload and the JSON payload of the pump record in it."""
+    """The device record's JSON payload and the JSON of the pump record nested in it
+    (docs/state-file.md: the device record holds the pump record as an object)."""
     payload = blob[_RECORD_HEAD.size : -32]
     record = decode_record(DEVICE_STATE_MAGIC, blob)
-    pump_blob = bytes.fromhex(record["pump"])
-    return payload, pump_blob[_RECORD_HEAD.size : -32]
+    pump = json.dumps(record["pump"], sort_keys=True, separators=(",", ":")).encode()
+    return payload, pump
 
 
 def _device_blob_around(pump_payload: bytes) -> bytes:
-    payload, _ = split_device_blob(saved_device_blob())
-    record = decode_record(DEVICE_STATE_MAGIC, frame_record(DEVICE_STATE_MAGIC, payload))
-    record["pump"] = frame_record(SNAPSHOT_MAGIC, pump_payload).hex()
-    device_payload = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    """A good device record whose pump record is ``pump_payload`` (any bytes: a pump
+    part that is not JSON makes the whole record not JSON, which restore must refuse)."""
+    payload, pump = split_device_blob(saved_device_blob())
+    assert payload.count(pump) == 1, "the device record must hold its pump record verbatim"
+    device_payload = payload.replace(pump, pump_payload, 1)
     return frame_record(DEVICE_STATE_MAGIC, device_payload)
 
 

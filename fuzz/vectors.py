@@ -10,7 +10,8 @@ from __future__ import annotations
 from hil.decode_command import read_source
 from protocol import codec
 from protocol.messages import Message, Opcode
-from tests.protocol.test_docs_vectors import VECTORS, evaluate
+from tests.protocol.test_docs_vectors import VECTORS
+from tests.protocol_doc import evaluate
 
 __all__ = ["example_stream", "request_payloads", "vector_frames", "vector_messages"]
 

@@ -13,6 +13,7 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -60,7 +61,7 @@ def _real_time_only_in_the_e2e_layer(
         return
     name = request.node.nodeid
 
-    def refuse(what: str) -> object:
+    def refuse(what: str) -> Callable[..., object]:
         def call(*_args: object, **_kwargs: object) -> object:
             raise RealTimeOutsideE2EError(
                 f"{name} {what}: mark it @pytest.mark.e2e (the real-time layer, with "
@@ -71,4 +72,13 @@ def _real_time_only_in_the_e2e_layer(
 
     monkeypatch.setattr(threading.Thread, "start", refuse("starts a thread"))
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a process"))
-    monkeypatch.setattr(time, "sleep", refuse("sleeps"))
+    real_sleep, refused_sleep = time.sleep, refuse("sleeps")
+
+    def sleep(seconds: float) -> object:
+        # A zero sleep only yields to other threads (the serve loop between advance
+        # slices does): it waits for no time, so it cannot make a test depend on it.
+        if seconds == 0:
+            return real_sleep(0)
+        return refused_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
