@@ -3,8 +3,10 @@ captures, with sealed sessions opened by ``--keys``."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 
 from hil.capture import CaptureWriter, fields_of, read_capture
 from hil.cli import main
+from hil.decode_command import NOISE_ITEM_MAX, decode_stream, write_stream_json
 from protocol.checksum import crc16
 from protocol.codec import Frame, build_frame, encode, encode_payload, header_bytes
 from protocol.device_state import Role, TherapyState
@@ -513,10 +516,6 @@ def test_a_new_writer_run_starts_without_keys(tmp_path: Path) -> None:
 def _peak_while_decoding(frames: int) -> int:
     """tracemalloc's peak while decoding ``frames`` frames in 4 KiB chunks, every item
     turned into its JSON text and dropped."""
-    import gc
-    import tracemalloc
-
-    from hil.decode_command import decode_stream, write_stream_json
 
     frame = encode(OpenSession(Role.CLINICIAN, bytes(16)), seq=1)
     chunk = frame * 120 + b"\x00" * 40  # frames and some noise in every chunk
@@ -538,8 +537,6 @@ def _peak_while_decoding(frames: int) -> int:
 
 
 def test_decoding_is_lazy_and_its_memory_does_not_grow_with_the_input() -> None:
-    from hil.decode_command import decode_stream
-
     frame = encode(OpenSession(Role.CLINICIAN, bytes(16)), seq=1)
     fed = 0
 
@@ -564,8 +561,6 @@ def test_decoding_is_lazy_and_its_memory_does_not_grow_with_the_input() -> None:
 
 
 def test_a_long_noise_run_is_shown_in_bounded_items_that_tile_the_stream() -> None:
-    from hil.decode_command import NOISE_ITEM_MAX, decode_stream
-
     noise = bytes(range(256)) * 10  # no sync pair in it
     data = noise + READ_STATUS
     for size in (1, 7, 1000, len(data)):
