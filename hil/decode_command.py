@@ -13,7 +13,7 @@ two ends do (docs/security.md): ``Transcript`` + ``derive_session_keys`` with th
 from the key file. Requests open under the programmer-to-pump key, replies under the
 pump-to-programmer key. A frame that does not open is shown as such, never as a traceback.
 
-Bounded memory, whatever the input's size (docs/capture.md, "Large inputs"): every layer is
+Bounded memory, whatever the input's size (issue 11): every layer is
 a generator. A file or stdin is read in ``CHUNK_SIZE`` chunks (a capture line by line), the
 framer is fed chunk by chunk, and each item is printed as soon as it is decoded; nothing
 holds the items already printed. Noise runs longer than ``NOISE_ITEM_MAX`` bytes are shown
