@@ -83,7 +83,7 @@ def measure(path: Path, frames: int, *flags: str) -> dict[str, float]:
     discarded), in a fresh child process: ``os.wait4`` gives that child's own rusage."""
     start = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-m", "hil.cli", "decode", str(path), *flags],
+        [sys.executable, "-c", "from hil.cli import main; main()", "decode", str(path), *flags],
         stdout=subprocess.DEVNULL,
     )
     _, status, usage = os.wait4(child.pid, 0)
