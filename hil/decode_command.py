@@ -13,11 +13,22 @@ two ends do (docs/security.md): ``Transcript`` + ``derive_session_keys`` with th
 from the key file. Requests open under the programmer-to-pump key, replies under the
 pump-to-programmer key. A frame that does not open is shown as such, never as a traceback.
 
+Bounded memory, whatever the input's size (issue 11): every layer is
+a generator. A file or stdin is read in ``CHUNK_SIZE`` chunks (a capture line by line), the
+framer is fed chunk by chunk, and each item is printed as soon as it is decoded; nothing
+holds the items already printed. Noise runs longer than ``NOISE_ITEM_MAX`` bytes are shown
+as consecutive items, as a capture writer records them. A file is checked whole before
+anything is printed (a capture's lines, a hex text's digits), so bad input still prints
+nothing but one error line; stdin cannot be read twice, so an error found there after
+output began ends the output with that one line and exit code 2.
+
 Layers, so other inputs can be added without touching the rest:
-- *sources* turn the user's argument into bytes or capture records (``read_input``);
+- *sources* turn the user's argument into chunks of bytes or capture records
+  (``open_input``);
 - ``decode_stream`` / ``decode_capture`` turn them into ``StreamItem`` values, and
   ``Unsealer`` opens the sealed ones;
-- *renderers* print items as a table (rich) or as one JSON document.
+- *renderers* print items as aligned text lines (rich styles on a terminal) or as one JSON
+  document written item by item.
 """
 
 from __future__ import annotations
@@ -26,17 +37,19 @@ import dataclasses
 import json
 import string
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from hil.capture import (
     CAPTURE_FORMAT,
+    NOISE_RECORD_MAX,
+    CaptureFormatError,
     CaptureRecord,
     fields_of,
     parse_capture,
@@ -47,12 +60,16 @@ from hil.errors import UsageError
 from hil.keys_command import load_keys, open_key_file_warning
 from protocol import crypto, wire
 from protocol.codec import decode_payload, parse_frame
+from protocol.documents import MAX_DOCUMENT_BYTES
 from protocol.errors import ProtocolError, SessionError
 from protocol.framer import FrameBytes, Framer, Noise
 from protocol.keys import PumpKeys, role_name
 from protocol.messages import Challenge, OpenSession, SessionOpened
 
 __all__ = [
+    "ByteInput",
+    "CaptureInput",
+    "HexTextDecoder",
     "StreamItem",
     "Unsealer",
     "decode",
@@ -62,18 +79,30 @@ __all__ = [
     "describe",
     "fields_of",
     "flatten",
+    "open_input",
     "plain",
-    "read_input",
     "read_source",
+    "unseal",
 ]
 
 EXAMPLE_RESOURCE = "session.hex"
 """hil/examples/session.hex: a short programming session with noise between frames."""
 
 NOISE_PREVIEW = 16
-"""Noise bytes shown in the table; --json carries them all."""
+"""Noise bytes shown in the text output; --json carries them all."""
+
+CHUNK_SIZE = 64 * 1024
+"""Bytes read from a file or stdin at a time."""
+
+NOISE_ITEM_MAX = NOISE_RECORD_MAX
+"""The most bytes in one noise item of a byte stream: a longer run is split into
+consecutive items, as a capture writer splits it into records (hil/capture.py)."""
 
 CAPTURE_SUFFIX = ".jsonl"
+
+MAX_LINE_BYTES = MAX_DOCUMENT_BYTES
+"""The longest capture line read: the record parser refuses a longer one anyway
+(protocol/documents.py), so the reader never holds more than this of one line."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,23 +128,122 @@ class StreamItem:
 # -- sources ------------------------------------------------------------------------------
 
 
-def read_input(
-    source: tuple[str, ...], *, example: bool
-) -> tuple[str, bytes | list[CaptureRecord]]:
-    """(a name for the input, its bytes or its capture records). Raises UsageError."""
-    if not example and (source == ("-",) or (len(source) == 1 and _is_file(source[0]))):
-        if source == ("-",):
-            name, data = "stdin", sys.stdin.buffer.read()
-        else:
-            name = source[0]
-            try:
-                data = Path(name).read_bytes()
-            except OSError as error:
-                raise UsageError(f"cannot read {name}: {error.strerror}") from error
-        if is_capture(name, data):
-            return name, list(parse_capture(data.split(b"\n"), name))
-        return name, bytes_or_hex(data)
-    return read_source(source, example=example)
+@dataclasses.dataclass(frozen=True, slots=True)
+class ByteInput:
+    """A byte stream: its name for the output and its bytes, chunk by chunk (hex text
+    already turned into bytes). Iterating may raise UsageError (an unreadable file, stdin
+    that stops being hex text)."""
+
+    name: str
+    chunks: Iterator[bytes]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CaptureInput:
+    """A JSONL capture: its name and its records, read line by line. Iterating may raise
+    UsageError (a malformed line on stdin; a file is checked before it is returned)."""
+
+    name: str
+    records: Iterator[CaptureRecord]
+
+
+def open_input(source: tuple[str, ...], *, example: bool) -> ByteInput | CaptureInput:
+    """The user's argument as a stream to decode. Raises UsageError for bad input found
+    before anything is printed: a missing or unreadable file, bad hex, and in a file (not
+    stdin) a malformed capture line or a hex text with a bad digit count."""
+    if not example and source == ("-",):
+        return _open_stream("stdin", sys.stdin.buffer, seekable=False)
+    if not example and len(source) == 1 and _is_file(source[0]):
+        name = source[0]
+        try:
+            file = Path(name).open("rb")  # noqa: SIM115 (the chunk generator closes it)
+        except OSError as error:
+            raise UsageError(f"cannot read {name}: {error.strerror}") from error
+        try:
+            return _open_stream(name, file, seekable=True)
+        except BaseException:
+            file.close()
+            raise
+    name, data = read_source(source, example=example)
+    return ByteInput(name, iter((data,)))
+
+
+def _open_stream(name: str, file: IO[bytes], *, seekable: bool) -> ByteInput | CaptureInput:
+    head = _read_head(name, file)
+    if is_capture(name, head):
+        if seekable:
+            for _ in parse_capture(_lines(name, _chunks(name, file, head, close=False)), name):
+                pass  # every line checked before anything is printed
+            head = _rewind(name, file)
+        return CaptureInput(name, parse_capture(_lines(name, _chunks(name, file, head)), name))
+    if seekable:
+        if not _is_hex_file(name, file, head):
+            return ByteInput(name, _chunks(name, file, _rewind(name, file)))
+        head = _rewind(name, file)
+    elif not _looks_like_hex_text(head):
+        return ByteInput(name, _chunks(name, file, head))
+    return ByteInput(name, _hex_chunks(name, _chunks(name, file, head)))
+
+
+def _read(name: str, file: IO[bytes]) -> bytes:
+    try:
+        read1 = getattr(file, "read1", None)
+        return bytes(read1(CHUNK_SIZE) if read1 is not None else file.read(CHUNK_SIZE))
+    except OSError as error:
+        raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
+
+
+def _read_head(name: str, file: IO[bytes]) -> bytes:
+    """The first chunk, extended to the end of the first line when it starts like a JSON
+    object (is_capture reads that line), up to MAX_LINE_BYTES."""
+    head = _read(name, file)
+    while head.lstrip().startswith(b"{") and b"\n" not in head.lstrip():
+        if len(head) > MAX_LINE_BYTES:
+            break
+        more = _read(name, file)
+        if not more:
+            break
+        head += more
+    return head
+
+
+def _rewind(name: str, file: IO[bytes]) -> bytes:
+    try:
+        file.seek(0)
+    except OSError as error:
+        raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
+    return _read(name, file)
+
+
+def _chunks(name: str, file: IO[bytes], head: bytes, *, close: bool = True) -> Iterator[bytes]:
+    """``head``, then the rest of ``file`` in chunks; the file is closed at the end."""
+    try:
+        chunk = head
+        while chunk:
+            yield chunk
+            chunk = _read(name, file)
+    finally:
+        if close and file is not sys.stdin.buffer:
+            file.close()
+
+
+def _lines(name: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a chunked stream without their ``\\n`` (as ``bytes.split(b"\\n")``
+    gives them, a last empty line included). A line longer than MAX_LINE_BYTES is refused:
+    no record can be that long."""
+    partial = b""
+    number = 0
+    for chunk in chunks:
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        for line in lines:
+            number += 1
+            yield line
+        if len(partial) > MAX_LINE_BYTES:
+            raise CaptureFormatError(
+                f"{name} line {number + 1}: too long: more than {MAX_LINE_BYTES} bytes"
+            )
+    yield partial
 
 
 def _is_file(name: str) -> bool:
@@ -131,7 +259,7 @@ def is_capture(name: str, data: bytes) -> bool:
     """A ``.jsonl`` file, or one whose first line is a JSON object with a ``kind``.
 
     Checking the first line, not just a leading ``{``, keeps a raw byte dump that happens to
-    start with 0x7B decodable as a stream.
+    start with 0x7B decodable as a stream. ``data`` needs to hold the first line only.
     """
     if name.lower().endswith(CAPTURE_SUFFIX):
         return True
@@ -146,7 +274,8 @@ def is_capture(name: str, data: bytes) -> bool:
 
 
 def read_source(source: tuple[str, ...], *, example: bool) -> tuple[str, bytes]:
-    """(a name for the source, its bytes). Raises UsageError on bad input."""
+    """(a name, the bytes) of the bundled example or of hex on the command line, which are
+    small and read whole. Raises UsageError on bad input."""
     if example:
         if source:
             raise UsageError("give either --example or a source, not both")
@@ -154,14 +283,6 @@ def read_source(source: tuple[str, ...], *, example: bool) -> tuple[str, bytes]:
         return "example", parse_hex(text)
     if not source:
         raise UsageError("nothing to decode: give hex, a file, '-' for stdin, or --example")
-    if source == ("-",):
-        return "stdin", bytes_or_hex(sys.stdin.buffer.read())
-    if len(source) == 1 and _is_file(source[0]):
-        path = Path(source[0])
-        try:
-            return str(path), bytes_or_hex(path.read_bytes())
-        except OSError as error:
-            raise UsageError(f"cannot read {path}: {error.strerror}") from error
     text = " ".join(source)
     if not is_hex_text(text):
         raise UsageError(f"{text!r} is neither an existing file nor hex digits")
@@ -174,16 +295,6 @@ HEX_TEXT_CHARS = set(string.hexdigits + string.whitespace + ":")
 def is_hex_text(text: str) -> bool:
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     return bool(body.strip()) and set(body) <= HEX_TEXT_CHARS
-
-
-def bytes_or_hex(data: bytes) -> bytes:
-    """A file or stdin holds raw bytes, or hex text (which no binary frame can look like:
-    every frame starts with A5, which is not ASCII)."""
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        return data
-    return parse_hex(text) if is_hex_text(text) else data
 
 
 def parse_hex(text: str) -> bytes:
@@ -202,20 +313,169 @@ def parse_hex(text: str) -> bytes:
         raise UsageError(f"not hex: {error}") from error
 
 
+class NotHexTextError(ValueError):
+    """A line of a stream read as hex text holds something else."""
+
+
+class HexTextDecoder:
+    """Hex text (the ``is_hex_text`` / ``parse_hex`` rules) turned into bytes line by line:
+    whitespace and colons between digits, '#' comment lines, a byte's two digits possibly on
+    two lines. Holds at most one unfinished line and one odd digit."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._odd = ""
+        self.digits = 0
+        """Hex digits seen so far."""
+        self.has_body = False
+        """Whether a line that is not a comment holds anything but whitespace."""
+        self.line = 0
+        """Lines read so far, for error messages."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes of the whole lines ``chunk`` completes. NotHexTextError if one is not
+        hex text."""
+        data = self._partial + chunk
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        return self._decode(data[:cut])
+
+    def end(self) -> bytes:
+        """The bytes of the last line, not ended by a line break. NotHexTextError if it
+        is not hex text."""
+        data, self._partial = self._partial, b""
+        return self._decode(data)
+
+    def check(self) -> None:
+        """UsageError, with ``parse_hex``'s messages, if no digit was seen or their number
+        is odd."""
+        if not self.digits:
+            raise UsageError("no hex digits to decode")
+        if self._odd:
+            raise UsageError(f"odd number of hex digits ({self.digits}): a byte is two digits")
+
+    def finish(self) -> bytes:
+        data = self.end()
+        self.check()
+        return data
+
+    def _decode(self, block: bytes) -> bytes:
+        if not block:
+            return b""
+        try:
+            text = block.decode("ascii")
+        except UnicodeDecodeError:
+            raise NotHexTextError(f"line {self.line + 1}: not ASCII") from None
+        pieces = []
+        # str.splitlines, like is_hex_text: the block ends at a "\n" (or the input's end),
+        # so every line break splitlines knows lies inside the block.
+        for line in text.splitlines():
+            self.line += 1
+            if line.lstrip().startswith("#"):
+                continue
+            if not set(line) <= HEX_TEXT_CHARS:
+                raise NotHexTextError(f"line {self.line}: not hex digits")
+            pieces.append(line)
+        body = "".join("".join(pieces).split())
+        self.has_body = self.has_body or bool(body)
+        digits = self._odd + body.replace(":", "")
+        self.digits += len(digits) - len(self._odd)
+        whole = len(digits) // 2 * 2
+        self._odd = digits[whole:]
+        return bytes.fromhex(digits[:whole])
+
+
+def _is_hex_file(name: str, file: IO[bytes], head: bytes) -> bool:
+    """Whether the whole file is hex text (``bytes_or_hex``'s rule), read once through.
+    UsageError if it is hex text with no digits or an odd number of them."""
+    decoder = HexTextDecoder()
+    try:
+        for chunk in _chunks(name, file, head, close=False):
+            decoder.feed(chunk)
+        decoder.end()
+    except NotHexTextError:
+        return False
+    if not decoder.has_body:
+        return False  # nothing but blank and comment lines: not hex text (is_hex_text)
+    decoder.check()
+    return True
+
+
+def _looks_like_hex_text(head: bytes) -> bool:
+    """Stdin is read once, so its first chunk decides whether it is hex text."""
+    try:
+        return is_hex_text(head.decode("ascii"))
+    except UnicodeDecodeError:
+        return False
+
+
+def _hex_chunks(name: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    decoder = HexTextDecoder()
+    try:
+        for chunk in chunks:
+            data = decoder.feed(chunk)
+            if data:
+                yield data
+        data = decoder.finish()
+    except NotHexTextError as error:
+        raise UsageError(f"{name} began as hex text, but {error}") from None
+    if data:
+        yield data
+
+
+def bytes_or_hex(data: bytes) -> bytes:
+    """Bytes held whole: raw bytes, or hex text (which no binary frame can look like:
+    every frame starts with A5, which is not ASCII)."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return data
+    return parse_hex(text) if is_hex_text(text) else data
+
+
 # -- decoding -----------------------------------------------------------------------------
 
 
-def decode_stream(data: bytes) -> list[StreamItem]:
+def decode_stream(data: bytes | Iterable[bytes]) -> Iterator[StreamItem]:
+    """The frames and noise of a byte stream, given whole or in chunks, as they are found.
+
+    Holds at most one incomplete frame (the framer's buffer) and less than NOISE_ITEM_MAX
+    bytes of noise not yet shown: a noise run is shown in NOISE_ITEM_MAX pieces as it goes.
+    """
+    chunks: Iterable[bytes] = (data,) if isinstance(data, bytes | bytearray) else data
     framer = Framer()
-    events = framer.feed(data) + framer.finish()
-    items = []
-    for event in events:
-        if isinstance(event, Noise):
-            raw = data[event.offset : event.offset + event.length]
-            items.append(StreamItem("noise", event.offset, raw))
-        elif isinstance(event, FrameBytes):
-            items.append(decode_frame(event))
-    return items
+    tail = bytearray()
+    """Stream bytes [base, framer.position) fed but not yet in an item."""
+    base = 0
+
+    def noise_until(end: int) -> Iterator[StreamItem]:
+        nonlocal base
+        while base < end:
+            length = min(end - base, NOISE_ITEM_MAX)
+            yield StreamItem("noise", base, bytes(tail[:length]))
+            del tail[:length]
+            base += length
+
+    for chunk in chunks:
+        tail += chunk
+        for event in framer.feed(chunk):
+            if isinstance(event, Noise):
+                yield from noise_until(event.offset + event.length)
+            elif isinstance(event, FrameBytes):
+                yield from noise_until(event.offset)
+                yield decode_frame(event)
+                del tail[: len(event.data)]
+                base += len(event.data)
+        consumed = framer.position - framer.buffered
+        if consumed - base >= NOISE_ITEM_MAX:
+            yield from noise_until(base + (consumed - base) // NOISE_ITEM_MAX * NOISE_ITEM_MAX)
+    for event in framer.finish():
+        if isinstance(event, FrameBytes):
+            yield from noise_until(event.offset)
+            yield decode_frame(event)
+            del tail[: len(event.data)]
+            base += len(event.data)
+    yield from noise_until(framer.position)
 
 
 def decode_frame(found: FrameBytes, record: CaptureRecord | None = None) -> StreamItem:
@@ -232,17 +492,16 @@ def decode_frame(found: FrameBytes, record: CaptureRecord | None = None) -> Stre
     )
 
 
-def decode_capture(records: list[CaptureRecord]) -> list[StreamItem]:
-    """One item per record. Frames are decoded again from their hex: the decoded fields a
-    writer stored are for reading the file, the bytes are the truth."""
-    items = []
+def decode_capture(records: Iterable[CaptureRecord]) -> Iterator[StreamItem]:
+    """One item per record, as the records are read. Frames are decoded again from their
+    hex: the decoded fields a writer stored are for reading the file, the bytes are the
+    truth."""
     for record in records:
         offset = record.offset if record.offset is not None else 0
         if record.kind == "frame":
-            items.append(decode_frame(FrameBytes(offset, record.data), record))
+            yield decode_frame(FrameBytes(offset, record.data), record)
         else:
-            items.append(StreamItem(record.kind, offset, record.data, record=record))
-    return items
+            yield StreamItem(record.kind, offset, record.data, record=record)
 
 
 @dataclasses.dataclass(slots=True)
@@ -353,12 +612,37 @@ class Unsealer:
         return dataclasses.replace(item, opened=True, message=fields_of(message))
 
 
-def unseal(items: list[StreamItem], keys: PumpKeys) -> list[StreamItem]:
+def unseal(items: Iterable[StreamItem], keys: PumpKeys) -> Iterator[StreamItem]:
     unsealer = Unsealer(keys)
-    return [unsealer.process(item) for item in items]
+    return (unsealer.process(item) for item in items)
 
 
 # -- renderers ----------------------------------------------------------------------------
+
+Write = Callable[[str], object]
+
+
+@dataclasses.dataclass(slots=True)
+class _Counts:
+    """What the JSON document's totals and the text summary say, counted as items pass."""
+
+    items: int = 0
+    length: int = 0
+    frames: int = 0
+    noise_bytes: int = 0
+    notes: int = 0
+
+    def add(self, item: StreamItem) -> StreamItem:
+        self.items += 1
+        if item.kind in ("frame", "noise"):
+            self.length += len(item.raw)
+        if item.kind == "frame":
+            self.frames += 1
+        elif item.kind == "noise":
+            self.noise_bytes += len(item.raw)
+        elif item.kind == "note":
+            self.notes += 1
+        return item
 
 
 def _frame_json(item: StreamItem) -> dict[str, Any]:
@@ -376,37 +660,70 @@ def _frame_json(item: StreamItem) -> dict[str, Any]:
     return fields
 
 
-def as_json(name: str, data: bytes, items: list[StreamItem]) -> str:
-    document = {
-        "source": name,
-        "length": len(data),
-        "frames": sum(1 for item in items if item.kind == "frame"),
-        "noise_bytes": sum(len(item.raw) for item in items if item.kind == "noise"),
-        "items": [
-            {
-                "kind": item.kind,
-                "offset": item.offset,
-                "length": len(item.raw),
-                "hex": item.raw.hex(),
-                **_frame_json(item),
-            }
-            for item in items
-        ],
+def _stream_item_json(item: StreamItem) -> dict[str, Any]:
+    return {
+        "kind": item.kind,
+        "offset": item.offset,
+        "length": len(item.raw),
+        "hex": item.raw.hex(),
+        **_frame_json(item),
     }
-    return json.dumps(document, indent=2)
 
 
-def capture_as_json(name: str, items: list[StreamItem]) -> str:
-    document = {
-        "source": name,
-        "format": CAPTURE_FORMAT,
-        "records": len(items),
-        "frames": sum(1 for item in items if item.kind == "frame"),
-        "noise_bytes": sum(len(item.raw) for item in items if item.kind == "noise"),
-        "notes": sum(1 for item in items if item.kind == "note"),
-        "items": [_capture_item_json(item) for item in items],
-    }
-    return json.dumps(document, indent=2)
+def _write_json_document(
+    write: Write,
+    head: dict[str, Any],
+    items: Iterable[StreamItem],
+    item_json: Callable[[StreamItem], dict[str, Any]],
+    tail: Callable[[], dict[str, Any]],
+) -> None:
+    """One JSON document, ``json.dumps(..., indent=2)`` item for item, written as the items
+    come: ``head``'s fields, the ``items`` array, then ``tail()``'s fields (the totals,
+    known only at the end)."""
+    write("{\n")
+    for key, value in head.items():
+        write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
+    write('  "items": [')
+    separator = "\n"
+    for item in items:
+        text = json.dumps(item_json(item), indent=2).replace("\n", "\n    ")
+        write(f"{separator}    {text}")
+        separator = ",\n"
+    write("\n  ]" if separator != "\n" else "]")
+    for key, value in tail().items():
+        write(f",\n  {json.dumps(key)}: {json.dumps(value)}")
+    write("\n}\n")
+
+
+def write_stream_json(write: Write, name: str, items: Iterable[StreamItem]) -> None:
+    counts = _Counts()
+    _write_json_document(
+        write,
+        {"source": name},
+        (counts.add(item) for item in items),
+        _stream_item_json,
+        lambda: {
+            "length": counts.length,
+            "frames": counts.frames,
+            "noise_bytes": counts.noise_bytes,
+        },
+    )
+
+
+def write_capture_json(write: Write, name: str, items: Iterable[StreamItem]) -> None:
+    counts = _Counts()
+    _write_json_document(
+        write,
+        {"source": name, "format": CAPTURE_FORMAT},
+        (counts.add(item) for item in items),
+        _capture_item_json,
+        lambda: {
+            "records": counts.items,
+            "frames": counts.frames,
+            "noise_bytes": counts.noise_bytes,
+            "notes": counts.notes,
+        },
+    )
 
 
 def _capture_item_json(item: StreamItem) -> dict[str, Any]:
@@ -435,22 +752,75 @@ def _capture_item_json(item: StreamItem) -> dict[str, Any]:
     return fields
 
 
-def _frame_text(item: StreamItem) -> str:
+# Text: one row per item, in aligned columns; a cell of several lines (a message's fields,
+# a sealed frame's state, a record's pump time) continues on the lines below. A cell is a
+# list of (text, style) lines; the style is rich's, used only when the output has colours.
+Cell = list[tuple[str, str | None]]
+
+MESSAGE_WIDTH = 21
+"""The longest opcode name, PATIENT_BOLUS_REQUEST."""
+
+
+class _Rows:
+    """Writes rows of cells as lines, padded to fixed column widths (the last column is
+    not padded). Plain text unless the console has colours."""
+
+    def __init__(self, console: Console, widths: tuple[int, ...]) -> None:
+        self._console = console
+        self._widths = widths
+        self._styled = console.color_system is not None
+        self._write = console.file.write
+
+    def line(self, text: str, style: str | None = None) -> None:
+        if self._styled:
+            self._console.print(Text(text, style or ""), soft_wrap=True, highlight=False)
+        else:
+            self._write(text + "\n")
+
+    def row(self, *cells: Cell) -> None:
+        height = max(len(cell) for cell in cells)
+        last = len(cells) - 1
+        lines = []
+        for n in range(height):
+            parts: list[tuple[str, str | None]] = []
+            for column, cell in enumerate(cells):
+                text, style = cell[n] if n < len(cell) else ("", None)
+                if column < last:
+                    text = text.ljust(self._widths[column]) + "  "
+                parts.append((text, style))
+            lines.append(parts)
+        if self._styled:
+            row = Text()
+            for n, parts in enumerate(lines):
+                if n:
+                    row.append("\n")
+                for text, style in parts:
+                    row.append(text, style or "")
+            self._console.print(row, soft_wrap=True, highlight=False)
+        else:
+            self._write("".join("".join(t for t, _ in p).rstrip() + "\n" for p in lines))
+
+
+def _cell(text: str, style: str | None = None) -> Cell:
+    return [(line, style) for line in text.split("\n")] if text else []
+
+
+def _frame_cell(item: StreamItem) -> Cell:
     """The fields column of a frame: its fields, or why they cannot be shown."""
     if item.message:
-        return escape(describe(item.message))
+        return _cell(describe(item.message))
     if item.error:
-        return f"[red]{escape(item.error)}[/red]"
+        return _cell(item.error, "red")
     if item.sealed:
-        return "[yellow]sealed: give --keys KEYFILE to open[/yellow]"
-    return ""
+        return _cell("sealed: give --keys KEYFILE to open", "yellow")
+    return []
 
 
-def _opcode_text(item: StreamItem) -> str:
-    opcode = escape(str((item.header or {}).get("opcode", "?")))
+def _opcode_cell(item: StreamItem) -> Cell:
+    cell = _cell(str((item.header or {}).get("opcode", "?")))
     if item.sealed:
-        return f"{opcode}\n[dim]{'sealed, opened' if item.opened else 'sealed'}[/dim]"
-    return opcode
+        cell += _cell("sealed, opened" if item.opened else "sealed", "dim")
+    return cell
 
 
 def _noise_text(raw: bytes) -> str:
@@ -459,61 +829,74 @@ def _noise_text(raw: bytes) -> str:
     return f"{len(raw)} bytes: {preview}{more}"
 
 
-def as_table(name: str, data: bytes, items: list[StreamItem], console: Console) -> None:
-    table = Table(title=f"{escape(name)}: {len(data)} bytes", title_justify="left", expand=False)
-    for column in ("offset", "seq", "ref", "message", "fields"):
-        table.add_column(column, overflow="fold")
+def write_stream_text(console: Console, name: str, items: Iterable[StreamItem]) -> None:
+    """A title, a header, one row per item as it comes, and the totals at the end."""
+    rows = _Rows(console, (9, 6, 6, MESSAGE_WIDTH))
+    rows.line(name, "bold")
+    rows.row(*(_cell(column, "bold") for column in ("offset", "seq", "ref", "message", "fields")))
+    counts = _Counts()
     for item in items:
+        counts.add(item)
         if item.kind == "noise":
-            table.add_row(str(item.offset), "", "", "[red]noise[/red]", _noise_text(item.raw))
+            rows.row(
+                _cell(str(item.offset)), [], [], _cell("noise", "red"), _cell(_noise_text(item.raw))
+            )
             continue
         header = item.header or {}
-        table.add_row(
-            str(item.offset),
-            str(header.get("seq", "")),
-            str(header.get("ref", "")),
-            _opcode_text(item),
-            _frame_text(item),
+        rows.row(
+            _cell(str(item.offset)),
+            _cell(str(header.get("seq", ""))),
+            _cell(str(header.get("ref", ""))),
+            _opcode_cell(item),
+            _frame_cell(item),
         )
-    console.print(table)
-
-
-def capture_as_table(name: str, items: list[StreamItem], console: Console) -> None:
-    records = [item.record for item in items if item.record is not None]
-    sources = {record.source for record in records}
-    start = f", from {records[0].wall}" if records else ""
-    table = Table(
-        title=f"{escape(name)}: {len(items)} records{start} (times UTC)",
-        title_justify="left",
-        expand=False,
+    rows.line(
+        f"{name}: {counts.length} bytes, {counts.frames} frames, "
+        f"{counts.noise_bytes} bytes of noise"
     )
-    # Five columns, so the fields keep a readable width on an 80-column terminal: the
-    # time column holds the wall time of day and, below it, the pump time.
-    for column in ("time", "dir", "seq/ref", "message", "fields"):
-        table.add_column(column, overflow="fold")
+
+
+def write_capture_text(console: Console, name: str, items: Iterable[StreamItem]) -> None:
+    """A title with the first record's date, one row per record as it comes, and the
+    totals at the end. Once a second writer (``source``) has been seen, the dir column
+    names the writer too."""
+    rows = _Rows(console, (12, 10, 11, MESSAGE_WIDTH))
+    counts = _Counts()
+    sources: set[str] = set()
     for item in items:
         record = item.record
         assert record is not None, "every capture item comes from a record"
+        if not counts.items:
+            rows.line(f"{name}: from {record.wall} (times UTC)", "bold")
+            # The time column holds the wall time of day and, below it, the pump time.
+            for_columns = ("time", "dir", "seq/ref", "message", "fields")
+            rows.row(*(_cell(column, "bold") for column in for_columns))
+        counts.add(item)
+        sources.add(record.source)
         when = record.wall[11:23]  # time of day to the ms; the title gives the date
         if record.sim_ms is not None:
             when += f"\nsim {record.sim_ms}"
         where = record.direction or ""
         if len(sources) > 1:
             where = f"{record.source} {where}".rstrip()
-        where = escape(where)
         if item.kind == "capture":
             text = f"capture by {record.source}, format {record.fields.get('format')}"
-            table.add_row(when, where, "", "[dim]start[/dim]", escape(text))
+            rows.row(_cell(when), _cell(where), [], _cell("start", "dim"), _cell(text))
         elif item.kind == "note":
-            table.add_row(when, where, "", "[cyan]note[/cyan]", escape(record.text or ""))
+            rows.row(_cell(when), _cell(where), [], _cell("note", "cyan"), _cell(record.text or ""))
         elif item.kind == "noise":
             noise = f"at {item.offset}, {_noise_text(item.raw)}"
-            table.add_row(when, where, "", "[red]noise[/red]", noise)
+            rows.row(_cell(when), _cell(where), [], _cell("noise", "red"), _cell(noise))
         else:
             header = item.header or {}
             seq_ref = f"{header.get('seq', '')}/{header.get('ref', '')}"
-            table.add_row(when, where, seq_ref, _opcode_text(item), _frame_text(item))
-    console.print(table)
+            rows.row(
+                _cell(when), _cell(where), _cell(seq_ref), _opcode_cell(item), _frame_cell(item)
+            )
+    rows.line(
+        f"{name}: {counts.items} records, {counts.frames} frames, "
+        f"{counts.noise_bytes} bytes of noise, {counts.notes} notes"
+    )
 
 
 def describe(message: dict[str, Any]) -> str:
@@ -566,30 +949,37 @@ def decode(
     stream goes through the pump's own framer: frames are found after garbage or
     truncation, and noise is reported with its byte offset. A capture is shown record by
     record with its direction, wall time (UTC) and pump time. Layouts: docs/protocol.md.
+    Items are printed as they are decoded, so any size of input runs in bounded memory.
     """
     try:
         keys = load_keys(keys_file, allow_open=True) if keys_file is not None else None
-        name, data = read_input(source, example=example)
+        stream = open_input(source, example=example)
     except UsageError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
     warning = open_key_file_warning(Path(keys_file)) if keys_file is not None else None
     if warning is not None:
         click.echo(warning, err=True)
-    console = Console(soft_wrap=False)
-    if isinstance(data, bytes):
-        items = decode_stream(data)
+    console = Console(soft_wrap=True)
+    write = console.file.write
+    try:
+        if isinstance(stream, ByteInput):
+            items = decode_stream(stream.chunks)
+            if keys is not None:
+                items = unseal(items, keys)
+            if as_json_flag:
+                write_stream_json(write, stream.name, items)
+            else:
+                write_stream_text(console, stream.name, items)
+            return
+        items = decode_capture(stream.records)
         if keys is not None:
             items = unseal(items, keys)
         if as_json_flag:
-            click.echo(as_json(name, data, items))
+            write_capture_json(write, stream.name, items)
         else:
-            as_table(name, data, items, console)
-        return
-    items = decode_capture(data)
-    if keys is not None:
-        items = unseal(items, keys)
-    if as_json_flag:
-        click.echo(capture_as_json(name, items))
-    else:
-        capture_as_table(name, items, console)
+            write_capture_text(console, stream.name, items)
+    except UsageError as error:  # found on stdin after output began (a file is pre-checked)
+        console.file.flush()
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)

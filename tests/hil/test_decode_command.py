@@ -3,8 +3,10 @@ captures, with sealed sessions opened by ``--keys``."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 
 from hil.capture import CaptureWriter, fields_of, read_capture
 from hil.cli import main
+from hil.decode_command import NOISE_ITEM_MAX, decode_stream, write_stream_json
 from protocol.checksum import crc16
 from protocol.codec import Frame, build_frame, encode, encode_payload, header_bytes
 from protocol.device_state import Role, TherapyState
@@ -505,3 +508,95 @@ def test_a_new_writer_run_starts_without_keys(tmp_path: Path) -> None:
     assert code == 0
     last = frames_of(json.loads(out))[-1]
     assert last["error"] == "cannot open: no session handshake before it in the input"
+
+
+# -- bounded memory (issue 11) --------------------------------------------------------------
+
+
+def _peak_while_decoding(frames: int) -> int:
+    """tracemalloc's peak while decoding ``frames`` frames in 4 KiB chunks, every item
+    turned into its JSON text and dropped."""
+
+    frame = encode(OpenSession(Role.CLINICIAN, bytes(16)), seq=1)
+    chunk = frame * 120 + b"\x00" * 40  # frames and some noise in every chunk
+    chunks = (chunk for _ in range(frames // 120))
+    written = 0
+
+    def sink(text: str) -> None:
+        nonlocal written
+        written += len(text)
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        write_stream_json(sink, "bench", decode_stream(chunks))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        assert written > frames * 300  # every frame was written
+
+
+def test_decoding_is_lazy_and_its_memory_does_not_grow_with_the_input() -> None:
+    frame = encode(OpenSession(Role.CLINICIAN, bytes(16)), seq=1)
+    fed = 0
+
+    def chunks() -> Any:
+        nonlocal fed
+        for _ in range(1000):
+            fed += 1
+            yield frame * 10
+
+    items = decode_stream(chunks())
+    assert iter(items) is items  # a generator, not a list
+    assert fed == 0
+    first = next(items)
+    assert (first.kind, first.offset) == ("frame", 0)
+    assert fed == 1  # one chunk read for the first item
+    _peak_while_decoding(120)  # first use: caches and imports
+    small, large = _peak_while_decoding(240), _peak_while_decoding(2_400)
+    # Ten times the input, about the same peak; the margin is for cyclic garbage the
+    # collector has not reached yet. Keeping the 2,400 items would take several MB.
+    assert large < small * 4, (small, large)
+    assert large < 1_000_000, large
+
+
+def test_a_long_noise_run_is_shown_in_bounded_items_that_tile_the_stream() -> None:
+    noise = bytes(range(256)) * 10  # no sync pair in it
+    data = noise + READ_STATUS
+    for size in (1, 7, 1000, len(data)):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        items = list(decode_stream(chunks))
+        assert [(i.kind, i.offset, len(i.raw)) for i in items] == [
+            ("noise", 0, NOISE_ITEM_MAX),
+            ("noise", NOISE_ITEM_MAX, NOISE_ITEM_MAX),
+            ("noise", 2 * NOISE_ITEM_MAX, len(noise) - 2 * NOISE_ITEM_MAX),
+            ("frame", len(noise), len(READ_STATUS)),
+        ]
+        assert b"".join(i.raw for i in items) == data
+
+
+def test_a_bad_line_late_in_a_capture_file_prints_nothing(tmp_path: Path) -> None:
+    capture = tmp_path / "visit.jsonl"
+    two_session_capture(capture)
+    with capture.open("a") as file:
+        file.write("{oops\n")
+    code, out, err = run(str(capture))
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "not JSON" in err
+
+
+def test_stdin_that_stops_being_hex_is_one_error_line_after_the_output(tmp_path: Path) -> None:
+    # Stdin is read once: its first 64 KiB chunk, all hex text, decides how it is read.
+    lines = (READ_STATUS.hex() + "\n") * 2_000
+    code, out, err = run("-", stdin=lines.encode() + b"\xff" * 10)
+    assert code == 2
+    assert out.count("READ_STATUS") > 1_000
+    assert err == "Error: stdin began as hex text, but line 2001: not ASCII\n"
+
+
+def test_the_text_output_ends_with_the_totals() -> None:
+    code, out, _ = run(READ_STATUS.hex() + "0000")
+    assert code == 0
+    assert out.splitlines()[-1] == f"hex: {len(READ_STATUS) + 2} bytes, 1 frames, 2 bytes of noise"
