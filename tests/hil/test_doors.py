@@ -1,0 +1,115 @@
+"""Hostile input at every file door: one clear error line, never a traceback (issue 11).
+
+Each door is fed the inputs a user or a peer could hand it by mistake or on purpose:
+nesting bombs, huge files, huge integers, wrong types, not the format at all. Each must end
+in that door's own error, in one line; anything else escaping is a bug. Prescription files
+have their own table (test_prescription_file_doors.py), the TOML/JSON rule itself is in
+tests/protocol/test_documents.py, state files are fuzzed in tests/hil/test_state_file.py,
+and control lines are in test_control.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hil.capture import CaptureFormatError, parse_capture
+from hil.errors import HilError
+from hil.proxy.faults import FaultSpecError, parse_fault_document
+from protocol.errors import ProtocolError
+from protocol.keys import KeyFileError, parse_key_file
+
+BOMB = "[" * 5_000 + "]" * 5_000
+HUGE_INT = "9" * 5_000
+HOSTILE_TEXTS = {
+    "nesting-bomb": BOMB,
+    "huge-file": "#" + "x" * (2 << 20),
+    "huge-integer": HUGE_INT,
+    "not-text-at-all": "\x00\x01\x02",
+    "empty": "",
+}
+
+
+def _faults(text: str) -> None:
+    parse_fault_document(text, "faults.toml")
+
+
+def _key_file(text: str) -> None:
+    parse_key_file(text)
+
+
+def _capture(text: str) -> None:
+    list(parse_capture(text.splitlines() or [text], "serve.jsonl"))
+
+
+DOORS: dict[str, tuple[Callable[[str], None], type[Exception], dict[str, str]]] = {
+    "proxy-fault-file": (
+        _faults,
+        FaultSpecError,
+        {
+            "nesting-bomb": "x = " + BOMB,
+            "huge-file": "# " + "x" * (2 << 20),
+            "huge-integer": f"seed = {HUGE_INT}",
+            "not-toml": "= = =",
+            "unknown-fault": "[[fault]]\nkind = 'explode'",
+            "seed-negative": "seed = -1",
+            "seed-float": "seed = 1.5",
+        },
+    ),
+    "key-file": (
+        _key_file,
+        KeyFileError,
+        {
+            **HOSTILE_TEXTS,
+            "json-array": "[1, 2, 3]",
+            "wrong-types": '{"format": 7, "serial": [], "clinician": {}, "patient": null}',
+            "huge-integer-field": '{"format": ' + HUGE_INT + "}",
+        },
+    ),
+    "capture": (
+        _capture,
+        CaptureFormatError,
+        {
+            **HOSTILE_TEXTS,
+            "json-array": "[1, 2, 3]",
+            "unknown-kind": '{"kind": "explode"}',
+            "frame-without-fields": '{"kind": "frame"}',
+            "huge-integer-field": '{"kind": "frame", "sim_ms": ' + HUGE_INT + "}",
+        },
+    ),
+}
+
+CASES = [
+    (door, name, text)
+    for door, (_, _, texts) in DOORS.items()
+    for name, text in texts.items()
+    if not (door == "capture" and name == "empty")  # an empty capture holds no record
+]
+
+
+@pytest.mark.parametrize(
+    ("door", "name", "text"), CASES, ids=[f"{door}-{name}" for door, name, _ in CASES]
+)
+def test_a_hostile_input_is_one_clear_line_of_the_doors_own_error(
+    door: str, name: str, text: str
+) -> None:
+    read, error, _ = DOORS[door]
+    with pytest.raises(error) as raised:
+        read(text)
+    message = str(raised.value)
+    assert message.strip()
+    assert "\n" not in message.strip()
+    assert len(message) < 2_000  # a line, not an echo of the input
+
+
+@pytest.mark.parametrize("door", list(DOORS))
+@given(text=st.text(alphabet="[]{}\"'#=:,. \n0123456789abcdefkindsed", max_size=200))
+def test_any_text_at_any_door_is_read_or_refused_by_the_family(door: str, text: str) -> None:
+    read, _, _ = DOORS[door]
+    try:
+        read(text)
+    except (HilError, ProtocolError):
+        return  # the door's own error family: one clear line
