@@ -365,8 +365,15 @@ def ctl(  # noqa: PLR0917 (click passes every option as an argument)
     busy_ms = _parse("--busy-wait", _milliseconds, busy_wait_s)
     if timeout_ms < 1:
         raise CtlUsageError("--timeout: must be at least 0.001 s")
+    for option, ms in (("--timeout", timeout_ms), ("--busy-wait", busy_ms)):
+        if ms > MAX_WAIT_MS:
+            raise CtlUsageError(f"{option}: at most {MAX_WAIT_MS // 1000} s (a day)")
     policy = RetryPolicy(reply_timeout_ms=timeout_ms, attempts=retries, busy_wait_ms=busy_ms)
     ctx.obj = Ctl(CtlConfig(port, keys_path, Role[role.upper()], policy, capture_path, as_json))
+
+
+MAX_WAIT_MS = 86_400_000
+"""--timeout and --busy-wait are at most a day: a clinician waits minutes, not years."""
 
 
 def _milliseconds(text: str) -> int:

@@ -11,12 +11,15 @@ and control lines are in test_control.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hil.capture import CaptureFormatError, parse_capture
+from hil.cli import main
 from hil.errors import HilError
 from hil.proxy.faults import FaultSpecError, parse_fault_document
 from protocol.errors import ProtocolError
@@ -113,3 +116,35 @@ def test_any_text_at_any_door_is_read_or_refused_by_the_family(door: str, text: 
         read(text)
     except (HilError, ProtocolError):
         return  # the door's own error family: one clear line
+
+
+CLI_CASES = {
+    "ctl-timeout-nan": (["ctl", "--port", "loop://", "--keys", "k", "--timeout", "nan", "status"],
+                        "--timeout"),
+    "ctl-timeout-huge": (["ctl", "--port", "loop://", "--keys", "k", "--timeout", "1e400",
+                          "status"], "--timeout"),
+    "ctl-busy-wait-years": (["ctl", "--port", "loop://", "--keys", "k", "--busy-wait",
+                             "99999999999999999999999", "status"], "--busy-wait"),
+    "ctl-retries-huge": (["ctl", "--port", "loop://", "--keys", "k", "--retries",
+                          "99999999999", "status"], "--retries"),
+    "serve-clock-beyond-u64": (["serve", "--pty", "--keys", "k", "--clock",
+                                "x99999999999999999999"], "--clock"),
+    "serve-baud-zero": (["serve", "--pty", "--keys", "k", "--baud", "0"], "--baud"),
+    "keys-serial-500-chars": (["keys", "new", "--serial", "A" * 500, "--out", "x.keys"],
+                              "--serial"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "words"), list(CLI_CASES.values()), ids=list(CLI_CASES))
+def test_a_hostile_option_is_one_line_and_exit_2(
+    args: list[str], words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # "k" is a real 0600 key file: the option is what is wrong
+    made = CliRunner().invoke(main, ["keys", "new", "--serial", "PE-1", "--out", "k"])
+    assert made.exit_code == 0, made.output
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert words in lines[-1]
+    assert "Traceback" not in result.output
