@@ -662,8 +662,8 @@ def program(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom
                 ctl_.emit_json(document)
                 ctl_.finish()
             answer = click.prompt(
-                f"Type {review.confirmation} (the digest's first 8 hex digits) to commit, "
-                "anything else to cancel",
+                f"Type {review.confirmation} (the digest's first 8 hex digits) to commit "
+                f"within {staged.stage_lifetime_s} s of staging, anything else to cancel",
                 default="",
                 show_default=False,
                 err=True,
