@@ -53,6 +53,7 @@ from protocol.messages import (
     Status,
 )
 from protocol.refusal import RefusalCode
+from protocol.units import U32_MAX
 
 REOPEN_INTERVAL_S = 0.5
 """How often a vanished link is reopened while the programmer keeps retrying."""
@@ -539,9 +540,13 @@ Examples:
   pumpemu ctl --port /dev/pts/7 --keys pe.keys log --all         everything the pump holds
 """
 )
-@click.option("--from", "from_seq", type=click.IntRange(0), help="First entry (seq) to show.")
 @click.option(
-    "--count", type=click.IntRange(1), help=f"How many entries (default {DEFAULT_LOG_COUNT})."
+    "--from", "from_seq", type=click.IntRange(0, U32_MAX), help="First entry (seq) to show."
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, U32_MAX),
+    help=f"How many entries (default {DEFAULT_LOG_COUNT}).",
 )
 @click.option(
     "--all", "read_all", is_flag=True, help="Every entry from --from (or the oldest) to the newest."

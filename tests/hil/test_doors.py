@@ -10,9 +10,10 @@ and control lines are in test_control.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
@@ -148,3 +149,46 @@ def test_a_hostile_option_is_one_line_and_exit_2(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert words in lines[-1]
     assert "Traceback" not in result.output
+
+
+def _options(
+    command: click.Command, path: tuple[str, ...]
+) -> Iterator[tuple[str, click.Parameter]]:
+    for param in command.params:
+        yield " ".join([*path, param.opts[0] if param.opts else param.name or "?"]), param
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _options(sub, (*path, name))
+
+
+def test_every_integer_option_of_every_command_is_bounded() -> None:
+    """Door 2 of issue 11: a number beyond what the pump can hold is a clear error at the
+    option, never a value that breaks the run (or its saved state) later. So no command
+    takes an unbounded integer: each is an IntRange with both ends."""
+    unbounded = [
+        where
+        for where, param in _options(main, ("pumpemu",))
+        if isinstance(param.type, click.types.IntParamType)
+        and not (
+            isinstance(param.type, click.IntRange)
+            and param.type.min is not None
+            and param.type.max is not None
+        )
+    ]
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fault", "stall", "--recover-after-s", "9" * 30],
+        ["fault", "battery-drain", "--nah", "-" + "9" * 30],
+        ["fault", "pocket-fill", "--volume-nl", "1e9"],
+    ],
+    ids=["stall-30-digits", "drain-negative-30-digits", "pocket-float"],
+)
+def test_a_hostile_fault_number_is_refused_before_the_control_api(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--control", "127.0.0.1:1"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert args[2] in result.output.splitlines()[-1]
