@@ -266,11 +266,28 @@ def _ctl(ctx: click.Context) -> Ctl:
     return obj
 
 
+_WIRE_UNITS: dict[Callable[[str], int], str] = {
+    q.parse_volume: "nL",
+    q.parse_duration: "s",
+    q.parse_concentration: "µg/mL",
+}
+"""The unit each parser returns, which is the unit of the u32 field it fills on the wire."""
+
+
 def _parse(option: str, parse: Callable[[str], int], text: str) -> int:
+    """Read an option's quantity. One for a u32 wire field (docs/protocol.md) that the
+    field cannot carry is the option's error, never a traceback when the message is built."""
     try:
-        return parse(text)
+        value = parse(text)
     except q.QuantityError as exc:
         raise CtlUsageError(f"{option}: {exc}") from None
+    unit = _WIRE_UNITS.get(parse)
+    if unit is not None and value > U32_MAX:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise CtlUsageError(
+            f"{option}: {shown!r} is too large: the pump's field holds at most {U32_MAX:,} {unit}"
+        )
+    return value
 
 
 # -- the group --------------------------------------------------------------------------------

@@ -192,3 +192,45 @@ def test_a_hostile_fault_number_is_refused_before_the_control_api(args: list[str
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert args[2] in result.output.splitlines()[-1]
+
+
+NINES = "9" * 400
+QUANTITY_CASES = {
+    "bolus-dose-beyond-u32": (["bolus", "--dose", "99999999999 mL", "--duration", "10 min"],
+                              "--dose"),
+    "bolus-dose-400-digits": (["bolus", "--dose", NINES, "--duration", "10 min"], "--dose"),
+    "bolus-duration-beyond-u32": (["bolus", "--dose", "1 mL", "--duration", "99999999999 s"],
+                                  "--duration"),
+    "bolus-dose-nan": (["bolus", "--dose", "nan mL", "--duration", "10 min"], "--dose"),
+    "prime-volume-beyond-u32": (["prime", "--volume", "99999999999999999999999 mL"],
+                                "--volume"),
+    "prime-volume-1e400": (["prime", "--volume", "1e400 mL"], "--volume"),
+    "refill-withdrawn-beyond-u32": (["refill", "--withdrawn", "5000 mL", "--volume", "20 mL",
+                                     "--concentration", "10 mg/mL"],
+                                    "--withdrawn"),
+    "refill-volume-400-digits": (["refill", "--withdrawn", "1 mL", "--volume", NINES,
+                                  "--concentration", "10 mg/mL"],
+                                 "--volume"),
+    "refill-concentration-beyond-u32": (["refill", "--withdrawn", "1 mL", "--volume", "20 mL",
+                                         "--concentration", "99999999 g/mL"],
+                                        "--concentration"),
+    "set-clock-400-digits": (["set-clock", NINES], "set-clock"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "words"), list(QUANTITY_CASES.values()), ids=list(QUANTITY_CASES))
+def test_a_hostile_quantity_is_one_line_and_exit_2_before_anything_is_sent(
+    args: list[str], words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(main, ["keys", "new", "--serial", "PE-1", "--out", "k"])
+    assert made.exit_code == 0, made.output
+    # loop:// would echo anything sent back: the error must come before any frame.
+    result = CliRunner().invoke(
+        main, ["ctl", "--port", "loop://", "--keys", "k", "--timeout", "0.2", *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert words in lines[0]
