@@ -61,7 +61,7 @@ from emulator.faults import (
 )
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
-from hil.keys_command import create_private_file
+from hil.key_files import create_private_file
 from hil.serve import (
     ClockControlError,
     Log,

@@ -40,7 +40,7 @@ from hil.control import (
     write_token_file,
 )
 from hil.errors import HilError, UsageError
-from hil.keys_command import load_keys
+from hil.key_files import load_keys
 from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.serve import (
     PumpServer,

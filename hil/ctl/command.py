@@ -34,7 +34,7 @@ from hil.ctl import prescription_file, render
 from hil.ctl import quantities as q
 from hil.ctl.render import Verdict
 from hil.errors import HilError
-from hil.keys_command import load_keys
+from hil.key_files import load_keys
 from hil.links import LinkClosedError, SerialLink, open_link
 from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome, Result, RetryPolicy

@@ -27,7 +27,7 @@ from hil.capture import read_capture
 from hil.cli import main
 from hil.clock import SystemClock
 from hil.ctl import command as ctl_command
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.serve import PumpServer, TcpListenerLink
 from protocol import wire
 from protocol.device_state import EventKind, TherapyState
