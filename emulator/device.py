@@ -289,7 +289,7 @@ class PumpDevice:
         self._keys = keys
         self._entropy = entropy
         self._session = PumpSession(keys, limits or default_session_limits(pump.profile))
-        self._ledger = ledger or CommandLedger()
+        self._ledger = ledger if ledger is not None else CommandLedger()  # an empty one is falsy
         self._framer = Framer()
         self._outbox = bytearray()
         self._rx_idle_deadline: int | None = None

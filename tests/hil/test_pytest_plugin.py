@@ -5,6 +5,9 @@ way an installed pumpemu loads it: through its pytest11 entry point."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from hil.hazards import HAZARDS
@@ -92,3 +95,13 @@ def test_every_hazard_marker_in_this_repository_names_a_catalogued_hazard(
     plugin = request.config.pluginmanager.get_plugin("pumpemu")
     assert plugin is not None, "pumpemu's pytest11 entry point is not installed"
     assert set(HAZARDS) >= {"H1", "H17", "C1", "C5"}
+
+
+def test_the_documented_example_runs_with_the_installed_plugin(pytester: pytest.Pytester) -> None:
+    """docs/pytest-plugin.md's example, as a user's test file: no conftest.py."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "pytest-plugin.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+    pytester.makepyfile(test_user=code)
+    recorder = pytester.inline_run()
+    passed, skipped, failed = recorder.listoutcomes()
+    assert (len(passed), len(skipped), len(failed)) == (2, 0, 0)
