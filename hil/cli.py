@@ -87,16 +87,24 @@ class PumpemuGroup(click.Group):
     Subcommands load lazily (COMMANDS)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted({*COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS:
-            return None
-        return load_command(cmd_name)
+        if cmd_name in COMMANDS:
+            return load_command(cmd_name)
+        return self.commands.get(cmd_name)  # one attached with add_command (eagerly)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # The summaries come from COMMANDS, so listing the commands imports none of them.
-        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        rows = [
+            (
+                name,
+                COMMANDS[name][2]
+                if name in COMMANDS
+                else self.commands[name].get_short_help_str(80),
+            )
+            for name in self.list_commands(ctx)
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
