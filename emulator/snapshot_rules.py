@@ -19,7 +19,8 @@ from typing import Any
 
 from emulator.firmware.interlocks import check_prescription, prescription_digest
 from emulator.firmware.nvram import SnapshotError, canonical_json, prescription_from_json
-from emulator.plant import CatheterState, MotorState
+from emulator.fluid.slugs import MAX_SLUGS
+from emulator.plant import CatheterState, Flow, MotorState
 from emulator.profile import Profile
 from protocol.device_state import AlarmKind, TherapyState
 from protocol.units import MS_PER_S, U32_MAX, U64_MAX
@@ -206,7 +207,24 @@ _PLANT_ENUMS = {
     "_catheter_state": CatheterState,
     "_motor": MotorState,
     "_motor_after_change": MotorState,
+    "_flow_kind": Flow,
 }
+_PLANT_BOOLS = frozenset({"_valve_closed", "_exposed", "_flipped"})
+_PLANT_SERIES = frozenset({"_path", "_catheter"})
+
+
+def _check_slugs(where: str, value: object, most_nl: int) -> int:
+    """Slugs ``[[volume_nl >= 1, mass_pg >= 0], ...]`` holding at most ``most_nl``."""
+    slugs = _need_list(where, value, MAX_SLUGS)
+    total = 0
+    for i, slug in enumerate(slugs):
+        if not isinstance(slug, list) or len(slug) != 2:
+            raise SnapshotError(f"{where}[{i}] must be [volume_nl, mass_pg]")
+        total += need_int(f"{where}[{i}][0]", slug[0], 1, most_nl)
+        need_int(f"{where}[{i}][1]", slug[1], 0, U64_MAX)
+    if total > most_nl:
+        raise SnapshotError(f"{where} holds {total} nL, more than {most_nl} nL")
+    return total
 
 
 def _check_plant(value: object, p: Profile, now: int) -> None:
@@ -214,8 +232,20 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
         raise SnapshotError("pump.plant must be an object")
     for name, field in value.items():
         where = f"pump.plant.{name}"
-        if name == "_valve_closed":
+        if name in _PLANT_BOOLS:
             need_bool(where, field)
+        elif name == "_path":
+            path = p.internal_path_nl
+            if _check_slugs(where, field, path) != path:
+                raise SnapshotError(f"{where} must hold the internal path's {path} nL")
+        elif name == "_catheter":
+            _check_slugs(where, field, p.catheter_volume_nl(p.catheter_max_length_cm))
+        elif name in ("_flow_ppm", "_leak_ppm"):
+            need_int(where, field, 0, 1_000_000)
+        elif name == "_res_segment_nl":
+            need_int(where, field, 0, p.reservoir_capacity_nl)
+        elif name == "_retained":
+            need_int(where, field, 0, p.catheter_compliance_nl)
         elif name in ("_motor_change_ms", "_motor_resume_ms"):
             # A change that fell due was applied by the last update: what is left is future.
             need_opt_int(where, field, now + 1, U64_MAX)
@@ -224,8 +254,6 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
             need_int(where, field, min(enum), max(enum))
         elif name == "_bias_ppm":
             need_int(where, field, -999_999, 1_000_000)
-        elif name == "_leak_ppm":
-            need_int(where, field, 0, 1_000_000)
         elif name == "_bias_base":
             need_int(where, field, -U64_MAX, U64_MAX)
         elif name == "_stroke_nl":
@@ -244,6 +272,25 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
     if pending and after == MotorState.RECOVERING and value.get("_motor_resume_ms") is None:
         # Plant.update would assert at the change: a recovery needs its end.
         raise SnapshotError("pump.plant: a pending recovery needs _motor_resume_ms")
+    _check_flow(value, now)
+
+
+def _check_flow(value: dict[str, Any], now: int) -> None:
+    """A flow restriction the catheter model can evaluate (emulator/fluid/catheter.py)."""
+    kind, span, closed = (value.get(k) for k in ("_flow_kind", "_flow_span_ms", "_flow_closed_ms"))
+    start = value.get("_flow_start_ms")
+    if isinstance(start, int) and start > now:
+        raise SnapshotError("pump.plant._flow_start_ms is after the pump's time")
+    if kind in (Flow.GROWING, Flow.KINKED) and not (isinstance(span, int) and span >= 1):
+        raise SnapshotError("pump.plant._flow_span_ms must be >= 1 for a mass or a kink")
+    if kind == Flow.KINKED and isinstance(closed, int) and isinstance(span, int) and closed > span:
+        raise SnapshotError("pump.plant._flow_closed_ms must be <= _flow_span_ms")
+    catheter = value.get("_catheter")
+    volume = value.get("_catheter_volume")
+    if isinstance(catheter, list) and isinstance(volume, int):
+        held = sum(s[0] for s in catheter if isinstance(s, list) and s and isinstance(s[0], int))
+        if held > volume:
+            raise SnapshotError("pump.plant._catheter holds more than its dead volume")
 
 
 def _check_firmware(value: object, p: Profile, now: int) -> None:

@@ -1,0 +1,112 @@
+"""An ordered series of slugs of drug solution (first in, first out), exact in nL and pg.
+
+The pump's internal path and the catheter's dead volume hold drug solution in the order it
+left the reservoir: a new concentration reaches the patient only after the old solution
+ahead of it (the reason for a bridge bolus), and a priming front carries less drug than the
+solution behind it (H3). A slug is ``[volume_nl, mass_pg]``.
+
+Masses are integers: taking part of a slug takes ``mass * part // volume`` (rounded down,
+the rest stays in the slug), so the series conserves mass exactly, whatever the slicing;
+where a picogram lands may differ by one between two slicings, the total never does.
+
+Neighbouring slugs whose concentrations differ by less than one picogram over the slug
+(rounding, not a change of drug) are merged, so a year of strokes keeps a handful of slugs;
+a series never holds more than ``MAX_SLUGS`` (the two oldest merge: they are mixed, as
+fluid in a tube does over time).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["MAX_SLUGS", "SlugSeries"]
+
+MAX_SLUGS = 64
+"""The most slugs one series keeps (memory stays flat over a decade of refills)."""
+
+
+class SlugSeries:
+    """Drug solution in a tube, oldest (nearest the outlet) first."""
+
+    __slots__ = ("_slugs", "mass_pg", "volume_nl")
+
+    def __init__(self, slugs: list[list[int]] | None = None) -> None:
+        self._slugs: deque[list[int]] = deque()
+        self.volume_nl = 0
+        self.mass_pg = 0
+        for volume, mass in slugs or ():
+            self.push(volume, mass)
+
+    @classmethod
+    def restore(cls, slugs: list[list[int]]) -> SlugSeries:
+        """The series exactly as saved (``slugs()``), with no merging."""
+        series = cls()
+        for volume, mass in slugs:
+            if volume < 1 or mass < 0:
+                raise ValueError("a slug is [volume_nl >= 1, mass_pg >= 0]")
+            series._slugs.append([volume, mass])
+            series.volume_nl += volume
+            series.mass_pg += mass
+        return series
+
+    def push(self, volume_nl: int, mass_pg: int) -> None:
+        """Solution enters at the inlet (the newest end)."""
+        if volume_nl <= 0:
+            if mass_pg:
+                raise ValueError("drug mass needs a volume to carry it")
+            return
+        self.volume_nl += volume_nl
+        self.mass_pg += mass_pg
+        slugs = self._slugs
+        if slugs:
+            last = slugs[-1]
+            # Same concentration within one picogram of rounding: one slug.
+            if abs(mass_pg * last[0] - last[1] * volume_nl) <= max(last[0], volume_nl):
+                last[0] += volume_nl
+                last[1] += mass_pg
+                return
+        slugs.append([volume_nl, mass_pg])
+        if len(slugs) > MAX_SLUGS:
+            first = slugs.popleft()
+            slugs[0][0] += first[0]
+            slugs[0][1] += first[1]
+
+    def pop(self, volume_nl: int) -> int:
+        """Take ``volume_nl`` from the outlet (the oldest end); returns its drug mass."""
+        return self._take(volume_nl, oldest=True)
+
+    def pop_newest(self, volume_nl: int) -> int:
+        """Take ``volume_nl`` back through the inlet (aspiration); returns its drug mass."""
+        return self._take(volume_nl, oldest=False)
+
+    def _take(self, volume_nl: int, *, oldest: bool) -> int:
+        if not 0 <= volume_nl <= self.volume_nl:
+            raise ValueError(f"cannot take {volume_nl} nL from {self.volume_nl} nL")
+        slugs = self._slugs
+        left = volume_nl
+        mass = 0
+        while left:
+            slug = slugs[0] if oldest else slugs[-1]
+            if slug[0] <= left:
+                left -= slug[0]
+                mass += slug[1]
+                if oldest:
+                    slugs.popleft()
+                else:
+                    slugs.pop()
+                continue
+            part = slug[1] * left // slug[0]
+            slug[0] -= left
+            slug[1] -= part
+            mass += part
+            left = 0
+        self.volume_nl -= volume_nl
+        self.mass_pg -= mass
+        return mass
+
+    def slugs(self) -> list[list[int]]:
+        """Copies of the slugs, oldest first (plain JSON for a snapshot)."""
+        return [[volume, mass] for volume, mass in self._slugs]
+
+    def __len__(self) -> int:
+        return len(self._slugs)
