@@ -577,10 +577,12 @@ class Plant:
         out), then down the catheter."""
         if volume <= 0:
             return
-        if self._path.volume_nl:
-            self._path.push(volume, mass)
-            mass = self._path.pop(volume)
-        self._to_catheter(volume, mass)
+        if not self._path.volume_nl:
+            self._to_catheter(volume, mass)
+            return
+        self._path.push(volume, mass)
+        for piece, piece_pg in self._path.pop_pieces(volume):
+            self._to_catheter(piece, piece_pg)
 
     def _to_catheter(self, volume: int, mass: int) -> None:
         """Solution at the catheter's connector (from the path, a repair, or the CAP)."""

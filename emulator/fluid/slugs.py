@@ -73,23 +73,28 @@ class SlugSeries:
 
     def pop(self, volume_nl: int) -> int:
         """Take ``volume_nl`` from the outlet (the oldest end); returns its drug mass."""
+        return sum(mass for _, mass in self._take(volume_nl, oldest=True))
+
+    def pop_pieces(self, volume_nl: int) -> list[tuple[int, int]]:
+        """Take ``volume_nl`` from the outlet as the slugs it spans, oldest first, so a
+        boundary between two concentrations survives the move into the next tube."""
         return self._take(volume_nl, oldest=True)
 
     def pop_newest(self, volume_nl: int) -> int:
         """Take ``volume_nl`` back through the inlet (aspiration); returns its drug mass."""
-        return self._take(volume_nl, oldest=False)
+        return sum(mass for _, mass in self._take(volume_nl, oldest=False))
 
-    def _take(self, volume_nl: int, *, oldest: bool) -> int:
+    def _take(self, volume_nl: int, *, oldest: bool) -> list[tuple[int, int]]:
         if not 0 <= volume_nl <= self.volume_nl:
             raise ValueError(f"cannot take {volume_nl} nL from {self.volume_nl} nL")
         slugs = self._slugs
         left = volume_nl
-        mass = 0
+        pieces: list[tuple[int, int]] = []
         while left:
             slug = slugs[0] if oldest else slugs[-1]
             if slug[0] <= left:
                 left -= slug[0]
-                mass += slug[1]
+                pieces.append((slug[0], slug[1]))
                 if oldest:
                     slugs.popleft()
                 else:
@@ -98,11 +103,11 @@ class SlugSeries:
             part = slug[1] * left // slug[0]
             slug[0] -= left
             slug[1] -= part
-            mass += part
+            pieces.append((left, part))
             left = 0
         self.volume_nl -= volume_nl
-        self.mass_pg -= mass
-        return mass
+        self.mass_pg -= sum(mass for _, mass in pieces)
+        return pieces
 
     def slugs(self) -> list[list[int]]:
         """Copies of the slugs, oldest first (plain JSON for a snapshot)."""
