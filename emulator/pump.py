@@ -422,9 +422,7 @@ class Pump:
         _need_volume(volume_nl)
         return self._plant.cap_aspirate(volume_nl)
 
-    def cap_inject(
-        self, volume_nl: int, concentration_ug_per_ml: int | None = None
-    ) -> CapInjected:
+    def cap_inject(self, volume_nl: int, concentration_ug_per_ml: int | None = None) -> CapInjected:
         """Inject ``volume_nl`` through the catheter access port now (H2): straight down the
         catheter, bypassing the reservoir, the mechanism and every limit; the firmware is
         not told. ``concentration_ug_per_ml`` defaults to the drug last put into the

@@ -231,7 +231,9 @@ def test_wrong_concentration_fill_is_plant_truth(programmed: PumpFactory, rx: Rx
     carries 10,000 pg: on day 2 (1,010,000 nL) the patient gets 10.1 mg where the firmware
     believes 1 mg/mL. The pump never knows."""
     pump = programmed(rx(1 * ML))
-    refill(pump, 20 * ML, new_concentration_ug_per_ml=1_000, injected_concentration_ug_per_ml=10_000)
+    refill(
+        pump, 20 * ML, new_concentration_ug_per_ml=1_000, injected_concentration_ug_per_ml=10_000
+    )
     assert pump.plant_truth().drug_concentration_ug_per_ml == 10_000
     pump.advance(S_PER_DAY)
     before = pump.plant_truth().delivered_pg
