@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from emulator.fluid.catheter import PPM, AspirationResult, Flow, fraction_at, fraction_integral
+from emulator.fluid.catheter import PPM, AspirationResult, Flow, Restriction
 from emulator.fluid.reservoir import mass_left
 from emulator.fluid.slugs import MAX_SLUGS, SlugSeries
 from emulator.profile import Profile
@@ -296,18 +296,42 @@ class Plant:
                 f"catheter_length_cm {catheter_length_cm} outside "
                 f"0..{profile.catheter_max_length_cm}"
             )
-        conc = _concentration(drug_concentration_ug_per_ml)
         self._profile = profile
         self._start_ms = start_ms
         self._now = start_ms
         self._stroke_nl = profile.stroke_nl
         self._catheter_volume = profile.catheter_volume_nl(catheter_length_cm)
+        self._init_fluid(reservoir_nl, catheter_primed, drug_concentration_ug_per_ml)
+        self._pumped = 0
+        self._dry = 0
+        self._valve_released = 0
+        self._strokes_attempted = 0
+        # Bias segment: volume moved is base + f(strokes since the bias last changed).
+        self._bias_ppm = profile.mechanical_bias_ppm
+        self._bias_base = 0
+        self._bias_strokes = 0
+        # Leak segment: the loss is recomputed from the flow since the leak last changed.
+        self._catheter_state = CatheterState.OK
+        self._leak_ppm = 0
+        self._leak_flow = 0
+        self._motor = MotorState.OK
+        self._motor_change_ms: int | None = None
+        self._motor_after_change = MotorState.OK
+        self._motor_resume_ms: int | None = None
+        self._valve_closed = False
+        self._magnet_exposures = 0
+        self._drained_nah = 0
+        self._sessions = 0
+
+    def _init_fluid(self, reservoir_nl: int, catheter_primed: bool, conc_ug_per_ml: int) -> None:
+        """Drug along the fluid path at implant, every total at 0."""
+        conc = _concentration(conc_ug_per_ml)
         self._conc = conc
         self._reservoir = reservoir_nl
         self._res_segment_nl = reservoir_nl
         self._res_segment_pg = reservoir_nl * conc
         # The internal path is full of drug from the pump's own priming before implant.
-        path = profile.internal_path_nl
+        path = self._profile.internal_path_nl
         self._path = SlugSeries([[path, path * conc]] if path else None)
         catheter = self._catheter_volume if catheter_primed else 0
         self._catheter = SlugSeries([[catheter, catheter * conc]] if catheter else None)
@@ -323,34 +347,14 @@ class Plant:
         self._withdrawn = self._withdrawn_pg = 0
         self._aspirated = self._aspirated_pg = 0
         self._csf_aspirated = 0
-        self._pumped = 0
-        self._dry = 0
-        self._valve_released = 0
-        self._strokes_attempted = 0
-        # Bias segment: volume moved is base + f(strokes since the bias last changed).
-        self._bias_ppm = profile.mechanical_bias_ppm
-        self._bias_base = 0
-        self._bias_strokes = 0
-        # Leak segment: the loss is recomputed from the flow since the leak last changed.
-        self._catheter_state = CatheterState.OK
-        self._leak_ppm = 0
-        self._leak_flow = 0
         # Flow restriction (emulator/fluid/catheter.py): OPEN unless occluded.
         self._flow_kind = Flow.OPEN
         self._flow_ppm = PPM
-        self._flow_start_ms = start_ms
+        self._flow_start_ms = self._start_ms
         self._flow_span_ms = 0
         self._flow_closed_ms = 0
         self._exposed = False
         self._flipped = False
-        self._motor = MotorState.OK
-        self._motor_change_ms: int | None = None
-        self._motor_after_change = MotorState.OK
-        self._motor_resume_ms: int | None = None
-        self._valve_closed = False
-        self._magnet_exposures = 0
-        self._drained_nah = 0
-        self._sessions = 0
 
     # -- observation -----------------------------------------------------------------------
 
@@ -405,16 +409,19 @@ class Plant:
                 times.append(grown)
         return min((t for t in times if t is not None), default=None)
 
-    def delivered_fraction_ppm(self, at_ms: int | None = None) -> int:
-        """The share of pushed flow that passes the catheter at ``at_ms`` (default now)."""
-        return fraction_at(
+    def restriction(self) -> Restriction:
+        """The catheter's flow restriction now (emulator/fluid/catheter.py)."""
+        return Restriction(
             self._flow_kind,
             self._flow_ppm,
             self._flow_start_ms,
             self._flow_span_ms,
             self._flow_closed_ms,
-            self._now if at_ms is None else at_ms,
         )
+
+    def delivered_fraction_ppm(self, at_ms: int | None = None) -> int:
+        """The share of pushed flow that passes the catheter at ``at_ms`` (default now)."""
+        return self.restriction().at(self._now if at_ms is None else at_ms)
 
     def truth(self) -> PlantTruth:
         tip_first = tuple((v, m) for v, m in self._catheter.slugs())
@@ -538,18 +545,15 @@ class Plant:
         if kind is Flow.OPEN:
             through = wanted
         else:
-            args = (
-                kind, self._flow_ppm, self._flow_start_ms, self._flow_span_ms,
-                self._flow_closed_ms,
-            )  # fmt: skip
+            restriction = self.restriction()
             if t1 > t0:
-                num, den = fraction_integral(*args, t0, t1)
+                num, den = restriction.integral(t0, t1)
                 through = wanted * num // (den * PPM * (t1 - t0))
             else:
-                through = wanted * fraction_at(*args, t0) // PPM
+                through = wanted * restriction.at(t0) // PPM
             # A kink's compliance fills and empties within each cycle: only a lasting
             # block keeps drug pressed upstream (released at a repair).
-            if kind is not Flow.KINKED and fraction_at(*args, t1) == 0:
+            if kind is not Flow.KINKED and restriction.at(t1) == 0:
                 room = max(self._profile.catheter_compliance_nl - self._retained, 0)
                 stored = min(wanted - through, room)
         through_out = min(through, self._reservoir)

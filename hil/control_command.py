@@ -226,7 +226,8 @@ CAP_ASPIRATE_SUMMARY = "aspirate through the catheter access port: does CSF retu
 
 @fault.command(
     "cap-aspirate",
-    epilog="\b\nExample:\n  pumpemu fault cap-aspirate --volume-nl 1000000 --control 127.0.0.1:7001",
+    epilog="\b\nExample:\n"
+    "  pumpemu fault cap-aspirate --volume-nl 1000000 --control 127.0.0.1:7001",
 )
 @click.option(
     "--volume-nl",

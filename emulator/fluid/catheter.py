@@ -16,9 +16,10 @@ so the volume that flows in a step is ``wanted x mean fraction over the step``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["PPM", "AspirationResult", "Flow", "fraction_at", "fraction_integral"]
+__all__ = ["PPM", "AspirationResult", "Flow", "Restriction"]
 
 PPM = 1_000_000
 
@@ -73,33 +74,46 @@ def _closed_time(x: int, start: int, period: int, closed: int) -> int:
     return (since // period) * closed + min(since % period, closed)
 
 
-def fraction_integral(
-    kind: Flow, ppm: int, start: int, span: int, closed: int, a: int, b: int
-) -> tuple[int, int]:
-    """The delivered fraction integrated over [a, b] (ppm x ms) as (numerator,
-    denominator): the mean fraction is numerator / (denominator x (b - a))."""
-    if kind is Flow.OPEN:
-        return PPM * (b - a), 1
-    if kind is Flow.PARTIAL:
-        return ppm * (b - a), 1
-    if kind is Flow.GROWING:
-        return _ramp_integral(a, b, start, span, ppm)
-    shut = _closed_time(b, start, span, closed) - _closed_time(a, start, span, closed)
-    return PPM * (b - a - shut), 1
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """One restriction: its shape, its fraction (PARTIAL: constant; GROWING: when grown),
+    when it began, its span (GROWING: the growth; KINKED: the period) and a kink's closed
+    time per period."""
 
+    kind: Flow
+    ppm: int = PPM
+    start_ms: int = 0
+    span_ms: int = 0
+    closed_ms: int = 0
 
-def fraction_at(kind: Flow, ppm: int, start: int, span: int, closed: int, t: int) -> int:
-    """The delivered fraction (ppm) at instant ``t`` (the state just after ``t``)."""
-    if kind is Flow.OPEN:
-        return PPM
-    if kind is Flow.PARTIAL:
-        return ppm
-    if kind is Flow.GROWING:
-        if t <= start:
+    def integral(self, a: int, b: int) -> tuple[int, int]:
+        """The delivered fraction integrated over [a, b] (ppm x ms) as (numerator,
+        denominator): the mean fraction is numerator / (denominator x (b - a))."""
+        kind = self.kind
+        if kind is Flow.OPEN:
+            return PPM * (b - a), 1
+        if kind is Flow.PARTIAL:
+            return self.ppm * (b - a), 1
+        if kind is Flow.GROWING:
+            return _ramp_integral(a, b, self.start_ms, self.span_ms, self.ppm)
+        start, period, closed = self.start_ms, self.span_ms, self.closed_ms
+        shut = _closed_time(b, start, period, closed) - _closed_time(a, start, period, closed)
+        return PPM * (b - a - shut), 1
+
+    def at(self, t: int) -> int:
+        """The delivered fraction (ppm) at instant ``t`` (the state just after ``t``)."""
+        kind = self.kind
+        if kind is Flow.OPEN:
             return PPM
-        if t >= start + span:
-            return ppm
-        return PPM + (ppm - PPM) * (t - start) // span
-    if t < start:
-        return PPM
-    return 0 if (t - start) % span < closed else PPM
+        if kind is Flow.PARTIAL:
+            return self.ppm
+        start, span = self.start_ms, self.span_ms
+        if kind is Flow.GROWING:
+            if t <= start:
+                return PPM
+            if t >= start + span:
+                return self.ppm
+            return PPM + (self.ppm - PPM) * (t - start) // span
+        if t < start:
+            return PPM
+        return 0 if (t - start) % span < self.closed_ms else PPM

@@ -12,6 +12,7 @@ A basal rate of R nL/day moves R x 1.01 nL a day (the bias).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -322,7 +323,7 @@ def test_inflammatory_mass_dose_falls_while_the_firmware_sees_nothing(
     assert daily[0] == 495_982
     assert daily[26] == 505_000 * 3 // 56
     assert daily[27] == 505_000 // 56 + COMPLIANCE
-    assert all(a > b for a, b in zip(daily[:27], daily[1:27], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(daily[:27]))
     assert pump.alarms() == ()
     assert pump.plant_truth().delivered_fraction_ppm == 0
     assert pump.cap_aspirate(100_000).result is AspirationResult.NO_FLOW
@@ -361,7 +362,8 @@ def test_erosion_is_a_leak_on_an_exposed_device(programmed: PumpFactory, rx: RxF
     pump.inject(CatheterErosion(ppm=100_000))
     pump.advance(S_PER_DAY)
     truth = pump.plant_truth()
-    assert truth.exposed and truth.catheter is CatheterState.LEAKING
+    assert truth.exposed
+    assert truth.catheter is CatheterState.LEAKING
     assert truth.leaked_pg == 101_000_000
     pump.inject(CatheterRepair())
     assert not pump.plant_truth().exposed
