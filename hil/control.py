@@ -466,7 +466,7 @@ def compare_rows(plant: Mapping[str, Any], firmware: Mapping[str, Any]) -> list[
             "plant": plant["delivered_pg"],
         },
         {
-            "quantity": "drug absorbed systemically (pocket, leak, migration)",
+            "quantity": "drug outside the CSF (systemic)",
             "unit": "pg",
             "firmware": None,
             "plant": plant["systemic_pg"],

@@ -345,3 +345,4 @@ def truth(control: str, token_file: Path | None, as_json: bool) -> None:
         if i == 0:
             click.echo(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * widths[2]}")
     click.echo(f"fluid balance (in - out, should be 0): {plant['balance_nl']} nL")
+    click.echo(f"drug balance (in - out, should be 0): {plant['balance_pg']} pg")
