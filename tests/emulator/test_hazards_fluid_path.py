@@ -78,6 +78,7 @@ def test_pocket_fill_is_a_systemic_dose_and_a_negative_discrepancy(
     delivered_before = truth.delivered_pg
     pump.advance(10 * S_PER_DAY)
     assert pump.plant_truth().delivered_pg - delivered_before == 8 * MG
+    assert pump.cap_aspirate(0).result is AspirationResult.CSF  # the catheter is fine
     done = refill(pump)
     assert done.discrepancy_nl == -10 * ML
     assert done.discrepancy_flagged
@@ -193,6 +194,11 @@ def test_priming_drug_arrives_early_then_a_weaker_column_follows(
     (2,574,000 pg): 28,600,000 + 2,574,000 = 31,174,000 pg reached the patient. The column
     at the tip is 900 ug/mL: the next 283,140 nL delivered carry 10 % less than the
     reservoir's 1 mg/mL (a period of lower concentration).
+
+    The refill shows only the bias: the firmware counted 1,430 x 200 = 286,000 nL, the
+    reservoir lost 288,860: -2,860 nL, not flagged. A 300,000 nL CAP aspiration then draws
+    the catheter's 286,000 nL (254,826,000 + 2,860,000 = 257,686,000 pg) and 14,000 nL of
+    CSF.
     """
     pump = programmed(rx(500_000), catheter_primed=False)
     pump.stop()
@@ -208,6 +214,15 @@ def test_priming_drug_arrives_early_then_a_weaker_column_follows(
     assert truth.catheter_slugs == ((283_140, 254_826_000), (2_860, 2_860_000))
     assert truth.catheter_slugs[0][1] * 1_000 // truth.catheter_slugs[0][0] == 900_000
     assert truth.balance_pg() == 0
+    done = refill(pump)
+    assert (done.discrepancy_nl, done.discrepancy_flagged) == (-2_860, False)
+    got = pump.cap_aspirate(300_000)
+    assert (got.result, got.drug_nl, got.drug_pg, got.csf_nl) == (
+        AspirationResult.CSF,
+        CATHETER,
+        257_686_000,
+        14_000,
+    )
 
 
 @pytest.mark.hazard("H3")
