@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_CONCENTRATION_UG_PER_ML",
+    "MAX_FAULT_SPAN_S",
+    "MAX_FAULT_VOLUME_NL",
     "BatteryDrain",
     "CapInjection",
     "CatheterDisconnect",
@@ -32,6 +35,15 @@ __all__ = [
     "PumpReseat",
     "Reset",
 ]
+
+
+MAX_CONCENTRATION_UG_PER_ML = 1_000_000
+"""The strongest solution a fault may carry: 1 g/mL, above any intrathecal drug."""
+MAX_FAULT_VOLUME_NL = 100_000_000
+"""The most one injection fault moves: 100 mL, above any syringe."""
+MAX_FAULT_SPAN_S = 10 * 365 * 86_400
+MAX_CONCENTRATION = MAX_CONCENTRATION_UG_PER_ML
+"""The longest a mass may grow or a kink's cycle last: 10 years (a pump's life)."""
 
 
 def _check(name: str, value: int, low: int, high: int | None = None) -> None:
@@ -97,7 +109,7 @@ class InflammatoryMass:
     delivered_ppm: int = 0
 
     def __post_init__(self) -> None:
-        _check("grow_s", self.grow_s, 1)
+        _check("grow_s", self.grow_s, 1, MAX_FAULT_SPAN_S)
         _check("delivered_ppm", self.delivered_ppm, 0, 999_999)
 
 
@@ -110,7 +122,7 @@ class CatheterKink:
     closed_s: int
 
     def __post_init__(self) -> None:
-        _check("period_s", self.period_s, 1)
+        _check("period_s", self.period_s, 1, MAX_FAULT_SPAN_S)
         _check("closed_s", self.closed_s, 0, self.period_s)
 
 
@@ -139,7 +151,8 @@ class PumpFlip:
 
 @dataclass(frozen=True, slots=True)
 class PumpReseat:
-    """A flipped pump is turned back (surgical revision): its septa are reachable again."""
+    """A flipped pump is turned back (surgical revision): its septa are reachable again
+    (ends the H1 pocket-fill risk of ``PumpFlip``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +165,8 @@ class CapInjection:
     concentration_ug_per_ml: int
 
     def __post_init__(self) -> None:
-        _check("volume_nl", self.volume_nl, 0)
-        _check("concentration_ug_per_ml", self.concentration_ug_per_ml, 0)
+        _check("volume_nl", self.volume_nl, 0, MAX_FAULT_VOLUME_NL)
+        _check("concentration_ug_per_ml", self.concentration_ug_per_ml, 0, MAX_CONCENTRATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +213,7 @@ class PocketFill:
     def __post_init__(self) -> None:
         _check("volume_nl", self.volume_nl, 0)
         if self.concentration_ug_per_ml is not None:
-            _check("concentration_ug_per_ml", self.concentration_ug_per_ml, 0)
+            _check("concentration_ug_per_ml", self.concentration_ug_per_ml, 0, MAX_CONCENTRATION)
 
 
 @dataclass(frozen=True, slots=True)

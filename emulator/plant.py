@@ -52,6 +52,7 @@ from protocol.units import MS_PER_HOUR
 
 __all__ = [
     "DEFAULT_DRUG_CONCENTRATION_UG_PER_ML",
+    "MAX_CONCENTRATION_UG_PER_ML",
     "AspirationResult",
     "CapAspirated",
     "CapInjected",
@@ -924,11 +925,16 @@ PlantValue = int | bool | None | list[list[int]]
 _SERIES_FIELDS = frozenset({"_path", "_catheter"})
 
 
+MAX_CONCENTRATION_UG_PER_ML = 1_000_000
+"""1 g/mL: no solution is stronger; it keeps every cumulative mass far inside u64 (a
+snapshot's bound) for centuries of refills."""
+
+
 def _concentration(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"a concentration is an int in ug/mL, got {value!r}")
-    if value < 0:
-        raise ValueError(f"a concentration is >= 0 ug/mL, got {value}")
+    if not 0 <= value <= MAX_CONCENTRATION_UG_PER_ML:
+        raise ValueError(f"a concentration is 0..{MAX_CONCENTRATION_UG_PER_ML} ug/mL, got {value}")
     return value
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from emulator.delivery import DeliveryEngine, EngineState
 from emulator.errors import ProfileError, TimeError
 from emulator.faults import (
+    MAX_FAULT_VOLUME_NL,
     BatteryDrain,
     CapInjection,
     CatheterDisconnect,
@@ -65,6 +66,7 @@ from emulator.firmware.results import (
 )
 from emulator.plant import (
     DEFAULT_DRUG_CONCENTRATION_UG_PER_ML,
+    MAX_CONCENTRATION_UG_PER_ML,
     CapAspirated,
     CapInjected,
     CatheterState,
@@ -333,9 +335,11 @@ class Pump:
         if real_conc is None:
             real_conc = new_concentration_ug_per_ml
         if real_conc is not None and (
-            isinstance(real_conc, bool) or not isinstance(real_conc, int) or real_conc < 0
+            isinstance(real_conc, bool)
+            or not isinstance(real_conc, int)
+            or not 0 <= real_conc <= MAX_CONCENTRATION_UG_PER_ML
         ):
-            raise ValueError("a concentration is an int >= 0 ug/mL")
+            raise ValueError(f"a concentration is an int 0..{MAX_CONCENTRATION_UG_PER_ML} ug/mL")
         reported = self._last_withdrawn if withdrawn_nl is None else withdrawn_nl
         conc = new_concentration_ug_per_ml
         refusal = self._fw.check_refill_complete(
@@ -592,8 +596,12 @@ class Pump:
 
 
 def _need_volume(volume_nl: object) -> None:
-    if isinstance(volume_nl, bool) or not isinstance(volume_nl, int) or volume_nl < 0:
-        raise ValueError(f"volume_nl must be an int >= 0, got {volume_nl!r}")
+    if (
+        isinstance(volume_nl, bool)
+        or not isinstance(volume_nl, int)
+        or not 0 <= volume_nl <= MAX_FAULT_VOLUME_NL
+    ):
+        raise ValueError(f"volume_nl must be an int 0..{MAX_FAULT_VOLUME_NL}, got {volume_nl!r}")
 
 
 def _profile_to_json(profile: Profile) -> dict[str, Any]:

@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from emulator.faults import (
+    MAX_CONCENTRATION_UG_PER_ML,
+    MAX_FAULT_VOLUME_NL,
     BatteryDrain,
     CapInjection,
     CatheterDisconnect,
@@ -886,9 +888,9 @@ _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = 
     "cap_inject": ControlServer._op_cap_inject,
 }
 
-MAX_CAP_NL = 100_000_000
+MAX_CAP_NL = MAX_FAULT_VOLUME_NL
 """The most one CAP operation moves (100 mL: above any syringe a clinician would use)."""
-MAX_CAP_CONCENTRATION = 1_000_000
+MAX_CAP_CONCENTRATION = MAX_CONCENTRATION_UG_PER_ML
 """The strongest solution a CAP injection may carry, ug/mL (1 g/mL: above any drug)."""
 
 
