@@ -1,5 +1,7 @@
 """Drug along the fluid path: the pieces the plant (emulator/plant.py) is built from.
 
+- ``path``: ``FluidPath``, where the drug is from the reservoir to the tip and every
+  total in and out (the plant's mechanism says how much it pushes; this says where it goes);
 - ``slugs``: an ordered series of slugs (volume nL, drug mass pg), first in first out: the
   pump's internal path and the catheter's dead volume (H3);
 - ``reservoir``: the well-mixed reservoir's drug mass, exact from cumulative totals;

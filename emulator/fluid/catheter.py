@@ -19,7 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["PPM", "AspirationResult", "Flow", "Restriction"]
+__all__ = [
+    "PPM",
+    "AspirationResult",
+    "CapAspirated",
+    "CapInjected",
+    "CatheterState",
+    "Flow",
+    "Restriction",
+]
 
 PPM = 1_000_000
 
@@ -43,6 +51,41 @@ class AspirationResult(IntEnum):
     NO_CSF = 2
     """Fluid but no CSF: the tip has left the intrathecal space (migration) or the
     catheter is off the pump (disconnection)."""
+
+
+class CatheterState(IntEnum):
+    OK = 0
+    OCCLUDED = 1
+    """Blocked in full or in part, for good, growing or on and off (``Flow``; H13)."""
+    LEAKING = 2
+    """A fraction (ppm) of the flow leaks into tissue (H17; an erosion too)."""
+    DISCONNECTED = 3
+    """Everything pumped goes into the tissue at the pump (H17)."""
+    MIGRATED = 4
+    """The tip has left the intrathecal space: everything goes elsewhere (systemic)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapAspirated:
+    """What an aspiration through the catheter access port returned (plant truth)."""
+
+    result: AspirationResult
+    drug_nl: int
+    """Drug solution drawn back out of the catheter."""
+    drug_pg: int
+    csf_nl: int
+    """CSF drawn after the catheter's contents (only if the catheter is patent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapInjected:
+    """What became of a catheter access port injection (H2): the pump is bypassed."""
+
+    volume_nl: int
+    """Solution that went in (0: the catheter is blocked, the syringe meets resistance)."""
+    mass_pg: int
+    into_pocket: bool
+    """The needle missed the port (a flipped pump): the injection is a pocket dose."""
 
 
 def _ramp_integral(a: int, b: int, start: int, span: int, end_ppm: int) -> tuple[int, int]:

@@ -73,12 +73,28 @@ class SlugSeries:
 
     def pop(self, volume_nl: int) -> int:
         """Take ``volume_nl`` from the outlet (the oldest end); returns its drug mass."""
+        slugs = self._slugs
+        if slugs and 0 <= volume_nl < slugs[0][0]:
+            return self._take_within_oldest(volume_nl)
         return sum(mass for _, mass in self._take(volume_nl, oldest=True))
 
     def pop_pieces(self, volume_nl: int) -> list[tuple[int, int]]:
         """Take ``volume_nl`` from the outlet as the slugs it spans, oldest first, so a
         boundary between two concentrations survives the move into the next tube."""
+        slugs = self._slugs
+        if slugs and 0 <= volume_nl < slugs[0][0]:
+            return [(volume_nl, self._take_within_oldest(volume_nl))]
         return self._take(volume_nl, oldest=True)
+
+    def _take_within_oldest(self, volume_nl: int) -> int:
+        """The common case, every pump step: the take ends inside the oldest slug."""
+        first = self._slugs[0]
+        part = first[1] * volume_nl // first[0]
+        first[0] -= volume_nl
+        first[1] -= part
+        self.volume_nl -= volume_nl
+        self.mass_pg -= part
+        return part
 
     def pop_newest(self, volume_nl: int) -> int:
         """Take ``volume_nl`` back through the inlet (aspiration); returns its drug mass."""
