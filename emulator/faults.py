@@ -3,7 +3,7 @@
 ``Pump.inject(fault)`` applies one at the pump's current time. Faults act on the plant (or,
 for Reset and MemoryCorruption, on the hardware under the firmware); the firmware learns of
 them only through its sensors (docs/architecture.md principle 3). Each names the hazard it makes
-testable. Values are integers: seconds, nL, nAh, ppm.
+testable. Values are integers: seconds, nL, nAh, ppm, ug/mL.
 """
 
 from __future__ import annotations
