@@ -323,23 +323,31 @@ class Pump:
         instead (H1). ``new_concentration_ug_per_ml``, if given, is the new drug strength
         entered (belief, checked in mass against the running rates);
         ``injected_concentration_ug_per_ml`` is the strength really injected (plant truth;
-        default: the one entered, else the drug last put into the reservoir): differ for a
-        wrong-concentration fill. The injection mixes with any residual left. Physical
-        volumes and drug are applied only if the pump accepts the entry.
+        default: the one entered if it is a possible solution, at most 1 g/mL, else the
+        drug last put into the reservoir): differ for a wrong-concentration fill. The
+        injection mixes with any residual left. Physical volumes and drug are applied only
+        if the pump accepts the entry.
         """
         if injected_nl is not None and injected_nl < 0:
             raise ValueError("injected_nl must be >= 0")
         if pocket_nl < 0:
             raise ValueError("pocket_nl must be >= 0")
         real_conc = injected_concentration_ug_per_ml
-        if real_conc is None:
-            real_conc = new_concentration_ug_per_ml
         if real_conc is not None and (
             isinstance(real_conc, bool)
             or not isinstance(real_conc, int)
             or not 0 <= real_conc <= MAX_CONCENTRATION_UG_PER_ML
         ):
             raise ValueError(f"a concentration is an int 0..{MAX_CONCENTRATION_UG_PER_ML} ug/mL")
+        entered = new_concentration_ug_per_ml
+        if (
+            real_conc is None
+            and entered is not None
+            and 0 <= entered <= MAX_CONCENTRATION_UG_PER_ML
+        ):
+            # An entry above 1 g/mL is a unit slip, not a solution anyone can inject: the
+            # syringe holds the drug on file (the firmware checks the entry, H9, H11).
+            real_conc = entered
         reported = self._last_withdrawn if withdrawn_nl is None else withdrawn_nl
         conc = new_concentration_ug_per_ml
         refusal = self._fw.check_refill_complete(

@@ -30,7 +30,7 @@ from emulator.faults import (
     PumpFlip,
     PumpReseat,
 )
-from emulator.firmware.results import BolusStarted, RefillBegun, RefillCompleted
+from emulator.firmware.results import BolusStarted, RefillBegun, RefillCompleted, Refused
 from emulator.plant import AspirationResult, CatheterState
 from emulator.pump import Pump
 from protocol.device_state import TherapyState
@@ -443,3 +443,20 @@ def test_kink_closed_half_the_time_hides_under_the_threshold(
     assert pump.cap_aspirate(0).result is AspirationResult.NO_FLOW
     pump.advance(S_PER_DAY // 2)
     assert pump.cap_aspirate(0).result is AspirationResult.CSF
+
+
+@pytest.mark.hazard("H11")
+def test_an_impossible_entered_concentration_never_breaks_the_plant(
+    programmed: PumpFactory, rx: RxFactory
+) -> None:
+    """An entry of 25,000,000 ug/mL (25 g/mL: mcg typed for a 25 mg/mL vial) is the
+    firmware's to accept or refuse with a code, never an exception from the plant; if it is
+    accepted, the syringe still held the drug on file (1 mg/mL here), not 25 g/mL."""
+    pump = programmed(rx(1 * ML))
+    assert pump.refill_begin().ok
+    result = pump.refill_complete(20 * ML, new_concentration_ug_per_ml=25_000_000)
+    assert pump.plant_truth().drug_concentration_ug_per_ml == 1_000
+    assert pump.plant_truth().balance_pg() == 0
+    assert isinstance(result, (RefillCompleted, Refused))
+    with pytest.raises(ValueError, match="concentration"):
+        pump.refill_complete(20 * ML, injected_concentration_ug_per_ml=2_000_000)
