@@ -16,6 +16,8 @@ from emulator.faults import CatheterLeak
 from emulator.fluid.catheter import PPM, Flow, Restriction
 from emulator.fluid.reservoir import mass_left
 from emulator.fluid.slugs import MAX_SLUGS, SlugSeries
+from emulator.plant import Plant
+from emulator.profile import load_profile
 from emulator.pump import Pump
 from tests.emulator.conftest import continuous
 
@@ -154,3 +156,21 @@ def test_delivered_mass_is_slicing_independent_at_one_strength(cuts: list[int], 
     one, other = (p.plant_truth() for p in pumps)
     assert one.delivered_pg == other.delivered_pg == one.delivered_nl * conc
     assert one.leaked_pg == other.leaked_pg == one.leaked_nl * conc
+
+
+def test_a_refill_mixes_with_the_residual_exactly() -> None:
+    """4 mL of 1 mg/mL left, 16 mL of 2 mg/mL injected on top (no withdrawal): the
+    reservoir holds 4,000,000,000 + 32,000,000,000 = 36,000,000,000 pg in 20 mL, 1.8 mg/mL
+    well mixed; the next 1 mL drawn carries 1,800,000,000 pg, and 7 nL carry 12,600 pg."""
+    plant = Plant(load_profile("peristaltic-20"), 0, 4_000_000, 110)
+    assert plant.inject(16_000_000, concentration_ug_per_ml=2_000) == 16_000_000
+    assert plant.reservoir_pg == 36_000_000_000
+    before = plant.reservoir_pg
+    plant.set_bias(0)
+    plant.pump(5_000, 86_400_000)  # 5,000 strokes x 200 nL = 1 mL
+    assert before - plant.reservoir_pg == 1_800_000_000
+    assert plant.truth().balance_pg() == 0
+    before = plant.reservoir_pg
+    plant.restrict_flow(Flow.PARTIAL, 35_000)  # 3.5 % of 200 nL = 7 nL pass
+    plant.pump(1, 86_400_001)
+    assert before - plant.reservoir_pg == 12_600  # 7 nL x 1,800 pg/nL: no compliance fill
