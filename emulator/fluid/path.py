@@ -283,6 +283,10 @@ class FluidPath:
         if not path.volume_nl:
             self._to_catheter(volume, mass)
             return
+        out = path.through(volume, mass)
+        if out is not None:
+            self._to_catheter(volume, out)
+            return
         path.push(volume, mass)
         pieces = path.pop_pieces(volume)
         if len(pieces) == 1:
@@ -304,8 +308,10 @@ class FluidPath:
         if not self._leak_ppm and catheter.volume_nl >= self._catheter_volume:
             # The common case, every pump step: a full, whole catheter pushes out what
             # goes in.
-            catheter.push(volume, mass)
-            out = catheter.pop(volume)
+            out = catheter.through(volume, mass)
+            if out is None:
+                catheter.push(volume, mass)
+                out = catheter.pop(volume)
             if state is CatheterState.MIGRATED:
                 self._misplaced += volume
                 self._misplaced_pg += out

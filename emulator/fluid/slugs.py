@@ -71,6 +71,23 @@ class SlugSeries:
             slugs[0][0] += first[0]
             slugs[0][1] += first[1]
 
+    def through(self, volume_nl: int, mass_pg: int) -> int | None:
+        """Push at the inlet and take as much from the outlet, when the tube holds one slug
+        of the same strength (every pump step in a steady state): the mass out, exactly
+        as ``push`` then ``pop``. None (nothing done) in any other case."""
+        slugs = self._slugs
+        if len(slugs) != 1 or volume_nl <= 0:
+            return None
+        only = slugs[0]
+        held, held_pg = only
+        if abs(mass_pg * held - held_pg * volume_nl) > max(held, volume_nl):
+            return None
+        total_pg = held_pg + mass_pg
+        out = total_pg * volume_nl // (held + volume_nl)
+        only[1] = total_pg - out
+        self.mass_pg += mass_pg - out
+        return out
+
     def pop(self, volume_nl: int) -> int:
         """Take ``volume_nl`` from the outlet (the oldest end); returns its drug mass."""
         slugs = self._slugs

@@ -174,3 +174,22 @@ def test_a_refill_mixes_with_the_residual_exactly() -> None:
     plant.restrict_flow(Flow.PARTIAL, 35_000)  # 3.5 % of 200 nL = 7 nL pass
     plant.pump(1, 86_400_001)
     assert before - plant.reservoir_pg == 12_600  # 7 nL x 1,800 pg/nL: no compliance fill
+
+
+@given(
+    held=st.integers(1, 500_000),
+    conc=st.integers(0, 50_000),
+    volume=st.integers(1, 500_000),
+    jitter=st.integers(-3, 3),
+)
+def test_through_is_push_then_pop(held: int, conc: int, volume: int, jitter: int) -> None:
+    """The steady-state shortcut gives exactly what ``push`` then ``pop`` give."""
+    mass = max(volume * conc + jitter, 0)
+    fast, slow = SlugSeries([[held, held * conc]]), SlugSeries([[held, held * conc]])
+    out = fast.through(volume, mass)
+    slow.push(volume, mass)
+    expected = slow.pop(volume)
+    if out is not None:
+        assert out == expected
+        assert fast.slugs() == slow.slugs()
+        assert (fast.volume_nl, fast.mass_pg) == (slow.volume_nl, slow.mass_pg)
