@@ -7,6 +7,10 @@ numbers directly; it learns only what its sensors report (a stalled motor, if th
 has the sensor; the battery voltage), so a scenario can compare belief with truth (H1, H2,
 H3, H10, H13, H17).
 
+This module is the mechanism (motor, valve, bias, battery) and the one ``PlantTruth``; the
+drug it moves, from the reservoir to the catheter's tip, is a ``FluidPath``
+(emulator/fluid/path.py, built from emulator/fluid/slugs.py, reservoir.py, catheter.py).
+
 Every volume is an integer in nL and every drug mass an integer in pg (1 ug/mL is 1 pg/nL:
 ``mass_pg = volume_nl x concentration_ug_per_ml``). Volumes are computed from cumulative
 totals (strokes in a bias segment, flow in a leak segment), never from per-call rounding, so

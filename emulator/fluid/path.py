@@ -102,8 +102,7 @@ class FluidPath:
         self._catheter_state = CatheterState.OK
         self._leak_ppm = 0
         self._leak_flow = 0
-        conc_ug_per_ml = concentration_ug_per_ml
-        conc = _concentration(conc_ug_per_ml)
+        conc = _concentration(concentration_ug_per_ml)
         self._conc = conc
         self._reservoir = reservoir_nl
         self._res_segment_nl = reservoir_nl
