@@ -541,7 +541,10 @@ class FluidPath:
         out: dict[str, FluidValue] = {}
         for name in FLUID_FIELDS:
             value = getattr(self, name)
-            out[name] = value.slugs() if isinstance(value, SlugSeries) else value
+            if isinstance(value, SlugSeries):
+                out[name] = value.slugs()
+            else:  # a flag stays a flag; an enum is saved as its plain integer
+                out[name] = value if isinstance(value, bool) else int(value)
         return out
 
     @classmethod
