@@ -100,6 +100,8 @@ class EventKind(IntEnum):
     SECURITY_SUMMARY = 34
     """How many more security events of one refusal code a run counted instead of writing,
     and when the last of them came (docs/protocol.md section 11.3)."""
+    CATHETER_SET = 48
+    """SET_CATHETER recorded a catheter: detail 1 if primed, value_a its length in cm."""
 
 
 SECURITY_KINDS = frozenset({EventKind.SECURITY_EVENT, EventKind.SECURITY_SUMMARY})

@@ -38,6 +38,11 @@ class Schedule:
         self._origin = WEEK_OFFSET_OF_EPOCH_S * MS_PER_S if rx.repeat is Repeat.WEEKLY else 0
 
     @property
+    def period_ms(self) -> int:
+        """The schedule's period: a day, or a week for a WEEKLY flex schedule."""
+        return self._period
+
+    @property
     def constant(self) -> bool:
         """True when the rate never changes (continuous, stopped, or equal flex steps)."""
         return len(set(self._rates)) == 1
