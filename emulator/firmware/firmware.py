@@ -34,13 +34,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from emulator.delivery import EngineState, Strokes
+from emulator.firmware import readouts, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.event_log import EventLog
-from emulator.firmware.forecast import (
-    eri_projection_ms,
-    next_patient_bolus_ms,
-    reservoir_crossings,
-)
+from emulator.firmware.forecast import reservoir_crossings
 from emulator.firmware.interlocks import (
     check_clinician_bolus,
     check_prescription,
@@ -65,12 +62,7 @@ from emulator.firmware.results import (
     Staged,
 )
 from emulator.firmware.schedule import Schedule
-from emulator.firmware.service import (
-    CatheterBelief,
-    catheter_length_refusal,
-    clear_memory_error_refusal,
-    flow_valve_refusal,
-)
+from emulator.firmware.service import CatheterBelief
 from emulator.firmware.therapy_table import Go, Refuse, Target, TherapyInput, lookup
 from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
@@ -359,6 +351,11 @@ class Firmware:
             else self.profile.low_reservoir_threshold_default_nl
         )
 
+    @property
+    def therapy_running(self) -> bool:
+        """Delivering the basal schedule (running, or a bolus on top of it)."""
+        return self.state in _DELIVERING and self._intent_running
+
     def local_ms(self, now_ms: int) -> int:
         """The pump clock at internal time ``now_ms``, with the clock as it is set now."""
         return now_ms + self._clock_offset_ms
@@ -422,7 +419,7 @@ class Firmware:
         """
         if rx is None:
             rx = self.rx
-            running = self.state in _DELIVERING and self._intent_running
+            running = self.therapy_running
         if not running or rx is None:
             return None, None
         schedule = self._schedule if rx is self.rx else Schedule(rx)
@@ -435,55 +432,15 @@ class Firmware:
         )
 
     def detail(self, now_ms: int) -> DetailReadout:
-        """STATUS_DETAIL's figures: belief and closed-form forecasts (forecast.py; H7)."""
-        local = self.local_ms(now_ms)
-        low, empty = self.predictions(now_ms)
-        if self._eri_ms is not None:
-            eri: int | None = self._eri_ms
-            eos = self._on_pump_clock(self._eos_ms)
-        else:
-            running = self.state in _DELIVERING and self._intent_running
-            eri = eri_projection_ms(
-                self.profile,
-                self._schedule if running else Schedule(None),
-                self._battery_nah,
-                self.local_ms(self._battery_read_ms),
-            )
-            eos = None if eri is None else eri + self.profile.days_eri_to_eos * MS_PER_DAY
-            if self._eos_ms is not None:  # end of service reached without ERI (flat battery)
-                eos = self._on_pump_clock(self._eos_ms)
-        return DetailReadout(
-            local_time_ms=local,
-            eri_reached=self._eri_ms is not None,
-            eri_ms=eri,
-            end_of_service_ms=eos,
-            low_reservoir_ms=low,
-            empty_ms=empty,
-            lockout_ends_ms=self.local_ms(max(now_ms, self._lockout_until_ms)),
-            patient_boluses_24h=self.patient_boluses_in_24h(now_ms),
-            mass_today_pg=self._totals.today_at(day_of(local)),
-            mass_since_refill_pg=self._totals.since_refill_pg,
-            delivered_nl=self._delivered,
-            delivered_pg=self._totals.delivered_pg,
-        )
+        """STATUS_DETAIL's figures: belief and closed-form forecasts (readouts.py; H7)."""
+        return readouts.detail(self, now_ms)
 
     def patient_view(self, now_ms: int) -> PatientReadout:
         """PATIENT_VIEW: what a patient device shows, nothing more (docs/security.md 7)."""
-        local = self.local_ms(now_ms)
-        pb = None if self.rx is None else self.rx.patient_bolus
-        used = self.patient_boluses_in_24h(now_ms)
-        if pb is None:
-            return PatientReadout(local, False, None, 0)
-        grants = [self.local_ms(t) for t in self._patient_grants]
-        at = next_patient_bolus_ms(
-            local, self.local_ms(self._lockout_until_ms), grants, pb.max_per_24h
-        )
-        return PatientReadout(local, True, at, max(0, pb.max_per_24h - used))
+        return readouts.patient_view(self, now_ms)
 
     def catheter(self) -> CatheterReadout:
-        c = self._catheter
-        p = self.profile
-        return CatheterReadout(c.length_cm, c.dead_volume_nl(p), c.primed, p.catheter_max_length_cm)
+        return readouts.catheter(self)
 
     def next_deadline(self, now_ms: int) -> int | None:
         """The next instant, after now, at which the firmware must act; None if none."""
@@ -1033,19 +990,7 @@ class Firmware:
     @_command
     def clear_memory_error(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Rewrite the non-volatile record; the pump stays stopped until restarted (H8)."""
-        what = TherapyInput.CLEAR_MEMORY_ERROR
-        refusal = clear_memory_error_refusal(self._memory_error)
-        if refusal is not None:
-            return self._refuse(refusal, what, now_ms, command_id)
-        gate = self._gate(what, now_ms, command_id)
-        if isinstance(gate, Refused):
-            return gate
-        self._nv_fault = None
-        self._memory_error = False
-        self._clear_alarm(AlarmKind.MEMORY_ERROR, now_ms)
-        self._intent_running = False
-        seq = self._transition(gate, now_ms)
-        return self._accepted(command_id, now_ms, seq or self.log.next_seq - 1)
+        return service.clear_memory_error(self, now_ms, command_id)
 
     @_command
     def acknowledge_alarm(
@@ -1106,36 +1051,14 @@ class Firmware:
     def note_flow_valve_reset(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """A clinician reset the flow-activated valve (H15); logged like any command.
         Refused NO_FLOW_VALVE on a pump that has none (service.py)."""
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
-        refusal = flow_valve_refusal(self.profile)
-        if refusal is not None:
-            self._log(now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), Opcode.RESET_FLOW_VALVE)
-            return refusal
-        seq = self._log(now_ms, EventKind.FLOW_VALVE_RESET)
-        return self._accepted(command_id, now_ms, seq)
+        return service.reset_flow_valve(self, now_ms, command_id)
 
     @_command
     def set_catheter(
         self, length_cm: int, primed: bool, now_ms: int, command_id: int | None
     ) -> Accepted | Refused:
-        """Record the catheter the clinician entered (implant, revision; H3). A memory
-        error refuses it like every update (H8)."""
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
-        refusal = (
-            Refused(RefusalCode.MEMORY_ERROR)
-            if self._memory_error
-            else catheter_length_refusal(self.profile, length_cm)
-        )
-        if refusal is not None:
-            self._log(now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), Opcode.SET_CATHETER)
-            return refusal
-        self._catheter = CatheterBelief(length_cm, primed)
-        seq = self._log(now_ms, EventKind.CATHETER_SET, int(primed), length_cm)
-        return self._accepted(command_id, now_ms, seq)
+        """Record the catheter the clinician entered (implant, revision; H3)."""
+        return service.set_catheter(self, length_cm, primed, now_ms, command_id)
 
     # ====================================================================================
     # Internals

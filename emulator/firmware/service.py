@@ -18,16 +18,26 @@ the firmware's command methods stay thin:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from emulator.firmware.results import Refused
+from emulator.firmware.results import Accepted, Refused
+from emulator.firmware.therapy_table import TherapyInput
 from emulator.profile import Profile
+from protocol.device_state import AlarmKind, EventKind
+from protocol.messages import Opcode
 from protocol.refusal import FieldId, RefusalCode
+
+if TYPE_CHECKING:
+    from emulator.firmware.firmware import Firmware
 
 __all__ = [
     "CatheterBelief",
     "catheter_length_refusal",
+    "clear_memory_error",
     "clear_memory_error_refusal",
     "flow_valve_refusal",
+    "reset_flow_valve",
+    "set_catheter",
 ]
 
 
@@ -62,3 +72,63 @@ class CatheterBelief:
 
     def dead_volume_nl(self, profile: Profile) -> int:
         return profile.catheter_volume_nl(self.length_cm)
+
+
+# -- the procedures --------------------------------------------------------------------------
+# Run by the firmware's command methods, which put the command id in effect for the log
+# (docs/protocol.md section 11, the command rule). They work on the firmware's own state:
+# this module is the firmware's, split out by what it does.
+
+
+def clear_memory_error(fw: Firmware, now_ms: int, command_id: int | None) -> Accepted | Refused:
+    """Rewrite the non-volatile record; the pump stays stopped until restarted (H8): what it
+    held when the record failed may be what failed, so a clinician checks, then starts."""
+    what = TherapyInput.CLEAR_MEMORY_ERROR
+    refusal = clear_memory_error_refusal(fw.memory_error)
+    if refusal is not None:
+        return fw._refuse(refusal, what, now_ms, command_id)
+    gate = fw._gate(what, now_ms, command_id)
+    if isinstance(gate, Refused):
+        return gate
+    fw._nv_fault = None
+    fw._memory_error = False
+    fw._clear_alarm(AlarmKind.MEMORY_ERROR, now_ms)
+    fw._intent_running = False
+    seq = fw._transition(gate, now_ms)
+    return fw._accepted(command_id, now_ms, seq or fw.log.next_seq - 1)
+
+
+def reset_flow_valve(fw: Firmware, now_ms: int, command_id: int | None) -> Accepted | Refused:
+    """A clinician reset the flow-activated valve (H15); logged like any command.
+    Refused NO_FLOW_VALVE on a pump that has none. The plant's valve is reopened by the
+    pump (``Pump.reset_flow_valve``) only when this accepts."""
+    bad_id = fw._check_command_id(command_id)
+    if bad_id is not None:
+        return bad_id
+    refusal = flow_valve_refusal(fw.profile)
+    if refusal is not None:
+        fw._log(now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), Opcode.RESET_FLOW_VALVE)
+        return refusal
+    seq = fw._log(now_ms, EventKind.FLOW_VALVE_RESET)
+    return fw._accepted(command_id, now_ms, seq)
+
+
+def set_catheter(
+    fw: Firmware, length_cm: int, primed: bool, now_ms: int, command_id: int | None
+) -> Accepted | Refused:
+    """Record the catheter the clinician entered (implant, revision; H3). A memory
+    error refuses it like every update (H8)."""
+    bad_id = fw._check_command_id(command_id)
+    if bad_id is not None:
+        return bad_id
+    refusal = (
+        Refused(RefusalCode.MEMORY_ERROR)
+        if fw._memory_error
+        else catheter_length_refusal(fw.profile, length_cm)
+    )
+    if refusal is not None:
+        fw._log(now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), Opcode.SET_CATHETER)
+        return refusal
+    fw._catheter = CatheterBelief(length_cm, primed)
+    seq = fw._log(now_ms, EventKind.CATHETER_SET, int(primed), length_cm)
+    return fw._accepted(command_id, now_ms, seq)
