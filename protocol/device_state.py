@@ -15,8 +15,8 @@ from protocol.units import U16_MAX, U32_MAX, U64_MAX
 
 
 class Role(IntEnum):
-    """Who a session speaks for. Deny by default: a patient may read status and ask for a
-    patient bolus, nothing else (docs/security.md section 7, C4)."""
+    """Who a session speaks for. Deny by default: a patient may read status and the patient
+    view and ask for a patient bolus, nothing else (docs/security.md section 7, C4)."""
 
     CLINICIAN = 1
     PATIENT = 2

@@ -326,8 +326,8 @@ Exit codes: 0 done; 1 refused, not applied, uncertain or not committed; 2 usage 
     type=click.Choice(["clinician", "patient"]),
     default="clinician",
     show_default=True,
-    help="The role to open the session in. A patient may read status and ask for a "
-    "patient bolus, nothing else.",
+    help="The role to open the session in. A patient may read status and the patient "
+    "view and ask for a patient bolus, nothing else.",
 )
 @click.option(
     "--timeout",
