@@ -24,7 +24,12 @@ from emulator.firmware.schedule import Schedule
 from emulator.profile import Profile
 from protocol.units import MS_PER_DAY
 
-__all__ = ["eri_projection_ms", "next_patient_bolus_ms", "reservoir_crossings"]
+__all__ = [
+    "eri_projection_ms",
+    "next_patient_bolus_ms",
+    "reservoir_crossings",
+    "reservoir_strokes_crossings",
+]
 
 HOURS_PER_DAY = 24
 
@@ -47,6 +52,33 @@ def reservoir_crossings(
     to_low = estimate_nl - threshold_nl
     to_empty = estimate_nl - estimate_nl % stroke_nl
     return when(to_low), when(to_empty)
+
+
+def reservoir_strokes_crossings(
+    schedule: Schedule,
+    local_ms: int,
+    estimate_nl: int,
+    threshold_nl: int,
+    stroke_nl: int,
+    *,
+    carried_nlms: int,
+) -> tuple[int | None, int | None]:
+    """(low-reservoir, empty) instants on the pump clock, exact to the stroke: when the
+    basal stroke that brings the estimate to the threshold or below (k_low = ceil((estimate
+    - threshold) / stroke)) and the one that leaves less than one stroke (k_empty = estimate
+    // stroke) will fire, counting the engine's carried remainder ``carried_nlms`` (nL x ms
+    / day, under one stroke). The k-th stroke fires at the first ms by which carried + the
+    schedule's integral reaches k x stroke x one day's ms, as the engine fires it
+    (emulator/delivery.py). Exact while no bolus runs and the schedule is not changed."""
+    per_stroke = stroke_nl * MS_PER_DAY
+
+    def when(strokes: int) -> int | None:
+        if strokes <= 0:
+            return local_ms
+        return schedule.time_to_accumulate(local_ms, strokes * per_stroke - carried_nlms)
+
+    to_low = estimate_nl - threshold_nl
+    return when(-(-to_low // stroke_nl)), when(estimate_nl // stroke_nl)
 
 
 def eri_projection_ms(

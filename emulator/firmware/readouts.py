@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from emulator.firmware.forecast import eri_projection_ms, next_patient_bolus_ms
+from emulator.firmware.forecast import (
+    eri_projection_ms,
+    next_patient_bolus_ms,
+    reservoir_strokes_crossings,
+)
 from emulator.firmware.schedule import Schedule
 from emulator.firmware.totals import day_of
 from protocol.units import MS_PER_DAY
@@ -67,7 +71,16 @@ class CatheterReadout:
 def detail(fw: Firmware, now_ms: int) -> DetailReadout:
     """STATUS_DETAIL's figures: belief and closed-form forecasts (forecast.py; H7)."""
     local = fw.local_ms(now_ms)
-    low, empty = fw.predictions(now_ms)
+    low, empty = None, None
+    if fw.therapy_running and fw.rx is not None:
+        low, empty = reservoir_strokes_crossings(
+            fw._schedule,
+            local,
+            fw.reservoir_estimate_nl,
+            fw.low_threshold_nl,
+            fw.profile.stroke_nl,
+            carried_nlms=fw.engine.state().basal_accumulator,
+        )
     if fw._eri_ms is not None:
         eri: int | None = fw._eri_ms
         eos = fw._on_pump_clock(fw._eos_ms)

@@ -88,12 +88,17 @@ class Schedule:
         Exact in the engine's units; the engine's carried remainder (under one stroke) is
         ignored, so a stroke-level event may land up to one stroke interval earlier.
         """
-        if volume_nl <= 0:
+        return self.time_to_accumulate(local_ms, volume_nl * MS_PER_DAY)
+
+    def time_to_accumulate(self, local_ms: int, need: int) -> int | None:
+        """The first local time by which ``need`` nL*ms/day (the engine's unit: a stroke
+        fires each time its accumulator gains ``stroke_nl`` x one day's ms) has accumulated
+        from ``local_ms`` at this schedule; None if it never does. ``need <= 0`` is now."""
+        if need <= 0:
             return local_ms
         per_period = self.volume_per_period_nlms()
         if per_period == 0:
             return None
-        need = volume_nl * MS_PER_DAY
         t = local_ms
         # Walk to the first step boundary, then skip whole periods, then walk again.
         walked_period = False

@@ -263,3 +263,45 @@ def test_flow_valve_reset_only_on_a_valve_gated_pump_h15() -> None:
     assert pump.plant_truth().valve_closed
     assert pump.reset_flow_valve(command_id=3).ok
     assert not pump.plant_truth().valve_closed
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=st.lists(st.integers(48_000, 600_000), min_size=1, max_size=4),
+    clock=st.integers(MIDNIGHT, MIDNIGHT + MS_PER_DAY - 1),
+    reservoir=st.integers(2_000_000, 6_000_000),
+    warm_up_s=st.integers(0, 3 * S_PER_HOUR),
+)
+def test_detail_low_and_empty_are_exact_to_the_stroke(
+    steps: list[int], clock: int, reservoir: int, warm_up_s: int
+) -> None:
+    """Whatever the flex schedule, the clock and the remainder the engine carries (a warm-up
+    run leaves one), STATUS_DETAIL names the very ms of the low-reservoir alarm and of the
+    empty suspension: one ms before, the pump is not there; at it, it is."""
+    offsets = [i * (86_400 // len(steps)) for i in range(len(steps))]
+    rx = Prescription(
+        "morphine", 1_000, InfusionMode.FLEX, Repeat.DAILY,
+        tuple(FlexStep(o, r) for o, r in zip(offsets, steps, strict=True)), None, 1_000_000,
+    )  # fmt: skip
+
+    def pump() -> Pump:
+        p = Pump("peristaltic-20", start_ms=0, reservoir_nl=reservoir)
+        assert p.set_clock(clock, command_id=1).ok
+        assert p.program(rx, command_id=2).ok
+        p.advance(warm_up_s)
+        return p
+
+    d = pump().status_detail()
+    assert d.low_reservoir_ms is not None
+    assert d.empty_ms is not None
+    start = pump().now_ms - d.local_time_ms  # internal = local + start
+    for at, reached in (
+        (d.low_reservoir_ms, lambda s: s.reservoir_estimate_nl <= 1_000_000),
+        (d.empty_ms, lambda s: s.reservoir_estimate_nl < 200),
+    ):
+        p = pump()
+        if at > d.local_time_ms:
+            p.advance_to(at + start - 1)
+            assert not reached(p.status())
+        p.advance_to(at + start)
+        assert reached(p.status())
