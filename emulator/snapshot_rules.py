@@ -80,12 +80,13 @@ _RECORD_KEYS = frozenset(
         "clock_offset_ms",
         "alarms",
         "totals",
-        "battery_read_ms",
+        "battery_read",
         "catheter",
     }
 )
 _TOTALS_KEYS = frozenset({"delivered_pg", "day", "today_pg", "refill_mark_pg"})
 _CATHETER_KEYS = frozenset({"length_cm", "primed"})
+_BATTERY_READ_KEYS = frozenset({"ms", "delivered_nl"})
 _ENGINE_KEYS = frozenset(
     {
         "stroke_nl",
@@ -313,7 +314,9 @@ def _check_delivery_beliefs(r: dict[str, Any], p: Profile, now: int) -> None:
     need_int(w + "totals.day", t["day"], 0, MAX_CLOCK_MS)
     need_int(w + "totals.today_pg", t["today_pg"], 0, total)
     need_int(w + "totals.refill_mark_pg", t["refill_mark_pg"], 0, total)
-    need_int(w + "battery_read_ms", r["battery_read_ms"], 0, now)
+    b = need_keys(w + "battery_read", r["battery_read"], _BATTERY_READ_KEYS)
+    need_int(w + "battery_read.ms", b["ms"], 0, now)
+    need_int(w + "battery_read.delivered_nl", b["delivered_nl"], 0, r["delivered"])
     c = need_keys(w + "catheter", r["catheter"], _CATHETER_KEYS)
     need_int(w + "catheter.length_cm", c["length_cm"], 1, p.catheter_max_length_cm)
     need_bool(w + "catheter.primed", c["primed"])

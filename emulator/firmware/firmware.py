@@ -299,7 +299,10 @@ class Firmware:
         self._clock_offset_ms = 0
         self.alarms = AlarmSet()
         self._totals = DeliveryTotals(day=day_of(start_ms))
-        self._battery_read_ms = start_ms  # internal: when _battery_nah was read
+        # The last battery reading's time (internal) and the volume delivered then: the
+        # ERI projection subtracts what the pump believes it drew since (forecast.py).
+        self._battery_read_ms = start_ms
+        self._battery_read_delivered_nl = 0
         self._catheter = CatheterBelief(
             profile.catheter_max_length_cm if catheter_length_cm is None else catheter_length_cm,
             catheter_primed,
@@ -1312,6 +1315,7 @@ class Firmware:
         p = self.profile
         self._battery_nah = battery_nah
         self._battery_read_ms = now_ms
+        self._battery_read_delivered_nl = self._delivered
         interval = p.battery_check_interval_s * MS_PER_S
         while self._next_battery_check_ms <= now_ms:
             self._next_battery_check_ms += interval
@@ -1403,7 +1407,10 @@ class Firmware:
             "clock_offset_ms": self._clock_offset_ms,
             "alarms": [[int(r.kind), r.since_ms, r.acknowledged] for r in self.alarms.records()],
             "totals": self._totals.to_json(),
-            "battery_read_ms": self._battery_read_ms,
+            "battery_read": {
+                "ms": self._battery_read_ms,
+                "delivered_nl": self._battery_read_delivered_nl,
+            },
             "catheter": {"length_cm": self._catheter.length_cm, "primed": self._catheter.primed},
         }
 
@@ -1448,7 +1455,8 @@ class Firmware:
                 tuple(AlarmRecord(AlarmKind(k), int(t), bool(a)) for k, t, a in record["alarms"])
             )
             self._totals = DeliveryTotals.from_json(record["totals"])
-            self._battery_read_ms = int(record["battery_read_ms"])
+            self._battery_read_ms = int(record["battery_read"]["ms"])
+            self._battery_read_delivered_nl = int(record["battery_read"]["delivered_nl"])
             catheter = record["catheter"]
             self._catheter = CatheterBelief(int(catheter["length_cm"]), bool(catheter["primed"]))
         except (KeyError, TypeError, ValueError) as exc:

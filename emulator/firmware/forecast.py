@@ -82,13 +82,14 @@ def reservoir_strokes_crossings(
 
 
 def eri_projection_ms(
-    profile: Profile, schedule: Schedule, battery_nah: int, read_local_ms: int
+    profile: Profile, schedule: Schedule, battery_nah: int, local_ms: int
 ) -> int | None:
     """When the battery is projected to reach the ERI threshold, on the pump clock; None if
     it never drains (no idle drain and nothing delivered).
 
-    From the last battery reading (``battery_nah``, taken at ``read_local_ms``), the
-    profile's idle drain, and its drain per stroke at the running schedule's mean basal rate
+    From the charge believed left at ``local_ms`` (``battery_nah``: the last reading less
+    what the firmware counted since, readouts.py), the profile's idle drain, and its drain
+    per stroke at the running schedule's mean basal rate
     (the current rate of a CONTINUOUS prescription; the average over a FLEX period; 0 when
     stopped). Telemetry sessions and boluses draw on top, so the real ERI can only come
     earlier: a programmer shows this as "not later than" (H7).
@@ -100,7 +101,7 @@ def eri_projection_ms(
     """
     left = battery_nah - profile.battery_eri_threshold_nah
     if left <= 0:
-        return read_local_ms
+        return local_ms
     period = schedule.period_ms
     stroke = profile.stroke_nl
     idle_per_day = profile.battery_nah_per_hour_idle * HOURS_PER_DAY
@@ -109,7 +110,7 @@ def eri_projection_ms(
     )
     if n == 0:
         return None
-    return read_local_ms + left * period * stroke * MS_PER_DAY // n
+    return local_ms + left * period * stroke * MS_PER_DAY // n
 
 
 def next_patient_bolus_ms(

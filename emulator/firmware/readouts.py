@@ -18,7 +18,7 @@ from emulator.firmware.forecast import (
 )
 from emulator.firmware.schedule import Schedule
 from emulator.firmware.totals import day_of
-from protocol.units import MS_PER_DAY
+from protocol.units import MS_PER_DAY, MS_PER_HOUR
 
 if TYPE_CHECKING:
     from emulator.firmware.firmware import Firmware
@@ -68,6 +68,16 @@ class CatheterReadout:
     max_length_cm: int
 
 
+def battery_now_nah(fw: Firmware, now_ms: int) -> int:
+    """The charge the firmware believes is left now: its last reading less the profile's
+    idle drain for the time since and its drain per stroke for the strokes counted since
+    (never below 0). Telemetry sessions are not counted: the next reading corrects it."""
+    p = fw.profile
+    idle = p.battery_nah_per_hour_idle * (now_ms - fw._battery_read_ms) // MS_PER_HOUR
+    strokes = (fw.delivered_nl - fw._battery_read_delivered_nl) // p.stroke_nl
+    return max(0, fw._battery_nah - idle - p.battery_nah_per_stroke * strokes)
+
+
 def detail(fw: Firmware, now_ms: int) -> DetailReadout:
     """STATUS_DETAIL's figures: belief and closed-form forecasts (forecast.py; H7)."""
     local = fw.local_ms(now_ms)
@@ -89,8 +99,8 @@ def detail(fw: Firmware, now_ms: int) -> DetailReadout:
         eri = eri_projection_ms(
             fw.profile,
             fw._schedule if running else Schedule(None),
-            fw._battery_nah,
-            fw.local_ms(fw._battery_read_ms),
+            battery_now_nah(fw, now_ms),
+            local,
         )
         eos = None if eri is None else eri + fw.profile.days_eri_to_eos * MS_PER_DAY
         if fw._eos_ms is not None:  # end of service reached without ERI (flat battery)

@@ -302,3 +302,17 @@ def test_detail_low_and_empty_are_exact_to_the_stroke(
             assert p.status().reservoir_estimate_nl >= below
         p.advance_to(at + start)
         assert p.status().reservoir_estimate_nl < below
+
+
+def test_eri_projection_between_readings_counts_what_was_drawn_since() -> None:
+    """Read at 00:00 (the daily check). At 12:00 the pump believes it drew 12 h x 10 000 nAh
+    idle = 120 000 nAh and 1 250 strokes x 40 nAh = 50 000 nAh: 659 830 000 nAh above ERI.
+    Reprogrammed then to 1 mL/day (440 000 nAh a day), ERI is 659 830 000 x 86.4e6 /
+    440 000 ms later, rounded down; at the old rate the projection had not moved."""
+    pump = programmed(continuous())
+    first = pump.status_detail().eri_ms
+    pump.advance(12 * S_PER_HOUR)
+    assert pump.status_detail().eri_ms == first
+    assert pump.program(continuous(1_000_000), command_id=5).ok
+    noon = MIDNIGHT + 12 * MS_PER_HOUR
+    assert pump.status_detail().eri_ms == noon + 659_830_000 * MS_PER_DAY // 440_000
