@@ -56,6 +56,7 @@ from emulator.faults import (
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.firmware import Engine, Firmware, FirmwareStatus
 from emulator.firmware.nvram import SnapshotError, canonical_json, decode_record, encode_record
+from emulator.firmware.readouts import CatheterReadout, DetailReadout, PatientReadout
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -144,7 +145,15 @@ class Pump:
             catheter_primed=catheter_primed,
             drug_concentration_ug_per_ml=drug_concentration_ug_per_ml,
         )
-        self._fw = Firmware(p, engine_factory(p.stroke_nl, start_ms), start_ms, volume)
+        # The firmware is told the catheter as the implanting clinician knows it (H3).
+        self._fw = Firmware(
+            p,
+            engine_factory(p.stroke_nl, start_ms),
+            start_ms,
+            volume,
+            catheter_length_cm=length,
+            catheter_primed=catheter_primed,
+        )
         self._last_withdrawn = 0
 
     # ====================================================================================
@@ -384,6 +393,14 @@ class Pump:
             self._plant.reset_flow_valve()
         return result
 
+    def set_catheter(
+        self, length_cm: int, *, primed: bool = False, command_id: int | None = None
+    ) -> Accepted | Refused:
+        """Tell the firmware the catheter now implanted (after a revision: its length, and
+        whether it was primed). Belief only: the plant's catheter is what a fault or the
+        surgery made it (docs/pump-model.md, "Service procedures")."""
+        return self._fw.set_catheter(length_cm, primed, self._now, command_id)
+
     def record_event(
         self, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
     ) -> int:
@@ -407,6 +424,18 @@ class Pump:
     def status(self) -> FirmwareStatus:
         """Firmware belief now: ``time_ms`` internal, every other instant pump clock."""
         return self._fw.status(self._now)
+
+    def status_detail(self) -> DetailReadout:
+        """STATUS_DETAIL: forecasts and delivered totals, firmware belief (H7)."""
+        return self._fw.detail(self._now)
+
+    def patient_view(self) -> PatientReadout:
+        """PATIENT_VIEW: the next patient bolus and the boluses left in 24 h."""
+        return self._fw.patient_view(self._now)
+
+    def catheter_info(self) -> CatheterReadout:
+        """CATHETER_INFO: the catheter as the firmware was told it."""
+        return self._fw.catheter()
 
     def log(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
         """Entries with ``seq >= since_seq``; each ``time_ms`` is the pump clock as it read

@@ -81,8 +81,14 @@ _RECORD_KEYS = frozenset(
         "last_command_id",
         "clock_offset_ms",
         "alarms",
+        "totals",
+        "battery_read",
+        "catheter",
     }
 )
+_TOTALS_KEYS = frozenset({"delivered_pg", "day", "today_pg", "refill_mark_pg"})
+_CATHETER_KEYS = frozenset({"length_cm", "primed"})
+_BATTERY_READ_KEYS = frozenset({"ms", "delivered_nl"})
 _ENGINE_KEYS = frozenset(
     {
         "stroke_nl",
@@ -357,7 +363,25 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
     # The pump clock (now + offset) is never negative and leaves room for later stamps.
     need_int(w + "clock_offset_ms", r["clock_offset_ms"], -now, MAX_CLOCK_MS - now)
     _check_alarms(r["alarms"])
+    _check_delivery_beliefs(r, p, now)
     _check_volatile(fw, p, now)
+
+
+def _check_delivery_beliefs(r: dict[str, Any], p: Profile, now: int) -> None:
+    """The issue-12 beliefs: delivered mass totals, the battery reading's time, the
+    catheter the pump was told of."""
+    w = "pump.firmware.record."
+    t = need_keys(w + "totals", r["totals"], _TOTALS_KEYS)
+    total = need_int(w + "totals.delivered_pg", t["delivered_pg"], 0, U64_MAX)
+    need_int(w + "totals.day", t["day"], 0, MAX_CLOCK_MS)
+    need_int(w + "totals.today_pg", t["today_pg"], 0, total)
+    need_int(w + "totals.refill_mark_pg", t["refill_mark_pg"], 0, total)
+    b = need_keys(w + "battery_read", r["battery_read"], _BATTERY_READ_KEYS)
+    need_int(w + "battery_read.ms", b["ms"], 0, now)
+    need_int(w + "battery_read.delivered_nl", b["delivered_nl"], 0, r["delivered"])
+    c = need_keys(w + "catheter", r["catheter"], _CATHETER_KEYS)
+    need_int(w + "catheter.length_cm", c["length_cm"], 1, p.catheter_max_length_cm)
+    need_bool(w + "catheter.primed", c["primed"])
 
 
 def _check_alarms(value: object) -> None:

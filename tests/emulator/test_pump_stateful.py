@@ -335,6 +335,13 @@ class PumpMachine(RuleBasedStateMachine):
     def reset_valve(self) -> None:
         self.pump.reset_flow_valve()
 
+    @rule(length=st.integers(0, 120), primed=st.booleans())
+    def set_catheter(self, length: int, primed: bool) -> None:
+        """A catheter revision entered (issue 12); out-of-range lengths are refused."""
+        result = self.pump.set_catheter(length, primed=primed)
+        if result.ok:
+            assert self.pump.catheter_info().length_cm == length
+
     @rule(clock_ms=st.integers(0, 2_000_000_000_000))
     def set_clock(self, clock_ms: int) -> None:
         """The clinician sets the pump clock, forwards or back (flex steps follow it)."""
@@ -481,6 +488,19 @@ class PumpMachine(RuleBasedStateMachine):
             assert seqs[-1] >= self.last_seq  # the newest entry never goes back
             self.last_seq = seqs[-1]
         assert len(entries) <= self.profile.log_capacity
+
+    @invariant()
+    def delivered_totals_are_consistent_belief(self) -> None:
+        """Issue 12: STATUS_DETAIL's totals agree with the firmware's count, and the day's
+        and since-refill masses are parts of the whole."""
+        d = self.pump.status_detail()
+        assert d.delivered_nl == self.pump.status().delivered_nl
+        assert 0 <= d.mass_today_pg <= d.delivered_pg
+        assert 0 <= d.mass_since_refill_pg <= d.delivered_pg
+        for instant in (d.low_reservoir_ms, d.empty_ms):
+            assert instant is None or instant >= d.local_time_ms
+        if d.low_reservoir_ms is not None and d.empty_ms is not None:
+            assert d.low_reservoir_ms <= d.empty_ms
 
     @invariant()
     def every_state_the_pump_reaches_can_be_saved_and_resumed(self) -> None:

@@ -104,6 +104,14 @@ def test_a_prescription_the_profile_refuses_is_refused() -> None:
             lambda r: r["plant"]["_fluid"].update(_res_segment_pg=-1),
             "pump.plant._fluid._res_segment_pg",
         ),
+        # issue 12: delivered totals, the battery reading's time, the catheter belief
+        (lambda r: firmware(r)["totals"].update(today_pg=10**20), "totals.today_pg"),
+        (lambda r: firmware(r)["totals"].update(refill_mark_pg=-1), "totals.refill_mark_pg"),
+        (lambda r: firmware(r)["battery_read"].update(ms=r["now"] + 1), "battery_read.ms"),
+        (lambda r: firmware(r)["battery_read"].update(delivered_nl=-1), "battery_read.delivered"),
+        (lambda r: firmware(r)["catheter"].update(length_cm=0), "catheter.length_cm"),
+        (lambda r: firmware(r)["catheter"].update(primed=2), "catheter.primed"),
+        (lambda r: firmware(r).pop("catheter"), "catheter"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
