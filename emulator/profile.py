@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from emulator.drug_library import default_library
 from emulator.errors import ProfileError
 from protocol.documents import DocumentError, parse_toml
 from protocol.prescription import MAX_STEPS_ON_WIRE
@@ -84,9 +85,13 @@ class Profile:
     # -- dose limits ------------------------------------------------------------------------
     max_clinician_bolus_nl: int
     max_daily_mass_pg: int
-    """Hard limit for a drug not in ``drug_max_daily_mass_pg`` (H9, H11)."""
+    """The daily-mass ceiling DEVICE_INFO reports (``max_daily_dose_pg``). A drug's own hard
+    limit comes from the drug library (emulator/drugs.toml, H9, H11); a drug the library
+    does not know is refused at stage time (UNKNOWN_DRUG), so this is a last ceiling."""
     drug_max_daily_mass_pg: Mapping[str, int]
-    """Per-drug hard limits, keyed by lower-case drug name."""
+    """Legacy ``[drug_limits]``: per-drug hard limits keyed by lower-case name. Each entry is
+    resolved through the drug library's names and aliases and can only *tighten* the
+    library's hard limit (docs/pump-model.md, "Drug library", migration)."""
     max_flex_steps: int
     patient_bolus_dose: Range
     patient_bolus_duration_s: Range
@@ -134,9 +139,26 @@ class Profile:
     source: str = field(default="", compare=False)
     """Where the profile came from (a built-in name or a file path), for error messages."""
 
+    internal_path_nl: int = 0
+    """The pump's internal fluid path, reservoir outlet to catheter port, as the firmware
+    believes it: with the catheter's dead volume, the old drug a concentration change leaves
+    to deliver (the bridge, docs/pump-model.md). Optional ``[bridge] internal_path_nl``."""
+
     def max_daily_mass_for(self, drug_name: str) -> int:
-        """The hard daily-mass limit for a drug: its own entry or the profile's default."""
-        return self.drug_max_daily_mass_pg.get(drug_name.lower(), self.max_daily_mass_pg)
+        """The hard daily-mass limit for a drug, pg/day: the drug library's (matched by name
+        or alias, emulator/drug_library.py), tightened by a legacy ``[drug_limits]`` entry
+        for the same drug; the profile's ``max_daily_mass_pg`` for a drug the library does
+        not know (such a drug is refused UNKNOWN_DRUG at stage time anyway)."""
+        library = default_library()
+        drug = library.lookup(drug_name)
+        if drug is None:
+            own = self.drug_max_daily_mass_pg.get(drug_name.lower())
+            return self.max_daily_mass_pg if own is None else min(own, self.max_daily_mass_pg)
+        limit = drug.hard_max_daily_pg
+        for name, value in self.drug_max_daily_mass_pg.items():
+            if library.lookup(name) is drug:
+                limit = min(limit, value)
+        return limit
 
     def catheter_volume_nl(self, length_cm: int) -> int:
         return self.catheter_dead_volume_nl_per_cm * length_cm
@@ -199,7 +221,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, int, int]] = {
     ("session", "lockout_s"): (_INT, 1, S_PER_DAY),
 }
 _MECHANISMS = ("peristaltic", "valve-gated")
-_OPTIONAL_TABLES = {"drug_limits"}
+_OPTIONAL_TABLES = {"drug_limits", "bridge"}
 
 
 def _where(source: str, section: str, key: str) -> str:
@@ -282,6 +304,19 @@ def _drug_limits(data: Mapping[str, Any], source: str) -> dict[str, int]:
             )
         limits[drug.lower()] = value
     return limits
+
+
+def _internal_path(data: Mapping[str, Any], source: str) -> int:
+    table = data.get("bridge", {})
+    if not isinstance(table, dict) or set(table) - {"internal_path_nl"}:
+        raise ProfileError(f"{source}: [bridge] holds only internal_path_nl (nL)")
+    value = table.get("internal_path_nl", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U32_MAX:
+        raise ProfileError(
+            f"{_where(source, 'bridge', 'internal_path_nl')} must be an integer "
+            f"(allowed 0..{U32_MAX}), got {value!r}"
+        )
+    return value
 
 
 def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile:
@@ -401,6 +436,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         session_max_failed_openings=_int(d, s, "session", "max_failed_openings"),
         session_lockout_s=_int(d, s, "session", "lockout_s"),
         source=source,
+        internal_path_nl=_internal_path(d, s),
     )
 
 
@@ -460,8 +496,10 @@ def profile_from_fields(fields: object, source: str) -> Profile:
     hold: a saved state cannot smuggle in a profile that ``load_profile`` would refuse."""
     if not isinstance(fields, Mapping):
         raise ProfileError(f"{source}: the profile is not an object")
-    expected = set(_FIELD_KEYS) | {"drug_max_daily_mass_pg", "source"}
-    if set(fields) != expected:
+    expected = set(_FIELD_KEYS) | {"drug_max_daily_mass_pg", "source", "internal_path_nl"}
+    # A state saved before the bridge existed has no internal_path_nl: 0, as a file without
+    # [bridge] would give.
+    if set(fields) | {"internal_path_nl"} != expected:
         raise ProfileError(
             f"{source}: profile fields differ: missing {sorted(expected - set(fields))}, "
             f"unknown {sorted(set(fields) - expected)}"
@@ -482,6 +520,7 @@ def profile_from_fields(fields: object, source: str) -> Profile:
     if any(not isinstance(drug, str) or drug != drug.lower() for drug in drugs):
         raise ProfileError(f"{source}: drug names in drug_max_daily_mass_pg must be lower case")
     document["drug_limits"] = dict(drugs)
+    document["bridge"] = {"internal_path_nl": fields.get("internal_path_nl", 0)}
     saved_source = fields["source"]
     if not isinstance(saved_source, str) or len(saved_source) > 4096:
         raise ProfileError(f"{source}: the profile's source must be a string")

@@ -62,6 +62,7 @@ class Opcode(IntEnum):
     STAGE_PRESCRIPTION = 0x20
     COMMIT_PRESCRIPTION = 0x21
     SET_CLOCK = 0x22
+    STAGE_PRESCRIPTION_OVERRIDE = 0x23
     # therapy
     START_THERAPY = 0x30
     STOP_THERAPY = 0x31
@@ -73,6 +74,7 @@ class Opcode(IntEnum):
     REFILL_COMPLETE = 0x37
     ACKNOWLEDGE_ALARM = 0x38
     ALARM_TEST = 0x39
+    BRIDGE_BOLUS = 0x3A
     # replies (high bit set): specific replies are request | 0x80
     CHALLENGE = 0x81
     SESSION_OPENED = 0x82
@@ -83,6 +85,7 @@ class Opcode(IntEnum):
     ALARM_LIST = 0x94
     CLOCK = 0x95
     PRESCRIPTION_STAGED = 0xA0
+    STAGED_WITH_OVERRIDE = 0xA3
     ACK = 0xF0
     NAK = 0xFF
 
@@ -534,6 +537,45 @@ class PrescriptionStaged(Message):
     stage_lifetime_s: Annotated[int, POSITIVE_U32]
 
 
+OVERRIDE_SOFT_LIMIT = 0x01
+"""STAGE_PRESCRIPTION_OVERRIDE flag: the clinician accepts a daily mass above the drug's soft
+limit (never above its hard limit: DAILY_DOSE_ABOVE_MAX has no override)."""
+OVERRIDE_DOSE_CHANGE = 0x02
+"""STAGE_PRESCRIPTION_OVERRIDE flag: the clinician accepts a daily mass further from the
+running prescription's than the drug's relative limit."""
+OVERRIDE_FLAGS = IntRange(OVERRIDE_SOFT_LIMIT, OVERRIDE_SOFT_LIMIT | OVERRIDE_DOSE_CHANGE)
+
+
+@dataclass(frozen=True, slots=True)
+class StagePrescriptionOverride(Message):
+    """STAGE_PRESCRIPTION with the clinician's explicit overrides of the drug library's soft
+    and dose-change limits (docs/protocol.md section 7); the layout of STAGE_PRESCRIPTION
+    is unchanged, so version 1 programmers keep working."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.STAGE_PRESCRIPTION_OVERRIDE
+    overrides: Annotated[int, OVERRIDE_FLAGS]
+    prescription: Prescription
+
+
+@dataclass(frozen=True, slots=True)
+class StagedWithOverride(Message):
+    """PRESCRIPTION_STAGED's figures, plus what was overridden: ``overrides_used`` the flags
+    the prescription needed (0 if none: it would have staged without them),
+    ``soft_limit_pg`` the drug's soft limit and ``reference_daily_mass_pg`` the running
+    prescription's daily mass the change was measured against (0 if none)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.STAGED_WITH_OVERRIDE
+    digest: Digest
+    daily_volume_nl: Annotated[int, U32]
+    daily_mass_pg: Annotated[int, U64]
+    low_reservoir_at_ms: Annotated[int, U64]
+    empty_at_ms: Annotated[int, U64]
+    stage_lifetime_s: Annotated[int, POSITIVE_U32]
+    overrides_used: Annotated[int, IntRange(0, 3)]
+    soft_limit_pg: Annotated[int, U64]
+    reference_daily_mass_pg: Annotated[int, U64]
+
+
 @dataclass(frozen=True, slots=True)
 class CommitPrescription(Message):
     """Phase two: apply the staged prescription whose digest this is, atomically."""
@@ -632,6 +674,15 @@ class AlarmTest(Message):
     command_id: CommandId
 
 
+@dataclass(frozen=True, slots=True)
+class BridgeBolus(Message):
+    """Deliver the old drug still in the path at the old rates before the prescription
+    committed next takes effect (docs/pump-model.md, "Concentration changes")."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.BRIDGE_BOLUS
+    command_id: CommandId
+
+
 # -- generic replies ----------------------------------------------------------------------
 
 
@@ -686,6 +737,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     PrescriptionStaged,
     CommitPrescription,
     SetClock,
+    StagePrescriptionOverride,
+    StagedWithOverride,
     StartTherapy,
     StopTherapy,
     ClinicianBolus,
@@ -696,6 +749,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RefillComplete,
     AcknowledgeAlarm,
     AlarmTest,
+    BridgeBolus,
     Ack,
     Nak,
 )

@@ -28,6 +28,7 @@ REQUEST_KIND: Mapping[Opcode, RequestKind] = MappingProxyType(
         Opcode.STAGE_PRESCRIPTION: RequestKind.STAGE,
         Opcode.COMMIT_PRESCRIPTION: RequestKind.COMMIT,
         Opcode.SET_CLOCK: RequestKind.SET_CLOCK,
+        Opcode.STAGE_PRESCRIPTION_OVERRIDE: RequestKind.STAGE,
         Opcode.START_THERAPY: RequestKind.START,
         Opcode.STOP_THERAPY: RequestKind.STOP,
         Opcode.CLINICIAN_BOLUS: RequestKind.CLINICIAN_BOLUS,
@@ -38,6 +39,7 @@ REQUEST_KIND: Mapping[Opcode, RequestKind] = MappingProxyType(
         Opcode.REFILL_COMPLETE: RequestKind.REFILL_COMPLETE,
         Opcode.ACKNOWLEDGE_ALARM: RequestKind.ACK_ALARM,
         Opcode.ALARM_TEST: RequestKind.ALARM_TEST,
+        Opcode.BRIDGE_BOLUS: RequestKind.BRIDGE_BOLUS,
     }
 )
 """Every request that may travel sealed, by opcode. OPEN_SESSION and AUTHENTICATE are absent:
@@ -60,6 +62,7 @@ COMMAND_OPCODES = frozenset(
         Opcode.REFILL_COMPLETE,
         Opcode.ACKNOWLEDGE_ALARM,
         Opcode.ALARM_TEST,
+        Opcode.BRIDGE_BOLUS,
     }
 )
 """Requests that change therapy or pump state: each carries a command id and is applied at
