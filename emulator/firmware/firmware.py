@@ -34,7 +34,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from emulator.delivery import EngineState, Strokes
+from emulator.drug_library import DrugLibrary, default_library
 from emulator.firmware.alarms import AlarmSet
+from emulator.firmware.concentration_change import (
+    PendingChange,
+    change_from_json,
+    change_to_json,
+    path_volume_nl,
+)
+from emulator.firmware.drug_checks import Review, check_identity, check_soft_limits
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.interlocks import (
     check_clinician_bolus,
@@ -50,6 +58,7 @@ from emulator.firmware.nvram import (
     prescription_from_json,
     prescription_to_json,
 )
+from emulator.firmware.refill import check_refill_entry
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -95,6 +104,8 @@ BY_COMMAND = frozenset(
         EventKind.ALARM_TEST,
         EventKind.COMMAND_REFUSED,
         EventKind.FLOW_VALVE_RESET,
+        EventKind.OVERRIDE_COMMITTED,
+        EventKind.BRIDGE_STARTED,
     }
 )
 """The kinds a command can cause: their ``value_b`` is the command id of the request being
@@ -113,6 +124,7 @@ _OPCODES: dict[TherapyInput, Opcode] = {
     TherapyInput.CANCEL_BOLUS: Opcode.CANCEL_BOLUS,
     TherapyInput.REFILL_BEGIN: Opcode.REFILL_BEGIN,
     TherapyInput.REFILL_COMPLETE: Opcode.REFILL_COMPLETE,
+    TherapyInput.BRIDGE_BOLUS: Opcode.BRIDGE_BOLUS,
 }
 """The request opcode a refused input is logged with (COMMAND_REFUSED ``value_a``). Inputs
 without one (the service command CLEAR_MEMORY_ERROR, the firmware's own sensor and timer
@@ -219,6 +231,12 @@ class FirmwareStatus:
     reached (H7)."""
     last_command_id: int | None
     log_next_seq: int
+    pending_concentration_ug_per_ml: int | None = None
+    """A refill's new concentration no prescription in effect is for yet (None: none)."""
+    old_drug_in_path_nl: int = 0
+    """Old drug the firmware believes still lies between reservoir and catheter tip."""
+    bridging: bool = False
+    """BRIDGE_BOLUS accepted: a COMMIT takes effect when the old drug is out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +259,8 @@ class _Staged:
     """None: the stage lifetime runs on a timeline the pump does not keep (the device's link
     timeline, docs/security.md section 6), which ends it with ``expire_staged``."""
     expired: bool = False
+    overrides_used: int = 0
+    """The drug library overrides this stage needed (logged again at its commit)."""
 
 
 class Firmware:
@@ -286,6 +306,9 @@ class Firmware:
         self._last_command_id: int | None = None
         self._clock_offset_ms = 0
         self.alarms = AlarmSet()
+        self._change: PendingChange | None = None
+        self._catheter_nl = profile.catheter_volume_nl(profile.catheter_max_length_cm)
+        self.library: DrugLibrary = default_library()
         # -- volatile (lost on reset: C5, a staged prescription never survives) --
         self._staged: _Staged | None = None
         self._refill_predicted: int | None = None
@@ -379,6 +402,11 @@ class Firmware:
             end_of_service_ms=self._on_pump_clock(self._eos_ms),
             last_command_id=self._last_command_id,
             log_next_seq=self.log.next_seq,
+            pending_concentration_ug_per_ml=None
+            if self._change is None
+            else self._change.new_concentration,
+            old_drug_in_path_nl=0 if self._change is None else self._change.old_in_path_nl,
+            bridging=self._change is not None and self._change.bridging,
         )
 
     def predictions(
@@ -442,6 +470,10 @@ class Firmware:
             ks.append(-(-to_low // self._stroke))
         if self._estimate >= self._stroke:
             ks.append(self._estimate // self._stroke)
+        change = self._change
+        if change is not None and change.old_in_path_nl > 0:
+            # The stroke that pushes the last old drug out of the tip (the bridge's end).
+            ks.append(-(-change.old_in_path_nl // self._stroke))
         if not ks:
             return None
         k = min(ks)
@@ -486,6 +518,8 @@ class Firmware:
         volume = commanded.count * self._stroke
         self._estimate -= volume
         self._delivered += volume
+        if self._change is not None:
+            self._change = self._change.delivered(volume)
         if self._bolus_end_ms is not None:
             self._bolus_done += commanded.bolus
 
@@ -500,6 +534,7 @@ class Firmware:
             self._complete_bolus(now_ms)
         if self._basal_applies():
             self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+        self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
             self._empty = True
@@ -544,32 +579,72 @@ class Firmware:
     # ====================================================================================
 
     @_command
-    def stage(self, rx: Prescription, now_ms: int, *, expires: bool = True) -> Staged | Refused:
+    def stage(
+        self, rx: Prescription, now_ms: int, *, expires: bool = True, overrides: int = 0
+    ) -> Staged | Refused:
         """Check a prescription and compute what it means, without applying it (C5).
 
         ``expires=False``: the caller times the stage lifetime on its own timeline and ends
-        it with ``expire_staged`` (the device does, on link time)."""
-        gate = self._gate(TherapyInput.STAGE, now_ms, None)
+        it with ``expire_staged`` (the device does, on link time). ``overrides``: the
+        STAGE_PRESCRIPTION_OVERRIDE flags (protocol.messages.OVERRIDE_*); 0 is a plain
+        STAGE_PRESCRIPTION, which the drug library's soft limits refuse."""
+        what = TherapyInput.STAGE
+        opcode = Opcode.STAGE_PRESCRIPTION_OVERRIDE if overrides else Opcode.STAGE_PRESCRIPTION
+        gate = self._gate(what, now_ms, None, opcode=opcode)
         if isinstance(gate, Refused):
             return gate
         if self._refill_predicted is not None:
             return self._refuse(
-                Refused(RefusalCode.REFILL_IN_PROGRESS), TherapyInput.STAGE, now_ms, None
+                Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, None, opcode=opcode
             )
+        # The drug library first (H9, H11): the unknown drug and the mg/mcg slip are named
+        # for what they are, before any dose is worked out from them.
+        drug = check_identity(self.library, rx)
+        if isinstance(drug, Refused):
+            return self._refuse(drug, what, now_ms, None, opcode=opcode)
+        change = self._change
+        if change is not None and rx.concentration_ug_per_ml != change.new_concentration:
+            # The reservoir holds the refill's concentration: a prescription for another one
+            # would run the new drug at rates worked out for the wrong strength.
+            pending = Refused(
+                RefusalCode.CONCENTRATION_CHANGE_PENDING,
+                FieldId.CONCENTRATION,
+                change.new_concentration,
+            )
+            return self._refuse(pending, what, now_ms, None, opcode=opcode)
         refusal = check_prescription(self.profile, rx)
         if refusal is not None:
-            return self._refuse(refusal, TherapyInput.STAGE, now_ms, None)
+            return self._refuse(refusal, what, now_ms, None, opcode=opcode)
+        review = check_soft_limits(self.library, drug, rx, self.rx, overrides)
+        if isinstance(review, Refused):
+            return self._refuse(review, what, now_ms, None, opcode=opcode)
+        return self._stage_reviewed(rx, review, now_ms, expires)
+
+    def _stage_reviewed(
+        self, rx: Prescription, review: Review, now_ms: int, expires: bool
+    ) -> Staged:
         digest = prescription_digest(rx)
         # The figure the daily mass limit was checked on (interlocks), so the review shows
         # exactly what the pump accepted: mass = volume x concentration (protocol.md 7).
         daily_volume = daily_volume_with_boluses_nl(rx)
         daily_mass = daily_volume * rx.concentration_ug_per_ml
         lifetime_ms = self.profile.stage_lifetime_s * MS_PER_S
-        self._staged = _Staged(rx, digest, now_ms + lifetime_ms if expires else None)
+        self._staged = _Staged(
+            rx, digest, now_ms + lifetime_ms if expires else None, False, review.overrides_used
+        )
         low, empty = self.predictions(now_ms, rx, running=rx.mode is not InfusionMode.STOPPED)
         seq = self._log(
             now_ms, EventKind.PRESCRIPTION_STAGED, int(rx.mode), daily_volume, daily_mass
         )
+        if review.overrides_used:
+            # Every override is in the log, with what it let through (H9).
+            self._log(
+                now_ms,
+                EventKind.OVERRIDE_STAGED,
+                review.overrides_used,
+                daily_mass,
+                review.reference_daily_mass_pg,
+            )
         return Staged(
             digest,
             daily_volume,
@@ -579,6 +654,9 @@ class Firmware:
             self.local_ms(now_ms + lifetime_ms),
             self._stamp(now_ms),
             seq,
+            overrides_used=review.overrides_used,
+            soft_limit_pg=review.soft_limit_pg,
+            reference_daily_mass_pg=review.reference_daily_mass_pg,
         )
 
     def expire_staged(self) -> None:
@@ -621,19 +699,29 @@ class Firmware:
             # refused with the specific code, not accepted and suspended at the next step.
             return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
         self._staged = None
-        self._install(staged.rx)
-        self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
+        change = self._change
+        if change is not None and change.bridging and not change.new_drug_at_tip:
+            # The bridge (docs/pump-model.md): the old drug keeps its old rates until it is
+            # out of the tip, then this prescription takes effect (_check_concentration_change).
+            self._change = replace(change, next_rx=staged.rx)
+        else:
+            self._change = None  # the prescription in effect is for what is in the reservoir
+            self._install(staged.rx)
+            self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
         pb = staged.rx.patient_bolus
         # A lockout starts right after programming (docs/domain.md section 2).
         self._lockout_until_ms = now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
         self._transition(gate, now_ms)
+        if change is not None and change.suspended and self._change is None:
+            # The prescription for the new concentration: the suspension's cause is gone.
+            self._clear_alarm(AlarmKind.CONCENTRATION_UNPROGRAMMED, now_ms)
+            if self.state is TherapyState.SUSPENDED_BY_ALARM:
+                self._transition(Go(Target.RESUME), now_ms)
         self._check_reservoir_alarms(now_ms)
-        seq = self._log(
-            now_ms,
-            EventKind.PRESCRIPTION_COMMITTED,
-            int(staged.rx.mode),
-            int.from_bytes(staged.digest[:8], "little"),
-        )
+        digest_u64 = int.from_bytes(staged.digest[:8], "little")
+        seq = self._log(now_ms, EventKind.PRESCRIPTION_COMMITTED, int(staged.rx.mode), digest_u64)
+        if staged.overrides_used:
+            self._log(now_ms, EventKind.OVERRIDE_COMMITTED, staged.overrides_used, digest_u64)
         return self._accepted(command_id, now_ms, seq)
 
     @_command
@@ -649,6 +737,9 @@ class Firmware:
             )
         if self._estimate < self._stroke:
             return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
+        blocked = self._concentration_block(0)
+        if blocked is not None:
+            return self._refuse(blocked, what, now_ms, command_id)
         self._intent_running = True
         self._transition(gate, now_ms)
         seq = self._log(
@@ -699,6 +790,8 @@ class Firmware:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.BOLUS_DOSE, self._estimate
             )
+        if refusal is None:
+            refusal = self._concentration_block(whole_strokes(dose_nl, self._stroke) * self._stroke)
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         strokes = whole_strokes(dose_nl, self._stroke)
@@ -739,6 +832,10 @@ class Firmware:
         elif whole_strokes(pb.dose_nl, self._stroke) * self._stroke > self._estimate:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.PATIENT_BOLUS_DOSE, self._estimate
+            )
+        else:
+            refusal = self._concentration_block(
+                whole_strokes(pb.dose_nl, self._stroke) * self._stroke
             )
         if refusal is not None or pb is None:
             assert refusal is not None
@@ -794,9 +891,15 @@ class Firmware:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.CATHETER_VOLUME, self._estimate
             )
+        elif self._change is not None:
+            # Priming pushes the whole path out at the maximum rate: the old drug as a bolus,
+            # then the new one at no prescription's rate. Commit the new prescription first.
+            refusal = Refused(RefusalCode.CONCENTRATION_CHANGE_PENDING)
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         strokes = -(-volume_nl // self._stroke)
+        # What the firmware believes the catheter holds from now on (the bridge's volume).
+        self._catheter_nl = volume_nl
         duration_ms = -(-strokes * self._stroke * MS_PER_DAY // p.rate_max_nl_per_day)
         return self._begin_bolus(
             gate,
@@ -851,45 +954,22 @@ class Firmware:
         gate = self._gate(what, now_ms, command_id)
         if isinstance(gate, Refused):
             return gate
-        refusal: Refused | None = None
+        refusal: Refused | None
         if self._refill_predicted is None:
             refusal = Refused(RefusalCode.REFILL_NOT_STARTED)
-        elif new_volume_nl < 0:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.NEW_VOLUME, 0)
-        elif new_volume_nl > self.profile.reservoir_usable_nl:
-            refusal = Refused(
-                RefusalCode.VOLUME_ABOVE_CAPACITY,
-                FieldId.NEW_VOLUME,
-                self.profile.reservoir_usable_nl,
+        else:
+            refusal = check_refill_entry(
+                self.profile,
+                self.library,
+                self.rx,
+                self._change,
+                new_volume_nl=new_volume_nl,
+                withdrawn_nl=withdrawn_nl,
+                concentration=concentration,
             )
-        elif not 0 <= withdrawn_nl <= U64_MAX:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.WITHDRAWN_VOLUME, 0)
-        elif concentration is not None and concentration < 1:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.NEW_CONCENTRATION, 1)
-        elif concentration is not None and self.rx is not None:
-            # The running volume rates at the new concentration must still respect the
-            # daily mass limit (unit slips are an overdose cause: H9, H11).
-            rx = self._with_concentration(self.rx, concentration)
-            limit = self.profile.max_daily_mass_for(rx.drug_name)
-            if daily_volume_with_boluses_nl(rx) * concentration > limit:
-                refusal = Refused(
-                    RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.NEW_CONCENTRATION, limit
-                )
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         return None
-
-    @staticmethod
-    def _with_concentration(rx: Prescription, concentration: int) -> Prescription:
-        return Prescription(
-            drug_name=rx.drug_name,
-            concentration_ug_per_ml=concentration,
-            mode=rx.mode,
-            repeat=rx.repeat,
-            steps=rx.steps,
-            patient_bolus=rx.patient_bolus,
-            low_reservoir_threshold_nl=rx.low_reservoir_threshold_nl,
-        )
 
     @_command
     def refill_complete(
@@ -902,10 +982,11 @@ class Firmware:
     ) -> RefillCompleted:
         """Apply a refill (call after ``check_refill_complete`` passed).
 
-        A new concentration is recorded in the running prescription (its volume rates
-        unchanged, already checked in mass); the programmer is expected to stage a new
-        prescription for the new strength. The drug still in the catheter is the old one:
-        the bridge bolus is not modelled.
+        A new concentration never changes the prescription in effect (its rates were worked
+        out for the old drug, which still fills the path): the firmware records a pending
+        change (emulator/firmware/concentration_change.py) and keeps running the old rates
+        over the old drug; a prescription for the new concentration must be staged and
+        committed before the new drug reaches the tip (docs/pump-model.md).
         """
         predicted = self._refill_predicted
         assert predicted is not None
@@ -922,7 +1003,9 @@ class Firmware:
         changed = False
         if concentration is not None and self.rx is not None:
             changed = concentration != self.rx.concentration_ug_per_ml
-            self._install(self._with_concentration(self.rx, concentration))
+            if changed and self._change is None:
+                path = path_volume_nl(self.profile, self._catheter_nl)
+                self._change = PendingChange(concentration, path)
         pb = None if self.rx is None else self.rx.patient_bolus
         if pb is not None:
             # A lockout starts right after a refill (docs/domain.md section 2).
@@ -938,6 +1021,84 @@ class Firmware:
         return RefillCompleted(
             command_id, self._stamp(now_ms), seq, discrepancy, flagged, low, empty
         )
+
+    @_command
+    def bridge_bolus(self, now_ms: int, command_id: int | None) -> BolusStarted | Refused:
+        """BRIDGE_BOLUS: the old drug still in the path is delivered at the old rates (the
+        rates that keep the programmed dose), and a prescription committed meanwhile takes
+        effect when it is out of the tip (docs/pump-model.md, "Concentration changes").
+
+        The result's ``ends_ms`` is when the last old drug is predicted out (pump clock),
+        ``volume_nl`` the old drug left, rounded up to whole strokes (the stroke that pushes
+        the last of it out also starts the new drug)."""
+        what = TherapyInput.BRIDGE_BOLUS
+        change = self._change
+        if change is None or change.old_in_path_nl == 0:
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
+            return self._refuse(
+                Refused(RefusalCode.NO_CONCENTRATION_CHANGE), what, now_ms, command_id
+            )
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        if self._refill_predicted is not None:
+            return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
+        strokes = -(-change.old_in_path_nl // self._stroke)
+        end = self.engine.time_of_stroke(strokes) if self._intent_running else None
+        if change.bridging or end is None:
+            # Already bridging, or a basal of 0 that would never move the old drug out.
+            return self._refuse(Refused(RefusalCode.BAD_STATE), what, now_ms, command_id)
+        self._change = replace(change, bridging=True)
+        volume = strokes * self._stroke
+        seq = self._log(now_ms, EventKind.BRIDGE_STARTED, 0, change.old_in_path_nl)
+        self._note_command(command_id)
+        return BolusStarted(
+            command_id, self._stamp(now_ms), seq, volume, strokes, self.local_ms(end)
+        )
+
+    def _concentration_block(self, volume_nl: int) -> Refused | None:
+        """A request that would deliver ``volume_nl`` on top of the basal (0: the basal
+        itself, START): refused while it would run the new concentration at the old volume
+        rates, that is once the new drug is at the tip, or for a bolus larger than the old
+        drug left in the path."""
+        change = self._change
+        if change is None:
+            return None
+        if change.new_drug_at_tip or volume_nl > change.old_in_path_nl:
+            return Refused(
+                RefusalCode.CONCENTRATION_CHANGE_PENDING,
+                FieldId.CONCENTRATION,
+                change.new_concentration,
+            )
+        return None
+
+    def _check_concentration_change(self, now_ms: int) -> None:
+        """At each step: once the old drug is out of the tip, the prescription committed
+        during a bridge takes effect, or, with none, delivery is suspended with a critical
+        alarm rather than run the new drug at the old volume rates."""
+        change = self._change
+        if change is None or not change.new_drug_at_tip or change.suspended:
+            return
+        if change.next_rx is not None:
+            rx = change.next_rx
+            self._change = None
+            self._install(rx)
+            self._intent_running = rx.mode is not InfusionMode.STOPPED
+            digest_u64 = int.from_bytes(prescription_digest(rx)[:8], "little")
+            self._log(now_ms, EventKind.BRIDGE_COMPLETED, int(rx.mode), digest_u64)
+            if self.state in _RUNNING or self.state is TherapyState.STOPPED:
+                self._transition(Go(Target.BASAL), now_ms)
+            elif self._basal_applies():
+                self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+            return
+        if self.state not in _DELIVERING:
+            return  # nothing flows; START and the boluses check the block themselves
+        self._change = replace(change, suspended=True)
+        self._log(now_ms, EventKind.CONCENTRATION_UNPROGRAMMED, 0, change.new_concentration)
+        self._raise(AlarmKind.CONCENTRATION_UNPROGRAMMED, now_ms)
+        self._internal(TherapyInput.NEW_CONCENTRATION_AT_TIP, now_ms)
 
     @_command
     def clear_memory_error(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
@@ -1047,6 +1208,7 @@ class Firmware:
         *,
         patient: bool = False,
         delivers: bool = True,
+        opcode: Opcode | None = None,
     ) -> Go | Refused:
         """The checks every therapy command passes first: the command id, a memory error
         (H8), the state table, and a detected stall for a transition that would start
@@ -1057,12 +1219,19 @@ class Firmware:
         if self._memory_error and what is not TherapyInput.CLEAR_MEMORY_ERROR:
             # H8: a memory error blocks every update until a clinician clears it.
             return self._refuse(
-                Refused(RefusalCode.MEMORY_ERROR), what, now_ms, command_id, patient=patient
+                Refused(RefusalCode.MEMORY_ERROR),
+                what,
+                now_ms,
+                command_id,
+                patient=patient,
+                opcode=opcode,
             )
         entry = lookup(self.state, what)
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
-            return self._refuse(Refused(code), what, now_ms, command_id, patient=patient)
+            return self._refuse(
+                Refused(code), what, now_ms, command_id, patient=patient, opcode=opcode
+            )
         if entry.starts_delivery and delivers and self._stalled:
             # The rotor is not known to turn: a delivery started now would be counted but
             # not given, then given in full when it frees (H5, H12).
@@ -1077,6 +1246,8 @@ class Firmware:
             return RefusalCode.MOTOR_STALLED
         if self._empty:
             return RefusalCode.RESERVOIR_EMPTY
+        if self._change is not None and self._change.suspended:
+            return RefusalCode.CONCENTRATION_CHANGE_PENDING
         return RefusalCode.BAD_STATE  # pragma: no cover - suspended always has a cause
 
     def _refuse(
@@ -1087,15 +1258,17 @@ class Firmware:
         command_id: int | None,
         *,
         patient: bool = False,
+        opcode: Opcode | None = None,
     ) -> Refused:
-        """Log a refusal (every refused request is in the log) and return it."""
+        """Log a refusal (every refused request is in the log) and return it; ``opcode``
+        names the request when the input alone does not (STAGE_PRESCRIPTION_OVERRIDE)."""
         if patient:
             # The opcode is implied; the NAK's limit (e.g. the lockout's seconds left) is
             # what the patient's refusal is about.
             self._log(now_ms, EventKind.PATIENT_BOLUS_REFUSED, refusal.code, refusal.limit or 0)
         else:
-            opcode = _OPCODES.get(what, 0)
-            self._log(now_ms, EventKind.COMMAND_REFUSED, refusal.code, opcode)
+            logged = _OPCODES.get(what, 0) if opcode is None else opcode
+            self._log(now_ms, EventKind.COMMAND_REFUSED, refusal.code, logged)
         return refusal
 
     def _log(
@@ -1140,7 +1313,8 @@ class Firmware:
         if target is Target.AFTER_BOLUS:
             return running_or_stopped
         if target is Target.RESUME:
-            if self._stalled or self._empty or self._memory_error:
+            suspended_change = self._change is not None and self._change.suspended
+            if self._stalled or self._empty or self._memory_error or suspended_change:
                 return self.state
             return running_or_stopped
         return {
@@ -1359,6 +1533,8 @@ class Firmware:
             "last_command_id": self._last_command_id,
             "clock_offset_ms": self._clock_offset_ms,
             "alarms": [[int(r.kind), r.since_ms, r.acknowledged] for r in self.alarms.records()],
+            "concentration_change": change_to_json(self._change),
+            "catheter_nl": self._catheter_nl,
         }
 
     def nv_image(self) -> bytes:
@@ -1400,6 +1576,15 @@ class Firmware:
             self._clock_offset_ms = int(record["clock_offset_ms"])
             self.alarms = AlarmSet(
                 tuple(AlarmRecord(AlarmKind(k), int(t), bool(a)) for k, t, a in record["alarms"])
+            )
+            # Records written before the bridge existed hold neither: no change pending, and
+            # the longest catheter's dead volume (what a firmware without priming believes).
+            self._change = change_from_json(record.get("concentration_change"))
+            self._catheter_nl = int(
+                record.get(
+                    "catheter_nl",
+                    self.profile.catheter_volume_nl(self.profile.catheter_max_length_cm),
+                )
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"bad firmware record: {exc}") from exc

@@ -1,0 +1,85 @@
+"""A refill with a new concentration, as the firmware believes it: the old drug in the path.
+
+After a refill with a new concentration the reservoir holds the new drug, but the pump's
+internal path and the catheter's dead volume still hold the old one: the next
+``old_in_path_nl`` of flow out of the catheter tip is old drug. The committed prescription's
+volume rates are right for it (they were worked out for the old concentration), so the
+pump keeps running them while old drug is in the path: the dose in mass does not change.
+What must not happen is the new drug running at the old volume rates (4 mg/day at 10 mg/mL
+becoming 10 mg/day at 25 mg/mL): that needs a prescription for the new concentration,
+re-staged and committed (docs/pump-model.md, "Concentration changes"; docs/protocol.md
+section 10.3).
+
+``PendingChange`` is that belief; the firmware holds at most one. Pure values: no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from emulator.firmware.nvram import SnapshotError, prescription_from_json, prescription_to_json
+from emulator.profile import Profile
+from protocol.prescription import Prescription
+
+__all__ = ["PendingChange", "change_from_json", "change_to_json", "path_volume_nl"]
+
+
+def path_volume_nl(profile: Profile, catheter_nl: int) -> int:
+    """The old drug a concentration change leaves to deliver, as the firmware believes it:
+    the pump's internal path (profile ``[bridge] internal_path_nl``) and the catheter's dead
+    volume (the last priming volume, or the longest catheter's before any priming)."""
+    return profile.internal_path_nl + catheter_nl
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A new concentration in the reservoir that no prescription in effect is for yet."""
+
+    new_concentration: int
+    """ug/mL, as REFILL_COMPLETE entered it."""
+    old_in_path_nl: int
+    """Old drug still between the reservoir and the catheter tip (belief), nL."""
+    bridging: bool = False
+    """BRIDGE_BOLUS was accepted: a COMMIT now takes effect when the old drug is out."""
+    next_rx: Prescription | None = None
+    """Committed during the bridge; it replaces the running prescription at the tip."""
+    suspended: bool = False
+    """The new drug reached the tip with no prescription for it: delivery suspended."""
+
+    def delivered(self, volume_nl: int) -> PendingChange:
+        """``volume_nl`` more left the pump: that much old drug left the tip."""
+        return replace(self, old_in_path_nl=max(self.old_in_path_nl - volume_nl, 0))
+
+    @property
+    def new_drug_at_tip(self) -> bool:
+        return self.old_in_path_nl == 0
+
+
+def change_to_json(change: PendingChange | None) -> list[Any] | None:
+    if change is None:
+        return None
+    return [
+        change.new_concentration,
+        change.old_in_path_nl,
+        change.bridging,
+        prescription_to_json(change.next_rx),
+        change.suspended,
+    ]
+
+
+def change_from_json(data: Any) -> PendingChange | None:
+    """The inverse of ``change_to_json``; SnapshotError if malformed."""
+    if data is None:
+        return None
+    try:
+        conc, old, bridging, next_rx, suspended = data
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"bad concentration change: {exc}") from exc
+    for name, value in (("new concentration", conc), ("old drug in path", old)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SnapshotError(f"bad concentration change: {name} {value!r}")
+    for name, flag in (("bridging", bridging), ("suspended", suspended)):
+        if not isinstance(flag, bool):
+            raise SnapshotError(f"bad concentration change: {name} {flag!r}")
+    return PendingChange(conc, old, bridging, prescription_from_json(next_rx), suspended)
