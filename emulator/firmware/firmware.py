@@ -1598,7 +1598,12 @@ class Firmware:
             "record": self.to_record(),
             "staged": None
             if staged is None
-            else [prescription_to_json(staged.rx), staged.digest.hex(), staged.expires_ms],
+            else [
+                prescription_to_json(staged.rx),
+                staged.digest.hex(),
+                staged.expires_ms,
+                staged.overrides_used,
+            ],
             "refill_predicted": self._refill_predicted,
             "nv_fault": None if self._nv_fault is None else self._nv_fault.hex(),
         }
@@ -1617,7 +1622,8 @@ class Firmware:
                 if rx is None:
                     raise SnapshotError("staged prescription missing")
                 expires = None if staged[2] is None else int(staged[2])
-                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), expires)
+                overrides = int(staged[3]) if len(staged) > 3 else 0
+                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), expires, False, overrides)
             fw._refill_predicted = data["refill_predicted"]
             fault = data["nv_fault"]
             fw._nv_fault = None if fault is None else bytes.fromhex(fault)

@@ -29,7 +29,7 @@ def test_the_catalogue_is_the_one_the_integration_maps_opcodes_to() -> None:
         "READ_STATUS", "READ_INFO", "READ_PRESCRIPTION", "READ_LOG", "READ_ALARMS",
         "READ_CLOCK", "STAGE", "COMMIT", "SET_CLOCK", "START", "STOP", "CLINICIAN_BOLUS",
         "CANCEL_BOLUS", "PATIENT_BOLUS", "PRIMING", "REFILL_BEGIN", "REFILL_COMPLETE",
-        "ACK_ALARM", "ALARM_TEST", "KEEP_ALIVE", "CLOSE",
+        "ACK_ALARM", "ALARM_TEST", "BRIDGE_BOLUS", "KEEP_ALIVE", "CLOSE",
     }  # fmt: skip
 
 
