@@ -232,7 +232,9 @@ def test_refill_with_new_concentration_never_changes_the_prescription_in_effect(
     assert pump.refill_begin().ok
     # 25 entered for 25 000 ug/mL: below morphine's 500 ug/mL in the library.
     refused = pump.refill_complete(20_000_000, new_concentration_ug_per_ml=25)
-    assert refused == Refused(RefusalCode.CONCENTRATION_OUT_OF_RANGE, FieldId.NEW_CONCENTRATION, 500)
+    assert refused == Refused(
+        RefusalCode.CONCENTRATION_OUT_OF_RANGE, FieldId.NEW_CONCENTRATION, 500
+    )
     assert pump.refill_complete(20_000_000, new_concentration_ug_per_ml=25_000).ok
     status = pump.status()
     assert status.prescription == rx  # 4 mg/day: rates and concentration unchanged
