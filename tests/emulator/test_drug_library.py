@@ -221,5 +221,5 @@ def test_the_shipped_file_loads_the_same_through_load_library() -> None:
         "hard_max_daily_pg": 8,
         "max_change_percent": 30,
     }
-    with pytest.raises(DrugLibraryError, match="cannot travel in a 1..16 text"):
+    with pytest.raises(DrugLibraryError, match=r"cannot travel in a 1\.\.16 text"):
         parse_library({"drug": {"a" * 17: keys}}, "x")
