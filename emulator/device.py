@@ -760,7 +760,11 @@ class PumpDevice:
                     limits=profile_limits(pump.profile),
                 )
             case ReadPrescription():
-                return CurrentPrescription(prescription=pump.status().prescription)
+                # The committed prescription: during a bridge, the one that takes effect
+                # when the old drug is out (docs/protocol.md section 10.3).
+                s = pump.status()
+                committed = s.waiting_prescription or s.prescription
+                return CurrentPrescription(prescription=committed)
             case ReadEventLog(from_seq=from_seq, count=count):
                 entries = pump.log(from_seq)[:count]
                 held = pump.log()

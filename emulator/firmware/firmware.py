@@ -237,6 +237,9 @@ class FirmwareStatus:
     """Old drug the firmware believes still lies between reservoir and catheter tip."""
     bridging: bool = False
     """BRIDGE_BOLUS accepted: a COMMIT takes effect when the old drug is out."""
+    waiting_prescription: Prescription | None = None
+    """Committed during the bridge, in effect when the old drug is out (CURRENT_PRESCRIPTION
+    reports it: it is the committed one; ``prescription`` is the one running)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +410,7 @@ class Firmware:
             else self._change.new_concentration,
             old_drug_in_path_nl=0 if self._change is None else self._change.old_in_path_nl,
             bridging=self._change is not None and self._change.bridging,
+            waiting_prescription=None if self._change is None else self._change.next_rx,
         )
 
     def predictions(
