@@ -37,6 +37,7 @@ from protocol.request_kinds import REQUEST_KIND
 from protocol.session import Accepted, Opened, ProgrammerSession, PumpSession, SessionLimits
 from protocol.session import Challenge as PumpChallenge
 from protocol.wire import FLAG_REPLY, FLAG_SEALED, TAG_LEN
+from tests.protocol_doc import vector
 
 READ_STATUS = encode(ReadStatus(), seq=6)
 START = encode(StartTherapy(command_id=7), seq=7)
@@ -600,3 +601,21 @@ def test_the_text_output_ends_with_the_totals() -> None:
     code, out, _ = run(READ_STATUS.hex() + "0000")
     assert code == 0
     assert out.splitlines()[-1] == f"hex: {len(READ_STATUS) + 2} bytes, 1 frames, 2 bytes of noise"
+
+
+@pytest.mark.parametrize(
+    "name", ["stage-prescription-override", "staged-with-override", "bridge-bolus"], ids=str
+)
+def test_the_drug_library_and_bridge_vectors_decode(name: str) -> None:
+    """Issue 12's new messages, from their docs/protocol.md vectors, through ``decode``."""
+    doc = vector(name)
+    code, out, _ = run(doc["hex"].replace(" ", ""), "--json")
+    assert code == 0
+    (item,) = json.loads(out)["items"]
+    expected = {
+        "stage-prescription-override": ("StagePrescriptionOverride", "overrides", 3),
+        "staged-with-override": ("StagedWithOverride", "overrides_used", 3),
+        "bridge-bolus": ("BridgeBolus", "command_id", 54),
+    }[name]
+    assert item["message"]["type"] == expected[0]
+    assert item["message"][expected[1]] == expected[2]
