@@ -19,10 +19,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from emulator.firmware.nvram import SnapshotError, prescription_from_json, prescription_to_json
+from emulator.firmware.results import Refused
 from emulator.profile import Profile
 from protocol.prescription import Prescription
+from protocol.refusal import FieldId, RefusalCode
 
-__all__ = ["PendingChange", "change_from_json", "change_to_json", "path_volume_nl"]
+__all__ = [
+    "PendingChange",
+    "change_from_json",
+    "change_to_json",
+    "delivery_block",
+    "path_volume_nl",
+]
 
 
 def path_volume_nl(profile: Profile, catheter_nl: int) -> int:
@@ -54,6 +62,22 @@ class PendingChange:
     @property
     def new_drug_at_tip(self) -> bool:
         return self.old_in_path_nl == 0
+
+
+def delivery_block(change: PendingChange | None, volume_nl: int) -> Refused | None:
+    """A request that would deliver ``volume_nl`` on top of the basal (0: the basal itself,
+    START) is refused while it would run the new concentration at doses worked out for the
+    old one: once the new drug is at the tip, or for a bolus larger than the old drug left
+    in the path (docs/protocol.md section 10.3, rule 6)."""
+    if change is None:
+        return None
+    if change.new_drug_at_tip or volume_nl > change.old_in_path_nl:
+        return Refused(
+            RefusalCode.CONCENTRATION_CHANGE_PENDING,
+            FieldId.CONCENTRATION,
+            change.new_concentration,
+        )
+    return None
 
 
 def change_to_json(change: PendingChange | None) -> list[Any] | None:

@@ -22,13 +22,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.drug_library import Drug, DrugLibrary
-from emulator.firmware.interlocks import daily_volume_with_boluses_nl
+from emulator.firmware.interlocks import check_prescription, daily_volume_with_boluses_nl
 from emulator.firmware.results import Refused
+from emulator.profile import Profile
 from protocol.messages import OVERRIDE_DOSE_CHANGE, OVERRIDE_SOFT_LIMIT
 from protocol.prescription import InfusionMode, Prescription
 from protocol.refusal import FieldId, RefusalCode
 
-__all__ = ["Review", "check_concentration", "check_identity", "check_soft_limits", "daily_mass"]
+__all__ = [
+    "Review",
+    "check_concentration",
+    "check_identity",
+    "check_soft_limits",
+    "check_stage",
+    "daily_mass",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +116,30 @@ def check_soft_limits(
                 return Refused(RefusalCode.DOSE_CHANGE_NEEDS_OVERRIDE, FieldId.DAILY_DOSE, bound)
             used |= OVERRIDE_DOSE_CHANGE
     return Review(used, drug.soft_max_daily_pg, reference)
+
+
+def check_stage(
+    library: DrugLibrary,
+    profile: Profile,
+    rx: Prescription,
+    *,
+    running: Prescription | None,
+    pending_concentration: int | None,
+    overrides: int,
+) -> Review | Refused:
+    """Every check a STAGE makes, in docs/protocol.md section 10.3's order: the drug and its
+    concentration, a pending concentration change, the profile's limits (the hard daily
+    limit among them, from the library), then the soft limits with their overrides."""
+    drug = check_identity(library, rx)
+    if isinstance(drug, Refused):
+        return drug
+    if pending_concentration is not None and rx.concentration_ug_per_ml != pending_concentration:
+        # The reservoir holds the refill's concentration: a prescription for another one
+        # would run the new drug at rates worked out for the wrong strength.
+        return Refused(
+            RefusalCode.CONCENTRATION_CHANGE_PENDING, FieldId.CONCENTRATION, pending_concentration
+        )
+    refusal = check_prescription(profile, rx)
+    if refusal is not None:
+        return refusal
+    return check_soft_limits(library, drug, rx, running, overrides)

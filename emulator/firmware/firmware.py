@@ -40,13 +40,13 @@ from emulator.firmware.concentration_change import (
     PendingChange,
     change_from_json,
     change_to_json,
+    delivery_block,
     path_volume_nl,
 )
-from emulator.firmware.drug_checks import Review, check_identity, check_soft_limits
+from emulator.firmware.drug_checks import Review, check_stage
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.interlocks import (
     check_clinician_bolus,
-    check_prescription,
     daily_volume_with_boluses_nl,
     prescription_digest,
     whole_strokes,
@@ -601,25 +601,15 @@ class Firmware:
             return self._refuse(
                 Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, None, opcode=opcode
             )
-        # The drug library first (H9, H11): the unknown drug and the mg/mcg slip are named
-        # for what they are, before any dose is worked out from them.
-        drug = check_identity(self.library, rx)
-        if isinstance(drug, Refused):
-            return self._refuse(drug, what, now_ms, None, opcode=opcode)
-        change = self._change
-        if change is not None and rx.concentration_ug_per_ml != change.new_concentration:
-            # The reservoir holds the refill's concentration: a prescription for another one
-            # would run the new drug at rates worked out for the wrong strength.
-            pending = Refused(
-                RefusalCode.CONCENTRATION_CHANGE_PENDING,
-                FieldId.CONCENTRATION,
-                change.new_concentration,
-            )
-            return self._refuse(pending, what, now_ms, None, opcode=opcode)
-        refusal = check_prescription(self.profile, rx)
-        if refusal is not None:
-            return self._refuse(refusal, what, now_ms, None, opcode=opcode)
-        review = check_soft_limits(self.library, drug, rx, self.rx, overrides)
+        pending = None if self._change is None else self._change.new_concentration
+        review = check_stage(
+            self.library,
+            self.profile,
+            rx,
+            running=self.rx,
+            pending_concentration=pending,
+            overrides=overrides,
+        )
         if isinstance(review, Refused):
             return self._refuse(review, what, now_ms, None, opcode=opcode)
         return self._stage_reviewed(rx, review, now_ms, expires)
@@ -1036,19 +1026,16 @@ class Firmware:
         ``volume_nl`` the old drug left, rounded up to whole strokes (the stroke that pushes
         the last of it out also starts the new drug)."""
         what = TherapyInput.BRIDGE_BOLUS
-        change = self._change
-        if change is None or change.old_in_path_nl == 0:
-            bad_id = self._check_command_id(command_id)
-            if bad_id is not None:
-                return bad_id
-            return self._refuse(
-                Refused(RefusalCode.NO_CONCENTRATION_CHANGE), what, now_ms, command_id
-            )
         gate = self._gate(what, now_ms, command_id)
         if isinstance(gate, Refused):
             return gate
         if self._refill_predicted is not None:
             return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
+        change = self._change
+        if change is None or change.old_in_path_nl == 0:
+            return self._refuse(
+                Refused(RefusalCode.NO_CONCENTRATION_CHANGE), what, now_ms, command_id
+            )
         strokes = -(-change.old_in_path_nl // self._stroke)
         end = self.engine.time_of_stroke(strokes) if self._intent_running else None
         if change.bridging or end is None:
@@ -1063,20 +1050,7 @@ class Firmware:
         )
 
     def _concentration_block(self, volume_nl: int) -> Refused | None:
-        """A request that would deliver ``volume_nl`` on top of the basal (0: the basal
-        itself, START): refused while it would run the new concentration at the old volume
-        rates, that is once the new drug is at the tip, or for a bolus larger than the old
-        drug left in the path."""
-        change = self._change
-        if change is None:
-            return None
-        if change.new_drug_at_tip or volume_nl > change.old_in_path_nl:
-            return Refused(
-                RefusalCode.CONCENTRATION_CHANGE_PENDING,
-                FieldId.CONCENTRATION,
-                change.new_concentration,
-            )
-        return None
+        return delivery_block(self._change, volume_nl)
 
     def _check_concentration_change(self, now_ms: int) -> None:
         """At each step: once the old drug is out of the tip, the prescription committed
