@@ -1457,6 +1457,21 @@ class Firmware:
                     low_reservoir_threshold_nl=old.low_reservoir_threshold_nl,
                 )
             )
+        change = self._change
+        if change is not None and change.next_rx is not None:
+            # A prescription waiting for the bridge's end must not bring back the full
+            # rates after the reset: it becomes the low rate too, at its own concentration.
+            waiting = change.next_rx
+            low = Prescription(
+                drug_name=waiting.drug_name,
+                concentration_ug_per_ml=waiting.concentration_ug_per_ml,
+                mode=InfusionMode.CONTINUOUS,
+                repeat=Repeat.DAILY,
+                steps=(FlexStep(0, rate),),
+                patient_bolus=None,
+                low_reservoir_threshold_nl=waiting.low_reservoir_threshold_nl,
+            )
+            self._change = replace(change, next_rx=low)
         self._raise(AlarmKind.LOW_BATTERY_RESET, now_ms)
         self._internal(TherapyInput.LOW_BATTERY_RESET, now_ms)
 

@@ -14,7 +14,7 @@ import dataclasses
 
 import pytest
 
-from emulator.faults import Reset
+from emulator.faults import BatteryDrain, Reset
 from emulator.firmware.results import BolusStarted, Refused
 from emulator.pump import Pump
 from protocol.device_state import AlarmKind, EventKind, TherapyState
@@ -189,3 +189,23 @@ def test_the_change_survives_a_snapshot_and_a_reset() -> None:
     assert status.pending_concentration_ug_per_ml == 25_000
     pump.advance(FLUSHED_S)
     assert pump.status().prescription == NEW
+
+
+@pytest.mark.hazard("H6")
+def test_a_low_battery_reset_during_a_bridge_keeps_the_low_rate_after_it() -> None:
+    """The prescription waiting for the bridge's end must not undo the low-battery reset."""
+    pump = refilled()
+    assert pump.bridge_bolus(command_id=4).ok
+    assert pump.program(NEW, command_id=5).ok
+    p = pump.profile
+    pump.inject(BatteryDrain(pump.plant_truth().battery_nah - p.battery_low_reset_threshold_nah))
+    pump.advance(p.battery_check_interval_s)
+    waiting = pump.status().waiting_prescription
+    assert waiting is not None
+    assert waiting.steps == (FlexStep(0, p.battery_low_reset_rate_nl_per_day),)
+    assert waiting.concentration_ug_per_ml == 25_000
+    pump.advance(10 * 86_400)  # the old drug is out within 3 days at the low rate
+    status = pump.status()
+    assert status.prescription == waiting
+    assert status.state is TherapyState.CONTINUOUS
+    assert pump.engine.basal_rate_nl_per_day == p.battery_low_reset_rate_nl_per_day
