@@ -16,6 +16,7 @@ section 10.3).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any
 
 from emulator.firmware.nvram import SnapshotError, prescription_from_json, prescription_to_json
@@ -26,6 +27,9 @@ from protocol.refusal import FieldId, RefusalCode
 
 __all__ = [
     "PendingChange",
+    "TipAction",
+    "at_tip",
+    "bridge_refusal",
     "change_from_json",
     "change_to_json",
     "delivery_block",
@@ -77,6 +81,38 @@ def delivery_block(change: PendingChange | None, volume_nl: int) -> Refused | No
             FieldId.CONCENTRATION,
             change.new_concentration,
         )
+    return None
+
+
+class TipAction(Enum):
+    """What the firmware does when it looks at the catheter tip after a step."""
+
+    NOTHING = "nothing"
+    """No change pending, old drug still in the path, or already suspended for it."""
+    TAKE_EFFECT = "take-effect"
+    """The old drug is out: the prescription committed during the bridge runs now."""
+    SUSPEND = "suspend"
+    """The new drug is at the tip with no prescription for it: suspend, critical alarm."""
+
+
+def at_tip(change: PendingChange | None, delivering: bool) -> TipAction:
+    """Rules 4 and 5 of docs/protocol.md section 10.3."""
+    if change is None or not change.new_drug_at_tip or change.suspended:
+        return TipAction.NOTHING
+    if change.next_rx is not None:
+        return TipAction.TAKE_EFFECT
+    # Not delivering, nothing flows: START and the boluses check delivery_block themselves.
+    return TipAction.SUSPEND if delivering else TipAction.NOTHING
+
+
+def bridge_refusal(change: PendingChange | None, end_ms: int | None) -> Refused | None:
+    """BRIDGE_BOLUS's own refusals, after the gate (docs/protocol.md section 7): no old drug
+    to bridge; a bridge already running, or running rates that would never move the old
+    drug out (``end_ms`` None: no stroke to come)."""
+    if change is None or change.old_in_path_nl == 0:
+        return Refused(RefusalCode.NO_CONCENTRATION_CHANGE)
+    if change.bridging or end_ms is None:
+        return Refused(RefusalCode.BAD_STATE)
     return None
 
 

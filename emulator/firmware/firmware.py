@@ -38,6 +38,9 @@ from emulator.drug_library import DrugLibrary, default_library
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.concentration_change import (
     PendingChange,
+    TipAction,
+    at_tip,
+    bridge_refusal,
     change_from_json,
     change_to_json,
     delivery_block,
@@ -1032,15 +1035,13 @@ class Firmware:
         if self._refill_predicted is not None:
             return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
         change = self._change
-        if change is None or change.old_in_path_nl == 0:
-            return self._refuse(
-                Refused(RefusalCode.NO_CONCENTRATION_CHANGE), what, now_ms, command_id
-            )
-        strokes = -(-change.old_in_path_nl // self._stroke)
-        end = self.engine.time_of_stroke(strokes) if self._intent_running else None
-        if change.bridging or end is None:
-            # Already bridging, or a basal of 0 that would never move the old drug out.
-            return self._refuse(Refused(RefusalCode.BAD_STATE), what, now_ms, command_id)
+        strokes = 0 if change is None else -(-change.old_in_path_nl // self._stroke)
+        end = self.engine.time_of_stroke(strokes) if strokes and self._intent_running else None
+        refusal = bridge_refusal(change, end)
+        if refusal is not None:
+            return self._refuse(refusal, what, now_ms, command_id)
+        assert change is not None
+        assert end is not None
         self._change = replace(change, bridging=True)
         volume = strokes * self._stroke
         seq = self._log(now_ms, EventKind.BRIDGE_STARTED, 0, change.old_in_path_nl)
@@ -1057,10 +1058,12 @@ class Firmware:
         during a bridge takes effect, or, with none, delivery is suspended with a critical
         alarm rather than run the new drug at the old volume rates."""
         change = self._change
-        if change is None or not change.new_drug_at_tip or change.suspended:
+        action = at_tip(change, self.state in _DELIVERING)
+        if change is None or action is TipAction.NOTHING:
             return
-        if change.next_rx is not None:
+        if action is TipAction.TAKE_EFFECT:
             rx = change.next_rx
+            assert rx is not None
             self._change = None
             self._install(rx)
             self._intent_running = rx.mode is not InfusionMode.STOPPED
@@ -1071,8 +1074,6 @@ class Firmware:
             elif self._basal_applies():
                 self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
             return
-        if self.state not in _DELIVERING:
-            return  # nothing flows; START and the boluses check the block themselves
         self._change = replace(change, suspended=True)
         self._log(now_ms, EventKind.CONCENTRATION_UNPROGRAMMED, 0, change.new_concentration)
         self._raise(AlarmKind.CONCENTRATION_UNPROGRAMMED, now_ms)
