@@ -83,7 +83,8 @@ def reference_mass(library: DrugLibrary, drug: Drug, running: Prescription | Non
     of drug is a new therapy, checked against the soft and hard limits only)."""
     if running is None or running.mode is InfusionMode.STOPPED:
         return 0
-    if library.lookup(running.drug_name) is not drug:
+    other = library.lookup(running.drug_name)
+    if other is None or other.name != drug.name:
         return 0
     return daily_mass(running)
 

@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emulator.drug_library import (
     DrugLibraryError,
@@ -223,3 +225,37 @@ def test_the_shipped_file_loads_the_same_through_load_library() -> None:
     }
     with pytest.raises(DrugLibraryError, match=r"cannot travel in a 1\.\.16 text"):
         parse_library({"drug": {"a" * 17: keys}}, "x")
+
+
+@given(
+    running=st.integers(48_000, 2_000_000),
+    new=st.integers(48_000, 2_000_000),
+    pct=st.integers(1, 200),
+)
+def test_the_relative_limit_is_exactly_the_documented_bounds(
+    running: int, new: int, pct: int
+) -> None:
+    """docs/protocol.md section 10.3 rule 6: refused exactly outside
+    [ceil(R(100-p)/100), floor(R(100+p)/100)], the NAK's limit the bound broken, and the
+    override lets it through and says so."""
+    baclofen = LIB.lookup("baclofen")
+    assert baclofen is not None
+    drug = dataclasses.replace(
+        baclofen,
+        max_change_percent=pct,
+        soft_max_daily_pg=10**18,
+        hard_max_daily_pg=10**18,
+    )
+    r_mass, n_mass = running * 2_000, new * 2_000
+    low = -(-r_mass * max(100 - pct, 0) // 100)
+    high = r_mass * (100 + pct) // 100
+    result = check_soft_limits(LIB, drug, rx(new), rx(running), 0)
+    if low <= n_mass <= high:
+        assert not isinstance(result, Refused)
+        assert result.overrides_used == 0
+    else:
+        bound = high if n_mass > high else low
+        assert result == Refused(RefusalCode.DOSE_CHANGE_NEEDS_OVERRIDE, FieldId.DAILY_DOSE, bound)
+        allowed = check_soft_limits(LIB, drug, rx(new), rx(running), OVERRIDE_DOSE_CHANGE)
+        assert not isinstance(allowed, Refused)
+        assert allowed.overrides_used == OVERRIDE_DOSE_CHANGE
