@@ -483,6 +483,7 @@ class Pump:
             raise SnapshotError("the pump record is not an object")
         if record.get("version") != 1:
             raise SnapshotError(f"unsupported snapshot version {record.get('version')!r:.20}")
+        record = _upgrade_record(record)
         try:
             profile = profile_from_fields(record.get("profile"), "the saved profile")
         except ProfileError as exc:
@@ -521,6 +522,33 @@ class Pump:
         other = Pump.restore(blob)
         other._engine_factory = self._engine_factory
         self.__dict__.update(other.__dict__)
+
+
+def _upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 record written before the drug library and the bridge existed, with the
+    values they stand for filled in, so it resumes and re-encodes as one written now: no
+    internal path in the profile (0, as a profile file without ``[bridge]``), no
+    concentration change pending, the longest catheter's dead volume believed (what a
+    firmware that never primed believes). Anything else is left for the rules to judge."""
+    profile = record.get("profile")
+    firmware = record.get("firmware")
+    if not isinstance(profile, dict) or not isinstance(firmware, dict):
+        return record
+    inner = firmware.get("record")
+    if not isinstance(inner, dict):
+        return record
+    if "internal_path_nl" in profile and "catheter_nl" in inner:
+        return record
+    per_cm = profile.get("catheter_dead_volume_nl_per_cm")
+    length = profile.get("catheter_max_length_cm")
+    if not isinstance(per_cm, int) or not isinstance(length, int):
+        return record
+    inner = {"concentration_change": None, "catheter_nl": per_cm * length, **inner}
+    return {
+        **record,
+        "profile": {"internal_path_nl": 0, **profile},
+        "firmware": {**firmware, "record": inner},
+    }
 
 
 def _profile_to_json(profile: Profile) -> dict[str, Any]:

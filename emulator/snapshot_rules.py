@@ -246,6 +246,11 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
     if pending and after == MotorState.RECOVERING and value.get("_motor_resume_ms") is None:
         # Plant.update would assert at the change: a recovery needs its end.
         raise SnapshotError("pump.plant: a pending recovery needs _motor_resume_ms")
+    if not pending and value.get("_motor_resume_ms") is not None:
+        # The plant sets and clears the two together; a resume left without its change is
+        # never cleared, falls into the past, and the next save would be refused (found by
+        # tests/hil/test_state_file.py's fuzz).
+        raise SnapshotError("pump.plant: _motor_resume_ms needs a pending _motor_change_ms")
 
 
 def _check_firmware(value: object, p: Profile, now: int) -> None:

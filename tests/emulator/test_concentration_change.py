@@ -209,3 +209,16 @@ def test_a_low_battery_reset_during_a_bridge_keeps_the_low_rate_after_it() -> No
     assert status.prescription == waiting
     assert status.state is TherapyState.CONTINUOUS
     assert pump.engine.basal_rate_nl_per_day == p.battery_low_reset_rate_nl_per_day
+
+
+def test_a_state_saved_before_the_bridge_existed_resumes_with_nothing_pending() -> None:
+    pump = Pump("peristaltic-20")
+    assert pump.program(OLD, command_id=1).ok
+    record = pump.snapshot_record()
+    firmware_record = record["firmware"]["record"]
+    del firmware_record["concentration_change"], firmware_record["catheter_nl"]
+    del record["profile"]["internal_path_nl"]
+    resumed = Pump.from_record(record)
+    assert resumed.status() == pump.status()
+    assert resumed.snapshot_record()["firmware"]["record"]["catheter_nl"] == 286_000
+    assert resumed.profile.internal_path_nl == 0  # as a profile without [bridge]

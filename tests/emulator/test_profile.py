@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from emulator.errors import ProfileError
-from emulator.profile import builtin_profile_names, load_profile, parse_profile
+from emulator.profile import (
+    builtin_profile_names,
+    load_profile,
+    parse_profile,
+    profile_from_fields,
+)
+from emulator.pump import Pump
 
 BASE = resources.files("emulator").joinpath("profiles", "peristaltic-20.toml").read_text()
 
@@ -126,3 +133,15 @@ def test_parse_without_file() -> None:
     del data["battery"]
     with pytest.raises(ProfileError, match=r"missing table \[battery\]"):
         parse_profile(data, "inline")
+
+
+def test_a_profile_saved_before_the_bridge_existed_resumes_with_no_internal_path() -> None:
+    """A state file written before ``internal_path_nl`` existed has no such profile field: it
+    resumes as a profile file without ``[bridge]`` would load (docs/pump-model.md)."""
+    pump = Pump("peristaltic-20")
+    fields = pump.snapshot_record()["profile"]
+    assert fields["internal_path_nl"] == 200_000
+    del fields["internal_path_nl"]
+    profile = profile_from_fields(fields, "old state")
+    assert profile.internal_path_nl == 0
+    assert replace(profile, internal_path_nl=200_000) == pump.profile
