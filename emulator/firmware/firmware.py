@@ -749,6 +749,16 @@ class Firmware:
         gate = self._gate(TherapyInput.STOP, now_ms, command_id)
         if isinstance(gate, Refused):
             return gate
+        change = self._change
+        if change is not None and change.bridging:
+            # A stop ends the bridge: nothing moves the old drug out while stopped. A
+            # prescription committed during it is the committed one now (docs/protocol.md
+            # section 10.3, rule 4); a START runs it, as after a commit without a bridge.
+            if change.next_rx is not None:
+                self._install(change.next_rx)
+                self._change = None
+            else:
+                self._change = replace(change, bridging=False)
         self._intent_running = False
         self._transition(gate, now_ms)
         seq = self._log(now_ms, EventKind.THERAPY_STOPPED, 0, self._estimate)
@@ -1069,7 +1079,9 @@ class Firmware:
             self._intent_running = rx.mode is not InfusionMode.STOPPED
             digest_u64 = int.from_bytes(prescription_digest(rx)[:8], "little")
             self._log(now_ms, EventKind.BRIDGE_COMPLETED, int(rx.mode), digest_u64)
-            if self.state in _RUNNING or self.state is TherapyState.STOPPED:
+            # Only a delivering pump moves the old drug out (at_tip), so this is the running
+            # basal handing over; a bolus on top of it goes on.
+            if self.state in _RUNNING:
                 self._transition(Go(Target.BASAL), now_ms)
             elif self._basal_applies():
                 self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))

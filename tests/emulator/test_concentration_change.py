@@ -222,3 +222,30 @@ def test_a_state_saved_before_the_bridge_existed_resumes_with_nothing_pending() 
     assert resumed.status() == pump.status()
     assert resumed.snapshot_record()["firmware"]["record"]["catheter_nl"] == 286_000
     assert resumed.profile.internal_path_nl == 0  # as a profile without [bridge]
+
+
+def test_a_stop_ends_the_bridge_and_the_committed_prescription_is_in_effect() -> None:
+    pump = refilled()
+    assert pump.bridge_bolus(command_id=4).ok
+    assert pump.program(NEW, command_id=5).ok
+    assert pump.stop(command_id=6).ok
+    status = pump.status()
+    assert (status.prescription, status.bridging) == (NEW, False)
+    assert status.pending_concentration_ug_per_ml is None
+    assert status.state is TherapyState.STOPPED
+    pump.advance(FLUSHED_S)  # nothing moves while stopped; nothing starts by itself
+    assert pump.status().state is TherapyState.STOPPED
+    assert pump.status().delivered_nl == 0
+    assert pump.start(command_id=7).ok
+    assert pump.engine.basal_rate_nl_per_day == 160_000
+
+
+def test_a_stop_during_a_bridge_with_nothing_committed_keeps_the_change_pending() -> None:
+    pump = refilled()
+    assert pump.bridge_bolus(command_id=4).ok
+    assert pump.stop(command_id=5).ok
+    status = pump.status()
+    assert not status.bridging
+    assert status.pending_concentration_ug_per_ml == 25_000
+    assert pump.program(NEW, command_id=6).ok  # takes effect at once: no bridge runs
+    assert pump.status().prescription == NEW

@@ -113,6 +113,7 @@ class PumpMachine(RuleBasedStateMachine):
         self.last_seq = 0
         self.dose = daily_dose(self.pump.status().prescription)
         self.dose_seq = self.pump.status().log_next_seq
+        self.waiting: Prescription | None = None
         self.committed = False
         # Most runs start with therapy running, so the rules below meet a live pump.
         if data.draw(st.integers(0, 4)):
@@ -346,21 +347,23 @@ class PumpMachine(RuleBasedStateMachine):
     @invariant()
     def no_dose_change_without_a_commit(self) -> None:
         """The believed daily dose in mass (the prescription in effect: its rates x its
-        concentration) changes only at a commit, at the end of a bridge (BRIDGE_COMPLETED,
-        a commit's deferred effect) or at the low-battery reset; never at a refill, with a
-        new concentration or not (docs/protocol.md section 10.3)."""
+        concentration) changes only at a commit, when a commit deferred by a bridge takes
+        effect (at the bridge's end or a STOP: the prescription is the one that was
+        waiting) or at the low-battery reset; never at a refill, with a new concentration
+        or not (docs/protocol.md section 10.3)."""
         status = self.pump.status()
         dose = daily_dose(status.prescription)
         if dose != self.dose:
             since = self.pump.log(self.dose_seq)
-            why = {EventKind.BRIDGE_COMPLETED} & {e.kind for e in since}
+            deferred = status.prescription is not None and status.prescription == self.waiting
             reset = any(
                 e.kind is EventKind.ALARM_RAISED and e.detail == AlarmKind.LOW_BATTERY_RESET
                 for e in since
             )
-            assert self.committed or why or reset, (self.dose, dose)
+            assert self.committed or deferred or reset, (self.dose, dose)
         self.dose = dose
         self.dose_seq = status.log_next_seq
+        self.waiting = status.waiting_prescription
         self.committed = False
 
     @invariant()
