@@ -697,7 +697,8 @@ class Firmware:
             return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
         self._staged = None
         change = self._change
-        if change is not None and change.bridging and not change.new_drug_at_tip:
+        bridge_runs = change is not None and change.bridging and not change.new_drug_at_tip
+        if change is not None and bridge_runs and self._intent_running:
             # The bridge (docs/pump-model.md): the old drug keeps its old rates until it is
             # out of the tip, then this prescription takes effect (_check_concentration_change).
             self._change = replace(change, next_rx=staged.rx)
