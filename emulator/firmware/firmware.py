@@ -41,8 +41,6 @@ from emulator.firmware.concentration_change import (
     TipAction,
     at_tip,
     bridge_refusal,
-    change_from_json,
-    change_to_json,
     delivery_block,
     path_volume_nl,
 )
@@ -61,6 +59,7 @@ from emulator.firmware.nvram import (
     prescription_from_json,
     prescription_to_json,
 )
+from emulator.firmware.record import load_into, record_of
 from emulator.firmware.refill import check_refill_entry
 from emulator.firmware.results import (
     Accepted,
@@ -1510,39 +1509,8 @@ class Firmware:
     # ====================================================================================
 
     def to_record(self) -> dict[str, Any]:
-        """The firmware's non-volatile record: everything but volatile RAM (staging, refill
-        in progress) and the engine's sub-stroke remainder.
-
-        Instants are on the internal timeline (they are deadlines), except the history
-        stamps ``eri_ms`` and the alarms' ``since_ms``, which are on the pump clock as it
-        read when they were written, like the log."""
-        return {
-            "state": int(self.state),
-            "rx": prescription_to_json(self.rx),
-            "intent_running": self._intent_running,
-            "estimate": self._estimate,
-            "delivered": self._delivered,
-            "bolus_end_ms": self._bolus_end_ms,
-            "bolus_volume": self._bolus_volume,
-            "bolus_done": self._bolus_done,
-            "stalled": self._stalled,
-            "stall_detected_ms": self._stall_detected_ms,
-            "empty": self._empty,
-            "memory_error": self._memory_error,
-            "eri_ms": self._eri_ms,
-            "eos_ms": self._eos_ms,
-            "low_reset_done": self._low_reset_done,
-            "battery_nah": self._battery_nah,
-            "next_battery_check_ms": self._next_battery_check_ms,
-            "lockout_until_ms": self._lockout_until_ms,
-            "patient_grants": list(self._patient_grants),
-            "clinician_boluses": [list(b) for b in self._clinician_boluses],
-            "last_command_id": self._last_command_id,
-            "clock_offset_ms": self._clock_offset_ms,
-            "alarms": [[int(r.kind), r.since_ms, r.acknowledged] for r in self.alarms.records()],
-            "concentration_change": change_to_json(self._change),
-            "catheter_nl": self._catheter_nl,
-        }
+        """The firmware's non-volatile record (emulator/firmware/record.py)."""
+        return record_of(self)
 
     def nv_image(self) -> bytes:
         """The non-volatile record as stored: the corrupted blob if a fault hit it."""
@@ -1552,49 +1520,7 @@ class Firmware:
 
     def load_record(self, record: dict[str, Any]) -> None:
         """Restore the persisted fields (SnapshotError if the record is malformed)."""
-        try:
-            self.state = TherapyState(record["state"])
-            rx = prescription_from_json(record["rx"])
-            self.rx = None
-            self._schedule = Schedule(None)
-            if rx is not None:
-                self._install(rx)
-            self._intent_running = bool(record["intent_running"])
-            self._estimate = int(record["estimate"])
-            self._delivered = int(record["delivered"])
-            self._bolus_end_ms = record["bolus_end_ms"]
-            self._bolus_volume = int(record["bolus_volume"])
-            self._bolus_done = int(record["bolus_done"])
-            self._stalled = bool(record["stalled"])
-            self._stall_detected_ms = int(record["stall_detected_ms"])
-            self._empty = bool(record["empty"])
-            self._memory_error = bool(record["memory_error"])
-            self._eri_ms = record["eri_ms"]
-            self._eos_ms = record["eos_ms"]
-            self._low_reset_done = bool(record["low_reset_done"])
-            self._battery_nah = int(record["battery_nah"])
-            self._next_battery_check_ms = int(record["next_battery_check_ms"])
-            self._lockout_until_ms = int(record["lockout_until_ms"])
-            self._patient_grants = deque(int(t) for t in record["patient_grants"])
-            self._clinician_boluses = deque(
-                (int(t), int(v)) for t, v in record["clinician_boluses"]
-            )
-            self._last_command_id = record["last_command_id"]
-            self._clock_offset_ms = int(record["clock_offset_ms"])
-            self.alarms = AlarmSet(
-                tuple(AlarmRecord(AlarmKind(k), int(t), bool(a)) for k, t, a in record["alarms"])
-            )
-            # Records written before the bridge existed hold neither: no change pending, and
-            # the longest catheter's dead volume (what a firmware without priming believes).
-            self._change = change_from_json(record.get("concentration_change"))
-            self._catheter_nl = int(
-                record.get(
-                    "catheter_nl",
-                    self.profile.catheter_volume_nl(self.profile.catheter_max_length_cm),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SnapshotError(f"bad firmware record: {exc}") from exc
+        load_into(self, record)
 
     def snapshot_state(self) -> dict[str, Any]:
         """The non-volatile record plus volatile RAM, for saving a simulation exactly."""
