@@ -285,7 +285,9 @@ class Campaign:
             bolus = ClinicianBolus(command_id=self.fresh_id(), dose_nl=dose, duration_s=duration)
             self.command(programmer, bolus)
         else:
-            rate = self.rng.choice([100_000, 200_000, 300_000])
+            # Within baclofen's 40 % dose-change limit of each other (emulator/drugs.toml):
+            # a campaign commit is not meant to need the DOSE_CHANGE override.
+            rate = self.rng.choice([200_000, 240_000, 280_000])
             staged = programmer.stage(prescription(rate))
             if isinstance(staged.reply, PrescriptionStaged):
                 commit = CommitPrescription(command_id=self.fresh_id(), digest=staged.reply.digest)

@@ -75,6 +75,7 @@ from protocol.messages import (
     AlarmList,
     AlarmTest,
     Authenticate,
+    BridgeBolus,
     CancelBolus,
     ClinicianBolus,
     Clock,
@@ -100,7 +101,9 @@ from protocol.messages import (
     RefillComplete,
     SessionOpened,
     SetClock,
+    StagedWithOverride,
     StagePrescription,
+    StagePrescriptionOverride,
     StartTherapy,
     Status,
     StopTherapy,
@@ -759,7 +762,11 @@ class PumpDevice:
                     limits=profile_limits(pump.profile),
                 )
             case ReadPrescription():
-                return CurrentPrescription(prescription=pump.status().prescription)
+                # The committed prescription: during a bridge, the one that takes effect
+                # when the old drug is out (docs/protocol.md section 10.3).
+                s = pump.status()
+                committed = s.waiting_prescription or s.prescription
+                return CurrentPrescription(prescription=committed)
             case ReadEventLog(from_seq=from_seq, count=count):
                 entries = pump.log(from_seq)[:count]
                 held = pump.log()
@@ -783,6 +790,16 @@ class PumpDevice:
                 lifetime_ms = pump.profile.stage_lifetime_s * 1000
                 self._stage_deadline = self._link_now + lifetime_ms + 1
                 return _staged_reply(staged, pump.profile.stage_lifetime_s)
+            case StagePrescriptionOverride(overrides=overrides, prescription=prescription):
+                # STAGE_PRESCRIPTION with the clinician's overrides (docs/protocol.md 7):
+                # the same stage, its lifetime on the link, and the review says what
+                # was overridden.
+                staged = pump.stage(prescription, expires=False, overrides=overrides)
+                if isinstance(staged, Refused):
+                    return _refusal(staged)
+                lifetime_ms = pump.profile.stage_lifetime_s * 1000
+                self._stage_deadline = self._link_now + lifetime_ms + 1
+                return _override_reply(staged, pump.profile.stage_lifetime_s)
             case _:
                 reply = read_reply(pump, request)  # issue 12 (emulator/device_service.py)
                 return _nak(RefusalCode.BAD_STATE) if reply is None else reply
@@ -828,6 +845,8 @@ class PumpDevice:
                 result = pump.acknowledge_alarm(AlarmKind(alarm), command_id=command_id)
             case AlarmTest():
                 result = pump.alarm_test(command_id=command_id)
+            case BridgeBolus():
+                result = pump.bridge_bolus(command_id=command_id)
             case _:
                 service = apply_service_command(pump, request, command_id)  # issue 12
                 if service is None:
@@ -1032,6 +1051,21 @@ def _staged_reply(staged: Staged, lifetime_s: int) -> PrescriptionStaged:
         low_reservoir_at_ms=instant(staged.predicted_low_reservoir_ms),
         empty_at_ms=instant(staged.predicted_empty_ms),
         stage_lifetime_s=lifetime_s,
+    )
+
+
+def _override_reply(staged: Staged, lifetime_s: int) -> StagedWithOverride:
+    plain = _staged_reply(staged, lifetime_s)
+    return StagedWithOverride(
+        digest=plain.digest,
+        daily_volume_nl=plain.daily_volume_nl,
+        daily_mass_pg=plain.daily_mass_pg,
+        low_reservoir_at_ms=plain.low_reservoir_at_ms,
+        empty_at_ms=plain.empty_at_ms,
+        stage_lifetime_s=plain.stage_lifetime_s,
+        overrides_used=staged.overrides_used,
+        soft_limit_pg=min(staged.soft_limit_pg, U64_MAX),
+        reference_daily_mass_pg=min(staged.reference_daily_mass_pg, U64_MAX),
     )
 
 

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from emulator.drug_library import default_library
 from emulator.errors import ProfileError
 from protocol.documents import DocumentError, parse_toml
 from protocol.prescription import MAX_STEPS_ON_WIRE
@@ -84,9 +85,13 @@ class Profile:
     # -- dose limits ------------------------------------------------------------------------
     max_clinician_bolus_nl: int
     max_daily_mass_pg: int
-    """Hard limit for a drug not in ``drug_max_daily_mass_pg`` (H9, H11)."""
+    """The daily-mass ceiling DEVICE_INFO reports (``max_daily_dose_pg``). A drug's own hard
+    limit comes from the drug library (emulator/drugs.toml, H9, H11); a drug the library
+    does not know is refused at stage time (UNKNOWN_DRUG), so this is a last ceiling."""
     drug_max_daily_mass_pg: Mapping[str, int]
-    """Per-drug hard limits, keyed by lower-case drug name."""
+    """Legacy ``[drug_limits]``: per-drug hard limits keyed by lower-case name. Each entry is
+    resolved through the drug library's names and aliases and can only *tighten* the
+    library's hard limit (docs/pump-model.md, "Drug library", migration)."""
     max_flex_steps: int
     patient_bolus_dose: Range
     patient_bolus_duration_s: Range
@@ -100,7 +105,9 @@ class Profile:
     # -- drug along the fluid path (docs/pump-model.md, "Drug in the fluid path") ----------
     internal_path_nl: int
     """Solution in the pump's own path from the reservoir to the catheter connector: a new
-    concentration reaches the catheter only after it (bridge bolus)."""
+    concentration reaches the catheter only after it. The plant's path holds this much, and
+    the firmware counts it in the old drug a concentration change leaves (the bridge,
+    docs/pump-model.md): one design figure, known to both."""
     catheter_compliance_nl: int
     """The most solution a closed catheter and the tubing upstream of it take under the
     mechanism's bounded back-pressure; all a repair can release (H13)."""
@@ -146,8 +153,20 @@ class Profile:
     """Where the profile came from (a built-in name or a file path), for error messages."""
 
     def max_daily_mass_for(self, drug_name: str) -> int:
-        """The hard daily-mass limit for a drug: its own entry or the profile's default."""
-        return self.drug_max_daily_mass_pg.get(drug_name.lower(), self.max_daily_mass_pg)
+        """The hard daily-mass limit for a drug, pg/day: the drug library's (matched by name
+        or alias, emulator/drug_library.py), tightened by a legacy ``[drug_limits]`` entry
+        for the same drug; the profile's ``max_daily_mass_pg`` for a drug the library does
+        not know (such a drug is refused UNKNOWN_DRUG at stage time anyway)."""
+        library = default_library()
+        drug = library.lookup(drug_name)
+        if drug is None:
+            own = self.drug_max_daily_mass_pg.get(drug_name.lower())
+            return self.max_daily_mass_pg if own is None else min(own, self.max_daily_mass_pg)
+        limit = drug.hard_max_daily_pg
+        for name, value in self.drug_max_daily_mass_pg.items():
+            if library.lookup(name) is drug:
+                limit = min(limit, value)
+        return limit
 
     def catheter_volume_nl(self, length_cm: int) -> int:
         return self.catheter_dead_volume_nl_per_cm * length_cm

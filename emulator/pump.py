@@ -249,10 +249,14 @@ class Pump:
     # Commands (results are values; every one is logged)
     # ====================================================================================
 
-    def stage(self, prescription: Prescription, *, expires: bool = True) -> Staged | Refused:
+    def stage(
+        self, prescription: Prescription, *, expires: bool = True, overrides: int = 0
+    ) -> Staged | Refused:
         """Stage for review. ``expires=False`` when the caller times the stage lifetime on
-        a timeline of its own and ends it with ``expire_staged`` (the device: link time)."""
-        return self._fw.stage(prescription, self._now, expires=expires)
+        a timeline of its own and ends it with ``expire_staged`` (the device: link time).
+        ``overrides``: the drug library's override flags (``protocol.messages.OVERRIDE_SOFT_
+        LIMIT``, ``OVERRIDE_DOSE_CHANGE``; STAGE_PRESCRIPTION_OVERRIDE on the wire)."""
+        return self._fw.stage(prescription, self._now, expires=expires, overrides=overrides)
 
     def expire_staged(self) -> None:
         """The stage lifetime ran out on the caller's timeline: COMMIT refuses STAGE_EXPIRED."""
@@ -266,10 +270,10 @@ class Pump:
         return self._fw.commit(digest, self._now, command_id)
 
     def program(
-        self, prescription: Prescription, *, command_id: int | None = None
+        self, prescription: Prescription, *, command_id: int | None = None, overrides: int = 0
     ) -> Accepted | Refused:
         """Stage and commit in one call, for scripts that need no review step."""
-        staged = self.stage(prescription)
+        staged = self.stage(prescription, overrides=overrides)
         if isinstance(staged, Refused):
             return staged
         return self.commit(staged.digest, command_id=command_id)
@@ -368,6 +372,12 @@ class Pump:
             new_volume_nl if injected_nl is None else injected_nl, pocket_nl, real_conc
         )
         return self._fw.refill_complete(new_volume_nl, reported, self._now, command_id, conc)
+
+    def bridge_bolus(self, *, command_id: int | None = None) -> BolusStarted | Refused:
+        """After a refill with a new concentration: deliver the old drug still in the path
+        at the old rates, and let the prescription committed next take effect when it is
+        out (docs/pump-model.md, "Concentration changes")."""
+        return self._fw.bridge_bolus(self._now, command_id)
 
     def acknowledge_alarm(
         self, kind: AlarmKind, *, command_id: int | None = None

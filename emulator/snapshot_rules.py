@@ -84,6 +84,8 @@ _RECORD_KEYS = frozenset(
         "totals",
         "battery_read",
         "catheter",
+        "concentration_change",
+        "catheter_nl",
     }
 )
 _TOTALS_KEYS = frozenset({"delivered_pg", "day", "today_pg", "refill_mark_pg"})
@@ -261,6 +263,11 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
     if pending and after == MotorState.RECOVERING and value.get("_motor_resume_ms") is None:
         # Plant.update would assert at the change: a recovery needs its end.
         raise SnapshotError("pump.plant: a pending recovery needs _motor_resume_ms")
+    if not pending and value.get("_motor_resume_ms") is not None:
+        # The plant sets and clears the two together; a resume left without its change is
+        # never cleared, falls into the past, and the next save would be refused (found by
+        # tests/hil/test_state_file.py's fuzz).
+        raise SnapshotError("pump.plant: _motor_resume_ms needs a pending _motor_change_ms")
 
 
 def _check_fluid(value: object, p: Profile, now: int) -> None:
@@ -316,7 +323,16 @@ def _check_flow(value: dict[str, Any], now: int) -> None:
 
 def _check_firmware(value: object, p: Profile, now: int) -> None:
     fw = need_keys("pump.firmware", value, _FIRMWARE_KEYS)
-    r = need_keys("pump.firmware.record", fw["record"], _RECORD_KEYS)
+    record = fw["record"]
+    if isinstance(record, dict):
+        # A record saved before the bridge existed has neither key: no change pending and
+        # the longest catheter, as Firmware.load_record reads it (docs/state-file.md).
+        record = {
+            "concentration_change": None,
+            "catheter_nl": p.catheter_volume_nl(p.catheter_max_length_cm),
+            **record,
+        }
+    r = need_keys("pump.firmware.record", record, _RECORD_KEYS)
     w = "pump.firmware.record."
     capacity = p.reservoir_capacity_nl
     state = TherapyState(need_int(w + "state", r["state"], min(TherapyState), max(TherapyState)))
@@ -364,6 +380,7 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
     need_int(w + "clock_offset_ms", r["clock_offset_ms"], -now, MAX_CLOCK_MS - now)
     _check_alarms(r["alarms"])
     _check_delivery_beliefs(r, p, now)
+    _check_concentration_change(r, p)
     _check_volatile(fw, p, now)
 
 
@@ -384,6 +401,29 @@ def _check_delivery_beliefs(r: dict[str, Any], p: Profile, now: int) -> None:
     need_bool(w + "catheter.primed", c["primed"])
 
 
+def _check_concentration_change(r: dict[str, Any], p: Profile) -> None:
+    """The bridge's belief (emulator/firmware/concentration_change.py): the old drug in the
+    path is at most the path the firmware could believe in, a prescription waiting for the
+    bridge's end is one the profile accepts."""
+    w = "pump.firmware.record."
+    most_catheter = p.catheter_volume_nl(p.catheter_max_length_cm)
+    need_int(w + "catheter_nl", r["catheter_nl"], 0, most_catheter)
+    change = r["concentration_change"]
+    if change is None:
+        return
+    if not isinstance(change, list) or len(change) != 5:
+        raise SnapshotError(
+            f"{w}concentration_change must be [concentration, old_nl, bridging, rx, suspended]"
+        )
+    need_int(f"{w}concentration_change[0]", change[0], 1, U32_MAX)
+    need_int(f"{w}concentration_change[1]", change[1], 0, p.internal_path_nl + most_catheter)
+    need_bool(f"{w}concentration_change[2]", change[2])
+    need_bool(f"{w}concentration_change[4]", change[4])
+    waiting = prescription_from_json(change[3])
+    if waiting is not None and check_prescription(p, waiting) is not None:
+        raise SnapshotError(f"{w}concentration_change[3]: the profile refuses this prescription")
+
+
 def _check_alarms(value: object) -> None:
     w = "pump.firmware.record."
     alarms = _need_list(w + "alarms", value, len(AlarmKind))
@@ -401,8 +441,12 @@ def _check_alarms(value: object) -> None:
 def _check_volatile(fw: dict[str, Any], p: Profile, now: int) -> None:
     staged = fw["staged"]
     if staged is not None:
-        if not isinstance(staged, list) or len(staged) != 3:
-            raise SnapshotError("pump.firmware.staged must be [prescription, digest, expires]")
+        if not isinstance(staged, list) or len(staged) not in (3, 4):
+            raise SnapshotError(
+                "pump.firmware.staged must be [prescription, digest, expires, overrides]"
+            )
+        if len(staged) == 4:  # the drug-library overrides the stage needed (0..3)
+            need_int("pump.firmware.staged[3]", staged[3], 0, 3)
         staged_rx = prescription_from_json(staged[0])
         if staged_rx is None or check_prescription(p, staged_rx) is not None:
             raise SnapshotError("pump.firmware.staged: the profile refuses this prescription")

@@ -417,6 +417,7 @@ _FIELD_RULES: tuple[tuple[re.Pattern[str], FieldId], ...] = tuple(
         (r"(^|\.)count$", FieldId.LOG_COUNT),
         (r"(^|\.)alarm$", FieldId.ALARM),
         (r"(^|\.)role$", FieldId.ROLE),
+        (r"(^|\.)overrides$", FieldId.OVERRIDE_FLAGS),
     )
 )
 

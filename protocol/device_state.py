@@ -51,6 +51,9 @@ class AlarmKind(IntEnum):
     MEMORY_ERROR = 6
     LOW_BATTERY_RESET = 7
     """Early battery depletion reset the flow to the safe low rate (H4, H6)."""
+    CONCENTRATION_UNPROGRAMMED = 8
+    """A refill's new concentration reached the catheter tip before a prescription for it
+    was committed: delivery suspended rather than run it at the old volume rates."""
 
     @property
     def severity(self) -> AlarmSeverity:
@@ -100,6 +103,17 @@ class EventKind(IntEnum):
     SECURITY_SUMMARY = 34
     """How many more security events of one refusal code a run counted instead of writing,
     and when the last of them came (docs/protocol.md section 11.3)."""
+    # 40-47: the drug library and concentration changes (docs/protocol.md section 11.2)
+    OVERRIDE_STAGED = 40
+    """A stage passed a soft or dose-change limit on the clinician's explicit override."""
+    OVERRIDE_COMMITTED = 41
+    """A prescription staged with an override was committed."""
+    BRIDGE_STARTED = 42
+    """BRIDGE_BOLUS: the old drug in the path runs at the old rates first."""
+    BRIDGE_COMPLETED = 43
+    """The old drug is out of the path; the prescription committed during the bridge runs."""
+    CONCENTRATION_UNPROGRAMMED = 44
+    """A new concentration reached the catheter tip with no prescription for it: suspended."""
     CATHETER_SET = 48
     """SET_CATHETER recorded a catheter: detail 1 if primed, value_a its length in cm."""
 

@@ -66,6 +66,7 @@ class Opcode(IntEnum):
     STAGE_PRESCRIPTION = 0x20
     COMMIT_PRESCRIPTION = 0x21
     SET_CLOCK = 0x22
+    STAGE_PRESCRIPTION_OVERRIDE = 0x23
     # therapy
     START_THERAPY = 0x30
     STOP_THERAPY = 0x31
@@ -77,6 +78,7 @@ class Opcode(IntEnum):
     REFILL_COMPLETE = 0x37
     ACKNOWLEDGE_ALARM = 0x38
     ALARM_TEST = 0x39
+    BRIDGE_BOLUS = 0x3A
     CLEAR_MEMORY_ERROR = 0x3B
     RESET_FLOW_VALVE = 0x3C
     SET_CATHETER = 0x3D
@@ -93,6 +95,7 @@ class Opcode(IntEnum):
     CATHETER_INFO = 0x97
     PATIENT_VIEW = 0x98
     PRESCRIPTION_STAGED = 0xA0
+    STAGED_WITH_OVERRIDE = 0xA3
     ACK = 0xF0
     NAK = 0xFF
 
@@ -611,6 +614,45 @@ class PrescriptionStaged(Message):
     stage_lifetime_s: Annotated[int, POSITIVE_U32]
 
 
+OVERRIDE_SOFT_LIMIT = 0x01
+"""STAGE_PRESCRIPTION_OVERRIDE flag: the clinician accepts a daily mass above the drug's soft
+limit (never above its hard limit: DAILY_DOSE_ABOVE_MAX has no override)."""
+OVERRIDE_DOSE_CHANGE = 0x02
+"""STAGE_PRESCRIPTION_OVERRIDE flag: the clinician accepts a daily mass further from the
+running prescription's than the drug's relative limit."""
+OVERRIDE_FLAGS = IntRange(OVERRIDE_SOFT_LIMIT, OVERRIDE_SOFT_LIMIT | OVERRIDE_DOSE_CHANGE)
+
+
+@dataclass(frozen=True, slots=True)
+class StagePrescriptionOverride(Message):
+    """STAGE_PRESCRIPTION with the clinician's explicit overrides of the drug library's soft
+    and dose-change limits (docs/protocol.md section 7); the layout of STAGE_PRESCRIPTION
+    is unchanged, so version 1 programmers keep working."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.STAGE_PRESCRIPTION_OVERRIDE
+    overrides: Annotated[int, OVERRIDE_FLAGS]
+    prescription: Prescription
+
+
+@dataclass(frozen=True, slots=True)
+class StagedWithOverride(Message):
+    """PRESCRIPTION_STAGED's figures, plus what was overridden: ``overrides_used`` the flags
+    the prescription needed (0 if none: it would have staged without them),
+    ``soft_limit_pg`` the drug's soft limit and ``reference_daily_mass_pg`` the running
+    prescription's daily mass the change was measured against (0 if none)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.STAGED_WITH_OVERRIDE
+    digest: Digest
+    daily_volume_nl: Annotated[int, U32]
+    daily_mass_pg: Annotated[int, U64]
+    low_reservoir_at_ms: Annotated[int, U64]
+    empty_at_ms: Annotated[int, U64]
+    stage_lifetime_s: Annotated[int, POSITIVE_U32]
+    overrides_used: Annotated[int, IntRange(0, 3)]
+    soft_limit_pg: Annotated[int, U64]
+    reference_daily_mass_pg: Annotated[int, U64]
+
+
 @dataclass(frozen=True, slots=True)
 class CommitPrescription(Message):
     """Phase two: apply the staged prescription whose digest this is, atomically."""
@@ -710,6 +752,15 @@ class AlarmTest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class BridgeBolus(Message):
+    """Deliver the old drug still in the path at the old rates before the prescription
+    committed next takes effect (docs/pump-model.md, "Concentration changes")."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.BRIDGE_BOLUS
+    command_id: CommandId
+
+
+@dataclass(frozen=True, slots=True)
 class ClearMemoryError(Message):
     """Rewrite the non-volatile record after a memory error; therapy stays stopped (H8)."""
 
@@ -796,6 +847,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     PrescriptionStaged,
     CommitPrescription,
     SetClock,
+    StagePrescriptionOverride,
+    StagedWithOverride,
     StartTherapy,
     StopTherapy,
     ClinicianBolus,
@@ -806,6 +859,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RefillComplete,
     AcknowledgeAlarm,
     AlarmTest,
+    BridgeBolus,
     ClearMemoryError,
     ResetFlowValve,
     SetCatheter,

@@ -44,6 +44,7 @@ class RequestKind(Enum):
     REFILL_COMPLETE = "refill_complete"
     ACK_ALARM = "ack_alarm"
     ALARM_TEST = "alarm_test"
+    BRIDGE_BOLUS = "bridge_bolus"
     KEEP_ALIVE = "keep_alive"
     CLOSE = "close"
     READ_STATUS_DETAIL = "read_status_detail"

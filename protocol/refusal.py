@@ -70,6 +70,21 @@ class RefusalCode(IntEnum):
     """The flex schedule has more steps than this pump's profile allows."""
     BAD_SCHEDULE = 0x24
     """Flex steps are not strictly increasing from offset 0 within the repeat period."""
+    UNKNOWN_DRUG = 0x25
+    """The drug name is not in the pump's drug library, by name or alias (H9, H11)."""
+    CONCENTRATION_OUT_OF_RANGE = 0x26
+    """The concentration is outside the drug's range in the library: the mg/mcg slip."""
+    SOFT_LIMIT_NEEDS_OVERRIDE = 0x27
+    """The daily mass is above the drug's soft limit; stage it again with the SOFT_LIMIT
+    override (STAGE_PRESCRIPTION_OVERRIDE) if that is what the clinician means (H9)."""
+    DOSE_CHANGE_NEEDS_OVERRIDE = 0x28
+    """The daily mass changes the running prescription's by more than the drug's relative
+    limit; stage it again with the DOSE_CHANGE override if meant (H9)."""
+    CONCENTRATION_CHANGE_PENDING = 0x29
+    """The reservoir holds a new concentration that no committed prescription is for yet:
+    the request would run it at the old volume rates (docs/pump-model.md, bridge)."""
+    NO_CONCENTRATION_CHANGE = 0x2A
+    """BRIDGE_BOLUS with no old drug in the path to bridge."""
 
     # -- therapy limits and interlocks --------------------------------------------------------
     RATE_ABOVE_MAX = 0x30
@@ -151,5 +166,6 @@ class FieldId(IntEnum):
     ALARM = 0x18
     ROLE = 0x19
     DAILY_DOSE = 0x1A
+    OVERRIDE_FLAGS = 0x1B
     CATHETER_LENGTH = 0x20
     """SET_CATHETER's ``length_cm``, in cm (docs/protocol.md section 12.2)."""

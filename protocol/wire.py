@@ -156,6 +156,9 @@ PAYLOADS: dict[int, Construct[Any, Any]] = {
     Opcode.STAGE_PRESCRIPTION.value: Struct("prescription" / PRESCRIPTION, Terminated),
     Opcode.COMMIT_PRESCRIPTION.value: Struct("command_id" / Int32ul, "digest" / Bytes(DIGEST_LEN)),
     Opcode.SET_CLOCK.value: Struct("command_id" / Int32ul, "pump_time_ms" / Int64ul),
+    Opcode.STAGE_PRESCRIPTION_OVERRIDE.value: Struct(
+        "overrides" / Int8ul, "prescription" / PRESCRIPTION, Terminated
+    ),
     Opcode.START_THERAPY.value: COMMAND_ONLY,
     Opcode.STOP_THERAPY.value: COMMAND_ONLY,
     Opcode.CLINICIAN_BOLUS.value: Struct(
@@ -173,6 +176,7 @@ PAYLOADS: dict[int, Construct[Any, Any]] = {
     ),
     Opcode.ACKNOWLEDGE_ALARM.value: Struct("command_id" / Int32ul, "alarm" / Int8ul),
     Opcode.ALARM_TEST.value: COMMAND_ONLY,
+    Opcode.BRIDGE_BOLUS.value: COMMAND_ONLY,
     Opcode.CLEAR_MEMORY_ERROR.value: COMMAND_ONLY,
     Opcode.RESET_FLOW_VALVE.value: COMMAND_ONLY,
     Opcode.SET_CATHETER.value: Struct(
@@ -244,6 +248,17 @@ PAYLOADS: dict[int, Construct[Any, Any]] = {
         "low_reservoir_at_ms" / Int64ul,
         "empty_at_ms" / Int64ul,
         "stage_lifetime_s" / Int32ul,
+    ),
+    Opcode.STAGED_WITH_OVERRIDE.value: Struct(
+        "digest" / Bytes(DIGEST_LEN),
+        "daily_volume_nl" / Int32ul,
+        "daily_mass_pg" / Int64ul,
+        "low_reservoir_at_ms" / Int64ul,
+        "empty_at_ms" / Int64ul,
+        "stage_lifetime_s" / Int32ul,
+        "overrides_used" / Int8ul,
+        "soft_limit_pg" / Int64ul,
+        "reference_daily_mass_pg" / Int64ul,
     ),
     Opcode.ACK.value: Struct(
         "command_id" / Int32ul,

@@ -34,13 +34,22 @@ from dataclasses import dataclass, replace
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from emulator.delivery import EngineState, Strokes
+from emulator.drug_library import DrugLibrary, default_library
 from emulator.firmware import readouts, service
 from emulator.firmware.alarms import AlarmSet
+from emulator.firmware.concentration_change import (
+    PendingChange,
+    TipAction,
+    at_tip,
+    bridge_refusal,
+    delivery_block,
+    path_volume_nl,
+)
+from emulator.firmware.drug_checks import Review, check_stage
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.forecast import reservoir_crossings
 from emulator.firmware.interlocks import (
     check_clinician_bolus,
-    check_prescription,
     daily_volume_with_boluses_nl,
     prescription_digest,
     whole_strokes,
@@ -53,6 +62,8 @@ from emulator.firmware.nvram import (
     prescription_to_json,
 )
 from emulator.firmware.readouts import CatheterReadout, DetailReadout, PatientReadout
+from emulator.firmware.record import load_into, record_of
+from emulator.firmware.refill import check_refill_entry
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -101,6 +112,8 @@ BY_COMMAND = frozenset(
         EventKind.COMMAND_REFUSED,
         EventKind.FLOW_VALVE_RESET,
         EventKind.CATHETER_SET,
+        EventKind.OVERRIDE_COMMITTED,
+        EventKind.BRIDGE_STARTED,
     }
 )
 """The kinds a command can cause: their ``value_b`` is the command id of the request being
@@ -120,6 +133,7 @@ _OPCODES: dict[TherapyInput, Opcode] = {
     TherapyInput.REFILL_BEGIN: Opcode.REFILL_BEGIN,
     TherapyInput.REFILL_COMPLETE: Opcode.REFILL_COMPLETE,
     TherapyInput.CLEAR_MEMORY_ERROR: Opcode.CLEAR_MEMORY_ERROR,
+    TherapyInput.BRIDGE_BOLUS: Opcode.BRIDGE_BOLUS,
 }
 """The request opcode a refused input is logged with (COMMAND_REFUSED ``value_a``). Inputs
 without one (the firmware's own sensor and timer inputs) are logged with 0: an internal
@@ -238,6 +252,15 @@ class FirmwareStatus:
     reached (H7)."""
     last_command_id: int | None
     log_next_seq: int
+    pending_concentration_ug_per_ml: int | None = None
+    """A refill's new concentration no prescription in effect is for yet (None: none)."""
+    old_drug_in_path_nl: int = 0
+    """Old drug the firmware believes still lies between reservoir and catheter tip."""
+    bridging: bool = False
+    """BRIDGE_BOLUS accepted: a COMMIT takes effect when the old drug is out."""
+    waiting_prescription: Prescription | None = None
+    """Committed during the bridge, in effect when the old drug is out (CURRENT_PRESCRIPTION
+    reports it: it is the committed one; ``prescription`` is the one running)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +283,8 @@ class _Staged:
     """None: the stage lifetime runs on a timeline the pump does not keep (the device's link
     timeline, docs/security.md section 6), which ends it with ``expire_staged``."""
     expired: bool = False
+    overrides_used: int = 0
+    """The drug library overrides this stage needed (logged again at its commit)."""
 
 
 class Firmware:
@@ -319,6 +344,9 @@ class Firmware:
             profile.catheter_max_length_cm if catheter_length_cm is None else catheter_length_cm,
             catheter_primed,
         )
+        self._change: PendingChange | None = None
+        self._catheter_nl = profile.catheter_volume_nl(profile.catheter_max_length_cm)
+        self.library: DrugLibrary = default_library()
         # -- volatile (lost on reset: C5, a staged prescription never survives) --
         self._staged: _Staged | None = None
         self._refill_predicted: int | None = None
@@ -418,6 +446,12 @@ class Firmware:
             end_of_service_ms=self._on_pump_clock(self._eos_ms),
             last_command_id=self._last_command_id,
             log_next_seq=self.log.next_seq,
+            pending_concentration_ug_per_ml=None
+            if self._change is None
+            else self._change.new_concentration,
+            old_drug_in_path_nl=0 if self._change is None else self._change.old_in_path_nl,
+            bridging=self._change is not None and self._change.bridging,
+            waiting_prescription=None if self._change is None else self._change.next_rx,
         )
 
     def predictions(
@@ -489,6 +523,10 @@ class Firmware:
             ks.append(-(-to_low // self._stroke))
         if self._estimate >= self._stroke:
             ks.append(self._estimate // self._stroke)
+        change = self._change
+        if change is not None and change.old_in_path_nl > 0:
+            # The stroke that pushes the last old drug out of the tip (the bridge's end).
+            ks.append(-(-change.old_in_path_nl // self._stroke))
         if not ks:
             return None
         k = min(ks)
@@ -546,6 +584,8 @@ class Firmware:
         totals.add(before * self._stroke * conc)
         totals.roll_to(day_of(self.local_ms(self.engine.now_ms)))
         totals.add((commanded.count - before) * self._stroke * conc)
+        if self._change is not None:
+            self._change = self._change.delivered(volume)
         if self._bolus_end_ms is not None:
             self._bolus_done += commanded.bolus
 
@@ -562,6 +602,7 @@ class Firmware:
             self._complete_bolus(now_ms)
         if self._basal_applies():
             self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+        self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
             self._empty = True
@@ -606,32 +647,62 @@ class Firmware:
     # ====================================================================================
 
     @_command
-    def stage(self, rx: Prescription, now_ms: int, *, expires: bool = True) -> Staged | Refused:
+    def stage(
+        self, rx: Prescription, now_ms: int, *, expires: bool = True, overrides: int = 0
+    ) -> Staged | Refused:
         """Check a prescription and compute what it means, without applying it (C5).
 
         ``expires=False``: the caller times the stage lifetime on its own timeline and ends
-        it with ``expire_staged`` (the device does, on link time)."""
-        gate = self._gate(TherapyInput.STAGE, now_ms, None)
+        it with ``expire_staged`` (the device does, on link time). ``overrides``: the
+        STAGE_PRESCRIPTION_OVERRIDE flags (protocol.messages.OVERRIDE_*); 0 is a plain
+        STAGE_PRESCRIPTION, which the drug library's soft limits refuse."""
+        what = TherapyInput.STAGE
+        opcode = Opcode.STAGE_PRESCRIPTION_OVERRIDE if overrides else Opcode.STAGE_PRESCRIPTION
+        gate = self._gate(what, now_ms, None, opcode=opcode)
         if isinstance(gate, Refused):
             return gate
         if self._refill_predicted is not None:
             return self._refuse(
-                Refused(RefusalCode.REFILL_IN_PROGRESS), TherapyInput.STAGE, now_ms, None
+                Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, None, opcode=opcode
             )
-        refusal = check_prescription(self.profile, rx)
-        if refusal is not None:
-            return self._refuse(refusal, TherapyInput.STAGE, now_ms, None)
+        pending = None if self._change is None else self._change.new_concentration
+        review = check_stage(
+            self.library,
+            self.profile,
+            rx,
+            running=self.rx,
+            pending_concentration=pending,
+            overrides=overrides,
+        )
+        if isinstance(review, Refused):
+            return self._refuse(review, what, now_ms, None, opcode=opcode)
+        return self._stage_reviewed(rx, review, now_ms, expires)
+
+    def _stage_reviewed(
+        self, rx: Prescription, review: Review, now_ms: int, expires: bool
+    ) -> Staged:
         digest = prescription_digest(rx)
         # The figure the daily mass limit was checked on (interlocks), so the review shows
         # exactly what the pump accepted: mass = volume x concentration (protocol.md 7).
         daily_volume = daily_volume_with_boluses_nl(rx)
         daily_mass = daily_volume * rx.concentration_ug_per_ml
         lifetime_ms = self.profile.stage_lifetime_s * MS_PER_S
-        self._staged = _Staged(rx, digest, now_ms + lifetime_ms if expires else None)
+        self._staged = _Staged(
+            rx, digest, now_ms + lifetime_ms if expires else None, False, review.overrides_used
+        )
         low, empty = self.predictions(now_ms, rx, running=rx.mode is not InfusionMode.STOPPED)
         seq = self._log(
             now_ms, EventKind.PRESCRIPTION_STAGED, int(rx.mode), daily_volume, daily_mass
         )
+        if review.overrides_used:
+            # Every override is in the log, with what it let through (H9).
+            self._log(
+                now_ms,
+                EventKind.OVERRIDE_STAGED,
+                review.overrides_used,
+                daily_mass,
+                review.reference_daily_mass_pg,
+            )
         return Staged(
             digest,
             daily_volume,
@@ -641,6 +712,9 @@ class Firmware:
             self.local_ms(now_ms + lifetime_ms),
             self._stamp(now_ms),
             seq,
+            overrides_used=review.overrides_used,
+            soft_limit_pg=review.soft_limit_pg,
+            reference_daily_mass_pg=review.reference_daily_mass_pg,
         )
 
     def expire_staged(self) -> None:
@@ -683,19 +757,30 @@ class Firmware:
             # refused with the specific code, not accepted and suspended at the next step.
             return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
         self._staged = None
-        self._install(staged.rx)
-        self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
+        change = self._change
+        bridge_runs = change is not None and change.bridging and not change.new_drug_at_tip
+        if change is not None and bridge_runs and self._intent_running:
+            # The bridge (docs/pump-model.md): the old drug keeps its old rates until it is
+            # out of the tip, then this prescription takes effect (_check_concentration_change).
+            self._change = replace(change, next_rx=staged.rx)
+        else:
+            self._change = None  # the prescription in effect is for what is in the reservoir
+            self._install(staged.rx)
+            self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
         pb = staged.rx.patient_bolus
         # A lockout starts right after programming (docs/domain.md section 2).
         self._lockout_until_ms = now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
         self._transition(gate, now_ms)
+        if change is not None and change.suspended and self._change is None:
+            # The prescription for the new concentration: the suspension's cause is gone.
+            self._clear_alarm(AlarmKind.CONCENTRATION_UNPROGRAMMED, now_ms)
+            if self.state is TherapyState.SUSPENDED_BY_ALARM:
+                self._transition(Go(Target.RESUME), now_ms)
         self._check_reservoir_alarms(now_ms)
-        seq = self._log(
-            now_ms,
-            EventKind.PRESCRIPTION_COMMITTED,
-            int(staged.rx.mode),
-            int.from_bytes(staged.digest[:8], "little"),
-        )
+        digest_u64 = int.from_bytes(staged.digest[:8], "little")
+        seq = self._log(now_ms, EventKind.PRESCRIPTION_COMMITTED, int(staged.rx.mode), digest_u64)
+        if staged.overrides_used:
+            self._log(now_ms, EventKind.OVERRIDE_COMMITTED, staged.overrides_used, digest_u64)
         return self._accepted(command_id, now_ms, seq)
 
     @_command
@@ -711,6 +796,9 @@ class Firmware:
             )
         if self._estimate < self._stroke:
             return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
+        blocked = self._concentration_block(0)
+        if blocked is not None:
+            return self._refuse(blocked, what, now_ms, command_id)
         self._intent_running = True
         self._transition(gate, now_ms)
         seq = self._log(
@@ -723,6 +811,16 @@ class Firmware:
         gate = self._gate(TherapyInput.STOP, now_ms, command_id)
         if isinstance(gate, Refused):
             return gate
+        change = self._change
+        if change is not None and change.bridging:
+            # A stop ends the bridge: nothing moves the old drug out while stopped. A
+            # prescription committed during it is the committed one now (docs/protocol.md
+            # section 10.3, rule 4); a START runs it, as after a commit without a bridge.
+            if change.next_rx is not None:
+                self._install(change.next_rx)
+                self._change = None
+            else:
+                self._change = replace(change, bridging=False)
         self._intent_running = False
         self._transition(gate, now_ms)
         seq = self._log(now_ms, EventKind.THERAPY_STOPPED, 0, self._estimate)
@@ -761,6 +859,8 @@ class Firmware:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.BOLUS_DOSE, self._estimate
             )
+        if refusal is None:
+            refusal = self._concentration_block(whole_strokes(dose_nl, self._stroke) * self._stroke)
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         strokes = whole_strokes(dose_nl, self._stroke)
@@ -801,6 +901,10 @@ class Firmware:
         elif whole_strokes(pb.dose_nl, self._stroke) * self._stroke > self._estimate:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.PATIENT_BOLUS_DOSE, self._estimate
+            )
+        else:
+            refusal = self._concentration_block(
+                whole_strokes(pb.dose_nl, self._stroke) * self._stroke
             )
         if refusal is not None or pb is None:
             assert refusal is not None
@@ -856,9 +960,15 @@ class Firmware:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.CATHETER_VOLUME, self._estimate
             )
+        elif self._change is not None:
+            # Priming pushes the whole path out at the maximum rate: the old drug as a bolus,
+            # then the new one at no prescription's rate. Commit the new prescription first.
+            refusal = Refused(RefusalCode.CONCENTRATION_CHANGE_PENDING)
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         strokes = -(-volume_nl // self._stroke)
+        # What the firmware believes the catheter holds from now on (the bridge's volume).
+        self._catheter_nl = volume_nl
         duration_ms = -(-strokes * self._stroke * MS_PER_DAY // p.rate_max_nl_per_day)
         return self._begin_bolus(
             gate,
@@ -913,45 +1023,22 @@ class Firmware:
         gate = self._gate(what, now_ms, command_id)
         if isinstance(gate, Refused):
             return gate
-        refusal: Refused | None = None
+        refusal: Refused | None
         if self._refill_predicted is None:
             refusal = Refused(RefusalCode.REFILL_NOT_STARTED)
-        elif new_volume_nl < 0:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.NEW_VOLUME, 0)
-        elif new_volume_nl > self.profile.reservoir_usable_nl:
-            refusal = Refused(
-                RefusalCode.VOLUME_ABOVE_CAPACITY,
-                FieldId.NEW_VOLUME,
-                self.profile.reservoir_usable_nl,
+        else:
+            refusal = check_refill_entry(
+                self.profile,
+                self.library,
+                self.rx,
+                self._change,
+                new_volume_nl=new_volume_nl,
+                withdrawn_nl=withdrawn_nl,
+                concentration=concentration,
             )
-        elif not 0 <= withdrawn_nl <= U64_MAX:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.WITHDRAWN_VOLUME, 0)
-        elif concentration is not None and concentration < 1:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.NEW_CONCENTRATION, 1)
-        elif concentration is not None and self.rx is not None:
-            # The running volume rates at the new concentration must still respect the
-            # daily mass limit (unit slips are an overdose cause: H9, H11).
-            rx = self._with_concentration(self.rx, concentration)
-            limit = self.profile.max_daily_mass_for(rx.drug_name)
-            if daily_volume_with_boluses_nl(rx) * concentration > limit:
-                refusal = Refused(
-                    RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.NEW_CONCENTRATION, limit
-                )
         if refusal is not None:
             return self._refuse(refusal, what, now_ms, command_id)
         return None
-
-    @staticmethod
-    def _with_concentration(rx: Prescription, concentration: int) -> Prescription:
-        return Prescription(
-            drug_name=rx.drug_name,
-            concentration_ug_per_ml=concentration,
-            mode=rx.mode,
-            repeat=rx.repeat,
-            steps=rx.steps,
-            patient_bolus=rx.patient_bolus,
-            low_reservoir_threshold_nl=rx.low_reservoir_threshold_nl,
-        )
 
     @_command
     def refill_complete(
@@ -964,10 +1051,11 @@ class Firmware:
     ) -> RefillCompleted:
         """Apply a refill (call after ``check_refill_complete`` passed).
 
-        A new concentration is recorded in the running prescription (its volume rates
-        unchanged, already checked in mass); the programmer is expected to stage a new
-        prescription for the new strength. The drug still in the catheter is the old one:
-        the bridge bolus is not modelled.
+        A new concentration never changes the prescription in effect (its rates were worked
+        out for the old drug, which still fills the path): the firmware records a pending
+        change (emulator/firmware/concentration_change.py) and keeps running the old rates
+        over the old drug; a prescription for the new concentration must be staged and
+        committed before the new drug reaches the tip (docs/pump-model.md).
         """
         predicted = self._refill_predicted
         assert predicted is not None
@@ -985,7 +1073,9 @@ class Firmware:
         changed = False
         if concentration is not None and self.rx is not None:
             changed = concentration != self.rx.concentration_ug_per_ml
-            self._install(self._with_concentration(self.rx, concentration))
+            if changed and self._change is None:
+                path = path_volume_nl(self.profile, self._catheter_nl)
+                self._change = PendingChange(concentration, path)
         pb = None if self.rx is None else self.rx.patient_bolus
         if pb is not None:
             # A lockout starts right after a refill (docs/domain.md section 2).
@@ -1001,6 +1091,68 @@ class Firmware:
         return RefillCompleted(
             command_id, self._stamp(now_ms), seq, discrepancy, flagged, low, empty
         )
+
+    @_command
+    def bridge_bolus(self, now_ms: int, command_id: int | None) -> BolusStarted | Refused:
+        """BRIDGE_BOLUS: the old drug still in the path is delivered at the old rates (the
+        rates that keep the programmed dose), and a prescription committed meanwhile takes
+        effect when it is out of the tip (docs/pump-model.md, "Concentration changes").
+
+        The result's ``ends_ms`` is when the last old drug is predicted out (pump clock),
+        ``volume_nl`` the old drug left, rounded up to whole strokes (the stroke that pushes
+        the last of it out also starts the new drug)."""
+        what = TherapyInput.BRIDGE_BOLUS
+        gate = self._gate(what, now_ms, command_id)
+        if isinstance(gate, Refused):
+            return gate
+        if self._refill_predicted is not None:
+            return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
+        change = self._change
+        strokes = 0 if change is None else -(-change.old_in_path_nl // self._stroke)
+        end = self.engine.time_of_stroke(strokes) if strokes and self._intent_running else None
+        refusal = bridge_refusal(change, end)
+        if refusal is not None:
+            return self._refuse(refusal, what, now_ms, command_id)
+        assert change is not None
+        assert end is not None
+        self._change = replace(change, bridging=True)
+        volume = strokes * self._stroke
+        seq = self._log(now_ms, EventKind.BRIDGE_STARTED, 0, change.old_in_path_nl)
+        self._note_command(command_id)
+        return BolusStarted(
+            command_id, self._stamp(now_ms), seq, volume, strokes, self.local_ms(end)
+        )
+
+    def _concentration_block(self, volume_nl: int) -> Refused | None:
+        return delivery_block(self._change, volume_nl)
+
+    def _check_concentration_change(self, now_ms: int) -> None:
+        """At each step: once the old drug is out of the tip, the prescription committed
+        during a bridge takes effect, or, with none, delivery is suspended with a critical
+        alarm rather than run the new drug at the old volume rates."""
+        change = self._change
+        action = at_tip(change, self.state in _DELIVERING)
+        if change is None or action is TipAction.NOTHING:
+            return
+        if action is TipAction.TAKE_EFFECT:
+            rx = change.next_rx
+            assert rx is not None
+            self._change = None
+            self._install(rx)
+            self._intent_running = rx.mode is not InfusionMode.STOPPED
+            digest_u64 = int.from_bytes(prescription_digest(rx)[:8], "little")
+            self._log(now_ms, EventKind.BRIDGE_COMPLETED, int(rx.mode), digest_u64)
+            # Only a delivering pump moves the old drug out (at_tip), so this is the running
+            # basal handing over; a bolus on top of it goes on.
+            if self.state in _RUNNING:
+                self._transition(Go(Target.BASAL), now_ms)
+            elif self._basal_applies():
+                self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+            return
+        self._change = replace(change, suspended=True)
+        self._log(now_ms, EventKind.CONCENTRATION_UNPROGRAMMED, 0, change.new_concentration)
+        self._raise(AlarmKind.CONCENTRATION_UNPROGRAMMED, now_ms)
+        self._internal(TherapyInput.NEW_CONCENTRATION_AT_TIP, now_ms)
 
     @_command
     def clear_memory_error(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
@@ -1098,6 +1250,7 @@ class Firmware:
         *,
         patient: bool = False,
         delivers: bool = True,
+        opcode: Opcode | None = None,
     ) -> Go | Refused:
         """The checks every therapy command passes first: the command id, a memory error
         (H8), the state table, and a detected stall for a transition that would start
@@ -1108,12 +1261,19 @@ class Firmware:
         if self._memory_error and what is not TherapyInput.CLEAR_MEMORY_ERROR:
             # H8: a memory error blocks every update until a clinician clears it.
             return self._refuse(
-                Refused(RefusalCode.MEMORY_ERROR), what, now_ms, command_id, patient=patient
+                Refused(RefusalCode.MEMORY_ERROR),
+                what,
+                now_ms,
+                command_id,
+                patient=patient,
+                opcode=opcode,
             )
         entry = lookup(self.state, what)
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
-            return self._refuse(Refused(code), what, now_ms, command_id, patient=patient)
+            return self._refuse(
+                Refused(code), what, now_ms, command_id, patient=patient, opcode=opcode
+            )
         if entry.starts_delivery and delivers and self._stalled:
             # The rotor is not known to turn: a delivery started now would be counted but
             # not given, then given in full when it frees (H5, H12).
@@ -1128,6 +1288,8 @@ class Firmware:
             return RefusalCode.MOTOR_STALLED
         if self._empty:
             return RefusalCode.RESERVOIR_EMPTY
+        if self._change is not None and self._change.suspended:
+            return RefusalCode.CONCENTRATION_CHANGE_PENDING
         return RefusalCode.BAD_STATE  # pragma: no cover - suspended always has a cause
 
     def _refuse(
@@ -1138,15 +1300,17 @@ class Firmware:
         command_id: int | None,
         *,
         patient: bool = False,
+        opcode: Opcode | None = None,
     ) -> Refused:
-        """Log a refusal (every refused request is in the log) and return it."""
+        """Log a refusal (every refused request is in the log) and return it; ``opcode``
+        names the request when the input alone does not (STAGE_PRESCRIPTION_OVERRIDE)."""
         if patient:
             # The opcode is implied; the NAK's limit (e.g. the lockout's seconds left) is
             # what the patient's refusal is about.
             self._log(now_ms, EventKind.PATIENT_BOLUS_REFUSED, refusal.code, refusal.limit or 0)
         else:
-            opcode = _OPCODES.get(what, 0)
-            self._log(now_ms, EventKind.COMMAND_REFUSED, refusal.code, opcode)
+            logged = _OPCODES.get(what, 0) if opcode is None else opcode
+            self._log(now_ms, EventKind.COMMAND_REFUSED, refusal.code, logged)
         return refusal
 
     def _log(
@@ -1191,7 +1355,8 @@ class Firmware:
         if target is Target.AFTER_BOLUS:
             return running_or_stopped
         if target is Target.RESUME:
-            if self._stalled or self._empty or self._memory_error:
+            suspended_change = self._change is not None and self._change.suspended
+            if self._stalled or self._empty or self._memory_error or suspended_change:
                 return self.state
             return running_or_stopped
         return {
@@ -1364,6 +1529,21 @@ class Firmware:
                     low_reservoir_threshold_nl=old.low_reservoir_threshold_nl,
                 )
             )
+        change = self._change
+        if change is not None and change.next_rx is not None:
+            # A prescription waiting for the bridge's end must not bring back the full
+            # rates after the reset: it becomes the low rate too, at its own concentration.
+            waiting = change.next_rx
+            low = Prescription(
+                drug_name=waiting.drug_name,
+                concentration_ug_per_ml=waiting.concentration_ug_per_ml,
+                mode=InfusionMode.CONTINUOUS,
+                repeat=Repeat.DAILY,
+                steps=(FlexStep(0, rate),),
+                patient_bolus=None,
+                low_reservoir_threshold_nl=waiting.low_reservoir_threshold_nl,
+            )
+            self._change = replace(change, next_rx=low)
         self._raise(AlarmKind.LOW_BATTERY_RESET, now_ms)
         self._internal(TherapyInput.LOW_BATTERY_RESET, now_ms)
 
@@ -1388,43 +1568,8 @@ class Firmware:
     # ====================================================================================
 
     def to_record(self) -> dict[str, Any]:
-        """The firmware's non-volatile record: everything but volatile RAM (staging, refill
-        in progress) and the engine's sub-stroke remainder.
-
-        Instants are on the internal timeline (they are deadlines), except the history
-        stamps ``eri_ms`` and the alarms' ``since_ms``, which are on the pump clock as it
-        read when they were written, like the log."""
-        return {
-            "state": int(self.state),
-            "rx": prescription_to_json(self.rx),
-            "intent_running": self._intent_running,
-            "estimate": self._estimate,
-            "delivered": self._delivered,
-            "bolus_end_ms": self._bolus_end_ms,
-            "bolus_volume": self._bolus_volume,
-            "bolus_done": self._bolus_done,
-            "stalled": self._stalled,
-            "stall_detected_ms": self._stall_detected_ms,
-            "empty": self._empty,
-            "memory_error": self._memory_error,
-            "eri_ms": self._eri_ms,
-            "eos_ms": self._eos_ms,
-            "low_reset_done": self._low_reset_done,
-            "battery_nah": self._battery_nah,
-            "next_battery_check_ms": self._next_battery_check_ms,
-            "lockout_until_ms": self._lockout_until_ms,
-            "patient_grants": list(self._patient_grants),
-            "clinician_boluses": [list(b) for b in self._clinician_boluses],
-            "last_command_id": self._last_command_id,
-            "clock_offset_ms": self._clock_offset_ms,
-            "alarms": [[int(r.kind), r.since_ms, r.acknowledged] for r in self.alarms.records()],
-            "totals": self._totals.to_json(),
-            "battery_read": {
-                "ms": self._battery_read_ms,
-                "delivered_nl": self._battery_read_delivered_nl,
-            },
-            "catheter": {"length_cm": self._catheter.length_cm, "primed": self._catheter.primed},
-        }
+        """The firmware's non-volatile record (emulator/firmware/record.py)."""
+        return record_of(self)
 
     def nv_image(self) -> bytes:
         """The non-volatile record as stored: the corrupted blob if a fault hit it."""
@@ -1434,45 +1579,7 @@ class Firmware:
 
     def load_record(self, record: dict[str, Any]) -> None:
         """Restore the persisted fields (SnapshotError if the record is malformed)."""
-        try:
-            self.state = TherapyState(record["state"])
-            rx = prescription_from_json(record["rx"])
-            self.rx = None
-            self._schedule = Schedule(None)
-            if rx is not None:
-                self._install(rx)
-            self._intent_running = bool(record["intent_running"])
-            self._estimate = int(record["estimate"])
-            self._delivered = int(record["delivered"])
-            self._bolus_end_ms = record["bolus_end_ms"]
-            self._bolus_volume = int(record["bolus_volume"])
-            self._bolus_done = int(record["bolus_done"])
-            self._stalled = bool(record["stalled"])
-            self._stall_detected_ms = int(record["stall_detected_ms"])
-            self._empty = bool(record["empty"])
-            self._memory_error = bool(record["memory_error"])
-            self._eri_ms = record["eri_ms"]
-            self._eos_ms = record["eos_ms"]
-            self._low_reset_done = bool(record["low_reset_done"])
-            self._battery_nah = int(record["battery_nah"])
-            self._next_battery_check_ms = int(record["next_battery_check_ms"])
-            self._lockout_until_ms = int(record["lockout_until_ms"])
-            self._patient_grants = deque(int(t) for t in record["patient_grants"])
-            self._clinician_boluses = deque(
-                (int(t), int(v)) for t, v in record["clinician_boluses"]
-            )
-            self._last_command_id = record["last_command_id"]
-            self._clock_offset_ms = int(record["clock_offset_ms"])
-            self.alarms = AlarmSet(
-                tuple(AlarmRecord(AlarmKind(k), int(t), bool(a)) for k, t, a in record["alarms"])
-            )
-            self._totals = DeliveryTotals.from_json(record["totals"])
-            self._battery_read_ms = int(record["battery_read"]["ms"])
-            self._battery_read_delivered_nl = int(record["battery_read"]["delivered_nl"])
-            catheter = record["catheter"]
-            self._catheter = CatheterBelief(int(catheter["length_cm"]), bool(catheter["primed"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SnapshotError(f"bad firmware record: {exc}") from exc
+        load_into(self, record)
 
     def snapshot_state(self) -> dict[str, Any]:
         """The non-volatile record plus volatile RAM, for saving a simulation exactly."""
@@ -1483,7 +1590,12 @@ class Firmware:
             "record": self.to_record(),
             "staged": None
             if staged is None
-            else [prescription_to_json(staged.rx), staged.digest.hex(), staged.expires_ms],
+            else [
+                prescription_to_json(staged.rx),
+                staged.digest.hex(),
+                staged.expires_ms,
+                staged.overrides_used,
+            ],
             "refill_predicted": self._refill_predicted,
             "nv_fault": None if self._nv_fault is None else self._nv_fault.hex(),
         }
@@ -1502,7 +1614,8 @@ class Firmware:
                 if rx is None:
                     raise SnapshotError("staged prescription missing")
                 expires = None if staged[2] is None else int(staged[2])
-                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), expires)
+                overrides = int(staged[3]) if len(staged) > 3 else 0
+                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), expires, False, overrides)
             fw._refill_predicted = data["refill_predicted"]
             fault = data["nv_fault"]
             fw._nv_fault = None if fault is None else bytes.fromhex(fault)

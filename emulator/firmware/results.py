@@ -66,6 +66,13 @@ class Staged:
     time_ms: int
     log_seq: int
     ok: Literal[True] = True
+    overrides_used: int = 0
+    """The drug-library override flags the prescription needed (protocol.messages
+    OVERRIDE_*); 0 if it passed without any (docs/protocol.md STAGED_WITH_OVERRIDE)."""
+    soft_limit_pg: int = 0
+    """The drug's soft daily-mass limit, pg/day (0 for a STOPPED prescription's review)."""
+    reference_daily_mass_pg: int = 0
+    """The running prescription's daily mass a change was measured against; 0 if none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ Targets are symbolic where the next state depends on data the table cannot hold:
 
 - ``BASAL``: the committed prescription's own state (STOPPED, CONTINUOUS or FLEX);
 - ``AFTER_BOLUS``: where a bolus returns: STOPPED if it started from STOPPED, else BASAL;
-- ``RESUME``: BASAL if no suspension cause (stall, empty, memory error) remains, else stay;
+- ``RESUME``: BASAL if no suspension cause (stall, empty, memory error, a new
+  concentration with no prescription for it) remains, else stay;
 - ``SAME``: no state change (the input acts on data only, e.g. staging, a refill).
 
 ``Refuse(None)`` in SUSPENDED_BY_ALARM means "the suspension's own code": MOTOR_STALLED,
@@ -55,6 +56,7 @@ class TherapyInput(IntEnum):
     REFILL_BEGIN = 9
     REFILL_COMPLETE = 10
     CLEAR_MEMORY_ERROR = 11
+    BRIDGE_BOLUS = 12
     # Inputs from the firmware's own sensing and timers:
     BOLUS_COMPLETE = 20
     STALL_DETECTED = 21
@@ -63,6 +65,9 @@ class TherapyInput(IntEnum):
     END_OF_SERVICE = 24
     MEMORY_ERROR = 25
     LOW_BATTERY_RESET = 26
+    NEW_CONCENTRATION_AT_TIP = 27
+    """A refill's new concentration reached the catheter tip with no prescription for it
+    (emulator/firmware/concentration_change.py): it must not run at the old rates."""
 
 
 class Target(Enum):
@@ -125,6 +130,10 @@ _RUNNING: dict[TherapyInput, Go | Refuse] = {
     I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
     I.MEMORY_ERROR: Go(T.SUSPENDED),
     I.LOW_BATTERY_RESET: Go(T.BASAL),  # the low-rate prescription runs (H4, H6)
+    # The old drug in the path keeps running at the old rates; the bridge changes only
+    # what a COMMIT does (docs/pump-model.md, "Concentration changes").
+    I.BRIDGE_BOLUS: _SAME,
+    I.NEW_CONCENTRATION_AT_TIP: Go(T.SUSPENDED),  # never the new drug at the old rates
 }
 
 _BOLUS: dict[TherapyInput, Go | Refuse] = {
@@ -148,6 +157,8 @@ _BOLUS: dict[TherapyInput, Go | Refuse] = {
     I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
     I.MEMORY_ERROR: Go(T.SUSPENDED),
     I.LOW_BATTERY_RESET: Go(T.AFTER_BOLUS),  # the bolus is dropped; the low rate runs
+    I.BRIDGE_BOLUS: Refuse(R.BOLUS_IN_PROGRESS),
+    I.NEW_CONCENTRATION_AT_TIP: Go(T.SUSPENDED),
 }
 
 TABLE: dict[TherapyState, dict[TherapyInput, Go | Refuse]] = {
@@ -172,6 +183,8 @@ TABLE: dict[TherapyState, dict[TherapyInput, Go | Refuse]] = {
         I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
         I.MEMORY_ERROR: Go(T.SUSPENDED),
         I.LOW_BATTERY_RESET: _SAME,  # the low rate is stored; a stopped pump stays stopped
+        I.BRIDGE_BOLUS: Refuse(R.THERAPY_STOPPED),  # nothing moves the old drug out
+        I.NEW_CONCENTRATION_AT_TIP: Refuse(R.BAD_STATE),  # nothing flows while stopped
     },
     S.CONTINUOUS: dict(_RUNNING),
     S.FLEX: dict(_RUNNING),
@@ -197,6 +210,8 @@ TABLE: dict[TherapyState, dict[TherapyInput, Go | Refuse]] = {
         I.END_OF_SERVICE: Go(T.END_OF_SERVICE),
         I.MEMORY_ERROR: _SAME,
         I.LOW_BATTERY_RESET: _SAME,
+        I.BRIDGE_BOLUS: Refuse(None),
+        I.NEW_CONCENTRATION_AT_TIP: Refuse(R.BAD_STATE),  # nothing flows while suspended
     },
     S.END_OF_SERVICE: {
         **{i: Refuse(R.END_OF_SERVICE) for i in TherapyInput},

@@ -53,6 +53,7 @@ from protocol.messages import (
     Nak,
     PatientView,
     PrescriptionStaged,
+    StagedWithOverride,
     Status,
     StatusDetail,
 )
@@ -603,19 +604,30 @@ Examples:
   pumpemu ctl --port /dev/pts/7 --keys pe.keys program hil/examples/morphine-flex.toml
   pumpemu ctl --port /dev/pts/7 --keys pe.keys program rx.toml --review-only
   pumpemu ctl --port /dev/pts/7 --keys pe.keys program rx.toml --yes
+  pumpemu ctl --port /dev/pts/7 --keys pe.keys program rx.toml --override soft-limit
 
 \b
-The file format is in docs/ctl.md. Without --yes, the commit needs the first 8 hex digits
-of the pump's digest typed at the prompt; with no terminal and no --yes nothing is
-committed (exit 1).
+The file format is in docs/ctl.md. --override (soft-limit, dose-change; repeat it for
+both) sends STAGE_PRESCRIPTION_OVERRIDE: the pump then accepts a daily dose above the
+drug's soft limit, or a change beyond the drug's relative limit, and the review shows
+which were needed. No override lifts a hard limit. Without --yes, the commit needs the
+first 8 hex digits of the pump's digest typed at the prompt; with no terminal and no --yes
+nothing is committed (exit 1).
 """
 )
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Commit without asking, after printing the review.")
 @click.option("--review-only", is_flag=True, help="Stage and review, never commit (exit 0).")
+@click.option(
+    "--override",
+    "overrides",
+    multiple=True,
+    type=click.Choice(["soft-limit", "dose-change"]),
+    help="Override a drug-library soft limit: soft-limit, dose-change (repeatable).",
+)
 @click.pass_context
 def program(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom)
-    ctx: click.Context, file: Path, yes: bool, review_only: bool
+    ctx: click.Context, file: Path, yes: bool, review_only: bool, overrides: tuple[str, ...]
 ) -> None:
     """Stage a prescription file, review it side by side with what the pump computed, and
     commit it only when confirmed.
@@ -638,10 +650,16 @@ def program(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom
         status_reply: Status | None = _read(ctl_, "read status", Programmer.status, Status)
         if status_reply is None:
             ctl_.finish()
-        staged_result = ctl_.request("stage prescription", lambda p: p.stage(rx))
+        flags = 0
+        for bit, name in render.OVERRIDE_NAMES.items():
+            flags |= bit if name in overrides else 0
+        staged_result = ctl_.request(
+            "stage prescription",
+            (lambda p: p.stage_override(rx, flags)) if flags else (lambda p: p.stage(rx)),
+        )
         staged = staged_result.reply
         if staged_result.outcome is not Outcome.ANSWERED or not isinstance(
-            staged, PrescriptionStaged
+            staged, PrescriptionStaged | StagedWithOverride
         ):
             outcome = ctl_.verdict("stage prescription", staged_result)
             if isinstance(staged, Nak) and staged.field in render.FILE_KEYS:
@@ -773,6 +791,23 @@ def prime(ctx: click.Context, volume: str) -> None:
     if nl < 1:
         raise CtlUsageError("--volume must be above zero")
     _command(ctx, "priming bolus", lambda p: p.prime(nl))
+
+
+@ctl.command(
+    "bridge-bolus",
+    epilog=_connection_example("bridge-bolus")
+    + """\b
+After a refill with a new concentration (refill --concentration): the old drug still in
+the pump and catheter goes on at the running rates, and the prescription committed next
+(program it at the new concentration) takes effect when the old drug is out of the
+catheter tip. The ACK says when that is predicted (docs/protocol.md section 10.3).
+""",
+)
+@click.pass_context
+def bridge_bolus(ctx: click.Context) -> None:
+    """Bridge a concentration change: deliver the old drug in the path at the old rates
+    before the new prescription takes effect."""
+    _command(ctx, "bridge bolus", Programmer.bridge_bolus)
 
 
 @ctl.command(epilog=_connection_example("stop"))

@@ -22,6 +22,8 @@ from hil.programmer.core import Outcome, Result
 from protocol.device_state import AlarmKind, EventKind, LogEntry, TherapyState
 from protocol.messages import (
     NEVER_MS,
+    OVERRIDE_DOSE_CHANGE,
+    OVERRIDE_SOFT_LIMIT,
     Ack,
     AlarmList,
     CatheterInfo,
@@ -31,6 +33,7 @@ from protocol.messages import (
     Opcode,
     PatientView,
     PrescriptionStaged,
+    StagedWithOverride,
     Status,
     StatusDetail,
 )
@@ -62,6 +65,23 @@ MEANINGS: dict[RefusalCode, str] = {
     RefusalCode.STAGE_EXPIRED: "the staged prescription expired before the commit",
     RefusalCode.TOO_MANY_STEPS: "more flex steps than this pump allows",
     RefusalCode.BAD_SCHEDULE: "flex steps not strictly increasing from 00:00 within the period",
+    RefusalCode.UNKNOWN_DRUG: "the drug is not in the pump's drug library under any name",
+    RefusalCode.CONCENTRATION_OUT_OF_RANGE: (
+        "the concentration is outside the drug's range (mg entered for mcg?)"
+    ),
+    RefusalCode.SOFT_LIMIT_NEEDS_OVERRIDE: (
+        "the daily dose is above the drug's soft limit; program again with --override "
+        "soft-limit if that is the dose meant"
+    ),
+    RefusalCode.DOSE_CHANGE_NEEDS_OVERRIDE: (
+        "the daily dose changes the running one by more than the drug's limit; program again "
+        "with --override dose-change if that change is meant"
+    ),
+    RefusalCode.CONCENTRATION_CHANGE_PENDING: (
+        "the reservoir holds a new concentration no prescription is for yet; program a "
+        "prescription at that concentration"
+    ),
+    RefusalCode.NO_CONCENTRATION_CHANGE: "no old drug in the path to bridge",
     RefusalCode.RATE_ABOVE_MAX: "a rate is above the pump's maximum",
     RefusalCode.RATE_BELOW_MIN: "a non-zero rate is below the pump's minimum",
     RefusalCode.DAILY_DOSE_ABOVE_MAX: "the daily dose (mass) is above the maximum",
@@ -166,6 +186,8 @@ def describe_limit(nak: Nak) -> str | None:
     special: dict[RefusalCode, Callable[[int], str]] = {
         RefusalCode.RATE_ABOVE_MAX: _rate_limit(field),
         RefusalCode.DAILY_DOSE_ABOVE_MAX: lambda v: f"limit {q.mass_per_day(v)}",
+        RefusalCode.SOFT_LIMIT_NEEDS_OVERRIDE: lambda v: f"soft limit {q.mass_per_day(v)}",
+        RefusalCode.DOSE_CHANGE_NEEDS_OVERRIDE: lambda v: f"limit {q.mass_per_day(v)}",
         RefusalCode.LOCKED_OUT: _seconds_left,
         RefusalCode.LOCKOUT_ACTIVE: _seconds_left,
         RefusalCode.SESSION_BUSY: lambda v: f"it expires in {q.duration(v)} unless it is used",
@@ -216,6 +238,8 @@ def ack_value(ack: Ack) -> str | None:
         return f"residual predicted at refill begin {q.volume(ack.value)}"
     if request is Opcode.SET_CATHETER:
         return f"catheter dead volume {q.volume(ack.value)}"
+    if request is Opcode.BRIDGE_BOLUS:
+        return f"old drug out of the catheter at {q.pump_time(ack.value)} (pump time)"
     return None
 
 
@@ -572,7 +596,8 @@ class Review:
     """The programmer's own figures beside the pump's, for the clinician to compare."""
 
     digest_ours: bytes
-    staged: PrescriptionStaged
+    staged: PrescriptionStaged | StagedWithOverride
+    """STAGED_WITH_OVERRIDE when the programmer sent overrides (docs/protocol.md 7)."""
     basal_24h_nl: int
     bolus_24h_nl: int
     pump_now_ms: int | None
@@ -672,7 +697,24 @@ def review_tables(file: PrescriptionFile, review: Review) -> list[Table]:
         "",
         f"{q.duration(staged.stage_lifetime_s)} after staging (the stage lifetime, link time)",
     )
+    if isinstance(staged, StagedWithOverride):
+        # The clinician sees what the override let through before confirming (H9).
+        computed.add_row("overrides used", "", override_names(staged.overrides_used))
+        computed.add_row("drug's soft limit", "", q.mass_per_day(staged.soft_limit_pg))
+        reference = staged.reference_daily_mass_pg
+        computed.add_row(
+            "running daily dose", "", q.mass_per_day(reference) if reference else "(none)"
+        )
     return [sent, steps, computed]
+
+
+OVERRIDE_NAMES = {OVERRIDE_SOFT_LIMIT: "soft-limit", OVERRIDE_DOSE_CHANGE: "dose-change"}
+"""``pumpemu ctl program --override`` names of the STAGE_PRESCRIPTION_OVERRIDE flags."""
+
+
+def override_names(flags: int) -> str:
+    names = [name for bit, name in OVERRIDE_NAMES.items() if flags & bit]
+    return ", ".join(names) if names else "none needed"
 
 
 def review_json(file: PrescriptionFile, review: Review) -> dict[str, Any]:
@@ -695,4 +737,13 @@ def review_json(file: PrescriptionFile, review: Review) -> dict[str, Any]:
         "empty_at_ms": review.staged.empty_at_ms,
         "stage_lifetime_s": review.staged.stage_lifetime_s,
         "pump_time_ms": review.pump_now_ms,
+        **(
+            {
+                "overrides_used": review.staged.overrides_used,
+                "soft_limit_pg": review.staged.soft_limit_pg,
+                "reference_daily_mass_pg": review.staged.reference_daily_mass_pg,
+            }
+            if isinstance(review.staged, StagedWithOverride)
+            else {}
+        ),
     }

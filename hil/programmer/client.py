@@ -25,6 +25,7 @@ from protocol.device_state import AlarmKind, Role
 from protocol.messages import (
     AcknowledgeAlarm,
     AlarmTest,
+    BridgeBolus,
     CancelBolus,
     ClearMemoryError,
     ClinicianBolus,
@@ -47,6 +48,7 @@ from protocol.messages import (
     SetCatheter,
     SetClock,
     StagePrescription,
+    StagePrescriptionOverride,
     StartTherapy,
     StopTherapy,
 )
@@ -170,6 +172,17 @@ class Programmer:
 
     def stage(self, prescription: Prescription) -> Result:
         return self.request(StagePrescription(prescription=prescription))
+
+    def stage_override(self, prescription: Prescription, overrides: int) -> Result:
+        """STAGE_PRESCRIPTION_OVERRIDE: the drug library's soft limits overridden by the
+        clinician (``protocol.messages.OVERRIDE_*`` flags); answered STAGED_WITH_OVERRIDE."""
+        return self.request(
+            StagePrescriptionOverride(overrides=overrides, prescription=prescription)
+        )
+
+    def bridge_bolus(self) -> Result:
+        """After a refill with a new concentration: the old drug in the path first."""
+        return self.request(BridgeBolus(command_id=self.command_id()))
 
     def commit(self, digest: bytes) -> Result:
         return self.request(CommitPrescription(command_id=self.command_id(), digest=digest))

@@ -17,12 +17,13 @@ from protocol.messages import (
     RefillBegin,
     RefillComplete,
     StagePrescription,
+    StagePrescriptionOverride,
     StartTherapy,
     StopTherapy,
 )
 from protocol.refusal import RefusalCode
 from protocol.units import MS_PER_S
-from tests.emulator.test_refusal_conformance import KEYS, RX, Bench, P, bench
+from tests.emulator.test_refusal_conformance import BACLOFEN, KEYS, RX, Bench, P, bench
 from tests.protocol_doc import evaluate, vector
 
 EXAMPLE_CLOCK_MS = 1_767_225_600_000
@@ -88,3 +89,19 @@ def test_refill_begin_does_not_stop_delivery() -> None:
     )
     assert isinstance(done, Ack)
     assert done.reservoir_nl == 18_000_000  # strokes during the refill are not subtracted
+
+
+def test_the_staged_with_override_example_answers_the_override_example() -> None:
+    """docs/protocol.md STAGED_WITH_OVERRIDE: a peristaltic-20 pump running baclofen 2000
+    ug/mL at 200 000 nL/day, 20 mL in its reservoir, its clock at 2026-01-01 00:00."""
+    stage = evaluate(vector("stage-prescription-override")["message"])
+    assert isinstance(stage, StagePrescriptionOverride)
+    example = evaluate(vector("staged-with-override")["message"])
+    pump = Pump(P, start_ms=0)
+    assert pump.program(BACLOFEN, command_id=1).ok
+    b = Bench(pump)
+    b.open()
+    assert b.pump.status().reservoir_estimate_nl == 20_000_000  # no stroke yet
+    assert b.pump.set_clock(EXAMPLE_CLOCK_MS - 1, command_id=2).ok
+    reply = b.one(b.sealed(stage)).message
+    assert reply == example

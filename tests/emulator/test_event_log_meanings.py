@@ -34,9 +34,16 @@ from hil.programmer.core import ProgrammerCore
 from hil.two_peer import PerfectLink, TwoPeer
 from protocol import codec
 from protocol.codec import prescription_digest
-from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
+from protocol.device_state import AlarmKind, EventKind, LogEntry, Role, TherapyState
 from protocol.keys import generate_keys
-from protocol.messages import AlarmTest, CloseSession, Opcode, ReadStatus, StopTherapy
+from protocol.messages import (
+    OVERRIDE_DOSE_CHANGE,
+    AlarmTest,
+    CloseSession,
+    Opcode,
+    ReadStatus,
+    StopTherapy,
+)
 from protocol.prescription import FlexStep, InfusionMode, PatientBolusLimits, Prescription, Repeat
 from protocol.refusal import RefusalCode
 from protocol.units import MS_PER_S, S_PER_DAY
@@ -187,6 +194,10 @@ CHECKS: dict[str, Callable[[Ctx], Check]] = {
     "last_event_ms": lambda c: c.facts["last_event_ms"],
     "catheter_primed": lambda c: c.facts["catheter_primed"],
     "catheter_length_cm": lambda c: c.facts["catheter_length_cm"],
+    "override_flags": lambda c: c.facts["override_flags"],
+    "reference_daily_mass_pg": lambda c: _of(Staged, c).reference_daily_mass_pg,
+    "old_drug_nl": lambda c: c.facts["old_drug_nl"],
+    "new_concentration_ug_per_ml": lambda c: c.facts["new_concentration_ug_per_ml"],
 }
 
 
@@ -352,6 +363,23 @@ def drive_every_pump_event() -> Recorder:
     assert isinstance(done, RefillCompleted)
     assert done.discrepancy_flagged
 
+    # The new concentration: a bridge, a prescription for it that needs the DOSE_CHANGE
+    # override (7.4 -> 14.88 mg/day), committed during the bridge, in effect when the old
+    # drug is out of the path (section 10.3).
+    # The path: the internal path and the 2 000 nL the last priming filled (belief).
+    path = pump.profile.internal_path_nl + 2_000
+    assert pump.status().old_drug_in_path_nl == path
+    assert rec.command("bridge_bolus", old_drug_nl=path).ok
+    stronger = dataclasses.replace(RX, concentration_ug_per_ml=12_000, steps=(FlexStep(0, ML),))
+    flags = {"override_flags": OVERRIDE_DOSE_CHANGE}
+    staged = rec.run(lambda: pump.stage(stronger, overrides=OVERRIDE_DOSE_CHANGE), **mode, **flags)
+    assert isinstance(staged, Staged)
+    digest = int.from_bytes(staged.digest[:8], "little")
+    assert rec.command("commit", staged.digest, digest_u64=digest, **mode, **flags).ok
+    assert pump.status().prescription == RX  # the old drug keeps its rates
+    rec.advance(S_PER_DAY, digest_u64=digest, **mode)
+    assert pump.status().prescription == stronger
+
     # A stall during a bolus: the pump drops the bolus itself, then recovers.
     assert rec.command("clinician_bolus", 20_000, 3_600).ok
     rec.advance(300)
@@ -387,6 +415,30 @@ def drive_every_pump_event() -> Recorder:
     assert rec.command(
         "refill_complete", 20 * ML, new_volume_nl=20 * ML, concentration_changed=0
     ).ok
+
+    # A new concentration nobody programs: suspended with the critical alarm when it reaches
+    # the tip, resumed by the commit of a prescription for it (section 10.3).
+    assert rec.command("refill_begin").ok
+    unprogrammed = {"alarm_kind": int(AlarmKind.CONCENTRATION_UNPROGRAMMED)}
+    refill_id = rec.cid()
+    assert rec.run(
+        lambda: pump.refill_complete(
+            20 * ML, new_concentration_ug_per_ml=10_000, command_id=refill_id
+        ),
+        refill_id,
+        new_volume_nl=20 * ML,
+        concentration_changed=1,
+    ).ok
+    rec.advance(S_PER_DAY, new_concentration_ug_per_ml=10_000, **unprogrammed)
+    assert pump.status().state is TherapyState.SUSPENDED_BY_ALARM
+    flags = {"override_flags": OVERRIDE_DOSE_CHANGE}
+    staged = rec.run(lambda: pump.stage(RX, overrides=OVERRIDE_DOSE_CHANGE), **mode, **flags)
+    assert isinstance(staged, Staged)
+    assert rec.command(
+        "commit", staged.digest, digest_u64=int.from_bytes(staged.digest[:8], "little"),
+        **mode, **flags, **unprogrammed,
+    ).ok  # fmt: skip
+    assert pump.status().state is TherapyState.CONTINUOUS
 
     # Battery: ERI, the low-battery reset, end of service.
     p = pump.profile

@@ -530,38 +530,39 @@ def test_flex_misentry_refused_by_daily_mass(programmed: PumpFactory, flex_rx: R
 @pytest.mark.hazard("H9", "H11")
 def test_daily_mass_counts_every_allowed_patient_bolus(rx: RxFactory) -> None:
     pump = Pump("peristaltic-20")
-    # Morphine 10 mg/mL = 10_000 ug/mL; limit 15 mg/day. Basal 1 mL/day = 10 mg (+1 stroke).
+    # Morphine 10 mg/mL = 10_000 ug/mL; hard limit 20 mg/day (drug library). Basal 1 mL/day
+    # = 10 mg.
     ok = PatientBolusLimits(dose_nl=100_000, duration_s=600, lockout_s=3600, max_per_24h=4)
     assert pump.stage(rx(1 * ML, concentration=10_000, patient_bolus=ok)).ok  # 14 mg
-    too_many = PatientBolusLimits(dose_nl=100_000, duration_s=600, lockout_s=3600, max_per_24h=6)
-    refused = pump.stage(rx(1 * ML, concentration=10_000, patient_bolus=too_many))  # 16 mg
+    too_many = PatientBolusLimits(dose_nl=100_000, duration_s=600, lockout_s=3600, max_per_24h=11)
+    refused = pump.stage(rx(1 * ML, concentration=10_000, patient_bolus=too_many))  # 21 mg
     assert isinstance(refused, Refused)
     assert refused.code is RefusalCode.DAILY_DOSE_ABOVE_MAX
 
 
 @pytest.mark.hazard("H9", "H11")
 def test_daily_mass_is_checked_on_the_dose_as_asked(rx: RxFactory) -> None:
-    """Found by the stateful test: 11 patient boluses of 1746 nL of ziconotide 1 mg/mL are
-    19.206 ug a day, over the 19.2 ug limit. The pump delivers 8 whole strokes (1600 nL) per
-    bolus, 17.6 ug, and used to accept the prescription on that; the limit is on what is
-    prescribed and reviewed."""
+    """Found by the stateful test: 11 patient boluses of 17 460 nL of ziconotide 100 ug/mL
+    are 19.206 ug a day, over the 19.2 ug limit. The pump delivers 87 whole strokes
+    (17 400 nL) per bolus, 19.14 ug, and used to accept the prescription on that; the limit
+    is on what is prescribed and reviewed."""
     pump = Pump("peristaltic-20")
-    over = PatientBolusLimits(dose_nl=1_746, duration_s=600, lockout_s=600, max_per_24h=11)
+    over = PatientBolusLimits(dose_nl=17_460, duration_s=600, lockout_s=600, max_per_24h=11)
     rx_over = Prescription(
-        "ziconotide", 1_000, InfusionMode.FLEX, Repeat.DAILY, (FlexStep(0, 0),), over, 500_000
+        "ziconotide", 100, InfusionMode.FLEX, Repeat.DAILY, (FlexStep(0, 0),), over, 500_000
     )
     assert pump.stage(rx_over) == Refused(
         RefusalCode.DAILY_DOSE_ABOVE_MAX, FieldId.DAILY_DOSE, 19_200_000
     )
-    within = PatientBolusLimits(dose_nl=1_745, duration_s=600, lockout_s=600, max_per_24h=11)
+    within = PatientBolusLimits(dose_nl=17_450, duration_s=600, lockout_s=600, max_per_24h=11)
     staged = pump.stage(
         Prescription(
-            "ziconotide", 1_000, InfusionMode.FLEX, Repeat.DAILY, (FlexStep(0, 0),), within,
+            "ziconotide", 100, InfusionMode.FLEX, Repeat.DAILY, (FlexStep(0, 0),), within,
             500_000,
         )
     )  # fmt: skip
     assert isinstance(staged, Staged)
-    assert staged.daily_mass_pg == 11 * 1_745 * 1_000  # the review shows the dose as asked
+    assert staged.daily_mass_pg == 11 * 17_450 * 100  # the review shows the dose as asked
 
 
 # -- H10: wrong refill volume entered -------------------------------------------------------------
@@ -601,9 +602,11 @@ def test_wrong_refill_volume_runs_dry_before_prediction(
 )
 def test_rate_limits_refused(rx: RxFactory, rate: int, expected: Refused) -> None:
     pump = Pump("peristaltic-20")
-    assert pump.stage(rx(rate, concentration=1)) == expected
-    assert pump.stage(rx(24_000_000, concentration=1)).ok
-    assert pump.stage(rx(48_000, concentration=1)).ok
+    # Morphine at 500 ug/mL (its library minimum): 24 mL/day is 12 mg, under its soft limit.
+    low = {"drug": "morphine", "concentration": 500}
+    assert pump.stage(rx(rate, **low)) == expected
+    assert pump.stage(rx(24_000_000, **low)).ok
+    assert pump.stage(rx(48_000, **low)).ok
 
 
 @pytest.mark.hazard("H11")
@@ -795,7 +798,7 @@ def test_commit_on_an_empty_reservoir_is_refused_like_start(
     pump = run_dry(programmed, rx)
     assert pump.start(command_id=3) == Refused(RefusalCode.RESERVOIR_EMPTY)
     before = pump.status().prescription
-    staged = pump.stage(rx(576_000))
+    staged = pump.stage(rx(360_000))
     assert isinstance(staged, Staged)
     # Not accepted-then-suspended: refused, nothing applied, the staged prescription kept.
     assert pump.commit(staged.digest, command_id=4) == Refused(RefusalCode.RESERVOIR_EMPTY)

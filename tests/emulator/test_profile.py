@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from emulator.errors import ProfileError
-from emulator.profile import builtin_profile_names, load_profile, parse_profile
+from emulator.profile import (
+    builtin_profile_names,
+    load_profile,
+    parse_profile,
+    profile_from_fields,
+)
+from emulator.pump import Pump
 
 BASE = resources.files("emulator").joinpath("profiles", "peristaltic-20.toml").read_text()
 
@@ -35,8 +42,23 @@ def test_builtin_numbers(name: str, usable: int, threshold: int, valve: bool) ->
     assert p.flow_activated_valve is valve
     assert p.days_eri_to_eos == 90
     assert p.catheter_dead_volume_nl_per_cm == 2_600
-    assert p.max_daily_mass_for("Ziconotide") == 19_200_000  # per-drug, case-insensitive
-    assert p.max_daily_mass_for("clonidine") == p.max_daily_mass_pg
+    # From the drug library, by any name (issue 12: "Prialt" got the generic 20 mg/day).
+    assert p.max_daily_mass_for("Ziconotide") == 19_200_000
+    assert p.max_daily_mass_for("PRIALT") == 19_200_000
+    assert p.max_daily_mass_for("clonidine") == 2_000_000_000
+    assert p.max_daily_mass_for("unheard-of") == p.max_daily_mass_pg
+    assert p.internal_path_nl == 200_000
+
+
+def test_legacy_drug_limits_resolve_aliases_and_only_tighten(tmp_path: Path) -> None:
+    """docs/pump-model.md, "Drug library" migration: a profile's [drug_limits] entry is
+    matched through the library's names and can lower, never raise, the library's limit."""
+    text = resources.files("emulator").joinpath("profiles", "peristaltic-20.toml").read_text()
+    path = tmp_path / "legacy.toml"
+    path.write_text(text + "\n[drug_limits]\nprialt = 10_000_000\nmorphine = 99_000_000_000\n")
+    p = load_profile(path)
+    assert p.max_daily_mass_for("Ziconotide") == 10_000_000  # tightened, through the alias
+    assert p.max_daily_mass_for("Infumorph") == 20_000_000_000  # never raised
 
 
 def test_assumed_numbers_are_marked_in_the_files() -> None:
@@ -84,8 +106,10 @@ BAD = [
      r"dose_min_nl: must be at least one stroke"),
     ("bad-mechanism", edit('mechanism = "peristaltic"', 'mechanism = "piezo"'),
      r"mechanism = 'piezo': allowed peristaltic, valve-gated"),
-    ("bad-drug-limit", edit("morphine = 15_000_000_000", "morphine = -1"),
+    ("bad-drug-limit", edit("[bridge]", "[drug_limits]\nmorphine = -1\n[bridge]"),
      r"\[drug_limits\] morphine must be an integer daily mass"),
+    ("bad-internal-path", edit("internal_path_nl = 200_000", "internal_path_nl = -5"),
+     r"\[bridge\] internal_path_nl must be an integer"),
     ("not-toml", "this is = = not toml", r"not valid TOML"),
 ]  # fmt: skip
 
@@ -109,3 +133,15 @@ def test_parse_without_file() -> None:
     del data["battery"]
     with pytest.raises(ProfileError, match=r"missing table \[battery\]"):
         parse_profile(data, "inline")
+
+
+def test_a_profile_saved_before_the_bridge_existed_resumes_with_no_internal_path() -> None:
+    """A state file written before ``internal_path_nl`` existed has no such profile field: it
+    resumes as a profile file without ``[bridge]`` would load (docs/pump-model.md)."""
+    pump = Pump("peristaltic-20")
+    fields = pump.snapshot_record()["profile"]
+    assert fields["internal_path_nl"] == 200_000
+    del fields["internal_path_nl"]
+    profile = profile_from_fields(fields, "old state")
+    assert profile.internal_path_nl == 0
+    assert replace(profile, internal_path_nl=200_000) == pump.profile

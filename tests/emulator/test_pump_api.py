@@ -219,23 +219,26 @@ def test_prime_by_volume_and_limits() -> None:
     assert pump.status().state is TherapyState.PRIMING
 
 
-def test_refill_with_new_concentration_is_checked_in_mass() -> None:
+def test_refill_with_new_concentration_never_changes_the_prescription_in_effect() -> None:
+    """Issue 12: 4 mg/day at 10 mg/mL silently became 10 mg/day at 25 mg/mL. Now the
+    concentration is checked against the drug's range, and the prescription in effect (its
+    rates and its concentration) is the old one until a new one is committed."""
     pump = Pump("peristaltic-20")
     rx = Prescription(
-        "morphine", 1_000, InfusionMode.CONTINUOUS, Repeat.DAILY, (FlexStep(0, 1_000_000),),
+        "morphine", 10_000, InfusionMode.CONTINUOUS, Repeat.DAILY, (FlexStep(0, 400_000),),
         None, 2_000_000,
     )  # fmt: skip
     assert pump.program(rx).ok
     assert pump.refill_begin().ok
-    # 1 mL/day at 20 mg/mL would be 20 mg/day: above morphine's 15 mg/day.
-    refused = pump.refill_complete(20_000_000, new_concentration_ug_per_ml=20_000)
-    assert isinstance(refused, Refused)
-    assert refused.code is RefusalCode.DAILY_DOSE_ABOVE_MAX
-    assert refused.field is FieldId.NEW_CONCENTRATION
-    assert pump.refill_complete(20_000_000, new_concentration_ug_per_ml=2_000).ok
+    # 25 entered for 25 000 ug/mL: below morphine's 500 ug/mL in the library.
+    refused = pump.refill_complete(20_000_000, new_concentration_ug_per_ml=25)
+    assert refused == Refused(
+        RefusalCode.CONCENTRATION_OUT_OF_RANGE, FieldId.NEW_CONCENTRATION, 500
+    )
+    assert pump.refill_complete(20_000_000, new_concentration_ug_per_ml=25_000).ok
     status = pump.status()
-    assert status.prescription is not None
-    assert status.prescription.concentration_ug_per_ml == 2_000
+    assert status.prescription == rx  # 4 mg/day: rates and concentration unchanged
+    assert status.pending_concentration_ug_per_ml == 25_000
     assert pump.log()[-1].detail == 1  # REFILL_COMPLETED with a concentration change
 
 

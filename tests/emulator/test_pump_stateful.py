@@ -1,11 +1,14 @@
 """A RuleBasedStateMachine drives the whole pump (docs/architecture.md, "Testing").
 
-Random programs, clinician and patient boluses, priming, refills (with pocket fills, wrong
-entries and wrong concentrations), faults (catheter occlusions, masses, kinks, migrations,
+Random programs (with and without the drug library's overrides), clinician and patient
+boluses, priming, refills (with pocket fills, wrong entries, new concentrations and wrong
+concentrations), bridge boluses, faults (catheter occlusions, masses, kinks, migrations,
 erosions, a flipped pump), catheter access port aspirations and injections (H2), and time
-jumps from a millisecond to two months. After every rule the
-invariants below must hold. The oracle keeps its own record of what was granted and checks it
-against the profile's limits independently of the firmware's bookkeeping.
+jumps from a millisecond to two months. After every rule the invariants below must hold,
+among them "no dose change without a commit" (issue 12): the daily mass of the prescription
+in effect changes only at a commit, at the end of a bridge that a commit armed, or at the
+documented low-battery reset (H4, H6). The oracle keeps its own record of what was granted
+and checks it against the profile's limits independently of the firmware's bookkeeping.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from emulator.drug_library import default_library
 from emulator.faults import (
     BatteryDrain,
     CapInjection,
@@ -48,7 +52,7 @@ from emulator.firmware.results import BolusStarted, Refused
 from emulator.plant import AspirationResult, CatheterState
 from emulator.profile import Profile, load_profile
 from emulator.pump import Pump
-from protocol.device_state import EventKind, TherapyState
+from protocol.device_state import AlarmKind, EventKind, TherapyState
 from protocol.prescription import (
     FlexStep,
     InfusionMode,
@@ -59,6 +63,13 @@ from protocol.prescription import (
 from protocol.units import MS_PER_DAY, MS_PER_S, S_PER_DAY
 
 PROFILES = ("peristaltic-20", "peristaltic-40", "valve-gated-20")
+
+
+def daily_dose(rx: Prescription | None) -> int:
+    """The prescription's basal daily mass, pg: what the pump believes it gives a day."""
+    return 0 if rx is None else rx.max_24h_volume_nl() * rx.concentration_ug_per_ml
+
+
 NOT_DELIVERING = {TherapyState.STOPPED, TherapyState.END_OF_SERVICE}
 DELIVERING = {
     TherapyState.CONTINUOUS,
@@ -132,9 +143,13 @@ class PumpMachine(RuleBasedStateMachine):
         self.grants: list[int] = []
         self.lockout_until = 0
         self.last_seq = 0
+        self.dose = daily_dose(self.pump.status().prescription)
+        self.dose_seq = self.pump.status().log_next_seq
+        self.waiting: Prescription | None = None
+        self.committed = False
         # Most runs start with therapy running, so the rules below meet a live pump.
         if data.draw(st.integers(0, 4)):
-            self.program(data, data.draw(st.booleans()), 100, "morphine", True)
+            self.program(data, data.draw(st.booleans()), 1_000, "morphine", True, 0)
 
     def _rate(self) -> st.SearchStrategy[int]:
         p = self.profile
@@ -146,12 +161,19 @@ class PumpMachine(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         flex=st.booleans(),
-        concentration=st.sampled_from([1, 100, 100, 1_000, 10_000, 50_000]),
-        drug=st.sampled_from(["morphine", "ziconotide", "baclofen", "clonidine"]),
+        concentration=st.sampled_from([1, 25, 100, 500, 1_000, 2_000, 10_000, 50_000]),
+        drug=st.sampled_from(["morphine", "Prialt", "baclofen", "clonidine", "aspirin"]),
         with_pb=st.booleans(),
+        overrides=st.sampled_from([0, 0, 1, 2, 3]),
     )
     def program(
-        self, data: st.DataObject, flex: bool, concentration: int, drug: str, with_pb: bool
+        self,
+        data: st.DataObject,
+        flex: bool,
+        concentration: int,
+        drug: str,
+        with_pb: bool,
+        overrides: int,
     ) -> None:
         p = self.profile
         rate = self._rate()
@@ -182,7 +204,7 @@ class PumpMachine(RuleBasedStateMachine):
                 mostly(st.integers(low.low, low.high), st.integers(0, 8_000_000))
             ),
         )
-        staged = self.pump.stage(rx)
+        staged = self.pump.stage(rx, overrides=overrides)
         if isinstance(staged, Refused):
             event(f"stage refused {staged.code.name} {staged.field.name}")
             return
@@ -192,6 +214,7 @@ class PumpMachine(RuleBasedStateMachine):
         result = self.pump.commit(staged.digest, command_id=data.draw(st.integers(1, 2**32)))
         event(f"commit {'accepted' if result.ok else 'refused'}")
         if result.ok:
+            self.committed = True
             self.lockout_until = self.pump.now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
 
     def check_prescription_within_limits(self, rx: Prescription) -> None:
@@ -209,6 +232,11 @@ class PumpMachine(RuleBasedStateMachine):
             allowance = pb.max_per_24h * pb.dose_nl
         worst = rx.max_24h_volume_nl() + allowance
         assert worst * rx.concentration_ug_per_ml <= p.max_daily_mass_for(rx.drug_name)
+        # The drug library: a known drug, in its concentration range (the mg/mcg slip).
+        drug = default_library().lookup(rx.drug_name)
+        assert drug is not None
+        conc = rx.concentration_ug_per_ml
+        assert drug.concentration_min_ug_per_ml <= conc <= drug.concentration_max_ug_per_ml
 
     @rule(
         dose=st.integers(0, 3_000_000) | st.integers(200, 200_000),
@@ -266,6 +294,7 @@ class PumpMachine(RuleBasedStateMachine):
         pocket=st.integers(0, 3_000_000),
         report=st.none() | st.integers(0, 25_000_000),
         real_conc=st.none() | st.sampled_from([0, 100, 1_000, 10_000, 50_000]),
+        concentration=st.none() | st.sampled_from([25, 500, 1_000, 2_000, 10_000]),
     )
     def refill(
         self,
@@ -274,22 +303,33 @@ class PumpMachine(RuleBasedStateMachine):
         pocket: int,
         report: int | None,
         real_conc: int | None,
+        concentration: int | None,
     ) -> None:
         begun = self.pump.refill_begin()
         if not begun.ok:
             return
+        before = self.pump.status().prescription
         done = self.pump.refill_complete(
             entered,
             injected_nl=injected,
             pocket_nl=pocket,
             withdrawn_nl=report,
             injected_concentration_ug_per_ml=real_conc,
+            new_concentration_ug_per_ml=concentration,
         )
+        # A refill never changes the prescription in effect, concentration included (the
+        # 4 mg/day at 10 mg/mL that became 10 mg/day at 25 mg/mL, issue 12).
+        assert self.pump.status().prescription == before
         rx = self.pump.status().prescription
         if done.ok and rx is not None and rx.patient_bolus is not None:
             self.lockout_until = max(
                 self.lockout_until, self.pump.now_ms + rx.patient_bolus.lockout_s * MS_PER_S
             )
+
+    @rule()
+    def bridge_bolus(self) -> None:
+        result = self.pump.bridge_bolus()
+        event(f"bridge {'started' if result.ok else result.code.name}")
 
     @rule(fault=faults)
     def inject(self, fault: Fault) -> None:
@@ -377,6 +417,34 @@ class PumpMachine(RuleBasedStateMachine):
             assert self.pump.plant_truth().pumped_nl == pumped
 
     # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def no_dose_change_without_a_commit(self) -> None:
+        """The believed daily dose in mass (the prescription in effect: its rates x its
+        concentration) changes only at a commit, when a commit deferred by a bridge takes
+        effect (at the bridge's end or a STOP: the prescription is the one that was
+        waiting) or at the low-battery reset; never at a refill, with a new concentration
+        or not (docs/protocol.md section 10.3)."""
+        status = self.pump.status()
+        dose = daily_dose(status.prescription)
+        if dose != self.dose:
+            since = self.pump.log(self.dose_seq)
+            deferred = status.prescription is not None and status.prescription == self.waiting
+            reset = any(
+                e.kind is EventKind.ALARM_RAISED and e.detail == AlarmKind.LOW_BATTERY_RESET
+                for e in since
+            )
+            assert self.committed or deferred or reset, (self.dose, dose)
+        self.dose = dose
+        self.dose_seq = status.log_next_seq
+        self.waiting = status.waiting_prescription
+        self.committed = False
+
+    @invariant()
+    def never_the_new_concentration_at_the_old_rates(self) -> None:
+        status = self.pump.status()
+        if status.pending_concentration_ug_per_ml is not None and not status.old_drug_in_path_nl:
+            assert status.state not in DELIVERING, status.state
 
     @invariant()
     def plant_reservoir_never_negative(self) -> None:

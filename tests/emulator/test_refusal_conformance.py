@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from emulator.device import RX_IDLE_MS, PumpDevice
+from emulator.drug_library import default_library
 from emulator.faults import BatteryDrain, MemoryCorruption, MotorStall
 from emulator.firmware.results import Refused
 from emulator.profile import Profile, load_profile
@@ -43,6 +44,7 @@ from protocol.messages import (
     AcknowledgeAlarm,
     AlarmTest,
     Authenticate,
+    BridgeBolus,
     CancelBolus,
     Challenge,
     ClearMemoryError,
@@ -381,14 +383,15 @@ def _() -> Sent:
 
 @scenario("unknown-opcode", C.UNKNOWN_OPCODE, in_session=False)
 def _() -> Sent:
-    return bench(session=False).one(frame_of(0x3A, b""))
+    # 0x2F: a program-group opcode no request uses (0x3A is BRIDGE_BOLUS now).
+    return bench(session=False).one(frame_of(0x2F, b""))
 
 
 @scenario("unknown-opcode-sealed", C.UNKNOWN_OPCODE)
 def _() -> Sent:
     b = bench()
     data = bytearray(b.sealed(ReadStatus()))
-    data[12] = 0x3A
+    data[12] = 0x2F
     data[-2:] = crc16(bytes(data[2:-2])).to_bytes(2, "little")
     return b.one(bytes(data))
 
@@ -545,6 +548,20 @@ invalid(
     u32(1, 20_000, S_PER_DAY + 1),
     Opcode.CLINICIAN_BOLUS,
     base=RX,
+)
+invalid(
+    "override-flags-none",
+    F.OVERRIDE_FLAGS,
+    1,
+    b"\x00" + rx_payload(),
+    Opcode.STAGE_PRESCRIPTION_OVERRIDE,
+)
+invalid(
+    "override-flags-unknown-bit",
+    F.OVERRIDE_FLAGS,
+    3,
+    b"\x04" + rx_payload(),
+    Opcode.STAGE_PRESCRIPTION_OVERRIDE,
 )
 MAX_PRIMING_NL = P.catheter_volume_nl(P.catheter_max_length_cm)
 invalid(
@@ -826,8 +843,9 @@ def _() -> Sent:
     "the drug's maximum, pg per day",
 )
 def _() -> Sent:
-    # (500 000 + 4 x 20 000) nL x 30 000 ug/mL = 17.4 mg/day, above morphine's 15 mg.
-    return stage(rx(concentration_ug_per_ml=30_000))
+    # (800 000 + 4 x 20 000) nL x 25 000 ug/mL = 22 mg/day, above morphine's 20 mg (the
+    # drug library's hard limit; no override lifts it).
+    return stage(rx(concentration_ug_per_ml=25_000, steps=(FlexStep(0, 800_000),)))
 
 
 STRONG = rx(concentration_ug_per_ml=20_000)  # 11.6 mg/day of morphine: room left, not much
@@ -848,26 +866,130 @@ def _() -> Sent:
     )
 
 
+# -- the drug library and concentration changes (section 10.3) --------------------------------
+
+BACLOFEN = Prescription(
+    "Lioresal", 2_000, InfusionMode.CONTINUOUS, Repeat.DAILY, (FlexStep(0, 200_000),), None,
+    2_000_000,
+)  # fmt: skip
+"""Baclofen (by a brand name) at 2000 ug/mL, 400 ug/day."""
+BACLOFEN_DRUG = default_library().lookup("baclofen")
+assert BACLOFEN_DRUG is not None
+MORPHINE_DRUG = default_library().lookup("morphine")
+assert MORPHINE_DRUG is not None
+
+
+@scenario("unknown-drug", C.UNKNOWN_DRUG, F.DRUG_NAME, 0, "0")
+def _() -> Sent:
+    return stage(rx(drug_name="aspirin"))
+
+
 @scenario(
-    "refill-concentration-daily-mass",
-    C.DAILY_DOSE_ABOVE_MAX,
+    "concentration-mg-for-mcg",
+    C.CONCENTRATION_OUT_OF_RANGE,
+    F.CONCENTRATION,
+    MORPHINE_DRUG.concentration_min_ug_per_ml,
+    "the bound broken, ug/mL",
+)
+def _() -> Sent:
+    # 25 sent for 25 000 ug/mL (Infumorph 25 mg/mL): the mg/mcg slip.
+    return stage(rx(drug_name="Infumorph", concentration_ug_per_ml=25))
+
+
+@scenario(
+    "refill-concentration-mg-for-mcg",
+    C.CONCENTRATION_OUT_OF_RANGE,
     F.NEW_CONCENTRATION,
-    MORPHINE_MAX_PG,
-    "the drug's maximum, pg per day",
+    MORPHINE_DRUG.concentration_min_ug_per_ml,
+    "the bound broken, ug/mL",
 )
 def _() -> Sent:
     b = bench()
     b.ok(RefillBegin(command_id=5))
-    return b.one(
-        b.sealed(
-            RefillComplete(
-                command_id=6,
-                withdrawn_nl=0,
-                new_volume_nl=10_000_000,
-                new_concentration_ug_per_ml=30_000,
-            )
+    refill = RefillComplete(
+        command_id=6, withdrawn_nl=0, new_volume_nl=10_000_000, new_concentration_ug_per_ml=25
+    )
+    return b.one(b.sealed(refill))
+
+
+@scenario(
+    "flex-mis-entry-soft-limit",
+    C.SOFT_LIMIT_NEEDS_OVERRIDE,
+    F.DAILY_DOSE,
+    BACLOFEN_DRUG.soft_max_daily_pg,
+    "the drug's soft limit, pg per day",
+)
+def _() -> Sent:
+    # "60 mcg each morning" entered as every hour on a 400 ug/day basal: 920 000 nL/day at
+    # 2000 ug/mL = 1 840 ug/day, above baclofen's 1 000 ug/day soft limit.
+    return stage(dataclasses.replace(BACLOFEN, steps=(FlexStep(0, 920_000),)))
+
+
+@scenario(
+    "dose-change-above-relative-limit",
+    C.DOSE_CHANGE_NEEDS_OVERRIDE,
+    F.DAILY_DOSE,
+    400_000_000 * (100 + BACLOFEN_DRUG.max_change_percent) // 100,
+    "the bound broken, pg per day",
+)
+def _() -> Sent:
+    # 400 -> 600 ug/day is +50 %, past baclofen's 40 %: the bound is 560 ug/day.
+    return stage(dataclasses.replace(BACLOFEN, steps=(FlexStep(0, 300_000),)), BACLOFEN)
+
+
+def refilled_with(concentration: int) -> Bench:
+    """The RX pump (morphine 1000 ug/mL), refilled with ``concentration``: a change pending."""
+    b = bench()
+    b.ok(RefillBegin(command_id=5))
+    b.ok(
+        RefillComplete(
+            command_id=6,
+            withdrawn_nl=0,
+            new_volume_nl=10_000_000,
+            new_concentration_ug_per_ml=concentration,
         )
     )
+    return b
+
+
+@scenario(
+    "stage-other-concentration-than-refill",
+    C.CONCENTRATION_CHANGE_PENDING,
+    F.CONCENTRATION,
+    2_000,
+    "the refill's concentration, ug/mL",
+)
+def _() -> Sent:
+    b = refilled_with(2_000)
+    return b.one(b.sealed(StagePrescription(rx(concentration_ug_per_ml=1_500))))
+
+
+@scenario(
+    "second-refill-other-concentration",
+    C.CONCENTRATION_CHANGE_PENDING,
+    F.NEW_CONCENTRATION,
+    2_000,
+    "the refill's concentration, ug/mL",
+)
+def _() -> Sent:
+    b = refilled_with(2_000)
+    b.ok(RefillBegin(command_id=7))
+    refill = RefillComplete(
+        command_id=8, withdrawn_nl=0, new_volume_nl=10_000_000, new_concentration_ug_per_ml=3_000
+    )
+    return b.one(b.sealed(refill))
+
+
+@scenario("priming-with-change-pending", C.CONCENTRATION_CHANGE_PENDING, F.NONE, 0, "NONE / 0")
+def _() -> Sent:
+    b = refilled_with(2_000)
+    return b.one(b.sealed(PrimingBolus(command_id=9, catheter_volume_nl=10_000)))
+
+
+@scenario("bridge-without-change", C.NO_CONCENTRATION_CHANGE)
+def _() -> Sent:
+    b = bench()
+    return b.one(b.sealed(BridgeBolus(command_id=5)))
 
 
 @scenario(

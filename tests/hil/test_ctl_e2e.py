@@ -584,3 +584,59 @@ def test_set_catheter_and_the_service_commands(bench: Bench) -> None:
     assert "refused: INVALID_FIELD" in too_long.output
     bad = bench.ctl("set-catheter", "--length", "ninety", "--primed")
     assert bad.exit_code == 2
+
+
+# -- the drug library and concentration changes (issue 12) -------------------------------------
+
+
+def test_the_every_hour_mis_entry_needs_override_and_the_review_shows_it(
+    fresh: Bench, tmp_path: Path
+) -> None:
+    """Baclofen "60 mcg each morning" entered as every hour: 1 840 ug/day, above the drug
+    library's 1 000 ug/day soft limit (docs/protocol.md section 10.3)."""
+    text = (EXAMPLES / "baclofen-continuous.toml").read_text()
+    path = tmp_path / "every-hour.toml"
+    path.write_text(text.replace('"0.2 mL/day"', '"0.92 mL/day"'))
+    refused = fresh.ctl("program", str(path), "--yes")
+    assert refused.exit_code == 1, refused.output
+    assert "SOFT_LIMIT_NEEDS_OVERRIDE" in refused.output
+    assert "soft limit 1 mg/day" in refused.output
+    assert fresh.pump_state()[2] is None
+    applied = fresh.ctl("program", str(path), "--yes", "--override", "soft-limit")
+    assert applied.exit_code == 0, applied.output
+    assert re.search(r"overrides used\s+soft-limit", applied.output)
+    assert "applied: commit prescription" in applied.output
+    with fresh.server.locked() as device:
+        kinds = [e.kind for e in device.pump.log()]
+    assert EventKind.OVERRIDE_STAGED in kinds
+    assert EventKind.OVERRIDE_COMMITTED in kinds
+
+
+def test_refill_with_new_concentration_then_bridge_then_program(
+    bench: Bench, tmp_path: Path
+) -> None:
+    """4 mg/day at 10 mg/mL, refilled at 25 mg/mL: the running prescription stays 4 mg/day;
+    the bridge holds it until the old drug is out; the new one (0.16 mL/day) waits."""
+    refill = bench.ctl(
+        "refill", "--withdrawn", "20mL", "--volume", "20mL", "--concentration", "25mg/mL"
+    )
+    assert refill.exit_code == 0, refill.output
+    assert bench.pump_state()[2] == RUNNING
+    bridge = bench.ctl("bridge-bolus")
+    assert bridge.exit_code == 0, bridge.output
+    assert "applied: bridge bolus" in bridge.output
+    assert "old drug out of the catheter at" in bridge.output
+    text = (EXAMPLES / "baclofen-continuous.toml").read_text()
+    path = tmp_path / "morphine-25.toml"
+    path.write_text(
+        text.replace('"baclofen"', '"morphine"')
+        .replace('"2000 ug/mL"', '"25 mg/mL"')
+        .replace('"0.2 mL/day"', '"0.16 mL/day"')
+    )
+    programmed = bench.ctl("program", str(path), "--yes")
+    assert programmed.exit_code == 0, programmed.output
+    with bench.server.locked() as device:
+        status = device.pump.status()
+    assert status.prescription == RUNNING  # in effect when the old drug is out
+    assert status.waiting_prescription is not None
+    assert status.bridging

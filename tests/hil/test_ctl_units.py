@@ -220,7 +220,7 @@ def test_every_subcommand_has_help_with_an_example() -> None:
         [
             "info", "status", "alarms", "log", "prescription", "clock", "program", "bolus",
             "patient-bolus", "prime", "refill", "stop", "start", "cancel-bolus", "ack-alarm",
-            "alarm-test", "set-clock",
+            "alarm-test", "set-clock", "bridge-bolus",
             # issue 12
             "detail", "catheter", "patient-view", "clear-memory-error", "reset-flow-valve",
             "set-catheter",
@@ -243,3 +243,29 @@ def test_a_refused_session_is_not_reported_as_a_refused_command() -> None:
         "not applied: clinician bolus: never reached the pump (the pump refused the session: "
         "LOCKED_OUT — a lockout is running and no challenge was pending; open again (4 min left))"
     )
+
+
+@pytest.mark.parametrize(
+    ("nak", "line"),
+    [
+        (
+            Nak(
+                code=RefusalCode.CONCENTRATION_OUT_OF_RANGE, field=FieldId.CONCENTRATION, limit=500
+            ),
+            "refused: CONCENTRATION_OUT_OF_RANGE — the concentration is outside the drug's range "
+            "(mg entered for mcg?) (field CONCENTRATION, limit 500 µg/mL)",
+        ),
+        (
+            Nak(code=RefusalCode.SOFT_LIMIT_NEEDS_OVERRIDE, field=FieldId.DAILY_DOSE, limit=10**9),
+            "soft limit 1 mg/day",
+        ),
+        (
+            Nak(code=RefusalCode.UNKNOWN_DRUG, field=FieldId.DRUG_NAME, limit=0),
+            "refused: UNKNOWN_DRUG — the drug is not in the pump's drug library under any name "
+            "(field DRUG_NAME)",
+        ),
+    ],
+    ids=["concentration", "soft-limit", "unknown-drug"],
+)
+def test_drug_library_refusals_read_in_human_units(nak: Nak, line: str) -> None:
+    assert line in render.describe_refusal(nak)

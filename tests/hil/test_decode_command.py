@@ -37,7 +37,7 @@ from protocol.request_kinds import REQUEST_KIND
 from protocol.session import Accepted, Opened, ProgrammerSession, PumpSession, SessionLimits
 from protocol.session import Challenge as PumpChallenge
 from protocol.wire import FLAG_REPLY, FLAG_SEALED, TAG_LEN
-from tests.protocol_doc import blocks, evaluate
+from tests.protocol_doc import blocks, evaluate, vector
 
 READ_STATUS = encode(ReadStatus(), seq=6)
 START = encode(StartTherapy(command_id=7), seq=7)
@@ -635,3 +635,21 @@ def test_decode_renders_the_issue_12_messages(vector: dict[str, str]) -> None:
 def test_the_issue_12_vectors_cover_every_new_message() -> None:
     found = {type(evaluate(v["message"])).__name__ for v in ISSUE_12_VECTORS}
     assert found >= ISSUE_12_TYPES
+
+
+@pytest.mark.parametrize(
+    "name", ["stage-prescription-override", "staged-with-override", "bridge-bolus"], ids=str
+)
+def test_the_drug_library_and_bridge_vectors_decode(name: str) -> None:
+    """Issue 12's new messages, from their docs/protocol.md vectors, through ``decode``."""
+    doc = vector(name)
+    code, out, _ = run(doc["hex"].replace(" ", ""), "--json")
+    assert code == 0
+    (item,) = json.loads(out)["items"]
+    expected = {
+        "stage-prescription-override": ("StagePrescriptionOverride", "overrides", 3),
+        "staged-with-override": ("StagedWithOverride", "overrides_used", 3),
+        "bridge-bolus": ("BridgeBolus", "command_id", 54),
+    }[name]
+    assert item["message"]["type"] == expected[0]
+    assert item["message"][expected[1]] == expected[2]

@@ -29,7 +29,7 @@ def test_the_catalogue_is_the_one_the_integration_maps_opcodes_to() -> None:
         "READ_STATUS", "READ_INFO", "READ_PRESCRIPTION", "READ_LOG", "READ_ALARMS",
         "READ_CLOCK", "STAGE", "COMMIT", "SET_CLOCK", "START", "STOP", "CLINICIAN_BOLUS",
         "CANCEL_BOLUS", "PATIENT_BOLUS", "PRIMING", "REFILL_BEGIN", "REFILL_COMPLETE",
-        "ACK_ALARM", "ALARM_TEST", "KEEP_ALIVE", "CLOSE",
+        "ACK_ALARM", "ALARM_TEST", "BRIDGE_BOLUS", "KEEP_ALIVE", "CLOSE",
         # issue 12: the wire catches up
         "READ_STATUS_DETAIL", "READ_CATHETER", "READ_PATIENT_VIEW", "CLEAR_MEMORY_ERROR",
         "RESET_FLOW_VALVE", "SET_CATHETER",
