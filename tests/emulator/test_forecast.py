@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from emulator.faults import BatteryDrain, MagnetExposure, MemoryCorruption, Reset
 from emulator.firmware.forecast import next_patient_bolus_ms
-from emulator.firmware.results import Refused
+from emulator.firmware.results import Refused, Staged
 from emulator.pump import Pump
+from protocol.messages import OVERRIDE_DOSE_CHANGE
 from protocol.prescription import FlexStep, InfusionMode, PatientBolusLimits, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
 from protocol.units import MS_PER_DAY, MS_PER_HOUR, S_PER_DAY, S_PER_HOUR
@@ -313,6 +314,8 @@ def test_eri_projection_between_readings_counts_what_was_drawn_since() -> None:
     first = pump.status_detail().eri_ms
     pump.advance(12 * S_PER_HOUR)
     assert pump.status_detail().eri_ms == first
-    assert pump.program(continuous(1_000_000), command_id=5).ok
+    staged = pump.stage(continuous(1_000_000), overrides=OVERRIDE_DOSE_CHANGE)  # 2x the dose
+    assert isinstance(staged, Staged)
+    assert pump.commit(staged.digest, command_id=5).ok
     noon = MIDNIGHT + 12 * MS_PER_HOUR
     assert pump.status_detail().eri_ms == noon + 659_830_000 * MS_PER_DAY // 440_000

@@ -30,10 +30,11 @@ from emulator.faults import (
     PumpFlip,
     PumpReseat,
 )
-from emulator.firmware.results import BolusStarted, RefillBegun, RefillCompleted, Refused
+from emulator.firmware.results import BolusStarted, RefillBegun, RefillCompleted, Refused, Staged
 from emulator.plant import AspirationResult, CatheterState
 from emulator.pump import Pump
 from protocol.device_state import TherapyState
+from protocol.messages import OVERRIDE_DOSE_CHANGE
 from protocol.prescription import Prescription
 from protocol.units import S_PER_DAY
 
@@ -229,12 +230,17 @@ def test_priming_drug_arrives_early_then_a_weaker_column_follows(
 def test_new_concentration_reaches_the_patient_only_after_the_path_and_catheter(
     programmed: PumpFactory, rx: RxFactory
 ) -> None:
-    """Refilled from 1 mg/mL to 2 mg/mL (entered and injected), 1 mL/day. The first
-    200,000 + 286,000 = 486,000 nL that leave the tip are the old 1 mg/mL still in the
-    internal path and catheter (the reason for a bridge bolus). After one day (1,010,000
-    nL): 486,000 x 1 + 524,000 x 2 = 1,534,000,000 pg, not 2,020,000,000."""
+    """Refilled from 1 mg/mL to 2 mg/mL (entered and injected), then reprogrammed for the
+    new strength at once, without a bridge, at the same 1 mL/day (twice the dose: it needs
+    the dose-change override). The first 200,000 + 286,000 = 486,000 nL that leave the tip
+    are the old 1 mg/mL still in the internal path and catheter (the reason for a bridge
+    bolus). After one day (1,010,000 nL): 486,000 x 1 + 524,000 x 2 = 1,534,000,000 pg,
+    not 2,020,000,000."""
     pump = programmed(rx(1 * ML))
     refill(pump, 20 * ML, new_concentration_ug_per_ml=2_000)
+    staged = pump.stage(rx(1 * ML, concentration=2_000), overrides=OVERRIDE_DOSE_CHANGE)
+    assert isinstance(staged, Staged)
+    assert pump.commit(staged.digest, command_id=9).ok
     before = pump.plant_truth().delivered_pg
     pump.advance(S_PER_DAY)
     assert pump.plant_truth().delivered_pg - before == 1_534_000_000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -47,7 +46,8 @@ def test_builtin_numbers(name: str, usable: int, threshold: int, valve: bool) ->
     assert p.max_daily_mass_for("PRIALT") == 19_200_000
     assert p.max_daily_mass_for("clonidine") == 2_000_000_000
     assert p.max_daily_mass_for("unheard-of") == p.max_daily_mass_pg
-    assert p.internal_path_nl == 200_000
+    # The internal path: the peristaltic tubing, or a valve-gated pump's accumulator and valves.
+    assert p.internal_path_nl == (50_000 if valve else 200_000)
 
 
 def test_legacy_drug_limits_resolve_aliases_and_only_tighten(tmp_path: Path) -> None:
@@ -106,10 +106,10 @@ BAD = [
      r"dose_min_nl: must be at least one stroke"),
     ("bad-mechanism", edit('mechanism = "peristaltic"', 'mechanism = "piezo"'),
      r"mechanism = 'piezo': allowed peristaltic, valve-gated"),
-    ("bad-drug-limit", edit("[bridge]", "[drug_limits]\nmorphine = -1\n[bridge]"),
+    ("bad-drug-limit", edit("[battery]", "[drug_limits]\nmorphine = -1\n[battery]"),
      r"\[drug_limits\] morphine must be an integer daily mass"),
     ("bad-internal-path", edit("internal_path_nl = 200_000", "internal_path_nl = -5"),
-     r"\[bridge\] internal_path_nl must be an integer"),
+     r"\[fluid_path\] internal_path_nl"),
     ("not-toml", "this is = = not toml", r"not valid TOML"),
 ]  # fmt: skip
 
@@ -135,13 +135,12 @@ def test_parse_without_file() -> None:
         parse_profile(data, "inline")
 
 
-def test_a_profile_saved_before_the_bridge_existed_resumes_with_no_internal_path() -> None:
-    """A state file written before ``internal_path_nl`` existed has no such profile field: it
-    resumes as a profile file without ``[bridge]`` would load (docs/pump-model.md)."""
+def test_a_profile_saved_without_the_internal_path_is_refused() -> None:
+    """A state file written before issue 12 has no ``internal_path_nl`` in its profile: it
+    is refused with the field named (docs/state-file.md), never loaded as if it were 0."""
     pump = Pump("peristaltic-20")
     fields = pump.snapshot_record()["profile"]
     assert fields["internal_path_nl"] == 200_000
     del fields["internal_path_nl"]
-    profile = profile_from_fields(fields, "old state")
-    assert profile.internal_path_nl == 0
-    assert replace(profile, internal_path_nl=200_000) == pump.profile
+    with pytest.raises(ProfileError, match="internal_path_nl"):
+        profile_from_fields(fields, "old state")
