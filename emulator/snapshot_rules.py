@@ -70,6 +70,7 @@ _RECORD_KEYS = frozenset(
         "memory_error",
         "eri_ms",
         "eos_ms",
+        "design_eos_ms",
         "low_reset_done",
         "battery_nah",
         "next_battery_check_ms",
@@ -275,6 +276,11 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
     need_int(w + "stall_detected_ms", r["stall_detected_ms"], 0, now)
     need_opt_int(w + "eri_ms", r["eri_ms"], 0, U64_MAX)
     need_opt_int(w + "eos_ms", r["eos_ms"], 0, U64_MAX)
+    # The design-life shut-off is set at build time from the profile: present exactly when
+    # the profile has a design life (a state cannot drop the 7-year shut-off, H6).
+    design_eos = need_opt_int(w + "design_eos_ms", r["design_eos_ms"], 0, U64_MAX)
+    if (design_eos is None) != (p.battery_design_life_days == 0):
+        raise SnapshotError(f"{w}design_eos_ms disagrees with the profile's design life")
     need_int(w + "battery_nah", r["battery_nah"], 0, p.battery_capacity_nah)
     # The battery check catches up one interval at a time: a deadline far behind ``now``
     # would make the first advance loop for ages, so it must be the next one due.
