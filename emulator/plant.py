@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from emulator.profile import Profile
+from emulator.stroke_accuracy import jitter_volume_nl
 from protocol.units import MS_PER_HOUR
 
 __all__ = ["CatheterState", "MotorState", "Plant", "PlantTruth"]
@@ -131,8 +132,10 @@ class Plant:
         "_reservoir",
         "_retained",
         "_sessions",
+        "_spread_ppm",
         "_start_ms",
         "_stroke_nl",
+        "_stroke_seed",
         "_strokes_attempted",
         "_valve_closed",
         "_valve_released",
@@ -147,6 +150,7 @@ class Plant:
         catheter_length_cm: int,
         *,
         catheter_primed: bool = True,
+        stroke_seed: int | None = None,
     ) -> None:
         if not 0 <= reservoir_nl <= profile.reservoir_capacity_nl:
             raise ValueError(
@@ -161,6 +165,9 @@ class Plant:
         self._start_ms = start_ms
         self._now = start_ms
         self._stroke_nl = profile.stroke_nl
+        # Seeded stroke-to-stroke jitter (emulator/stroke_accuracy.py): on only with a seed.
+        self._stroke_seed = stroke_seed
+        self._spread_ppm = 0 if stroke_seed is None else profile.stroke_spread_ppm
         self._catheter_volume = profile.catheter_volume_nl(catheter_length_cm)
         self._catheter_nl = self._catheter_volume if catheter_primed else 0
         self._initial = reservoir_nl + self._catheter_nl
@@ -296,12 +303,17 @@ class Plant:
 
     def _move(self, strokes: int) -> int:
         moving = self.can_move()
+        first = self._strokes_attempted
         self._strokes_attempted += strokes
         if not moving:
             return 0
         before = self._bias_volume(self._bias_strokes)
         self._bias_strokes += strokes
         wanted = self._bias_volume(self._bias_strokes) - before
+        if self._stroke_seed is not None:  # a closed form over the stroke indices: O(1)
+            wanted += jitter_volume_nl(
+                self._stroke_seed, self._spread_ppm, self._stroke_nl, first, first + strokes
+            )
         moved = min(max(wanted, 0), self._reservoir)
         self._dry += max(wanted, 0) - moved
         self._reservoir -= moved

@@ -95,13 +95,17 @@ class Pump:
         catheter_length_cm: int | None = None,
         catheter_primed: bool = True,
         engine_factory: EngineFactory = DeliveryEngine,
+        stroke_seed: int | None = None,
     ) -> None:
         """A freshly implanted pump at ``start_ms``.
 
         ``reservoir_nl`` (default: the usable volume) is both what the reservoir holds and
         what the firmware believes it holds. ``catheter_length_cm`` defaults to the
         profile's maximum; ``catheter_primed=False`` leaves its dead volume without drug, so
-        the first delivery only fills it (H3).
+        the first delivery only fills it (H3). ``stroke_seed`` (an int 0..2**64-1) turns on
+        the profile's seeded stroke-to-stroke variation (``stroke_spread_ppm``,
+        emulator/stroke_accuracy.py); the same seed gives the same strokes, None gives
+        every stroke the same volume.
         """
         self._profile = profile if isinstance(profile, Profile) else load_profile(profile)
         p = self._profile
@@ -114,7 +118,14 @@ class Pump:
         self._now = start_ms
         self._engine_factory = engine_factory
         self._catheter_length_cm = length
-        self._plant = Plant(p, start_ms, volume, length, catheter_primed=catheter_primed)
+        if stroke_seed is not None and (
+            isinstance(stroke_seed, bool) or not isinstance(stroke_seed, int)
+            or not 0 <= stroke_seed < 1 << 64
+        ):  # fmt: skip
+            raise ValueError("stroke_seed must be an int 0..2**64-1 or None")
+        self._plant = Plant(
+            p, start_ms, volume, length, catheter_primed=catheter_primed, stroke_seed=stroke_seed
+        )
         self._fw = Firmware(p, engine_factory(p.stroke_nl, start_ms), start_ms, volume)
         self._last_withdrawn = 0
 

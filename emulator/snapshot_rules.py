@@ -231,6 +231,12 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
             need_int(where, field, -U64_MAX, U64_MAX)
         elif name == "_stroke_nl":
             need_int(where, field, p.stroke_nl, p.stroke_nl)
+        elif name == "_stroke_seed":
+            need_opt_int(where, field, 0, U64_MAX)
+        elif name == "_spread_ppm":
+            # The profile's spread with a seed, none without (emulator/stroke_accuracy.py).
+            spread = 0 if value.get("_stroke_seed") is None else p.stroke_spread_ppm
+            need_int(where, field, spread, spread)
         elif name == "_reservoir":
             need_int(where, field, 0, p.reservoir_capacity_nl)
         else:
