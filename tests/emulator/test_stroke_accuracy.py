@@ -52,7 +52,8 @@ def test_the_same_seed_gives_the_same_strokes_and_another_seed_others() -> None:
     assert a == stroke_volumes_nl(7, 20_000, 200, 0, 200)
     assert a != stroke_volumes_nl(8, 20_000, 200, 0, 200)
     assert len(set(a)) > 3  # the strokes really vary: 200 nL +/- 4 nL
-    assert min(a) >= 196 and max(a) <= 204
+    assert min(a) >= 196
+    assert max(a) <= 204
 
 
 def test_no_spread_means_no_jitter() -> None:
