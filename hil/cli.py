@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from hil import control_command, decode_command, keys_command, serve_command
+from hil import accuracy_command, control_command, decode_command, keys_command, serve_command
 from hil.ctl import command as ctl_command
 from hil.demo import command as demo_command
 from hil.errors import HilError, UsageError
@@ -25,6 +25,7 @@ Examples:
   pumpemu time advance 30d                           through serve's control socket
   pumpemu proxy --a pty --b /dev/pts/5 --drop 5% --corrupt 2%
   pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
+  pumpemu accuracy --plot trumpet.svg                IEC 60601-2-24 trumpet curve, simulated
 
 \b
 Every subcommand has --help with its own examples. docs/ in the source tree documents the
@@ -71,3 +72,4 @@ main.add_command(control_command.fault)
 main.add_command(control_command.time_group)
 main.add_command(control_command.truth)
 main.add_command(ctl_command.ctl)
+main.add_command(accuracy_command.accuracy)
