@@ -22,7 +22,7 @@ from emulator.firmware.nvram import SnapshotError, canonical_json, prescription_
 from emulator.plant import CatheterState, MotorState
 from emulator.profile import Profile
 from protocol.device_state import AlarmKind, TherapyState
-from protocol.units import MS_PER_S, U32_MAX, U64_MAX
+from protocol.units import MS_PER_DAY, MS_PER_S, U32_MAX, U64_MAX
 
 __all__ = [
     "check_pump_record",
@@ -172,6 +172,24 @@ def check_pump_record(record: dict[str, Any], profile: Profile) -> None:
     _check_log(record["log"], p)
     _check_plant(record["plant"], p, now)
     _check_firmware(record["firmware"], p, now)
+    _check_design_life(record, p)
+
+
+def _check_design_life(record: dict[str, Any], p: Profile) -> None:
+    """The design-life shut-off is fixed when the pump is built (firmware and plant share
+    that instant): a state cannot move it, or drop it, to run past 7 years (H6)."""
+    design_eos = record["firmware"]["record"]["design_eos_ms"]
+    start = record["plant"].get("_start_ms")
+    expected = (
+        None
+        if p.battery_design_life_days == 0 or not isinstance(start, int)
+        else start + p.battery_design_life_days * MS_PER_DAY
+    )
+    if design_eos != expected:
+        raise SnapshotError(
+            "pump.firmware.record.design_eos_ms is not the build time plus the profile's "
+            f"design life ({expected})"
+        )
 
 
 def _check_engine(value: object, p: Profile, now: int) -> None:
@@ -282,11 +300,8 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
     need_int(w + "stall_detected_ms", r["stall_detected_ms"], 0, now)
     need_opt_int(w + "eri_ms", r["eri_ms"], 0, U64_MAX)
     need_opt_int(w + "eos_ms", r["eos_ms"], 0, U64_MAX)
-    # The design-life shut-off is set at build time from the profile: present exactly when
-    # the profile has a design life (a state cannot drop the 7-year shut-off, H6).
-    design_eos = need_opt_int(w + "design_eos_ms", r["design_eos_ms"], 0, U64_MAX)
-    if (design_eos is None) != (p.battery_design_life_days == 0):
-        raise SnapshotError(f"{w}design_eos_ms disagrees with the profile's design life")
+    # Its value is checked against the build time by _check_design_life.
+    need_opt_int(w + "design_eos_ms", r["design_eos_ms"], 0, U64_MAX)
     need_int(w + "battery_nah", r["battery_nah"], 0, p.battery_capacity_nah)
     # The battery check catches up one interval at a time: a deadline far behind ``now``
     # would make the first advance loop for ages, so it must be the next one due.

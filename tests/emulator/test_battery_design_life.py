@@ -7,15 +7,18 @@ firmware holds it as a deadline, so a 7-year advance costs a handful of events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
+from typing import Any
 
 import pytest
 
 from emulator.errors import ProfileError
 from emulator.faults import BatteryDrain
+from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
 from emulator.profile import load_profile, parse_profile
-from emulator.pump import Pump
+from emulator.pump import SNAPSHOT_MAGIC, Pump
 from protocol.device_state import AlarmKind, EventKind, TherapyState
 from protocol.documents import parse_toml
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
@@ -109,3 +112,24 @@ def test_a_design_life_not_longer_than_eri_to_eos_is_refused(days: int) -> None:
     document["battery"]["design_life_days"] = days
     with pytest.raises(ProfileError, match="design_life_days"):
         parse_profile(document, "test")
+
+
+def _refused(pump: Pump, change: Callable[[dict[str, Any]], None]) -> str:
+    record = decode_record(SNAPSHOT_MAGIC, pump.snapshot())
+    change(record)
+    with pytest.raises(SnapshotError) as error:
+        Pump.restore(encode_record(SNAPSHOT_MAGIC, record))
+    return str(error.value)
+
+
+@pytest.mark.hazard("H6")
+@pytest.mark.parametrize(
+    "value",
+    [None, DESIGN_LIFE_MS * 100, DESIGN_LIFE_MS - 1, True],
+    ids=["dropped", "pushed-past", "moved-earlier", "bool"],
+)
+def test_a_saved_state_cannot_move_or_drop_the_design_life(value: object) -> None:
+    def change(record: dict[str, Any]) -> None:
+        record["firmware"]["record"]["design_eos_ms"] = value
+
+    assert "design_eos_ms" in _refused(pump_at_rate(48_000), change)

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
 from emulator.plant import Plant
 from emulator.profile import load_profile
-from emulator.pump import Pump
+from emulator.pump import SNAPSHOT_MAGIC, Pump
 from emulator.stroke_accuracy import jitter_volume_nl, stroke_volumes_nl
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.units import MS_PER_DAY
@@ -115,3 +116,23 @@ def test_a_seeded_pump_is_deterministic_varies_by_seed_and_survives_a_snapshot()
 def test_a_bad_seed_is_refused(seed: int) -> None:
     with pytest.raises(ValueError, match="stroke_seed"):
         Pump("peristaltic-20", stroke_seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"_spread_ppm": 0}, "_spread_ppm"),  # a seeded pump whose jitter was switched off
+        ({"_stroke_seed": None}, "_spread_ppm"),  # the seed dropped, the spread kept
+        ({"_stroke_seed": -1}, "_stroke_seed"),
+        ({"_stroke_seed": True}, "_stroke_seed"),
+    ],
+    ids=["spread-zeroed", "seed-dropped", "negative-seed", "bool-seed"],
+)
+def test_a_saved_state_cannot_alter_the_stroke_variation(
+    changes: dict[str, object], field: str
+) -> None:
+    pump = Pump("peristaltic-20", stroke_seed=9)
+    record = decode_record(SNAPSHOT_MAGIC, pump.snapshot())
+    record["plant"].update(changes)
+    with pytest.raises(SnapshotError, match=field):
+        Pump.restore(encode_record(SNAPSHOT_MAGIC, record))
