@@ -49,7 +49,7 @@ def test_a_trial_then_an_implant_programmed_from_it(
     control = f"unix:{tmp_path / 'trial.sock'}"
     trial_pump = serve(
         "--pty", "--keys", str(trial_keys), "--clock", "manual", "--control", control,
-        "--profile", "trial-external",
+        "--profile", "trial-external", "--stroke-seed", "7",
     )  # fmt: skip
     port = trial_pump.first_line()
     trial_pump.wait_stderr("control API listening")
@@ -67,6 +67,13 @@ def test_a_trial_then_an_implant_programmed_from_it(
 
     advanced = pumpemu("time", "advance", "3d", "--control", control)
     assert advanced.returncode == 0, advanced.stderr
+    # 3 days at 0.2 mL/day: the firmware counts 600_000 nL; the seeded plant moved that
+    # within one stroke's spread (+/-5 % of 50 nL, plus rounding: 3 nL), no bias.
+    truth = pumpemu("truth", "--control", control, "--json")
+    assert truth.returncode == 0, truth.stderr
+    seen = json.loads(truth.stdout)
+    assert seen["firmware"]["delivered_nl"] == 600_000
+    assert abs(seen["plant"]["pumped_nl"] - 600_000) <= 3
 
     record_file = tmp_path / "trial.json"
     recorded = pumpemu(
