@@ -36,7 +36,7 @@ from emulator.trial import (
 from hil.capture import fields_of
 from hil.ctl import prescription_file
 from hil.ctl import quantities as q
-from hil.ctl.command import CtlUsageError, _ctl, _parse, _read, ctl
+from hil.ctl.command import Ctl, CtlUsageError, _ctl, _parse, _read, ctl
 from hil.errors import HilError
 from hil.programmer.client import Programmer
 from protocol.messages import CurrentPrescription, DeviceInfo, Status
@@ -297,7 +297,7 @@ def record(  # noqa: PLR0917 (click passes every option as an argument)
 
 
 def _finish_record(
-    ctl_: Any, out: Path, made: TrialRecord, extra: dict[str, Any] | None = None
+    ctl_: Ctl, out: Path, made: TrialRecord, extra: dict[str, Any] | None = None
 ) -> None:
     _write_record(out, made)
     ctl_.say(f"recorded: {made.kind.value} {made.drug}, {_dose_text(made)}, {made.outcome.value}")
