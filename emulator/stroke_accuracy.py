@@ -41,25 +41,28 @@ def _splitmix64(x: int) -> int:
     return z ^ (z >> 31)
 
 
+def _level(key: int, half: int, stroke_nl: int, index: int) -> int:
+    draw = _splitmix64(key ^ (index & _MASK))
+    return stroke_nl * (draw % (2 * half + 1) - half) // PPM
+
+
 def jitter_level_nl(seed: int, spread_ppm: int, stroke_nl: int, index: int) -> int:
     """``J(index)``: the cumulative jitter level before stroke ``index``, in whole nL."""
     half = spread_ppm // 2
     if half == 0:
         return 0
-    draw = _splitmix64(_splitmix64(seed & _MASK) ^ (index & _MASK))
-    ppm = draw % (2 * half + 1) - half
-    return stroke_nl * ppm // PPM
+    return _level(_splitmix64(seed & _MASK), half, stroke_nl, index)
 
 
 def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end: int) -> int:
     """The jitter, in nL, of strokes ``[first, end)``: ``J(end) - J(first)``, exactly."""
     if end < first:
         raise ValueError(f"end {end} < first {first}")
-    if end == first:
+    half = spread_ppm // 2
+    if end == first or half == 0:
         return 0
-    return jitter_level_nl(seed, spread_ppm, stroke_nl, end) - jitter_level_nl(
-        seed, spread_ppm, stroke_nl, first
-    )
+    key = _splitmix64(seed & _MASK)
+    return _level(key, half, stroke_nl, end) - _level(key, half, stroke_nl, first)
 
 
 def stroke_volumes_nl(

@@ -11,7 +11,7 @@ from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
 from emulator.plant import Plant
 from emulator.profile import load_profile
 from emulator.pump import SNAPSHOT_MAGIC, Pump
-from emulator.stroke_accuracy import jitter_volume_nl, stroke_volumes_nl
+from emulator.stroke_accuracy import jitter_level_nl, jitter_volume_nl, stroke_volumes_nl
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.units import MS_PER_DAY
 
@@ -136,3 +136,13 @@ def test_a_saved_state_cannot_alter_the_stroke_variation(
     record["plant"].update(changes)
     with pytest.raises(SnapshotError, match=field):
         Pump.restore(encode_record(SNAPSHOT_MAGIC, record))
+
+
+@given(seeds, spreads, strokes, indices, st.integers(0, 1 << 20))
+def test_the_run_is_the_difference_of_its_two_levels(
+    seed: int, spread: int, stroke: int, first: int, length: int
+) -> None:
+    end = first + length
+    assert jitter_volume_nl(seed, spread, stroke, first, end) == jitter_level_nl(
+        seed, spread, stroke, end
+    ) - jitter_level_nl(seed, spread, stroke, first)
