@@ -289,7 +289,7 @@ class PumpDevice:
         self._keys = keys
         self._entropy = entropy
         self._session = PumpSession(keys, limits or default_session_limits(pump.profile))
-        self._ledger = ledger or CommandLedger()
+        self._ledger = ledger if ledger is not None else CommandLedger()  # an empty one is falsy
         self._framer = Framer()
         self._outbox = bytearray()
         self._rx_idle_deadline: int | None = None
@@ -304,7 +304,8 @@ class PumpDevice:
         self._history_base = 0
         self._security_runs: dict[int, _SecurityRun] = {}
         """Open coalescing runs by refusal code (docs/protocol.md section 11.3). Not saved
-        with the device's state: a restart ends them without their summaries."""
+        with the device's state: a clean shutdown ends them first (``end_security_runs``);
+        a crash loses what they had counted."""
 
     # -- inspection, for the serve loop, scenarios and tests --
 
@@ -926,6 +927,12 @@ class PumpDevice:
             self._end_security_run(code)
         self._pump.record_event(EventKind.SECURITY_EVENT, code, opcode, seq)
         self._security_runs[code] = _SecurityRun(ends_link_ms=self._link_now + SECURITY_RUN_MS)
+
+    def end_security_runs(self) -> None:
+        """End every open coalescing run now, writing its SECURITY_SUMMARY (docs/protocol.md
+        section 11.3): a clean shutdown calls this before its last save, so a restart loses
+        no counted event."""
+        self._end_security_runs(None)
 
     def _end_security_runs(self, link_ms: int | None) -> None:
         """End the runs whose window is over at ``link_ms`` (None: every run), oldest

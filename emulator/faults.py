@@ -27,12 +27,25 @@ __all__ = [
 ]
 
 
-def _check(name: str, value: int, low: int, high: int | None = None) -> None:
+MAX_FAULT_S = 100 * 365 * 86_400
+"""The longest duration a fault takes, in seconds: a century, the longest time a control
+``advance`` moves (docs/serve.md). Anything longer is never reached and could not be saved."""
+
+MAX_DRAIN_NAH = 10**12
+"""The largest charge a BatteryDrain takes, 1,000 Ah: far beyond any implant's battery."""
+
+MAX_POCKET_NL = 10**9
+"""The largest pocket fill, 1 L."""
+
+MAX_NV_BIT = 2**32 - 1
+"""The largest bit index a MemoryCorruption takes (taken modulo the record's size)."""
+
+
+def _check(name: str, value: int, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
+    if value < low or value > high:
+        raise ValueError(f"{name} must be {low}..{high}, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +57,7 @@ class MotorStall:
 
     def __post_init__(self) -> None:
         if self.recover_after_s is not None:
-            _check("recover_after_s", self.recover_after_s, 1)
+            _check("recover_after_s", self.recover_after_s, 1, MAX_FAULT_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +75,8 @@ class MagnetExposure:
     recovery_s: int = 0
 
     def __post_init__(self) -> None:
-        _check("scan_s", self.scan_s, 0)
-        _check("recovery_s", self.recovery_s, 0)
+        _check("scan_s", self.scan_s, 0, MAX_FAULT_S)
+        _check("recovery_s", self.recovery_s, 0, MAX_FAULT_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +112,7 @@ class BatteryDrain:
     nah: int
 
     def __post_init__(self) -> None:
-        _check("nah", self.nah, 0)
+        _check("nah", self.nah, 0, MAX_DRAIN_NAH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +123,7 @@ class PocketFill:
     volume_nl: int
 
     def __post_init__(self) -> None:
-        _check("volume_nl", self.volume_nl, 0)
+        _check("volume_nl", self.volume_nl, 0, MAX_POCKET_NL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +149,7 @@ class MemoryCorruption:
     bit: int = 0
 
     def __post_init__(self) -> None:
-        _check("bit", self.bit, 0)
+        _check("bit", self.bit, 0, MAX_NV_BIT)
 
 
 Fault = (

@@ -137,9 +137,11 @@ def accuracy(  # noqa: PLR0917 (click passes every option as an argument)
     as_json: bool,
     plot: Path | None,
 ) -> None:
-    """Measure delivery accuracy the IEC 60601-2-24 way: run a continuous delivery on the
-    emulated pump and print the trumpet curve (largest and smallest flow error over each
-    observation window) from plant truth, with windows scaled to intrathecal rates."""
+    """Draw the IEC 60601-2-24 trumpet curve of a simulated continuous delivery.
+
+    Runs a continuous delivery on the emulated pump and prints, from plant truth, the
+    largest and smallest flow error over each observation window and the overall error A,
+    with the standard's times scaled to intrathecal rates (--scale)."""
     try:
         rate_nl = q.parse_rate(rate)
     except q.QuantityError as exc:

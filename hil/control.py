@@ -61,7 +61,7 @@ from emulator.faults import (
 )
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
-from hil.keys_command import create_private_file
+from hil.key_files import create_private_file
 from hil.serve import (
     ClockControlError,
     Log,
@@ -291,7 +291,12 @@ def _repair(params: Mapping[str, Any]) -> Fault:
 FAULTS: dict[str, FaultSpec] = {
     "stall": FaultSpec(
         "the motor stops: for good, or until recover_after_s have passed (H5, H14)",
-        {"recover_after_s": (False, "seconds until the rotor frees itself; omit for good")},
+        {
+            "recover_after_s": (
+                False,
+                "seconds until the rotor frees itself, 1..3153600000; omit for good",
+            )
+        },
         lambda p: MotorStall(_optional_int(p, "recover_after_s")),
     ),
     "occlusion": FaultSpec(
@@ -317,19 +322,19 @@ FAULTS: dict[str, FaultSpec] = {
     "magnet": FaultSpec(
         "an MRI scan or strong magnet: the rotor stops for scan_s + recovery_s (H14, H15)",
         {
-            "scan_s": (True, "scan duration, seconds"),
-            "recovery_s": (False, "seconds after the scan before the rotor turns (default 0)"),
+            "scan_s": (True, "scan duration, seconds, 0..3153600000"),
+            "recovery_s": (False, "seconds after the scan before the rotor turns, 0..3153600000"),
         },
         lambda p: MagnetExposure(_int(p, "scan_s"), _int(p, "recovery_s", 0)),
     ),
     "battery-drain": FaultSpec(
         "a sudden loss of battery charge (H4, H6)",
-        {"nah": (True, "charge lost, nAh")},
+        {"nah": (True, "charge lost, nAh, 0..1000000000000")},
         lambda p: BatteryDrain(_int(p, "nah")),
     ),
     "pocket-fill": FaultSpec(
         "drug injected into the pump pocket instead of the reservoir (H1)",
-        {"volume_nl": (True, "volume injected into the pocket, nL")},
+        {"volume_nl": (True, "volume injected into the pocket, nL, 0..1000000000")},
         lambda p: PocketFill(_int(p, "volume_nl")),
     ),
     "bias": FaultSpec(
@@ -344,7 +349,7 @@ FAULTS: dict[str, FaultSpec] = {
     ),
     "memory-corruption": FaultSpec(
         "one bit of the non-volatile record flips (H8)",
-        {"bit": (False, "which bit (default 0)")},
+        {"bit": (False, "which bit, 0..4294967295 (default 0)")},
         lambda p: MemoryCorruption(_int(p, "bit", 0)),
     ),
 }

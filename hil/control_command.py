@@ -142,6 +142,9 @@ def fault_list() -> None:
             click.echo(f"{'':<18}   {flag}: {text}{' (required)' if required else ''}")
 
 
+FAULT_INT_BOUND = 10**12
+"""No fault parameter is larger than this (emulator/faults.py: MAX_DRAIN_NAH is the largest)."""
+
 EXAMPLE_VALUES = {
     "recover_after_s": "3600",
     "ppm": "250000",
@@ -175,7 +178,9 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
             params.append(
                 click.Option(
                     [f"--{param.replace('_', '-')}", param],
-                    type=int,
+                    # The pump checks each fault's own range (emulator/faults.py) and says
+                    # which; this bound only keeps absurd digit strings off the control API.
+                    type=click.IntRange(-FAULT_INT_BOUND, FAULT_INT_BOUND),
                     required=required,
                     help=text,
                 )

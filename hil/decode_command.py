@@ -57,7 +57,7 @@ from hil.capture import (
     summarize_frame,
 )
 from hil.errors import UsageError
-from hil.keys_command import load_keys, open_key_file_warning
+from hil.key_files import load_keys, open_key_file_warning
 from protocol import crypto, wire
 from protocol.codec import decode_payload, parse_frame
 from protocol.documents import MAX_DOCUMENT_BYTES

@@ -35,6 +35,10 @@ import serial
 
 from hil.errors import HilError, UsageError
 
+MAX_BAUD = 4_000_000
+"""The fastest baud rate a serial side accepts (serve --baud, proxy --baud): what common
+USB serial adapters reach."""
+
 MAX_READ = 4096
 """The most bytes one read returns. Bounds memory per read whatever the peer sends."""
 

@@ -556,6 +556,9 @@ class PumpServer:
         Errors propagate: the caller reports a state that could not be saved."""
         with self._lock:
             self._bring_up_to_date()
+            # Counted security events are written as their summaries before the last save,
+            # so a restart from this state loses none (docs/protocol.md section 11.3).
+            self._device.end_security_runs()
             self._scan_log()
             self._device.save()
             self._saved_key = self._memory_key()

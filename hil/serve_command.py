@@ -40,8 +40,8 @@ from hil.control import (
     write_token_file,
 )
 from hil.errors import HilError, UsageError
-from hil.keys_command import load_keys
-from hil.links import Link, PtyLink, open_link
+from hil.key_files import load_keys
+from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.serve import (
     PumpServer,
     TcpListenerLink,
@@ -52,8 +52,6 @@ from hil.serve import (
 from hil.state_file import StateFile
 
 __all__ = ["parse_clock", "parse_start_time", "serve"]
-
-MAX_BAUD = 4_000_000
 
 
 class _CommandError(click.ClickException):

@@ -5,12 +5,18 @@ Memory stays bounded however long the pump runs (benchmarks/delivery.py checks i
 dropped. Values must be non-negative (LogEntry's wire ranges); callers log magnitudes and
 put a sign, where one matters, in ``detail``.
 
-Security entries (``SECURITY_KINDS``: what the session layer writes for refusals, which
-anyone in radio range can cause) hold at most ``security_capacity`` of the log's slots, a
-quarter by default (docs/protocol.md section 11.3). A security entry that would exceed that
-share pushes out the oldest *security* entry, never a programming one, so however long a
-flood lasts the newest ``capacity - security_capacity`` other entries stay. When the log is
-full for any other reason the oldest entry of any kind goes, as before.
+Two kinds of entry can be written as fast as someone presses a button, so each has a
+*share* of the log's slots, a quarter by default (docs/protocol.md section 11.3):
+
+- security entries (``SECURITY_KINDS``: what the session layer writes for refusals, which
+  anyone in radio range can cause);
+- refused patient boluses (PATIENT_BOLUS_REFUSED: a patient pressing the button in the
+  lockout, or anyone holding the patient key).
+
+An entry that would exceed its share pushes out the oldest entry *of that share*, never a
+programming one, so however long a flood of both lasts the newest
+``capacity - 2 * (capacity // 4)`` other entries stay. When the log is full for any other
+reason the oldest entry of any kind goes, as before.
 """
 
 from __future__ import annotations
@@ -24,19 +30,25 @@ from protocol.device_state import SECURITY_KINDS, EventKind, LogEntry
 __all__ = ["SECURITY_SHARE_DIVISOR", "EventLog"]
 
 SECURITY_SHARE_DIVISOR = 4
-"""Security entries may hold at most 1/4 of the log (512 of a 2,048-entry log)."""
+"""Each share may hold at most 1/4 of the log (512 of a 2,048-entry log)."""
+
+FLOOD_SHARES: tuple[frozenset[EventKind], ...] = (
+    SECURITY_KINDS,
+    frozenset({EventKind.PATIENT_BOLUS_REFUSED}),
+)
+"""The kinds that share a quarter of the log each; every other kind is "other"."""
 
 
 class EventLog:
-    __slots__ = ("_capacity", "_next_seq", "_other", "_security", "_security_capacity")
+    __slots__ = ("_capacity", "_next_seq", "_other", "_share_capacity", "_shares")
 
     def __init__(self, capacity: int, next_seq: int = 1) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
-        self._security_capacity = max(1, capacity // SECURITY_SHARE_DIVISOR)
+        self._share_capacity = max(1, capacity // SECURITY_SHARE_DIVISOR)
         self._other: deque[LogEntry] = deque()
-        self._security: deque[LogEntry] = deque()
+        self._shares: tuple[deque[LogEntry], ...] = tuple(deque() for _ in FLOOD_SHARES)
         self._next_seq = next_seq
 
     @property
@@ -45,8 +57,9 @@ class EventLog:
 
     @property
     def security_capacity(self) -> int:
-        """The most security entries the log holds at once."""
-        return self._security_capacity
+        """The most security entries the log holds at once (also the most refused patient
+        boluses: each share is the same size)."""
+        return self._share_capacity
 
     @property
     def next_seq(self) -> int:
@@ -61,36 +74,36 @@ class EventLog:
         self._next_seq = seq + 1
         return seq
 
+    def _queue(self, kind: EventKind) -> tuple[deque[LogEntry], bool]:
+        for kinds, queue in zip(FLOOD_SHARES, self._shares, strict=True):
+            if kind in kinds:
+                return queue, True
+        return self._other, False
+
     def _keep(self, entry: LogEntry) -> None:
-        if entry.kind in SECURITY_KINDS:
-            if len(self._security) >= self._security_capacity:
-                self._security.popleft()  # the share is full: the oldest security entry goes
-            elif len(self) >= self._capacity:
-                self._drop_oldest()
-            self._security.append(entry)
-        else:
-            if len(self) >= self._capacity:
-                self._drop_oldest()
-            self._other.append(entry)
+        queue, shared = self._queue(entry.kind)
+        if shared and len(queue) >= self._share_capacity:
+            queue.popleft()  # the share is full: its own oldest entry goes
+        elif len(self) >= self._capacity:
+            self._drop_oldest()
+        queue.append(entry)
 
     def _drop_oldest(self) -> None:
-        if self._security and (not self._other or self._security[0].seq < self._other[0].seq):
-            self._security.popleft()
-        else:
-            self._other.popleft()
+        queues = [q for q in (self._other, *self._shares) if q]
+        min(queues, key=lambda q: q[0].seq).popleft()
 
     def entries(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
         """The retained entries with ``seq >= since_seq``, oldest first."""
-        merged = heapq.merge(self._other, self._security, key=lambda e: e.seq)
+        merged = heapq.merge(self._other, *self._shares, key=lambda e: e.seq)
         return tuple(e for e in merged if e.seq >= since_seq)
 
     def oldest_seq(self) -> int | None:
         """The seq of the oldest entry held, None if the log is empty."""
-        heads = [d[0].seq for d in (self._other, self._security) if d]
+        heads = [d[0].seq for d in (self._other, *self._shares) if d]
         return min(heads, default=None)
 
     def __len__(self) -> int:
-        return len(self._other) + len(self._security)
+        return len(self._other) + sum(len(q) for q in self._shares)
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -34,7 +34,7 @@ from hil.ctl import prescription_file, render
 from hil.ctl import quantities as q
 from hil.ctl.render import Verdict
 from hil.errors import HilError
-from hil.keys_command import load_keys
+from hil.key_files import load_keys
 from hil.links import LinkClosedError, SerialLink, open_link
 from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome, Result, RetryPolicy
@@ -53,6 +53,7 @@ from protocol.messages import (
     Status,
 )
 from protocol.refusal import RefusalCode
+from protocol.units import U32_MAX
 
 REOPEN_INTERVAL_S = 0.5
 """How often a vanished link is reopened while the programmer keeps retrying."""
@@ -265,11 +266,28 @@ def _ctl(ctx: click.Context) -> Ctl:
     return obj
 
 
+_WIRE_UNITS: dict[Callable[[str], int], str] = {
+    q.parse_volume: "nL",
+    q.parse_duration: "s",
+    q.parse_concentration: "µg/mL",
+}
+"""The unit each parser returns, which is the unit of the u32 field it fills on the wire."""
+
+
 def _parse(option: str, parse: Callable[[str], int], text: str) -> int:
+    """Read an option's quantity. One for a u32 wire field (docs/protocol.md) that the
+    field cannot carry is the option's error, never a traceback when the message is built."""
     try:
-        return parse(text)
+        value = parse(text)
     except q.QuantityError as exc:
         raise CtlUsageError(f"{option}: {exc}") from None
+    unit = _WIRE_UNITS.get(parse)
+    if unit is not None and value > U32_MAX:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise CtlUsageError(
+            f"{option}: {shown!r} is too large: the pump's field holds at most {U32_MAX:,} {unit}"
+        )
+    return value
 
 
 # -- the group --------------------------------------------------------------------------------
@@ -539,9 +557,13 @@ Examples:
   pumpemu ctl --port /dev/pts/7 --keys pe.keys log --all         everything the pump holds
 """
 )
-@click.option("--from", "from_seq", type=click.IntRange(0), help="First entry (seq) to show.")
 @click.option(
-    "--count", type=click.IntRange(1), help=f"How many entries (default {DEFAULT_LOG_COUNT})."
+    "--from", "from_seq", type=click.IntRange(0, U32_MAX), help="First entry (seq) to show."
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, U32_MAX),
+    help=f"How many entries (default {DEFAULT_LOG_COUNT}).",
 )
 @click.option(
     "--all", "read_all", is_flag=True, help="Every entry from --from (or the oldest) to the newest."
@@ -718,8 +740,8 @@ def program(  # noqa: PLR0915, PLR0917 (one linear clinical procedure, read top 
                 ctl_.emit_json(document)
                 ctl_.finish()
             answer = click.prompt(
-                f"Type {review.confirmation} (the digest's first 8 hex digits) to commit, "
-                "anything else to cancel",
+                f"Type {review.confirmation} (the digest's first 8 hex digits) to commit "
+                f"within {staged.stage_lifetime_s} s of staging, anything else to cancel",
                 default="",
                 show_default=False,
                 err=True,

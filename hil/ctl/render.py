@@ -605,6 +605,11 @@ def review_tables(file: PrescriptionFile, review: Review) -> list[Table]:
         "low reservoir predicted", "", when(staged.low_reservoir_at_ms, review.pump_now_ms)
     )
     computed.add_row("empty predicted", "", when(staged.empty_at_ms, review.pump_now_ms))
+    computed.add_row(
+        "commit before",
+        "",
+        f"{q.duration(staged.stage_lifetime_s)} after staging (the stage lifetime, link time)",
+    )
     return [sent, steps, computed]
 
 
@@ -626,5 +631,6 @@ def review_json(file: PrescriptionFile, review: Review) -> dict[str, Any]:
         "pump_daily_mass_pg": review.staged.daily_mass_pg,
         "low_reservoir_at_ms": review.staged.low_reservoir_at_ms,
         "empty_at_ms": review.staged.empty_at_ms,
+        "stage_lifetime_s": review.staged.stage_lifetime_s,
         "pump_time_ms": review.pump_now_ms,
     }

@@ -35,7 +35,7 @@ from hil.demo.plot import write_plot
 from hil.demo.recorder import Recorder
 from hil.demo.visit import NOTABLE, PRESCRIPTION, VISIT_LOCAL_MS, VisitReport, days_since, run_visit
 from hil.errors import UsageError
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.links import PtyLink, SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy

@@ -21,10 +21,10 @@ import click
 
 from hil.capture import CaptureError, CaptureWriter
 from hil.errors import UsageError
-from hil.links import Link, PtyLink, open_link
+from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.proxy.capture import capture_listener
-from hil.proxy.engine import DEFAULT_IDLE_MS, FaultApplied, FrameLost, ProxyEvent
-from hil.proxy.faults import FaultKind, FaultSpec, load_fault_file, parse_fault
+from hil.proxy.engine import DEFAULT_IDLE_MS, MAX_IDLE_MS, FaultApplied, FrameLost, ProxyEvent
+from hil.proxy.faults import MAX_SEED, FaultKind, FaultSpec, load_fault_file, parse_fault
 from hil.proxy.runner import FaultProxy
 
 PTY = "pty"
@@ -154,7 +154,7 @@ def _log_event(event: ProxyEvent) -> None:
 )
 @click.option(
     "--seed",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_SEED),
     default=None,
     help="Seed for every random choice; the same seed and traffic give the same faults. "
     "Default: the fault file's seed, else a random one (printed, so a run can be repeated).",
@@ -168,14 +168,14 @@ def _log_event(event: ProxyEvent) -> None:
 )
 @click.option(
     "--baud",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_BAUD),
     default=115_200,
     show_default=True,
     help="Baud rate for serial device sides.",
 )
 @click.option(
     "--idle-ms",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_IDLE_MS),
     default=DEFAULT_IDLE_MS,
     show_default=True,
     help="Silence after which bytes held as a possible frame start are forwarded as noise.",

@@ -67,6 +67,10 @@ Bytes of one frame arrive back to back (a USB serial adapter batches them within
 a longer silence mid-frame means the rest is not coming.
 """
 
+MAX_IDLE_MS = 60_000
+"""The longest ``idle_ms`` (proxy --idle-ms): a minute of holding bytes as a possible frame
+start is already far beyond any link's gap inside a frame."""
+
 
 @dataclass(frozen=True, slots=True)
 class Output:

@@ -37,6 +37,7 @@ from protocol.documents import DocumentError, parse_toml
 
 __all__ = [
     "DEFAULTS",
+    "MAX_SEED",
     "PARAMETERS",
     "Direction",
     "DirectionSelector",
@@ -55,6 +56,9 @@ __all__ = [
     "parse_fault_table",
     "parse_trigger",
 ]
+
+MAX_SEED = 2**64 - 1
+"""The largest seed a fault file or ``--seed`` takes: 64 bits, as printed and repeated."""
 
 
 class FaultSpecError(UsageError):
@@ -416,8 +420,10 @@ def parse_fault_document(text: str, name: str = "<toml>") -> FaultConfig:
     faults: list[FaultSpec] = []
     for key, value in document.items():
         if key == "seed":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise FaultSpecError(f"fault file {name}: seed must be a whole number >= 0")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                raise FaultSpecError(
+                    f"fault file {name}: seed must be a whole number 0..{MAX_SEED}"
+                )
             seed = value
             continue
         if key not in FaultKind.__members__.values():

@@ -11,6 +11,7 @@ reference programmer, and reads the log back over READ_EVENT_LOG as any client w
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections import Counter
@@ -52,7 +53,14 @@ from protocol.messages import (
     Status,
     StopTherapy,
 )
-from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
+from protocol.prescription import (
+    FlexStep,
+    InfusionMode,
+    PatientBolusLimits,
+    Prescription,
+    Repeat,
+)
+from protocol.refusal import RefusalCode
 from protocol.session import Challenge as SessionChallenge
 from protocol.session import Opened, PumpSession, Refused, SessionLimits, SessionState
 
@@ -310,16 +318,29 @@ def test_a_flood_of_one_kind_writes_two_entries_a_window() -> None:
 # -- the log's security share --------------------------------------------------------------
 
 
+SHARED = {
+    EventKind.SECURITY_EVENT: 0,
+    EventKind.SECURITY_SUMMARY: 0,
+    EventKind.PATIENT_BOLUS_REFUSED: 1,
+}
+"""The flood shares of docs/protocol.md section 11.3, by kind."""
+
+
 @given(
     kinds=st.lists(
         st.sampled_from(
-            [EventKind.SECURITY_EVENT, EventKind.SECURITY_SUMMARY, EventKind.ALARM_TEST]
+            [
+                EventKind.SECURITY_EVENT,
+                EventKind.SECURITY_SUMMARY,
+                EventKind.PATIENT_BOLUS_REFUSED,
+                EventKind.ALARM_TEST,
+            ]
         ),
         max_size=300,
     ),
     capacity=st.integers(16, 64),
 )
-def test_the_share_keeps_the_newest_other_entries(kinds: list[EventKind], capacity: int) -> None:
+def test_the_shares_keep_the_newest_other_entries(kinds: list[EventKind], capacity: int) -> None:
     log = EventLog(capacity)
     written: list[LogEntry] = []
     for i, kind in enumerate(kinds):
@@ -328,15 +349,57 @@ def test_the_share_keeps_the_newest_other_entries(kinds: list[EventKind], capaci
     held = log.entries()
     share = capacity // 4
     assert len(held) <= capacity
-    assert sum(1 for e in held if e.kind in SECURITY_KINDS) <= share
-    others = [e for e in written if e.kind not in SECURITY_KINDS]
-    keep = capacity - share
-    # The newest (capacity - share) other entries are never pushed out by security ones.
-    assert [e for e in held if e.kind not in SECURITY_KINDS][-keep:] == others[-keep:]
-    # What is held is the newest of each kind, in seq order.
+    for index in (0, 1):
+        assert sum(1 for e in held if SHARED.get(e.kind) == index) <= share
+    others = [e for e in written if e.kind not in SHARED]
+    keep = capacity - 2 * share
+    # The newest (capacity - 2 shares) other entries are never pushed out by shared ones.
+    assert [e for e in held if e.kind not in SHARED][-keep:] == others[-keep:]
+    # Each share holds its own newest entries.
+    for index in (0, 1):
+        mine = [e for e in written if SHARED.get(e.kind) == index]
+        kept = [e for e in held if SHARED.get(e.kind) == index]
+        assert kept == mine[len(mine) - len(kept) :]
+    # What is held is in seq order.
     assert [e.seq for e in held] == sorted(e.seq for e in held)
     restored = EventLog.from_json(log.to_json())
     assert restored.entries() == held
+
+
+def test_a_patient_pressing_10000_times_leaves_the_programming_history_in_place() -> None:
+    """The patient share (section 11.3): a patient key held down in the lockout writes one
+    PATIENT_BOLUS_REFUSED per press, and at most 512 of them stay; a clinic visit's
+    entries between the presses all stay, and so does every granted bolus."""
+    pump = Pump("peristaltic-20", start_ms=0)
+    rx = dataclasses.replace(
+        RX, patient_bolus=PatientBolusLimits(dose_nl=1_000, duration_s=60, lockout_s=3_600,
+                                             max_per_24h=24),
+    )  # fmt: skip
+    assert pump.program(rx, command_id=1).ok
+    pump.advance(3_600)  # a new prescription starts a lockout of its own
+    ids = itertools.count(2)
+    programming: list[int] = []
+    granted: list[int] = []
+    for _hour in range(20):
+        before = pump.status().log_next_seq
+        assert pump.patient_bolus(command_id=next(ids)).ok
+        granted.extend(e.seq for e in pump.log(before) if e.kind is EventKind.PATIENT_BOLUS_GRANTED)
+        for _ in range(500):  # pressed again and again in the lockout
+            pump.advance(1)
+            refused = pump.patient_bolus(command_id=next(ids))
+            assert not refused.ok
+            assert refused.code in (RefusalCode.BOLUS_IN_PROGRESS, RefusalCode.LOCKOUT_ACTIVE)
+        before = pump.status().log_next_seq
+        assert pump.alarm_test(command_id=next(ids)).ok  # a clinician's entry
+        programming.extend(e.seq for e in pump.log(before))
+        pump.advance_to(pump.now_ms + 3_600_000)
+    held = pump.log()
+    kept = [e for e in held if e.kind is EventKind.PATIENT_BOLUS_REFUSED]
+    assert len(kept) == pump.profile.log_capacity // 4  # the newest 512 of 10,000
+    seqs = {e.seq for e in held}
+    assert set(programming) <= seqs
+    assert set(granted) <= seqs
+    assert len(granted) == 20
 
 
 # -- a lockout is no denial of service (docs/security.md section 6) -----------------------

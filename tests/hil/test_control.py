@@ -160,7 +160,10 @@ def test_every_fault_name_maps_to_its_fault(
         ("leak", {"ppm": "lots"}, "must be an integer"),
         ("leak", {"ppm": 5, "extra": 1}, "takes no parameter 'extra'"),
         ("repair", {"part": "valve"}, "'motor' or 'catheter'"),
-        ("stall", {"recover_after_s": 0}, "recover_after_s must be >= 1"),
+        ("stall", {"recover_after_s": 0}, "recover_after_s must be 1..3153600000"),
+        ("stall", {"recover_after_s": 10**30}, "recover_after_s must be 1..3153600000"),
+        ("battery-drain", {"nah": 10**13}, "nah must be 0..1000000000000"),
+        ("pocket-fill", {"volume_nl": 10**10}, "volume_nl must be 0..1000000000"),
     ],
 )
 def test_bad_faults_are_refused_clearly(name: str, params: dict[str, object], message: str) -> None:

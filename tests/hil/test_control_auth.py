@@ -37,7 +37,7 @@ from hil.control import (
     write_token_file,
 )
 from hil.errors import UsageError
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.links import memory_pair
 from hil.serve import PumpServer
 from protocol.keys import generate_keys

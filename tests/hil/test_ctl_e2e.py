@@ -27,7 +27,7 @@ from hil.capture import read_capture
 from hil.cli import main
 from hil.clock import SystemClock
 from hil.ctl import command as ctl_command
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.serve import PumpServer, TcpListenerLink
 from protocol import wire
 from protocol.device_state import EventKind, TherapyState
@@ -281,6 +281,8 @@ def test_program_commits_after_the_digest_is_typed(
     assert bench.pump_state()[2] == RUNNING
     review = bench.ctl("--json", "program", path, "--review-only")
     digest = json.loads(review.output)["review"]["digest_pump"]
+    # The stage lifetime the pump announced reaches the user (the profile: 600 s).
+    assert json.loads(review.output)["review"]["stage_lifetime_s"] == 600
     typed = bench.runner.invoke(
         main,
         ["ctl", "--port", bench.url, "--keys", str(bench.keys), "--timeout", "0.3",
@@ -288,6 +290,7 @@ def test_program_commits_after_the_digest_is_typed(
         input=digest[:8] + "\n",
     )  # fmt: skip
     assert typed.exit_code == 0, typed.output
+    assert "within 600 s of staging" in typed.output
     rx = bench.pump_state()[2]
     assert rx is not None
     assert rx.drug_name == "baclofen"

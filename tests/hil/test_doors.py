@@ -10,9 +10,10 @@ and control lines are in test_control.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
@@ -148,3 +149,93 @@ def test_a_hostile_option_is_one_line_and_exit_2(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert words in lines[-1]
     assert "Traceback" not in result.output
+
+
+def _options(
+    command: click.Command, path: tuple[str, ...]
+) -> Iterator[tuple[str, click.Parameter]]:
+    for param in command.params:
+        yield " ".join([*path, param.opts[0] if param.opts else param.name or "?"]), param
+    if isinstance(command, click.Group):
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
+            yield from _options(sub, (*path, name))
+
+
+def test_every_integer_option_of_every_command_is_bounded() -> None:
+    """Door 2 of issue 11: a number beyond what the pump can hold is a clear error at the
+    option, never a value that breaks the run (or its saved state) later. So no command
+    takes an unbounded integer: each is an IntRange with both ends."""
+    options = list(_options(main, ("pumpemu",)))
+    assert len(options) > 80  # the walk reached every command (they load lazily)
+    unbounded = [
+        where
+        for where, param in options
+        if isinstance(param.type, click.types.IntParamType)
+        and not (
+            isinstance(param.type, click.IntRange)
+            and param.type.min is not None
+            and param.type.max is not None
+        )
+    ]
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fault", "stall", "--recover-after-s", "9" * 30],
+        ["fault", "battery-drain", "--nah", "-" + "9" * 30],
+        ["fault", "pocket-fill", "--volume-nl", "1e9"],
+    ],
+    ids=["stall-30-digits", "drain-negative-30-digits", "pocket-float"],
+)
+def test_a_hostile_fault_number_is_refused_before_the_control_api(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--control", "127.0.0.1:1"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert args[2] in result.output.splitlines()[-1]
+
+
+NINES = "9" * 400
+QUANTITY_CASES = {
+    "bolus-dose-beyond-u32": (["bolus", "--dose", "99999999999 mL", "--duration", "10 min"],
+                              "--dose"),
+    "bolus-dose-400-digits": (["bolus", "--dose", NINES, "--duration", "10 min"], "--dose"),
+    "bolus-duration-beyond-u32": (["bolus", "--dose", "1 mL", "--duration", "99999999999 s"],
+                                  "--duration"),
+    "bolus-dose-nan": (["bolus", "--dose", "nan mL", "--duration", "10 min"], "--dose"),
+    "prime-volume-beyond-u32": (["prime", "--volume", "99999999999999999999999 mL"],
+                                "--volume"),
+    "prime-volume-1e400": (["prime", "--volume", "1e400 mL"], "--volume"),
+    "refill-withdrawn-beyond-u32": (["refill", "--withdrawn", "5000 mL", "--volume", "20 mL",
+                                     "--concentration", "10 mg/mL"],
+                                    "--withdrawn"),
+    "refill-volume-400-digits": (["refill", "--withdrawn", "1 mL", "--volume", NINES,
+                                  "--concentration", "10 mg/mL"],
+                                 "--volume"),
+    "refill-concentration-beyond-u32": (["refill", "--withdrawn", "1 mL", "--volume", "20 mL",
+                                         "--concentration", "99999999 g/mL"],
+                                        "--concentration"),
+    "set-clock-400-digits": (["set-clock", NINES], "set-clock"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "words"), list(QUANTITY_CASES.values()), ids=list(QUANTITY_CASES))
+def test_a_hostile_quantity_is_one_line_and_exit_2_before_anything_is_sent(
+    args: list[str], words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(main, ["keys", "new", "--serial", "PE-1", "--out", "k"])
+    assert made.exit_code == 0, made.output
+    # loop:// would echo anything sent back: the error must come before any frame.
+    result = CliRunner().invoke(
+        main, ["ctl", "--port", "loop://", "--keys", "k", "--timeout", "0.2", *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert words in lines[0]

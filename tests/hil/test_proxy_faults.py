@@ -339,8 +339,17 @@ def test_toml_matches_the_cli_form() -> None:
             r"drop must be an array of tables, written \[\[drop\]\]",
             id="single-table",
         ),
-        pytest.param("seed = -1", "seed must be a whole number >= 0", id="negative-seed"),
-        pytest.param("seed = 'x'", "seed must be a whole number >= 0", id="str-seed"),
+        pytest.param(
+            "seed = -1", "seed must be a whole number 0..18446744073709551615", id="negative-seed"
+        ),
+        pytest.param(
+            "seed = 'x'", "seed must be a whole number 0..18446744073709551615", id="str-seed"
+        ),
+        pytest.param(
+            "seed = 18446744073709551616",
+            "seed must be a whole number 0..18446744073709551615",
+            id="seed-beyond-64-bits",
+        ),
     ],
 )
 def test_bad_toml_is_one_clear_line(text: str, message: str) -> None:

@@ -39,9 +39,18 @@ from hil.serve import (
     internal_times,
     parse_tcp_address,
 )
+from protocol import codec
 from protocol.device_state import EventKind, LogEntry, Role, TherapyState
 from protocol.keys import PumpKeys, generate_keys
-from protocol.messages import Ack, DeviceInfo, EventLogPage, Nak, PrescriptionStaged, Status
+from protocol.messages import (
+    Ack,
+    DeviceInfo,
+    EventLogPage,
+    Nak,
+    PrescriptionStaged,
+    ReadStatus,
+    Status,
+)
 from protocol.prescription import (
     FlexStep,
     InfusionMode,
@@ -673,3 +682,28 @@ def test_advance_and_fault_answer_only_once_stored() -> None:
     with pytest.raises(StateNotStoredError, match="fault injected"):
         server.inject(Reset())
     assert any("state not saved: OSError" in line for line in lines)
+
+
+def test_a_clean_stop_writes_the_open_security_runs_before_its_last_save() -> None:
+    """docs/protocol.md section 11.3: a clean stop ends every open coalescing run with its
+    SECURITY_SUMMARY before the last save, so the restarted pump's log counts every
+    refused frame; a crash (no ``save``) loses only the events counted since."""
+    saved: list[bytes] = []
+    device = PumpDevice(Pump("peristaltic-20"), KEYS, secrets.token_bytes, persist=saved.append)
+    pump_end, _ = memory_pair()
+    server = PumpServer(device, pump_end, ManualClock(), log=Lines())
+    for seq in range(1, 6):  # five unsealed requests: NOT_AUTHENTICATED, one run
+        device.receive_data(codec.encode(ReadStatus(), seq=seq), device.now_ms)
+        device.data_to_send()
+    assert device.uncounted_security_events() == {RefusalCode.NOT_AUTHENTICATED: 4}
+    server.save()
+    restored = PumpDevice.restore(saved[-1], KEYS, secrets.token_bytes)
+    security = [
+        (e.kind, e.detail, e.value_a)
+        for e in restored.pump.log()
+        if e.kind in (EventKind.SECURITY_EVENT, EventKind.SECURITY_SUMMARY)
+    ]
+    assert security == [
+        (EventKind.SECURITY_EVENT, RefusalCode.NOT_AUTHENTICATED, ReadStatus.OPCODE),
+        (EventKind.SECURITY_SUMMARY, RefusalCode.NOT_AUTHENTICATED, 4),
+    ]
