@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from emulator.errors import EmulatorError
 from protocol.prescription import (
     DRUG_NAME_MAX_LEN,
     FlexStep,
@@ -59,7 +60,7 @@ EIGHT_HOURS_S = 8 * 3_600
 MAX_NOTE_LEN = 400
 
 
-class TrialError(ValueError):
+class TrialError(EmulatorError, ValueError):
     """A trial that cannot be recorded or converted (not effective, no documented rule, a
     malformed record). The message says what to do instead."""
 
