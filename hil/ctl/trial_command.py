@@ -36,9 +36,10 @@ from emulator.trial import (
 from hil.capture import fields_of
 from hil.ctl import prescription_file
 from hil.ctl import quantities as q
-from hil.ctl.command import Ctl, CtlUsageError, _ctl, _parse, _read, ctl
+from hil.ctl.command import Ctl, CtlUsageError, _ctl, _parse, _read, _read_log, ctl
 from hil.errors import HilError
 from hil.programmer.client import Programmer
+from protocol.device_state import EventKind
 from protocol.messages import CurrentPrescription, DeviceInfo, Status
 
 __all__ = ["FromTrial", "load_record", "prescription_from_trial", "trial"]
@@ -196,6 +197,9 @@ Examples:
   single shot (lumbar puncture, nothing is sent; --port and --keys are not needed):
     pumpemu ctl trial record --single-shot 50ug --drug baclofen --effect-duration 6h \\
         --outcome effective --out trial.json
+  a screening bolus given through the trial pump (pumpemu ctl bolus), read from its log:
+    pumpemu ctl --port /dev/pts/7 --keys trial.keys trial record --from-bolus \\
+        --effect-duration 6h --outcome effective --out trial.json
   continuous, read from the served trial pump:
     pumpemu ctl --port /dev/pts/7 --keys trial.keys trial record --outcome effective \\
         --out trial.json --note "pain 7 -> 3 at 0.2 mg/day"
@@ -216,7 +220,8 @@ Examples:
     "single_shot",
     metavar="DOSE",
     help="A screening bolus by lumbar puncture: its mass (50ug, 0.1mg). Without it the "
-    "continuous trial running on the pump at --port is recorded.",
+    "continuous trial running on the pump at --port is recorded (or, with --from-bolus, "
+    "its last clinician bolus).",
 )
 @click.option("--drug", help="The drug of a --single-shot trial (baclofen, morphine, Prialt).")
 @click.option(
@@ -233,6 +238,13 @@ Examples:
     metavar="ISO8601|now",
     help="When the --single-shot dose was given (local time, no zone).",
 )
+@click.option(
+    "--from-bolus",
+    "from_bolus",
+    is_flag=True,
+    help="A single-shot trial given as a clinician bolus through the trial pump at --port: "
+    "its last completed clinician bolus (delivered volume x concentration) is the dose.",
+)
 @click.option("--note", default="", help="Free text kept in the record (at most 400 characters).")
 @click.pass_context
 def record(  # noqa: PLR0917 (click passes every option as an argument)
@@ -243,11 +255,22 @@ def record(  # noqa: PLR0917 (click passes every option as an argument)
     drug: str | None,
     effect_duration: str | None,
     at: str,
+    from_bolus: bool,
     note: str,
 ) -> None:
     """Record the trial's result: the dose that worked (or did not) and when."""
     ctl_ = _ctl(ctx)
     result = TrialOutcome(outcome)
+    if from_bolus:
+        if single_shot is not None or drug is not None or at != "now":
+            raise CtlUsageError("--from-bolus reads the dose, drug and time from the pump")
+        seconds = (
+            None
+            if effect_duration is None
+            else _parse("--effect-duration", q.parse_duration, effect_duration)
+        )
+        _record_from_bolus(ctl_, out, result, seconds, note)
+        return
     if single_shot is not None:
         if drug is None:
             raise CtlUsageError("--single-shot needs --drug")
@@ -294,6 +317,40 @@ def record(  # noqa: PLR0917 (click passes every option as an argument)
     except TrialError as exc:
         raise CtlUsageError(f"the trial pump's prescription: {exc}") from None
     _finish_record(ctl_, out, made, {"pump_status": fields_of(status)})
+
+
+def _record_from_bolus(
+    ctl_: Ctl, out: Path, result: TrialOutcome, seconds: int | None, note: str
+) -> None:
+    """The last completed clinician bolus of the trial pump as a single-shot trial: its
+    delivered volume (the COMPLETED entry's ``value_a``, whole strokes) times the committed
+    prescription's concentration, stamped with the entry's pump time."""
+    with ctl_.connect():
+        info: DeviceInfo | None = _read(ctl_, "read device info", Programmer.info, DeviceInfo)
+        current: CurrentPrescription | None = None
+        if info is not None:
+            current = _read(ctl_, "read prescription", Programmer.prescription, CurrentPrescription)
+        log = None if current is None else _read_log(ctl_, 0, None)
+    if info is None or current is None or log is None:
+        ctl_.finish()
+    if current.prescription is None:
+        raise CtlUsageError("the trial pump has no prescription: its concentration is unknown")
+    boluses = [e for e in log.entries if e.kind is EventKind.CLINICIAN_BOLUS_COMPLETED]
+    if not boluses or boluses[-1].value_a < 1:
+        raise CtlUsageError(
+            "the trial pump's log holds no completed clinician bolus that delivered drug"
+        )
+    last = boluses[-1]
+    rx = current.prescription
+    try:
+        made = TrialRecord(
+            rx.drug_name, TrialKind.SINGLE_SHOT, last.value_a * rx.concentration_ug_per_ml,
+            result, last.time_ms, seconds,
+            f"{info.model} {info.serial}: clinician bolus of {q.volume(last.value_a)}", note,
+        )  # fmt: skip
+    except TrialError as exc:
+        raise CtlUsageError(f"the trial pump's bolus: {exc}") from None
+    _finish_record(ctl_, out, made, {"bolus_entry_seq": last.seq})
 
 
 def _finish_record(

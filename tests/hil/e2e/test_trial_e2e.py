@@ -166,3 +166,48 @@ def test_a_failed_trial_programs_nothing(serve: Serve, pump_keys: KeyFile, tmp_p
     status = pumpemu("ctl", "--port", port, "--keys", str(key_file), "--json", "status")
     assert json.loads(status.stdout)["reply"]["state"] == "STOPPED"
     assert pump.stop() == 0
+
+
+SCREENING_RX = """\
+format = "pumpemu-prescription/1"
+drug = "baclofen"
+concentration = "50 ug/mL"   # the screening ampoule's strength
+mode = "stopped"
+low_reservoir_threshold = "1 mL"
+"""
+
+
+def test_a_screening_bolus_through_the_trial_pump_is_recorded_from_its_log(
+    serve: Serve, pump_keys: KeyFile, tmp_path: Path
+) -> None:
+    """A 1 mL clinician bolus of baclofen 50 ug/mL over 1 h through the trial catheter is a
+    50 ug screening dose (1_000_000 nL = 20_000 strokes of 50 nL, all delivered); its
+    effect lasted 6 h, so the implant starts at twice it, 100 ug/day."""
+    _, key_file = pump_keys
+    control = f"unix:{tmp_path / 'trial.sock'}"
+    pump = serve(
+        "--pty", "--keys", str(key_file), "--clock", "manual", "--control", control,
+        "--profile", "trial-external",
+    )  # fmt: skip
+    on_trial = ("ctl", "--port", pump.first_line(), "--keys", str(key_file))
+    pump.wait_stderr("control API listening")
+    rx_file = tmp_path / "screening.toml"
+    rx_file.write_text(SCREENING_RX)
+    assert pumpemu(*on_trial, "program", str(rx_file), "--yes").returncode == 0
+    bolus = pumpemu(*on_trial, "bolus", "--dose", "1mL", "--duration", "1h")
+    assert bolus.returncode == 0, bolus.stdout + bolus.stderr
+    assert pumpemu("time", "advance", "2h", "--control", control).returncode == 0
+    record_file = tmp_path / "screening.json"
+    recorded = pumpemu(
+        *on_trial, "trial", "record", "--from-bolus", "--effect-duration", "6h",
+        "--outcome", "effective", "--out", str(record_file),
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert "implant starting dose: 100 µg/day" in recorded.stdout
+    record = json.loads(record_file.read_text())
+    assert (record["kind"], record["drug"], record["dose_pg"]) == (
+        "single-shot", "baclofen", 50_000_000,
+    )  # fmt: skip
+    assert "clinician bolus of 1 mL" in record["device"]
+    assert pump.stop() == 0
+    assert "Traceback" not in pump.stderr
