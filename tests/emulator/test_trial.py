@@ -165,3 +165,20 @@ def test_the_trial_profile_is_a_short_lived_external_pump() -> None:
     assert profile.reservoir_usable_nl == 10_000_000
     pump.advance_to(30 * MS_PER_DAY)
     assert pump.status().end_of_service_ms == 30 * MS_PER_DAY  # single use: 30 days
+
+
+@given(
+    st.sampled_from(["baclofen", "Lioresal", "Gablofen", "morphine", "Infumorph", "ziconotide"]),
+    st.integers(1, 10 * MG),
+    st.none() | st.integers(0, 30 * 86_400),
+)
+def test_no_single_shot_rule_starts_above_twice_the_trial_dose_or_2_4_ug_for_ziconotide(
+    drug: str, dose: int, effect_s: int | None
+) -> None:
+    """The safety envelope of the table (H11): a starting daily dose is at most twice the
+    dose that worked, except ziconotide's fixed 2.4 ug/day labeling start."""
+    daily = implant_daily_dose(shot(drug, dose, effect_s)).daily_mass_pg
+    if drug == "ziconotide":
+        assert daily == 2_400_000
+    else:
+        assert dose <= daily <= 2 * dose
