@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Any
 
 from emulator.errors import EmulatorError
+from protocol.errors import FieldValueError
 from protocol.prescription import (
     DRUG_NAME_MAX_LEN,
     FlexStep,
@@ -206,8 +207,7 @@ class TrialRecord:
     note: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.drug, str) or not 1 <= len(self.drug) <= DRUG_NAME_MAX_LEN:
-            raise TrialError(f"drug must be 1-{DRUG_NAME_MAX_LEN} characters")
+        _check_drug(self.drug)
         if not isinstance(self.kind, TrialKind) or not isinstance(self.outcome, TrialOutcome):
             raise TrialError("kind and outcome must be TrialKind and TrialOutcome")
         _need_int("dose_pg", self.dose_pg, 1, U64_MAX)
@@ -282,6 +282,16 @@ class TrialRecord:
         return cls.from_json(data)
 
 
+def _check_drug(drug: object) -> None:
+    """A drug name as a prescription carries it: 1-16 printable ASCII characters."""
+    if (
+        not isinstance(drug, str)
+        or not 1 <= len(drug) <= DRUG_NAME_MAX_LEN
+        or not all(" " <= ch <= "~" for ch in drug)
+    ):
+        raise TrialError(f"drug must be 1-{DRUG_NAME_MAX_LEN} printable ASCII characters")
+
+
 def _need_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise TrialError(f"{name} must be an integer {low}..{high}, got {value!r:.40}")
@@ -299,8 +309,7 @@ class Trial:
     """
 
     def __init__(self, drug: str) -> None:
-        if not 1 <= len(drug) <= DRUG_NAME_MAX_LEN:
-            raise TrialError(f"drug must be 1-{DRUG_NAME_MAX_LEN} characters")
+        _check_drug(drug)
         self.drug = drug
         self.injections: list[TrialInjection] = []
 
@@ -410,13 +419,16 @@ def implant_prescription(
             f"at {concentration_ug_per_ml} ug/mL the daily dose needs more than "
             f"{U32_MAX} nL/day: the concentration is far too low for this dose"
         )
-    rx = Prescription(
-        drug_name=record.drug if drug_name is None else drug_name,
-        concentration_ug_per_ml=concentration_ug_per_ml,
-        mode=InfusionMode.CONTINUOUS,
-        repeat=Repeat.DAILY,
-        steps=(FlexStep(0, rate),),
-        patient_bolus=patient_bolus,
-        low_reservoir_threshold_nl=low_reservoir_threshold_nl,
-    )
+    try:
+        rx = Prescription(
+            drug_name=record.drug if drug_name is None else drug_name,
+            concentration_ug_per_ml=concentration_ug_per_ml,
+            mode=InfusionMode.CONTINUOUS,
+            repeat=Repeat.DAILY,
+            steps=(FlexStep(0, rate),),
+            patient_bolus=patient_bolus,
+            low_reservoir_threshold_nl=low_reservoir_threshold_nl,
+        )
+    except FieldValueError as exc:
+        raise TrialError(f"the implant prescription: {exc}") from None
     return rx, conversion

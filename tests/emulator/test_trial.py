@@ -182,3 +182,18 @@ def test_no_single_shot_rule_starts_above_twice_the_trial_dose_or_2_4_ug_for_zic
         assert daily == 2_400_000
     else:
         assert dose <= daily <= 2 * dose
+
+
+@pytest.mark.parametrize(
+    "drug", ["", "baclofé", "x" * 17, "tab\tbed"], ids=["empty", "non-ascii", "long", "tab"]
+)
+def test_a_drug_name_a_prescription_cannot_carry_is_refused(drug: str) -> None:
+    with pytest.raises(TrialError, match="printable ASCII"):
+        Trial(drug)
+    with pytest.raises(TrialError, match="printable ASCII"):
+        shot(drug, 50 * UG)
+
+
+def test_an_implant_drug_name_the_wire_cannot_carry_is_a_trial_error() -> None:
+    with pytest.raises(TrialError, match="drug_name"):
+        implant_prescription(shot("baclofen", 50 * UG), 2_000, drug_name="x" * 17)
