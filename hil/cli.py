@@ -66,10 +66,10 @@ EPILOG = """\b
 Examples:
   pumpemu demo                                       a clinic visit over a real pty, in seconds
   pumpemu keys new --serial PE-000123 --out pump.keys
-  pumpemu serve --pty --keys pump.keys --clock manual --control
-  pumpemu ctl --port /dev/pts/5 --keys pump.keys status
+  pumpemu serve --pty --link ./pump.tty --keys pump.keys --clock manual --control
+  pumpemu ctl --port ./pump.tty --keys pump.keys status
   pumpemu time advance 30d                           through serve's control socket
-  pumpemu proxy --a pty --b /dev/pts/5 --drop 5% --corrupt 2%
+  pumpemu proxy --a pty --b ./pump.tty --drop 5% --corrupt 2%
   pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
   pumpemu accuracy --plot trumpet.svg                IEC 60601-2-24 trumpet curve, simulated
 
