@@ -26,6 +26,8 @@ job (``MechanicalBias``), not this module's.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = ["jitter_level_nl", "jitter_volume_nl", "stroke_volumes_nl"]
 
 PPM = 1_000_000
@@ -41,9 +43,17 @@ def _splitmix64(x: int) -> int:
     return z ^ (z >> 31)
 
 
+@lru_cache(maxsize=64)
 def _level(key: int, half: int, stroke_nl: int, index: int) -> int:
+    # Cached: the plant asks for [m, n) then [n, p), so each level is hashed once (a pure
+    # function of its arguments; the cache changes the cost, never a result).
     draw = _splitmix64(key ^ (index & _MASK))
     return stroke_nl * (draw % (2 * half + 1) - half) // PPM
+
+
+@lru_cache(maxsize=16)
+def _key(seed: int) -> int:
+    return _splitmix64(seed & _MASK)
 
 
 def jitter_level_nl(seed: int, spread_ppm: int, stroke_nl: int, index: int) -> int:
@@ -51,7 +61,7 @@ def jitter_level_nl(seed: int, spread_ppm: int, stroke_nl: int, index: int) -> i
     half = spread_ppm // 2
     if half == 0:
         return 0
-    return _level(_splitmix64(seed & _MASK), half, stroke_nl, index)
+    return _level(_key(seed), half, stroke_nl, index)
 
 
 def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end: int) -> int:
@@ -61,7 +71,7 @@ def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end
     half = spread_ppm // 2
     if end == first or half == 0:
         return 0
-    key = _splitmix64(seed & _MASK)
+    key = _key(seed)
     return _level(key, half, stroke_nl, end) - _level(key, half, stroke_nl, first)
 
 

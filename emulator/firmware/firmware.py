@@ -283,6 +283,7 @@ class Firmware:
         # The design-life shut-off (SynchroMed II: 7 years, whatever the rate; H6, H7): a
         # deadline on the internal timeline, so it costs nothing per step.
         life_days = profile.battery_design_life_days
+        self._eri_lead_ms = profile.days_eri_to_eos * MS_PER_DAY
         self._design_eos_ms: int | None = start_ms + life_days * MS_PER_DAY if life_days else None
         self._lockout_until_ms = start_ms
         self._patient_grants: deque[int] = deque()
@@ -1291,9 +1292,8 @@ class Firmware:
 
     def _design_eri_ms(self) -> int | None:
         """When the design life's ERI falls (days_eri_to_eos before the shut-off), or None."""
-        if self._design_eos_ms is None:
-            return None
-        return self._design_eos_ms - self.profile.days_eri_to_eos * MS_PER_DAY
+        eos = self._design_eos_ms
+        return None if eos is None else eos - self._eri_lead_ms
 
     def _elective_replacement(self, now_ms: int, battery_nah: int) -> None:
         """ERI: from the charge (days_eri_to_eos of service left) or from the design life,
