@@ -400,7 +400,8 @@ def implant_prescription(
     patient_bolus: PatientBolusLimits | None = None,
 ) -> tuple[Prescription, Conversion]:
     """A continuous implant prescription delivering the trial's converted daily dose at
-    ``concentration_ug_per_ml`` (the implant's drug, not the trial's).
+    ``concentration_ug_per_ml`` (the implant's drug, not the trial's), named
+    ``drug_name`` or, by default, the trial drug's generic name (Lioresal -> baclofen).
 
     The rate is ``daily_mass_pg // concentration`` nL/day, rounded down (the pump delivers
     at most the converted dose: H11); ``rate x concentration`` is the programmed daily mass,
@@ -421,7 +422,9 @@ def implant_prescription(
         )
     try:
         rx = Prescription(
-            drug_name=record.drug if drug_name is None else drug_name,
+            # The generic name by default: the pump keys its per-drug limits on it, and a
+            # brand name would fall back to the generic default limit (H11).
+            drug_name=canonical_drug(record.drug) if drug_name is None else drug_name,
             concentration_ug_per_ml=concentration_ug_per_ml,
             mode=InfusionMode.CONTINUOUS,
             repeat=Repeat.DAILY,

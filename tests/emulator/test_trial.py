@@ -197,3 +197,13 @@ def test_a_drug_name_a_prescription_cannot_carry_is_refused(drug: str) -> None:
 def test_an_implant_drug_name_the_wire_cannot_carry_is_a_trial_error() -> None:
     with pytest.raises(TrialError, match="drug_name"):
         implant_prescription(shot("baclofen", 50 * UG), 2_000, drug_name="x" * 17)
+
+
+def test_the_implant_is_named_by_the_generic_so_the_pump_applies_its_limit() -> None:
+    """A Lioresal trial programs "baclofen": peristaltic-20 limits baclofen to 2 mg/day,
+    where an unknown name would get the 20 mg/day default (H11)."""
+    rx, _ = implant_prescription(shot("Lioresal", 75 * UG), 2_000)
+    assert rx.drug_name == "baclofen"
+    assert Pump("peristaltic-20").profile.max_daily_mass_for(rx.drug_name) == 2_000 * UG
+    named, _ = implant_prescription(shot("Lioresal", 75 * UG), 2_000, drug_name="Gablofen")
+    assert named.drug_name == "Gablofen"  # the caller's choice is kept
