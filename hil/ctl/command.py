@@ -634,7 +634,8 @@ continuous prescription in dose units (docs/pump-model.md, "The trial").
     "--drug",
     "drug",
     metavar="NAME",
-    help="With --from-trial: the implant's drug name, if not the trial's (e.g. Gablofen).",
+    help="With --from-trial: the implant's drug name (default: the trial drug's generic "
+    "name, whose limits the pump applies).",
 )
 @click.option(
     "--low-reservoir-threshold",
@@ -685,8 +686,15 @@ def program(  # noqa: PLR0915, PLR0917 (one linear clinical procedure, read top 
     else:
         if file is None:
             raise CtlUsageError("give a prescription FILE, or --from-trial RECORD")
-        for option, value in (("--concentration", concentration), ("--drug", drug)):
-            if value is not None:
+        threshold_given = (
+            ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
+        )
+        for option, given in (
+            ("--concentration", concentration is not None),
+            ("--drug", drug is not None),
+            ("--low-reservoir-threshold", threshold_given),
+        ):
+            if given:
                 raise CtlUsageError(f"{option} applies to --from-trial only")
         try:
             rx_file = prescription_file.load(file)

@@ -76,13 +76,15 @@ def test_a_rate_that_does_not_carry_the_dose_exactly_is_rounded_down_and_said(
          "--concentration applies to --from-trial only"),
         (("trial", "show", "bad.json"), "bad.json: not a JSON trial record"),
         (("trial", "show", "clonidine.json"), "no documented rule"),
+        (("program", "rx.toml", "--low-reservoir-threshold", "4 mL"),
+         "--low-reservoir-threshold applies to --from-trial only"),
         (("trial", "record", "--from-bolus", "--drug", "baclofen", "--outcome", "effective",
           "--out", "x"), "--from-bolus reads the dose, drug and time from the pump"),
     ],
     ids=[
         "no-drug", "volume-for-mass", "drug-without-shot", "missing-record",
         "no-concentration", "no-file", "concentration-without-trial", "bad-json",
-        "no-rule", "from-bolus-with-drug",
+        "no-rule", "threshold-without-trial", "from-bolus-with-drug",
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_exit_2(
