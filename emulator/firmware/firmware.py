@@ -422,9 +422,8 @@ class Firmware:
             candidates.append(self._next_battery_check_ms)
             if self._eos_ms is not None:
                 candidates.append(self._eos_ms)
-            design_eri = self._design_eri_ms()
-            if design_eri is not None and self._eri_ms is None:
-                candidates.append(design_eri)
+            if self._design_eos_ms is not None and self._eri_ms is None:
+                candidates.append(self._design_eos_ms - self._eri_lead_ms)  # design-life ERI
         if self._bolus_end_ms is not None:
             candidates.append(self._bolus_end_ms)
         if self._basal_applies():
@@ -515,9 +514,13 @@ class Firmware:
         self._check_reservoir_alarms(now_ms)
         if battery_nah == 0 or now_ms >= self._next_battery_check_ms:
             self._battery_check(now_ms, battery_nah)
-        design_eri = self._design_eri_ms()
-        if design_eri is not None and self._eri_ms is None and now_ms >= design_eri:
-            self._elective_replacement(now_ms, battery_nah)
+        design_eos = self._design_eos_ms
+        if (
+            design_eos is not None
+            and self._eri_ms is None
+            and now_ms >= design_eos - self._eri_lead_ms
+        ):
+            self._elective_replacement(now_ms, battery_nah)  # the design life's ERI (H6)
         if self._eos_ms is not None and now_ms >= self._eos_ms:
             self._reach_end_of_service(now_ms)
 
@@ -1289,11 +1292,6 @@ class Firmware:
             self._low_battery_reset(now_ms)
         if battery_nah == 0:
             self._reach_end_of_service(now_ms)
-
-    def _design_eri_ms(self) -> int | None:
-        """When the design life's ERI falls (days_eri_to_eos before the shut-off), or None."""
-        eos = self._design_eos_ms
-        return None if eos is None else eos - self._eri_lead_ms
 
     def _elective_replacement(self, now_ms: int, battery_nah: int) -> None:
         """ERI: from the charge (days_eri_to_eos of service left) or from the design life,
