@@ -37,6 +37,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "fault",
         "Inject a plant fault into a running emulator (through its control API).",
     ),
+    "hazards": (
+        "hil.hazards_command",
+        "hazards",
+        "The hazard catalogue and its traceability to tests (a safety case's evidence).",
+    ),
     "keys": ("hil.keys_command", "keys", "Provision and inspect per-pump role keys."),
     "proxy": (
         "hil.proxy.command",
