@@ -407,6 +407,7 @@ _FIELD_RULES: tuple[tuple[re.Pattern[str], FieldId], ...] = tuple(
         (r"(^|\.)dose_nl$", FieldId.BOLUS_DOSE),
         (r"(^|\.)duration_s$", FieldId.BOLUS_DURATION),
         (r"(^|\.)catheter_volume_nl$", FieldId.CATHETER_VOLUME),
+        (r"(^|\.)length_cm$", FieldId.CATHETER_LENGTH),
         (r"(^|\.)withdrawn_nl$", FieldId.WITHDRAWN_VOLUME),
         (r"(^|\.)new_volume_nl$", FieldId.NEW_VOLUME),
         (r"(^|\.)new_concentration_ug_per_ml$", FieldId.NEW_CONCENTRATION),

@@ -19,14 +19,18 @@ from hil.programmer.core import Outcome, RetryPolicy
 from hil.pytest_plugin import PlantControl, PumpTarget
 from protocol.device_state import AlarmKind, EventKind, Role, TherapyState
 from protocol.messages import (
+    NEVER_MS,
     Ack,
     AlarmTest,
+    CatheterInfo,
     CurrentPrescription,
     DeviceInfo,
     EventLogPage,
     Nak,
+    PatientView,
     PrescriptionStaged,
     Status,
+    StatusDetail,
     StopTherapy,
 )
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
@@ -248,3 +252,60 @@ def test_a_permanent_stall_raises_an_alarm_and_stops_delivery(
     finally:  # a pump on a bench outlives this test
         plant_faults.fault("repair", part="motor")
         pump_clock.advance(3_600)
+
+
+# -- the detailed reads and service procedures (docs/protocol.md section 7, issue 12) --------
+
+
+@pytest.mark.role("patient")
+@pytest.mark.hazard("C4")
+def test_a_patient_reads_the_patient_view_and_nothing_else_new(programmer: Programmer) -> None:
+    view = programmer.patient_view()
+    assert view.outcome is Outcome.ANSWERED, view
+    assert isinstance(view.reply, PatientView)
+    if not view.reply.patient_bolus_allowed:
+        assert view.reply.next_bolus_at_ms == NEVER_MS
+        assert view.reply.boluses_left_24h == 0
+    for result in (
+        programmer.status_detail(),
+        programmer.catheter(),
+        programmer.clear_memory_error(),
+        programmer.reset_flow_valve(),
+        programmer.set_catheter(50, primed=True),
+    ):
+        nak = refusal(result)
+        assert (nak.code, nak.field) == (RefusalCode.NOT_PERMITTED_FOR_ROLE, FieldId.ROLE)
+
+
+@pytest.mark.hazard("H7")
+def test_the_detailed_status_forecasts_in_order(programmer: Programmer) -> None:
+    """Running therapy: low reservoir no later than empty, both ahead of now (or now);
+    ERI (projected) no later than end of service; the day's and the since-refill masses
+    are parts of the whole, and every mass is a volume x a concentration."""
+    program(programmer, prescription())
+    result = programmer.status_detail()
+    assert result.outcome is Outcome.ANSWERED, result
+    d = result.reply
+    assert isinstance(d, StatusDetail)
+    assert d.pump_time_ms <= d.low_reservoir_at_ms <= d.empty_at_ms < NEVER_MS
+    if not d.eri_reached:
+        assert d.pump_time_ms <= d.eri_at_ms
+    assert d.eri_at_ms <= d.end_of_service_at_ms
+    assert d.mass_today_pg <= d.delivered_pg
+    assert d.mass_since_refill_pg <= d.delivered_pg
+
+
+def test_a_catheter_set_is_read_back_with_its_dead_volume(programmer: Programmer) -> None:
+    before = programmer.catheter()
+    assert isinstance(before.reply, CatheterInfo), before
+    most = before.reply.max_length_cm
+    applied = programmer.set_catheter(most, primed=False)
+    assert applied.outcome is Outcome.APPLIED, applied
+    assert isinstance(applied.reply, Ack)
+    after = programmer.catheter()
+    assert isinstance(after.reply, CatheterInfo), after
+    assert (after.reply.length_cm, after.reply.primed) == (most, False)
+    assert after.reply.dead_volume_nl == applied.reply.value
+    nak = refusal(programmer.set_catheter(most + 1, primed=False))
+    expected = (RefusalCode.INVALID_FIELD, FieldId.CATHETER_LENGTH, most)
+    assert (nak.code, nak.field, nak.limit) == expected

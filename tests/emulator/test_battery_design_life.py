@@ -133,3 +133,20 @@ def test_a_saved_state_cannot_move_or_drop_the_design_life(value: object) -> Non
         record["firmware"]["record"]["design_eos_ms"] = value
 
     assert "design_eos_ms" in _refused(pump_at_rate(48_000), change)
+
+
+@pytest.mark.hazard("H7")
+def test_the_projected_replacement_dates_include_the_design_life() -> None:
+    """Stopped, the charge alone projects ERI after 7 years (about 7 years 2 months of idle
+    draw: 660 mAh at 10 uA); the design life's ERI (7 years - 90 days) is earlier, so
+    STATUS_DETAIL projects it, and end of service at exactly 7 years."""
+    pump = pump_at_rate(None)
+    detail = pump.status_detail()
+    assert not detail.eri_reached
+    assert detail.eri_ms == ERI_MS
+    assert detail.end_of_service_ms == DESIGN_LIFE_MS
+    # At 1 mL/day the charge projects ERI years earlier: that projection stands.
+    busy = pump_at_rate(1_000_000).status_detail()
+    assert busy.eri_ms is not None
+    assert busy.eri_ms < ERI_MS
+    assert busy.end_of_service_ms == busy.eri_ms + 90 * MS_PER_DAY

@@ -167,7 +167,10 @@ def test_a_unix_socket_needs_no_token_and_ignores_one(
         with ControlClient(control.address) as client:
             assert client.ping()["pong"] is True
         with ControlClient(control.address, token="anything") as client:
-            assert client.fault("occlusion")["applied"] == {"type": "CatheterOcclusion"}
+            assert client.fault("occlusion")["applied"] == {
+                "type": "CatheterOcclusion",
+                "delivered_ppm": 0,
+            }
 
 
 # -- Unix sockets -----------------------------------------------------------------------------

@@ -133,6 +133,13 @@ CLI_CASES = {
     "serve-baud-zero": (["serve", "--pty", "--keys", "k", "--baud", "0"], "--baud"),
     "keys-serial-500-chars": (["keys", "new", "--serial", "A" * 500, "--out", "x.keys"],
                               "--serial"),
+    "fault-cap-aspirate-negative": (["fault", "cap-aspirate", "--volume-nl", "-1"],
+                                    "--volume-nl"),
+    "fault-cap-aspirate-beyond-100-mL": (["fault", "cap-aspirate", "--volume-nl",
+                                          "99999999999999999999"], "--volume-nl"),
+    "fault-cap-inject-not-a-number": (["fault", "cap-inject", "--volume-nl", "1e3",
+                                       "--concentration-ug-per-ml", "1"], "--volume-nl"),
+    "fault-kink-missing-closed": (["fault", "kink", "--period-s", "60"], "--closed-s"),
 }  # fmt: skip
 
 
