@@ -60,6 +60,7 @@ from emulator.fluid.catheter import (
 )
 from emulator.fluid.path import MAX_CONCENTRATION_UG_PER_ML, FluidPath, FluidValue
 from emulator.profile import Profile
+from emulator.stroke_accuracy import jitter_volume_nl
 from protocol.units import MS_PER_HOUR
 
 __all__ = [
@@ -212,8 +213,10 @@ class Plant:
         "_now",
         "_profile",
         "_sessions",
+        "_spread_ppm",
         "_start_ms",
         "_stroke_nl",
+        "_stroke_seed",
         "_strokes_attempted",
         "_valve_closed",
         "_valve_released",
@@ -228,6 +231,7 @@ class Plant:
         *,
         catheter_primed: bool = True,
         drug_concentration_ug_per_ml: int = DEFAULT_DRUG_CONCENTRATION_UG_PER_ML,
+        stroke_seed: int | None = None,
     ) -> None:
         if not 0 <= reservoir_nl <= profile.reservoir_capacity_nl:
             raise ValueError(
@@ -242,6 +246,9 @@ class Plant:
         self._start_ms = start_ms
         self._now = start_ms
         self._stroke_nl = profile.stroke_nl
+        # Seeded stroke-to-stroke jitter (emulator/stroke_accuracy.py): on only with a seed.
+        self._stroke_seed = stroke_seed
+        self._spread_ppm = 0 if stroke_seed is None else profile.stroke_spread_ppm
         self._fluid = FluidPath(
             profile,
             start_ms,
@@ -376,12 +383,17 @@ class Plant:
 
     def _move(self, strokes: int, until_ms: int | None = None) -> int:
         moving = self.can_move()
+        first = self._strokes_attempted
         self._strokes_attempted += strokes
         if not moving:
             return 0
         before = self._bias_volume(self._bias_strokes)
         self._bias_strokes += strokes
         wanted = self._bias_volume(self._bias_strokes) - before
+        if self._stroke_seed is not None:  # a closed form over the stroke indices: O(1)
+            wanted += jitter_volume_nl(
+                self._stroke_seed, self._spread_ppm, self._stroke_nl, first, first + strokes
+            )
         end = self._now if until_ms is None else until_ms
         return self._fluid.displace(max(wanted, 0), self._now, end)
 

@@ -77,6 +77,9 @@ class Profile:
     """The most the metering mechanism delivers; basal + bolus never exceeds it (H11)."""
     mechanical_bias_ppm: int
     """Plant truth: each stroke really moves stroke_nl * (1 + bias/1e6) (H10 drift)."""
+    stroke_spread_ppm: int
+    """Plant truth: seeded stroke-to-stroke variation around the bias, at most this many ppm
+    either way (emulator/stroke_accuracy.py); 0: every stroke is the same."""
     flow_activated_valve: bool
     """Valve-gated pumps: a magnet opens the valve (H15)."""
     valve_limit_nl: int
@@ -127,6 +130,9 @@ class Profile:
     battery_low_reset_rate_nl_per_day: int
     days_eri_to_eos: int
     battery_check_interval_s: int
+    battery_design_life_days: int
+    """The firmware shuts the pump off (end of service) this long after it was built, whatever
+    the charge left, with ERI ``days_eri_to_eos`` before (SynchroMed II: 7 years); 0: none."""
 
     # -- firmware ---------------------------------------------------------------------------
     sensor_motor_stall: bool
@@ -194,6 +200,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, int, int]] = {
     ("metering", "rate_min_nl_per_day"): (_INT, 0, U32_MAX),
     ("metering", "rate_max_nl_per_day"): (_INT, 1, U32_MAX),
     ("metering", "mechanical_bias_ppm"): (_INT, -500_000, 500_000),
+    ("metering", "stroke_spread_ppm"): (_INT, 0, 200_000),
     ("metering", "flow_activated_valve"): (_BOOL, 0, 1),
     ("metering", "valve_limit_nl"): (_INT, 0, 1 * _ML),
     ("limits", "max_clinician_bolus_nl"): (_INT, 1, 100 * _ML),
@@ -221,6 +228,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, int, int]] = {
     ("battery", "low_reset_rate_nl_per_day"): (_INT, 0, U32_MAX),
     ("battery", "days_eri_to_eos"): (_INT, 1, 3_650),
     ("battery", "check_interval_s"): (_INT, 60, S_PER_DAY),
+    ("battery", "design_life_days"): (_INT, 0, 36_500),
     ("sensors", "motor_stall"): (_BOOL, 0, 1),
     ("sensors", "flow_valve"): (_BOOL, 0, 1),
     ("firmware", "stall_retry_interval_s"): (_INT, 1, S_PER_DAY),
@@ -371,6 +379,12 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         rate_min <= low_reset_rate <= rate_max, s, "battery", "low_reset_rate_nl_per_day",
         f"{low_reset_rate} is out of range (allowed {rate_min}..{rate_max}, the rate range)",
     )  # fmt: skip
+    design_life = _int(d, s, "battery", "design_life_days")
+    days_to_eos = _int(d, s, "battery", "days_eri_to_eos")
+    _require(
+        design_life == 0 or design_life > days_to_eos, s, "battery", "design_life_days",
+        f"must be 0 (none) or longer than days_eri_to_eos ({days_to_eos}): ERI comes first",
+    )  # fmt: skip
     dose = _range(d, s, "patient_bolus", "dose_min_nl", "dose_max_nl")
     stroke = _int(d, s, "metering", "stroke_nl")
     _require(
@@ -401,6 +415,7 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         rate_min_nl_per_day=rate_min,
         rate_max_nl_per_day=rate_max,
         mechanical_bias_ppm=_int(d, s, "metering", "mechanical_bias_ppm"),
+        stroke_spread_ppm=_int(d, s, "metering", "stroke_spread_ppm"),
         flow_activated_valve=_bool(d, s, "metering", "flow_activated_valve"),
         valve_limit_nl=_int(d, s, "metering", "valve_limit_nl"),
         max_clinician_bolus_nl=max_bolus,
@@ -425,8 +440,9 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         battery_eri_threshold_nah=eri,
         battery_low_reset_threshold_nah=low_reset,
         battery_low_reset_rate_nl_per_day=low_reset_rate,
-        days_eri_to_eos=_int(d, s, "battery", "days_eri_to_eos"),
+        days_eri_to_eos=days_to_eos,
         battery_check_interval_s=_int(d, s, "battery", "check_interval_s"),
+        battery_design_life_days=design_life,
         sensor_motor_stall=_bool(d, s, "sensors", "motor_stall"),
         sensor_flow_valve=_bool(d, s, "sensors", "flow_valve"),
         stall_retry_interval_s=_int(d, s, "firmware", "stall_retry_interval_s"),
@@ -456,6 +472,7 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "rate_min_nl_per_day": ("metering", "rate_min_nl_per_day"),
     "rate_max_nl_per_day": ("metering", "rate_max_nl_per_day"),
     "mechanical_bias_ppm": ("metering", "mechanical_bias_ppm"),
+    "stroke_spread_ppm": ("metering", "stroke_spread_ppm"),
     "flow_activated_valve": ("metering", "flow_activated_valve"),
     "valve_limit_nl": ("metering", "valve_limit_nl"),
     "max_clinician_bolus_nl": ("limits", "max_clinician_bolus_nl"),
@@ -479,6 +496,7 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "battery_low_reset_rate_nl_per_day": ("battery", "low_reset_rate_nl_per_day"),
     "days_eri_to_eos": ("battery", "days_eri_to_eos"),
     "battery_check_interval_s": ("battery", "check_interval_s"),
+    "battery_design_life_days": ("battery", "design_life_days"),
     "sensor_motor_stall": ("sensors", "motor_stall"),
     "sensor_flow_valve": ("sensors", "flow_valve"),
     "stall_retry_interval_s": ("firmware", "stall_retry_interval_s"),

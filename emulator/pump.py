@@ -115,6 +115,7 @@ class Pump:
         catheter_primed: bool = True,
         engine_factory: EngineFactory = DeliveryEngine,
         drug_concentration_ug_per_ml: int = DEFAULT_DRUG_CONCENTRATION_UG_PER_ML,
+        stroke_seed: int | None = None,
     ) -> None:
         """A freshly implanted pump at ``start_ms``.
 
@@ -124,7 +125,10 @@ class Pump:
         the first delivery only fills it (H3). ``drug_concentration_ug_per_ml`` is the
         strength of the drug really in the reservoir, internal path and primed catheter
         (plant truth; default 1,000 ug/mL = 1 mg/mL): the firmware learns a concentration
-        only from the prescription programmed into it, which may differ.
+        only from the prescription programmed into it, which may differ. ``stroke_seed``
+        (an int 0..2**64-1) turns on the profile's seeded stroke-to-stroke variation
+        (``stroke_spread_ppm``, emulator/stroke_accuracy.py); the same seed gives the same
+        strokes, None gives every stroke the same volume.
         """
         self._profile = profile if isinstance(profile, Profile) else load_profile(profile)
         p = self._profile
@@ -137,6 +141,11 @@ class Pump:
         self._now = start_ms
         self._engine_factory = engine_factory
         self._catheter_length_cm = length
+        if stroke_seed is not None and (
+            isinstance(stroke_seed, bool) or not isinstance(stroke_seed, int)
+            or not 0 <= stroke_seed < 1 << 64
+        ):  # fmt: skip
+            raise ValueError("stroke_seed must be an int 0..2**64-1 or None")
         self._plant = Plant(
             p,
             start_ms,
@@ -144,6 +153,7 @@ class Pump:
             length,
             catheter_primed=catheter_primed,
             drug_concentration_ug_per_ml=drug_concentration_ug_per_ml,
+            stroke_seed=stroke_seed,
         )
         # The firmware is told the catheter as the implanting clinician knows it (H3).
         self._fw = Firmware(

@@ -24,7 +24,7 @@ from emulator.fluid.slugs import MAX_SLUGS
 from emulator.plant import MAX_CONCENTRATION_UG_PER_ML, CatheterState, Flow, MotorState
 from emulator.profile import Profile
 from protocol.device_state import AlarmKind, TherapyState
-from protocol.units import MS_PER_S, U32_MAX, U64_MAX
+from protocol.units import MS_PER_DAY, MS_PER_S, U32_MAX, U64_MAX
 
 __all__ = [
     "check_pump_record",
@@ -72,6 +72,7 @@ _RECORD_KEYS = frozenset(
         "memory_error",
         "eri_ms",
         "eos_ms",
+        "design_eos_ms",
         "low_reset_done",
         "battery_nah",
         "next_battery_check_ms",
@@ -181,6 +182,24 @@ def check_pump_record(record: dict[str, Any], profile: Profile) -> None:
     _check_log(record["log"], p)
     _check_plant(record["plant"], p, now)
     _check_firmware(record["firmware"], p, now)
+    _check_design_life(record, p)
+
+
+def _check_design_life(record: dict[str, Any], p: Profile) -> None:
+    """The design-life shut-off is fixed when the pump is built (firmware and plant share
+    that instant): a state cannot move it, or drop it, to run past 7 years (H6)."""
+    design_eos = record["firmware"]["record"]["design_eos_ms"]
+    start = record["plant"].get("_start_ms")
+    expected = (
+        None
+        if p.battery_design_life_days == 0 or not isinstance(start, int)
+        else start + p.battery_design_life_days * MS_PER_DAY
+    )
+    if design_eos != expected:
+        raise SnapshotError(
+            "pump.firmware.record.design_eos_ms is not the build time plus the profile's "
+            f"design life ({expected})"
+        )
 
 
 def _check_engine(value: object, p: Profile, now: int) -> None:
@@ -251,6 +270,12 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
             need_int(where, field, -U64_MAX, U64_MAX)
         elif name == "_stroke_nl":
             need_int(where, field, p.stroke_nl, p.stroke_nl)
+        elif name == "_stroke_seed":
+            need_opt_int(where, field, 0, U64_MAX)
+        elif name == "_spread_ppm":
+            # The profile's spread with a seed, none without (emulator/stroke_accuracy.py).
+            spread = 0 if value.get("_stroke_seed") is None else p.stroke_spread_ppm
+            need_int(where, field, spread, spread)
         else:
             need_int(where, field, 0, U64_MAX)
     if value.get("_now") != now:
@@ -359,6 +384,8 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
     need_int(w + "stall_detected_ms", r["stall_detected_ms"], 0, now)
     need_opt_int(w + "eri_ms", r["eri_ms"], 0, U64_MAX)
     need_opt_int(w + "eos_ms", r["eos_ms"], 0, U64_MAX)
+    # Its value is checked against the build time by _check_design_life.
+    need_opt_int(w + "design_eos_ms", r["design_eos_ms"], 0, U64_MAX)
     need_int(w + "battery_nah", r["battery_nah"], 0, p.battery_capacity_nah)
     # The battery check catches up one interval at a time: a deadline far behind ``now``
     # would make the first advance loop for ages, so it must be the next one due.

@@ -16,6 +16,11 @@ import click
 from hil.errors import HilError, UsageError
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "accuracy": (
+        "hil.accuracy_command",
+        "accuracy",
+        "Draw the IEC 60601-2-24 trumpet curve of a simulated continuous delivery.",
+    ),
     "ctl": ("hil.ctl.command", "ctl", "Program and interrogate a pump: the reference programmer."),
     "decode": (
         "hil.decode_command",
@@ -71,6 +76,7 @@ Examples:
   pumpemu time advance 30d                           through serve's control socket
   pumpemu proxy --a pty --b ./pump.tty --drop 5% --corrupt 2%
   pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
+  pumpemu accuracy --plot trumpet.svg                IEC 60601-2-24 trumpet curve, simulated
 
 \b
 Every subcommand has --help with its own examples. docs/ in the source tree documents the

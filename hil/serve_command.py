@@ -157,6 +157,14 @@ through the control API: pumpemu time advance). See docs/serve.md.
     help="Pump profile: a built-in name or a profile file.",
 )
 @click.option(
+    "--stroke-seed",
+    "stroke_seed",
+    type=click.IntRange(0, (1 << 64) - 1),
+    metavar="N",
+    help="Seed the profile's stroke-to-stroke variation (plant truth; docs/pump-model.md). "
+    "A pump resumed from --state keeps the seed it was built with.",
+)
+@click.option(
     "--keys", "keys_file", metavar="FILE", help="The pump's key file (pumpemu keys new). Required."
 )
 @click.option(
@@ -262,6 +270,7 @@ class ServeOptions:
     link_path: Path | None = None
     profile_given: bool = False
     control_token_file: Path | None = None
+    stroke_seed: int | None = None
 
 
 def _check_control_options(opts: ServeOptions) -> None:
@@ -313,7 +322,7 @@ class _Serve:
             self.device = restored
             self.pump = restored.pump
         else:
-            self.pump = Pump(opts.profile)
+            self.pump = Pump(opts.profile, stroke_seed=opts.stroke_seed)
         self.clock = parse_clock(opts.clock_text, self.pump.now_ms)
         self.tcp = (
             parse_tcp_address(opts.tcp, what="--tcp", allow_remote=opts.allow_remote)

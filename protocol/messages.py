@@ -719,7 +719,8 @@ class PrimingBolus(Message):
 
 @dataclass(frozen=True, slots=True)
 class RefillBegin(Message):
-    """Delivery stops for the refill; the ACK carries the predicted residual (H1, H10)."""
+    """Begins a refill: delivery does NOT stop (docs/protocol.md, REFILL_BEGIN); the ACK
+    carries the predicted residual (H1, H10)."""
 
     OPCODE: ClassVar[Opcode] = Opcode.REFILL_BEGIN
     command_id: CommandId

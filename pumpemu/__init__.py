@@ -11,6 +11,9 @@ re-exports them.
 - The reference programmer: ``Programmer`` (blocking, on a link), ``ProgrammerCore``
   (sans-IO), ``Result``, ``Outcome``, ``RetryPolicy``, and ``TwoPeer`` (a device and a
   programmer core on one manual clock, no threads).
+- The trial: ``Trial``, ``TrialRecord``, ``TrialKind``, ``TrialOutcome``, ``TrialError``,
+  ``Conversion``, ``implant_daily_dose``, ``implant_prescription``; accuracy:
+  ``run_trumpet``, ``TrumpetRun``, ``TrumpetPoint``.
 - Prescriptions: ``Prescription``, ``FlexStep``, ``PatientBolusLimits``, ``InfusionMode``,
   ``Repeat``.
 - Keys: ``PumpKeys``, ``generate_keys``, ``load_keys``, ``write_key_file``.
@@ -25,6 +28,7 @@ re-exports them.
 
 from __future__ import annotations
 
+from emulator.accuracy import TrumpetPoint, TrumpetRun, run_trumpet
 from emulator.clock import ManualClock
 from emulator.device import PumpDevice
 from emulator.errors import EmulatorError
@@ -54,6 +58,16 @@ from emulator.pump import (
     Refused,
     SnapshotError,
     Staged,
+)
+from emulator.trial import (
+    Conversion,
+    Trial,
+    TrialError,
+    TrialKind,
+    TrialOutcome,
+    TrialRecord,
+    implant_daily_dose,
+    implant_prescription,
 )
 from hil.capture import CaptureWriter, read_capture
 from hil.clock import ScaledClock, SystemClock
@@ -89,6 +103,7 @@ __all__ = [
     "CatheterOcclusion",
     "CatheterRepair",
     "ControlClient",
+    "Conversion",
     "EmulatorError",
     "EventKind",
     "Fault",
@@ -130,14 +145,24 @@ __all__ = [
     "Staged",
     "SystemClock",
     "TherapyState",
+    "Trial",
+    "TrialError",
+    "TrialKind",
+    "TrialOutcome",
+    "TrialRecord",
+    "TrumpetPoint",
+    "TrumpetRun",
     "TwoPeer",
     "builtin_profile_names",
     "generate_keys",
+    "implant_daily_dose",
+    "implant_prescription",
     "load_keys",
     "load_profile",
     "memory_pair",
     "messages",
     "open_link",
     "read_capture",
+    "run_trumpet",
     "write_key_file",
 ]

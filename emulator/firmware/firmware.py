@@ -329,6 +329,11 @@ class Firmware:
         self._low_reset_done = False
         self._battery_nah = profile.battery_capacity_nah
         self._next_battery_check_ms = start_ms + profile.battery_check_interval_s * MS_PER_S
+        # The design-life shut-off (SynchroMed II: 7 years, whatever the rate; H6, H7): a
+        # deadline on the internal timeline, so it costs nothing per step.
+        life_days = profile.battery_design_life_days
+        self._eri_lead_ms = profile.days_eri_to_eos * MS_PER_DAY
+        self._design_eos_ms: int | None = start_ms + life_days * MS_PER_DAY if life_days else None
         self._lockout_until_ms = start_ms
         self._patient_grants: deque[int] = deque()
         self._clinician_boluses: deque[tuple[int, int]] = deque()
@@ -498,6 +503,8 @@ class Firmware:
             candidates.append(self._next_battery_check_ms)
             if self._eos_ms is not None:
                 candidates.append(self._eos_ms)
+            if self._design_eos_ms is not None and self._eri_ms is None:
+                candidates.append(self._design_eos_ms - self._eri_lead_ms)  # design-life ERI
         if self._bolus_end_ms is not None:
             candidates.append(self._bolus_end_ms)
         if self._basal_applies():
@@ -610,6 +617,13 @@ class Firmware:
         self._check_reservoir_alarms(now_ms)
         if battery_nah == 0 or now_ms >= self._next_battery_check_ms:
             self._battery_check(now_ms, battery_nah)
+        design_eos = self._design_eos_ms
+        if (
+            design_eos is not None
+            and self._eri_ms is None
+            and now_ms >= design_eos - self._eri_lead_ms
+        ):
+            self._elective_replacement(now_ms, battery_nah)  # the design life's ERI (H6)
         if self._eos_ms is not None and now_ms >= self._eos_ms:
             self._reach_end_of_service(now_ms)
 
@@ -1497,20 +1511,28 @@ class Firmware:
         while self._next_battery_check_ms <= now_ms:
             self._next_battery_check_ms += interval
         if battery_nah <= p.battery_eri_threshold_nah and self._eri_ms is None:
-            self._eri_ms = self._stamp(now_ms)
-            self._eos_ms = now_ms + p.days_eri_to_eos * MS_PER_DAY
-            self._log(
-                now_ms,
-                EventKind.ELECTIVE_REPLACEMENT,
-                0,
-                self.battery_percent(battery_nah),
-                self.local_ms(self._eos_ms),
-            )
-            self._raise(AlarmKind.ELECTIVE_REPLACEMENT, now_ms)
+            self._elective_replacement(now_ms, battery_nah)
         if battery_nah <= p.battery_low_reset_threshold_nah and not self._low_reset_done:
             self._low_battery_reset(now_ms)
         if battery_nah == 0:
             self._reach_end_of_service(now_ms)
+
+    def _elective_replacement(self, now_ms: int, battery_nah: int) -> None:
+        """ERI: from the charge (days_eri_to_eos of service left) or from the design life,
+        whichever comes first; end of service is never later than the design life (H6)."""
+        eos = now_ms + self.profile.days_eri_to_eos * MS_PER_DAY
+        if self._design_eos_ms is not None:
+            eos = min(eos, self._design_eos_ms)
+        self._eri_ms = self._stamp(now_ms)
+        self._eos_ms = eos
+        self._log(
+            now_ms,
+            EventKind.ELECTIVE_REPLACEMENT,
+            0,
+            self.battery_percent(battery_nah),
+            self.local_ms(eos),
+        )
+        self._raise(AlarmKind.ELECTIVE_REPLACEMENT, now_ms)
 
     def _low_battery_reset(self, now_ms: int) -> None:
         """Early depletion: reset the flow to the profile's very low rate (H4, H6)."""

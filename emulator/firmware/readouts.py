@@ -103,6 +103,13 @@ def detail(fw: Firmware, now_ms: int) -> DetailReadout:
             local,
         )
         eos = None if eri is None else eri + fw.profile.days_eri_to_eos * MS_PER_DAY
+        design_eos = fw._on_pump_clock(fw._design_eos_ms)
+        if design_eos is not None:
+            # The design-life shut-off comes first at low rates (H6, H7): the projection is
+            # whichever ERI and end of service fall first.
+            design_eri = design_eos - fw.profile.days_eri_to_eos * MS_PER_DAY
+            eri = design_eri if eri is None else min(eri, design_eri)
+            eos = design_eos if eos is None else min(eos, design_eos)
         if fw._eos_ms is not None:  # end of service reached without ERI (flat battery)
             eos = fw._on_pump_clock(fw._eos_ms)
     return DetailReadout(

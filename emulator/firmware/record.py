@@ -48,6 +48,7 @@ def record_of(fw: Firmware) -> dict[str, Any]:
         "memory_error": fw._memory_error,
         "eri_ms": fw._eri_ms,
         "eos_ms": fw._eos_ms,
+        "design_eos_ms": fw._design_eos_ms,
         "low_reset_done": fw._low_reset_done,
         "battery_nah": fw._battery_nah,
         "next_battery_check_ms": fw._next_battery_check_ms,
@@ -89,6 +90,7 @@ def load_into(fw: Firmware, record: dict[str, Any]) -> None:
         fw._memory_error = bool(record["memory_error"])
         fw._eri_ms = record["eri_ms"]
         fw._eos_ms = record["eos_ms"]
+        fw._design_eos_ms = record["design_eos_ms"]
         fw._low_reset_done = bool(record["low_reset_done"])
         fw._battery_nah = int(record["battery_nah"])
         fw._next_battery_check_ms = int(record["next_battery_check_ms"])

@@ -605,6 +605,8 @@ Examples:
   pumpemu ctl --port /dev/pts/7 --keys pe.keys program rx.toml --review-only
   pumpemu ctl --port /dev/pts/7 --keys pe.keys program rx.toml --yes
   pumpemu ctl --port /dev/pts/7 --keys pe.keys program rx.toml --override soft-limit
+  pumpemu ctl --port /dev/pts/7 --keys pe.keys program --from-trial trial.json \\
+      --concentration 2000ug/mL
 
 \b
 The file format is in docs/ctl.md. --override (soft-limit, dose-change; repeat it for
@@ -612,10 +614,39 @@ both) sends STAGE_PRESCRIPTION_OVERRIDE: the pump then accepts a daily dose abov
 drug's soft limit, or a change beyond the drug's relative limit, and the review shows
 which were needed. No override lifts a hard limit. Without --yes, the commit needs the
 first 8 hex digits of the pump's digest typed at the prompt; with no terminal and no --yes
-nothing is committed (exit 1).
+nothing is committed (exit 1). --from-trial converts a trial record (pumpemu ctl trial
+record) into a continuous prescription in dose units (docs/pump-model.md, "The trial").
 """
 )
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--from-trial",
+    "from_trial",
+    metavar="RECORD",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Program from a trial record instead of FILE: the trial's dose, converted to the "
+    "implant's starting daily dose, at --concentration.",
+)
+@click.option(
+    "--concentration",
+    metavar="C",
+    help="With --from-trial: the implant's drug concentration (2000ug/mL, 10mg/mL).",
+)
+@click.option(
+    "--drug",
+    "drug",
+    metavar="NAME",
+    help="With --from-trial: the implant's drug name (default: the trial drug's generic "
+    "name, whose limits the pump applies).",
+)
+@click.option(
+    "--low-reservoir-threshold",
+    "threshold",
+    default="2 mL",
+    show_default=True,
+    metavar="V",
+    help="With --from-trial: the low-reservoir alarm threshold.",
+)
 @click.option("--yes", is_flag=True, help="Commit without asking, after printing the review.")
 @click.option("--review-only", is_flag=True, help="Stage and review, never commit (exit 0).")
 @click.option(
@@ -626,11 +657,19 @@ nothing is committed (exit 1).
     help="Override a drug-library soft limit: soft-limit, dose-change (repeatable).",
 )
 @click.pass_context
-def program(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom)
-    ctx: click.Context, file: Path, yes: bool, review_only: bool, overrides: tuple[str, ...]
+def program(  # noqa: PLR0915, PLR0917 (one linear clinical procedure, read top to bottom)
+    ctx: click.Context,
+    file: Path | None,
+    from_trial: Path | None,
+    concentration: str | None,
+    drug: str | None,
+    threshold: str,
+    yes: bool,
+    review_only: bool,
+    overrides: tuple[str, ...],
 ) -> None:
-    """Stage a prescription file, review it side by side with what the pump computed, and
-    commit it only when confirmed.
+    """Stage a prescription file (or one converted from a trial record), review it side by
+    side with what the pump computed, and commit it only when confirmed.
 
     The review shows every setting as written and as programmed, every flex step with its
     rate (mL/day), dose rate (mg or µg per day) and what it delivers in its window, the
@@ -640,12 +679,38 @@ def program(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom
     ctl_ = _ctl(ctx)
     if yes and review_only:
         raise CtlUsageError("--yes and --review-only: give one of them")
-    try:
-        rx_file = prescription_file.load(file)
-    except HilError as exc:
-        raise CtlUsageError(str(exc)) from None
-    rx = rx_file.prescription
     document: dict[str, Any] = {"action": "program", "file": str(file), "committed": False}
+    if from_trial is not None:
+        if file is not None:
+            raise CtlUsageError("FILE and --from-trial: give one of them")
+        if concentration is None:
+            raise CtlUsageError("--from-trial needs --concentration: the implant's drug strength")
+        from hil.ctl.trial_command import prescription_from_trial  # noqa: PLC0415 (a cycle)
+
+        planned = prescription_from_trial(from_trial, concentration, drug, threshold)
+        rx_file = planned.file
+        document["file"] = str(from_trial)
+        document["trial"] = planned.document
+        for line in planned.lines:
+            ctl_.say(line)
+    else:
+        if file is None:
+            raise CtlUsageError("give a prescription FILE, or --from-trial RECORD")
+        threshold_given = (
+            ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
+        )
+        for option, given in (
+            ("--concentration", concentration is not None),
+            ("--drug", drug is not None),
+            ("--low-reservoir-threshold", threshold_given),
+        ):
+            if given:
+                raise CtlUsageError(f"{option} applies to --from-trial only")
+        try:
+            rx_file = prescription_file.load(file)
+        except HilError as exc:
+            raise CtlUsageError(str(exc)) from None
+    rx = rx_file.prescription
     with ctl_.connect():
         status_reply: Status | None = _read(ctl_, "read status", Programmer.status, Status)
         if status_reply is None:
@@ -663,7 +728,7 @@ def program(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom
         ):
             outcome = ctl_.verdict("stage prescription", staged_result)
             if isinstance(staged, Nak) and staged.field in render.FILE_KEYS:
-                ctl_.say(f"  in {file}: {render.FILE_KEYS[staged.field]}")
+                ctl_.say(f"  in {document['file']}: {render.FILE_KEYS[staged.field]}")
             ctl_.failed = True
             ctl_.emit_json({**document, "stage": outcome.as_json(staged_result, "stage")})
             ctl_.finish()
@@ -1036,3 +1101,7 @@ def refill(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom)
                 ctl_.say("no discrepancy: the gap is within the pump's threshold")
     ctl_.emit_json(document)
     ctl_.finish()
+
+
+# The trial subcommands register themselves on ``ctl`` (they use its helpers above).
+from hil.ctl import trial_command  # noqa: E402, F401

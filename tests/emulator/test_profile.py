@@ -21,7 +21,9 @@ BASE = resources.files("emulator").joinpath("profiles", "peristaltic-20.toml").r
 
 
 def test_builtins_are_shipped() -> None:
-    assert builtin_profile_names() == ("peristaltic-20", "peristaltic-40", "valve-gated-20")
+    assert builtin_profile_names() == (
+        "peristaltic-20", "peristaltic-40", "trial-external", "valve-gated-20",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,9 @@ def test_builtin_numbers(name: str, usable: int, threshold: int, valve: bool) ->
     assert p.refill_discrepancy_threshold_nl == threshold
     assert p.flow_activated_valve is valve
     assert p.days_eri_to_eos == 90
+    # SynchroMed II-class pumps shut off at 7 years (84 months); no such limit is published
+    # for the valve-gated class.
+    assert p.battery_design_life_days == (0 if valve else 2_557)
     assert p.catheter_dead_volume_nl_per_cm == 2_600
     # From the drug library, by any name (issue 12: "Prialt" got the generic 20 mg/day).
     assert p.max_daily_mass_for("Ziconotide") == 19_200_000

@@ -62,7 +62,7 @@ from protocol.prescription import (
 )
 from protocol.units import MS_PER_DAY, MS_PER_S, S_PER_DAY
 
-PROFILES = ("peristaltic-20", "peristaltic-40", "valve-gated-20")
+PROFILES = ("peristaltic-20", "peristaltic-40", "trial-external", "valve-gated-20")
 
 
 def daily_dose(rx: Prescription | None) -> int:
@@ -133,12 +133,15 @@ class PumpMachine(RuleBasedStateMachine):
     def build(self, name: str, fill: int, data: st.DataObject, conc: int, primed: bool) -> None:
         self.profile = load_profile(name)
         volume = self.profile.reservoir_usable_nl * fill // 100
+        # Half the runs with seeded stroke-to-stroke variation (emulator/stroke_accuracy.py).
+        seed = data.draw(st.none() | st.integers(0, (1 << 64) - 1))
         self.pump = Pump(
             self.profile,
             start_ms=0,
             reservoir_nl=volume,
             drug_concentration_ug_per_ml=conc,
             catheter_primed=primed,
+            stroke_seed=seed,
         )
         self.grants: list[int] = []
         self.lockout_until = 0

@@ -220,7 +220,7 @@ def test_every_subcommand_has_help_with_an_example() -> None:
         [
             "info", "status", "alarms", "log", "prescription", "clock", "program", "bolus",
             "patient-bolus", "prime", "refill", "stop", "start", "cancel-bolus", "ack-alarm",
-            "alarm-test", "set-clock", "bridge-bolus",
+            "alarm-test", "set-clock", "bridge-bolus", "trial",
             # issue 12
             "detail", "catheter", "patient-view", "clear-memory-error", "reset-flow-valve",
             "set-catheter",
