@@ -26,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.profile import Profile, load_profile
-from emulator.pump import Pump
+from emulator.pump import Pump, Refused
+from protocol.messages import OVERRIDE_DOSE_CHANGE, OVERRIDE_SOFT_LIMIT
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.units import MS_PER_S, S_PER_DAY
 
@@ -48,8 +49,11 @@ IEC_DURATION_S = 120 * 60
 IEC_WINDOWS_S = (2 * 60, 5 * 60, 11 * 60, 19 * 60, 31 * 60)
 """IEC 60601-2-24's observation windows: 2, 5, 11, 19 and 31 min."""
 DEFAULT_SCALE = 30
-TEST_FLUID = "test-fluid"
-"""The drug name of the run: no per-drug limit applies, 1 ug/mL keeps its mass tiny."""
+TEST_DRUG = "clonidine"
+TEST_CONCENTRATION_UG_PER_ML = 50
+"""The run's solution: only its volume matters here, so a library drug at its weakest
+strength (emulator/drugs.toml), whose hard limit (2 mg/day) no rate of the profiles reaches
+at 50 ug/mL; its soft limit is overridden, as a bench test of flow accuracy would."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +152,11 @@ def run_trumpet(
         )
     pump = Pump(chosen, stroke_seed=seed)
     rx = Prescription(
-        TEST_FLUID, 1, InfusionMode.CONTINUOUS, Repeat.DAILY,
+        TEST_DRUG, TEST_CONCENTRATION_UG_PER_ML, InfusionMode.CONTINUOUS, Repeat.DAILY,
         (FlexStep(0, rate_nl_per_day),), None, chosen.low_reservoir_threshold.low,
     )  # fmt: skip
-    result = pump.program(rx)
+    staged = pump.stage(rx, overrides=OVERRIDE_SOFT_LIMIT | OVERRIDE_DOSE_CHANGE)
+    result = staged if isinstance(staged, Refused) else pump.commit(staged.digest)
     if not result.ok:
         raise ValueError(f"the pump refuses {rate_nl_per_day} nL/day: {result}")
     start = pump.now_ms

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from emulator.drug_library import default_library
 from emulator.errors import EmulatorError
 from protocol.errors import FieldValueError
 from protocol.prescription import (
@@ -79,21 +80,14 @@ class TrialOutcome(Enum):
 
 
 # -- drug names -------------------------------------------------------------------------------
-# Only the drugs the conversion table knows. The drug library (issue 12 item 5) is the
-# authority on names; this small map keeps a brand name from falling through to "no rule".
-_ALIASES = {
-    "lioresal": "baclofen",
-    "gablofen": "baclofen",
-    "infumorph": "morphine",
-    "duramorph": "morphine",
-    "prialt": "ziconotide",
-}
 
 
 def canonical_drug(name: str) -> str:
-    """The generic name for ``name`` (case and a few brand names folded)."""
-    key = name.strip().lower()
-    return _ALIASES.get(key, key)
+    """The generic name for ``name``: the drug library's canonical name for any of its
+    aliases and brand names (emulator/drugs.toml: Lioresal -> baclofen, Prialt ->
+    ziconotide); a name the library does not know, folded to lower case."""
+    drug = default_library().lookup(name)
+    return drug.name if drug is not None else name.strip().lower()
 
 
 # -- the conversion table ---------------------------------------------------------------------
