@@ -15,6 +15,7 @@ from hil.ctl import command as ctl_command
 from hil.demo import command as demo_command
 from hil.errors import HilError, UsageError
 from hil.proxy import command as proxy_command
+from hil.scenario import command as scenario_command
 
 EPILOG = """\b
 Examples:
@@ -25,6 +26,7 @@ Examples:
   pumpemu time advance 30d                           through serve's control socket
   pumpemu proxy --a pty --b /dev/pts/5 --drop 5% --corrupt 2%
   pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
+  pumpemu scenario run --builtin                     the hazard scenario library, verdicts
 
 \b
 Every subcommand has --help with its own examples. docs/ in the source tree documents the
@@ -71,3 +73,4 @@ main.add_command(control_command.fault)
 main.add_command(control_command.time_group)
 main.add_command(control_command.truth)
 main.add_command(ctl_command.ctl)
+main.add_command(scenario_command.scenario)

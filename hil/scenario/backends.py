@@ -199,6 +199,10 @@ class ApiBackend:
 
     def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
         pump = self.pump
+        if params.get("role") == "patient" and do != "patient-bolus":
+            return StepResult(
+                skipped="the api backend has no sessions or roles (C4): run it on wire"
+            )
         pump.telemetry_session()  # the session a programmer would open (same as wire)
         cid = ids[0] if ids else None
         result: Any
@@ -318,7 +322,7 @@ class WireBackend:
         return peer.request(message)
 
     def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
-        peer = self.patient if do == "patient-bolus" and params.get("role") == "patient" else self.clinician
+        peer = self.patient if params.get("role") == "patient" else self.clinician
         try:
             return self._request(peer, do, params, ids)
         finally:

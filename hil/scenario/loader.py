@@ -27,7 +27,7 @@ from hil.ctl import prescription_file
 from hil.ctl import quantities as q
 from hil.errors import UsageError
 from hil.proxy.faults import FaultKind, FaultSpecError, parse_fault_table
-from hil.scenario.model import ACTIONS, OUTCOMES, Expect, Oracle, Scenario, Setup, Step
+from hil.scenario.model import ACTIONS, OUTCOMES, PROGRAMMER_ACTIONS, Expect, Oracle, Scenario, Setup, Step
 from protocol.device_state import AlarmKind, EventKind, TherapyState
 from protocol.documents import DocumentError, parse_toml
 from protocol.prescription import Prescription
@@ -50,11 +50,12 @@ _SETUP = frozenset({"profile", "age", "clock", "reservoir", "catheter", "prescri
 _RESERVOIR = frozenset({"volume", "drug", "concentration"})
 _CATHETER = frozenset({"length_cm", "primed"})
 _STEP_COMMON = frozenset({"at", "after", "do", "name", "expect"})
+_PROGRAMMER_COMMON = frozenset({"role"})
 _STEP_KEYS: Mapping[str, frozenset[str]] = {
     "interrogate": frozenset({"read"}),
     "program": frozenset({"prescription"}),
     "clinician-bolus": frozenset({"dose", "duration"}),
-    "patient-bolus": frozenset({"role"}),
+    "patient-bolus": frozenset(),
     "cancel-bolus": frozenset(),
     "prime": frozenset({"volume"}),
     "refill": frozenset({"volume", "withdrawn", "injected", "pocket", "concentration"}),
@@ -494,7 +495,10 @@ def _steps(value: Any, setup: Setup, profile: Profile, base: Path) -> tuple[Step
         do = raw.get("do")
         if do not in _STEP_KEYS:
             raise _Bad((*path, "do"), f"unknown step {do!r} (known: {', '.join(ACTIONS)})")
-        t = _keys(raw, _STEP_COMMON | _STEP_KEYS[do], path, f"a {do} step")
+        allowed = _STEP_COMMON | _STEP_KEYS[do]
+        if do in PROGRAMMER_ACTIONS:
+            allowed |= _PROGRAMMER_COMMON
+        t = _keys(raw, allowed, path, f"a {do} step")
         at = _time(t, "at", path)
         after = _duration_ms(t, "after", path)
         if at is not None and after is not None:
@@ -539,6 +543,11 @@ def _params(
     base: Path,
 ) -> tuple[dict[str, Any], int | None]:
     p: dict[str, Any] = {}
+    if do in PROGRAMMER_ACTIONS:
+        role = _str(t, "role", path, "patient" if do == "patient-bolus" else "clinician")
+        if role not in ("patient", "clinician"):
+            raise _Bad((*path, "role"), "role must be \"patient\" or \"clinician\"")
+        p["role"] = role
     if do == "interrogate":
         read = _str(t, "read", path, "status")
         if read not in READS:
@@ -556,11 +565,6 @@ def _params(
         if dose is None or duration is None:
             raise _Bad(path, "a clinician-bolus step needs dose and duration")
         p.update(dose_nl=dose, duration_s=duration)
-    elif do == "patient-bolus":
-        role = _str(t, "role", path, "patient")
-        if role not in ("patient", "clinician"):
-            raise _Bad((*path, "role"), "role must be patient or clinician")
-        p["role"] = role
     elif do == "prime":
         p["volume_nl"] = _quantity(t, "volume", path, q.parse_volume)
     elif do == "refill":
@@ -718,8 +722,8 @@ def _oracles(value: Any, steps: Sequence[Step]) -> tuple[Oracle, ...]:
             p["sign"] = sign
         elif check == "alarm-latency":
             step = _str(t, "fault", path)
-            if step not in by_name or by_name[step].do != "fault":
-                raise _Bad((*path, "fault"), f"no fault step named {step!r}")
+            if step not in by_name:
+                raise _Bad((*path, "fault"), f"no step named {step!r}")
             p["fault"] = step
             p["alarm"] = _name_of(AlarmKind, t.get("alarm"), (*path, "alarm"), "alarm")
             never = t.get("never", False)

@@ -119,6 +119,18 @@ def _nearest(samples: Sequence[Sample], t_ms: int) -> Sample | None:
     return best
 
 
+def _at_start(samples: Sequence[Sample], t_ms: int) -> Sample | None:
+    """The state as ``t_ms`` begins: the first sample at ``t_ms`` (taken before the steps
+    at that instant), else the last before it. A bolus given at a window's first instant
+    belongs to that window."""
+    best = None
+    for sample in samples:
+        if sample.t_ms >= t_ms:
+            return sample if sample.t_ms == t_ms else best
+        best = sample
+    return best
+
+
 def _entries(log: Sequence[LogEntry], start: int, end: int) -> list[LogEntry]:
     return [e for e in log if start <= e.seq < end]
 
@@ -247,7 +259,7 @@ def _dose(
     out: list[Finding] = []
     rows = []
     for lo, hi in _windows(p, end_ms):
-        a, b = _nearest(samples, lo), _nearest(samples, hi)
+        a, b = _at_start(samples, lo), _nearest(samples, hi)
         if a is None or b is None:
             continue
         programmed = b.programmed_pg - a.programmed_pg

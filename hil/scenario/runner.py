@@ -89,6 +89,7 @@ class _Run:
         self.last_patient_pg: int | None = getattr(truth, "delivered_pg", None)
         self.truth_concentration = scenario.setup.concentration_ug_per_ml or 0
         self.next_id = FIRST_COMMAND_ID
+        self.skip_until = 0
 
     # -- time and samples --
 
@@ -144,7 +145,13 @@ class _Run:
         status = self.pump.status()
         record = StepRecord(step, status.local_time_ms, status.log_next_seq)
         params = dict(step.params)
-        if step.do in PROGRAMMER_ACTIONS:
+        if step.do in PROGRAMMER_ACTIONS and step.at_ms < self.skip_until:
+            # The link fault this step was written against did not happen here: the step
+            # would tell another story, so it is not run (and reported skipped).
+            record.result = StepResult(
+                skipped="inside the window of a link fault this backend cannot apply"
+            )
+        elif step.do in PROGRAMMER_ACTIONS:
             n = command_count(step.do)
             ids = tuple(range(self.next_id, self.next_id + n))
             self.next_id += n
@@ -153,6 +160,8 @@ class _Run:
                 length = self.sc.setup.catheter_length_cm or p.catheter_max_length_cm
                 params["volume_nl"] = p.catheter_dead_volume_nl_per_cm * length
             result = self.b.request(step.do, params, ids)
+            if not result.skipped:
+                result = dataclasses.replace(result, command_ids=ids)
             record.result = result
             self._follow(step, params, result)
         elif step.do == "fault":
@@ -164,6 +173,8 @@ class _Run:
                 params["spec"], start, start + params["duration_ms"], self.sc.seed
             )
             record.result = StepResult("applied", skipped=reason)
+            if reason is not None:
+                self.skip_until = max(self.skip_until, step.at_ms + params["duration_ms"])
         else:
             record.result = StepResult("answered")
         record.state_after = self.pump.status().state.name

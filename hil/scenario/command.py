@@ -1,0 +1,151 @@
+"""``pumpemu scenario``: check, run and list fault scenarios (docs/scenarios.md).
+
+Exit codes: 0 when every run passed (every expectation and oracle held, nothing skipped);
+1 when a run failed, was skipped in part or could not be set up; 2 for a bad file or option
+(one ``file:line: what is wrong`` line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hil.errors import UsageError
+from hil.scenario import loader, report
+from hil.scenario.backends import BACKENDS
+from hil.scenario.model import Scenario
+from hil.scenario.runner import RunResult, run
+
+BUILTIN_PACKAGE = "hil.scenario"
+BUILTIN_DIR = "builtin"
+
+
+def builtin_paths() -> list[Path]:
+    """The built-in scenario library's files (package data, hil/scenario/builtin/)."""
+    root = resources.files(BUILTIN_PACKAGE).joinpath(BUILTIN_DIR)
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def builtin_scenarios() -> list[Scenario]:
+    return [sc for path in builtin_paths() for sc in loader.load(path)]
+
+
+def _files(paths: Iterable[str]) -> list[Path]:
+    out: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(path.rglob("*.toml"))
+            if not found:
+                raise UsageError(f"{text}:1: a directory with no .toml scenario files")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def _load(paths: Sequence[str], builtin: bool) -> list[Scenario]:
+    if not paths and not builtin:
+        raise UsageError("give scenario FILES or directories, or --builtin")
+    scenarios = builtin_scenarios() if builtin else []
+    for path in _files(paths):
+        scenarios.extend(loader.load(path))
+    return scenarios
+
+
+@click.group("scenario")
+def scenario() -> None:
+    """Fault scenarios: months of pump time in seconds, each ending in a verdict.
+
+    \b
+    Examples:
+      pumpemu scenario check my-scenarios/
+      pumpemu scenario run --builtin
+      pumpemu scenario run leak.toml --backend api --json
+      pumpemu scenario run my-scenarios/ --junit scenarios.xml
+      pumpemu scenario list
+
+    The file format, the backends and every oracle: docs/scenarios.md.
+    """
+
+
+@scenario.command("check")
+@click.argument("paths", nargs=-1, required=True)
+def check(paths: tuple[str, ...]) -> None:
+    """Validate scenario FILES (or directories of them) without running them."""
+    scenarios = _load(paths, builtin=False)
+    click.echo(f"ok: {len(scenarios)} run(s) in {len(_files(paths))} file(s)")
+
+
+@scenario.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
+def list_builtin(as_json: bool) -> None:
+    """List the built-in scenario library: id, hazards, title."""
+    scenarios = builtin_scenarios()
+    if as_json:
+        import json
+
+        for sc in scenarios:
+            click.echo(json.dumps({"id": sc.id, "hazards": list(sc.hazards), "title": sc.title}))
+        return
+    table = Table(title="built-in scenarios")
+    table.add_column("id")
+    table.add_column("hazards")
+    table.add_column("title")
+    for sc in scenarios:
+        table.add_row(sc.id, " ".join(sc.hazards), sc.title)
+    Console().print(table)
+
+
+@scenario.command("run")
+@click.argument("paths", nargs=-1)
+@click.option("--builtin", is_flag=True, help="Run the built-in scenario library too.")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="wire",
+    show_default=True,
+    help="wire: the reference programmer and the device over an in-memory link; "
+    "api: emulator.Pump directly (fastest).",
+)
+@click.option("--only", "only", metavar="TEXT", help="Run only scenarios whose id contains TEXT.")
+@click.option("--hazard", "hazard", metavar="ID", help="Run only scenarios for this hazard id.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option(
+    "--junit", "junit", type=click.Path(dir_okay=False), metavar="FILE",
+    help="Also write JUnit XML to FILE.",
+)
+def run_command(
+    paths: tuple[str, ...],
+    builtin: bool,
+    backend: str,
+    only: str | None,
+    hazard: str | None,
+    as_json: bool,
+    junit: str | None,
+) -> None:
+    """Run scenario FILES (or directories) and print a verdict per run.
+
+    Exit 0 only when every expectation and every oracle of every run held.
+    """
+    scenarios = _load(paths, builtin)
+    if only:
+        scenarios = [s for s in scenarios if only in s.id]
+    if hazard:
+        scenarios = [s for s in scenarios if hazard in s.hazards]
+    if not scenarios:
+        raise UsageError("no scenario matches")
+    results: list[RunResult] = [run(sc, backend) for sc in scenarios]
+    if as_json:
+        click.echo(report.dumps(results))
+    else:
+        report.print_table(results, Console(width=120))
+    if junit:
+        report.write_junit(results, junit)
+    sys.exit(0 if all(r.verdict == "pass" for r in results) else 1)
