@@ -268,7 +268,7 @@ def _dose(
         slack = SLACK_STROKES * stroke_nl * _concentration(records)
         rows.append({"from": fmt_time(lo), "to": fmt_time(hi), "programmed_pg": programmed,
                      "believed_pg": believed, "patient_pg": patient})
-        window = f"window {fmt_time(lo)}..{fmt_time(hi)}"
+        window = f"window {fmt_time(lo)}..{fmt_time(hi)}{_steps_near(records, lo, hi)}"
         figures = (f"programmed {q.mass(programmed)}, believed {q.mass(believed)}, "
                    f"to the patient {q.mass(patient)}")
         tests: list[tuple[str, bool, str]] = []
@@ -290,6 +290,15 @@ def _dose(
         for what, ok, expected in tests:
             out.append(Finding(where, f"dose {what}, {window}", ok, expected, figures, b))
     return out, rows
+
+
+def _steps_near(records: Sequence[Any], lo: int, hi: int) -> str:
+    """The steps a dose window is about: those inside it, else the last one before it."""
+    inside = [r.step.name for r in records if lo <= r.step.at_ms < hi]
+    if inside:
+        return f" (steps {', '.join(repr(n) for n in inside)})"
+    before = [r.step.name for r in records if r.step.at_ms < lo]
+    return f" (after step {before[-1]!r})" if before else ""
 
 
 def _concentration(records: Sequence[Any]) -> int:
