@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from emulator.clock import ManualClock
 from emulator.device import CommandLedger, PumpDevice
 from emulator.faults import Fault
-from emulator.firmware.results import BolusStarted, RefillBegun, Refused, Staged
+from emulator.firmware.results import RefillBegun, Refused, Staged
 from emulator.profile import load_profile
 from emulator.pump import Pump
 from hil.programmer.core import Outcome, ProgrammerCore, Result
@@ -83,7 +83,6 @@ class StepResult:
     withdrawn_reported_nl: int | None = None
     resolved_by_status: bool = False
     skipped: str | None = None
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 PumpFactory = Callable[..., Pump]
@@ -260,8 +259,7 @@ class ApiBackend:
             raise ValueError(f"not a programmer step: {do}")
         if isinstance(result, Refused):
             return _refused(result)
-        info = {"volume_nl": result.volume_nl} if isinstance(result, BolusStarted) else {}
-        return StepResult("applied", command_ids=ids, info=info)
+        return StepResult("applied", command_ids=ids)
 
 
 # -- wire -----------------------------------------------------------------------------------

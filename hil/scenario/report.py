@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hil.scenario.oracles import Finding, Sample, fmt_time
 from hil.scenario.runner import RunResult
@@ -84,18 +85,22 @@ def print_table(results: Sequence[RunResult], console: Console) -> None:
             f"{held}/{len(r.findings)}",
         )
     console.print(table)
+    def line(text: str, style: str = "") -> None:
+        # Evidence lines are never wrapped or read as markup: a reviewer greps them.
+        console.print(Text(text, style=style), soft_wrap=True)
+
     for r in results:
         if r.verdict == "error":
-            console.print(f"[bold red]ERROR[/] {r.scenario.id}: {r.error}", markup=True)
+            line(f"ERROR {r.scenario.id} [{r.backend}]: {r.error}", "bold red")
         for f in r.findings:
             if f.ok is True:
                 continue
             label = "FAILED" if f.ok is False else "SKIPPED"
-            console.print(f"[bold]{label}[/] {r.scenario.id} [{r.backend}]: {f.where}: {f.what}")
-            console.print(f"    expected: {f.expected}", markup=False)
-            console.print(f"    happened: {f.happened}", markup=False)
+            line(f"{label} {r.scenario.id} [{r.backend}]: {f.where}: {f.what}", "bold")
+            line(f"    expected: {f.expected}")
+            line(f"    happened: {f.happened}")
             if f.at is not None:
-                console.print(f"    {f.at.describe()}", markup=False)
+                line(f"    {f.at.describe()}")
     counts = to_json(results)["counts"]
     console.print(", ".join(f"{n} {v}" for v, n in counts.items() if n))
 
