@@ -14,9 +14,9 @@ backend cannot do returns ``StepResult(skipped=REASON)``: reported skipped, neve
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -161,9 +161,7 @@ class Backend(Protocol):
 
 def _refused(refused: Refused) -> StepResult:
     fld = None if refused.field is FieldId.NONE else refused.field.name
-    return StepResult(
-        "refused", refused.code.name, fld, None if fld is None else refused.limit
-    )
+    return StepResult("refused", refused.code.name, fld, None if fld is None else refused.limit)
 
 
 def command_count(do: str) -> int:
@@ -292,10 +290,11 @@ class WireBackend:
     name = "wire"
 
     def __init__(self, pump: Pump, seed: int, ledger: CommandLedger | None = None) -> None:
-        rng = random.Random(seed)  # noqa: S311 - a seeded simulation, not crypto
+        rng = random.Random(seed)  # noqa: S311 (a seeded simulation: one seed, one run)
         keys = generate_keys(SERIAL, rng.randbytes(64))
         self.pump = pump
-        self.device = PumpDevice(pump, keys, random.Random(seed + 1).randbytes, ledger=ledger)
+        entropy = random.Random(seed + 1).randbytes  # noqa: S311 (seeded: one seed, one run)
+        self.device = PumpDevice(pump, keys, entropy, ledger=ledger)
         self.clock = ManualClock(pump.now_ms)
         self.link = WindowedLink()
         clinician = ProgrammerCore(SERIAL, Role.CLINICIAN, keys.clinician, rng.randbytes)
@@ -310,7 +309,9 @@ class WireBackend:
         self.pump.inject(fault)
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
-        self.link.windows.append((start_ms, end_ms, ProxyEngine([spec], seed=seed, start_ms=start_ms)))
+        self.link.windows.append(
+            (start_ms, end_ms, ProxyEngine([spec], seed=seed, start_ms=start_ms))
+        )
         return None
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ Exit codes: 0 when every run passed (every expectation and oracle held, nothing 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -89,8 +90,6 @@ def list_builtin(as_json: bool) -> None:
     """List the built-in scenario library: id, hazards, title."""
     scenarios = builtin_scenarios()
     if as_json:
-        import json
-
         for sc in scenarios:
             click.echo(json.dumps({"id": sc.id, "hazards": list(sc.hazards), "title": sc.title}))
         return
@@ -118,10 +117,13 @@ def list_builtin(as_json: bool) -> None:
 @click.option("--hazard", "hazard", metavar="ID", help="Run only scenarios for this hazard id.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option(
-    "--junit", "junit", type=click.Path(dir_okay=False), metavar="FILE",
+    "--junit",
+    "junit",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="Also write JUnit XML to FILE.",
 )
-def run_command(
+def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     paths: tuple[str, ...],
     builtin: bool,
     backend: str,

@@ -16,7 +16,7 @@ import dataclasses
 import itertools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,16 @@ from hil.ctl import prescription_file
 from hil.ctl import quantities as q
 from hil.errors import UsageError
 from hil.proxy.faults import FaultKind, FaultSpecError, parse_fault_table
-from hil.scenario.model import ACTIONS, OUTCOMES, PROGRAMMER_ACTIONS, Expect, Oracle, Scenario, Setup, Step
+from hil.scenario.model import (
+    ACTIONS,
+    OUTCOMES,
+    PROGRAMMER_ACTIONS,
+    Expect,
+    Oracle,
+    Scenario,
+    Setup,
+    Step,
+)
 from protocol.device_state import AlarmKind, EventKind, TherapyState
 from protocol.documents import DocumentError, parse_toml
 from protocol.prescription import Prescription
@@ -91,7 +100,7 @@ class ScenarioError(UsageError):
     """A scenario file that cannot be run: ``file:line: what is wrong``."""
 
 
-class _Bad(Exception):
+class _FileError(Exception):
     def __init__(self, path: Path_, message: str) -> None:
         super().__init__(message)
         self.path = path
@@ -182,10 +191,8 @@ def loads(text: str, name: str = "<scenario>", *, base: Path | None = None) -> l
         raise ScenarioError(f"{name}:{line}: {message}") from None
     lines = _Lines(text)
     try:
-        runs = [
-            _build(doc, name, base or Path.cwd(), values) for doc, values in _expand(document)
-        ]
-    except _Bad as bad:
+        runs = [_build(doc, name, base or Path.cwd(), values) for doc, values in _expand(document)]
+    except _FileError as bad:
         raise ScenarioError(f"{name}:{lines.line(bad.path)}: {bad.message}") from None
     return [
         dataclasses.replace(
@@ -209,22 +216,22 @@ def _expand(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str,
     if sweep is None:
         return [(dict(document), {})]
     if not isinstance(sweep, Mapping):
-        raise _Bad(("sweep",), "sweep must be a table of key = [values] or {from, to, step}")
+        raise _FileError(("sweep",), "sweep must be a table of key = [values] or {from, to, step}")
     axes: list[tuple[str, list[Any]]] = []
     for key, spec in sweep.items():
         values = _sweep_values(key, spec)
         if not values:
-            raise _Bad(("sweep", key), f"sweep {key!r} expands to nothing")
+            raise _FileError(("sweep", key), f"sweep {key!r} expands to nothing")
         if key != "seed":
             _sweep_target(document, key)
         axes.append((key, values))
     if not axes:
-        raise _Bad(("sweep",), "the sweep table is empty: it expands to nothing")
+        raise _FileError(("sweep",), "the sweep table is empty: it expands to nothing")
     total = 1
     for _, values in axes:
         total *= len(values)
     if total > MAX_SWEEP_RUNS:
-        raise _Bad(("sweep",), f"the sweep expands to {total} runs, at most {MAX_SWEEP_RUNS}")
+        raise _FileError(("sweep",), f"the sweep expands to {total} runs, at most {MAX_SWEEP_RUNS}")
     runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for combo in itertools.product(*(values for _, values in axes)):
         doc = copy.deepcopy(dict(document))
@@ -253,14 +260,16 @@ def _sweep_values(key: str, spec: Any) -> list[Any]:
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"from", "to", "step"}
         if unknown or not {"from", "to"} <= set(spec):
-            raise _Bad(("sweep", key), f"sweep {key!r}: a range is {{from = A, to = B, step = S}}")
+            raise _FileError(
+                ("sweep", key), f"sweep {key!r}: a range is {{from = A, to = B, step = S}}"
+            )
         low, high, stride = spec["from"], spec["to"], spec.get("step", 1)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high, stride)):
-            raise _Bad(("sweep", key), f"sweep {key!r}: from, to and step must be integers")
+            raise _FileError(("sweep", key), f"sweep {key!r}: from, to and step must be integers")
         if stride < 1:
-            raise _Bad(("sweep", key), f"sweep {key!r}: step must be at least 1")
+            raise _FileError(("sweep", key), f"sweep {key!r}: step must be at least 1")
         return list(range(low, high + 1, stride))
-    raise _Bad(("sweep", key), f"sweep {key!r} must be a list or a range table")
+    raise _FileError(("sweep", key), f"sweep {key!r} must be a list or a range table")
 
 
 def _sweep_target(doc: Mapping[str, Any], key: str) -> list[str | int]:
@@ -272,10 +281,10 @@ def _sweep_target(doc: Mapping[str, Any], key: str) -> list[str | int]:
             isinstance(table, list) and isinstance(part, int) and part < len(table)
         )
         if not ok:
-            raise _Bad(("sweep", key), f"sweep key {key!r} names nothing in this file")
+            raise _FileError(("sweep", key), f"sweep key {key!r} names nothing in this file")
         table = table[part]
     if not isinstance(table, Mapping | list):
-        raise _Bad(("sweep", key), f"sweep key {key!r} names nothing in this file")
+        raise _FileError(("sweep", key), f"sweep key {key!r} names nothing in this file")
     return parts
 
 
@@ -284,11 +293,11 @@ def _sweep_target(doc: Mapping[str, Any], key: str) -> list[str | int]:
 
 def _keys(table: Any, allowed: frozenset[str], path: Path_, what: str) -> Mapping[str, Any]:
     if not isinstance(table, Mapping):
-        raise _Bad(path, f"{what} must be a table")
+        raise _FileError(path, f"{what} must be a table")
     for key in table:
         if key not in allowed:
             hint = ", ".join(sorted(allowed)) or "none"
-            raise _Bad((*path, key), f"unknown key {key!r} in {what} (allowed: {hint})")
+            raise _FileError((*path, key), f"unknown key {key!r} in {what} (allowed: {hint})")
     return table
 
 
@@ -296,15 +305,15 @@ def _str(table: Mapping[str, Any], key: str, path: Path_, default: str | None = 
     value = table.get(key, default)
     if not isinstance(value, str):
         if value is None:
-            raise _Bad((*path, key), f"{key} is missing")
-        raise _Bad((*path, key), f"{key} must be a string, got {_show(value)}")
+            raise _FileError((*path, key), f"{key} is missing")
+        raise _FileError((*path, key), f"{key} must be a string, got {_show(value)}")
     return value
 
 
 def _int(table: Mapping[str, Any], key: str, path: Path_, default: int) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad((*path, key), f"{key} must be an integer, got {_show(value)}")
+        raise _FileError((*path, key), f"{key} must be an integer, got {_show(value)}")
     return value
 
 
@@ -317,11 +326,11 @@ def _quantity(table: Mapping[str, Any], key: str, path: Path_, parse: Any) -> in
         return None
     value = table[key]
     if not isinstance(value, str):
-        raise _Bad((*path, key), f"{key} must be a string with its unit, got {_show(value)}")
+        raise _FileError((*path, key), f"{key} must be a string with its unit, got {_show(value)}")
     try:
         result: int = parse(value)
     except q.QuantityError as exc:
-        raise _Bad((*path, key), f"{key}: {exc}") from None
+        raise _FileError((*path, key), f"{key}: {exc}") from None
     return result
 
 
@@ -339,11 +348,13 @@ def _time(table: Mapping[str, Any], key: str, path: Path_) -> int | None:
         return None
     value = table[key]
     if not isinstance(value, str):
-        raise _Bad((*path, key), f"{key} must be a time string like \"2d 08:00\", got {_show(value)}")
+        raise _FileError(
+            (*path, key), f'{key} must be a time string like "2d 08:00", got {_show(value)}'
+        )
     try:
         return parse_time(value)
     except q.QuantityError as exc:
-        raise _Bad((*path, key), f"{key}: {exc}") from None
+        raise _FileError((*path, key), f"{key}: {exc}") from None
 
 
 def _duration_ms(table: Mapping[str, Any], key: str, path: Path_) -> int | None:
@@ -353,17 +364,17 @@ def _duration_ms(table: Mapping[str, Any], key: str, path: Path_) -> int | None:
 
 def _name_of(enum: Any, value: Any, path: Path_, what: str) -> str:
     if not isinstance(value, str):
-        raise _Bad(path, f"{what} must be a name, got {_show(value)}")
+        raise _FileError(path, f"{what} must be a name, got {_show(value)}")
     key = value.strip().upper().replace("-", "_").replace(" ", "_")
     if key not in enum.__members__:
         known = ", ".join(enum.__members__)
-        raise _Bad(path, f"unknown {what} {value!r} (known: {known})")
+        raise _FileError(path, f"unknown {what} {value!r} (known: {known})")
     return key
 
 
 def _names(enum: Any, value: Any, path: Path_, what: str) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise _Bad(path, f"{what}s must be a list of names, got {_show(value)}")
+        raise _FileError(path, f"{what}s must be a list of names, got {_show(value)}")
     return tuple(_name_of(enum, v, path, what) for v in value)
 
 
@@ -371,27 +382,29 @@ def _build(doc: Mapping[str, Any], name: str, base: Path, sweep: Mapping[str, An
     _keys(doc, _TOP, (), "a scenario")
     sid = _str(doc, "id", ())
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-\[\]=,% ]{0,200}", sid):
-        raise _Bad(("id",), f"id {sid!r} must be letters, digits, '-', '_' or '.'")
+        raise _FileError(("id",), f"id {sid!r} must be letters, digits, '-', '_' or '.'")
     title = _str(doc, "title", ())
     hazards = doc.get("hazards", [])
     if not isinstance(hazards, list) or not all(isinstance(h, str) for h in hazards):
-        raise _Bad(("hazards",), "hazards must be a list of ids like \"H13\"")
+        raise _FileError(("hazards",), 'hazards must be a list of ids like "H13"')
     for hazard in hazards:
         if not HAZARD_ID.match(hazard):
-            raise _Bad(("hazards",), f"unknown hazard {hazard!r}: ids are H1-H17, C1-C5 (docs/hazards.md)")
+            raise _FileError(
+                ("hazards",), f"unknown hazard {hazard!r}: ids are H1-H17, C1-C5 (docs/hazards.md)"
+            )
     tags = doc.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise _Bad(("tags",), "tags must be a list of strings")
+        raise _FileError(("tags",), "tags must be a list of strings")
     seed = _int(doc, "seed", (), 0)
     if not 0 <= seed < 2**64:
-        raise _Bad(("seed",), "seed must be 0..2^64-1")
-    setup, profile = _setup(doc.get("setup", {}), base)
-    steps = _steps(doc.get("steps", []), setup, profile, base)
+        raise _FileError(("seed",), "seed must be 0..2^64-1")
+    setup, _profile_checked = _setup(doc.get("setup", {}), base)
+    steps = _steps(doc.get("steps", []), setup, base)
     oracles = _oracles(doc.get("oracles", []), steps)
     end = _time(doc, "end", ())
     last = steps[-1].at_ms if steps else 0
     if end is not None and end < last:
-        raise _Bad(("end",), f"end is before the last step (time going backwards)")
+        raise _FileError(("end",), "end is before the last step (time going backwards)")
     return Scenario(
         id=sid,
         title=title,
@@ -420,7 +433,7 @@ def _setup(table: Any, base: Path) -> tuple[Setup, Profile]:
     try:
         profile = _profile(profile_name, base)
     except ProfileError as exc:
-        raise _Bad((*path, "profile"), str(exc)) from None
+        raise _FileError((*path, "profile"), str(exc)) from None
     if profile_name not in builtin_profile_names():
         profile_name = str((base / profile_name).resolve())
     age = _quantity(t, "age", path, q.parse_duration) or 0
@@ -428,33 +441,48 @@ def _setup(table: Any, base: Path) -> tuple[Setup, Profile]:
     try:
         clock = q.parse_pump_time(clock_text) if clock_text.lower() != "now" else -1
     except q.QuantityError as exc:
-        raise _Bad((*path, "clock"), f"clock: {exc}") from None
+        raise _FileError((*path, "clock"), f"clock: {exc}") from None
     if clock < age * 1_000:
-        raise _Bad((*path, "clock"), "clock must be a fixed time (not 'now') after the pump's age")
+        raise _FileError(
+            (*path, "clock"), "clock must be a fixed time (not 'now') after the pump's age"
+        )
     res = _keys(t.get("reservoir", {}), _RESERVOIR, (*path, "reservoir"), "setup.reservoir")
     volume = _quantity(res, "volume", (*path, "reservoir"), q.parse_volume)
     if volume is not None and volume > profile.reservoir_usable_nl:
-        raise _Bad((*path, "reservoir", "volume"), f"volume is above the profile's usable {q.volume(profile.reservoir_usable_nl)}")
+        raise _FileError(
+            (*path, "reservoir", "volume"),
+            f"volume is above the profile's usable {q.volume(profile.reservoir_usable_nl)}",
+        )
     conc = _quantity(res, "concentration", (*path, "reservoir"), q.parse_concentration)
     drug = res.get("drug")
     if drug is not None and not isinstance(drug, str):
-        raise _Bad((*path, "reservoir", "drug"), "drug must be a string")
+        raise _FileError((*path, "reservoir", "drug"), "drug must be a string")
     cat = _keys(t.get("catheter", {}), _CATHETER, (*path, "catheter"), "setup.catheter")
     length = cat.get("length_cm")
     if length is not None and (
-        isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= profile.catheter_max_length_cm
+        isinstance(length, bool)
+        or not isinstance(length, int)
+        or not 1 <= length <= profile.catheter_max_length_cm
     ):
-        raise _Bad((*path, "catheter", "length_cm"), f"length_cm must be an integer 1..{profile.catheter_max_length_cm}")
+        raise _FileError(
+            (*path, "catheter", "length_cm"),
+            f"length_cm must be an integer 1..{profile.catheter_max_length_cm}",
+        )
     primed = cat.get("primed", True)
     if not isinstance(primed, bool):
-        raise _Bad((*path, "catheter", "primed"), "primed must be true or false")
+        raise _FileError((*path, "catheter", "primed"), "primed must be true or false")
     rx = None
     if "prescription" in t:
         rx = _prescription(t["prescription"], (*path, "prescription"), base)
         if conc is not None and conc != rx.concentration_ug_per_ml:
-            raise _Bad((*path, "reservoir", "concentration"), "the reservoir's concentration differs from the prescription's")
+            raise _FileError(
+                (*path, "reservoir", "concentration"),
+                "the reservoir's concentration differs from the prescription's",
+            )
         if drug is not None and drug.lower() != rx.drug_name.lower():
-            raise _Bad((*path, "reservoir", "drug"), "the reservoir's drug differs from the prescription's")
+            raise _FileError(
+                (*path, "reservoir", "drug"), "the reservoir's drug differs from the prescription's"
+            )
         conc, drug = rx.concentration_ug_per_ml, rx.drug_name
     setup = Setup(
         profile=profile_name,
@@ -477,13 +505,13 @@ def _prescription(value: Any, path: Path_, base: Path) -> Prescription:
         if isinstance(value, Mapping):
             return prescription_file.from_table(value, "prescription").prescription
     except prescription_file.PrescriptionFileError as exc:
-        raise _Bad(path, str(exc)) from None
-    raise _Bad(path, "prescription must be an inline table or a prescription file's path")
+        raise _FileError(path, str(exc)) from None
+    raise _FileError(path, "prescription must be an inline table or a prescription file's path")
 
 
-def _steps(value: Any, setup: Setup, profile: Profile, base: Path) -> tuple[Step, ...]:
+def _steps(value: Any, setup: Setup, base: Path) -> tuple[Step, ...]:
     if not isinstance(value, list):
-        raise _Bad(("steps",), "steps must be an array of tables: [[steps]]")
+        raise _FileError(("steps",), "steps must be an array of tables: [[steps]]")
     steps: list[Step] = []
     now = 0
     concentration = setup.concentration_ug_per_ml
@@ -491,10 +519,10 @@ def _steps(value: Any, setup: Setup, profile: Profile, base: Path) -> tuple[Step
     for index, raw in enumerate(value):
         path: Path_ = ("steps", index)
         if not isinstance(raw, Mapping):
-            raise _Bad(path, "a step must be a table")
+            raise _FileError(path, "a step must be a table")
         do = raw.get("do")
-        if do not in _STEP_KEYS:
-            raise _Bad((*path, "do"), f"unknown step {do!r} (known: {', '.join(ACTIONS)})")
+        if not isinstance(do, str) or do not in _STEP_KEYS:
+            raise _FileError((*path, "do"), f"unknown step {do!r} (known: {', '.join(ACTIONS)})")
         allowed = _STEP_COMMON | _STEP_KEYS[do]
         if do in PROGRAMMER_ACTIONS:
             allowed |= _PROGRAMMER_COMMON
@@ -502,16 +530,18 @@ def _steps(value: Any, setup: Setup, profile: Profile, base: Path) -> tuple[Step
         at = _time(t, "at", path)
         after = _duration_ms(t, "after", path)
         if at is not None and after is not None:
-            raise _Bad((*path, "after"), "give at or after, not both")
+            raise _FileError((*path, "after"), "give at or after, not both")
         when = at if at is not None else now + (after or 0)
         if when < now:
-            raise _Bad((*path, "at"), f"time going backwards: this step is before the previous one")
+            raise _FileError(
+                (*path, "at"), "time going backwards: this step is before the previous one"
+            )
         now = when
         step_name = _str(t, "name", path, f"{do}-{index + 1}")
         if step_name in names:
-            raise _Bad((*path, "name"), f"two steps are named {step_name!r}")
+            raise _FileError((*path, "name"), f"two steps are named {step_name!r}")
         names.add(step_name)
-        params, concentration = _params(do, t, path, concentration, profile, base)
+        params, concentration = _params(do, t, path, concentration, base)
         expect = _expect(t["expect"], (*path, "expect")) if "expect" in t else None
         line = 0  # filled by the caller's _Lines when reporting; kept for reports
         steps.append(Step(index, line, when, do, step_name, params, expect))
@@ -524,13 +554,13 @@ def _dose(t: Mapping[str, Any], key: str, path: Path_, concentration: int | None
     text = t[key]
     if isinstance(text, str) and q.is_mass(text):
         if concentration is None:
-            raise _Bad((*path, key), f"{key} is a mass but no concentration is known here")
+            raise _FileError((*path, key), f"{key} is a mass but no concentration is known here")
         mass = _quantity(t, key, path, q.parse_mass)
         assert mass is not None
         try:
             return q.volume_for_mass(text, mass, concentration, "nL")
         except q.QuantityError as exc:
-            raise _Bad((*path, key), f"{key}: {exc}") from None
+            raise _FileError((*path, key), f"{key}: {exc}") from None
     return _quantity(t, key, path, q.parse_volume)
 
 
@@ -539,23 +569,22 @@ def _params(
     t: Mapping[str, Any],
     path: Path_,
     concentration: int | None,
-    profile: Profile,
     base: Path,
 ) -> tuple[dict[str, Any], int | None]:
     p: dict[str, Any] = {}
     if do in PROGRAMMER_ACTIONS:
         role = _str(t, "role", path, "patient" if do == "patient-bolus" else "clinician")
         if role not in ("patient", "clinician"):
-            raise _Bad((*path, "role"), "role must be \"patient\" or \"clinician\"")
+            raise _FileError((*path, "role"), 'role must be "patient" or "clinician"')
         p["role"] = role
     if do == "interrogate":
         read = _str(t, "read", path, "status")
         if read not in READS:
-            raise _Bad((*path, "read"), f"read must be one of {', '.join(READS)}")
+            raise _FileError((*path, "read"), f"read must be one of {', '.join(READS)}")
         p["read"] = read
     elif do == "program":
         if "prescription" not in t:
-            raise _Bad(path, "a program step needs prescription (inline table or file)")
+            raise _FileError(path, "a program step needs prescription (inline table or file)")
         rx = _prescription(t["prescription"], (*path, "prescription"), base)
         p["prescription"] = rx
         concentration = rx.concentration_ug_per_ml
@@ -563,14 +592,14 @@ def _params(
         dose = _dose(t, "dose", path, concentration)
         duration = _quantity(t, "duration", path, q.parse_duration)
         if dose is None or duration is None:
-            raise _Bad(path, "a clinician-bolus step needs dose and duration")
+            raise _FileError(path, "a clinician-bolus step needs dose and duration")
         p.update(dose_nl=dose, duration_s=duration)
     elif do == "prime":
         p["volume_nl"] = _quantity(t, "volume", path, q.parse_volume)
     elif do == "refill":
         volume = _quantity(t, "volume", path, q.parse_volume)
         if volume is None:
-            raise _Bad(path, "a refill step needs volume (what the clinician enters)")
+            raise _FileError(path, "a refill step needs volume (what the clinician enters)")
         new_conc = _quantity(t, "concentration", path, q.parse_concentration)
         p.update(
             volume_nl=volume,
@@ -588,7 +617,7 @@ def _params(
         try:
             p["time_ms"] = q.parse_pump_time(text)
         except q.QuantityError as exc:
-            raise _Bad((*path, "time"), f"time: {exc}") from None
+            raise _FileError((*path, "time"), f"time: {exc}") from None
     elif do == "fault":
         p.update(_plant_fault(t, path))
     elif do == "link-fault":
@@ -603,24 +632,25 @@ def _plant_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
     name = _str(t, "fault", path)
     key = FAULT_ALIASES.get(name, name)
     if key not in FAULTS:
-        raise _Bad((*path, "fault"), f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+        raise _FileError((*path, "fault"), f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
     raw = t.get("params", {})
     if not isinstance(raw, Mapping):
-        raise _Bad((*path, "params"), "params must be a table")
+        raise _FileError((*path, "params"), "params must be a table")
     params: dict[str, Any] = {}
     for pname, value in raw.items():
         if isinstance(value, str) and pname.endswith("_s"):
-            value = _quantity(raw, pname, (*path, "params"), q.parse_duration)
+            params[pname] = _quantity(raw, pname, (*path, "params"), q.parse_duration)
         elif isinstance(value, str) and pname.endswith("_nl"):
-            value = _quantity(raw, pname, (*path, "params"), q.parse_volume)
-        params[pname] = value
+            params[pname] = _quantity(raw, pname, (*path, "params"), q.parse_volume)
+        else:
+            params[pname] = value
     missing = [n for n, (required, _) in FAULTS[key].params.items() if required and n not in params]
     if missing:
-        raise _Bad((*path, "fault"), f"fault {key!r} needs parameter {missing[0]!r}")
+        raise _FileError((*path, "fault"), f"fault {key!r} needs parameter {missing[0]!r}")
     try:
         build_fault(key, params)
     except ValueError as exc:
-        raise _Bad((*path, "params"), str(exc)) from None
+        raise _FileError((*path, "params"), str(exc)) from None
     return {"fault": key, "params": params}
 
 
@@ -628,10 +658,10 @@ def _link_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
     kind = _str(t, "kind", path)
     if kind not in {k.value for k in FaultKind}:
         known = ", ".join(k.value for k in FaultKind)
-        raise _Bad((*path, "kind"), f"unknown link fault {kind!r} (known: {known})")
+        raise _FileError((*path, "kind"), f"unknown link fault {kind!r} (known: {known})")
     duration = _duration_ms(t, "duration", path)
     if duration is None or duration < 1:
-        raise _Bad((*path, "duration"), "a link-fault step needs duration (its window)")
+        raise _FileError((*path, "duration"), "a link-fault step needs duration (its window)")
     table: dict[str, Any] = dict(t.get("params", {}))
     table["when"] = t.get("when", 1.0)
     if "dir" in t:
@@ -639,7 +669,7 @@ def _link_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
     try:
         spec = parse_fault_table(kind, table, "link fault")
     except FaultSpecError as exc:
-        raise _Bad(path, str(exc)) from None
+        raise _FileError(path, str(exc)) from None
     return {"spec": spec, "duration_ms": duration}
 
 
@@ -647,22 +677,30 @@ def _expect(value: Any, path: Path_) -> Expect:
     t = _keys(value, _EXPECT, path, "expect")
     outcome = t.get("outcome")
     if outcome is not None and outcome not in OUTCOMES:
-        raise _Bad((*path, "outcome"), f"outcome must be one of: {', '.join(OUTCOMES)}")
-    refusal = _name_of(RefusalCode, t["refusal"], (*path, "refusal"), "refusal code") if "refusal" in t else None
+        raise _FileError((*path, "outcome"), f"outcome must be one of: {', '.join(OUTCOMES)}")
+    refusal = (
+        _name_of(RefusalCode, t["refusal"], (*path, "refusal"), "refusal code")
+        if "refusal" in t
+        else None
+    )
     field = _name_of(FieldId, t["field"], (*path, "field"), "field") if "field" in t else None
     limit = None
     if "limit" in t:
         raw = t["limit"]
         if isinstance(raw, bool) or not isinstance(raw, int | str):
-            raise _Bad((*path, "limit"), f"limit must be an integer or a quantity, got {_show(raw)}")
+            raise _FileError(
+                (*path, "limit"), f"limit must be an integer or a quantity, got {_show(raw)}"
+            )
         limit = raw if isinstance(raw, int) else _any_quantity(raw, (*path, "limit"))
     state = _name_of(TherapyState, t["state"], (*path, "state"), "state") if "state" in t else None
     alarms = _names(AlarmKind, t["alarms"], (*path, "alarms"), "alarm") if "alarms" in t else None
     log = _names(EventKind, t["log"], (*path, "log"), "log entry") if "log" in t else None
-    no_log = _names(EventKind, t["no_log"], (*path, "no_log"), "log entry") if "no_log" in t else None
+    no_log = (
+        _names(EventKind, t["no_log"], (*path, "no_log"), "log entry") if "no_log" in t else None
+    )
     discrepancy = t.get("discrepancy")
     if discrepancy is not None and discrepancy not in ("flagged", "none"):
-        raise _Bad((*path, "discrepancy"), "discrepancy must be \"flagged\" or \"none\"")
+        raise _FileError((*path, "discrepancy"), 'discrepancy must be "flagged" or "none"')
     return Expect(outcome, refusal, field, limit, state, alarms, log, no_log, discrepancy)
 
 
@@ -675,64 +713,93 @@ def _any_quantity(text: str, path: Path_) -> int:
         except q.QuantityError:
             continue
         return result
-    raise _Bad(path, f"limit {text!r} is not a volume, rate, daily dose, mass or duration")
+    raise _FileError(path, f"limit {text!r} is not a volume, rate, daily dose, mass or duration")
 
 
 def _oracles(value: Any, steps: Sequence[Step]) -> tuple[Oracle, ...]:
     if not isinstance(value, list):
-        raise _Bad(("oracles",), "oracles must be an array of tables: [[oracles]]")
+        raise _FileError(("oracles",), "oracles must be an array of tables: [[oracles]]")
     by_name = {s.name: s for s in steps}
     out: list[Oracle] = []
     for index, raw in enumerate(value):
         path: Path_ = ("oracles", index)
         if not isinstance(raw, Mapping):
-            raise _Bad(path, "an oracle must be a table")
+            raise _FileError(path, "an oracle must be a table")
         check = raw.get("check")
-        if check not in _ORACLE_KEYS:
-            raise _Bad((*path, "check"), f"unknown oracle {check!r} (known: {', '.join(ORACLE_CHECKS)})")
+        if not isinstance(check, str) or check not in _ORACLE_KEYS:
+            known = ", ".join(ORACLE_CHECKS)
+            raise _FileError((*path, "check"), f"unknown oracle {check!r} (known: {known})")
         t = _keys(raw, _ORACLE_KEYS[check] | {"check"}, path, f"a {check} oracle")
-        p: dict[str, Any] = {}
-        if check in ("dose", "reservoir"):
-            p["from_ms"] = _time(t, "from", path) or 0
-            p["to_ms"] = _time(t, "to", path)
-        if check == "dose":
-            p["per_ms"] = _duration_ms(t, "per", path)
-            for key in ("believed", "patient", "patient_at_most", "patient_at_least"):
-                p[key] = _quantity(t, key, path, q.parse_percent)
-            if all(p[k] is None for k in ("believed", "patient", "patient_at_most", "patient_at_least")):
-                raise _Bad(path, "a dose oracle needs believed, patient, patient_at_most or patient_at_least")
-        elif check == "reservoir":
-            p["every_ms"] = _duration_ms(t, "every", path)
-            p["max_gap_nl"] = _quantity(t, "max_gap", path, q.parse_volume)
-            p["min_gap_nl"] = _quantity(t, "min_gap", path, q.parse_volume)
-            if p["max_gap_nl"] is None and p["min_gap_nl"] is None:
-                raise _Bad(path, "a reservoir oracle needs max_gap or min_gap")
-        elif check == "refill-discrepancy":
-            step = _str(t, "step", path)
-            if step not in by_name or by_name[step].do != "refill":
-                raise _Bad((*path, "step"), f"no refill step named {step!r}")
-            p["step"] = step
-            flagged = t.get("flagged")
-            if not isinstance(flagged, bool):
-                raise _Bad((*path, "flagged"), "flagged must be true or false")
-            p["flagged"] = flagged
-            sign = t.get("sign")
-            if sign is not None and sign not in SIGNS:
-                raise _Bad((*path, "sign"), f"sign must be one of {', '.join(SIGNS)}")
-            p["sign"] = sign
-        elif check == "alarm-latency":
-            step = _str(t, "fault", path)
-            if step not in by_name:
-                raise _Bad((*path, "fault"), f"no step named {step!r}")
-            p["fault"] = step
-            p["alarm"] = _name_of(AlarmKind, t.get("alarm"), (*path, "alarm"), "alarm")
-            never = t.get("never", False)
-            if not isinstance(never, bool):
-                raise _Bad((*path, "never"), "never must be true or false")
-            within = _duration_ms(t, "within", path)
-            if never == (within is not None):
-                raise _Bad(path, "an alarm-latency oracle needs within = DURATION or never = true")
-            p["never"] = never
-            p["within_ms"] = within
-        out.append(Oracle(index, 0, check, p))
+        out.append(Oracle(index, 0, check, _ORACLE_PARSERS[check](t, path, by_name)))
     return tuple(out)
+
+
+def _window(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
+    return {"from_ms": _time(t, "from", path) or 0, "to_ms": _time(t, "to", path)}
+
+
+def _dose_oracle(t: Mapping[str, Any], path: Path_, _: Mapping[str, Step]) -> dict[str, Any]:
+    p = _window(t, path)
+    p["per_ms"] = _duration_ms(t, "per", path)
+    shares = ("believed", "patient", "patient_at_most", "patient_at_least")
+    for key in shares:
+        p[key] = _quantity(t, key, path, q.parse_percent)
+    if all(p[k] is None for k in shares):
+        raise _FileError(path, f"a dose oracle needs one of {', '.join(shares)}")
+    return p
+
+
+def _reservoir_oracle(t: Mapping[str, Any], path: Path_, _: Mapping[str, Step]) -> dict[str, Any]:
+    p = _window(t, path)
+    p["every_ms"] = _duration_ms(t, "every", path)
+    p["max_gap_nl"] = _quantity(t, "max_gap", path, q.parse_volume)
+    p["min_gap_nl"] = _quantity(t, "min_gap", path, q.parse_volume)
+    if p["max_gap_nl"] is None and p["min_gap_nl"] is None:
+        raise _FileError(path, "a reservoir oracle needs max_gap or min_gap")
+    return p
+
+
+def _refill_oracle(
+    t: Mapping[str, Any], path: Path_, by_name: Mapping[str, Step]
+) -> dict[str, Any]:
+    step = _str(t, "step", path)
+    if step not in by_name or by_name[step].do != "refill":
+        raise _FileError((*path, "step"), f"no refill step named {step!r}")
+    flagged = t.get("flagged")
+    if not isinstance(flagged, bool):
+        raise _FileError((*path, "flagged"), "flagged must be true or false")
+    sign = t.get("sign")
+    if sign is not None and sign not in SIGNS:
+        raise _FileError((*path, "sign"), f"sign must be one of {', '.join(SIGNS)}")
+    return {"step": step, "flagged": flagged, "sign": sign}
+
+
+def _latency_oracle(
+    t: Mapping[str, Any], path: Path_, by_name: Mapping[str, Step]
+) -> dict[str, Any]:
+    step = _str(t, "fault", path)
+    if step not in by_name:
+        raise _FileError((*path, "fault"), f"no step named {step!r}")
+    alarm = _name_of(AlarmKind, t.get("alarm"), (*path, "alarm"), "alarm")
+    never = t.get("never", False)
+    if not isinstance(never, bool):
+        raise _FileError((*path, "never"), "never must be true or false")
+    within = _duration_ms(t, "within", path)
+    if never == (within is not None):
+        raise _FileError(path, "an alarm-latency oracle needs within = DURATION or never = true")
+    return {"fault": step, "alarm": alarm, "never": never, "within_ms": within}
+
+
+def _no_params(_t: Mapping[str, Any], _path: Path_, _: Mapping[str, Step]) -> dict[str, Any]:
+    return {}
+
+
+_ORACLE_PARSERS: Mapping[
+    str, Callable[[Mapping[str, Any], Path_, Mapping[str, Step]], dict[str, Any]]
+] = {
+    "dose": _dose_oracle,
+    "reservoir": _reservoir_oracle,
+    "refill-discrepancy": _refill_oracle,
+    "alarm-latency": _latency_oracle,
+    "exactly-once": _no_params,
+}

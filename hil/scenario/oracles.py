@@ -10,7 +10,7 @@ shared the code it judges would agree with its bugs. Masses are integer pg.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,8 @@ def _entries(log: Sequence[LogEntry], start: int, end: int) -> list[LogEntry]:
 
 
 def _step_where(scenario: Scenario, step: Step) -> str:
-    return f"{scenario.path}:{step.line}: step {step.index + 1} {step.name!r} ({step.do} at {fmt_time(step.at_ms)})"
+    when = fmt_time(step.at_ms)
+    return f"{scenario.path}:{step.line}: step {step.index + 1} {step.name!r} ({step.do} at {when})"
 
 
 def judge(
@@ -210,14 +211,26 @@ def _expectations(scenario: Scenario, record: Any, log: Sequence[LogEntry]) -> l
     if exp.log is not None:
         missing = [k for k in exp.log if k not in kinds]
         out.append(
-            Finding(where, "log written", not missing, f"includes {list(exp.log)}",
-                    f"missing {missing}; written {sorted(kinds)}" if missing else "all written", at)
+            Finding(
+                where,
+                "log written",
+                not missing,
+                f"includes {list(exp.log)}",
+                f"missing {missing}; written {sorted(kinds)}" if missing else "all written",
+                at,
+            )
         )
     if exp.no_log is not None:
         present = [k for k in exp.no_log if k in kinds]
         out.append(
-            Finding(where, "log not written", not present, f"none of {list(exp.no_log)}",
-                    f"written {present}" if present else "none written", at)
+            Finding(
+                where,
+                "log not written",
+                not present,
+                f"none of {list(exp.no_log)}",
+                f"written {present}" if present else "none written",
+                at,
+            )
         )
     if exp.discrepancy is not None:
         flagged = _discrepancy_flagged(result, log)
@@ -235,7 +248,7 @@ def _discrepancy_flagged(result: Any, log: Sequence[LogEntry]) -> bool:
 # -- oracles --------------------------------------------------------------------------------
 
 
-def _windows(p: dict[str, Any], end_ms: int) -> list[tuple[int, int]]:
+def _windows(p: Mapping[str, Any], end_ms: int) -> list[tuple[int, int]]:
     start = p["from_ms"]
     stop = p["to_ms"] if p["to_ms"] is not None else end_ms
     per = p.get("per_ms")
@@ -245,12 +258,13 @@ def _windows(p: dict[str, Any], end_ms: int) -> list[tuple[int, int]]:
 
 
 def _pct(ppm: int) -> str:
-    return f"{ppm / 10_000:g}%"
+    whole, frac = divmod(ppm, 10_000)
+    return f"{whole}.{frac:04d}".rstrip("0").rstrip(".") + "%"
 
 
-def _dose(
+def _dose(  # noqa: PLR0917 (one oracle's inputs, called from one place)
     where: str,
-    p: dict[str, Any],
+    p: Mapping[str, Any],
     samples: Sequence[Sample],
     end_ms: int,
     stroke_nl: int,
@@ -266,27 +280,55 @@ def _dose(
         believed = b.believed_pg - a.believed_pg
         patient = b.patient_pg - a.patient_pg
         slack = SLACK_STROKES * stroke_nl * _concentration(records)
-        rows.append({"from": fmt_time(lo), "to": fmt_time(hi), "programmed_pg": programmed,
-                     "believed_pg": believed, "patient_pg": patient})
+        rows.append(
+            {
+                "from": fmt_time(lo),
+                "to": fmt_time(hi),
+                "programmed_pg": programmed,
+                "believed_pg": believed,
+                "patient_pg": patient,
+            }
+        )
         window = f"window {fmt_time(lo)}..{fmt_time(hi)}{_steps_near(records, lo, hi)}"
-        figures = (f"programmed {q.mass(programmed)}, believed {q.mass(believed)}, "
-                   f"to the patient {q.mass(patient)}")
+        figures = (
+            f"programmed {q.mass(programmed)}, believed {q.mass(believed)}, "
+            f"to the patient {q.mass(patient)}"
+        )
         tests: list[tuple[str, bool, str]] = []
         if p["believed"] is not None:
             tol = programmed * p["believed"] // PPM + slack
-            tests.append(("believed vs programmed", abs(believed - programmed) <= tol,
-                          f"believed within {_pct(p['believed'])} of programmed"))
+            tests.append(
+                (
+                    "believed vs programmed",
+                    abs(believed - programmed) <= tol,
+                    f"believed within {_pct(p['believed'])} of programmed",
+                )
+            )
         if p["patient"] is not None:
             tol = programmed * p["patient"] // PPM + slack
-            tests.append(("patient vs programmed", abs(patient - programmed) <= tol,
-                          f"to the patient within {_pct(p['patient'])} of programmed"))
+            tests.append(
+                (
+                    "patient vs programmed",
+                    abs(patient - programmed) <= tol,
+                    f"to the patient within {_pct(p['patient'])} of programmed",
+                )
+            )
         if p["patient_at_most"] is not None:
-            tests.append(("patient at most", patient <= programmed * p["patient_at_most"] // PPM + slack,
-                          f"to the patient at most {_pct(p['patient_at_most'])} of programmed"))
+            tests.append(
+                (
+                    "patient at most",
+                    patient <= programmed * p["patient_at_most"] // PPM + slack,
+                    f"to the patient at most {_pct(p['patient_at_most'])} of programmed",
+                )
+            )
         if p["patient_at_least"] is not None:
-            tests.append(("patient at least",
-                          patient >= programmed * p["patient_at_least"] // PPM - slack,
-                          f"to the patient at least {_pct(p['patient_at_least'])} of programmed"))
+            tests.append(
+                (
+                    "patient at least",
+                    patient >= programmed * p["patient_at_least"] // PPM - slack,
+                    f"to the patient at least {_pct(p['patient_at_least'])} of programmed",
+                )
+            )
         for what, ok, expected in tests:
             out.append(Finding(where, f"dose {what}, {window}", ok, expected, figures, b))
     return out, rows
@@ -316,61 +358,124 @@ def _concentration(records: Sequence[Any]) -> int:
 
 
 def _reservoir(
-    where: str, p: dict[str, Any], samples: Sequence[Sample], end_ms: int
+    where: str, p: Mapping[str, Any], samples: Sequence[Sample], end_ms: int
 ) -> tuple[list[Finding], Any]:
     lo = p["from_ms"]
     hi = p["to_ms"] if p["to_ms"] is not None else end_ms
     inside = [s for s in samples if lo <= s.t_ms <= hi]
     if not inside:
-        return [Finding(where, "reservoir belief vs truth", False, "samples", "none in the window")], {}
+        return [
+            Finding(where, "reservoir belief vs truth", False, "samples", "none in the window")
+        ], {}
     worst = max(inside, key=lambda s: abs(s.reservoir_belief_nl - s.reservoir_truth_nl))
     gap = abs(worst.reservoir_belief_nl - worst.reservoir_truth_nl)
     out = []
     if p["max_gap_nl"] is not None:
-        out.append(Finding(where, "reservoir belief vs truth", gap <= p["max_gap_nl"],
-                           f"gap at most {q.volume(p['max_gap_nl'])} at every sample",
-                           f"largest gap {q.volume(gap)}", worst))
+        out.append(
+            Finding(
+                where,
+                "reservoir belief vs truth",
+                gap <= p["max_gap_nl"],
+                f"gap at most {q.volume(p['max_gap_nl'])} at every sample",
+                f"largest gap {q.volume(gap)}",
+                worst,
+            )
+        )
     if p["min_gap_nl"] is not None:
-        out.append(Finding(where, "reservoir belief vs truth", gap >= p["min_gap_nl"],
-                           f"gap at least {q.volume(p['min_gap_nl'])} at some sample",
-                           f"largest gap {q.volume(gap)}", worst))
+        out.append(
+            Finding(
+                where,
+                "reservoir belief vs truth",
+                gap >= p["min_gap_nl"],
+                f"gap at least {q.volume(p['min_gap_nl'])} at some sample",
+                f"largest gap {q.volume(gap)}",
+                worst,
+            )
+        )
     return out, {"largest_gap_nl": gap, "at": fmt_time(worst.t_ms), "samples": len(inside)}
 
 
-def _refill(where: str, p: dict[str, Any], record: Any, log: Sequence[LogEntry]) -> tuple[list[Finding], Any]:
+def _refill(
+    where: str, p: Mapping[str, Any], record: Any, log: Sequence[LogEntry]
+) -> tuple[list[Finding], Any]:
     result = record.result
     if result is None or result.outcome != "applied" or result.predicted_residual_nl is None:
-        return [Finding(where, "refill discrepancy", False, "an applied refill",
-                        f"the refill ended {result.outcome if result else 'not run'}", record.sample)], {}
+        return [
+            Finding(
+                where,
+                "refill discrepancy",
+                False,
+                "an applied refill",
+                f"the refill ended {result.outcome if result else 'not run'}",
+                record.sample,
+            )
+        ], {}
     flagged = _discrepancy_flagged(result, log)
     gap = result.withdrawn_reported_nl - result.predicted_residual_nl
     sign = "zero" if gap == 0 else ("positive" if gap > 0 else "negative")
-    out = [Finding(where, "refill discrepancy flagged", flagged == p["flagged"],
-                   "flagged" if p["flagged"] else "not flagged",
-                   f"{'flagged' if flagged else 'not flagged'}: withdrawn "
-                   f"{q.volume(result.withdrawn_reported_nl)} vs predicted "
-                   f"{q.volume(result.predicted_residual_nl)}", record.sample)]
+    out = [
+        Finding(
+            where,
+            "refill discrepancy flagged",
+            flagged == p["flagged"],
+            "flagged" if p["flagged"] else "not flagged",
+            f"{'flagged' if flagged else 'not flagged'}: withdrawn "
+            f"{q.volume(result.withdrawn_reported_nl)} vs predicted "
+            f"{q.volume(result.predicted_residual_nl)}",
+            record.sample,
+        )
+    ]
     if p["sign"] is not None:
-        out.append(Finding(where, "refill discrepancy sign", sign == p["sign"], p["sign"], sign, record.sample))
+        out.append(
+            Finding(
+                where, "refill discrepancy sign", sign == p["sign"], p["sign"], sign, record.sample
+            )
+        )
     return out, {"flagged": flagged, "discrepancy_nl": gap}
 
 
-def _latency(where: str, p: dict[str, Any], record: Any, log: Sequence[LogEntry]) -> tuple[list[Finding], Any]:
+def _latency(
+    where: str, p: Mapping[str, Any], record: Any, log: Sequence[LogEntry]
+) -> tuple[list[Finding], Any]:
     kind = AlarmKind[p["alarm"]]
-    raised = [e for e in log if e.seq >= record.log_from and e.kind is EventKind.ALARM_RAISED and e.detail == kind]
+    raised = [
+        e
+        for e in log
+        if e.seq >= record.log_from and e.kind is EventKind.ALARM_RAISED and e.detail == kind
+    ]
     latency = raised[0].time_ms - record.local_ms if raised else None
-    shown = "never" if latency is None else q.duration(latency // 1_000) if latency >= 1_000 else f"{latency} ms"
+    shown = (
+        "never"
+        if latency is None
+        else q.duration(latency // 1_000)
+        if latency >= 1_000
+        else f"{latency} ms"
+    )
     if p["never"]:
-        finding = Finding(where, f"{kind.name} after fault {record.step.name!r}", latency is None,
-                          "never (the firmware cannot see it)", shown, record.sample)
+        finding = Finding(
+            where,
+            f"{kind.name} after fault {record.step.name!r}",
+            latency is None,
+            "never (the firmware cannot see it)",
+            shown,
+            record.sample,
+        )
     else:
         ok = latency is not None and latency <= p["within_ms"]
-        finding = Finding(where, f"{kind.name} after fault {record.step.name!r}", ok,
-                          f"within {q.duration(p['within_ms'] // 1_000)}", shown, record.sample)
+        finding = Finding(
+            where,
+            f"{kind.name} after fault {record.step.name!r}",
+            ok,
+            f"within {q.duration(p['within_ms'] // 1_000)}",
+            shown,
+            record.sample,
+        )
     return [finding], {"latency_ms": latency}
 
 
-def _exactly_once(where: str, scenario: Scenario, records: Sequence[Any], log: Sequence[LogEntry]) -> tuple[list[Finding], Any]:
+def _exactly_once(
+    where: str, scenario: Scenario, records: Sequence[Any], log: Sequence[LogEntry]
+) -> tuple[list[Finding], Any]:
     out: list[Finding] = []
     checked = 0
     for record in records:
@@ -383,18 +488,46 @@ def _exactly_once(where: str, scenario: Scenario, records: Sequence[Any], log: S
             checked += 1
             step = _step_where(scenario, record.step)
             if applied > 1:
-                out.append(Finding(where, f"command {cid} applied once", False, "applied once",
-                                   f"applied {applied} times ({kind.name}) in {step}", record.sample))
+                out.append(
+                    Finding(
+                        where,
+                        f"command {cid} applied once",
+                        False,
+                        "applied once",
+                        f"applied {applied} times ({kind.name}) in {step}",
+                        record.sample,
+                    )
+                )
             elif result.outcome == "applied" and applied == 0 and (kind is kinds[-1]):
-                out.append(Finding(where, f"command {cid} applied", False,
-                                   "the pump's log shows the applied command",
-                                   f"reported applied but no {kind.name} in {step}", record.sample))
+                out.append(
+                    Finding(
+                        where,
+                        f"command {cid} applied",
+                        False,
+                        "the pump's log shows the applied command",
+                        f"reported applied but no {kind.name} in {step}",
+                        record.sample,
+                    )
+                )
             elif result.outcome in ("refused", "not applied") and applied and kind is kinds[-1]:
-                out.append(Finding(where, f"command {cid} not applied", False,
-                                   f"{result.outcome}: nothing applied",
-                                   f"{kind.name} logged for it in {step}: applied behind the user's back",
-                                   record.sample))
+                out.append(
+                    Finding(
+                        where,
+                        f"command {cid} not applied",
+                        False,
+                        f"{result.outcome}: nothing applied",
+                        f"{kind.name} logged for it in {step}: applied behind the user's back",
+                        record.sample,
+                    )
+                )
     if not out:
-        out.append(Finding(where, "every command applied at most once, none silently lost", True,
-                           "exactly once", f"{checked} commands checked"))
+        out.append(
+            Finding(
+                where,
+                "every command applied at most once, none silently lost",
+                True,
+                "exactly once",
+                f"{checked} commands checked",
+            )
+        )
     return out, {"commands_checked": checked, "violations": len([f for f in out if f.ok is False])}

@@ -85,6 +85,7 @@ def print_table(results: Sequence[RunResult], console: Console) -> None:
             f"{held}/{len(r.findings)}",
         )
     console.print(table)
+
     def line(text: str, style: str = "") -> None:
         # Evidence lines are never wrapped or read as markup: a reviewer greps them.
         console.print(Text(text, style=style), soft_wrap=True)
@@ -116,7 +117,10 @@ def write_junit(results: Sequence[RunResult], path: str) -> None:
     )
     for r in results:
         case = ET.SubElement(
-            suite, "testcase", classname=f"scenario.{r.backend}", name=r.scenario.id,
+            suite,
+            "testcase",
+            classname=f"scenario.{r.backend}",
+            name=r.scenario.id,
             file=r.scenario.path,
         )
         failed = [f for f in r.findings if f.ok is False]

@@ -18,7 +18,6 @@ from emulator.device import CommandLedger
 from emulator.pump import Pump
 from hil.control import build_fault
 from hil.scenario import oracles
-from hil.scenario.oracles import Finding, Sample
 from hil.scenario.backends import (
     Backend,
     PumpFactory,
@@ -29,6 +28,7 @@ from hil.scenario.backends import (
     make_backend,
 )
 from hil.scenario.model import PROGRAMMER_ACTIONS, Scenario, Step
+from hil.scenario.oracles import Finding, Sample
 from protocol.device_state import LogEntry
 from protocol.prescription import InfusionMode, Prescription
 from protocol.units import MS_PER_DAY
@@ -119,7 +119,9 @@ class _Run:
             self.patient_pg += truth_pg - self.last_patient_pg
             self.last_patient_pg = truth_pg
         else:
-            self.patient_pg += (truth.delivered_nl - self.last_patient_nl) * self.truth_concentration
+            self.patient_pg += (
+                truth.delivered_nl - self.last_patient_nl
+            ) * self.truth_concentration
         self.last_t = max(self.last_t, t_ms)
         self.last_local = status.local_time_ms
         self.last_believed_nl = status.delivered_nl

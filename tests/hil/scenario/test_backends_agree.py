@@ -21,8 +21,9 @@ STEPS = [
     'do = "acknowledge"\nalarm = "motor-stall"',
     'do = "prime"\nvolume = "{dose} uL"',
     'do = "refill"\nvolume = "18 mL"\ninjected = "{injected} mL"\npocket = "{pocket} mL"',
-    'do = "program"\nprescription = {{ drug = "morphine", concentration = "10 mg/mL", mode = "flex", '
-    'low_reservoir_threshold = "3 mL", steps = [{{ start = "00:00", rate = "0.{rate} mL/day" }}, '
+    'do = "program"\nprescription = {{ drug = "morphine", concentration = "10 mg/mL", '
+    'mode = "flex", low_reservoir_threshold = "3 mL", '
+    'steps = [{{ start = "00:00", rate = "0.{rate} mL/day" }}, '
     '{{ start = "08:00", rate = "0.{rate2} mL/day" }}] }}',
     'do = "fault"\nfault = "stall"\nparams = {{ recover_after_s = "{minutes} min" }}',
     'do = "fault"\nfault = "stall"',
@@ -78,16 +79,32 @@ def scenarios(draw: st.DrawFn) -> str:
             refills.append(name)
         lines += ["[[steps]]", f'at = "{t}s"', f'name = "{name}"', body]
     lines += [
-        "[[oracles]]", 'check = "dose"', 'per = "12h"', 'patient = "1%"',
-        "[[oracles]]", 'check = "reservoir"', 'every = "6h"', 'max_gap = "1 mL"',
-        "[[oracles]]", 'check = "exactly-once"',
+        "[[oracles]]",
+        'check = "dose"',
+        'per = "12h"',
+        'patient = "1%"',
+        "[[oracles]]",
+        'check = "reservoir"',
+        'every = "6h"',
+        'max_gap = "1 mL"',
+        "[[oracles]]",
+        'check = "exactly-once"',
     ]
     for name in faults[:2]:
-        lines += ["[[oracles]]", 'check = "alarm-latency"', f'fault = "{name}"',
-                  'alarm = "MOTOR_STALL"', 'within = "1 h"']
+        lines += [
+            "[[oracles]]",
+            'check = "alarm-latency"',
+            f'fault = "{name}"',
+            'alarm = "MOTOR_STALL"',
+            'within = "1 h"',
+        ]
     for name in refills[:2]:
-        lines += ["[[oracles]]", 'check = "refill-discrepancy"', f'step = "{name}"',
-                  "flagged = false"]
+        lines += [
+            "[[oracles]]",
+            'check = "refill-discrepancy"',
+            f'step = "{name}"',
+            "flagged = false",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -112,11 +129,14 @@ def test_api_and_wire_agree(text: str) -> None:
 def test_the_generator_reaches_failures_and_passes() -> None:
     """The property compares more than empty runs: a known generated file fails on both."""
     (scenario,) = loads(
-        'id = "g"\ntitle = "g"\nend = "3d"\n[setup]\nprescription = { drug = "morphine", concentration = '
-        '"10 mg/mL", mode = "continuous", rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }\n'
-        '[[steps]]\nat = "1d"\nname = "leak"\ndo = "fault"\nfault = "leak"\nparams = { ppm = 500000 }\n'
+        'id = "g"\ntitle = "g"\nend = "3d"\n[setup]\n'
+        'prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", '
+        'rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }\n'
+        '[[steps]]\nat = "1d"\nname = "leak"\ndo = "fault"\nfault = "leak"\n'
+        "params = { ppm = 500000 }\n"
         '[[oracles]]\ncheck = "dose"\nper = "12h"\npatient = "1%"\n'
-        '[[oracles]]\ncheck = "alarm-latency"\nfault = "leak"\nalarm = "MOTOR_STALL"\nwithin = "1 h"\n',
+        '[[oracles]]\ncheck = "alarm-latency"\nfault = "leak"\nalarm = "MOTOR_STALL"\n'
+        'within = "1 h"\n',
         "g.toml",
     )
     api, wire = run(scenario, "api"), run(scenario, "wire")

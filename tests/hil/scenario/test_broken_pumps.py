@@ -96,7 +96,9 @@ class ForgetfulLedger(CommandLedger):
 
 
 def test_catch_up_dose_fails_the_dose_oracle_naming_the_stall() -> None:
-    failed = _failures(run(BUILTIN["h12-stall-restart-no-catch-up"], "wire", pump_class=CatchUpPump))
+    failed = _failures(
+        run(BUILTIN["h12-stall-restart-no-catch-up"], "wire", pump_class=CatchUpPump)
+    )
     dose = [f for f in failed if "oracle" in f.where and "dose" in f.what]
     assert {f.where.rsplit(": ", 1)[-1] for f in dose} == {"oracle 2 (dose)", "oracle 3 (dose)"}
     assert all("'stall'" in f.what for f in dose)
@@ -105,8 +107,11 @@ def test_catch_up_dose_fails_the_dose_oracle_naming_the_stall() -> None:
 
 def test_forgetful_ledger_fails_exactly_once_naming_the_bolus() -> None:
     failed = _failures(
-        run(BUILTIN["c1-reply-lost-after-bolus-no-second-dose"], "wire",
-            ledger_factory=ForgetfulLedger)
+        run(
+            BUILTIN["c1-reply-lost-after-bolus-no-second-dose"],
+            "wire",
+            ledger_factory=ForgetfulLedger,
+        )
     )
     once = [f for f in failed if "(exactly-once)" in f.where]
     assert once
@@ -124,13 +129,15 @@ def test_a_command_applied_twice_is_named() -> None:
     )
     assert run(scenario, "wire").verdict == "pass"
     failed = _failures(run(scenario, "wire", ledger_factory=ForgetfulLedger))
-    assert any("applied 2 times (ALARM_TEST)" in f.happened and "'test'" in f.happened
-               for f in failed)
+    assert any(
+        "applied 2 times (ALARM_TEST)" in f.happened and "'test'" in f.happened for f in failed
+    )
 
 
 def test_a_refill_check_that_never_flags_fails_the_refill_oracle() -> None:
-    failed = _failures(run(BUILTIN["h01-pocket-fill-found-at-next-refill"], "wire",
-                           pump_class=NeverFlagsPump))
+    failed = _failures(
+        run(BUILTIN["h01-pocket-fill-found-at-next-refill"], "wire", pump_class=NeverFlagsPump)
+    )
     refill = [f for f in failed if "(refill-discrepancy)" in f.where]
     assert refill
     assert refill[0].expected == "flagged"
@@ -139,15 +146,17 @@ def test_a_refill_check_that_never_flags_fails_the_refill_oracle() -> None:
 
 
 def test_a_plant_without_pocket_fill_fails_the_reservoir_oracle() -> None:
-    failed = _failures(run(BUILTIN["h01-pocket-fill-found-at-next-refill"], "wire",
-                           pump_class=NoPocketPump))
+    failed = _failures(
+        run(BUILTIN["h01-pocket-fill-found-at-next-refill"], "wire", pump_class=NoPocketPump)
+    )
     assert any("(reservoir)" in f.where and "at least" in f.expected for f in failed)
 
 
 def test_hidden_bias_fails_the_reservoir_max_gap() -> None:
     failed = _failures(run(BUILTIN["h04-reset-during-bolus"], "wire", pump_class=hidden_bias))
     gap = [f for f in failed if "(reservoir)" in f.where]
-    assert gap and "at most" in gap[0].expected
+    assert gap
+    assert "at most" in gap[0].expected
     assert gap[0].at is not None  # belief beside truth at the worst instant
 
 
@@ -160,16 +169,15 @@ def test_a_blind_stall_sensor_fails_the_alarm_latency_oracle() -> None:
 
 
 def test_a_lenient_pump_fails_the_step_expectation() -> None:
-    failed = _failures(run(BUILTIN["h11-misprogramming-refused-with-limits"], "wire",
-                           pump_class=LenientPump))
+    failed = _failures(
+        run(BUILTIN["h11-misprogramming-refused-with-limits"], "wire", pump_class=LenientPump)
+    )
     step = [f for f in failed if "step 1 'clinician-bolus-1'" in f.where]
     assert {"refusal", "field", "limit"} <= {f.what for f in step}  # another refusal
     assert "h11-misprogramming-limits.toml:" in step[0].where
 
 
-@pytest.mark.parametrize(
-    "scenario", list(BUILTIN.values()), ids=lambda s: s.id
-)
+@pytest.mark.parametrize("scenario", list(BUILTIN.values()), ids=lambda s: s.id)
 def test_every_builtin_oracle_kind_is_broken_by_some_double(scenario: Scenario) -> None:
     """The doubles above cover every oracle kind a built-in scenario uses."""
     covered = {"dose", "exactly-once", "refill-discrepancy", "reservoir", "alarm-latency"}

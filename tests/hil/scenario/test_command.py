@@ -15,7 +15,8 @@ id = "ok"
 title = "a quiet day"
 hazards = ["H11"]
 [setup]
-prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }
+prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", \
+rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }
 [[steps]]
 at = "1d"
 do = "interrogate"

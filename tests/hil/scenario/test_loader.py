@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from hil.cli import main
 from hil.control import FAULTS
 from hil.proxy.faults import FaultKind
-from hil.scenario import loader
 from hil.scenario.loader import HAZARD_ID, ScenarioError, loads, parse_time
+from hil.scenario.model import Scenario
 
 ROOT = Path(__file__).resolve().parents[3]
 RX = (
@@ -23,7 +23,7 @@ RX = (
 HEAD = 'id = "t"\ntitle = "t"\n'
 
 
-def _one(text: str) -> loader.Scenario:
+def _one(text: str) -> Scenario:
     (scenario,) = loads(text, "t.toml")
     return scenario
 
@@ -34,37 +34,53 @@ BAD = [
     pytest.param(HEAD + "seed = 1.5\n", 3, "seed must be an integer", id="wrong-type-seed"),
     pytest.param(HEAD + 'hazards = ["H99"]\n', 3, "unknown hazard 'H99'", id="unknown-hazard"),
     pytest.param(
-        HEAD + '[[steps]]\nat = "1d"\ndo = "fault"\nfault = "melt"\n', 6, "unknown fault 'melt'",
+        HEAD + '[[steps]]\nat = "1d"\ndo = "fault"\nfault = "melt"\n',
+        6,
+        "unknown fault 'melt'",
         id="unknown-fault",
     ),
     pytest.param(
-        HEAD + '[[steps]]\nat = "1d"\ndo = "fault"\nfault = "leak"\n', 6,
-        "needs parameter 'ppm'", id="fault-missing-parameter",
+        HEAD + '[[steps]]\nat = "1d"\ndo = "fault"\nfault = "leak"\n',
+        6,
+        "needs parameter 'ppm'",
+        id="fault-missing-parameter",
     ),
     pytest.param(
-        HEAD + '[[steps]]\ndo = "fault"\nfault = "leak"\nparams = { ppm = 2_000_000 }\n', 6,
-        "ppm must be 1..1000000", id="fault-parameter-out-of-range",
+        HEAD + '[[steps]]\ndo = "fault"\nfault = "leak"\nparams = { ppm = 2_000_000 }\n',
+        6,
+        "ppm must be 1..1000000",
+        id="fault-parameter-out-of-range",
     ),
     pytest.param(HEAD + '[[steps]]\ndo = "bolus"\n', 4, "unknown step 'bolus'", id="unknown-step"),
     pytest.param(
         HEAD + '[[steps]]\nat = "2d"\ndo = "advance"\n[[steps]]\nat = "1d 08:00"\ndo = "advance"\n',
-        7, "time going backwards", id="time-backwards",
+        7,
+        "time going backwards",
+        id="time-backwards",
     ),
     pytest.param(
-        HEAD + '[[steps]]\nat = "1 fortnight"\ndo = "advance"\n', 4, "is not a duration",
+        HEAD + '[[steps]]\nat = "1 fortnight"\ndo = "advance"\n',
+        4,
+        "is not a duration",
         id="bad-time",
     ),
     pytest.param(
-        HEAD + '[[steps]]\ndo = "clinician-bolus"\ndose = 5\nduration = "1 h"\n', 5,
-        "dose must be a string with its unit", id="wrong-type-dose",
+        HEAD + '[[steps]]\ndo = "clinician-bolus"\ndose = 5\nduration = "1 h"\n',
+        5,
+        "dose must be a string with its unit",
+        id="wrong-type-dose",
     ),
     pytest.param(
         HEAD + '[[steps]]\ndo = "clinician-bolus"\ndose = "0.0000005 mL"\nduration = "1 h"\n',
-        5, "not a whole number of nL", id="inexact-dose",
+        5,
+        "not a whole number of nL",
+        id="inexact-dose",
     ),
     pytest.param(HEAD + "[sweep]\nseed = []\n", 4, "expands to nothing", id="empty-sweep"),
     pytest.param(
-        HEAD + "[sweep]\nseed = { from = 5, to = 1 }\n", 4, "expands to nothing",
+        HEAD + "[sweep]\nseed = { from = 5, to = 1 }\n",
+        4,
+        "expands to nothing",
         id="empty-range-sweep",
     ),
     pytest.param(
@@ -72,28 +88,39 @@ BAD = [
     ),
     pytest.param(HEAD + "colour = 1\n", 3, "unknown key 'colour'", id="unknown-key"),
     pytest.param(
-        HEAD + '[[steps]]\ndo = "stop"\nexpect = { outcome = "done" }\n', 5,
-        "outcome must be one of", id="bad-outcome",
+        HEAD + '[[steps]]\ndo = "stop"\nexpect = { outcome = "done" }\n',
+        5,
+        "outcome must be one of",
+        id="bad-outcome",
     ),
     pytest.param(
-        HEAD + '[[steps]]\ndo = "stop"\nexpect = { refusal = "NOPE" }\n', 5,
-        "unknown refusal code 'NOPE'", id="bad-refusal",
+        HEAD + '[[steps]]\ndo = "stop"\nexpect = { refusal = "NOPE" }\n',
+        5,
+        "unknown refusal code 'NOPE'",
+        id="bad-refusal",
     ),
     pytest.param(
         HEAD + '[[oracles]]\ncheck = "vibes"\n', 4, "unknown oracle 'vibes'", id="unknown-oracle"
     ),
     pytest.param(
         HEAD + '[[oracles]]\ncheck = "alarm-latency"\nfault = "x"\nalarm = "MOTOR_STALL"\n'
-        'within = "1 h"\n', 5, "no step named 'x'", id="oracle-names-no-step",
+        'within = "1 h"\n',
+        5,
+        "no step named 'x'",
+        id="oracle-names-no-step",
     ),
-    pytest.param(HEAD + "[setup]\nprofile = \"nope-99\"\n", 4, "no profile", id="bad-profile"),
+    pytest.param(HEAD + '[setup]\nprofile = "nope-99"\n', 4, "no profile", id="bad-profile"),
     pytest.param(
-        HEAD + '[setup]\nprescription = { drug = "morphine" }\n', 4, "concentration",
+        HEAD + '[setup]\nprescription = { drug = "morphine" }\n',
+        4,
+        "concentration",
         id="bad-prescription",
     ),
     pytest.param(
-        HEAD + '[[steps]]\ndo = "link-fault"\nkind = "teleport"\nduration = "1s"\n', 5,
-        "unknown link fault 'teleport'", id="unknown-link-fault",
+        HEAD + '[[steps]]\ndo = "link-fault"\nkind = "teleport"\nduration = "1s"\n',
+        5,
+        "unknown link fault 'teleport'",
+        id="unknown-link-fault",
     ),
     pytest.param('id = "t"\ntitle = \n', 2, "not valid TOML", id="toml-syntax"),
 ]
@@ -177,7 +204,9 @@ def test_every_registry_fault_loads_with_its_parameters() -> None:
         params = ", ".join(
             f"{p} = {samples.get(p, '1')}" for p, (required, _) in spec.params.items() if required
         )
-        scenario = _one(HEAD + f'[[steps]]\ndo = "fault"\nfault = "{name}"\nparams = {{ {params} }}\n')
+        scenario = _one(
+            HEAD + f'[[steps]]\ndo = "fault"\nfault = "{name}"\nparams = {{ {params} }}\n'
+        )
         assert scenario.steps[0].params["fault"] == name
 
 
@@ -210,7 +239,7 @@ def test_a_dose_by_mass_uses_the_concentration_in_force() -> None:
 
 def test_sweep_expands_with_ids_seeds_and_values() -> None:
     runs = loads(
-        HEAD + f"[setup]\nreservoir = {{ volume = \"10 mL\" }}\n{RX}\n"
+        HEAD + f'[setup]\nreservoir = {{ volume = "10 mL" }}\n{RX}\n'
         '[[steps]]\ndo = "clinician-bolus"\ndose = "0.1 mL"\nduration = "1 h"\n'
         '[sweep]\nseed = { from = 1, to = 3 }\n"steps.0.dose" = ["0.1 mL", "0.2 mL"]\n'
         '"setup.reservoir.volume" = ["5 mL"]\n',
