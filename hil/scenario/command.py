@@ -79,7 +79,14 @@ def scenario() -> None:
 @scenario.command("check")
 @click.argument("paths", nargs=-1, required=True)
 def check(paths: tuple[str, ...]) -> None:
-    """Validate scenario FILES (or directories of them) without running them."""
+    """Validate scenario FILES (or directories of them) without running them.
+
+    A bad file is one line, FILE:LINE: what is wrong, and exit code 2.
+
+    \b
+    Example:
+      pumpemu scenario check my-scenarios/ leak.toml
+    """
     scenarios = _load(paths, builtin=False)
     click.echo(f"ok: {len(scenarios)} run(s) in {len(_files(paths))} file(s)")
 
@@ -87,7 +94,12 @@ def check(paths: tuple[str, ...]) -> None:
 @scenario.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
 def list_builtin(as_json: bool) -> None:
-    """List the built-in scenario library: id, hazards, title."""
+    """List the built-in scenario library: id, hazards, title.
+
+    \b
+    Example:
+      pumpemu scenario list --json
+    """
     scenarios = builtin_scenarios()
     if as_json:
         for sc in scenarios:
@@ -134,7 +146,14 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
 ) -> None:
     """Run scenario FILES (or directories) and print a verdict per run.
 
-    Exit 0 only when every expectation and every oracle of every run held.
+    Exit 0 only when every expectation and every oracle of every run held; 1 when one
+    failed or was skipped; 2 for a bad file.
+
+    \b
+    Examples:
+      pumpemu scenario run --builtin
+      pumpemu scenario run leak.toml --backend api --json
+      pumpemu scenario run my-scenarios/ --junit scenarios.xml
     """
     scenarios = _load(paths, builtin)
     if only:
