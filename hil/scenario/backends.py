@@ -30,7 +30,7 @@ from hil.programmer.core import Outcome, ProgrammerCore, Result
 from hil.proxy.engine import ProxyEngine
 from hil.proxy.faults import Direction, FaultSpec
 from hil.scenario.model import Setup
-from hil.two_peer import TO_PUMP, Delivery, TwoPeer
+from hil.two_peer import TO_PUMP, Delivery, StalledError, TwoPeer
 from protocol.device_state import AlarmKind, Role
 from protocol.keys import generate_keys
 from protocol.messages import (
@@ -83,6 +83,7 @@ class StepResult:
     withdrawn_reported_nl: int | None = None
     resolved_by_status: bool = False
     skipped: str | None = None
+    detail: str = ""
 
 
 PumpFactory = Callable[..., Pump]
@@ -324,6 +325,9 @@ class WireBackend:
         peer = self.patient if params.get("role") == "patient" else self.clinician
         try:
             return self._request(peer, do, params, ids)
+        except StalledError as exc:
+            # The retry policy bounds every request far below this; reported, not raised.
+            return StepResult("uncertain", command_ids=ids, detail=str(exc))
         finally:
             peer.close()
 

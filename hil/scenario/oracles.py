@@ -154,7 +154,7 @@ def judge(
     stroke_nl = pump.profile.stroke_nl
     by_name = {r.step.name: r for r in records}
     for oracle in scenario.oracles:
-        where = f"{scenario.path}: oracle {oracle.index + 1} ({oracle.check})"
+        where = f"{scenario.path}:{oracle.line}: oracle {oracle.index + 1} ({oracle.check})"
         p = oracle.params
         key = f"oracle{oracle.index + 1}.{oracle.check}"
         if oracle.check == "dose":

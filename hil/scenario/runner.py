@@ -249,6 +249,24 @@ def run(
         out.verdict = "error"
         out.error = f"{scenario.path}: setup: {exc}"
         return out
+    try:
+        r = _play(scenario, b)
+    except Exception as exc:  # a verdict with the reason (exit 1), never a traceback
+        out.verdict = "error"
+        out.error = f"{scenario.path}: the run broke: {type(exc).__name__}: {exc}"
+        return out
+    out.records = r.records
+    out.samples = r.samples
+    out.log = r.pump.log()
+    out.findings, out.figures = oracles.judge(scenario, r.records, r.samples, out.log, r.pump)
+    if any(f.ok is False for f in out.findings):
+        out.verdict = "fail"
+    elif any(f.ok is None for f in out.findings):
+        out.verdict = "skip"
+    return out
+
+
+def _play(scenario: Scenario, b: Backend) -> _Run:
     r = _Run(scenario, b)
     r.sample(0)
     extra = sample_times(scenario)
@@ -267,12 +285,4 @@ def run(
     if r.records:
         r.records[-1].log_to = r.pump.status().log_next_seq
     b.close()
-    out.records = r.records
-    out.samples = r.samples
-    out.log = r.pump.log()
-    out.findings, out.figures = oracles.judge(scenario, r.records, r.samples, out.log, r.pump)
-    if any(f.ok is False for f in out.findings):
-        out.verdict = "fail"
-    elif any(f.ok is None for f in out.findings):
-        out.verdict = "skip"
-    return out
+    return r

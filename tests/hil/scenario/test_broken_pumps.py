@@ -182,3 +182,16 @@ def test_every_builtin_oracle_kind_is_broken_by_some_double(scenario: Scenario) 
     """The doubles above cover every oracle kind a built-in scenario uses."""
     covered = {"dose", "exactly-once", "refill-discrepancy", "reservoir", "alarm-latency"}
     assert {o.check for o in scenario.oracles} <= covered
+
+
+class ExplodingPump(RefillHands):
+    """A pump (or a runner bug) that raises mid-run."""
+
+    def inject(self, fault: Any) -> None:
+        raise RuntimeError("boom")
+
+
+def test_a_run_that_breaks_is_an_error_verdict_not_a_traceback() -> None:
+    result = run(BUILTIN["h05-permanent-stall"], "api", pump_class=ExplodingPump)
+    assert result.verdict == "error"
+    assert result.error.endswith("the run broke: RuntimeError: boom")
