@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.pump import Pump
@@ -48,6 +48,8 @@ class Sample:
 
     t_ms: int
     local_ms: int
+    log_next_seq: int = field(compare=False)
+    """The log position (backends differ: the wire writes session entries)."""
     state: str
     reservoir_belief_nl: int
     reservoir_truth_nl: int
@@ -272,6 +274,7 @@ def _dose(  # noqa: PLR0917 (one oracle's inputs, called from one place)
 ) -> tuple[list[Finding], Any]:
     out: list[Finding] = []
     rows = []
+    slack = SLACK_STROKES * stroke_nl * _concentration(records)
     for lo, hi in _windows(p, end_ms):
         a, b = _at_start(samples, lo), _nearest(samples, hi)
         if a is None or b is None:
@@ -279,7 +282,6 @@ def _dose(  # noqa: PLR0917 (one oracle's inputs, called from one place)
         programmed = b.programmed_pg - a.programmed_pg
         believed = b.believed_pg - a.believed_pg
         patient = b.patient_pg - a.patient_pg
-        slack = SLACK_STROKES * stroke_nl * _concentration(records)
         rows.append(
             {
                 "from": fmt_time(lo),

@@ -129,6 +129,7 @@ class _Run:
         sample = Sample(
             t_ms=t_ms,
             local_ms=status.local_time_ms,
+            log_next_seq=status.log_next_seq,
             state=status.state.name,
             reservoir_belief_nl=status.reservoir_estimate_nl,
             reservoir_truth_nl=truth.reservoir_nl,
@@ -144,8 +145,8 @@ class _Run:
     # -- steps --
 
     def do(self, step: Step) -> StepRecord:
-        status = self.pump.status()
-        record = StepRecord(step, status.local_time_ms, status.log_next_seq)
+        before = self.samples[-1]  # taken at this instant by goto (status() is not cheap)
+        record = StepRecord(step, before.local_ms, before.log_next_seq)
         params = dict(step.params)
         if step.do in PROGRAMMER_ACTIONS and step.at_ms < self.skip_until:
             # The link fault this step was written against did not happen here: the step
@@ -179,7 +180,6 @@ class _Run:
                 self.skip_until = max(self.skip_until, step.at_ms + params["duration_ms"])
         else:
             record.result = StepResult("answered")
-        record.state_after = self.pump.status().state.name
         return record
 
     def _follow(self, step: Step, params: dict[str, Any], result: StepResult) -> None:
@@ -273,16 +273,17 @@ def _play(scenario: Scenario, b: Backend) -> _Run:
     for step in scenario.steps:
         while extra and extra[0] < step.at_ms:
             r.goto(extra.pop(0))
-        r.goto(step.at_ms)
+        at = r.goto(step.at_ms)
         if r.records:
-            r.records[-1].log_to = r.pump.status().log_next_seq
+            r.records[-1].log_to = at.log_next_seq
         record = r.do(step)
         record.sample = r.sample(step.at_ms)
+        record.state_after = record.sample.state
         r.records.append(record)
     for t in extra:
         r.goto(t)
-    r.goto(scenario.end_ms)
+    end = r.goto(scenario.end_ms)
     if r.records:
-        r.records[-1].log_to = r.pump.status().log_next_seq
+        r.records[-1].log_to = end.log_next_seq
     b.close()
     return r
