@@ -415,9 +415,14 @@ def _build(doc: Mapping[str, Any], name: str, base: Path, sweep: Mapping[str, An
         setup=setup,
         steps=steps,
         oracles=oracles,
-        end_ms=max(last, end or 0),
+        end_ms=max(last, end or 0, *_oracle_ends(oracles)),
         sweep=dict(sweep),
     )
+
+
+def _oracle_ends(oracles: Sequence[Oracle]) -> list[int]:
+    """A window's ``to`` is run to: an oracle never judges a window the run stopped short of."""
+    return [o.params["to_ms"] for o in oracles if o.params.get("to_ms") is not None]
 
 
 def _profile(text: str, base: Path) -> Profile:

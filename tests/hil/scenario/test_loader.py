@@ -260,3 +260,11 @@ def test_hazard_ids_are_the_table_of_docs_hazards_md() -> None:
     assert all(HAZARD_ID.match(i) for i in ids)
     assert not HAZARD_ID.match("H18")
     assert not HAZARD_ID.match("C6")
+
+
+def test_the_run_goes_on_to_every_oracle_window() -> None:
+    scenario = _one(
+        HEAD + '[[steps]]\nat = "1d"\ndo = "interrogate"\n'
+        '[[oracles]]\ncheck = "dose"\nto = "5d"\npatient = "2%"\n'
+    )
+    assert scenario.end_ms == 5 * 86_400_000
