@@ -24,14 +24,14 @@ from emulator.clock import ManualClock
 from emulator.device import CommandLedger, PumpDevice
 from emulator.faults import Fault
 from emulator.firmware.results import RefillBegun, Refused, Staged
-from emulator.profile import load_profile
+from emulator.profile import Profile, load_profile
 from emulator.pump import Pump
 from hil.programmer.core import Outcome, ProgrammerCore, Result
 from hil.proxy.engine import ProxyEngine
 from hil.proxy.faults import Direction, FaultSpec
 from hil.scenario.model import Setup
 from hil.two_peer import TO_PUMP, Delivery, StalledError, TwoPeer
-from protocol.device_state import AlarmKind, Role
+from protocol.device_state import AlarmKind, LogEntry, Role
 from protocol.keys import generate_keys
 from protocol.messages import (
     Ack,
@@ -61,7 +61,7 @@ from protocol.messages import (
 from protocol.prescription import Prescription
 from protocol.refusal import FieldId
 
-BACKENDS = ("wire", "api")
+BACKENDS = ("wire", "api", "serve")
 SERIAL = "PE-SCENARIO"
 
 
@@ -143,9 +143,25 @@ def build_pump(setup: Setup, cls: PumpFactory = RefillHands) -> Pump:
     return pump
 
 
+class PumpView(Protocol):
+    """What the runner and the oracles read of a pump: ``Pump`` itself, or serve's pump
+    through its control API (serve_backend.RemotePump)."""
+
+    @property
+    def profile(self) -> Profile: ...
+
+    def status(self) -> Any: ...
+
+    def plant_truth(self) -> Any: ...
+
+    def log(self, since_seq: int = 0) -> tuple[LogEntry, ...]: ...
+
+
 class Backend(Protocol):
     name: str
-    pump: Pump
+
+    @property
+    def pump(self) -> PumpView: ...
 
     def advance_to(self, internal_ms: int) -> None: ...
 
@@ -283,43 +299,23 @@ class WindowedLink:
         return [Delivery(0, data)]
 
 
-class WireBackend:
-    """The reference programmer and PumpDevice over an in-memory link, one thread, a manual
-    clock. The clinician programmer does every step but a patient bolus, which the patient's
-    own programmer asks for (its role key: docs/security.md)."""
+class Peer(Protocol):
+    """A reference programmer that sends one request and resolves it: ``TwoPeer`` (in
+    memory) or the blocking ``Programmer`` (a real link)."""
 
-    name = "wire"
+    def request(self, message: Message) -> Result: ...
 
-    def __init__(self, pump: Pump, seed: int, ledger: CommandLedger | None = None) -> None:
-        rng = random.Random(seed)  # noqa: S311 (a seeded simulation: one seed, one run)
-        keys = generate_keys(SERIAL, rng.randbytes(64))
-        self.pump = pump
-        entropy = random.Random(seed + 1).randbytes  # noqa: S311 (seeded: one seed, one run)
-        self.device = PumpDevice(pump, keys, entropy, ledger=ledger)
-        self.clock = ManualClock(pump.now_ms)
-        self.link = WindowedLink()
-        clinician = ProgrammerCore(SERIAL, Role.CLINICIAN, keys.clinician, rng.randbytes)
-        patient = ProgrammerCore(SERIAL, Role.PATIENT, keys.patient, rng.randbytes)
-        self.clinician = TwoPeer(self.device, clinician, self.clock, self.link)
-        self.patient = TwoPeer(self.device, patient, self.clock, self.link)
+    def close(self) -> None: ...
 
-    def advance_to(self, internal_ms: int) -> None:
-        self.clinician.run_until(internal_ms)
 
-    def inject(self, fault: Fault) -> None:
-        self.pump.inject(fault)
+class ProgrammerSteps:
+    """Programmer steps as the reference programmer does them, over any ``Peer``: one
+    session per step, closed after it (a clinic visit). The clinician's programmer does
+    every step but those with ``role = "patient"`` (the patient's own programmer and key)."""
 
-    def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
-        self.link.windows.append(
-            (start_ms, end_ms, ProxyEngine([spec], seed=seed, start_ms=start_ms))
-        )
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def _ask(self, peer: TwoPeer, message: Message) -> Result:
-        return peer.request(message)
+    pump: PumpView
+    clinician: Peer
+    patient: Peer
 
     def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
         peer = self.patient if params.get("role") == "patient" else self.clinician
@@ -331,8 +327,16 @@ class WireBackend:
         finally:
             peer.close()
 
+    def _ask(self, peer: Peer, message: Message) -> Result:
+        return peer.request(message)
+
+    def _hands(self, injected_nl: int | None, pocket_nl: int) -> str | None:
+        """A skip reason if this backend cannot put a refill's drug where the needle put
+        it (the plant's side of a refill), else None."""
+        return None
+
     def _request(
-        self, peer: TwoPeer, do: str, params: dict[str, Any], ids: tuple[int, ...]
+        self, peer: Peer, do: str, params: dict[str, Any], ids: tuple[int, ...]
     ) -> StepResult:
         cid = ids[0] if ids else 0
         message: Message
@@ -378,7 +382,10 @@ class WireBackend:
             raise ValueError(f"not a programmer step: {do}")
         return _from_result(self._ask(peer, message), ids)
 
-    def _refill(self, peer: TwoPeer, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
+    def _refill(self, peer: Peer, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
+        skip = self._hands(params["injected_nl"], params["pocket_nl"])
+        if skip is not None:  # checked before REFILL_BEGIN: never leave a refill half done
+            return StepResult(skipped=skip)
         before = self.pump.plant_truth().withdrawn_nl
         begun = self._ask(peer, RefillBegin(command_id=ids[0]))
         if begun.outcome is not Outcome.APPLIED or not isinstance(begun.reply, Ack):
@@ -390,9 +397,8 @@ class WireBackend:
         if concentration is None:
             rx = self.pump.status().prescription
             concentration = rx.concentration_ug_per_ml if rx is not None else 1
-        pump = self.pump
-        if isinstance(pump, RefillHands):
-            pump.hands = (params["injected_nl"], params["pocket_nl"])
+        if isinstance(self.pump, RefillHands):
+            self.pump.hands = (params["injected_nl"], params["pocket_nl"])
         done = self._ask(
             peer,
             RefillComplete(
@@ -402,8 +408,8 @@ class WireBackend:
                 new_concentration_ug_per_ml=concentration,
             ),
         )
-        if isinstance(pump, RefillHands):
-            pump.hands = None
+        if isinstance(self.pump, RefillHands):
+            self.pump.hands = None
         out = _from_result(done, ids)
         if out.outcome != "applied":
             return out
@@ -414,6 +420,42 @@ class WireBackend:
             withdrawn_reported_nl=reported,
             resolved_by_status=done.resolved_by_status,
         )
+
+
+class WireBackend(ProgrammerSteps):
+    """The reference programmer and PumpDevice over an in-memory link, one thread, a manual
+    clock (``TwoPeer``)."""
+
+    name = "wire"
+
+    def __init__(self, pump: Pump, seed: int, ledger: CommandLedger | None = None) -> None:
+        rng = random.Random(seed)  # noqa: S311 (a seeded simulation: one seed, one run)
+        keys = generate_keys(SERIAL, rng.randbytes(64))
+        self.pump = self.real = pump
+        entropy = random.Random(seed + 1).randbytes  # noqa: S311 (seeded: one seed, one run)
+        self.device = PumpDevice(pump, keys, entropy, ledger=ledger)
+        self.clock = ManualClock(pump.now_ms)
+        self.link = WindowedLink()
+        clinician = ProgrammerCore(SERIAL, Role.CLINICIAN, keys.clinician, rng.randbytes)
+        patient = ProgrammerCore(SERIAL, Role.PATIENT, keys.patient, rng.randbytes)
+        self.joint = TwoPeer(self.device, clinician, self.clock, self.link)
+        self.clinician = self.joint
+        self.patient = TwoPeer(self.device, patient, self.clock, self.link)
+
+    def advance_to(self, internal_ms: int) -> None:
+        self.joint.run_until(internal_ms)
+
+    def inject(self, fault: Fault) -> None:
+        self.real.inject(fault)
+
+    def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
+        self.link.windows.append(
+            (start_ms, end_ms, ProxyEngine([spec], seed=seed, start_ms=start_ms))
+        )
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _from_result(result: Result, ids: tuple[int, ...]) -> StepResult:
@@ -443,6 +485,11 @@ def make_backend(
 ) -> Backend:
     """A backend by name, with the setup's pump built (``pump_class`` and ``ledger``: test
     doubles for broken-pump tests)."""
+    if name == "serve":
+        # Imported here: it imports this module, and only the serve backend starts a process.
+        from hil.scenario.serve_backend import ServeBackend  # noqa: PLC0415
+
+        return ServeBackend(setup, seed)
     pump = build_pump(setup, pump_class)
     if name == "api":
         return ApiBackend(pump)

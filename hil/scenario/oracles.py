@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.pump import Pump
 from hil.ctl import quantities as q
+from hil.scenario.backends import PumpView
 from hil.scenario.model import Scenario, Step
 from protocol.device_state import AlarmKind, EventKind, LogEntry
 from protocol.prescription import WEEK_OFFSET_OF_EPOCH_S, InfusionMode, Prescription, Repeat
@@ -147,7 +147,7 @@ def judge(
     records: Sequence[Any],
     samples: Sequence[Sample],
     log: Sequence[LogEntry],
-    pump: Pump,
+    pump: PumpView,
 ) -> tuple[list[Finding], dict[str, Any]]:
     findings: list[Finding] = []
     figures: dict[str, Any] = {}

@@ -116,3 +116,15 @@ def test_a_setup_the_pump_refuses_is_an_error_verdict(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["scenario", "run", _write(tmp_path, "s.toml", text)])
     assert result.exit_code == 1
     assert "setup: the pump refused the setup prescription: DAILY_DOSE_ABOVE_MAX" in result.output
+
+
+def test_a_skipped_step_decides_the_verdict_over_later_failures(tmp_path: Path) -> None:
+    text = LINKED.replace('expect = { state = "CONTINUOUS" }', 'expect = { state = "STOPPED" }')
+    result = CliRunner().invoke(
+        main, ["scenario", "run", _write(tmp_path, "s.toml", text), "--backend", "api", "--json"]
+    )
+    run = json.loads(result.output)["runs"][0]
+    assert run["verdict"] == "skip"
+    verdicts = sorted(f["verdict"] for f in run["findings"])
+    assert verdicts == ["failed", "held", "skipped"]  # shown, but not blamed on the pump
+    assert result.exit_code == 1
