@@ -29,7 +29,7 @@ from emulator.pump import Pump
 from hil.programmer.core import Outcome, ProgrammerCore, Result
 from hil.proxy.engine import ProxyEngine
 from hil.proxy.faults import Direction, FaultSpec
-from hil.scenario.model import Setup
+from hil.scenario.model import BACKENDS, Setup
 from hil.two_peer import TO_PUMP, Delivery, StalledError, TwoPeer
 from protocol.device_state import AlarmKind, LogEntry, Role
 from protocol.keys import generate_keys
@@ -61,7 +61,6 @@ from protocol.messages import (
 from protocol.prescription import Prescription
 from protocol.refusal import FieldId
 
-BACKENDS = ("wire", "api", "serve")
 SERIAL = "PE-SCENARIO"
 
 

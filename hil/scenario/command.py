@@ -14,14 +14,12 @@ from importlib import resources
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from hil.errors import UsageError
-from hil.scenario import loader, report
-from hil.scenario.backends import BACKENDS
-from hil.scenario.model import Scenario
-from hil.scenario.runner import RunResult, run
+from hil.scenario.model import BACKENDS, Scenario
+
+# The loader, the runner and the reports are imported when a scenario command runs, not
+# when pumpemu starts: every other subcommand (serve, ctl) would pay ~0.1 s for them.
 
 BUILTIN_PACKAGE = "hil.scenario"
 BUILTIN_DIR = "builtin"
@@ -34,6 +32,8 @@ def builtin_paths() -> list[Path]:
 
 
 def builtin_scenarios() -> list[Scenario]:
+    from hil.scenario import loader  # noqa: PLC0415 (lazy, see above)
+
     return [sc for path in builtin_paths() for sc in loader.load(path)]
 
 
@@ -52,6 +52,8 @@ def _files(paths: Iterable[str]) -> list[Path]:
 
 
 def _load(paths: Sequence[str], builtin: bool) -> list[Scenario]:
+    from hil.scenario import loader  # noqa: PLC0415 (lazy, see above)
+
     if not paths and not builtin:
         raise UsageError("give scenario FILES or directories, or --builtin")
     scenarios = builtin_scenarios() if builtin else []
@@ -100,6 +102,9 @@ def list_builtin(as_json: bool) -> None:
     Example:
       pumpemu scenario list --json
     """
+    from rich.console import Console  # noqa: PLC0415 (lazy, see above)
+    from rich.table import Table  # noqa: PLC0415
+
     scenarios = builtin_scenarios()
     if as_json:
         for sc in scenarios:
@@ -155,6 +160,11 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
       pumpemu scenario run leak.toml --backend api --json
       pumpemu scenario run my-scenarios/ --junit scenarios.xml
     """
+    from rich.console import Console  # noqa: PLC0415 (lazy, see above)
+
+    from hil.scenario import report  # noqa: PLC0415
+    from hil.scenario.runner import run  # noqa: PLC0415
+
     scenarios = _load(paths, builtin)
     if only:
         scenarios = [s for s in scenarios if only in s.id]
@@ -162,7 +172,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         scenarios = [s for s in scenarios if hazard in s.hazards]
     if not scenarios:
         raise UsageError("no scenario matches")
-    results: list[RunResult] = [run(sc, backend) for sc in scenarios]
+    results = [run(sc, backend) for sc in scenarios]
     if as_json:
         click.echo(report.dumps(results))
     else:

@@ -32,6 +32,9 @@ ACTIONS = (
 PROGRAMMER_ACTIONS = frozenset(ACTIONS) - {"fault", "link-fault", "advance"}
 """Steps that are a programmer's request (a session on the wire backend)."""
 
+BACKENDS = ("wire", "api", "serve")
+"""Where a scenario runs (backends.py; serve_backend.py)."""
+
 OUTCOMES = ("answered", "applied", "refused", "not applied", "uncertain")
 
 
