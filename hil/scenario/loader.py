@@ -247,11 +247,13 @@ def _expand(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str,
             for part in parents:
                 table = table[part]
             table[leaf] = value
-        base = doc.get("id", "scenario")
-        label = ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in chosen.items())
-        doc["id"] = f"{base}[{label}]"
+        doc["id"] = f"{doc.get('id', 'scenario')}{_sweep_label(chosen)}"
         runs.append((doc, chosen))
     return runs
+
+
+def _sweep_label(chosen: Mapping[str, Any]) -> str:
+    return "[" + ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in chosen.items()) + "]"
 
 
 def _sweep_values(key: str, spec: Any) -> list[Any]:
@@ -381,8 +383,9 @@ def _names(enum: Any, value: Any, path: Path_, what: str) -> tuple[str, ...]:
 def _build(doc: Mapping[str, Any], name: str, base: Path, sweep: Mapping[str, Any]) -> Scenario:
     _keys(doc, _TOP, (), "a scenario")
     sid = _str(doc, "id", ())
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-\[\]=,% ]{0,200}", sid):
-        raise _FileError(("id",), f"id {sid!r} must be letters, digits, '-', '_' or '.'")
+    base_id = sid[: -len(_sweep_label(sweep))] if sweep else sid  # a sweep adds [k=v,...]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,100}", base_id):
+        raise _FileError(("id",), f"id {base_id!r} must be letters, digits, '-', '_' or '.'")
     title = _str(doc, "title", ())
     hazards = doc.get("hazards", [])
     if not isinstance(hazards, list) or not all(isinstance(h, str) for h in hazards):

@@ -268,3 +268,14 @@ def test_the_run_goes_on_to_every_oracle_window() -> None:
         '[[oracles]]\ncheck = "dose"\nto = "5d"\npatient = "2%"\n'
     )
     assert scenario.end_ms == 5 * 86_400_000
+
+
+def test_a_swept_value_may_hold_any_character_but_the_id_may_not() -> None:
+    runs = loads(
+        HEAD + '[setup]\nreservoir = { concentration = "10 mg/mL" }\n'
+        '[sweep]\n"setup.reservoir.concentration" = ["10 mg/mL", "2 mg/mL"]\n',
+        "t.toml",
+    )
+    assert [r.id for r in runs] == ["t[concentration=10 mg/mL]", "t[concentration=2 mg/mL]"]
+    with pytest.raises(ScenarioError, match=r"t.toml:1: id 'a/b' must be"):
+        loads('id = "a/b"\ntitle = "t"\n', "t.toml")
