@@ -73,6 +73,8 @@ _STEP_KEYS: Mapping[str, frozenset[str]] = {
     "acknowledge": frozenset({"alarm"}),
     "alarm-test": frozenset(),
     "set-clock": frozenset({"time"}),
+    "clear-memory-error": frozenset(),
+    "reset-flow-valve": frozenset(),
     "fault": frozenset({"fault", "params"}),
     "link-fault": frozenset({"kind", "when", "dir", "duration", "params"}),
     "advance": frozenset(),

@@ -23,6 +23,8 @@ ACTIONS = (
     "acknowledge",
     "alarm-test",
     "set-clock",
+    "clear-memory-error",
+    "reset-flow-valve",
     "fault",
     "link-fault",
     "advance",

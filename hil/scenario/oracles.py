@@ -37,6 +37,8 @@ PRIMARY_KIND: dict[str, tuple[EventKind, ...]] = {
     "acknowledge": (EventKind.ALARM_ACKNOWLEDGED,),
     "alarm-test": (EventKind.ALARM_TEST,),
     "set-clock": (EventKind.CLOCK_SET,),
+    "clear-memory-error": (EventKind.ALARM_CLEARED,),
+    "reset-flow-valve": (EventKind.FLOW_VALVE_RESET,),
 }
 """The log entry that shows each command applied, per command id (docs/protocol.md
 section 11: ``value_b`` is the command id)."""

@@ -72,7 +72,6 @@ class _Run:
         self.origin = scenario.setup.clock_ms  # internal ms at 0d 00:00
         self.samples: list[Sample] = []
         self.records: list[StepRecord] = []
-        self.skips: list[Finding] = []
         # Programmed dose: what the clinician asked for, integrated independently of the
         # firmware's own schedule code (an oracle must not share the code it judges).
         self.rx: Prescription | None = scenario.setup.prescription
@@ -190,8 +189,8 @@ class _Run:
         if step.do == "program":
             self.rx = params["prescription"]
             self.running = self.rx is not None and self.rx.mode is not InfusionMode.STOPPED
-        elif step.do == "stop":
-            self.running = False
+        elif step.do in ("stop", "clear-memory-error"):
+            self.running = False  # a cleared memory error leaves the pump stopped (H8)
         elif step.do == "start":
             self.running = self.rx is not None and self.rx.mode is not InfusionMode.STOPPED
         elif step.do in ("clinician-bolus", "patient-bolus", "prime"):
