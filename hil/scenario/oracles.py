@@ -114,15 +114,6 @@ def basal_volume_x_ms(rx: Prescription, local_ms: int, span_ms: int) -> int:
     return total
 
 
-def _nearest(samples: Sequence[Sample], t_ms: int) -> Sample | None:
-    """The last sample taken at or before ``t_ms``."""
-    best = None
-    for sample in samples:
-        if sample.t_ms <= t_ms:
-            best = sample
-    return best
-
-
 def _at_start(samples: Sequence[Sample], t_ms: int) -> Sample | None:
     """The state as ``t_ms`` begins: the first sample at ``t_ms`` (taken before the steps
     at that instant), else the last before it. A bolus given at a window's first instant
@@ -278,7 +269,11 @@ def _dose(  # noqa: PLR0917 (one oracle's inputs, called from one place)
     rows = []
     slack = SLACK_STROKES * stroke_nl * _concentration(records)
     for lo, hi in _windows(p, end_ms):
-        a, b = _at_start(samples, lo), _nearest(samples, hi)
+        # A window is [lo, hi): what a step does at hi belongs to the next window.
+        a, b = (
+            _at_start(samples, lo),
+            _at_start(samples, hi),
+        )
         if a is None or b is None:
             continue
         programmed = b.programmed_pg - a.programmed_pg
