@@ -132,6 +132,14 @@ def list_builtin(as_json: bool) -> None:
 )
 @click.option("--only", "only", metavar="TEXT", help="Run only scenarios whose id contains TEXT.")
 @click.option("--hazard", "hazard", metavar="ID", help="Run only scenarios for this hazard id.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Run scenarios in this many processes (a campaign, a sweep); the verdicts and "
+    "figures are the same as with one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option(
     "--junit",
@@ -146,6 +154,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     backend: str,
     only: str | None,
     hazard: str | None,
+    jobs: int,
     as_json: bool,
     junit: str | None,
 ) -> None:
@@ -159,6 +168,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
       pumpemu scenario run --builtin
       pumpemu scenario run leak.toml --backend api --json
       pumpemu scenario run my-scenarios/ --junit scenarios.xml
+      pumpemu scenario run sweep.toml --backend api --jobs 2
     """
     from rich.console import Console  # noqa: PLC0415 (lazy, see above)
 
@@ -172,7 +182,14 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         scenarios = [s for s in scenarios if hazard in s.hazards]
     if not scenarios:
         raise UsageError("no scenario matches")
-    results = [run(sc, backend) for sc in scenarios]
+    if jobs > 1 and len(scenarios) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415 (lazy)
+
+        chunk = max(1, len(scenarios) // (4 * jobs))
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(run, scenarios, [backend] * len(scenarios), chunksize=chunk))
+    else:
+        results = [run(sc, backend) for sc in scenarios]
     if as_json:
         click.echo(report.dumps(results))
     else:
