@@ -119,6 +119,41 @@ def list_builtin(as_json: bool) -> None:
     Console().print(table)
 
 
+@scenario.command("record")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--keys", "keys_file", required=True, metavar="FILE", help="The pump's key file.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the scenario here (default: stdout).",
+)
+@click.option(
+    "--id", "scenario_id", default="recorded-session", show_default=True, help="The scenario's id."
+)
+def record_command(capture: str, keys_file: str, out: str | None, scenario_id: str) -> None:
+    """Turn a JSONL capture of a programmer's session into a scenario file.
+
+    Each request becomes a step at its time, with the pump's reply as its expectation;
+    fill in [setup] with the pump's state before the capture.
+
+    \b
+    Example:
+      pumpemu ctl --port /dev/pts/5 --keys pe.keys --capture visit.jsonl bolus ...
+      pumpemu scenario record visit.jsonl --keys pe.keys --out visit.toml
+    """
+    from hil.keys_command import load_keys  # noqa: PLC0415 (lazy, see above)
+    from hil.scenario.record import record_capture  # noqa: PLC0415
+
+    text = record_capture(capture, load_keys(keys_file), scenario_id)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
+
+
 @scenario.command("run")
 @click.argument("paths", nargs=-1)
 @click.option("--builtin", is_flag=True, help="Run the built-in scenario library too.")
