@@ -177,6 +177,14 @@ def record_command(capture: str, keys_file: str, out: str | None, scenario_id: s
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Also write DIR/index.html: one self-contained page with every run's timeline, "
+    "verdicts and plots (belief vs truth).",
+)
+@click.option(
     "--junit",
     "junit",
     type=click.Path(dir_okay=False),
@@ -191,6 +199,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     hazard: str | None,
     jobs: int,
     as_json: bool,
+    report_dir: str | None,
     junit: str | None,
 ) -> None:
     """Run scenario FILES (or directories) and print a verdict per run.
@@ -231,4 +240,10 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         report.print_table(results, Console(width=120))
     if junit:
         report.write_junit(results, junit)
+    if report_dir:
+        from hil.scenario.html_report import write_report  # noqa: PLC0415 (lazy)
+
+        written = write_report(results, report_dir)
+        if not as_json:
+            click.echo(f"report: {written}")
     sys.exit(0 if all(r.verdict == "pass" for r in results) else 1)
