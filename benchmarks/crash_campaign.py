@@ -50,7 +50,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from hil.control import ControlClient, ControlError  # noqa: E402
 from hil.errors import HilError  # noqa: E402
-from hil.keys_command import write_key_file  # noqa: E402
+from hil.key_files import write_key_file  # noqa: E402
 from hil.links import SerialLink  # noqa: E402
 from hil.programmer.client import Programmer  # noqa: E402
 from hil.programmer.core import Outcome, RetryPolicy  # noqa: E402

@@ -21,7 +21,12 @@ Figures:
   run checks that both deliver the same volume (firmware count and plant truth) and log the
   same events with the same values, and stops if not;
 - ``memory_decade_vs_year``: tracemalloc peak of the 10-year run over the 1-year run; near
-  1 because the event log and the bolus history are bounded.
+  1 because the event log and the bolus history are bounded;
+- ``year_catheter_faults_s``: the same year with catheter faults in it (``CATHETER_FAULTS``:
+  a leak from day 40, repaired on day 100, an inflammatory mass growing over 6 weeks from
+  day 150 to a full block, repaired on day 250): the fluid path's cost under faults, which
+  are integrated in closed form per step (emulator/fluid/catheter.py), never per second.
+  The run checks that fluid and drug mass balance exactly at the end.
 
 Usage: ``python benchmarks/delivery.py [--json]``.
 """
@@ -35,6 +40,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
+from emulator.faults import CatheterLeak, CatheterRepair, Fault, InflammatoryMass
 from emulator.firmware.firmware import Engine
 from emulator.firmware.results import Refused
 from emulator.pump import Pump
@@ -56,13 +62,26 @@ PRESCRIPTION = Prescription(
 )
 BOLUS_HOURS = (8, 10, 12, 14, 16, 18)
 REFILL_HOUR = 21
+CATHETER_FAULTS: dict[int, Fault] = {
+    40: CatheterLeak(ppm=200_000),
+    100: CatheterRepair(),
+    150: InflammatoryMass(grow_s=42 * 86_400),
+    250: CatheterRepair(),
+}
+"""Day -> fault injected at that day's midnight, for ``year_catheter_faults_s``."""
 
 
 def implant(start_ms: int, engine_factory: Callable[[int, int], Engine] | None) -> Pump:
+    conc = PRESCRIPTION.concentration_ug_per_ml  # the drug really in the pump (plant truth)
     if engine_factory is None:
-        pump = Pump("peristaltic-40", start_ms=start_ms)
+        pump = Pump("peristaltic-40", start_ms=start_ms, drug_concentration_ug_per_ml=conc)
     else:
-        pump = Pump("peristaltic-40", start_ms=start_ms, engine_factory=engine_factory)
+        pump = Pump(
+            "peristaltic-40",
+            start_ms=start_ms,
+            engine_factory=engine_factory,
+            drug_concentration_ug_per_ml=conc,
+        )
     staged = pump.stage(PRESCRIPTION)
     if isinstance(staged, Refused):
         raise SystemExit(f"scenario prescription refused: {staged}")
@@ -71,15 +90,23 @@ def implant(start_ms: int, engine_factory: Callable[[int, int], Engine] | None) 
     return pump
 
 
-def simulate(days: int, engine_factory: Callable[[int, int], Engine] | None = None) -> Pump:
+def simulate(
+    days: int,
+    engine_factory: Callable[[int, int], Engine] | None = None,
+    faults: dict[int, Fault] | None = None,
+) -> Pump:
     """Run the scenario for ``days`` days and return the (last) pump.
 
     The battery reaches end of service after about 5 years; the clinician then implants a
     new pump, as in practice, so ten years are ten years of therapy, not five of idling.
+    ``faults`` (day -> fault) are injected at those days' midnights.
     """
     pump = implant(0, engine_factory)
     for day in range(days):
         midnight = day * MS_PER_DAY
+        if faults and day in faults:
+            pump.advance_to(midnight)
+            pump.inject(faults[day])
         for hour in BOLUS_HOURS:
             pump.advance_to(midnight + hour * MS_PER_HOUR)
             pump.patient_bolus()
@@ -93,11 +120,26 @@ def simulate(days: int, engine_factory: Callable[[int, int], Engine] | None = No
     return pump
 
 
-def timed(days: int, engine_factory: Callable[[int, int], Engine] | None = None) -> float:
+def timed(
+    days: int,
+    engine_factory: Callable[[int, int], Engine] | None = None,
+    faults: dict[int, Fault] | None = None,
+) -> float:
     gc.collect()
     start = time.perf_counter()
-    simulate(days, engine_factory)
+    simulate(days, engine_factory, faults)
     return time.perf_counter() - start
+
+
+def check_catheter_year() -> None:
+    """Stop unless the faulted year conserves fluid and drug exactly and the faults bit."""
+    truth = simulate(365, faults=CATHETER_FAULTS).plant_truth()
+    if truth.balance_nl() or truth.balance_pg():
+        raise SystemExit(
+            f"fluid path out of balance: {truth.balance_nl()} nL, {truth.balance_pg()} pg"
+        )
+    if not truth.leaked_pg:
+        raise SystemExit("the leak in the faulted year lost nothing")
 
 
 def peak_memory(days: int) -> int:
@@ -152,6 +194,8 @@ def main() -> None:
 
     simulate(7)  # warm imports and caches
     year_s = min(timed(365) for _ in range(3))
+    check_catheter_year()
+    year_faults_s = min(timed(365, faults=CATHETER_FAULTS) for _ in range(3))
     decade_s = timed(3_650)
     engine_week_s = min(timed(7) for _ in range(5))
     stepper_week_s, stepped = timed_pump(7, stepper)
@@ -173,12 +217,14 @@ def main() -> None:
         "memory_year_peak_bytes": year_peak,
         "memory_decade_peak_bytes": decade_peak,
         "memory_decade_vs_year": round(decade_peak / year_peak, 3),
+        "year_catheter_faults_s": round(year_faults_s, 4),
     }
     if args.json:
         print(json.dumps(result))
         return
     print("pumpemu delivery benchmark (peristaltic-40, 10-step flex, 6 boluses/day, refill/30 d)")
     print(f"  1 year simulated in   {year_s:8.3f} s   (target < 0.5)")
+    print(f"  1 year with a leak, an inflammatory mass and repairs: {year_faults_s:8.3f} s")
     print(f"  10 years simulated in {decade_s:8.3f} s")
     print(
         f"  7 days: engine {engine_week_s * 1e3:.2f} ms, reference stepper "

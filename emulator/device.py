@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.device_service import apply_service_command, read_reply
 from emulator.firmware.firmware import FirmwareStatus
 from emulator.firmware.nvram import SnapshotError, canonical_json, decode_record, encode_record
 from emulator.firmware.results import (
@@ -289,7 +290,7 @@ class PumpDevice:
         self._keys = keys
         self._entropy = entropy
         self._session = PumpSession(keys, limits or default_session_limits(pump.profile))
-        self._ledger = ledger or CommandLedger()
+        self._ledger = ledger if ledger is not None else CommandLedger()  # an empty one is falsy
         self._framer = Framer()
         self._outbox = bytearray()
         self._rx_idle_deadline: int | None = None
@@ -783,7 +784,8 @@ class PumpDevice:
                 self._stage_deadline = self._link_now + lifetime_ms + 1
                 return _staged_reply(staged, pump.profile.stage_lifetime_s)
             case _:
-                return _nak(RefusalCode.BAD_STATE)
+                reply = read_reply(pump, request)  # issue 12 (emulator/device_service.py)
+                return _nak(RefusalCode.BAD_STATE) if reply is None else reply
 
     def _apply(self, request: Message, command_id: int) -> Message:
         pump = self._pump
@@ -827,7 +829,10 @@ class PumpDevice:
             case AlarmTest():
                 result = pump.alarm_test(command_id=command_id)
             case _:
-                return _nak(RefusalCode.BAD_STATE)
+                service = apply_service_command(pump, request, command_id)  # issue 12
+                if service is None:
+                    return _nak(RefusalCode.BAD_STATE)
+                result, value = service
         if isinstance(result, Refused):
             return _refusal(result)
         if isinstance(result, BolusStarted):

@@ -3,7 +3,7 @@
 ``Pump.inject(fault)`` applies one at the pump's current time. Faults act on the plant (or,
 for Reset and MemoryCorruption, on the hardware under the firmware); the firmware learns of
 them only through its sensors (docs/architecture.md principle 3). Each names the hazard it makes
-testable. Values are integers: seconds, nL, nAh, ppm.
+testable. Values are integers: seconds, nL, nAh, ppm, ug/mL.
 """
 
 from __future__ import annotations
@@ -11,18 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_CONCENTRATION_UG_PER_ML",
+    "MAX_FAULT_SPAN_S",
+    "MAX_FAULT_VOLUME_NL",
     "BatteryDrain",
+    "CapInjection",
     "CatheterDisconnect",
+    "CatheterErosion",
+    "CatheterKink",
     "CatheterLeak",
+    "CatheterMigration",
     "CatheterOcclusion",
     "CatheterRepair",
     "Fault",
+    "InflammatoryMass",
     "MagnetExposure",
     "MechanicalBias",
     "MemoryCorruption",
     "MotorRepair",
     "MotorStall",
     "PocketFill",
+    "PumpFlip",
+    "PumpReseat",
     "Reset",
 ]
 
@@ -39,6 +49,14 @@ MAX_POCKET_NL = 10**9
 
 MAX_NV_BIT = 2**32 - 1
 """The largest bit index a MemoryCorruption takes (taken modulo the record's size)."""
+
+MAX_CONCENTRATION_UG_PER_ML = 1_000_000
+"""The strongest solution a fault may carry: 1 g/mL, above any intrathecal drug."""
+MAX_FAULT_VOLUME_NL = 100_000_000
+"""The most one injection fault moves: 100 mL, above any syringe."""
+MAX_FAULT_SPAN_S = 10 * 365 * 86_400
+"""The longest a mass may grow or a kink's cycle last: 10 years (a pump's life)."""
+MAX_CONCENTRATION = MAX_CONCENTRATION_UG_PER_ML
 
 
 def _check(name: str, value: int, low: int, high: int) -> None:
@@ -81,7 +99,86 @@ class MagnetExposure:
 
 @dataclass(frozen=True, slots=True)
 class CatheterOcclusion:
-    """Kink or inflammatory mass: pumped drug is held back, none reaches the patient (H13)."""
+    """The catheter is blocked (H13): only ``delivered_ppm`` of what the mechanism pushes
+    flows past it, the rest stays in the reservoir. 0 (the default) is a full occlusion:
+    the mechanism fills the catheter's compliance (at most ``catheter_compliance_nl``) and
+    then moves nothing, so the next refill's residual is above the prediction."""
+
+    delivered_ppm: int = 0
+
+    def __post_init__(self) -> None:
+        _check("delivered_ppm", self.delivered_ppm, 0, 999_999)
+
+
+@dataclass(frozen=True, slots=True)
+class InflammatoryMass:
+    """An inflammatory mass (granuloma) grows at the catheter tip (H13): the delivered
+    fraction falls linearly from all of the flow now to ``delivered_ppm`` after
+    ``grow_s`` seconds (weeks in practice) and stays there. The firmware senses nothing;
+    the dose reaching the patient falls while the residual at refill rises."""
+
+    grow_s: int
+    delivered_ppm: int = 0
+
+    def __post_init__(self) -> None:
+        _check("grow_s", self.grow_s, 1, MAX_FAULT_SPAN_S)
+        _check("delivered_ppm", self.delivered_ppm, 0, 999_999)
+
+
+@dataclass(frozen=True, slots=True)
+class CatheterKink:
+    """A kink that closes on and off (H17): closed for ``closed_s`` at the start of every
+    ``period_s`` (posture), open the rest of the time."""
+
+    period_s: int
+    closed_s: int
+
+    def __post_init__(self) -> None:
+        _check("period_s", self.period_s, 1, MAX_FAULT_SPAN_S)
+        _check("closed_s", self.closed_s, 0, self.period_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CatheterMigration:
+    """The catheter tip leaves the intrathecal space (H13, H17): everything that leaves it
+    goes elsewhere (epidural, subcutaneous) and is absorbed systemically."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatheterErosion:
+    """The pump or catheter erodes through the skin (H17): the device is exposed and the
+    catheter leaks ``ppm`` of the flow into tissue."""
+
+    ppm: int
+
+    def __post_init__(self) -> None:
+        _check("ppm", self.ppm, 1, 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class PumpFlip:
+    """The pump flips in its pocket (H1): a refill needle misses the septum, draws nothing
+    and puts the whole refill into the pocket (a systemic dose)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PumpReseat:
+    """A flipped pump is turned back (surgical revision): its septa are reachable again
+    (ends the H1 pocket-fill risk of ``PumpFlip``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapInjection:
+    """``volume_nl`` of ``concentration_ug_per_ml`` injected into the catheter access port
+    (H2), e.g. a refill meant for the reservoir: it bypasses the pump and every limit, and
+    the firmware never knows. Same as ``Pump.cap_inject``."""
+
+    volume_nl: int
+    concentration_ug_per_ml: int
+
+    def __post_init__(self) -> None:
+        _check("volume_nl", self.volume_nl, 0, MAX_FAULT_VOLUME_NL)
+        _check("concentration_ug_per_ml", self.concentration_ug_per_ml, 0, MAX_CONCENTRATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +198,9 @@ class CatheterDisconnect:
 
 @dataclass(frozen=True, slots=True)
 class CatheterRepair:
-    """The catheter is whole again; drug held behind an occlusion reaches the patient at
-    once (the bolus on clearing, H13)."""
+    """The catheter is whole again (any occlusion, kink, mass, leak, erosion, migration or
+    disconnection cleared); the solution pressed into its compliance behind a block reaches
+    the patient at once, at most ``catheter_compliance_nl`` (the bolus on clearing, H13)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +215,17 @@ class BatteryDrain:
 
 @dataclass(frozen=True, slots=True)
 class PocketFill:
-    """``volume_nl`` injected into the pump pocket, not the reservoir (H1). For a pocket fill
-    during a refill, pass ``pocket_nl`` to ``Pump.refill_complete`` instead."""
+    """``volume_nl`` injected into the pump pocket, not the reservoir (H1), at
+    ``concentration_ug_per_ml`` (default: the drug last put into the reservoir). For a
+    pocket fill during a refill, pass ``pocket_nl`` to ``Pump.refill_complete`` instead."""
 
     volume_nl: int
+    concentration_ug_per_ml: int | None = None
 
     def __post_init__(self) -> None:
         _check("volume_nl", self.volume_nl, 0, MAX_POCKET_NL)
+        if self.concentration_ug_per_ml is not None:
+            _check("concentration_ug_per_ml", self.concentration_ug_per_ml, 0, MAX_CONCENTRATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +262,13 @@ Fault = (
     | CatheterLeak
     | CatheterDisconnect
     | CatheterRepair
+    | InflammatoryMass
+    | CatheterKink
+    | CatheterMigration
+    | CatheterErosion
+    | PumpFlip
+    | PumpReseat
+    | CapInjection
     | BatteryDrain
     | PocketFill
     | MechanicalBias

@@ -1,54 +1,83 @@
 """The plant: the pump's physical truth (docs/architecture.md principle 3).
 
-The plant holds what really is: the fluid in the reservoir, the catheter's integrity and
-contents, the motor's health, the battery's charge, the flow-activated valve. Faults act here.
-The firmware never reads these numbers directly; it learns only what its sensors report (a
-stalled motor, if the profile has the sensor; the battery voltage), so a scenario can compare
-belief with truth (H1, H10, H13, H17).
+The plant holds what really is: the drug solution in the reservoir, the pump's internal path
+and the catheter (volume *and* drug mass), the catheter's state, the motor's health, the
+battery's charge, the flow-activated valve. Faults act here. The firmware never reads these
+numbers directly; it learns only what its sensors report (a stalled motor, if the profile
+has the sensor; the battery voltage), so a scenario can compare belief with truth (H1, H2,
+H3, H10, H13, H17).
 
-Every volume is an integer in nL, and every derived volume is computed from cumulative
+This module is the mechanism (motor, valve, bias, battery) and the one ``PlantTruth``; the
+drug it moves, from the reservoir to the catheter's tip, is a ``FluidPath``
+(emulator/fluid/path.py, built from emulator/fluid/slugs.py, reservoir.py, catheter.py).
+
+Every volume is an integer in nL and every drug mass an integer in pg (1 ug/mL is 1 pg/nL:
+``mass_pg = volume_nl x concentration_ug_per_ml``). Volumes are computed from cumulative
 totals (strokes in a bias segment, flow in a leak segment), never from per-call rounding, so
-nothing drifts however the caller slices time. Fluid is conserved exactly::
+nothing drifts however the caller slices time. Fluid and drug are conserved exactly, each::
 
-    initial_nl + injected_nl == reservoir_nl + catheter_nl + retained_nl
-                                + delivered_nl + leaked_nl + pocket_nl + withdrawn_nl
+    initial + injected + cap_injected == reservoir + path + catheter + retained
+                                         + delivered + misplaced + leaked + pocket
+                                         + withdrawn + aspirated
 
-- ``initial_nl``: the reservoir and catheter drug at construction;
-- ``injected_nl``: everything pushed through the refill needle, pocket fills included;
-- ``catheter_nl``: drug inside the catheter's dead volume (it fills before any reaches the
-  patient: H3 early arrival / delay);
-- ``retained_nl``: drug pumped against an occlusion, held upstream of it (H13). It is
-  released to the patient as a bolus when the occlusion clears, which is the real hazard of
-  a cleared kink;
-- ``leaked_nl``: drug lost through a leak or a disconnection (H17);
-- ``pocket_nl``: drug injected into the pump pocket instead of the reservoir (H1), including
-  overflow of an injection beyond the reservoir's capacity;
-- ``withdrawn_nl``: residual drawn out at refills.
+- ``initial``: the reservoir, internal path and catheter drug at construction;
+- ``injected``: everything pushed through the refill needle, pocket fills included;
+- ``cap_injected``: solution injected through the catheter access port (H2);
+- ``path``: solution in the pump's internal path (always full: ``internal_path_nl``);
+- ``catheter``: solution inside the catheter's dead volume, an ordered series of slugs
+  (emulator/fluid/slugs.py); the rest of the dead volume holds CSF or sterile water, which
+  solution fills before any reaches the patient (H3 delay), mixing as it goes (H3 early
+  arrival, ``priming_dispersion_ppm``);
+- ``retained``: solution pushed into the compliance upstream of a closed catheter (H13): at
+  most ``catheter_compliance_nl``; the mechanism moves nothing more, so the rest of the drug
+  stays in the reservoir (the residual is *above* the prediction at refill);
+- ``delivered``: reached the intrathecal space; ``misplaced``: left a migrated tip outside it;
+- ``leaked``: lost through a leak, an erosion or a disconnection into tissue (H17);
+- ``pocket``: injected into the pump pocket instead of the reservoir (H1, a flipped pump),
+  including overflow beyond the reservoir's capacity;
+- ``withdrawn``: residual drawn out at refills; ``aspirated``: solution drawn back through
+  the catheter access port.
 
-Pumping from an empty reservoir moves air: the reservoir never goes negative.
+Drug in the pocket, leaked into tissue or misplaced by a migrated tip is a *systemic* dose
+(``PlantTruth.systemic_pg``), not a lost one. Pumping from an empty reservoir moves air: the
+reservoir never goes negative.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
+from emulator.fluid.catheter import (
+    PPM,
+    AspirationResult,
+    CapAspirated,
+    CapInjected,
+    CatheterState,
+    Flow,
+    Restriction,
+)
+from emulator.fluid.path import MAX_CONCENTRATION_UG_PER_ML, FluidPath, FluidValue
 from emulator.profile import Profile
 from protocol.units import MS_PER_HOUR
 
-__all__ = ["CatheterState", "MotorState", "Plant", "PlantTruth"]
+__all__ = [
+    "DEFAULT_DRUG_CONCENTRATION_UG_PER_ML",
+    "MAX_CONCENTRATION_UG_PER_ML",
+    "AspirationResult",
+    "CapAspirated",
+    "CapInjected",
+    "CatheterState",
+    "Flow",
+    "MotorState",
+    "Plant",
+    "PlantTruth",
+]
 
-PPM = 1_000_000
-
-
-class CatheterState(IntEnum):
-    OK = 0
-    OCCLUDED = 1
-    """Kink or inflammatory mass: nothing reaches the patient (H13)."""
-    LEAKING = 2
-    """A fraction (ppm) of the flow leaks into tissue (H17)."""
-    DISCONNECTED = 3
-    """Everything pumped goes into the tissue at the pump (H17)."""
+DEFAULT_DRUG_CONCENTRATION_UG_PER_ML = 1_000
+"""The drug strength a new pump holds when none is given: 1 mg/mL, the strength of the
+test suite's default prescription (docs/pump-model.md, "Drug in the fluid path")."""
 
 
 class MotorState(IntEnum):
@@ -61,7 +90,7 @@ class MotorState(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class PlantTruth:
-    """A read-only picture of the plant at one instant (nL, nAh, ppm)."""
+    """A read-only picture of the plant at one instant (nL, pg, nAh, ppm)."""
 
     time_ms: int
     initial_nl: int
@@ -88,55 +117,106 @@ class PlantTruth:
     bias_ppm: int
     valve_closed: bool
     magnet_exposures: int
+    # -- drug along the fluid path (pg; docs/pump-model.md, "Drug in the fluid path") -----
+    path_nl: int = 0
+    """Solution in the pump's internal path (always its full volume)."""
+    misplaced_nl: int = 0
+    """Solution that left a migrated tip outside the intrathecal space."""
+    cap_injected_nl: int = 0
+    aspirated_nl: int = 0
+    csf_aspirated_nl: int = 0
+    """CSF drawn through the catheter access port (not drug solution: not in the balance)."""
+    initial_pg: int = 0
+    injected_pg: int = 0
+    cap_injected_pg: int = 0
+    reservoir_pg: int = 0
+    path_pg: int = 0
+    catheter_pg: int = 0
+    retained_pg: int = 0
+    delivered_pg: int = 0
+    """Drug that reached the intrathecal space."""
+    misplaced_pg: int = 0
+    leaked_pg: int = 0
+    pocket_pg: int = 0
+    withdrawn_pg: int = 0
+    aspirated_pg: int = 0
+    catheter_slugs: tuple[tuple[int, int], ...] = ()
+    """The catheter's solution as (nL, pg) slugs, the one nearest the tip first."""
+    flow: Flow = Flow.OPEN
+    delivered_fraction_ppm: int = PPM
+    """The share of what the mechanism pushes that flows past the catheter now (H13)."""
+    exposed: bool = False
+    """An erosion has exposed the pump or catheter through the skin."""
+    flipped: bool = False
+    """The pump has flipped in its pocket: a needle misses its septum (H1)."""
+    drug_concentration_ug_per_ml: int = 0
+    """The strength of the drug last put into the reservoir (plant truth, not the entry)."""
 
     @property
     def lost_nl(self) -> int:
-        """Drug that left the system without reaching the patient's spinal fluid."""
+        """Solution that left the system without reaching the patient's spinal fluid."""
         return self.leaked_nl + self.pocket_nl
+
+    @property
+    def systemic_nl(self) -> int:
+        """Solution absorbed systemically: pocket, tissue (leaks) and a migrated tip."""
+        return self.pocket_nl + self.leaked_nl + self.misplaced_nl
+
+    @property
+    def systemic_pg(self) -> int:
+        """Drug absorbed systemically (pocket fill, leak, erosion, disconnection, migration):
+        a dose the patient receives, by another route (H1, H17)."""
+        return self.pocket_pg + self.leaked_pg + self.misplaced_pg
+
+    @property
+    def intrathecal_pg(self) -> int:
+        """Drug that reached the intrathecal space (``delivered_pg``)."""
+        return self.delivered_pg
 
     def balance_nl(self) -> int:
         """In minus out: exactly 0 for a plant that conserves fluid."""
-        inside = self.reservoir_nl + self.catheter_nl + self.retained_nl
-        out = self.delivered_nl + self.leaked_nl + self.pocket_nl + self.withdrawn_nl
-        return self.initial_nl + self.injected_nl - inside - out
+        inside = self.reservoir_nl + self.path_nl + self.catheter_nl + self.retained_nl
+        out = (
+            self.delivered_nl + self.misplaced_nl + self.leaked_nl + self.pocket_nl
+            + self.withdrawn_nl + self.aspirated_nl
+        )  # fmt: skip
+        return self.initial_nl + self.injected_nl + self.cap_injected_nl - inside - out
+
+    def balance_pg(self) -> int:
+        """In minus out, in drug mass: exactly 0 for a plant that conserves drug."""
+        inside = self.reservoir_pg + self.path_pg + self.catheter_pg + self.retained_pg
+        out = (
+            self.delivered_pg + self.misplaced_pg + self.leaked_pg + self.pocket_pg
+            + self.withdrawn_pg + self.aspirated_pg
+        )  # fmt: skip
+        return self.initial_pg + self.injected_pg + self.cap_injected_pg - inside - out
 
 
 class Plant:
-    """Physical truth of one implanted pump. Times are integer ms; ``now`` is an argument."""
+    """Physical truth of one implanted pump. Times are integer ms; ``now`` is an argument.
+
+    The mechanism (motor, valve, bias, battery) lives here; the drug it moves, from the
+    reservoir to the tip, is a ``FluidPath`` (emulator/fluid/path.py)."""
 
     __slots__ = (
         "_bias_base",
         "_bias_ppm",
         "_bias_strokes",
-        "_catheter_nl",
-        "_catheter_state",
-        "_catheter_volume",
-        "_delivered",
         "_drained_nah",
-        "_dry",
-        "_initial",
-        "_injected",
-        "_leak_flow",
-        "_leak_ppm",
-        "_leaked",
+        "_fluid",
         "_magnet_exposures",
         "_motor",
         "_motor_after_change",
         "_motor_change_ms",
         "_motor_resume_ms",
         "_now",
-        "_pocket",
         "_profile",
-        "_pumped",
-        "_reservoir",
-        "_retained",
         "_sessions",
         "_start_ms",
         "_stroke_nl",
         "_strokes_attempted",
         "_valve_closed",
         "_valve_released",
-        "_withdrawn",
     )
 
     def __init__(
@@ -147,6 +227,7 @@ class Plant:
         catheter_length_cm: int,
         *,
         catheter_primed: bool = True,
+        drug_concentration_ug_per_ml: int = DEFAULT_DRUG_CONCENTRATION_UG_PER_ML,
     ) -> None:
         if not 0 <= reservoir_nl <= profile.reservoir_capacity_nl:
             raise ValueError(
@@ -161,28 +242,20 @@ class Plant:
         self._start_ms = start_ms
         self._now = start_ms
         self._stroke_nl = profile.stroke_nl
-        self._catheter_volume = profile.catheter_volume_nl(catheter_length_cm)
-        self._catheter_nl = self._catheter_volume if catheter_primed else 0
-        self._initial = reservoir_nl + self._catheter_nl
-        self._reservoir = reservoir_nl
-        self._injected = 0
-        self._retained = 0
-        self._delivered = 0
-        self._leaked = 0
-        self._pocket = 0
-        self._withdrawn = 0
-        self._pumped = 0
-        self._dry = 0
+        self._fluid = FluidPath(
+            profile,
+            start_ms,
+            reservoir_nl,
+            profile.catheter_volume_nl(catheter_length_cm),
+            catheter_primed=catheter_primed,
+            concentration_ug_per_ml=drug_concentration_ug_per_ml,
+        )
         self._valve_released = 0
         self._strokes_attempted = 0
         # Bias segment: volume moved is base + f(strokes since the bias last changed).
         self._bias_ppm = profile.mechanical_bias_ppm
         self._bias_base = 0
         self._bias_strokes = 0
-        # Leak segment: the loss is recomputed from the flow since the leak last changed.
-        self._catheter_state = CatheterState.OK
-        self._leak_ppm = 0
-        self._leak_flow = 0
         self._motor = MotorState.OK
         self._motor_change_ms: int | None = None
         self._motor_after_change = MotorState.OK
@@ -200,7 +273,7 @@ class Plant:
 
     @property
     def catheter_volume_nl(self) -> int:
-        return self._catheter_volume
+        return self._fluid.catheter_volume_nl
 
     @property
     def motor(self) -> MotorState:
@@ -208,7 +281,16 @@ class Plant:
 
     @property
     def reservoir_nl(self) -> int:
-        return self._reservoir
+        return self._fluid.reservoir_nl
+
+    @property
+    def reservoir_pg(self) -> int:
+        return self._fluid.reservoir_pg
+
+    @property
+    def drug_concentration_ug_per_ml(self) -> int:
+        """The strength of the drug last put into the reservoir (plant truth)."""
+        return self._fluid.concentration_ug_per_ml
 
     def battery_nah(self, now_ms: int | None = None) -> int:
         """Charge left at ``now_ms`` (default: the plant's now), floored at 0."""
@@ -227,34 +309,31 @@ class Plant:
         return self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
 
     def next_event_ms(self) -> int | None:
-        """The next time the plant changes by itself (motor recovery), or None."""
-        return self._motor_change_ms
+        """The next time the plant changes by itself (a motor recovery; an inflammatory mass
+        closing the catheter for good), or None."""
+        times = (self._motor_change_ms, self._fluid.next_event_ms(self._now))
+        return min((t for t in times if t is not None), default=None)
+
+    def restriction(self) -> Restriction:
+        """The catheter's flow restriction now (emulator/fluid/catheter.py)."""
+        return self._fluid.restriction()
+
+    def delivered_fraction_ppm(self, at_ms: int | None = None) -> int:
+        """The share of pushed flow that passes the catheter at ``at_ms`` (default now)."""
+        return self._fluid.delivered_fraction_ppm(self._now if at_ms is None else at_ms)
 
     def truth(self) -> PlantTruth:
         return PlantTruth(
             time_ms=self._now,
-            initial_nl=self._initial,
-            injected_nl=self._injected,
-            reservoir_nl=self._reservoir,
-            catheter_nl=self._catheter_nl,
-            catheter_volume_nl=self._catheter_volume,
-            retained_nl=self._retained,
-            delivered_nl=self._delivered,
-            leaked_nl=self._leaked,
-            pocket_nl=self._pocket,
-            withdrawn_nl=self._withdrawn,
-            pumped_nl=self._pumped,
-            dry_nl=self._dry,
             valve_released_nl=self._valve_released,
             strokes_attempted=self._strokes_attempted,
             battery_nah=self.battery_nah(),
             motor=self._motor,
             motor_resume_ms=self._motor_resume_ms,
-            catheter=self._catheter_state,
-            leak_ppm=self._leak_ppm,
             bias_ppm=self._bias_ppm,
             valve_closed=self._valve_closed,
             magnet_exposures=self._magnet_exposures,
+            **self._fluid.truth_fields(self._now),
         )
 
     # -- time ------------------------------------------------------------------------------
@@ -284,17 +363,18 @@ class Plant:
 
         Returns the volume that left the reservoir. A stalled motor, a closed valve or a
         flat battery moves nothing; an empty reservoir moves only what it holds (the rest is
-        air, counted in ``dry_nl``).
+        air, counted in ``dry_nl``); a blocked catheter lets through only its delivered
+        fraction (the rest stays in the reservoir, H13).
         """
         if now_ms < self._now:
             raise ValueError(f"plant time went backwards: {now_ms} < {self._now}")
         # The strokes fell in (now, now_ms], under the state the plant had since now: a
         # change due at now_ms (a recovery) applies to later strokes only.
-        moved = self._move(strokes) if strokes > 0 else 0
+        moved = self._move(strokes, now_ms) if strokes > 0 else 0
         self.update(now_ms)
         return moved
 
-    def _move(self, strokes: int) -> int:
+    def _move(self, strokes: int, until_ms: int | None = None) -> int:
         moving = self.can_move()
         self._strokes_attempted += strokes
         if not moving:
@@ -302,37 +382,12 @@ class Plant:
         before = self._bias_volume(self._bias_strokes)
         self._bias_strokes += strokes
         wanted = self._bias_volume(self._bias_strokes) - before
-        moved = min(max(wanted, 0), self._reservoir)
-        self._dry += max(wanted, 0) - moved
-        self._reservoir -= moved
-        self._pumped += moved
-        self._route(moved)
-        return moved
+        end = self._now if until_ms is None else until_ms
+        return self._fluid.displace(max(wanted, 0), self._now, end)
 
     def _bias_volume(self, strokes: int) -> int:
         nominal = strokes * self._stroke_nl
         return self._bias_base + nominal + nominal * self._bias_ppm // PPM
-
-    def _route(self, volume: int) -> None:
-        """Send volume that left the reservoir down the catheter (or out of a fault)."""
-        if volume <= 0:
-            return
-        if self._catheter_state is CatheterState.DISCONNECTED:
-            self._leaked += volume
-            return
-        if self._catheter_state is CatheterState.OCCLUDED:
-            self._retained += volume
-            return
-        lost = 0
-        if self._leak_ppm:
-            before = self._leak_flow * self._leak_ppm // PPM
-            self._leak_flow += volume
-            lost = self._leak_flow * self._leak_ppm // PPM - before
-            self._leaked += lost
-        rest = volume - lost
-        fill = min(rest, self._catheter_volume - self._catheter_nl)
-        self._catheter_nl += fill
-        self._delivered += rest - fill
 
     # -- faults (they act on the plant only; docs/architecture.md principle 3)
     # -------------------------
@@ -361,8 +416,8 @@ class Plant:
 
         Peristaltic: the rotor stops for the scan, then stays stopped for the recovery
         delay (2-24 h in practice, H14). Valve-gated: the magnet opens the metering valves;
-        the flow-activated valve lets through at most its limit, then closes and stays
-        closed until reset (H15).
+        the flow-activated valve lets through at most its limit (less against a blocked
+        catheter), then closes and stays closed until reset (H15).
         """
         if scan_ms < 0 or recovery_ms < 0:
             raise ValueError("scan_ms and recovery_ms must be >= 0")
@@ -370,11 +425,11 @@ class Plant:
         if self._profile.flow_activated_valve:
             if self._valve_closed:
                 return 0
-            released = min(self._profile.valve_limit_nl, self._reservoir)
-            self._reservoir -= released
-            self._pumped += released
+            fluid = self._fluid
+            released = fluid.displace(
+                min(self._profile.valve_limit_nl, fluid.reservoir_nl), self._now, self._now
+            )
             self._valve_released += released
-            self._route(released)
             self._valve_closed = True
             return released
         if scan_ms == 0 and recovery_ms == 0:
@@ -399,23 +454,28 @@ class Plant:
     def set_catheter(self, state: CatheterState, leak_ppm: int = 0) -> int:
         """Change the catheter's state now. Returns the retained volume released, if any.
 
-        Clearing an occlusion releases the drug held behind it to the patient at once: the
-        bolus-on-clearing that makes a cleared kink dangerous (H13).
+        ``OCCLUDED`` here is a full occlusion (``restrict_flow`` sets a partial, growing or
+        intermittent one). Anything else releases the solution pressed into the compliance
+        behind a block: at most ``catheter_compliance_nl``, never the drug that stayed in
+        the reservoir (H13).
         """
-        if state is CatheterState.LEAKING:
-            if not 1 <= leak_ppm <= PPM:
-                raise ValueError("a leaking catheter needs 1 <= leak_ppm <= 1_000_000")
-        elif leak_ppm:
-            raise ValueError("leak_ppm applies only to CatheterState.LEAKING")
-        # Close the leak segment so the new fraction applies only to flow from now on.
-        self._leak_flow = 0
-        self._leak_ppm = leak_ppm
-        self._catheter_state = state
-        released = 0
-        if state is not CatheterState.OCCLUDED and self._retained:
-            released, self._retained = self._retained, 0
-            self._route(released)
-        return released
+        return self._fluid.set_catheter(state, self._now, leak_ppm)
+
+    def restrict_flow(self, kind: Flow, ppm: int, span_ms: int = 0, closed_ms: int = 0) -> int:
+        """Occlude the catheter from now (H13, H17 kink): ``PARTIAL`` lets ``ppm`` through
+        (0: a full occlusion); ``GROWING`` falls from fully open to ``ppm`` over
+        ``span_ms``; ``KINKED`` is closed ``closed_ms`` of every ``span_ms``. Returns the
+        retained volume released (a restriction that is not a lasting block lets it go)."""
+        return self._fluid.restrict_flow(kind, ppm, self._now, span_ms, closed_ms)
+
+    def erode(self, leak_ppm: int) -> None:
+        """Erosion through the skin: the device is exposed and the catheter leaks (H17)."""
+        self._fluid.erode(leak_ppm, self._now)
+
+    def set_flipped(self, flipped: bool) -> None:
+        """The pump flips in its pocket (or is put back): a needle aimed at its septa
+        misses them, so a refill goes into the pocket (H1)."""
+        self._fluid.set_flipped(flipped)
 
     def set_bias(self, bias_ppm: int) -> None:
         """Change the mechanism's bias from now on (wear, H10 drift)."""
@@ -435,37 +495,42 @@ class Plant:
         """A telemetry session drew its charge."""
         self._sessions += 1
 
-    # -- refill (the clinician's needle) -----------------------------------------------------
+    # -- the catheter access port (CAP) and the refill needle ---------------------------------
+
+    def cap_aspirate(self, volume_nl: int) -> CapAspirated:
+        """Aspirate ``volume_nl`` through the catheter access port now (emulator/fluid/path.py)."""
+        return self._fluid.cap_aspirate(volume_nl, self._now)
+
+    def cap_inject(self, volume_nl: int, concentration_ug_per_ml: int) -> CapInjected:
+        """Inject through the catheter access port now (H2; emulator/fluid/path.py)."""
+        return self._fluid.cap_inject(volume_nl, concentration_ug_per_ml, self._now)
 
     def withdraw_all(self) -> int:
-        """Draw the whole residual out of the reservoir; return its volume (truth)."""
-        volume, self._reservoir = self._reservoir, 0
-        self._withdrawn += volume
-        return volume
+        """Draw the whole residual out of the reservoir; return its volume (truth). A
+        flipped pump's septum is missed: nothing comes back."""
+        return self._fluid.withdraw_all()
 
-    def inject(self, volume_nl: int, pocket_nl: int = 0) -> int:
-        """Inject ``volume_nl`` into the reservoir and ``pocket_nl`` into the pocket (H1).
-
-        What does not fit in the reservoir's capacity overflows into the pocket too.
-        Returns the volume that reached the reservoir.
-        """
-        if volume_nl < 0 or pocket_nl < 0:
-            raise ValueError("volumes must be >= 0")
-        room = self._profile.reservoir_capacity_nl - self._reservoir
-        into = min(volume_nl, room)
-        self._reservoir += into
-        self._pocket += pocket_nl + (volume_nl - into)
-        self._injected += volume_nl + pocket_nl
-        return into
+    def inject(
+        self, volume_nl: int, pocket_nl: int = 0, concentration_ug_per_ml: int | None = None
+    ) -> int:
+        """Inject ``volume_nl`` into the reservoir and ``pocket_nl`` into the pocket (H1), at
+        ``concentration_ug_per_ml`` (default: the drug last put in); it mixes with the
+        residual. Overflow, or everything on a flipped pump, goes into the pocket. Returns
+        the volume that reached the reservoir."""
+        return self._fluid.inject(volume_nl, pocket_nl, concentration_ug_per_ml)
 
     # -- persistence -------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, int | bool | None]:
-        """Every field as plain JSON values, for Pump.snapshot()."""
-        return {name: _plain(getattr(self, name)) for name in _PLANT_FIELDS}
+    def to_dict(self) -> dict[str, PlantValue]:
+        """Every field as plain JSON values, for Pump.snapshot(); the fluid path nested."""
+        out: dict[str, PlantValue] = {}
+        for name in _PLANT_FIELDS:
+            value = getattr(self, name)
+            out[name] = value.to_dict() if isinstance(value, FluidPath) else _plain(value)
+        return out
 
     @classmethod
-    def from_dict(cls, profile: Profile, data: dict[str, int | bool | None]) -> Plant:
+    def from_dict(cls, profile: Profile, data: dict[str, Any]) -> Plant:
         """Rebuild a plant; ValueError if a field is missing, unknown or mistyped."""
         if set(data) != set(_PLANT_FIELDS):
             raise ValueError(
@@ -476,13 +541,19 @@ class Plant:
         plant._profile = profile
         for name in _PLANT_FIELDS:
             value = data[name]
+            if name == "_fluid":
+                plant._fluid = FluidPath.from_dict(profile, value)
+                continue
             if value is not None and not isinstance(value, int):
                 raise ValueError(f"plant field {name} must be an integer, got {value!r}")
             object.__setattr__(plant, name, value)
-        plant._catheter_state = CatheterState(plant._catheter_state)
         plant._motor = MotorState(plant._motor)
         plant._motor_after_change = MotorState(plant._motor_after_change)
         return plant
+
+
+PlantValue = int | bool | None | dict[str, FluidValue]
+"""A plant field in a snapshot: an integer, a flag, nothing, or the fluid path's fields."""
 
 
 def _plain(value: object) -> int | bool | None:

@@ -97,6 +97,17 @@ class Profile:
     catheter_dead_volume_nl_per_cm: int
     catheter_max_length_cm: int
 
+    # -- drug along the fluid path (docs/pump-model.md, "Drug in the fluid path") ----------
+    internal_path_nl: int
+    """Solution in the pump's own path from the reservoir to the catheter connector: a new
+    concentration reaches the catheter only after it (bridge bolus)."""
+    catheter_compliance_nl: int
+    """The most solution a closed catheter and the tubing upstream of it take under the
+    mechanism's bounded back-pressure; all a repair can release (H13)."""
+    priming_dispersion_ppm: int
+    """Share of the drug filling a catheter that still holds CSF or sterile water which
+    mixes ahead of the front and arrives early (H3)."""
+
     # -- battery (charge in nAh) ------------------------------------------------------------
     battery_capacity_nah: int
     battery_nah_per_stroke: int
@@ -179,6 +190,9 @@ _SCHEMA: dict[tuple[str, str], tuple[str, int, int]] = {
     ("patient_bolus", "max_per_24h_max"): (_INT, 1, 255),
     ("catheter", "dead_volume_nl_per_cm"): (_INT, 0, 100_000),
     ("catheter", "max_length_cm"): (_INT, 1, 1_000),
+    ("fluid_path", "internal_path_nl"): (_INT, 0, 10 * _ML),
+    ("fluid_path", "catheter_compliance_nl"): (_INT, 0, 10 * _ML),
+    ("fluid_path", "priming_dispersion_ppm"): (_INT, 0, 1_000_000),
     ("battery", "capacity_nah"): (_INT, 1, U64_MAX),
     ("battery", "nah_per_stroke"): (_INT, 0, U32_MAX),
     ("battery", "nah_per_hour_idle"): (_INT, 0, U32_MAX),
@@ -382,6 +396,9 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         ),
         catheter_dead_volume_nl_per_cm=_int(d, s, "catheter", "dead_volume_nl_per_cm"),
         catheter_max_length_cm=_int(d, s, "catheter", "max_length_cm"),
+        internal_path_nl=_int(d, s, "fluid_path", "internal_path_nl"),
+        catheter_compliance_nl=_int(d, s, "fluid_path", "catheter_compliance_nl"),
+        priming_dispersion_ppm=_int(d, s, "fluid_path", "priming_dispersion_ppm"),
         battery_capacity_nah=battery,
         battery_nah_per_stroke=_int(d, s, "battery", "nah_per_stroke"),
         battery_nah_per_hour_idle=_int(d, s, "battery", "nah_per_hour_idle"),
@@ -431,6 +448,9 @@ _FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "patient_bolus_max_per_24h": ("patient_bolus", "max_per_24h_min", "max_per_24h_max"),
     "catheter_dead_volume_nl_per_cm": ("catheter", "dead_volume_nl_per_cm"),
     "catheter_max_length_cm": ("catheter", "max_length_cm"),
+    "internal_path_nl": ("fluid_path", "internal_path_nl"),
+    "catheter_compliance_nl": ("fluid_path", "catheter_compliance_nl"),
+    "priming_dispersion_ppm": ("fluid_path", "priming_dispersion_ppm"),
     "battery_capacity_nah": ("battery", "capacity_nah"),
     "battery_nah_per_stroke": ("battery", "nah_per_stroke"),
     "battery_nah_per_hour_idle": ("battery", "nah_per_hour_idle"),

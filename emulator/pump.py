@@ -31,23 +31,32 @@ from typing import Any
 from emulator.delivery import DeliveryEngine, EngineState
 from emulator.errors import ProfileError, TimeError
 from emulator.faults import (
+    MAX_FAULT_VOLUME_NL,
     BatteryDrain,
+    CapInjection,
     CatheterDisconnect,
+    CatheterErosion,
+    CatheterKink,
     CatheterLeak,
+    CatheterMigration,
     CatheterOcclusion,
     CatheterRepair,
     Fault,
+    InflammatoryMass,
     MagnetExposure,
     MechanicalBias,
     MemoryCorruption,
     MotorRepair,
     MotorStall,
     PocketFill,
+    PumpFlip,
+    PumpReseat,
     Reset,
 )
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.firmware import Engine, Firmware, FirmwareStatus
 from emulator.firmware.nvram import SnapshotError, canonical_json, decode_record, encode_record
+from emulator.firmware.readouts import CatheterReadout, DetailReadout, PatientReadout
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -56,7 +65,17 @@ from emulator.firmware.results import (
     Refused,
     Staged,
 )
-from emulator.plant import CatheterState, MotorState, Plant, PlantTruth
+from emulator.plant import (
+    DEFAULT_DRUG_CONCENTRATION_UG_PER_ML,
+    MAX_CONCENTRATION_UG_PER_ML,
+    CapAspirated,
+    CapInjected,
+    CatheterState,
+    Flow,
+    MotorState,
+    Plant,
+    PlantTruth,
+)
 from emulator.profile import Profile, Range, load_profile, profile_from_fields
 from emulator.snapshot_rules import check_pump_record, first_difference
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, LogEntry
@@ -95,13 +114,17 @@ class Pump:
         catheter_length_cm: int | None = None,
         catheter_primed: bool = True,
         engine_factory: EngineFactory = DeliveryEngine,
+        drug_concentration_ug_per_ml: int = DEFAULT_DRUG_CONCENTRATION_UG_PER_ML,
     ) -> None:
         """A freshly implanted pump at ``start_ms``.
 
         ``reservoir_nl`` (default: the usable volume) is both what the reservoir holds and
         what the firmware believes it holds. ``catheter_length_cm`` defaults to the
         profile's maximum; ``catheter_primed=False`` leaves its dead volume without drug, so
-        the first delivery only fills it (H3).
+        the first delivery only fills it (H3). ``drug_concentration_ug_per_ml`` is the
+        strength of the drug really in the reservoir, internal path and primed catheter
+        (plant truth; default 1,000 ug/mL = 1 mg/mL): the firmware learns a concentration
+        only from the prescription programmed into it, which may differ.
         """
         self._profile = profile if isinstance(profile, Profile) else load_profile(profile)
         p = self._profile
@@ -114,8 +137,23 @@ class Pump:
         self._now = start_ms
         self._engine_factory = engine_factory
         self._catheter_length_cm = length
-        self._plant = Plant(p, start_ms, volume, length, catheter_primed=catheter_primed)
-        self._fw = Firmware(p, engine_factory(p.stroke_nl, start_ms), start_ms, volume)
+        self._plant = Plant(
+            p,
+            start_ms,
+            volume,
+            length,
+            catheter_primed=catheter_primed,
+            drug_concentration_ug_per_ml=drug_concentration_ug_per_ml,
+        )
+        # The firmware is told the catheter as the implanting clinician knows it (H3).
+        self._fw = Firmware(
+            p,
+            engine_factory(p.stroke_nl, start_ms),
+            start_ms,
+            volume,
+            catheter_length_cm=length,
+            catheter_primed=catheter_primed,
+        )
         self._last_withdrawn = 0
 
     # ====================================================================================
@@ -284,6 +322,7 @@ class Pump:
         pocket_nl: int = 0,
         new_concentration_ug_per_ml: int | None = None,
         command_id: int | None = None,
+        injected_concentration_ug_per_ml: int | None = None,
     ) -> RefillCompleted | Refused:
         """Enter the refill. ``new_volume_nl`` is what the clinician *enters*.
 
@@ -291,13 +330,33 @@ class Pump:
         really drew at refill_begin); ``injected_nl`` is what really went into the reservoir
         (default: the entered volume; differ for H10); ``pocket_nl`` went into the pocket
         instead (H1). ``new_concentration_ug_per_ml``, if given, is the new drug strength
-        (checked in mass against the running rates). Physical volumes are applied only if
-        the pump accepts the entry.
+        entered (belief, checked in mass against the running rates);
+        ``injected_concentration_ug_per_ml`` is the strength really injected (plant truth;
+        default: the one entered if it is a possible solution, at most 1 g/mL, else the
+        drug last put into the reservoir): differ for a wrong-concentration fill. The
+        injection mixes with any residual left. Physical volumes and drug are applied only
+        if the pump accepts the entry.
         """
         if injected_nl is not None and injected_nl < 0:
             raise ValueError("injected_nl must be >= 0")
         if pocket_nl < 0:
             raise ValueError("pocket_nl must be >= 0")
+        real_conc = injected_concentration_ug_per_ml
+        if real_conc is not None and (
+            isinstance(real_conc, bool)
+            or not isinstance(real_conc, int)
+            or not 0 <= real_conc <= MAX_CONCENTRATION_UG_PER_ML
+        ):
+            raise ValueError(f"a concentration is an int 0..{MAX_CONCENTRATION_UG_PER_ML} ug/mL")
+        entered = new_concentration_ug_per_ml
+        if (
+            real_conc is None
+            and entered is not None
+            and 0 <= entered <= MAX_CONCENTRATION_UG_PER_ML
+        ):
+            # An entry above 1 g/mL is a unit slip, not a solution anyone can inject: the
+            # syringe holds the drug on file (the firmware checks the entry, H9, H11).
+            real_conc = entered
         reported = self._last_withdrawn if withdrawn_nl is None else withdrawn_nl
         conc = new_concentration_ug_per_ml
         refusal = self._fw.check_refill_complete(
@@ -305,7 +364,9 @@ class Pump:
         )
         if refusal is not None:
             return refusal
-        self._plant.inject(new_volume_nl if injected_nl is None else injected_nl, pocket_nl)
+        self._plant.inject(
+            new_volume_nl if injected_nl is None else injected_nl, pocket_nl, real_conc
+        )
         return self._fw.refill_complete(new_volume_nl, reported, self._now, command_id, conc)
 
     def acknowledge_alarm(
@@ -332,6 +393,14 @@ class Pump:
             self._plant.reset_flow_valve()
         return result
 
+    def set_catheter(
+        self, length_cm: int, *, primed: bool = False, command_id: int | None = None
+    ) -> Accepted | Refused:
+        """Tell the firmware the catheter now implanted (after a revision: its length, and
+        whether it was primed). Belief only: the plant's catheter is what a fault or the
+        surgery made it (docs/pump-model.md, "Service procedures")."""
+        return self._fw.set_catheter(length_cm, primed, self._now, command_id)
+
     def record_event(
         self, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
     ) -> int:
@@ -356,10 +425,27 @@ class Pump:
         """Firmware belief now: ``time_ms`` internal, every other instant pump clock."""
         return self._fw.status(self._now)
 
+    def status_detail(self) -> DetailReadout:
+        """STATUS_DETAIL: forecasts and delivered totals, firmware belief (H7)."""
+        return self._fw.detail(self._now)
+
+    def patient_view(self) -> PatientReadout:
+        """PATIENT_VIEW: the next patient bolus and the boluses left in 24 h."""
+        return self._fw.patient_view(self._now)
+
+    def catheter_info(self) -> CatheterReadout:
+        """CATHETER_INFO: the catheter as the firmware was told it."""
+        return self._fw.catheter()
+
     def log(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
         """Entries with ``seq >= since_seq``; each ``time_ms`` is the pump clock as it read
         when the entry was written."""
         return self._fw.log.entries(since_seq)
+
+    @property
+    def log_next_seq(self) -> int:
+        """The seq the next log entry will get: a cheap way to see whether the log grew."""
+        return self._fw.log.next_seq
 
     def alarms(self) -> tuple[AlarmRecord, ...]:
         """Active alarms; ``since_ms`` is the pump clock as it read when each was raised."""
@@ -368,6 +454,30 @@ class Pump:
     def plant_truth(self) -> PlantTruth:
         """Physical truth, for oracles and scenarios; the firmware never sees it."""
         return self._plant.truth()
+
+    # ====================================================================================
+    # The catheter access port: plant operations the firmware never sees (H2)
+    # ====================================================================================
+
+    def cap_aspirate(self, volume_nl: int) -> CapAspirated:
+        """A clinician aspirates ``volume_nl`` through the catheter access port now, to check
+        patency: CSF returns if the catheter is patent, nothing if it is blocked, fluid
+        without CSF if the tip migrated or the catheter is off the pump (plant truth; the
+        firmware is not told). Drug solution drawn back leaves the catheter, which refills
+        with CSF: the next delivery fills it again (H3)."""
+        _need_volume(volume_nl)
+        return self._plant.cap_aspirate(volume_nl)
+
+    def cap_inject(self, volume_nl: int, concentration_ug_per_ml: int | None = None) -> CapInjected:
+        """Inject ``volume_nl`` through the catheter access port now (H2): straight down the
+        catheter, bypassing the reservoir, the mechanism and every limit; the firmware is
+        not told. ``concentration_ug_per_ml`` defaults to the drug last put into the
+        reservoir (a refill meant for it that went into the wrong port)."""
+        _need_volume(volume_nl)
+        conc = self._plant.drug_concentration_ug_per_ml
+        return self._plant.cap_inject(
+            volume_nl, conc if concentration_ug_per_ml is None else concentration_ug_per_ml
+        )
 
     @property
     def engine(self) -> Engine:
@@ -392,8 +502,22 @@ class Pump:
                 plant.repair_motor()
             case MagnetExposure(scan_s=scan, recovery_s=recovery):
                 plant.expose_to_magnet(scan * MS_PER_S, recovery * MS_PER_S)
-            case CatheterOcclusion():
-                plant.set_catheter(CatheterState.OCCLUDED)
+            case CatheterOcclusion(delivered_ppm=ppm):
+                plant.restrict_flow(Flow.PARTIAL, ppm)
+            case InflammatoryMass(grow_s=grow, delivered_ppm=ppm):
+                plant.restrict_flow(Flow.GROWING, ppm, grow * MS_PER_S)
+            case CatheterKink(period_s=period, closed_s=closed):
+                plant.restrict_flow(Flow.KINKED, 0, period * MS_PER_S, closed * MS_PER_S)
+            case CatheterMigration():
+                plant.set_catheter(CatheterState.MIGRATED)
+            case CatheterErosion(ppm=ppm):
+                plant.erode(ppm)
+            case PumpFlip():
+                plant.set_flipped(True)
+            case PumpReseat():
+                plant.set_flipped(False)
+            case CapInjection(volume_nl=volume, concentration_ug_per_ml=conc):
+                plant.cap_inject(volume, conc)
             case CatheterLeak(ppm=ppm):
                 plant.set_catheter(CatheterState.LEAKING, ppm)
             case CatheterDisconnect():
@@ -402,8 +526,8 @@ class Pump:
                 plant.set_catheter(CatheterState.OK)
             case BatteryDrain(nah=nah):
                 plant.drain_battery(nah)
-            case PocketFill(volume_nl=volume):
-                plant.inject(0, volume)
+            case PocketFill(volume_nl=volume, concentration_ug_per_ml=conc):
+                plant.inject(0, volume, conc)
             case MechanicalBias(ppm=ppm):
                 plant.set_bias(ppm)
             case Reset():
@@ -511,6 +635,15 @@ class Pump:
         other = Pump.restore(blob)
         other._engine_factory = self._engine_factory
         self.__dict__.update(other.__dict__)
+
+
+def _need_volume(volume_nl: object) -> None:
+    if (
+        isinstance(volume_nl, bool)
+        or not isinstance(volume_nl, int)
+        or not 0 <= volume_nl <= MAX_FAULT_VOLUME_NL
+    ):
+        raise ValueError(f"volume_nl must be an int 0..{MAX_FAULT_VOLUME_NL}, got {volume_nl!r}")
 
 
 def _profile_to_json(profile: Profile) -> dict[str, Any]:

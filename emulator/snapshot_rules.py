@@ -19,7 +19,9 @@ from typing import Any
 
 from emulator.firmware.interlocks import check_prescription, prescription_digest
 from emulator.firmware.nvram import SnapshotError, canonical_json, prescription_from_json
-from emulator.plant import CatheterState, MotorState
+from emulator.fluid.path import FLUID_FIELDS
+from emulator.fluid.slugs import MAX_SLUGS
+from emulator.plant import MAX_CONCENTRATION_UG_PER_ML, CatheterState, Flow, MotorState
 from emulator.profile import Profile
 from protocol.device_state import AlarmKind, TherapyState
 from protocol.units import MS_PER_S, U32_MAX, U64_MAX
@@ -79,8 +81,14 @@ _RECORD_KEYS = frozenset(
         "last_command_id",
         "clock_offset_ms",
         "alarms",
+        "totals",
+        "battery_read",
+        "catheter",
     }
 )
+_TOTALS_KEYS = frozenset({"delivered_pg", "day", "today_pg", "refill_mark_pg"})
+_CATHETER_KEYS = frozenset({"length_cm", "primed"})
+_BATTERY_READ_KEYS = frozenset({"ms", "delivered_nl"})
 _ENGINE_KEYS = frozenset(
     {
         "stroke_nl",
@@ -201,12 +209,23 @@ def _check_log(value: object, p: Profile) -> None:
             need_int(f"pump.log.entries[{i}][{j}]", item, 0, U64_MAX)
 
 
-_PLANT_TIMES = ("_now", "_start_ms", "_motor_change_ms", "_motor_resume_ms")
-_PLANT_ENUMS = {
-    "_catheter_state": CatheterState,
-    "_motor": MotorState,
-    "_motor_after_change": MotorState,
-}
+_PLANT_ENUMS = {"_motor": MotorState, "_motor_after_change": MotorState}
+_FLUID_ENUMS = {"_catheter_state": CatheterState, "_flow_kind": Flow}
+_FLUID_BOOLS = frozenset({"_exposed", "_flipped"})
+
+
+def _check_slugs(where: str, value: object, most_nl: int) -> int:
+    """Slugs ``[[volume_nl >= 1, mass_pg >= 0], ...]`` holding at most ``most_nl``."""
+    slugs = _need_list(where, value, MAX_SLUGS)
+    total = 0
+    for i, slug in enumerate(slugs):
+        if not isinstance(slug, list) or len(slug) != 2:
+            raise SnapshotError(f"{where}[{i}] must be [volume_nl, mass_pg]")
+        total += need_int(f"{where}[{i}][0]", slug[0], 1, most_nl)
+        need_int(f"{where}[{i}][1]", slug[1], 0, U64_MAX)
+    if total > most_nl:
+        raise SnapshotError(f"{where} holds {total} nL, more than {most_nl} nL")
+    return total
 
 
 def _check_plant(value: object, p: Profile, now: int) -> None:
@@ -216,6 +235,8 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
         where = f"pump.plant.{name}"
         if name == "_valve_closed":
             need_bool(where, field)
+        elif name == "_fluid":
+            _check_fluid(field, p, now)
         elif name in ("_motor_change_ms", "_motor_resume_ms"):
             # A change that fell due was applied by the last update: what is left is future.
             need_opt_int(where, field, now + 1, U64_MAX)
@@ -224,14 +245,10 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
             need_int(where, field, min(enum), max(enum))
         elif name == "_bias_ppm":
             need_int(where, field, -999_999, 1_000_000)
-        elif name == "_leak_ppm":
-            need_int(where, field, 0, 1_000_000)
         elif name == "_bias_base":
             need_int(where, field, -U64_MAX, U64_MAX)
         elif name == "_stroke_nl":
             need_int(where, field, p.stroke_nl, p.stroke_nl)
-        elif name == "_reservoir":
-            need_int(where, field, 0, p.reservoir_capacity_nl)
         else:
             need_int(where, field, 0, U64_MAX)
     if value.get("_now") != now:
@@ -244,6 +261,57 @@ def _check_plant(value: object, p: Profile, now: int) -> None:
     if pending and after == MotorState.RECOVERING and value.get("_motor_resume_ms") is None:
         # Plant.update would assert at the change: a recovery needs its end.
         raise SnapshotError("pump.plant: a pending recovery needs _motor_resume_ms")
+
+
+def _check_fluid(value: object, p: Profile, now: int) -> None:
+    """The fluid path (emulator/fluid/path.py): slugs, totals, catheter state, restriction."""
+    value = need_keys("pump.plant._fluid", value, frozenset(FLUID_FIELDS))
+    catheter_most = p.catheter_volume_nl(p.catheter_max_length_cm)
+    for name, field in value.items():
+        where = f"pump.plant._fluid.{name}"
+        if name in _FLUID_BOOLS:
+            need_bool(where, field)
+        elif name == "_path":
+            path = p.internal_path_nl
+            if _check_slugs(where, field, path) != path:
+                raise SnapshotError(f"{where} must hold the internal path's {path} nL")
+        elif name == "_catheter":
+            _check_slugs(where, field, catheter_most)
+        elif name == "_catheter_volume":
+            need_int(where, field, 0, catheter_most)
+        elif name in _FLUID_ENUMS:
+            enum = _FLUID_ENUMS[name]
+            need_int(where, field, min(enum), max(enum))
+        elif name in ("_flow_ppm", "_leak_ppm"):
+            need_int(where, field, 0, 1_000_000)
+        elif name in ("_reservoir", "_res_segment_nl"):
+            need_int(where, field, 0, p.reservoir_capacity_nl)
+        elif name == "_retained":
+            need_int(where, field, 0, p.catheter_compliance_nl)
+        elif name == "_conc":
+            need_int(where, field, 0, MAX_CONCENTRATION_UG_PER_ML)
+        else:
+            need_int(where, field, 0, U64_MAX)
+    _check_flow(value, now)
+
+
+def _check_flow(value: dict[str, Any], now: int) -> None:
+    """A flow restriction the catheter model can evaluate (emulator/fluid/catheter.py)."""
+    kind, span, closed = (value.get(k) for k in ("_flow_kind", "_flow_span_ms", "_flow_closed_ms"))
+    w = "pump.plant._fluid."
+    start = value.get("_flow_start_ms")
+    if isinstance(start, int) and start > now:
+        raise SnapshotError(f"{w}_flow_start_ms is after the pump's time")
+    if kind in (Flow.GROWING, Flow.KINKED) and not (isinstance(span, int) and span >= 1):
+        raise SnapshotError(f"{w}_flow_span_ms must be >= 1 for a mass or a kink")
+    if kind == Flow.KINKED and isinstance(closed, int) and isinstance(span, int) and closed > span:
+        raise SnapshotError(f"{w}_flow_closed_ms must be <= _flow_span_ms")
+    catheter = value.get("_catheter")
+    volume = value.get("_catheter_volume")
+    if isinstance(catheter, list) and isinstance(volume, int):
+        held = sum(s[0] for s in catheter if isinstance(s, list) and s and isinstance(s[0], int))
+        if held > volume:
+            raise SnapshotError(f"{w}_catheter holds more than its dead volume")
 
 
 def _check_firmware(value: object, p: Profile, now: int) -> None:
@@ -295,7 +363,25 @@ def _check_firmware(value: object, p: Profile, now: int) -> None:
     # The pump clock (now + offset) is never negative and leaves room for later stamps.
     need_int(w + "clock_offset_ms", r["clock_offset_ms"], -now, MAX_CLOCK_MS - now)
     _check_alarms(r["alarms"])
+    _check_delivery_beliefs(r, p, now)
     _check_volatile(fw, p, now)
+
+
+def _check_delivery_beliefs(r: dict[str, Any], p: Profile, now: int) -> None:
+    """The issue-12 beliefs: delivered mass totals, the battery reading's time, the
+    catheter the pump was told of."""
+    w = "pump.firmware.record."
+    t = need_keys(w + "totals", r["totals"], _TOTALS_KEYS)
+    total = need_int(w + "totals.delivered_pg", t["delivered_pg"], 0, U64_MAX)
+    need_int(w + "totals.day", t["day"], 0, MAX_CLOCK_MS)
+    need_int(w + "totals.today_pg", t["today_pg"], 0, total)
+    need_int(w + "totals.refill_mark_pg", t["refill_mark_pg"], 0, total)
+    b = need_keys(w + "battery_read", r["battery_read"], _BATTERY_READ_KEYS)
+    need_int(w + "battery_read.ms", b["ms"], 0, now)
+    need_int(w + "battery_read.delivered_nl", b["delivered_nl"], 0, r["delivered"])
+    c = need_keys(w + "catheter", r["catheter"], _CATHETER_KEYS)
+    need_int(w + "catheter.length_cm", c["length_cm"], 1, p.catheter_max_length_cm)
+    need_bool(w + "catheter.primed", c["primed"])
 
 
 def _check_alarms(value: object) -> None:

@@ -20,7 +20,11 @@ per line, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests:
   manual clock forward, firing every pump event on the way;
 - ``{"op": "truth"}``: the plant's physical truth beside the firmware's view;
 - ``{"op": "log", "since_seq": 0, "limit": 100}``: the pump's event log;
-- ``{"op": "faults"}``: the fault names and their parameters.
+- ``{"op": "faults"}``: the fault names and their parameters;
+- ``{"op": "cap_aspirate", "volume_nl": N}``: aspirate through the catheter access port (a
+  patency check): what returned (CSF, nothing, fluid without CSF) and how much drug;
+- ``{"op": "cap_inject", "volume_nl": N, "concentration_ug_per_ml": C}``: inject through the
+  catheter access port (H2): straight down the catheter, bypassing the pump and its limits.
 
 ``ControlServer`` serves a ``PumpServer``; ``ControlClient`` is the Python client used by
 ``pumpemu fault``, ``pumpemu time advance`` and ``pumpemu truth``.
@@ -45,23 +49,32 @@ from pathlib import Path
 from typing import Any
 
 from emulator.faults import (
+    MAX_CONCENTRATION_UG_PER_ML,
+    MAX_FAULT_VOLUME_NL,
     BatteryDrain,
+    CapInjection,
     CatheterDisconnect,
+    CatheterErosion,
+    CatheterKink,
     CatheterLeak,
+    CatheterMigration,
     CatheterOcclusion,
     CatheterRepair,
     Fault,
+    InflammatoryMass,
     MagnetExposure,
     MechanicalBias,
     MemoryCorruption,
     MotorRepair,
     MotorStall,
     PocketFill,
+    PumpFlip,
+    PumpReseat,
     Reset,
 )
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
-from hil.keys_command import create_private_file
+from hil.key_files import create_private_file
 from hil.serve import (
     ClockControlError,
     Log,
@@ -77,6 +90,8 @@ __all__ = [
     "DEFAULT_CONTROL",
     "FAULTS",
     "FAULT_ALIASES",
+    "MAX_CAP_CONCENTRATION",
+    "MAX_CAP_NL",
     "MAX_LINE",
     "ControlAddress",
     "ControlClient",
@@ -300,9 +315,53 @@ FAULTS: dict[str, FaultSpec] = {
         lambda p: MotorStall(_optional_int(p, "recover_after_s")),
     ),
     "occlusion": FaultSpec(
-        "the catheter is blocked: pumped drug is held back (H13)",
+        "the catheter is blocked, in full or in part: the drug stays in the reservoir (H13)",
+        {"delivered_ppm": (False, "share of the flow that still passes, ppm (default 0: full)")},
+        lambda p: CatheterOcclusion(_int(p, "delivered_ppm", 0)),
+    ),
+    "inflammatory-mass": FaultSpec(
+        "a mass grows at the catheter tip: the delivered share falls over grow_s (H13)",
+        {
+            "grow_s": (True, "seconds until fully grown (weeks: 3628800 is 6 weeks)"),
+            "delivered_ppm": (False, "share of the flow that passes when grown (default 0)"),
+        },
+        lambda p: InflammatoryMass(_int(p, "grow_s"), _int(p, "delivered_ppm", 0)),
+    ),
+    "kink": FaultSpec(
+        "the catheter kinks on and off: closed closed_s of every period_s (H17)",
+        {
+            "period_s": (True, "seconds in one closed-then-open cycle"),
+            "closed_s": (True, "seconds closed at the start of each cycle"),
+        },
+        lambda p: CatheterKink(_int(p, "period_s"), _int(p, "closed_s")),
+    ),
+    "migration": FaultSpec(
+        "the catheter tip leaves the intrathecal space: drug goes elsewhere (H13, H17)",
         {},
-        lambda _params: CatheterOcclusion(),
+        lambda _params: CatheterMigration(),
+    ),
+    "erosion": FaultSpec(
+        "the device erodes through the skin: exposed, and the catheter leaks (H17)",
+        {"ppm": (True, "leaked fraction in parts per million, 1..1000000")},
+        lambda p: CatheterErosion(_int(p, "ppm")),
+    ),
+    "flip": FaultSpec(
+        "the pump flips in its pocket: a refill needle misses the septum (H1)",
+        {},
+        lambda _params: PumpFlip(),
+    ),
+    "reseat": FaultSpec(
+        "a flipped pump is turned back: its septa are reachable again",
+        {},
+        lambda _params: PumpReseat(),
+    ),
+    "cap-inject": FaultSpec(
+        "an injection into the catheter access port: bypasses the pump and its limits (H2)",
+        {
+            "volume_nl": (True, "volume injected, nL"),
+            "concentration_ug_per_ml": (True, "drug strength injected, ug/mL"),
+        },
+        lambda p: CapInjection(_int(p, "volume_nl"), _int(p, "concentration_ug_per_ml")),
     ),
     "leak": FaultSpec(
         "a fraction of the flow leaks into tissue (H17)",
@@ -334,8 +393,11 @@ FAULTS: dict[str, FaultSpec] = {
     ),
     "pocket-fill": FaultSpec(
         "drug injected into the pump pocket instead of the reservoir (H1)",
-        {"volume_nl": (True, "volume injected into the pocket, nL, 0..1000000000")},
-        lambda p: PocketFill(_int(p, "volume_nl")),
+        {
+            "volume_nl": (True, "volume injected into the pocket, nL, 0..1000000000"),
+            "concentration_ug_per_ml": (False, "drug strength, ug/mL (default: the pump's)"),
+        },
+        lambda p: PocketFill(_int(p, "volume_nl"), _optional_int(p, "concentration_ug_per_ml")),
     ),
     "bias": FaultSpec(
         "mechanical bias: each stroke moves stroke_nl x (1 + ppm/1e6) from now on (H10)",
@@ -403,6 +465,18 @@ def compare_rows(plant: Mapping[str, Any], firmware: Mapping[str, Any]) -> list[
             "unit": "nL",
             "firmware": None,
             "plant": plant["lost_nl"],
+        },
+        {
+            "quantity": "drug into the CSF",
+            "unit": "pg",
+            "firmware": None,
+            "plant": plant["delivered_pg"],
+        },
+        {
+            "quantity": "drug outside the CSF (systemic)",
+            "unit": "pg",
+            "firmware": None,
+            "plant": plant["systemic_pg"],
         },
         {"quantity": "motor", "unit": "", "firmware": motor_fw, "plant": plant["motor"]},
         {"quantity": "catheter", "unit": "", "firmware": None, "plant": plant["catheter"]},
@@ -750,6 +824,9 @@ class ControlServer:
         plant = fields_of(view.truth)
         plant["lost_nl"] = view.truth.lost_nl
         plant["balance_nl"] = view.truth.balance_nl()
+        plant["systemic_nl"] = view.truth.systemic_nl
+        plant["systemic_pg"] = view.truth.systemic_pg
+        plant["balance_pg"] = view.truth.balance_pg()
         plant.pop("type", None)
         firmware = fields_of(view.status)
         firmware.pop("type", None)
@@ -760,6 +837,35 @@ class ControlServer:
             "firmware": firmware,
             "compare": compare_rows(plant, firmware),
         }
+
+    def _op_cap_aspirate(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        _only(request, "cap_aspirate", {"volume_nl"})
+        volume = _int(request, "volume_nl")
+        if volume < 0 or volume > MAX_CAP_NL:
+            raise ValueError(f"'volume_nl' must be 0..{MAX_CAP_NL}, got {volume}")
+        now, got = self._server.plant_operation(
+            f"CAP aspiration of {volume} nL", lambda pump: pump.cap_aspirate(volume)
+        )
+        if self._log is not None:
+            self._log(f"[{format_pump_time(now)}] control: CAP aspirated: {got!r}")
+        return {"now_ms": now, **_plain_result(got)}
+
+    def _op_cap_inject(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        _only(request, "cap_inject", {"volume_nl", "concentration_ug_per_ml"})
+        volume = _int(request, "volume_nl")
+        conc = _optional_int(request, "concentration_ug_per_ml")
+        if volume < 0 or volume > MAX_CAP_NL:
+            raise ValueError(f"'volume_nl' must be 0..{MAX_CAP_NL}, got {volume}")
+        if conc is not None and not 0 <= conc <= MAX_CAP_CONCENTRATION:
+            raise ValueError(
+                f"'concentration_ug_per_ml' must be 0..{MAX_CAP_CONCENTRATION}, got {conc}"
+            )
+        now, got = self._server.plant_operation(
+            f"CAP injection of {volume} nL", lambda pump: pump.cap_inject(volume, conc)
+        )
+        if self._log is not None:
+            self._log(f"[{format_pump_time(now)}] control: CAP injected: {got!r}")
+        return {"now_ms": now, **_plain_result(got)}
 
     def _op_log(self, request: Mapping[str, Any]) -> dict[str, Any]:
         since = request.get("since_seq", 0)
@@ -783,7 +889,28 @@ _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = 
     "advance": ControlServer._op_advance,
     "truth": ControlServer._op_truth,
     "log": ControlServer._op_log,
+    "cap_aspirate": ControlServer._op_cap_aspirate,
+    "cap_inject": ControlServer._op_cap_inject,
 }
+
+MAX_CAP_NL = MAX_FAULT_VOLUME_NL
+"""The most one CAP operation moves (100 mL: above any syringe a clinician would use)."""
+MAX_CAP_CONCENTRATION = MAX_CONCENTRATION_UG_PER_ML
+"""The strongest solution a CAP injection may carry, ug/mL (1 g/mL: above any drug)."""
+
+
+def _only(request: Mapping[str, Any], op: str, allowed: set[str]) -> None:
+    unknown = sorted(set(request) - allowed - {"op"})
+    if unknown:
+        raise ValueError(
+            f"{op} takes no field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _plain_result(value: Any) -> dict[str, Any]:
+    fields = fields_of(value)
+    fields.pop("type", None)
+    return fields
 
 
 def _parse_line(line: bytes) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -900,6 +1027,17 @@ class ControlClient:
 
     def truth(self) -> dict[str, Any]:
         return self.request("truth")
+
+    def cap_aspirate(self, volume_nl: int) -> dict[str, Any]:
+        return self.request("cap_aspirate", volume_nl=volume_nl)
+
+    def cap_inject(
+        self, volume_nl: int, concentration_ug_per_ml: int | None = None
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {"volume_nl": volume_nl}
+        if concentration_ug_per_ml is not None:
+            fields["concentration_ug_per_ml"] = concentration_ug_per_ml
+        return self.request("cap_inject", **fields)
 
     def log(self, since_seq: int = 0, limit: int | None = None) -> dict[str, Any]:
         fields: dict[str, Any] = {"since_seq": since_seq}

@@ -19,6 +19,7 @@ import click
 from hil.control import (
     DEFAULT_CONTROL,
     FAULTS,
+    MAX_CAP_NL,
     ControlClient,
     FaultSpec,
     default_token_file,
@@ -119,6 +120,9 @@ Examples:
   pumpemu fault leak --ppm 250000 --control unix:/tmp/pump.sock
   pumpemu fault magnet --scan-s 1800 --recovery-s 7200
   pumpemu fault repair catheter
+  pumpemu fault inflammatory-mass --grow-s 3628800
+  pumpemu fault cap-aspirate --volume-nl 1000000
+  pumpemu fault cap-inject --volume-nl 2000000 --concentration-ug-per-ml 10000
   pumpemu fault list
 """
 
@@ -140,6 +144,8 @@ def fault_list() -> None:
         for param, (required, text) in spec.params.items():
             flag = param if param == "part" else f"--{param.replace('_', '-')}"
             click.echo(f"{'':<18}   {flag}: {text}{' (required)' if required else ''}")
+    click.echo(f"{'cap-aspirate':<18} {CAP_ASPIRATE_SUMMARY}")
+    click.echo(f"{'':<18}   --volume-nl: volume aspirated, nL (required)")
 
 
 FAULT_INT_BOUND = 10**12
@@ -153,6 +159,11 @@ EXAMPLE_VALUES = {
     "nah": "100000000",
     "volume_nl": "2000000",
     "bit": "17",
+    "delivered_ppm": "250000",
+    "grow_s": "3628800",
+    "period_s": "86400",
+    "closed_s": "43200",
+    "concentration_ug_per_ml": "10000",
 }
 """Plausible values for each fault parameter, for the generated --help examples."""
 
@@ -214,6 +225,41 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
 
 for _name, _spec in FAULTS.items():
     fault.add_command(_make_fault_command(_name, _spec))
+
+CAP_ASPIRATE_SUMMARY = "aspirate through the catheter access port: does CSF return? (H2, H13)"
+
+
+@fault.command(
+    "cap-aspirate",
+    epilog="\b\nExample:\n"
+    "  pumpemu fault cap-aspirate --volume-nl 1000000 --control 127.0.0.1:7001",
+)
+@click.option(
+    "--volume-nl",
+    "volume_nl",
+    type=click.IntRange(0, MAX_CAP_NL),
+    required=True,
+    help="Volume aspirated, nL.",
+)
+@_control_option
+@_json_option
+def cap_aspirate(volume_nl: int, control: str, token_file: Path | None, as_json: bool) -> None:
+    """Aspirate through the catheter access port, as a clinician checks patency.
+
+    CSF returns if the catheter is patent; nothing if it is blocked (occlusion, closed
+    kink, grown mass) or the port is missed (flipped pump); fluid without CSF if the tip
+    migrated or the catheter is off the pump. Drug solution drawn back leaves the catheter.
+    The firmware is not told. Not a fault, but a plant operation (docs/serve.md).
+    """
+    response = _call(control, token_file, lambda client: client.cap_aspirate(volume_nl))
+    if as_json:
+        _echo_json(response)
+        return
+    click.echo(
+        f"CAP aspiration at pump time {response['now_ms']} ms: {response['result']}; "
+        f"drug solution {response['drug_nl']:,} nL ({response['drug_pg']:,} pg), "
+        f"CSF {response['csf_nl']:,} nL"
+    )
 
 
 # -- pumpemu time ---------------------------------------------------------------------------
@@ -304,3 +350,4 @@ def truth(control: str, token_file: Path | None, as_json: bool) -> None:
         if i == 0:
             click.echo(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * widths[2]}")
     click.echo(f"fluid balance (in - out, should be 0): {plant['balance_nl']} nL")
+    click.echo(f"drug balance (in - out, should be 0): {plant['balance_pg']} pg")

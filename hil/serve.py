@@ -56,13 +56,14 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from emulator.clock import Clock, ManualClock
 from emulator.device import PumpDevice
 from emulator.faults import Fault
 from emulator.firmware.firmware import FirmwareStatus
 from emulator.plant import PlantTruth
+from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.errors import HilError, UsageError
 from hil.links import MAX_READ, Link, LinkClosedError, LinkOpenError
@@ -70,6 +71,8 @@ from hil.state_file import write_state_file
 from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
 from protocol.messages import Opcode
 from protocol.refusal import RefusalCode
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ADVANCE_SLICE_MS",
@@ -475,6 +478,19 @@ class PumpServer:
             self._store_before_answer(f"fault injected at {format_pump_time(now)}", always=True)
             return now
 
+    def plant_operation(self, what: str, operation: Callable[[Pump], _T]) -> tuple[int, _T]:
+        """Apply a plant operation the firmware never sees (a catheter access port aspiration
+        or injection, H2) at the current pump time, stored like a fault; returns that time
+        and the operation's result."""
+        with self._lock:
+            now = self._bring_up_to_date()
+            result = operation(self._device.pump)
+            self._device.handle_timer(now, self.link_ms())
+            self._note(what, now)
+            self._scan_log()
+            self._store_before_answer(f"{what} at {format_pump_time(now)}", always=True)
+            return now, result
+
     def advance(self, ms: int) -> int:
         """Move a manual clock forward by ``ms`` and fire every timer on the way; returns
         the new pump time. ``ClockControlError`` on a real-time clock.
@@ -754,9 +770,9 @@ class PumpServer:
     def _scan_log(self) -> None:
         """Log sessions, security events and alarms as they appear (caller holds the lock)."""
         pump = self._device.pump
+        if pump.log_next_seq == self._log_seq:
+            return  # the common turn: nothing new, and no status built to find out
         status = pump.status()
-        if status.log_next_seq == self._log_seq:
-            return
         entries = pump.log(self._log_seq)
         # Stamps are on the pump clock; this log and the capture run on the internal one.
         offset = status.local_time_ms - status.time_ms

@@ -15,8 +15,8 @@ from protocol.units import U16_MAX, U32_MAX, U64_MAX
 
 
 class Role(IntEnum):
-    """Who a session speaks for. Deny by default: a patient may read status and ask for a
-    patient bolus, nothing else (docs/security.md section 7, C4)."""
+    """Who a session speaks for. Deny by default: a patient may read status and the patient
+    view and ask for a patient bolus, nothing else (docs/security.md section 7, C4)."""
 
     CLINICIAN = 1
     PATIENT = 2
@@ -100,6 +100,8 @@ class EventKind(IntEnum):
     SECURITY_SUMMARY = 34
     """How many more security events of one refusal code a run counted instead of writing,
     and when the last of them came (docs/protocol.md section 11.3)."""
+    CATHETER_SET = 48
+    """SET_CATHETER recorded a catheter: detail 1 if primed, value_a its length in cm."""
 
 
 SECURITY_KINDS = frozenset({EventKind.SECURITY_EVENT, EventKind.SECURITY_SUMMARY})

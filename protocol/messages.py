@@ -39,7 +39,8 @@ MAX_LOG_PAGE = 32
 """Entries per event-log page: 32 x 31 B + 9 B fits a sealed body (1024 B - 16 B tag)."""
 MAX_ALARMS = 16
 NEVER_MS = U64_MAX
-"""Sentinel instant in PRESCRIPTION_STAGED: the event is never predicted to happen."""
+"""Sentinel instant in PRESCRIPTION_STAGED, STATUS_DETAIL and PATIENT_VIEW: the event is never
+predicted to happen (docs/protocol.md section 1)."""
 REPLY_BIT = 0x80
 
 
@@ -58,6 +59,9 @@ class Opcode(IntEnum):
     READ_EVENT_LOG = 0x13
     READ_ALARMS = 0x14
     READ_CLOCK = 0x15
+    READ_STATUS_DETAIL = 0x16
+    READ_CATHETER = 0x17
+    READ_PATIENT_VIEW = 0x18
     # program
     STAGE_PRESCRIPTION = 0x20
     COMMIT_PRESCRIPTION = 0x21
@@ -73,6 +77,9 @@ class Opcode(IntEnum):
     REFILL_COMPLETE = 0x37
     ACKNOWLEDGE_ALARM = 0x38
     ALARM_TEST = 0x39
+    CLEAR_MEMORY_ERROR = 0x3B
+    RESET_FLOW_VALVE = 0x3C
+    SET_CATHETER = 0x3D
     # replies (high bit set): specific replies are request | 0x80
     CHALLENGE = 0x81
     SESSION_OPENED = 0x82
@@ -82,6 +89,9 @@ class Opcode(IntEnum):
     EVENT_LOG_PAGE = 0x93
     ALARM_LIST = 0x94
     CLOCK = 0x95
+    STATUS_DETAIL = 0x96
+    CATHETER_INFO = 0x97
+    PATIENT_VIEW = 0x98
     PRESCRIPTION_STAGED = 0xA0
     ACK = 0xF0
     NAK = 0xFF
@@ -132,6 +142,9 @@ POSITIVE_U32 = IntRange(1, U32_MAX)
 COMMAND_ID = IntRange(1, U32_MAX)
 """A programmer-chosen id on every therapy-changing request; 0 is reserved for 'none' (C1)."""
 PERCENT = IntRange(0, 100)
+CATHETER_LENGTH_CM = IntRange(1, U16_MAX)
+"""A catheter length in whole cm; 0 is no catheter. The pump's profile bounds it further
+(CATHETER_INFO ``max_length_cm``)."""
 
 Nonce = Annotated[bytes, ByteLength(NONCE_LEN)]
 Proof = Annotated[bytes, ByteLength(PROOF_LEN)]
@@ -504,6 +517,70 @@ class Clock(Message):
     pump_time_ms: Annotated[int, U64]
 
 
+@dataclass(frozen=True, slots=True)
+class ReadStatusDetail(Message):
+    """Clinician only: the firmware's forecasts and totals (docs/protocol.md section 7)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.READ_STATUS_DETAIL
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCatheter(Message):
+    """Clinician only: the catheter as the pump believes it (length, dead volume, primed)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.READ_CATHETER
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPatientView(Message):
+    """What a patient device shows: the next bolus and the boluses left (patient allowed)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.READ_PATIENT_VIEW
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDetail(Message):
+    """Firmware belief, projected: every instant on the pump clock (``NEVER_MS`` if never),
+    every total an exact integer (docs/protocol.md section 7, STATUS_DETAIL; H7)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.STATUS_DETAIL
+    pump_time_ms: Annotated[int, U64]
+    eri_reached: bool
+    eri_at_ms: Annotated[int, U64]
+    end_of_service_at_ms: Annotated[int, U64]
+    low_reservoir_at_ms: Annotated[int, U64]
+    empty_at_ms: Annotated[int, U64]
+    lockout_ends_ms: Annotated[int, U64]
+    patient_boluses_24h: Annotated[int, U8]
+    mass_today_pg: Annotated[int, U64]
+    mass_since_refill_pg: Annotated[int, U64]
+    delivered_nl: Annotated[int, U64]
+    delivered_pg: Annotated[int, U64]
+
+
+@dataclass(frozen=True, slots=True)
+class CatheterInfo(Message):
+    """The catheter the pump was told about: what the clinician entered, never measured."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.CATHETER_INFO
+    length_cm: Annotated[int, U16]
+    dead_volume_nl: Annotated[int, U32]
+    primed: bool
+    max_length_cm: Annotated[int, U16]
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView(Message):
+    """The patient device's screen: when the next patient bolus can be asked for and how
+    many are left in the rolling 24 h (docs/protocol.md section 7, PATIENT_VIEW)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.PATIENT_VIEW
+    pump_time_ms: Annotated[int, U64]
+    patient_bolus_allowed: bool
+    next_bolus_at_ms: Annotated[int, U64]
+    boluses_left_24h: Annotated[int, U8]
+
+
 # -- program ------------------------------------------------------------------------------
 
 
@@ -632,6 +709,33 @@ class AlarmTest(Message):
     command_id: CommandId
 
 
+@dataclass(frozen=True, slots=True)
+class ClearMemoryError(Message):
+    """Rewrite the non-volatile record after a memory error; therapy stays stopped (H8)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.CLEAR_MEMORY_ERROR
+    command_id: CommandId
+
+
+@dataclass(frozen=True, slots=True)
+class ResetFlowValve(Message):
+    """Reopen a valve-gated pump's flow-activated valve after an MRI (H15)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.RESET_FLOW_VALVE
+    command_id: CommandId
+
+
+@dataclass(frozen=True, slots=True)
+class SetCatheter(Message):
+    """Record the catheter after implant or a revision: its length and whether it is
+    primed. The pump cannot measure either (H3)."""
+
+    OPCODE: ClassVar[Opcode] = Opcode.SET_CATHETER
+    command_id: CommandId
+    length_cm: Annotated[int, CATHETER_LENGTH_CM]
+    primed: bool
+
+
 # -- generic replies ----------------------------------------------------------------------
 
 
@@ -676,12 +780,18 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     ReadEventLog,
     ReadAlarms,
     ReadClock,
+    ReadStatusDetail,
+    ReadCatheter,
+    ReadPatientView,
     DeviceInfo,
     Status,
     CurrentPrescription,
     EventLogPage,
     AlarmList,
     Clock,
+    StatusDetail,
+    CatheterInfo,
+    PatientView,
     StagePrescription,
     PrescriptionStaged,
     CommitPrescription,
@@ -696,6 +806,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RefillComplete,
     AcknowledgeAlarm,
     AlarmTest,
+    ClearMemoryError,
+    ResetFlowValve,
+    SetCatheter,
     Ack,
     Nak,
 )

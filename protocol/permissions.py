@@ -6,9 +6,10 @@ until someone grants it here. The integration maps each request opcode to a ``Re
 this module knows nothing of opcodes. docs/security.md carries the same table, and a test
 keeps the two in step.
 
-- A patient session may read status, ask for a patient bolus, and keep alive or close its own
-  session. Nothing else: no programming, no stopping, no refill, not even reading the
-  prescription or the log.
+- A patient session may read status and the patient view (what a patient device shows),
+  ask for a patient bolus, and keep alive or close its own session. Nothing else: no
+  programming, no stopping, no refill, not even reading the prescription, the log, the
+  detailed status or the catheter.
 - A clinician session may make every request in the catalogue.
 """
 
@@ -45,6 +46,12 @@ class RequestKind(Enum):
     ALARM_TEST = "alarm_test"
     KEEP_ALIVE = "keep_alive"
     CLOSE = "close"
+    READ_STATUS_DETAIL = "read_status_detail"
+    READ_CATHETER = "read_catheter"
+    READ_PATIENT_VIEW = "read_patient_view"
+    CLEAR_MEMORY_ERROR = "clear_memory_error"
+    RESET_FLOW_VALVE = "reset_flow_valve"
+    SET_CATHETER = "set_catheter"
 
 
 PERMISSIONS: Mapping[Role, frozenset[RequestKind]] = MappingProxyType(
@@ -56,6 +63,9 @@ PERMISSIONS: Mapping[Role, frozenset[RequestKind]] = MappingProxyType(
                 RequestKind.PATIENT_BOLUS,
                 RequestKind.KEEP_ALIVE,
                 RequestKind.CLOSE,
+                # What a patient device shows (next bolus, boluses left), nothing more: the
+                # detailed status and the catheter stay clinician-only (issue 12).
+                RequestKind.READ_PATIENT_VIEW,
             }
         ),
     }

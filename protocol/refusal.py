@@ -106,6 +106,8 @@ class RefusalCode(IntEnum):
     """Acknowledge of an alarm that is not active."""
     BAD_STATE = 0x40
     """The therapy state machine has no transition for this request in its current state."""
+    NO_FLOW_VALVE = 0x41
+    """RESET_FLOW_VALVE on a pump without a flow-activated valve (a peristaltic pump; H15)."""
 
     # -- device condition ---------------------------------------------------------------------
     MOTOR_STALLED = 0x50
@@ -149,3 +151,5 @@ class FieldId(IntEnum):
     ALARM = 0x18
     ROLE = 0x19
     DAILY_DOSE = 0x1A
+    CATHETER_LENGTH = 0x20
+    """SET_CATHETER's ``length_cm``, in cm (docs/protocol.md section 12.2)."""

@@ -38,6 +38,12 @@ REQUEST_KIND: Mapping[Opcode, RequestKind] = MappingProxyType(
         Opcode.REFILL_COMPLETE: RequestKind.REFILL_COMPLETE,
         Opcode.ACKNOWLEDGE_ALARM: RequestKind.ACK_ALARM,
         Opcode.ALARM_TEST: RequestKind.ALARM_TEST,
+        Opcode.READ_STATUS_DETAIL: RequestKind.READ_STATUS_DETAIL,
+        Opcode.READ_CATHETER: RequestKind.READ_CATHETER,
+        Opcode.READ_PATIENT_VIEW: RequestKind.READ_PATIENT_VIEW,
+        Opcode.CLEAR_MEMORY_ERROR: RequestKind.CLEAR_MEMORY_ERROR,
+        Opcode.RESET_FLOW_VALVE: RequestKind.RESET_FLOW_VALVE,
+        Opcode.SET_CATHETER: RequestKind.SET_CATHETER,
     }
 )
 """Every request that may travel sealed, by opcode. OPEN_SESSION and AUTHENTICATE are absent:
@@ -60,6 +66,9 @@ COMMAND_OPCODES = frozenset(
         Opcode.REFILL_COMPLETE,
         Opcode.ACKNOWLEDGE_ALARM,
         Opcode.ALARM_TEST,
+        Opcode.CLEAR_MEMORY_ERROR,
+        Opcode.RESET_FLOW_VALVE,
+        Opcode.SET_CATHETER,
     }
 )
 """Requests that change therapy or pump state: each carries a command id and is applied at

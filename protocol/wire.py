@@ -31,6 +31,7 @@ from construct import (
     Construct,
     ConstructError,
     Error,
+    FormatField,
     If,
     Int8ul,
     Int16ul,
@@ -40,6 +41,7 @@ from construct import (
     PascalString,
     Prefixed,
     PrefixedArray,
+    Renamed,
     SizeofError,
     Struct,
     Switch,
@@ -148,6 +150,9 @@ PAYLOADS: dict[int, Construct[Any, Any]] = {
     Opcode.READ_EVENT_LOG.value: Struct("from_seq" / Int32ul, "count" / Int8ul),
     Opcode.READ_ALARMS.value: EMPTY,
     Opcode.READ_CLOCK.value: EMPTY,
+    Opcode.READ_STATUS_DETAIL.value: EMPTY,
+    Opcode.READ_CATHETER.value: EMPTY,
+    Opcode.READ_PATIENT_VIEW.value: EMPTY,
     Opcode.STAGE_PRESCRIPTION.value: Struct("prescription" / PRESCRIPTION, Terminated),
     Opcode.COMMIT_PRESCRIPTION.value: Struct("command_id" / Int32ul, "digest" / Bytes(DIGEST_LEN)),
     Opcode.SET_CLOCK.value: Struct("command_id" / Int32ul, "pump_time_ms" / Int64ul),
@@ -168,6 +173,11 @@ PAYLOADS: dict[int, Construct[Any, Any]] = {
     ),
     Opcode.ACKNOWLEDGE_ALARM.value: Struct("command_id" / Int32ul, "alarm" / Int8ul),
     Opcode.ALARM_TEST.value: COMMAND_ONLY,
+    Opcode.CLEAR_MEMORY_ERROR.value: COMMAND_ONLY,
+    Opcode.RESET_FLOW_VALVE.value: COMMAND_ONLY,
+    Opcode.SET_CATHETER.value: Struct(
+        "command_id" / Int32ul, "length_cm" / Int16ul, "primed" / Int8ul
+    ),
     Opcode.CHALLENGE.value: Struct("pump_nonce" / Bytes(NONCE_LEN), "serial" / TEXT, Terminated),
     Opcode.SESSION_OPENED.value: Struct(
         "proof" / Bytes(PROOF_LEN), "idle_timeout_s" / Int32ul, "max_session_s" / Int32ul
@@ -201,6 +211,32 @@ PAYLOADS: dict[int, Construct[Any, Any]] = {
     ),
     Opcode.ALARM_LIST.value: Struct("alarms" / PrefixedArray(Int8ul, ALARM_RECORD), Terminated),
     Opcode.CLOCK.value: Struct("pump_time_ms" / Int64ul),
+    Opcode.STATUS_DETAIL.value: Struct(
+        "pump_time_ms" / Int64ul,
+        "eri_reached" / Int8ul,
+        "eri_at_ms" / Int64ul,
+        "end_of_service_at_ms" / Int64ul,
+        "low_reservoir_at_ms" / Int64ul,
+        "empty_at_ms" / Int64ul,
+        "lockout_ends_ms" / Int64ul,
+        "patient_boluses_24h" / Int8ul,
+        "mass_today_pg" / Int64ul,
+        "mass_since_refill_pg" / Int64ul,
+        "delivered_nl" / Int64ul,
+        "delivered_pg" / Int64ul,
+    ),
+    Opcode.CATHETER_INFO.value: Struct(
+        "length_cm" / Int16ul,
+        "dead_volume_nl" / Int32ul,
+        "primed" / Int8ul,
+        "max_length_cm" / Int16ul,
+    ),
+    Opcode.PATIENT_VIEW.value: Struct(
+        "pump_time_ms" / Int64ul,
+        "patient_bolus_allowed" / Int8ul,
+        "next_bolus_at_ms" / Int64ul,
+        "boluses_left_24h" / Int8ul,
+    ),
     Opcode.PRESCRIPTION_STAGED.value: Struct(
         "digest" / Bytes(DIGEST_LEN),
         "daily_volume_nl" / Int32ul,
@@ -244,6 +280,28 @@ def fixed_size(opcode: int) -> int | None:
         return int(PAYLOADS[opcode].sizeof())
     except SizeofError:
         return None
+
+
+def flat_layout(opcode: int) -> list[tuple[str, str]] | None:
+    """[(field name, ``struct`` code)] of a payload made only of named little-endian
+    integers and fixed byte strings, in order; None for any other payload. What
+    protocol/fast_codec.py derives its ``struct`` plans from, so this module stays the one
+    definition of every layout."""
+    layout = PAYLOADS.get(opcode)
+    if not isinstance(layout, Struct):
+        return None
+    fields: list[tuple[str, str]] = []
+    for sub in layout.subcons:
+        if not isinstance(sub, Renamed) or sub.name is None:
+            return None
+        inner = sub.subcon
+        if isinstance(inner, FormatField) and inner.fmtstr in ("<B", "<H", "<L", "<Q"):
+            fields.append((sub.name, inner.fmtstr[1]))
+        elif isinstance(inner, Bytes) and isinstance(inner.length, int):
+            fields.append((sub.name, f"{inner.length}s"))
+        else:
+            return None
+    return fields
 
 
 Parser = Callable[[bytes], Any]
@@ -350,6 +408,7 @@ __all__ = [
     "build_payload",
     "construct_path",
     "fixed_size",
+    "flat_layout",
     "parse_header",
     "parse_payload",
 ]

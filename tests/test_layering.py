@@ -1,4 +1,5 @@
-"""Imports point one way: hil -> emulator -> protocol (docs/architecture.md, "Layers and imports").
+"""Imports point one way: pumpemu -> hil -> emulator -> protocol (docs/architecture.md, "Layers
+and imports").
 
 protocol is sans-IO: it imports neither emulator nor hil, no I/O module and no time or
 randomness source. emulator never imports hil and never reads a clock or does I/O either; only
@@ -25,6 +26,9 @@ FORBIDDEN: dict[str, set[str]] = {
     # The emulator core takes ``now`` as an argument. Reading its own profile data files
     # (importlib.resources, pathlib) is allowed; a clock, a socket or a thread is not.
     "emulator": IO_AND_TIME,
+    # The facade sits on top of everything: nothing imports it, and it imports no layer's
+    # command modules (tests/pumpemu/test_api_docs.py).
+    "hil": {"pumpemu"},
 }
 
 

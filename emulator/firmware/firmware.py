@@ -34,8 +34,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from emulator.delivery import EngineState, Strokes
+from emulator.firmware import readouts, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.event_log import EventLog
+from emulator.firmware.forecast import reservoir_crossings
 from emulator.firmware.interlocks import (
     check_clinician_bolus,
     check_prescription,
@@ -50,6 +52,7 @@ from emulator.firmware.nvram import (
     prescription_from_json,
     prescription_to_json,
 )
+from emulator.firmware.readouts import CatheterReadout, DetailReadout, PatientReadout
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -59,7 +62,9 @@ from emulator.firmware.results import (
     Staged,
 )
 from emulator.firmware.schedule import Schedule
+from emulator.firmware.service import CatheterBelief
 from emulator.firmware.therapy_table import Go, Refuse, Target, TherapyInput, lookup
+from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, TherapyState
 from protocol.messages import Opcode
@@ -95,6 +100,7 @@ BY_COMMAND = frozenset(
         EventKind.ALARM_TEST,
         EventKind.COMMAND_REFUSED,
         EventKind.FLOW_VALVE_RESET,
+        EventKind.CATHETER_SET,
     }
 )
 """The kinds a command can cause: their ``value_b`` is the command id of the request being
@@ -113,10 +119,11 @@ _OPCODES: dict[TherapyInput, Opcode] = {
     TherapyInput.CANCEL_BOLUS: Opcode.CANCEL_BOLUS,
     TherapyInput.REFILL_BEGIN: Opcode.REFILL_BEGIN,
     TherapyInput.REFILL_COMPLETE: Opcode.REFILL_COMPLETE,
+    TherapyInput.CLEAR_MEMORY_ERROR: Opcode.CLEAR_MEMORY_ERROR,
 }
 """The request opcode a refused input is logged with (COMMAND_REFUSED ``value_a``). Inputs
-without one (the service command CLEAR_MEMORY_ERROR, the firmware's own sensor and timer
-inputs) are logged with 0: an internal enumeration value never reaches the log."""
+without one (the firmware's own sensor and timer inputs) are logged with 0: an internal
+enumeration value never reaches the log."""
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -128,11 +135,23 @@ def _command(
     """Run a command method with its command id in effect: every entry of a BY_COMMAND
     kind written meanwhile (the command's own, an alarm it raised or cleared, a bolus it
     cancelled) carries that id in ``value_b``."""
-    signature = inspect.signature(method)
+    # Where command_id sits, found once: binding the signature on every call cost a sixth
+    # of a simulated year (benchmarks/delivery.py).
+    parameters = list(inspect.signature(method).parameters.values())[1:]  # without self
+    names = [p.name for p in parameters]
+    position = names.index("command_id") if "command_id" in names else None
+    default = parameters[position].default if position is not None else None
+    if default is inspect.Parameter.empty:
+        default = None
 
     @functools.wraps(method)
     def run(self: Firmware, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        command_id = signature.bind(self, *args, **kwargs).arguments.get("command_id")
+        if "command_id" in kwargs:
+            command_id = kwargs["command_id"]
+        elif position is not None and position < len(args):
+            command_id = args[position]
+        else:
+            command_id = default
         outer = self._command_in_effect
         cid = command_id if isinstance(command_id, int) and not isinstance(command_id, bool) else 0
         self._command_in_effect = cid if 1 <= cid <= U64_MAX else 0
@@ -255,8 +274,13 @@ class Firmware:
         *,
         log: EventLog | None = None,
         power_on: bool = True,
+        catheter_length_cm: int | None = None,
+        catheter_primed: bool = True,
     ) -> None:
-        """A firmware at power-on (``power_on=False``: an empty shell for a restore)."""
+        """A firmware at power-on (``power_on=False``: an empty shell for a restore).
+
+        ``catheter_length_cm`` and ``catheter_primed`` are what the implanting clinician
+        told the pump (default: the profile's longest catheter, primed)."""
         self.profile = profile
         self.engine = engine
         self._command_in_effect = 0
@@ -286,11 +310,21 @@ class Firmware:
         self._last_command_id: int | None = None
         self._clock_offset_ms = 0
         self.alarms = AlarmSet()
+        self._totals = DeliveryTotals(day=day_of(start_ms))
+        # The last battery reading's time (internal) and the volume delivered then: the
+        # ERI projection subtracts what the pump believes it drew since (forecast.py).
+        self._battery_read_ms = start_ms
+        self._battery_read_delivered_nl = 0
+        self._catheter = CatheterBelief(
+            profile.catheter_max_length_cm if catheter_length_cm is None else catheter_length_cm,
+            catheter_primed,
+        )
         # -- volatile (lost on reset: C5, a staged prescription never survives) --
         self._staged: _Staged | None = None
         self._refill_predicted: int | None = None
         self._nv_fault: bytes | None = None
         self._schedule = Schedule(None)
+        self._before_day = 0  # strokes of the step in progress that fell before its day began
         if power_on:
             self._log(start_ms, EventKind.POWER_ON, 0, reservoir_estimate_nl)
             self._check_reservoir_alarms(start_ms)
@@ -331,6 +365,11 @@ class Firmware:
             if rx is not None
             else self.profile.low_reservoir_threshold_default_nl
         )
+
+    @property
+    def therapy_running(self) -> bool:
+        """Delivering the basal schedule (running, or a bolus on top of it)."""
+        return self.state in _DELIVERING and self._intent_running
 
     def local_ms(self, now_ms: int) -> int:
         """The pump clock at internal time ``now_ms``, with the clock as it is set now."""
@@ -395,20 +434,28 @@ class Firmware:
         """
         if rx is None:
             rx = self.rx
-            running = self.state in _DELIVERING and self._intent_running
+            running = self.therapy_running
         if not running or rx is None:
             return None, None
         schedule = self._schedule if rx is self.rx else Schedule(rx)
-        local = self.local_ms(now_ms)
+        return reservoir_crossings(
+            schedule,
+            self.local_ms(now_ms),
+            self._estimate,
+            rx.low_reservoir_threshold_nl,
+            self._stroke,
+        )
 
-        def when(volume_nl: int) -> int | None:
-            if volume_nl <= 0:
-                return local
-            return schedule.time_to_deliver(local, volume_nl)
+    def detail(self, now_ms: int) -> DetailReadout:
+        """STATUS_DETAIL's figures: belief and closed-form forecasts (readouts.py; H7)."""
+        return readouts.detail(self, now_ms)
 
-        to_low = self._estimate - rx.low_reservoir_threshold_nl
-        to_empty = self._estimate - self._estimate % self._stroke
-        return when(to_low), when(to_empty)
+    def patient_view(self, now_ms: int) -> PatientReadout:
+        """PATIENT_VIEW: what a patient device shows, nothing more (docs/security.md 7)."""
+        return readouts.patient_view(self, now_ms)
+
+    def catheter(self) -> CatheterReadout:
+        return readouts.catheter(self)
 
     def next_deadline(self, now_ms: int) -> int | None:
         """The next instant, after now, at which the firmware must act; None if none."""
@@ -473,6 +520,11 @@ class Firmware:
         """
         engine = self.engine
         bolus_before = engine.bolus_strokes_remaining
+        # A step that crosses the pump clock's midnight: count exactly how many strokes
+        # fell before the new day began, so the day's mass is exact (totals.py).
+        day_start = day_of(self.local_ms(now_ms)) * MS_PER_DAY - self._clock_offset_ms
+        crossing = engine.now_ms < day_start <= now_ms
+        self._before_day = engine.strokes_between(day_start - 1) if crossing else 0
         strokes = engine.advance(now_ms)
         if not strokes.count:
             return _NOTHING
@@ -486,11 +538,21 @@ class Firmware:
         volume = commanded.count * self._stroke
         self._estimate -= volume
         self._delivered += volume
+        # Mass believed delivered: at the running prescription's concentration (none known
+        # before the first COMMIT: volume only, totals.py).
+        conc = 0 if self.rx is None else self.rx.concentration_ug_per_ml
+        before = min(self._before_day, commanded.count)
+        totals = self._totals
+        totals.add(before * self._stroke * conc)
+        totals.roll_to(day_of(self.local_ms(self.engine.now_ms)))
+        totals.add((commanded.count - before) * self._stroke * conc)
         if self._bolus_end_ms is not None:
             self._bolus_done += commanded.bolus
 
     def after_step(self, now_ms: int, battery_nah: int) -> None:
         """Act on everything due at ``now_ms``, after the strokes up to it were counted."""
+        self._before_day = 0
+        self._totals.roll_to(day_of(self.local_ms(now_ms)))
         if self._nv_fault is not None and not self._memory_error:
             # The firmware writes its record at every step; a write that does not verify is
             # a memory error (H8).
@@ -919,6 +981,7 @@ class Firmware:
             # not what the pump believed. Logged for the clinician; the pump cannot know why.
             self._log(now_ms, EventKind.REFILL_DISCREPANCY, int(discrepancy > 0), abs(discrepancy))
         self._estimate = new_volume_nl
+        self._totals.mark_refill()
         changed = False
         if concentration is not None and self.rx is not None:
             changed = concentration != self.rx.concentration_ug_per_ml
@@ -942,23 +1005,7 @@ class Firmware:
     @_command
     def clear_memory_error(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Rewrite the non-volatile record; the pump stays stopped until restarted (H8)."""
-        what = TherapyInput.CLEAR_MEMORY_ERROR
-        if not self._memory_error:
-            return self._refuse(
-                Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, 0),
-                what,
-                now_ms,
-                command_id,
-            )
-        gate = self._gate(what, now_ms, command_id)
-        if isinstance(gate, Refused):
-            return gate
-        self._nv_fault = None
-        self._memory_error = False
-        self._clear_alarm(AlarmKind.MEMORY_ERROR, now_ms)
-        self._intent_running = False
-        seq = self._transition(gate, now_ms)
-        return self._accepted(command_id, now_ms, seq or self.log.next_seq - 1)
+        return service.clear_memory_error(self, now_ms, command_id)
 
     @_command
     def acknowledge_alarm(
@@ -1017,12 +1064,16 @@ class Firmware:
 
     @_command
     def note_flow_valve_reset(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
-        """A clinician reset the flow-activated valve (H15); logged like any command."""
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
-        seq = self._log(now_ms, EventKind.FLOW_VALVE_RESET)
-        return self._accepted(command_id, now_ms, seq)
+        """A clinician reset the flow-activated valve (H15); logged like any command.
+        Refused NO_FLOW_VALVE on a pump that has none (service.py)."""
+        return service.reset_flow_valve(self, now_ms, command_id)
+
+    @_command
+    def set_catheter(
+        self, length_cm: int, primed: bool, now_ms: int, command_id: int | None
+    ) -> Accepted | Refused:
+        """Record the catheter the clinician entered (implant, revision; H3)."""
+        return service.set_catheter(self, length_cm, primed, now_ms, command_id)
 
     # ====================================================================================
     # Internals
@@ -1222,6 +1273,12 @@ class Firmware:
         )
 
     def _complete_bolus(self, now_ms: int) -> None:
+        if (
+            self.state is TherapyState.PRIMING
+            and self._bolus_delivered() >= self._catheter.dead_volume_nl(self.profile)
+        ):
+            # A priming bolus that delivered the catheter's dead volume primed it (H3).
+            self._catheter.primed = True
         event = _BOLUS_EVENTS.get(self.state)
         self._bolus_end_ms = None
         if event is not None:
@@ -1269,6 +1326,8 @@ class Firmware:
     def _battery_check(self, now_ms: int, battery_nah: int) -> None:
         p = self.profile
         self._battery_nah = battery_nah
+        self._battery_read_ms = now_ms
+        self._battery_read_delivered_nl = self._delivered
         interval = p.battery_check_interval_s * MS_PER_S
         while self._next_battery_check_ms <= now_ms:
             self._next_battery_check_ms += interval
@@ -1359,6 +1418,12 @@ class Firmware:
             "last_command_id": self._last_command_id,
             "clock_offset_ms": self._clock_offset_ms,
             "alarms": [[int(r.kind), r.since_ms, r.acknowledged] for r in self.alarms.records()],
+            "totals": self._totals.to_json(),
+            "battery_read": {
+                "ms": self._battery_read_ms,
+                "delivered_nl": self._battery_read_delivered_nl,
+            },
+            "catheter": {"length_cm": self._catheter.length_cm, "primed": self._catheter.primed},
         }
 
     def nv_image(self) -> bytes:
@@ -1401,6 +1466,11 @@ class Firmware:
             self.alarms = AlarmSet(
                 tuple(AlarmRecord(AlarmKind(k), int(t), bool(a)) for k, t, a in record["alarms"])
             )
+            self._totals = DeliveryTotals.from_json(record["totals"])
+            self._battery_read_ms = int(record["battery_read"]["ms"])
+            self._battery_read_delivered_nl = int(record["battery_read"]["delivered_nl"])
+            catheter = record["catheter"]
+            self._catheter = CatheterBelief(int(catheter["length_cm"]), bool(catheter["primed"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"bad firmware record: {exc}") from exc
 

@@ -38,6 +38,11 @@ class Schedule:
         self._origin = WEEK_OFFSET_OF_EPOCH_S * MS_PER_S if rx.repeat is Repeat.WEEKLY else 0
 
     @property
+    def period_ms(self) -> int:
+        """The schedule's period: a day, or a week for a WEEKLY flex schedule."""
+        return self._period
+
+    @property
     def constant(self) -> bool:
         """True when the rate never changes (continuous, stopped, or equal flex steps)."""
         return len(set(self._rates)) == 1
@@ -83,12 +88,17 @@ class Schedule:
         Exact in the engine's units; the engine's carried remainder (under one stroke) is
         ignored, so a stroke-level event may land up to one stroke interval earlier.
         """
-        if volume_nl <= 0:
+        return self.time_to_accumulate(local_ms, volume_nl * MS_PER_DAY)
+
+    def time_to_accumulate(self, local_ms: int, need: int) -> int | None:
+        """The first local time by which ``need`` nL*ms/day (the engine's unit: a stroke
+        fires each time its accumulator gains ``stroke_nl`` x one day's ms) has accumulated
+        from ``local_ms`` at this schedule; None if it never does. ``need <= 0`` is now."""
+        if need <= 0:
             return local_ms
         per_period = self.volume_per_period_nlms()
         if per_period == 0:
             return None
-        need = volume_nl * MS_PER_DAY
         t = local_ms
         # Walk to the first step boundary, then skip whole periods, then walk again.
         walked_period = False

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 
 from hil.capture import CaptureWriter, fields_of, plain
+from hil.console import make_console
 from hil.ctl import prescription_file, render
 from hil.ctl import quantities as q
 from hil.ctl.render import Verdict
 from hil.errors import HilError
-from hil.keys_command import load_keys
+from hil.key_files import load_keys
 from hil.links import LinkClosedError, SerialLink, open_link
 from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome, Result, RetryPolicy
@@ -44,13 +45,16 @@ from protocol.messages import (
     MAX_LOG_PAGE,
     Ack,
     AlarmList,
+    CatheterInfo,
     Clock,
     CurrentPrescription,
     DeviceInfo,
     EventLogPage,
     Nak,
+    PatientView,
     PrescriptionStaged,
     Status,
+    StatusDetail,
 )
 from protocol.refusal import RefusalCode
 from protocol.units import U32_MAX
@@ -58,8 +62,6 @@ from protocol.units import U32_MAX
 REOPEN_INTERVAL_S = 0.5
 """How often a vanished link is reopened while the programmer keeps retrying."""
 DEFAULT_LOG_COUNT = 20
-TTY_WIDTH = 110
-"""Table width when stdout is not a terminal (logs, pipes, CI)."""
 
 
 class CtlUsageError(click.ClickException):
@@ -151,12 +153,7 @@ class Ctl:
 
     def __init__(self, config: CtlConfig) -> None:
         self.config = config
-        self.console = Console(
-            file=sys.stdout,
-            highlight=False,
-            soft_wrap=False,
-            width=None if sys.stdout.isatty() else TTY_WIDTH,
-        )
+        self.console = make_console()
         self.programmer: Programmer | None = None
         self.capture: CaptureWriter | None = None
         self.failed = False
@@ -323,8 +320,8 @@ Exit codes: 0 done; 1 refused, not applied, uncertain or not committed; 2 usage 
     type=click.Choice(["clinician", "patient"]),
     default="clinician",
     show_default=True,
-    help="The role to open the session in. A patient may read status and ask for a "
-    "patient bolus, nothing else.",
+    help="The role to open the session in. A patient may read status and the patient "
+    "view and ask for a patient bolus, nothing else.",
 )
 @click.option(
     "--timeout",
@@ -454,7 +451,7 @@ def info(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Show the therapy state, rate, reservoir estimate, battery, alarms, last command id
-    and pump time. The only read a patient may make."""
+    and pump time. A patient may read this and the patient view, nothing else."""
     _simple_read("read status", Programmer.status, Status, render.status_table)(ctx)
 
 
@@ -810,6 +807,85 @@ def ack_alarm(ctx: click.Context, kind: str) -> None:
     clears)."""
     alarm = AlarmKind[kind.upper().replace("-", "_")]
     _command(ctx, f"acknowledge {alarm.name}", lambda p: p.acknowledge_alarm(alarm))
+
+
+# -- issue 12: detailed reads and service procedures (docs/ctl.md) -----------------------------
+
+
+@ctl.command(epilog=_connection_example("detail"))
+@click.pass_context
+def detail(ctx: click.Context) -> None:
+    """Show what the pump believes and forecasts: the projected replacement (ERI) and
+    end-of-service dates at the current rate, the low-reservoir and empty dates, the
+    patient-bolus lockout and count, and the drug delivered today, since the refill and
+    in all. Clinician only."""
+    _simple_read(
+        "read status detail", Programmer.status_detail, StatusDetail, render.status_detail_table
+    )(ctx)
+
+
+@ctl.command(epilog=_connection_example("catheter"))
+@click.pass_context
+def catheter(ctx: click.Context) -> None:
+    """Show the catheter as the pump was told it: length, dead volume, primed. The pump
+    cannot measure a catheter. Clinician only."""
+    _simple_read("read catheter", Programmer.catheter, CatheterInfo, render.catheter_table)(ctx)
+
+
+@ctl.command(
+    "patient-view",
+    epilog="""\b
+Example:
+  pumpemu ctl --port /dev/pts/7 --keys pe.keys --role patient patient-view
+""",
+)
+@click.pass_context
+def patient_view(ctx: click.Context) -> None:
+    """Show what a patient device shows: when the next patient bolus may be asked for and
+    how many are left in 24 h. A patient may read this and STATUS, nothing else."""
+    _simple_read(
+        "read patient view", Programmer.patient_view, PatientView, render.patient_view_table
+    )(ctx)
+
+
+@ctl.command("clear-memory-error", epilog=_connection_example("clear-memory-error"))
+@click.pass_context
+def clear_memory_error(ctx: click.Context) -> None:
+    """End a memory error (H8): the pump rewrites its record and stays stopped. Then read
+    the prescription and status back, check them, and start."""
+    _command(ctx, "clear memory error", Programmer.clear_memory_error)
+
+
+@ctl.command("reset-flow-valve", epilog=_connection_example("reset-flow-valve"))
+@click.pass_context
+def reset_flow_valve(ctx: click.Context) -> None:
+    """Reopen a valve-gated pump's flow-activated valve after an MRI (H15). A peristaltic
+    pump refuses it: it has no such valve."""
+    _command(ctx, "reset flow valve", Programmer.reset_flow_valve)
+
+
+def _length_cm(text: str) -> int:
+    number = text.strip().removesuffix("cm").strip()
+    if not number.isdigit():
+        raise q.QuantityError(f"{text!r} is not a whole number of cm (90cm)")
+    return int(number)
+
+
+@ctl.command("set-catheter", epilog=_connection_example("set-catheter --length 90cm --not-primed"))
+@click.option("--length", "length", required=True, help="The catheter's length: 90cm or 90.")
+@click.option(
+    "--primed/--not-primed",
+    required=True,
+    help="Whether the new catheter was filled with drug (else prime it afterwards).",
+)
+@click.pass_context
+def set_catheter(ctx: click.Context, length: str, primed: bool) -> None:
+    """Record the catheter after an implant or a revision: its length (the pump computes
+    the dead volume) and whether it is primed. Changes nothing the pump delivers."""
+    cm = _parse("--length", _length_cm, length)
+    if not 1 <= cm <= 65_535:
+        raise CtlUsageError("--length must be 1 to 65535 cm")
+    _command(ctx, "set catheter", lambda p: p.set_catheter(cm, primed=primed))
 
 
 @ctl.command("alarm-test", epilog=_connection_example("alarm-test"))

@@ -24,12 +24,15 @@ from protocol.messages import (
     NEVER_MS,
     Ack,
     AlarmList,
+    CatheterInfo,
     DeviceInfo,
     Message,
     Nak,
     Opcode,
+    PatientView,
     PrescriptionStaged,
     Status,
+    StatusDetail,
 )
 from protocol.prescription import InfusionMode, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
@@ -76,6 +79,7 @@ MEANINGS: dict[RefusalCode, str] = {
     RefusalCode.REFILL_IN_PROGRESS: "not allowed while a refill is in progress",
     RefusalCode.NO_SUCH_ALARM: "that alarm is not active",
     RefusalCode.BAD_STATE: "the pump cannot do this in its current state",
+    RefusalCode.NO_FLOW_VALVE: "this pump has no flow-activated valve to reset",
     RefusalCode.MOTOR_STALLED: "the motor is stalled; delivery cannot start",
     RefusalCode.END_OF_SERVICE: "the battery reached end of service",
     RefusalCode.MEMORY_ERROR: "the pump's memory failed its check; it is in a safe state",
@@ -136,6 +140,8 @@ def field_value(field: FieldId, value: int) -> str:
         return q.duration(value) + " into the period"
     if field is FieldId.CLOCK:
         return q.pump_time(value)
+    if field is FieldId.CATHETER_LENGTH:
+        return f"{value} cm"
     return str(value)
 
 
@@ -208,6 +214,8 @@ def ack_value(ack: Ack) -> str | None:
         return f"predicted residual {q.volume(ack.value)}"
     if request is Opcode.REFILL_COMPLETE:
         return f"residual predicted at refill begin {q.volume(ack.value)}"
+    if request is Opcode.SET_CATHETER:
+        return f"catheter dead volume {q.volume(ack.value)}"
     return None
 
 
@@ -367,6 +375,60 @@ def status_table(status: Status) -> Table:
             ("active alarms", alarms),
             ("last command id", str(status.last_command_id)),
             ("pump time", q.pump_time(status.pump_time_ms)),
+        ],
+    )
+
+
+def status_detail_table(d: StatusDetail) -> Table:
+    """STATUS_DETAIL in clinical words: every figure is what the pump believes (H7)."""
+    now = d.pump_time_ms
+    eri = (
+        f"reached at {q.pump_time(d.eri_at_ms)}"
+        if d.eri_reached
+        else f"projected {when(d.eri_at_ms, now)} (not later, at the current rate)"
+    )
+    lockout = "none" if d.lockout_ends_ms <= now else when(d.lockout_ends_ms, now)
+    return _pairs(
+        "Status detail (pump belief)",
+        [
+            ("pump time", q.pump_time(now)),
+            ("elective replacement (ERI)", eri),
+            ("end of service", when(d.end_of_service_at_ms, now)),
+            ("low reservoir", when(d.low_reservoir_at_ms, now)),
+            ("empty", when(d.empty_at_ms, now)),
+            ("patient-bolus lockout ends", lockout),
+            ("patient boluses in 24 h", str(d.patient_boluses_24h)),
+            ("delivered today", q.mass(d.mass_today_pg)),
+            ("delivered since refill", q.mass(d.mass_since_refill_pg)),
+            ("delivered in all", f"{q.volume(d.delivered_nl)}, {q.mass(d.delivered_pg)}"),
+        ],
+    )
+
+
+def catheter_table(c: CatheterInfo) -> Table:
+    return _pairs(
+        "Catheter (as entered)",
+        [
+            ("length", f"{c.length_cm} cm (at most {c.max_length_cm} cm)"),
+            ("dead volume", q.volume(c.dead_volume_nl)),
+            ("primed", "yes" if c.primed else "no"),
+        ],
+    )
+
+
+def patient_view_table(v: PatientView) -> Table:
+    if not v.patient_bolus_allowed:
+        next_bolus = "no patient bolus in this prescription"
+    elif v.next_bolus_at_ms <= v.pump_time_ms:
+        next_bolus = "now"
+    else:
+        next_bolus = when(v.next_bolus_at_ms, v.pump_time_ms)
+    return _pairs(
+        "Patient view",
+        [
+            ("pump time", q.pump_time(v.pump_time_ms)),
+            ("next bolus", next_bolus),
+            ("boluses left in 24 h", str(v.boluses_left_24h)),
         ],
     )
 

@@ -30,12 +30,13 @@ from emulator.clock import ManualClock
 from emulator.device import PumpDevice
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
+from hil.console import make_console
 from hil.ctl.quantities import concentration, mass, rate, volume
 from hil.demo.plot import write_plot
 from hil.demo.recorder import Recorder
 from hil.demo.visit import NOTABLE, PRESCRIPTION, VISIT_LOCAL_MS, VisitReport, days_since, run_visit
 from hil.errors import UsageError
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.links import PtyLink, SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy
@@ -138,7 +139,7 @@ def demo(out: Path, days: int, plot_format: str) -> None:
       pumpemu demo --out /tmp/visit
       pumpemu decode /tmp/visit/pumpemu-demo-capture.jsonl --keys /tmp/visit/pumpemu-demo.keys
     """
-    console = Console()
+    console = make_console()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

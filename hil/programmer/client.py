@@ -26,19 +26,25 @@ from protocol.messages import (
     AcknowledgeAlarm,
     AlarmTest,
     CancelBolus,
+    ClearMemoryError,
     ClinicianBolus,
     CommitPrescription,
     Message,
     PatientBolusRequest,
     PrimingBolus,
     ReadAlarms,
+    ReadCatheter,
     ReadClock,
     ReadDeviceInfo,
     ReadEventLog,
+    ReadPatientView,
     ReadPrescription,
     ReadStatus,
+    ReadStatusDetail,
     RefillBegin,
     RefillComplete,
+    ResetFlowValve,
+    SetCatheter,
     SetClock,
     StagePrescription,
     StartTherapy,
@@ -213,3 +219,31 @@ class Programmer:
 
     def alarm_test(self) -> Result:
         return self.request(AlarmTest(command_id=self.command_id()))
+
+    # -- issue 12: detailed reads and service procedures (docs/protocol.md section 7) --
+
+    def status_detail(self) -> Result:
+        """STATUS_DETAIL: forecasts (ERI, end of service, low and empty) and totals."""
+        return self.request(ReadStatusDetail())
+
+    def catheter(self) -> Result:
+        """CATHETER_INFO: the catheter as the pump was told it."""
+        return self.request(ReadCatheter())
+
+    def patient_view(self) -> Result:
+        """PATIENT_VIEW: the next patient bolus and the boluses left (a patient may ask)."""
+        return self.request(ReadPatientView())
+
+    def clear_memory_error(self) -> Result:
+        """CLEAR_MEMORY_ERROR (H8): the pump stays stopped; check, then START."""
+        return self.request(ClearMemoryError(command_id=self.command_id()))
+
+    def reset_flow_valve(self) -> Result:
+        """RESET_FLOW_VALVE (H15): reopen a valve-gated pump's flow-activated valve."""
+        return self.request(ResetFlowValve(command_id=self.command_id()))
+
+    def set_catheter(self, length_cm: int, *, primed: bool) -> Result:
+        """SET_CATHETER: the catheter after an implant or a revision (H3)."""
+        return self.request(
+            SetCatheter(command_id=self.command_id(), length_cm=length_cm, primed=primed)
+        )

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from emulator.clock import ManualClock
 from emulator.device import CommandLedger, PumpDevice
 from emulator.faults import Fault
-from emulator.firmware.results import RefillBegun, Refused, Staged
+from emulator.firmware.results import RefillBegun, RefillCompleted, Refused, Staged
 from emulator.profile import Profile, load_profile
 from emulator.pump import Pump
 from hil.programmer.core import Outcome, ProgrammerCore, Result
@@ -38,6 +38,7 @@ from protocol.messages import (
     AcknowledgeAlarm,
     AlarmTest,
     CancelBolus,
+    ClearMemoryError,
     ClinicianBolus,
     CommitPrescription,
     Message,
@@ -53,6 +54,7 @@ from protocol.messages import (
     ReadStatus,
     RefillBegin,
     RefillComplete,
+    ResetFlowValve,
     SetClock,
     StagePrescription,
     StartTherapy,
@@ -63,11 +65,9 @@ from protocol.refusal import FieldId
 
 SERIAL = "PE-SCENARIO"
 
-NO_OPCODE = {
-    "clear-memory-error": "docs/protocol.md has no opcode to clear a memory error yet (H8)",
-    "reset-flow-valve": "docs/protocol.md has no opcode to reset the flow valve yet (H15)",
-}
-"""Pump commands of the Python API that the wire cannot carry: skipped on wire and serve."""
+NO_OPCODE: dict[str, str] = {}
+"""Pump commands of the Python API that the wire cannot carry (skipped on wire and serve,
+with the reason): none today."""
 
 
 class SetupError(Exception):
@@ -112,7 +112,8 @@ class RefillHands(Pump):
         pocket_nl: int = 0,
         new_concentration_ug_per_ml: int | None = None,
         command_id: int | None = None,
-    ) -> Any:
+        injected_concentration_ug_per_ml: int | None = None,
+    ) -> RefillCompleted | Refused:
         if self.hands is not None:
             injected_nl, pocket_nl = self.hands
             self.hands = None
@@ -123,6 +124,7 @@ class RefillHands(Pump):
             pocket_nl=pocket_nl,
             new_concentration_ug_per_ml=new_concentration_ug_per_ml,
             command_id=command_id,
+            injected_concentration_ug_per_ml=injected_concentration_ug_per_ml,
         )
 
 
@@ -130,12 +132,17 @@ def build_pump(setup: Setup, cls: PumpFactory = RefillHands) -> Pump:
     """The pump as the story finds it at ``0d 00:00``: aged ``age`` days (stopped), the
     setup prescription committed (no command id: it predates the scenario)."""
     profile = load_profile(setup.profile)
+    strength = {}
+    if setup.concentration_ug_per_ml is not None:
+        # The drug really in the reservoir and catheter (plant truth, drug mass in pg).
+        strength["drug_concentration_ug_per_ml"] = setup.concentration_ug_per_ml
     pump = cls(
         profile,
         start_ms=setup.clock_ms - setup.age_ms,
         reservoir_nl=setup.reservoir_nl,
         catheter_length_cm=setup.catheter_length_cm,
         catheter_primed=setup.catheter_primed,
+        **strength,
     )
     pump.advance_to(setup.clock_ms)
     if setup.prescription is not None:
@@ -387,6 +394,10 @@ class ProgrammerSteps:
             message = AlarmTest(command_id=cid)
         elif do == "set-clock":
             message = SetClock(command_id=cid, pump_time_ms=params["time_ms"])
+        elif do == "clear-memory-error":
+            message = ClearMemoryError(command_id=cid)
+        elif do == "reset-flow-valve":
+            message = ResetFlowValve(command_id=cid)
         elif do == "refill":
             return self._refill(peer, params, ids)
         else:  # pragma: no cover - the loader admits only known steps

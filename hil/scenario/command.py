@@ -102,8 +102,9 @@ def list_builtin(as_json: bool) -> None:
     Example:
       pumpemu scenario list --json
     """
-    from rich.console import Console  # noqa: PLC0415 (lazy, see above)
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415 (lazy, see above)
+
+    from hil.console import make_console  # noqa: PLC0415
 
     scenarios = builtin_scenarios()
     if as_json:
@@ -116,7 +117,7 @@ def list_builtin(as_json: bool) -> None:
     table.add_column("title")
     for sc in scenarios:
         table.add_row(sc.id, " ".join(sc.hazards), sc.title)
-    Console().print(table)
+    make_console().print(table)
 
 
 @scenario.command("record")
@@ -143,7 +144,7 @@ def record_command(capture: str, keys_file: str, out: str | None, scenario_id: s
       pumpemu ctl --port /dev/pts/5 --keys pe.keys --capture visit.jsonl bolus ...
       pumpemu scenario record visit.jsonl --keys pe.keys --out visit.toml
     """
-    from hil.keys_command import load_keys  # noqa: PLC0415 (lazy, see above)
+    from hil.key_files import load_keys  # noqa: PLC0415 (lazy, see above)
     from hil.scenario.record import record_capture  # noqa: PLC0415
 
     text = record_capture(capture, load_keys(keys_file), scenario_id)
@@ -214,8 +215,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
       pumpemu scenario run my-scenarios/ --junit scenarios.xml
       pumpemu scenario run sweep.toml --backend api --jobs 2
     """
-    from rich.console import Console  # noqa: PLC0415 (lazy, see above)
-
+    from hil.console import make_console  # noqa: PLC0415 (lazy, see above)
     from hil.scenario import report  # noqa: PLC0415
     from hil.scenario.runner import run  # noqa: PLC0415
 
@@ -237,7 +237,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     if as_json:
         click.echo(report.dumps(results))
     else:
-        report.print_table(results, Console(width=120))
+        report.print_table(results, make_console())
     if junit:
         report.write_junit(results, junit)
     if report_dir:

@@ -26,6 +26,7 @@ from hil.control import FAULT_ALIASES, FAULTS, build_fault
 from hil.ctl import prescription_file
 from hil.ctl import quantities as q
 from hil.errors import UsageError
+from hil.hazards import is_hazard_id
 from hil.proxy.faults import FaultKind, FaultSpecError, parse_fault_table
 from hil.scenario.model import (
     ACTIONS,
@@ -46,8 +47,6 @@ MAX_FILE_BYTES = 1 << 20
 MAX_SWEEP_RUNS = 10_000
 """A sweep larger than this is refused: a typo in a range must not start a week of runs."""
 
-HAZARD_ID = re.compile(r"^(H([1-9]|1[0-7])|C[1-5])$")
-"""The hazard ids of docs/hazards.md (tests/hil/scenario/test_loader.py checks the table)."""
 
 DEFAULT_CLOCK = "2026-01-05T00:00:00"
 """A Monday at midnight: the pump clock at ``0d 00:00`` unless ``setup.clock`` says."""
@@ -393,7 +392,7 @@ def _build(doc: Mapping[str, Any], name: str, base: Path, sweep: Mapping[str, An
     if not isinstance(hazards, list) or not all(isinstance(h, str) for h in hazards):
         raise _FileError(("hazards",), 'hazards must be a list of ids like "H13"')
     for hazard in hazards:
-        if not HAZARD_ID.match(hazard):
+        if not is_hazard_id(hazard):
             raise _FileError(
                 ("hazards",), f"unknown hazard {hazard!r}: ids are H1-H17, C1-C5 (docs/hazards.md)"
             )

@@ -32,7 +32,7 @@ from emulator.profile import load_profile
 from hil.clock import SystemClock
 from hil.control import ControlClient
 from hil.errors import HilError
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.links import open_link
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy

@@ -185,6 +185,8 @@ CHECKS: dict[str, Callable[[Ctx], Check]] = {
     "frame_seq": lambda c: c.facts["frame_seq"],
     "coalesced_count": lambda c: c.facts["coalesced_count"],
     "last_event_ms": lambda c: c.facts["last_event_ms"],
+    "catheter_primed": lambda c: c.facts["catheter_primed"],
+    "catheter_length_cm": lambda c: c.facts["catheter_length_cm"],
 }
 
 
@@ -365,7 +367,15 @@ def drive_every_pump_event() -> Recorder:
     rec.inject(MemoryCorruption(bit=2_000))
     rec.inject(Reset(), record_ok=0)
     assert rec.command("clear_memory_error").ok
-    assert rec.command("reset_flow_valve").ok
+    # A peristaltic pump has no flow-activated valve to reset (issue 12: NO_FLOW_VALVE).
+    no_valve = rec.command(
+        "reset_flow_valve",
+        refusal_code=RefusalCode.NO_FLOW_VALVE,
+        opcode=Opcode.RESET_FLOW_VALVE,
+    )
+    assert no_valve == Refused(RefusalCode.NO_FLOW_VALVE)
+    # A catheter revision: the clinician enters the new length (SET_CATHETER).
+    assert rec.command("set_catheter", 90, catheter_length_cm=90, catheter_primed=0).ok
 
     # Empty: a small refill runs dry, then a refill resumes therapy.
     assert rec.command("start", **mode).ok
@@ -387,6 +397,15 @@ def drive_every_pump_event() -> Recorder:
     eos_ms = pump.status().end_of_service_ms
     assert eos_ms is not None
     rec.run(lambda: pump.advance_to(eos_ms))
+    return rec
+
+
+def drive_valve_events() -> Recorder:
+    """A valve-gated pump: the flow-activated valve reset after an MRI (H15)."""
+    pump = Pump("valve-gated-20", start_ms=0)
+    rec = Recorder(pump)
+    rec.note(0, 0, None, pump.status(), {})  # POWER_ON
+    assert rec.command("reset_flow_valve").ok
     return rec
 
 
@@ -463,7 +482,7 @@ def drive_every_device_event() -> list[Ctx]:
 def test_every_pump_event_means_what_section_11_says() -> None:
     rec = drive_every_pump_event()
     device = drive_every_device_event()
-    contexts = rec.contexts + device
+    contexts = rec.contexts + device + drive_valve_events().contexts
     seen = {ctx.entry.kind for ctx in contexts}
     # Only a refusal of the firmware's own input is not produced: the state table leaves no
     # reachable one (a defence in depth). COMMAND_REFUSED is produced by commands here.

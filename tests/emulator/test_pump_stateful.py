@@ -1,7 +1,9 @@
 """A RuleBasedStateMachine drives the whole pump (docs/architecture.md, "Testing").
 
-Random programs, clinician and patient boluses, priming, refills (with pocket fills and wrong
-entries), faults and time jumps from a millisecond to two months. After every rule the
+Random programs, clinician and patient boluses, priming, refills (with pocket fills, wrong
+entries and wrong concentrations), faults (catheter occlusions, masses, kinks, migrations,
+erosions, a flipped pump), catheter access port aspirations and injections (H2), and time
+jumps from a millisecond to two months. After every rule the
 invariants below must hold. The oracle keeps its own record of what was granted and checks it
 against the profile's limits independently of the firmware's bookkeeping.
 """
@@ -22,20 +24,28 @@ from hypothesis.stateful import (
 
 from emulator.faults import (
     BatteryDrain,
+    CapInjection,
     CatheterDisconnect,
+    CatheterErosion,
+    CatheterKink,
     CatheterLeak,
+    CatheterMigration,
     CatheterOcclusion,
     CatheterRepair,
     Fault,
+    InflammatoryMass,
     MagnetExposure,
     MechanicalBias,
     MemoryCorruption,
     MotorRepair,
     MotorStall,
     PocketFill,
+    PumpFlip,
+    PumpReseat,
     Reset,
 )
 from emulator.firmware.results import BolusStarted, Refused
+from emulator.plant import AspirationResult, CatheterState
 from emulator.profile import Profile, load_profile
 from emulator.pump import Pump
 from protocol.device_state import EventKind, TherapyState
@@ -68,11 +78,22 @@ faults = st.one_of(
     st.just(MotorRepair()),
     st.builds(MagnetExposure, st.integers(0, 7_200), st.integers(0, S_PER_DAY)),
     st.just(CatheterOcclusion()),
+    st.builds(CatheterOcclusion, st.integers(0, 999_999)),
+    st.builds(InflammatoryMass, st.integers(1, 90 * S_PER_DAY), st.integers(0, 999_999)),
+    st.integers(1, 7 * S_PER_DAY).flatmap(
+        lambda period: st.builds(CatheterKink, st.just(period), st.integers(0, period))
+    ),
+    st.just(CatheterMigration()),
+    st.builds(CatheterErosion, st.integers(1, 1_000_000)),
+    st.just(PumpFlip()),
+    st.just(PumpReseat()),
+    st.builds(CapInjection, st.integers(0, 2_000_000), st.integers(0, 50_000)),
     st.builds(CatheterLeak, st.integers(1, 1_000_000)),
     st.just(CatheterDisconnect()),
     st.just(CatheterRepair()),
     st.builds(BatteryDrain, st.integers(0, 400_000_000)),
     st.builds(PocketFill, st.integers(0, 5_000_000)),
+    st.builds(PocketFill, st.integers(0, 5_000_000), st.integers(0, 50_000)),
     st.builds(MechanicalBias, st.integers(-100_000, 100_000)),
     st.just(Reset()),
     st.builds(MemoryCorruption, st.integers(0, 10_000)),
@@ -91,11 +112,23 @@ class PumpMachine(RuleBasedStateMachine):
     pump: Pump
     profile: Profile
 
-    @initialize(name=st.sampled_from(PROFILES), fill=st.integers(0, 100), data=st.data())
-    def build(self, name: str, fill: int, data: st.DataObject) -> None:
+    @initialize(
+        name=st.sampled_from(PROFILES),
+        fill=st.integers(0, 100),
+        data=st.data(),
+        conc=st.sampled_from([0, 1, 1_000, 25_000, 50_000]),
+        primed=st.booleans(),
+    )
+    def build(self, name: str, fill: int, data: st.DataObject, conc: int, primed: bool) -> None:
         self.profile = load_profile(name)
         volume = self.profile.reservoir_usable_nl * fill // 100
-        self.pump = Pump(self.profile, start_ms=0, reservoir_nl=volume)
+        self.pump = Pump(
+            self.profile,
+            start_ms=0,
+            reservoir_nl=volume,
+            drug_concentration_ug_per_ml=conc,
+            catheter_primed=primed,
+        )
         self.grants: list[int] = []
         self.lockout_until = 0
         self.last_seq = 0
@@ -232,13 +265,25 @@ class PumpMachine(RuleBasedStateMachine):
         injected=st.none() | st.integers(0, 45_000_000),
         pocket=st.integers(0, 3_000_000),
         report=st.none() | st.integers(0, 25_000_000),
+        real_conc=st.none() | st.sampled_from([0, 100, 1_000, 10_000, 50_000]),
     )
-    def refill(self, entered: int, injected: int | None, pocket: int, report: int | None) -> None:
+    def refill(
+        self,
+        entered: int,
+        injected: int | None,
+        pocket: int,
+        report: int | None,
+        real_conc: int | None,
+    ) -> None:
         begun = self.pump.refill_begin()
         if not begun.ok:
             return
         done = self.pump.refill_complete(
-            entered, injected_nl=injected, pocket_nl=pocket, withdrawn_nl=report
+            entered,
+            injected_nl=injected,
+            pocket_nl=pocket,
+            withdrawn_nl=report,
+            injected_concentration_ug_per_ml=real_conc,
         )
         rx = self.pump.status().prescription
         if done.ok and rx is not None and rx.patient_bolus is not None:
@@ -250,6 +295,38 @@ class PumpMachine(RuleBasedStateMachine):
     def inject(self, fault: Fault) -> None:
         self.pump.inject(fault)
 
+    @rule(volume=st.integers(0, 1_000_000))
+    def cap_aspirate(self, volume: int) -> None:
+        """A patency check through the catheter access port: what returns follows the
+        catheter's state, and the firmware is never told."""
+        before = self.pump.plant_truth()
+        status = self.pump.status()
+        got = self.pump.cap_aspirate(volume)
+        after = self.pump.plant_truth()
+        assert 0 <= got.drug_nl <= min(volume, before.catheter_nl)
+        assert got.drug_nl + got.csf_nl <= volume
+        assert after.aspirated_pg - before.aspirated_pg == got.drug_pg
+        assert after.catheter_pg == before.catheter_pg - got.drug_pg
+        if got.result is AspirationResult.CSF:
+            assert got.drug_nl + got.csf_nl == volume
+        else:
+            assert got.csf_nl == 0
+        if before.flipped or before.catheter is CatheterState.DISCONNECTED:
+            assert got.drug_nl == 0
+        assert self.pump.status() == status
+
+    @rule(volume=st.integers(0, 2_000_000), conc=st.none() | st.integers(0, 50_000))
+    def cap_inject(self, volume: int, conc: int | None) -> None:
+        """H2: straight to the catheter (or the pocket), never through the firmware."""
+        before = self.pump.plant_truth()
+        status = self.pump.status()
+        got = self.pump.cap_inject(volume, conc)
+        after = self.pump.plant_truth()
+        assert after.cap_injected_pg - before.cap_injected_pg == got.mass_pg
+        assert after.reservoir_nl == before.reservoir_nl
+        assert after.pumped_nl == before.pumped_nl
+        assert self.pump.status() == status
+
     @rule()
     def clear_memory_error(self) -> None:
         self.pump.clear_memory_error()
@@ -257,6 +334,13 @@ class PumpMachine(RuleBasedStateMachine):
     @rule()
     def reset_valve(self) -> None:
         self.pump.reset_flow_valve()
+
+    @rule(length=st.integers(0, 120), primed=st.booleans())
+    def set_catheter(self, length: int, primed: bool) -> None:
+        """A catheter revision entered (issue 12); out-of-range lengths are refused."""
+        result = self.pump.set_catheter(length, primed=primed)
+        if result.ok:
+            assert self.pump.catheter_info().length_cm == length
 
     @rule(clock_ms=st.integers(0, 2_000_000_000_000))
     def set_clock(self, clock_ms: int) -> None:
@@ -304,11 +388,44 @@ class PumpMachine(RuleBasedStateMachine):
     def fluid_is_conserved_exactly(self) -> None:
         t = self.pump.plant_truth()
         start_plus_filled = t.initial_nl + t.injected_nl
+        start_plus_filled += t.cap_injected_nl
         accounted = (
-            t.reservoir_nl + t.catheter_nl + t.retained_nl + t.delivered_nl
-            + t.leaked_nl + t.pocket_nl + t.withdrawn_nl
+            t.reservoir_nl + t.path_nl + t.catheter_nl + t.retained_nl + t.delivered_nl
+            + t.misplaced_nl + t.leaked_nl + t.pocket_nl + t.withdrawn_nl + t.aspirated_nl
         )  # fmt: skip
         assert start_plus_filled == accounted
+        assert t.balance_nl() == 0
+
+    @invariant()
+    def drug_mass_is_conserved_exactly(self) -> None:
+        """Every picogram is somewhere: reservoir + path + catheter + retained + delivered
+        + misplaced + pocket + leaked + withdrawn + aspirated == initial + injected + CAP."""
+        t = self.pump.plant_truth()
+        start_plus_filled = t.initial_pg + t.injected_pg + t.cap_injected_pg
+        accounted = (
+            t.reservoir_pg + t.path_pg + t.catheter_pg + t.retained_pg + t.delivered_pg
+            + t.misplaced_pg + t.pocket_pg + t.leaked_pg + t.withdrawn_pg + t.aspirated_pg
+        )  # fmt: skip
+        assert start_plus_filled == accounted
+        assert t.balance_pg() == 0
+        assert t.systemic_pg == t.pocket_pg + t.leaked_pg + t.misplaced_pg
+        parts = (
+            t.reservoir_pg, t.path_pg, t.catheter_pg, t.retained_pg, t.delivered_pg,
+            t.misplaced_pg, t.pocket_pg, t.leaked_pg, t.withdrawn_pg, t.aspirated_pg,
+        )  # fmt: skip
+        assert min(parts) >= 0
+        assert sum(m for _, m in t.catheter_slugs) == t.catheter_pg
+        assert sum(v for v, _ in t.catheter_slugs) == t.catheter_nl
+
+    @invariant()
+    def fluid_path_within_its_physical_bounds(self) -> None:
+        """The internal path is always full, the catheter never holds more than its dead
+        volume, and a closed catheter never holds more than its compliance (H13)."""
+        t = self.pump.plant_truth()
+        assert t.path_nl == self.profile.internal_path_nl
+        assert 0 <= t.catheter_nl <= t.catheter_volume_nl
+        assert 0 <= t.retained_nl <= self.profile.catheter_compliance_nl
+        assert 0 <= t.delivered_fraction_ppm <= 1_000_000
 
     @invariant()
     def firmware_within_limits(self) -> None:
@@ -371,6 +488,19 @@ class PumpMachine(RuleBasedStateMachine):
             assert seqs[-1] >= self.last_seq  # the newest entry never goes back
             self.last_seq = seqs[-1]
         assert len(entries) <= self.profile.log_capacity
+
+    @invariant()
+    def delivered_totals_are_consistent_belief(self) -> None:
+        """Issue 12: STATUS_DETAIL's totals agree with the firmware's count, and the day's
+        and since-refill masses are parts of the whole."""
+        d = self.pump.status_detail()
+        assert d.delivered_nl == self.pump.status().delivered_nl
+        assert 0 <= d.mass_today_pg <= d.delivered_pg
+        assert 0 <= d.mass_since_refill_pg <= d.delivered_pg
+        for instant in (d.low_reservoir_ms, d.empty_ms):
+            assert instant is None or instant >= d.local_time_ms
+        if d.low_reservoir_ms is not None and d.empty_ms is not None:
+            assert d.low_reservoir_ms <= d.empty_ms
 
     @invariant()
     def every_state_the_pump_reaches_can_be_saved_and_resumed(self) -> None:

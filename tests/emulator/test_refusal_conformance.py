@@ -45,6 +45,7 @@ from protocol.messages import (
     Authenticate,
     CancelBolus,
     Challenge,
+    ClearMemoryError,
     ClinicianBolus,
     CloseSession,
     CommitPrescription,
@@ -55,11 +56,15 @@ from protocol.messages import (
     PatientBolusRequest,
     PrescriptionStaged,
     PrimingBolus,
+    ReadCatheter,
     ReadDeviceInfo,
     ReadStatus,
+    ReadStatusDetail,
     RefillBegin,
     RefillComplete,
+    ResetFlowValve,
     SessionOpened,
+    SetCatheter,
     StagePrescription,
     StartTherapy,
     StopTherapy,
@@ -1080,6 +1085,68 @@ def _() -> Sent:
     b.pump.inject(MemoryCorruption(bit=100))
     b.wait(MS_PER_S)
     return b.one(b.sealed(StopTherapy(command_id=5)))
+
+
+# Issue 12: the new opcodes' refusals (docs/protocol.md sections 5, 7 and 12).
+
+
+@scenario("reset-flow-valve-on-a-peristaltic-pump", C.NO_FLOW_VALVE)
+def _() -> Sent:
+    b = bench()
+    return b.one(b.sealed(ResetFlowValve(command_id=5)))
+
+
+@scenario("clear-memory-error-without-one", C.NO_SUCH_ALARM, F.ALARM)
+def _() -> Sent:
+    b = bench()
+    return b.one(b.sealed(ClearMemoryError(command_id=5)))
+
+
+@scenario("set-catheter-during-memory-error", C.MEMORY_ERROR)
+def _() -> Sent:
+    b = bench()
+    b.pump.inject(MemoryCorruption(bit=100))
+    b.wait(MS_PER_S)
+    return b.one(b.sealed(SetCatheter(command_id=5, length_cm=90, primed=False)))
+
+
+@scenario(
+    "set-catheter-longer-than-the-profile",
+    C.INVALID_FIELD,
+    F.CATHETER_LENGTH,
+    P.catheter_max_length_cm,
+    "the bound it broke",
+)
+def _() -> Sent:
+    b = bench()
+    longer = P.catheter_max_length_cm + 1
+    return b.one(b.sealed(SetCatheter(command_id=5, length_cm=longer, primed=False)))
+
+
+invalid(
+    "catheter-length-0",
+    F.CATHETER_LENGTH,
+    1,
+    struct.pack("<IHB", 5, 0, 0),
+    Opcode.SET_CATHETER,
+)
+
+
+def patient_refused(id: str, request: Message) -> None:
+    """A clinician-only request from a PATIENT session (section 5's role column)."""
+
+    @scenario(f"patient-{id}", C.NOT_PERMITTED_FOR_ROLE, F.ROLE)
+    def _() -> Sent:
+        b = bench(session=False)
+        b.open(Role.PATIENT)
+        return b.one(b.sealed(request))
+
+
+patient_refused("reads-status-detail", ReadStatusDetail())
+patient_refused("reads-catheter", ReadCatheter())
+patient_refused("clears-memory-error", ClearMemoryError(command_id=5))
+patient_refused("resets-flow-valve", ResetFlowValve(command_id=5))
+patient_refused("sets-catheter", SetCatheter(command_id=5, length_cm=90, primed=True))
 
 
 class Storage:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from emulator.device import DEVICE_STATE_MAGIC, PumpDevice
+from emulator.faults import CatheterErosion, CatheterOcclusion, InflammatoryMass, PumpFlip
 from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
 from emulator.pump import SNAPSHOT_MAGIC, Pump
 from protocol.messages import ClinicianBolus, StagePrescription
@@ -73,7 +74,46 @@ def test_a_prescription_the_profile_refuses_is_refused() -> None:
         (lambda r: r["profile"].update(surprise=1), "unknown ['surprise']"),
         (lambda r: firmware(r)["rx"].update(conc=True), "conc"),
         (lambda r: r.update(extra={}), "fields differ"),
+        (lambda r: r["plant"]["_fluid"].update(_path=[[1, 5]]), "pump.plant._fluid._path"),
+        (
+            lambda r: r["plant"]["_fluid"].update(_catheter=[[0, 5]]),
+            "pump.plant._fluid._catheter[0][0]",
+        ),
+        (
+            lambda r: r["plant"]["_fluid"].update(_catheter=[[286_001, 5]]),
+            "pump.plant._fluid._catheter",
+        ),
+        (
+            lambda r: r["plant"]["_fluid"].update(_catheter=[[1, 1]] * 65),
+            "pump.plant._fluid._catheter",
+        ),
+        (
+            lambda r: r["plant"]["_fluid"].update(_catheter=[[1, -1]]),
+            "pump.plant._fluid._catheter[0][1]",
+        ),
+        (lambda r: r["plant"]["_fluid"].update(_catheter="slugs"), "pump.plant._fluid._catheter"),
+        (lambda r: r["plant"]["_fluid"].update(_flow_kind=3, _flow_span_ms=0), "_flow_span_ms"),
+        (lambda r: r["plant"]["_fluid"].update(_flow_kind=9), "pump.plant._fluid._flow_kind"),
+        (lambda r: r["plant"]["_fluid"].update(_flow_start_ms=r["now"] + 1), "_flow_start_ms"),
+        (lambda r: r["plant"]["_fluid"].update(_retained=10**9), "pump.plant._fluid._retained"),
+        (lambda r: r["plant"]["_fluid"].update(_flipped=1), "pump.plant._fluid._flipped"),
+        (lambda r: r["plant"]["_fluid"].update(_conc=10**7), "pump.plant._fluid._conc"),
+        (lambda r: r["plant"].update(_fluid=[]), "pump.plant._fluid must be an object"),
+        (lambda r: r["plant"]["_fluid"].pop("_dry"), "pump.plant._fluid: fields differ"),
+        (
+            lambda r: r["plant"]["_fluid"].update(_res_segment_pg=-1),
+            "pump.plant._fluid._res_segment_pg",
+        ),
+        # issue 12: delivered totals, the battery reading's time, the catheter belief
+        (lambda r: firmware(r)["totals"].update(today_pg=10**20), "totals.today_pg"),
+        (lambda r: firmware(r)["totals"].update(refill_mark_pg=-1), "totals.refill_mark_pg"),
+        (lambda r: firmware(r)["battery_read"].update(ms=r["now"] + 1), "battery_read.ms"),
+        (lambda r: firmware(r)["battery_read"].update(delivered_nl=-1), "battery_read.delivered"),
+        (lambda r: firmware(r)["catheter"].update(length_cm=0), "catheter.length_cm"),
+        (lambda r: firmware(r)["catheter"].update(primed=2), "catheter.primed"),
+        (lambda r: firmware(r).pop("catheter"), "catheter"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_each_rule_names_its_field(change: Callable[[dict[str, Any]], None], field: str) -> None:
     assert field in refused(programmed(), change)
@@ -128,3 +168,30 @@ def test_an_uppercase_hex_ack_is_not_canonical() -> None:
 
     message = device_refused(upper)
     assert "device.ledger.entries[0][2] was altered" in message
+
+
+def test_a_pump_mid_fault_with_mixed_drug_resumes_exactly() -> None:
+    """Every fluid-path field goes through the snapshot: slugs of two concentrations, a
+    growing mass, retained drug, a flipped pump, an eroded (exposed) catheter, the CAP
+    totals. The twin and the original then run a month apart and agree to the picogram."""
+    pump = programmed()
+    assert pump.refill_begin().ok
+    assert pump.refill_complete(10_000_000, injected_concentration_ug_per_ml=2_500).ok
+    pump.advance(6 * 3_600)
+    pump.cap_aspirate(50_000)
+    pump.cap_inject(10_000, 7_000)
+    pump.inject(CatheterOcclusion())
+    pump.advance(86_400)
+    pump.inject(PumpFlip())
+    pump.inject(InflammatoryMass(grow_s=14 * 86_400, delivered_ppm=100_000))
+    twin = Pump.restore(pump.snapshot())
+    assert twin.plant_truth() == pump.plant_truth()
+    assert len(pump.plant_truth().catheter_slugs) > 1
+    for p in (pump, twin):
+        p.advance(30 * 86_400)
+        p.inject(CatheterErosion(ppm=5_000))
+        p.advance(86_400)
+    assert twin.plant_truth() == pump.plant_truth()
+    assert twin.plant_truth().exposed
+    assert twin.plant_truth().balance_pg() == 0
+    assert twin.snapshot() == pump.snapshot()

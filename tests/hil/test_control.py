@@ -17,16 +17,23 @@ from emulator.clock import ManualClock
 from emulator.device import PumpDevice
 from emulator.faults import (
     BatteryDrain,
+    CapInjection,
     CatheterDisconnect,
+    CatheterErosion,
+    CatheterKink,
     CatheterLeak,
+    CatheterMigration,
     CatheterOcclusion,
     CatheterRepair,
+    InflammatoryMass,
     MagnetExposure,
     MechanicalBias,
     MemoryCorruption,
     MotorRepair,
     MotorStall,
     PocketFill,
+    PumpFlip,
+    PumpReseat,
     Reset,
 )
 from emulator.pump import Pump
@@ -143,7 +150,30 @@ def test_parse_control_address() -> None:
         ("reset", {}, Reset()),
         ("memory-corruption", {}, MemoryCorruption(0)),
         ("memory-corruption", {"bit": 77}, MemoryCorruption(77)),
+        ("occlusion", {"delivered_ppm": 250_000}, CatheterOcclusion(250_000)),
+        ("inflammatory-mass", {"grow_s": 3_628_800}, InflammatoryMass(3_628_800)),
+        (
+            "inflammatory-mass",
+            {"grow_s": 86_400, "delivered_ppm": 100_000},
+            InflammatoryMass(86_400, 100_000),
+        ),
+        ("kink", {"period_s": 86_400, "closed_s": 43_200}, CatheterKink(86_400, 43_200)),
+        ("migration", {}, CatheterMigration()),
+        ("erosion", {"ppm": 100_000}, CatheterErosion(100_000)),
+        ("flip", {}, PumpFlip()),
+        ("reseat", {}, PumpReseat()),
+        (
+            "cap-inject",
+            {"volume_nl": 2_000_000, "concentration_ug_per_ml": 10_000},
+            CapInjection(2_000_000, 10_000),
+        ),
+        (
+            "pocket-fill",
+            {"volume_nl": 1_000_000, "concentration_ug_per_ml": 25_000},
+            PocketFill(1_000_000, 25_000),
+        ),
     ],
+    ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_every_fault_name_maps_to_its_fault(
     name: str, params: dict[str, object], fault: object
@@ -164,7 +194,20 @@ def test_every_fault_name_maps_to_its_fault(
         ("stall", {"recover_after_s": 10**30}, "recover_after_s must be 1..3153600000"),
         ("battery-drain", {"nah": 10**13}, "nah must be 0..1000000000000"),
         ("pocket-fill", {"volume_nl": 10**10}, "volume_nl must be 0..1000000000"),
+        ("kink", {"period_s": 60, "closed_s": 61}, "closed_s must be 0..60"),
+        ("inflammatory-mass", {"grow_s": 0}, "grow_s must be 1..315360000"),
+        ("occlusion", {"delivered_ppm": 1_000_000}, "delivered_ppm must be 0..999999"),
+        ("cap-inject", {"volume_nl": 1}, "missing parameter 'concentration_ug_per_ml'"),
+        ("cap-inject", {"volume_nl": -1, "concentration_ug_per_ml": 1}, "volume_nl must be 0.."),
+        ("inflammatory-mass", {"grow_s": 10**30}, "grow_s must be 1..315360000"),
+        ("kink", {"period_s": 10**30, "closed_s": 1}, "period_s must be 1..315360000"),
+        (
+            "pocket-fill",
+            {"volume_nl": 1, "concentration_ug_per_ml": 10**7},
+            "concentration_ug_per_ml must be 0..1000000",
+        ),
     ],
+    ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_bad_faults_are_refused_clearly(name: str, params: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -251,6 +294,61 @@ def test_a_leak_shows_in_plant_truth_but_not_in_the_firmware_view(control: Contr
     assert rows["lost (leak, pocket)"]["plant"] > 0
     assert rows["lost (leak, pocket)"]["firmware"] is None
     assert rows["catheter"]["plant"] == "LEAKING"
+
+
+@pytest.mark.e2e
+def test_cap_operations_through_the_api(control: ControlServer) -> None:
+    """H2 and patency: a CAP aspiration of a patent catheter returns its 286,000 nL of
+    1 mg/mL and then CSF; a CAP injection of 1 mL of 10 mg/mL pushes the catheter's
+    (now CSF) contents and 714,000 nL of itself out of the tip: 7.14 mg into the CSF at
+    once, the firmware unaware. Blocked: nothing returns. Bounded input is refused."""
+    with ControlClient(control.address) as client:
+        got = client.cap_aspirate(1_000_000)
+        assert (got["result"], got["drug_nl"], got["drug_pg"], got["csf_nl"]) == (
+            "CSF",
+            286_000,
+            286_000_000,
+            714_000,
+        )
+        before = client.truth()
+        injected = client.cap_inject(1_000_000, 10_000)
+        assert (injected["volume_nl"], injected["mass_pg"]) == (1_000_000, 10_000_000_000)
+        after = client.truth()
+        rows = {row["quantity"]: row for row in after["compare"]}
+        assert rows["drug into the CSF"]["firmware"] is None
+        assert after["plant"]["delivered_pg"] - before["plant"]["delivered_pg"] == 7_140_000_000
+        assert after["firmware"] == before["firmware"]
+        assert after["plant"]["balance_pg"] == 0
+        client.fault("occlusion")
+        assert client.cap_aspirate(1_000)["result"] == "NO_FLOW"
+        with pytest.raises(ControlError, match="volume_nl"):
+            client.cap_aspirate(-1)
+        with pytest.raises(ControlError, match="volume_nl"):
+            client.cap_inject(10**30, 1)
+        with pytest.raises(ControlError, match="concentration_ug_per_ml"):
+            client.cap_inject(1, 10**12)
+        with pytest.raises(ControlError, match="takes no field 'extra'"):
+            client.request("cap_aspirate", volume_nl=1, extra=2)
+        with pytest.raises(ControlError, match="must be an integer"):
+            client.request("cap_aspirate", volume_nl="1 mL")
+
+
+@pytest.mark.e2e
+def test_cap_aspirate_command(control: ControlServer) -> None:
+    env = {"PUMPEMU_CONTROL": control.address}
+    out = CliRunner().invoke(main, ["fault", "cap-aspirate", "--volume-nl", "500000"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "CSF; drug solution 286,000 nL (286,000,000 pg), CSF 214,000 nL" in out.output
+    out = CliRunner().invoke(
+        main,
+        ["fault", "cap-inject", "--volume-nl", "1000", "--concentration-ug-per-ml", "5"],
+        env=env,
+    )
+    assert out.exit_code == 0, out.output
+    assert "CapInjection" in out.output
+    listing = CliRunner().invoke(main, ["fault", "list"])
+    assert "cap-aspirate" in listing.output
+    assert "inflammatory-mass" in listing.output
 
 
 @pytest.mark.e2e

@@ -37,7 +37,7 @@ from hil.control import (
     write_token_file,
 )
 from hil.errors import UsageError
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.links import memory_pair
 from hil.serve import PumpServer
 from protocol.keys import generate_keys
@@ -167,7 +167,10 @@ def test_a_unix_socket_needs_no_token_and_ignores_one(
         with ControlClient(control.address) as client:
             assert client.ping()["pong"] is True
         with ControlClient(control.address, token="anything") as client:
-            assert client.fault("occlusion")["applied"] == {"type": "CatheterOcclusion"}
+            assert client.fault("occlusion")["applied"] == {
+                "type": "CatheterOcclusion",
+                "delivered_ppm": 0,
+            }
 
 
 # -- Unix sockets -----------------------------------------------------------------------------

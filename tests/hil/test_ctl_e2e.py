@@ -27,7 +27,7 @@ from hil.capture import read_capture
 from hil.cli import main
 from hil.clock import SystemClock
 from hil.ctl import command as ctl_command
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.serve import PumpServer, TcpListenerLink
 from protocol import wire
 from protocol.device_state import EventKind, TherapyState
@@ -534,3 +534,53 @@ def test_a_silent_pump_is_reported_unreachable_not_applied(tmp_path: Path) -> No
     assert result.exit_code == 1, result.output
     assert result.output.startswith("not applied: stop therapy: never reached the pump (")
     assert "unreachable" in result.output
+
+
+# -- issue 12: detailed reads and service procedures ------------------------------------------
+
+
+def test_detail_catheter_and_patient_view(bench: Bench) -> None:
+    """0.4 mL/day from 20 mL with a 2 mL threshold: low after 18 mL = 45 days, at
+    2026-02-19 08:00; empty after 50 days, 2026-02-24 08:00."""
+    detail = bench.ctl("detail")
+    assert detail.exit_code == 0, detail.output
+    assert "low reservoir" in detail.output
+    assert "2026-02-19 08:00" in detail.output
+    assert "2026-02-24 08:00" in detail.output
+    assert "projected" in detail.output  # ERI not reached: a projection at the current rate
+    document = json.loads(bench.ctl("--json", "detail").output)
+    assert document["ok"] is True
+    assert document["reply"]["eri_reached"] is False
+    catheter = bench.ctl("catheter")
+    assert catheter.exit_code == 0, catheter.output
+    assert "110 cm" in catheter.output
+    view = bench.ctl("--json", "patient-view", role="patient")
+    assert view.exit_code == 0, view.output
+    assert json.loads(view.output)["reply"]["boluses_left_24h"] == 4
+    refused = bench.ctl("detail", role="patient")
+    assert refused.exit_code == 1
+    assert "refused: NOT_PERMITTED_FOR_ROLE" in refused.output
+
+
+def test_set_catheter_and_the_service_commands(bench: Bench) -> None:
+    """90 cm x 2 600 nL/cm = 234 000 nL. A peristaltic pump has no valve to reset, and
+    there is no memory error to clear: both refused, with the reason."""
+    applied = bench.ctl("set-catheter", "--length", "90cm", "--not-primed")
+    assert applied.exit_code == 0, applied.output
+    assert "applied: set catheter" in applied.output
+    assert "catheter dead volume" in applied.output
+    document = json.loads(bench.ctl("--json", "catheter").output)
+    assert document["reply"]["length_cm"] == 90
+    assert document["reply"]["dead_volume_nl"] == 234_000
+    assert document["reply"]["primed"] is False
+    valve = bench.ctl("reset-flow-valve")
+    assert valve.exit_code == 1
+    assert "refused: NO_FLOW_VALVE" in valve.output
+    memory = bench.ctl("clear-memory-error")
+    assert memory.exit_code == 1
+    assert "refused: NO_SUCH_ALARM" in memory.output
+    too_long = bench.ctl("set-catheter", "--length", "111", "--primed")
+    assert too_long.exit_code == 1
+    assert "refused: INVALID_FIELD" in too_long.output
+    bad = bench.ctl("set-catheter", "--length", "ninety", "--primed")
+    assert bad.exit_code == 2

@@ -221,6 +221,9 @@ def test_every_subcommand_has_help_with_an_example() -> None:
             "info", "status", "alarms", "log", "prescription", "clock", "program", "bolus",
             "patient-bolus", "prime", "refill", "stop", "start", "cancel-bolus", "ack-alarm",
             "alarm-test", "set-clock",
+            # issue 12
+            "detail", "catheter", "patient-view", "clear-memory-error", "reset-flow-valve",
+            "set-catheter",
         ]
     )  # fmt: skip
     for name in ctl.commands:

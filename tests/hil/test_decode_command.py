@@ -37,6 +37,7 @@ from protocol.request_kinds import REQUEST_KIND
 from protocol.session import Accepted, Opened, ProgrammerSession, PumpSession, SessionLimits
 from protocol.session import Challenge as PumpChallenge
 from protocol.wire import FLAG_REPLY, FLAG_SEALED, TAG_LEN
+from tests.protocol_doc import blocks, evaluate
 
 READ_STATUS = encode(ReadStatus(), seq=6)
 START = encode(StartTherapy(command_id=7), seq=7)
@@ -600,3 +601,37 @@ def test_the_text_output_ends_with_the_totals() -> None:
     code, out, _ = run(READ_STATUS.hex() + "0000")
     assert code == 0
     assert out.splitlines()[-1] == f"hex: {len(READ_STATUS) + 2} bytes, 1 frames, 2 bytes of noise"
+
+
+# -- issue 12: the new opcodes render -----------------------------------------------------------
+
+ISSUE_12_TYPES = {
+    "ReadStatusDetail", "ReadCatheter", "ReadPatientView", "StatusDetail", "CatheterInfo",
+    "PatientView", "ClearMemoryError", "ResetFlowValve", "SetCatheter",
+}  # fmt: skip
+ISSUE_12_VECTORS = [
+    v
+    for v in blocks("vector")
+    if type(evaluate(v["message"])).__name__ in ISSUE_12_TYPES or v["name"] in {"ack-set-catheter"}
+]
+
+
+@pytest.mark.parametrize("vector", ISSUE_12_VECTORS, ids=[v["name"] for v in ISSUE_12_VECTORS])
+def test_decode_renders_the_issue_12_messages(vector: dict[str, str]) -> None:
+    """Every documented frame of the new opcodes decodes to its message and every field,
+    by name, in --json and in text."""
+    message = evaluate(vector["message"])
+    code, out, _ = run(vector["hex"], "--json")
+    assert code == 0
+    (item,) = json.loads(out)["items"]
+    assert item["header"]["opcode"] == message.OPCODE.name
+    assert item["message"]["type"] == type(message).__name__
+    assert item["message"] == {"type": type(message).__name__, **fields_of(message)}
+    code, text, _ = run(vector["hex"], columns=200)
+    assert code == 0
+    assert message.OPCODE.name in text
+
+
+def test_the_issue_12_vectors_cover_every_new_message() -> None:
+    found = {type(evaluate(v["message"])).__name__ for v in ISSUE_12_VECTORS}
+    assert found >= ISSUE_12_TYPES

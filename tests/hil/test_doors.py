@@ -133,6 +133,13 @@ CLI_CASES = {
     "serve-baud-zero": (["serve", "--pty", "--keys", "k", "--baud", "0"], "--baud"),
     "keys-serial-500-chars": (["keys", "new", "--serial", "A" * 500, "--out", "x.keys"],
                               "--serial"),
+    "fault-cap-aspirate-negative": (["fault", "cap-aspirate", "--volume-nl", "-1"],
+                                    "--volume-nl"),
+    "fault-cap-aspirate-beyond-100-mL": (["fault", "cap-aspirate", "--volume-nl",
+                                          "99999999999999999999"], "--volume-nl"),
+    "fault-cap-inject-not-a-number": (["fault", "cap-inject", "--volume-nl", "1e3",
+                                       "--concentration-ug-per-ml", "1"], "--volume-nl"),
+    "fault-kink-missing-closed": (["fault", "kink", "--period-s", "60"], "--closed-s"),
 }  # fmt: skip
 
 
@@ -157,7 +164,10 @@ def _options(
     for param in command.params:
         yield " ".join([*path, param.opts[0] if param.opts else param.name or "?"]), param
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             yield from _options(sub, (*path, name))
 
 
@@ -165,9 +175,11 @@ def test_every_integer_option_of_every_command_is_bounded() -> None:
     """Door 2 of issue 11: a number beyond what the pump can hold is a clear error at the
     option, never a value that breaks the run (or its saved state) later. So no command
     takes an unbounded integer: each is an IntRange with both ends."""
+    options = list(_options(main, ("pumpemu",)))
+    assert len(options) > 80  # the walk reached every command (they load lazily)
     unbounded = [
         where
-        for where, param in _options(main, ("pumpemu",))
+        for where, param in options
         if isinstance(param.type, click.types.IntParamType)
         and not (
             isinstance(param.type, click.IntRange)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from hil.cli import main
 from hil.errors import UsageError
-from hil.keys_command import load_keys
+from hil.key_files import load_keys
 from protocol.keys import PumpKeys, fingerprint, parse_key_file, serialize_key_file
 
 KEYS = PumpKeys("PE-000042", bytes(range(32)), bytes(range(32, 64)))

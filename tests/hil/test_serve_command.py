@@ -18,7 +18,7 @@ from hil import state_file as state_file_module
 from hil.cli import main
 from hil.clock import ScaledClock, SystemClock
 from hil.errors import UsageError
-from hil.keys_command import load_keys, write_key_file
+from hil.key_files import load_keys, write_key_file
 from hil.serve import write_state_file
 from hil.serve_command import ServeOptions, _load_state, parse_clock, parse_start_time
 from hil.state_file import StateFile, seal_state

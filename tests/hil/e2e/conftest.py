@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from protocol.keys import PumpKeys, generate_keys
 
 START_TIMEOUT_S = 10.0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from protocol.keys import PumpKeys, generate_keys
 from tests.hil.e2e.conftest import ServeProcess, pumpemu_command
 

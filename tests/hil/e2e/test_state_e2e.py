@@ -17,7 +17,7 @@ from emulator.device import DEVICE_STATE_MAGIC
 from emulator.firmware.nvram import decode_record, encode_record
 from hil.capture import read_capture
 from hil.control import ControlClient, ControlError
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.links import SerialLink
 from hil.programmer.core import Outcome
 from hil.state_file import HEADER, MAC_LEN

@@ -13,7 +13,7 @@ from emulator.clock import ManualClock
 from emulator.device import PumpDevice
 from hil.capture import CaptureWriter
 from hil.cli import main
-from hil.keys_command import write_key_file
+from hil.key_files import write_key_file
 from hil.programmer.core import Outcome, ProgrammerCore
 from hil.scenario.backends import build_pump
 from hil.scenario.loader import loads
