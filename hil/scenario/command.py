@@ -145,7 +145,7 @@ def record_command(capture: str, keys_file: str, out: str | None, scenario_id: s
       pumpemu scenario record visit.jsonl --keys pe.keys --out visit.toml
     """
     from hil.key_files import load_keys  # noqa: PLC0415 (lazy, see above)
-    from hil.scenario.record import record_capture  # noqa: PLC0415
+    from hil.scenario.record_command import record_capture  # noqa: PLC0415
 
     text = record_capture(capture, load_keys(keys_file), scenario_id)
     if out is None:

@@ -9,6 +9,9 @@ lost reply, C1) is one step. The reply the pump gave becomes the step's expectat
 ``applied``, or ``refused`` with its code. Frame-level refusals (FRAME_CORRUPT, a replay)
 judge a frame, not the request, and are left out. ``[setup]`` cannot be read from a
 capture: the file says so, for the author to fill in.
+
+A ``*_command`` module, like the decoder whose frame decoding and unsealing it reuses
+(hil/decode_command.py): library modules never import command modules (docs/api.md).
 """
 
 from __future__ import annotations
