@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 from emulator.clock import ManualClock
 from emulator.device import CommandLedger, PumpDevice
-from emulator.faults import Fault
 from emulator.firmware.results import RefillBegun, RefillCompleted, Refused, Staged
 from emulator.profile import Profile, load_profile
 from emulator.pump import Pump
+from hil.control import build_fault
 from hil.programmer.core import Outcome, ProgrammerCore, Result
 from hil.proxy.engine import ProxyEngine
 from hil.proxy.faults import Direction, FaultSpec
@@ -179,7 +179,9 @@ class Backend(Protocol):
 
     def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult: ...
 
-    def inject(self, fault: Fault) -> None: ...
+    def inject(self, name: str, params: dict[str, Any]) -> None:
+        """A plant fault by its registry name (hil/control.py FAULTS) and parameters."""
+        ...
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
         """Arm a link fault for [start, end); returns a skip reason if the backend has no link."""
@@ -214,8 +216,8 @@ class ApiBackend:
     def advance_to(self, internal_ms: int) -> None:
         self.pump.advance_to(internal_ms)
 
-    def inject(self, fault: Fault) -> None:
-        self.pump.inject(fault)
+    def inject(self, name: str, params: dict[str, Any]) -> None:
+        self.pump.inject(build_fault(name, params))
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
         return "the api backend has no link: link faults run on the wire backend"
@@ -467,8 +469,8 @@ class WireBackend(ProgrammerSteps):
     def advance_to(self, internal_ms: int) -> None:
         self.joint.run_until(internal_ms)
 
-    def inject(self, fault: Fault) -> None:
-        self.real.inject(fault)
+    def inject(self, name: str, params: dict[str, Any]) -> None:
+        self.real.inject(build_fault(name, params))
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
         self.link.windows.append(

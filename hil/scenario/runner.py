@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.device import CommandLedger
-from hil.control import build_fault
 from hil.scenario import oracles
 from hil.scenario.backends import (
     Backend,
@@ -168,7 +167,7 @@ class _Run:
             record.result = result
             self._follow(step, params, result)
         elif step.do == "fault":
-            self.b.inject(build_fault(params["fault"], params["params"]))
+            self.b.inject(params["fault"], params["params"])
             record.result = StepResult("applied")
         elif step.do == "link-fault":
             start = self.origin + step.at_ms

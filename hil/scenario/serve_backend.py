@@ -27,7 +27,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from emulator.device import PumpDevice
-from emulator.faults import Fault
 from emulator.profile import load_profile
 from hil.clock import SystemClock
 from hil.control import ControlClient
@@ -45,21 +44,6 @@ from protocol.keys import generate_keys
 
 START_TIMEOUT_S = 20.0
 """How long serve may take to print its pty (a loaded 2-core CI machine is slow)."""
-
-FAULT_NAMES = {
-    "MotorStall": "stall",
-    "MotorRepair": "repair",
-    "MagnetExposure": "magnet",
-    "CatheterOcclusion": "occlusion",
-    "CatheterLeak": "leak",
-    "CatheterDisconnect": "disconnect",
-    "CatheterRepair": "repair",
-    "BatteryDrain": "battery-drain",
-    "PocketFill": "pocket-fill",
-    "MechanicalBias": "bias",
-    "Reset": "reset",
-    "MemoryCorruption": "memory-corruption",
-}
 
 
 class ServeError(HilError):
@@ -189,13 +173,8 @@ class ServeBackend(ProgrammerSteps):
         if internal_ms > self._now:
             self._now = self._control.advance(f"{internal_ms - self._now}ms")["now_ms"]
 
-    def inject(self, fault: Fault) -> None:
-        params = {k: getattr(fault, k) for k in getattr(fault, "__slots__", ())}
-        params = {k: v for k, v in params.items() if v is not None}
-        name = FAULT_NAMES[type(fault).__name__]
-        if name == "repair":
-            params = {"part": "motor" if type(fault).__name__ == "MotorRepair" else "catheter"}
-        self._control.fault(name, **params)
+    def inject(self, name: str, params: dict[str, Any]) -> None:
+        self._control.fault(name, **params)  # the registry's own names, as the file gives
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
         return "the serve backend has no fault proxy on its pty: link faults run on wire"

@@ -111,9 +111,7 @@ def test_strict_fails_when_a_hazards_only_test_is_removed(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
     """Every hazard has a test; removing H5's only one makes --strict fail on H5."""
-    tests = "\n".join(
-        f'@pytest.mark.hazard("{h}")\ndef test_{h}(): pass\n' for h in HAZARDS
-    )
+    tests = "\n".join(f'@pytest.mark.hazard("{h}")\ndef test_{h}(): pass\n' for h in HAZARDS)
     pytester.makepyfile(test_all="import pytest\n\n" + tests)
     complete = tmp_path / "complete.json"
     pytester.inline_run(f"--hazard-report={complete}")
