@@ -111,7 +111,7 @@ class _Run:
         fw_conc = fw_rx.concentration_ug_per_ml if fw_rx is not None else 0
         self.believed_pg += believed * fw_conc
         # Mass that reached the patient: the plant's own mass figure when it has one
-        # (``delivered_pg``, the fluid-path work), else volume x the concentration in the
+        # (``delivered_pg``, the fluid path's drug mass), else volume x the concentration in the
         # reservoir (exact while one drug strength is in the pump and catheter).
         truth_pg: int | None = getattr(truth, "delivered_pg", None)
         if truth_pg is not None and self.last_patient_pg is not None:
