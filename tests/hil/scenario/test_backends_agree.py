@@ -36,6 +36,11 @@ STEPS = [
     'do = "fault"\nfault = "bias"\nparams = {{ ppm = {ppm} }}',
     'do = "fault"\nfault = "pocket-fill"\nparams = {{ volume_nl = "{pocket} mL" }}',
     'do = "fault"\nfault = "battery-drain"\nparams = {{ nah = {nah} }}',
+    'do = "fault"\nfault = "memory-corruption"',
+    'do = "clear-memory-error"',
+    'do = "reset-flow-valve"',
+    'do = "fault"\nfault = "cap-inject"\n'
+    'params = {{ volume_nl = "{dose} uL", concentration_ug_per_ml = 10_000 }}',
 ]
 
 
