@@ -48,6 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "proxy",
         "Inject link faults, frame by frame, between two serial links A and B.",
     ),
+    "scenario": (
+        "hil.scenario.command",
+        "scenario",
+        "Fault scenarios: months of pump time in seconds, each ending in a verdict.",
+    ),
     "serve": (
         "hil.serve_command",
         "serve",
@@ -76,6 +81,7 @@ Examples:
   pumpemu time advance 30d                           through serve's control socket
   pumpemu proxy --a pty --b ./pump.tty --drop 5% --corrupt 2%
   pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
+  pumpemu scenario run --builtin                     the hazard scenario library, verdicts
   pumpemu accuracy --plot trumpet.svg                IEC 60601-2-24 trumpet curve, simulated
 
 \b

@@ -143,6 +143,18 @@ def parse(text: str, name: str = "<prescription>") -> PrescriptionFile:
         raise PrescriptionFileError(f"{name}: {exc}") from None
 
 
+def from_table(document: Mapping[str, Any], name: str) -> PrescriptionFile:
+    """A prescription given as an already parsed TOML table (a scenario's inline
+    ``prescription``, docs/scenarios.md); ``format`` may be left out there. Errors as
+    ``parse``'s, each naming the key."""
+    table = dict(document)
+    table.setdefault("format", FORMAT)
+    try:
+        return _build(table, name)
+    except _KeyError as exc:
+        raise PrescriptionFileError(f"{name}: {exc}") from None
+
+
 # -- building -------------------------------------------------------------------------------
 
 

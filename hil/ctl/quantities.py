@@ -189,6 +189,17 @@ def parse_duration(text: str, *, example: str = "10 min") -> int:
     return _exact(text, whole, frac, factor, "seconds")
 
 
+PPM_PER_PERCENT = 10_000
+
+
+def parse_percent(text: str, *, example: str = "2%") -> int:
+    """``2%``, ``0.5 %``, ``110%`` -> parts per million (a tolerance or a share of a dose)."""
+    whole, frac, unit = _split(text, "percentage", example)
+    if unit != "%":
+        raise QuantityError(f"{text!r} is not a percentage; write e.g. {example!r}")
+    return _exact(text, whole, frac, PPM_PER_PERCENT, "ppm")
+
+
 _TIME = re.compile(r"^\s*(?:([A-Za-z]{3})[a-z]*\s+)?(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 
 

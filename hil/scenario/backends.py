@@ -1,0 +1,522 @@
+"""Where a scenario runs (docs/scenarios.md, "Backends").
+
+- ``api``: ``emulator.pump.Pump`` called directly, the fastest;
+- ``wire`` (the default): the reference programmer (``ProgrammerCore``) and ``PumpDevice``
+  joined by ``hil.two_peer.TwoPeer`` on a manual clock, so every programmer step opens an
+  authenticated session, is sealed, carries a command id through the device's ledger, and
+  closes the session, as a clinic visit does.
+
+Both start from the same ``build_pump`` (the setup is the pump as the story finds it, not
+a step), take the same command ids from the runner, and draw one telemetry session's
+battery charge per programmer step, so a file gives the same figures on both. A step a
+backend cannot do returns ``StepResult(skipped=REASON)``: reported skipped, never passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from emulator.clock import ManualClock
+from emulator.device import CommandLedger, PumpDevice
+from emulator.firmware.results import RefillBegun, RefillCompleted, Refused, Staged
+from emulator.profile import Profile, load_profile
+from emulator.pump import Pump
+from hil.control import build_fault
+from hil.programmer.core import Outcome, ProgrammerCore, Result
+from hil.proxy.engine import ProxyEngine
+from hil.proxy.faults import Direction, FaultSpec
+from hil.scenario.model import BACKENDS, Setup
+from hil.two_peer import TO_PUMP, Delivery, StalledError, TwoPeer
+from protocol.device_state import AlarmKind, LogEntry, Role
+from protocol.keys import generate_keys
+from protocol.messages import (
+    Ack,
+    AcknowledgeAlarm,
+    AlarmTest,
+    CancelBolus,
+    ClearMemoryError,
+    ClinicianBolus,
+    CommitPrescription,
+    Message,
+    Nak,
+    PatientBolusRequest,
+    PrescriptionStaged,
+    PrimingBolus,
+    ReadAlarms,
+    ReadClock,
+    ReadDeviceInfo,
+    ReadEventLog,
+    ReadPrescription,
+    ReadStatus,
+    RefillBegin,
+    RefillComplete,
+    ResetFlowValve,
+    SetClock,
+    StagePrescription,
+    StartTherapy,
+    StopTherapy,
+)
+from protocol.prescription import Prescription
+from protocol.refusal import FieldId
+
+SERIAL = "PE-SCENARIO"
+
+NO_OPCODE: dict[str, str] = {}
+"""Pump commands of the Python API that the wire cannot carry (skipped on wire and serve,
+with the reason): none today."""
+
+
+class SetupError(Exception):
+    """The setup cannot be built (the pump refused the setup prescription)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What a programmer step ended in, the same shape on every backend."""
+
+    outcome: str = "answered"
+    refusal: str | None = None
+    field: str | None = None
+    limit: int | None = None
+    command_ids: tuple[int, ...] = ()
+    """The ids the step's commands carried (a refill has two: begin, complete)."""
+    predicted_residual_nl: int | None = None
+    withdrawn_reported_nl: int | None = None
+    resolved_by_status: bool = False
+    skipped: str | None = None
+    detail: str = ""
+
+
+PumpFactory = Callable[..., Pump]
+
+
+class RefillHands(Pump):
+    """A pump whose refill puts the drug where the clinician's needle really put it.
+
+    On the wire a REFILL_COMPLETE carries only what the clinician *enters*; where the drug
+    physically went (the reservoir, or the pocket: H1, H10) is the plant's side, which the
+    runner plays through ``hands`` for the one request it is about to send."""
+
+    hands: tuple[int | None, int] | None = None
+
+    def refill_complete(
+        self,
+        new_volume_nl: int,
+        *,
+        withdrawn_nl: int | None = None,
+        injected_nl: int | None = None,
+        pocket_nl: int = 0,
+        new_concentration_ug_per_ml: int | None = None,
+        command_id: int | None = None,
+        injected_concentration_ug_per_ml: int | None = None,
+    ) -> RefillCompleted | Refused:
+        if self.hands is not None:
+            injected_nl, pocket_nl = self.hands
+            self.hands = None
+        return super().refill_complete(
+            new_volume_nl,
+            withdrawn_nl=withdrawn_nl,
+            injected_nl=injected_nl,
+            pocket_nl=pocket_nl,
+            new_concentration_ug_per_ml=new_concentration_ug_per_ml,
+            command_id=command_id,
+            injected_concentration_ug_per_ml=injected_concentration_ug_per_ml,
+        )
+
+
+def build_pump(setup: Setup, cls: PumpFactory = RefillHands) -> Pump:
+    """The pump as the story finds it at ``0d 00:00``: aged ``age`` days (stopped), the
+    setup prescription committed (no command id: it predates the scenario)."""
+    profile = load_profile(setup.profile)
+    strength = {}
+    if setup.concentration_ug_per_ml is not None:
+        # The drug really in the reservoir and catheter (plant truth, drug mass in pg).
+        strength["drug_concentration_ug_per_ml"] = setup.concentration_ug_per_ml
+    pump = cls(
+        profile,
+        start_ms=setup.clock_ms - setup.age_ms,
+        reservoir_nl=setup.reservoir_nl,
+        catheter_length_cm=setup.catheter_length_cm,
+        catheter_primed=setup.catheter_primed,
+        **strength,
+    )
+    pump.advance_to(setup.clock_ms)
+    if setup.prescription is not None:
+        staged = pump.stage(setup.prescription)
+        if isinstance(staged, Refused):
+            raise SetupError(f"the pump refused the setup prescription: {staged.code.name}")
+        done = pump.commit(staged.digest)
+        if isinstance(done, Refused):
+            raise SetupError(f"the pump refused to commit the setup prescription: {done.code.name}")
+    return pump
+
+
+class PumpView(Protocol):
+    """What the runner and the oracles read of a pump: ``Pump`` itself, or serve's pump
+    through its control API (serve_backend.RemotePump)."""
+
+    @property
+    def profile(self) -> Profile: ...
+
+    def status(self) -> Any: ...
+
+    def plant_truth(self) -> Any: ...
+
+    def log(self, since_seq: int = 0) -> tuple[LogEntry, ...]: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    @property
+    def pump(self) -> PumpView: ...
+
+    def advance_to(self, internal_ms: int) -> None: ...
+
+    def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult: ...
+
+    def inject(self, name: str, params: dict[str, Any]) -> None:
+        """A plant fault by its registry name (hil/control.py FAULTS) and parameters."""
+        ...
+
+    def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
+        """Arm a link fault for [start, end); returns a skip reason if the backend has no link."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _refused(refused: Refused) -> StepResult:
+    fld = None if refused.field is FieldId.NONE else refused.field.name
+    return StepResult("refused", refused.code.name, fld, None if fld is None else refused.limit)
+
+
+def command_count(do: str) -> int:
+    """How many command ids a programmer step uses."""
+    if do in ("interrogate",):
+        return 0
+    return 2 if do == "refill" else 1
+
+
+# -- api ------------------------------------------------------------------------------------
+
+
+class ApiBackend:
+    """emulator.Pump called directly."""
+
+    name = "api"
+
+    def __init__(self, pump: Pump) -> None:
+        self.pump = pump
+
+    def advance_to(self, internal_ms: int) -> None:
+        self.pump.advance_to(internal_ms)
+
+    def inject(self, name: str, params: dict[str, Any]) -> None:
+        self.pump.inject(build_fault(name, params))
+
+    def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
+        return "the api backend has no link: link faults run on the wire backend"
+
+    def close(self) -> None:
+        return None
+
+    def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
+        pump = self.pump
+        if params.get("role") == "patient" and do != "patient-bolus":
+            return StepResult(
+                skipped="the api backend has no sessions or roles (C4): run it on wire"
+            )
+        pump.telemetry_session()  # the session a programmer would open (same as wire)
+        cid = ids[0] if ids else None
+        result: Any
+        if do == "interrogate":
+            return StepResult("answered")
+        if do == "program":
+            staged = pump.stage(params["prescription"])
+            if isinstance(staged, Refused):
+                return _refused(staged)
+            assert isinstance(staged, Staged)
+            result = pump.commit(staged.digest, command_id=cid)
+        elif do == "clinician-bolus":
+            result = pump.clinician_bolus(params["dose_nl"], params["duration_s"], command_id=cid)
+        elif do == "patient-bolus":
+            result = pump.patient_bolus(command_id=cid)
+        elif do == "cancel-bolus":
+            result = pump.cancel_bolus(command_id=cid)
+        elif do == "prime":
+            result = pump.prime_volume(params["volume_nl"], command_id=cid)
+        elif do == "start":
+            result = pump.start(command_id=cid)
+        elif do == "stop":
+            result = pump.stop(command_id=cid)
+        elif do == "acknowledge":
+            result = pump.acknowledge_alarm(AlarmKind[params["alarm"]], command_id=cid)
+        elif do == "alarm-test":
+            result = pump.alarm_test(command_id=cid)
+        elif do == "set-clock":
+            result = pump.set_clock(params["time_ms"], command_id=cid)
+        elif do == "clear-memory-error":
+            result = pump.clear_memory_error(command_id=cid)
+        elif do == "reset-flow-valve":
+            result = pump.reset_flow_valve(command_id=cid)
+        elif do == "refill":
+            before = pump.plant_truth().withdrawn_nl
+            begun = pump.refill_begin(command_id=ids[0])
+            if isinstance(begun, Refused):
+                return _refused(begun)
+            assert isinstance(begun, RefillBegun)
+            drawn = pump.plant_truth().withdrawn_nl - before
+            reported = params["withdrawn_nl"] if params["withdrawn_nl"] is not None else drawn
+            done = pump.refill_complete(
+                params["volume_nl"],
+                withdrawn_nl=reported,
+                injected_nl=params["injected_nl"],
+                pocket_nl=params["pocket_nl"],
+                new_concentration_ug_per_ml=params["concentration_ug_per_ml"],
+                command_id=ids[1],
+            )
+            if isinstance(done, Refused):
+                return _refused(done)
+            return StepResult(
+                "applied",
+                command_ids=ids,
+                predicted_residual_nl=begun.predicted_residual_nl,
+                withdrawn_reported_nl=reported,
+            )
+        else:  # pragma: no cover - the loader admits only known steps
+            raise ValueError(f"not a programmer step: {do}")
+        if isinstance(result, Refused):
+            return _refused(result)
+        return StepResult("applied", command_ids=ids)
+
+
+# -- wire -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WindowedLink:
+    """A link with no latency (so steps land on the same ms as on the api backend) that
+    passes the frames written inside a link fault's window through the proxy's own
+    engine (hil/proxy/engine.py): the proxy's fault kinds, triggers and parameters."""
+
+    windows: list[tuple[int, int, ProxyEngine]] = dataclasses.field(default_factory=list)
+
+    def carry(self, direction: str, data: bytes, now_ms: int) -> list[Delivery]:
+        for start, end, engine in self.windows:
+            if start <= now_ms < end:
+                way = Direction.A2B if direction == TO_PUMP else Direction.B2A
+                outputs = engine.receive(way, data, now_ms)
+                if engine.next_timer_ms() is not None:
+                    outputs += engine.flush(now_ms)
+                return [Delivery(max(o.due_ms - now_ms, 0), o.data) for o in outputs]
+        return [Delivery(0, data)]
+
+
+class Peer(Protocol):
+    """A reference programmer that sends one request and resolves it: ``TwoPeer`` (in
+    memory) or the blocking ``Programmer`` (a real link)."""
+
+    def request(self, message: Message) -> Result: ...
+
+    def close(self) -> None: ...
+
+
+class ProgrammerSteps:
+    """Programmer steps as the reference programmer does them, over any ``Peer``: one
+    session per step, closed after it (a clinic visit). The clinician's programmer does
+    every step but those with ``role = "patient"`` (the patient's own programmer and key)."""
+
+    pump: PumpView
+    clinician: Peer
+    patient: Peer
+
+    def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
+        peer = self.patient if params.get("role") == "patient" else self.clinician
+        try:
+            return self._request(peer, do, params, ids)
+        except StalledError as exc:
+            # The retry policy bounds every request far below this; reported, not raised.
+            return StepResult("uncertain", command_ids=ids, detail=str(exc))
+        finally:
+            peer.close()
+
+    def _ask(self, peer: Peer, message: Message) -> Result:
+        return peer.request(message)
+
+    def _hands(self, injected_nl: int | None, pocket_nl: int) -> str | None:
+        """A skip reason if this backend cannot put a refill's drug where the needle put
+        it (the plant's side of a refill), else None."""
+        return None
+
+    def _request(
+        self, peer: Peer, do: str, params: dict[str, Any], ids: tuple[int, ...]
+    ) -> StepResult:
+        cid = ids[0] if ids else 0
+        message: Message
+        if do in NO_OPCODE:
+            return StepResult(skipped=NO_OPCODE[do])
+        if do == "interrogate":
+            reads: dict[str, Message] = {
+                "status": ReadStatus(),
+                "log": ReadEventLog(from_seq=0, count=32),
+                "alarms": ReadAlarms(),
+                "prescription": ReadPrescription(),
+                "clock": ReadClock(),
+                "info": ReadDeviceInfo(),
+            }
+            return _from_result(self._ask(peer, reads[params["read"]]), ids)
+        if do == "program":
+            rx: Prescription = params["prescription"]
+            staged = self._ask(peer, StagePrescription(prescription=rx))
+            if not isinstance(staged.reply, PrescriptionStaged):
+                return _from_result(staged, ids)
+            message = CommitPrescription(command_id=cid, digest=staged.reply.digest)
+        elif do == "clinician-bolus":
+            message = ClinicianBolus(
+                command_id=cid, dose_nl=params["dose_nl"], duration_s=params["duration_s"]
+            )
+        elif do == "patient-bolus":
+            message = PatientBolusRequest(command_id=cid)
+        elif do == "cancel-bolus":
+            message = CancelBolus(command_id=cid)
+        elif do == "prime":
+            message = PrimingBolus(command_id=cid, catheter_volume_nl=params["volume_nl"])
+        elif do == "start":
+            message = StartTherapy(command_id=cid)
+        elif do == "stop":
+            message = StopTherapy(command_id=cid)
+        elif do == "acknowledge":
+            message = AcknowledgeAlarm(command_id=cid, alarm=AlarmKind[params["alarm"]])
+        elif do == "alarm-test":
+            message = AlarmTest(command_id=cid)
+        elif do == "set-clock":
+            message = SetClock(command_id=cid, pump_time_ms=params["time_ms"])
+        elif do == "clear-memory-error":
+            message = ClearMemoryError(command_id=cid)
+        elif do == "reset-flow-valve":
+            message = ResetFlowValve(command_id=cid)
+        elif do == "refill":
+            return self._refill(peer, params, ids)
+        else:  # pragma: no cover - the loader admits only known steps
+            raise ValueError(f"not a programmer step: {do}")
+        return _from_result(self._ask(peer, message), ids)
+
+    def _refill(self, peer: Peer, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
+        skip = self._hands(params["injected_nl"], params["pocket_nl"])
+        if skip is not None:  # checked before REFILL_BEGIN: never leave a refill half done
+            return StepResult(skipped=skip)
+        before = self.pump.plant_truth().withdrawn_nl
+        begun = self._ask(peer, RefillBegin(command_id=ids[0]))
+        if begun.outcome is not Outcome.APPLIED or not isinstance(begun.reply, Ack):
+            return _from_result(begun, ids)
+        predicted = begun.reply.value
+        drawn = self.pump.plant_truth().withdrawn_nl - before  # the syringe's reading
+        reported = params["withdrawn_nl"] if params["withdrawn_nl"] is not None else drawn
+        concentration = params["concentration_ug_per_ml"]
+        if concentration is None:
+            rx = self.pump.status().prescription
+            concentration = rx.concentration_ug_per_ml if rx is not None else 1
+        if isinstance(self.pump, RefillHands):
+            self.pump.hands = (params["injected_nl"], params["pocket_nl"])
+        done = self._ask(
+            peer,
+            RefillComplete(
+                command_id=ids[1],
+                withdrawn_nl=reported,
+                new_volume_nl=params["volume_nl"],
+                new_concentration_ug_per_ml=concentration,
+            ),
+        )
+        if isinstance(self.pump, RefillHands):
+            self.pump.hands = None
+        out = _from_result(done, ids)
+        if out.outcome != "applied":
+            return out
+        return StepResult(
+            "applied",
+            command_ids=ids,
+            predicted_residual_nl=predicted,
+            withdrawn_reported_nl=reported,
+            resolved_by_status=done.resolved_by_status,
+        )
+
+
+class WireBackend(ProgrammerSteps):
+    """The reference programmer and PumpDevice over an in-memory link, one thread, a manual
+    clock (``TwoPeer``)."""
+
+    name = "wire"
+
+    def __init__(self, pump: Pump, seed: int, ledger: CommandLedger | None = None) -> None:
+        rng = random.Random(seed)  # noqa: S311 (a seeded simulation: one seed, one run)
+        keys = generate_keys(SERIAL, rng.randbytes(64))
+        self.pump = self.real = pump
+        entropy = random.Random(seed + 1).randbytes  # noqa: S311 (seeded: one seed, one run)
+        self.device = PumpDevice(pump, keys, entropy, ledger=ledger)
+        self.clock = ManualClock(pump.now_ms)
+        self.link = WindowedLink()
+        clinician = ProgrammerCore(SERIAL, Role.CLINICIAN, keys.clinician, rng.randbytes)
+        patient = ProgrammerCore(SERIAL, Role.PATIENT, keys.patient, rng.randbytes)
+        self.joint = TwoPeer(self.device, clinician, self.clock, self.link)
+        self.clinician = self.joint
+        self.patient = TwoPeer(self.device, patient, self.clock, self.link)
+
+    def advance_to(self, internal_ms: int) -> None:
+        self.joint.run_until(internal_ms)
+
+    def inject(self, name: str, params: dict[str, Any]) -> None:
+        self.real.inject(build_fault(name, params))
+
+    def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
+        self.link.windows.append(
+            (start_ms, end_ms, ProxyEngine([spec], seed=seed, start_ms=start_ms))
+        )
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _from_result(result: Result, ids: tuple[int, ...]) -> StepResult:
+    reply = result.reply
+    if isinstance(reply, Nak) and result.outcome is Outcome.REFUSED:
+        fld = None if reply.field is FieldId.NONE else reply.field.name
+        return StepResult(
+            "refused",
+            reply.code.name,
+            fld,
+            None if fld is None else reply.limit,
+            ids,
+            resolved_by_status=result.resolved_by_status,
+        )
+    return StepResult(
+        result.outcome.value, command_ids=ids, resolved_by_status=result.resolved_by_status
+    )
+
+
+def make_backend(
+    name: str,
+    setup: Setup,
+    seed: int,
+    *,
+    pump_class: PumpFactory = RefillHands,
+    ledger: CommandLedger | None = None,
+) -> Backend:
+    """A backend by name, with the setup's pump built (``pump_class`` and ``ledger``: test
+    doubles for broken-pump tests)."""
+    if name == "serve":
+        # Imported here: it imports this module, and only the serve backend starts a process.
+        from hil.scenario.serve_backend import ServeBackend  # noqa: PLC0415
+
+        return ServeBackend(setup, seed)
+    pump = build_pump(setup, pump_class)
+    if name == "api":
+        return ApiBackend(pump)
+    if name == "wire":
+        return WireBackend(pump, seed, ledger)
+    raise ValueError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")

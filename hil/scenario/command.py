@@ -1,0 +1,249 @@
+"""``pumpemu scenario``: check, run and list fault scenarios (docs/scenarios.md).
+
+Exit codes: 0 when every run passed (every expectation and oracle held, nothing skipped);
+1 when a run failed, was skipped in part or could not be set up; 2 for a bad file or option
+(one ``file:line: what is wrong`` line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from hil.errors import UsageError
+from hil.scenario.model import BACKENDS, Scenario
+
+# The loader, the runner and the reports are imported when a scenario command runs, not
+# when pumpemu starts: every other subcommand (serve, ctl) would pay ~0.1 s for them.
+
+BUILTIN_PACKAGE = "hil.scenario"
+BUILTIN_DIR = "builtin"
+
+
+def builtin_paths() -> list[Path]:
+    """The built-in scenario library's files (package data, hil/scenario/builtin/)."""
+    root = resources.files(BUILTIN_PACKAGE).joinpath(BUILTIN_DIR)
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def builtin_scenarios() -> list[Scenario]:
+    from hil.scenario import loader  # noqa: PLC0415 (lazy, see above)
+
+    return [sc for path in builtin_paths() for sc in loader.load(path)]
+
+
+def _files(paths: Iterable[str]) -> list[Path]:
+    out: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(path.rglob("*.toml"))
+            if not found:
+                raise UsageError(f"{text}:1: a directory with no .toml scenario files")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def _load(paths: Sequence[str], builtin: bool) -> list[Scenario]:
+    from hil.scenario import loader  # noqa: PLC0415 (lazy, see above)
+
+    if not paths and not builtin:
+        raise UsageError("give scenario FILES or directories, or --builtin")
+    scenarios = builtin_scenarios() if builtin else []
+    for path in _files(paths):
+        scenarios.extend(loader.load(path))
+    return scenarios
+
+
+@click.group("scenario")
+def scenario() -> None:
+    """Fault scenarios: months of pump time in seconds, each ending in a verdict.
+
+    \b
+    Examples:
+      pumpemu scenario check my-scenarios/
+      pumpemu scenario run --builtin
+      pumpemu scenario run leak.toml --backend api --json
+      pumpemu scenario run my-scenarios/ --junit scenarios.xml
+      pumpemu scenario list
+
+    The file format, the backends and every oracle: docs/scenarios.md.
+    """
+
+
+@scenario.command("check")
+@click.argument("paths", nargs=-1, required=True)
+def check(paths: tuple[str, ...]) -> None:
+    """Validate scenario FILES (or directories of them) without running them.
+
+    A bad file is one line, FILE:LINE: what is wrong, and exit code 2.
+
+    \b
+    Example:
+      pumpemu scenario check my-scenarios/ leak.toml
+    """
+    scenarios = _load(paths, builtin=False)
+    click.echo(f"ok: {len(scenarios)} run(s) in {len(_files(paths))} file(s)")
+
+
+@scenario.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
+def list_builtin(as_json: bool) -> None:
+    """List the built-in scenario library: id, hazards, title.
+
+    \b
+    Example:
+      pumpemu scenario list --json
+    """
+    from rich.table import Table  # noqa: PLC0415 (lazy, see above)
+
+    from hil.console import make_console  # noqa: PLC0415
+
+    scenarios = builtin_scenarios()
+    if as_json:
+        for sc in scenarios:
+            click.echo(json.dumps({"id": sc.id, "hazards": list(sc.hazards), "title": sc.title}))
+        return
+    table = Table(title="built-in scenarios")
+    table.add_column("id")
+    table.add_column("hazards")
+    table.add_column("title")
+    for sc in scenarios:
+        table.add_row(sc.id, " ".join(sc.hazards), sc.title)
+    make_console().print(table)
+
+
+@scenario.command("record")
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--keys", "keys_file", required=True, metavar="FILE", help="The pump's key file.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the scenario here (default: stdout).",
+)
+@click.option(
+    "--id", "scenario_id", default="recorded-session", show_default=True, help="The scenario's id."
+)
+def record_command(capture: str, keys_file: str, out: str | None, scenario_id: str) -> None:
+    """Turn a JSONL capture of a programmer's session into a scenario file.
+
+    Each request becomes a step at its time, with the pump's reply as its expectation;
+    fill in [setup] with the pump's state before the capture.
+
+    \b
+    Example:
+      pumpemu ctl --port /dev/pts/5 --keys pe.keys --capture visit.jsonl bolus ...
+      pumpemu scenario record visit.jsonl --keys pe.keys --out visit.toml
+    """
+    from hil.key_files import load_keys  # noqa: PLC0415 (lazy, see above)
+    from hil.scenario.record_command import record_capture  # noqa: PLC0415
+
+    text = record_capture(capture, load_keys(keys_file), scenario_id)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
+
+
+@scenario.command("run")
+@click.argument("paths", nargs=-1)
+@click.option("--builtin", is_flag=True, help="Run the built-in scenario library too.")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="wire",
+    show_default=True,
+    help="wire: the reference programmer and the device over an in-memory link; "
+    "api: emulator.Pump directly (fastest).",
+)
+@click.option("--only", "only", metavar="TEXT", help="Run only scenarios whose id contains TEXT.")
+@click.option("--hazard", "hazard", metavar="ID", help="Run only scenarios for this hazard id.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Run scenarios in this many processes (a campaign, a sweep); the verdicts and "
+    "figures are the same as with one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Also write DIR/index.html: one self-contained page with every run's timeline, "
+    "verdicts and plots (belief vs truth).",
+)
+@click.option(
+    "--junit",
+    "junit",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write JUnit XML to FILE.",
+)
+def run_command(  # noqa: PLR0917 (click passes every option as an argument)
+    paths: tuple[str, ...],
+    builtin: bool,
+    backend: str,
+    only: str | None,
+    hazard: str | None,
+    jobs: int,
+    as_json: bool,
+    report_dir: str | None,
+    junit: str | None,
+) -> None:
+    """Run scenario FILES (or directories) and print a verdict per run.
+
+    Exit 0 only when every expectation and every oracle of every run held; 1 when one
+    failed or was skipped; 2 for a bad file.
+
+    \b
+    Examples:
+      pumpemu scenario run --builtin
+      pumpemu scenario run leak.toml --backend api --json
+      pumpemu scenario run my-scenarios/ --junit scenarios.xml
+      pumpemu scenario run sweep.toml --backend api --jobs 2
+    """
+    from hil.console import make_console  # noqa: PLC0415 (lazy, see above)
+    from hil.scenario import report  # noqa: PLC0415
+    from hil.scenario.runner import run  # noqa: PLC0415
+
+    scenarios = _load(paths, builtin)
+    if only:
+        scenarios = [s for s in scenarios if only in s.id]
+    if hazard:
+        scenarios = [s for s in scenarios if hazard in s.hazards]
+    if not scenarios:
+        raise UsageError("no scenario matches")
+    if jobs > 1 and len(scenarios) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415 (lazy)
+
+        chunk = max(1, len(scenarios) // (4 * jobs))
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(run, scenarios, [backend] * len(scenarios), chunksize=chunk))
+    else:
+        results = [run(sc, backend) for sc in scenarios]
+    if as_json:
+        click.echo(report.dumps(results))
+    else:
+        report.print_table(results, make_console())
+    if junit:
+        report.write_junit(results, junit)
+    if report_dir:
+        from hil.scenario.html_report import write_report  # noqa: PLC0415 (lazy)
+
+        written = write_report(results, report_dir)
+        if not as_json:
+            click.echo(f"report: {written}")
+    sys.exit(0 if all(r.verdict == "pass" for r in results) else 1)

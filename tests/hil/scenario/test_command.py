@@ -1,0 +1,150 @@
+"""`pumpemu scenario run`: verdict table, JSON, JUnit, exit codes, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from click.testing import CliRunner
+
+from hil.cli import main
+
+PASSING = """\
+id = "ok"
+title = "a quiet day"
+hazards = ["H11"]
+[setup]
+prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", \
+rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }
+[[steps]]
+at = "1d"
+do = "interrogate"
+expect = { state = "CONTINUOUS" }
+[[oracles]]
+check = "dose"
+patient = "2%"
+"""
+FAILING = PASSING.replace('id = "ok"', 'id = "bad"').replace(
+    'state = "CONTINUOUS"', 'state = "STOPPED"'
+)
+LINKED = PASSING.replace('id = "ok"', 'id = "linked"') + (
+    '[[steps]]\nat = "1d"\ndo = "link-fault"\nkind = "drop"\nduration = "1 min"\n'
+)
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_all_pass_exits_0_with_a_table(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["scenario", "run", _write(tmp_path, "ok.toml", PASSING)])
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output
+    assert "1 pass" in result.output
+
+
+def test_a_failure_exits_1_with_step_expected_happened_and_belief_vs_truth(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, "bad.toml", FAILING)
+    result = CliRunner().invoke(main, ["scenario", "run", path, "--backend", "api"])
+    assert result.exit_code == 1
+    assert "FAILED bad [api]" in result.output
+    assert "bad.toml:6: step 1 'interrogate-1'" in result.output
+    assert "expected: STOPPED" in result.output
+    assert "happened: CONTINUOUS" in result.output
+    assert "reservoir belief" in result.output
+    assert "vs truth" in result.output
+
+
+def test_a_skip_is_not_a_pass(tmp_path: Path) -> None:
+    path = _write(tmp_path, "linked.toml", LINKED)
+    result = CliRunner().invoke(main, ["scenario", "run", path, "--backend", "api", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["runs"][0]["verdict"] == "skip"
+    assert report["ok"] is False
+    assert CliRunner().invoke(main, ["scenario", "run", path]).exit_code == 0  # wire runs it
+
+
+def test_json_and_junit(tmp_path: Path) -> None:
+    ok = _write(tmp_path, "ok.toml", PASSING)
+    bad = _write(tmp_path, "bad.toml", FAILING)
+    junit = tmp_path / "out.xml"
+    result = CliRunner().invoke(main, ["scenario", "run", ok, bad, "--json", "--junit", str(junit)])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["counts"] == {"pass": 1, "fail": 1, "skip": 0, "error": 0}
+    run = report["runs"][1]
+    failed = [f for f in run["findings"] if f["verdict"] == "failed"]
+    assert failed[0]["belief_vs_truth"]["state"] == "CONTINUOUS"
+    assert run["figures"]["oracle1.dose"][0]["programmed_pg"] == 5_000_000_000
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == "2"
+    assert suite.get("failures") == "1"
+    cases = suite.findall("testcase")
+    assert cases[0].find("failure") is None
+    failure = cases[1].find("failure")
+    assert failure is not None
+    assert "expected STOPPED; happened CONTINUOUS" in (failure.text or "")
+
+
+def test_the_same_file_and_seed_give_the_same_report(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ok.toml", PASSING)
+    outputs = {
+        CliRunner().invoke(main, ["scenario", "run", path, "--json", "--builtin"]).output
+        for _ in range(2)
+    }
+    assert len(outputs) == 1
+
+
+def test_filters_and_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["scenario", "run", "--builtin", "--hazard", "H5", "--json"])
+    assert result.exit_code == 0
+    assert all("H5" in r["hazards"] for r in json.loads(result.output)["runs"])
+    result = CliRunner().invoke(main, ["scenario", "run", "--builtin", "--only", "zzz"])
+    assert result.exit_code == 2
+    assert "no scenario matches" in result.output
+    assert CliRunner().invoke(main, ["scenario", "run"]).exit_code == 2
+
+
+def test_a_setup_the_pump_refuses_is_an_error_verdict(tmp_path: Path) -> None:
+    text = PASSING.replace('rate = "0.5 mL/day"', 'rate = "20 mL/day"')
+    result = CliRunner().invoke(main, ["scenario", "run", _write(tmp_path, "s.toml", text)])
+    assert result.exit_code == 1
+    assert "setup: the pump refused the setup prescription: DAILY_DOSE_ABOVE_MAX" in result.output
+
+
+def test_a_skipped_step_decides_the_verdict_over_later_failures(tmp_path: Path) -> None:
+    text = LINKED.replace('expect = { state = "CONTINUOUS" }', 'expect = { state = "STOPPED" }')
+    result = CliRunner().invoke(
+        main, ["scenario", "run", _write(tmp_path, "s.toml", text), "--backend", "api", "--json"]
+    )
+    run = json.loads(result.output)["runs"][0]
+    assert run["verdict"] == "skip"
+    verdicts = sorted(f["verdict"] for f in run["findings"])
+    assert verdicts == ["failed", "held", "skipped"]  # shown, but not blamed on the pump
+    assert result.exit_code == 1
+
+
+def test_clear_memory_error_runs_on_api_and_wire_alike(tmp_path: Path) -> None:
+    text = PASSING.replace('id = "ok"', 'id = "h8"') + (
+        '[[steps]]\nat = "1d"\ndo = "fault"\nfault = "memory-corruption"\n'
+        '[[steps]]\nat = "1d 01:00"\ndo = "clear-memory-error"\n'
+        'expect = { outcome = "applied", state = "STOPPED", log = ["ALARM_CLEARED"] }\n'
+        '[[steps]]\nat = "1d 01:05"\ndo = "start"\nexpect = { state = "CONTINUOUS" }\n'
+        '[[oracles]]\ncheck = "exactly-once"\n'
+    )
+    path = _write(tmp_path, "h8.toml", text)
+    runs = [
+        json.loads(
+            CliRunner().invoke(main, ["scenario", "run", path, "--backend", b, "--json"]).output
+        )["runs"][0]
+        for b in ("api", "wire")
+    ]
+    assert [r["verdict"] for r in runs] == ["pass", "pass"], runs
+    assert runs[0]["figures"] == runs[1]["figures"]
+    assert runs[0]["figures"]["oracle2.exactly-once"]["commands_checked"] == 2
