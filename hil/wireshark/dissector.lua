@@ -330,20 +330,24 @@ function proto.dissector(tvb, pinfo, tree)
   local rest = tvb:len() - at
   if kind == 0 then
     dissect_frame(tvb, pinfo, tree, at, direction)
-  elseif kind == 1 then
-    local item = tree:add(F["pumpemu.noise"], tvb(at, rest))
-    item:add_tvb_expert_info(ex_noise, tvb(at, rest))
-    pinfo.cols.info = string.format("%s noise, %d bytes", direction, rest)
-  elseif kind == 2 then
-    local text = ""
-    if rest > 0 then text = tvb(at, rest):string() end
-    tree:add(F["pumpemu.note"], tvb(at, rest), text)
-    pinfo.cols.info = "note: " .. text
   else
+    local body = head
+    if rest > 0 then body = tree:add(proto, tvb(at, rest), "pumpemu " .. kind_name) end
     local text = ""
-    if rest > 0 then text = tvb(at, rest):string() end
-    tree:add(F["pumpemu.capture_format"], tvb(at, rest), text)
-    pinfo.cols.info = "capture run start, format " .. text
+    if rest > 0 and kind ~= 1 then text = tvb(at, rest):string() end
+    if kind == 1 then
+      if rest > 0 then
+        local item = body:add(F["pumpemu.noise"], tvb(at, rest))
+        item:add_tvb_expert_info(ex_noise, tvb(at, rest))
+      end
+      pinfo.cols.info = string.format("%s noise, %d bytes", direction, rest)
+    elseif kind == 2 then
+      body:add(F["pumpemu.note"], text)
+      pinfo.cols.info = "note: " .. text
+    else
+      body:add(F["pumpemu.capture_format"], text)
+      pinfo.cols.info = "capture run start, format " .. text
+    end
   end
 end
 
