@@ -49,6 +49,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "time_group",
         "Read or advance a running emulator's pump time (advance needs --clock manual).",
     ),
+    "wireshark": (
+        "hil.wireshark.command",
+        "wireshark",
+        "The Wireshark dissector for pumpemu's protocol (docs/wireshark.md).",
+    ),
     "truth": (
         "hil.control_command",
         "truth",
