@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "proxy",
         "Inject link faults, frame by frame, between two serial links A and B.",
     ),
+    "replay": (
+        "hil.replay_command",
+        "replay",
+        "Play the programmer side of CAPTURE against the pump at URL and compare its answers.",
+    ),
     "serve": (
         "hil.serve_command",
         "serve",

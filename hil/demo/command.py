@@ -28,6 +28,7 @@ from rich.table import Table
 
 from emulator.clock import ManualClock
 from emulator.device import PumpDevice
+from emulator.faults import Fault
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.ctl.quantities import concentration, mass, rate, volume
@@ -63,9 +64,10 @@ EARLIER = Prescription(
 """What the pump ran before the visit: 0.3 mL/day of morphine 10 mg/mL."""
 
 
-def implanted_pump() -> Pump:
-    """A peristaltic-20 pump 45 days into a continuous prescription, as the patient arrives."""
-    pump = Pump("peristaltic-20")
+def implanted_pump(profile: str = "peristaltic-20") -> Pump:
+    """A peristaltic-20 pump (or ``profile``, a name or file) 45 days into a continuous
+    prescription, as the patient arrives."""
+    pump = Pump(profile)
     pump.set_clock(VISIT_LOCAL_MS - HISTORY_DAYS * MS_PER_DAY, command_id=1)
     staged = pump.stage(EARLIER)
     if not staged.ok:
@@ -91,6 +93,9 @@ class ServerBench:
     def pump(self) -> Iterator[Pump]:
         with self._server.locked() as device:
             yield device.pump
+
+    def inject(self, fault: Fault) -> None:
+        self._server.inject(fault)
 
 
 def programmer_factory(
