@@ -4,6 +4,7 @@ pcapng for Wireshark and tshark (hil/pcapng.py, docs/capture.md "pcapng export")
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -60,7 +61,7 @@ def export(source: str, as_pcapng: bool, out: Path) -> None:
     blocks = pcapng_blocks(read_capture(source))
     try:
         if str(out) == "-":
-            stream = click.get_binary_stream("stdout")
+            stream = sys.stdout.buffer
             for block in blocks:
                 stream.write(block)
             stream.flush()

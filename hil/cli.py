@@ -16,7 +16,11 @@ import click
 from hil.errors import HilError, UsageError
 
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "capture": ("hil.capture_command", "capture", "Work on JSONL traffic captures (docs/capture.md)."),
+    "capture": (
+        "hil.capture_command",
+        "capture",
+        "Work on JSONL traffic captures (docs/capture.md).",
+    ),
     "ctl": ("hil.ctl.command", "ctl", "Program and interrogate a pump: the reference programmer."),
     "decode": (
         "hil.decode_command",

@@ -25,12 +25,15 @@ from typing import Any, Protocol
 
 from emulator import faults as fault_types
 from hil.capture import CaptureRecord, fields_of
-from hil.decode_command import Unsealer, decode_capture
+from hil.control import FAULTS, build_fault
 from hil.programmer.core import Result
+from protocol import crypto, wire
+from protocol.codec import Frame, decode_payload, parse_frame
 from protocol.device_state import Role
+from protocol.errors import ProtocolError, SessionError
 from protocol.keys import PumpKeys
 from protocol.messages import (
-    Authenticate,
+    Challenge,
     CloseSession,
     Message,
     Nak,
@@ -136,8 +139,6 @@ class Script:
 def parse_fault_note(text: str) -> tuple[str, dict[str, Any]] | None:
     """(control fault name, params) for serve's ``fault injected: MotorStall(...)`` note,
     or None if the note is something else or names a fault the control API cannot inject."""
-    from hil.control import FAULTS, build_fault  # the fault table; no command module
-
     match = _FAULT_NOTE.match(text.strip())
     if match is None:
         return None
@@ -167,64 +168,125 @@ def parse_fault_note(text: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def recorded_script(records: Iterable[CaptureRecord], keys: PumpKeys) -> Script:
-    """The programmer's side of a capture, session by session, with the recorded answers."""
-    script = Script()
-    unsealer = Unsealer(keys)
-    session: Session | None = None
-    pending: dict[int, int] = {}
-    """Request SEQ -> index in session.steps, while its answer is awaited."""
-    role: Role | None = None
-    for item in (unsealer.process(item) for item in decode_capture(records)):
-        record = item.record
-        assert record is not None
-        if script.first_sim_ms is None and record.sim_ms is not None and item.kind != "capture":
-            script.first_sim_ms = record.sim_ms
-        if item.kind == "note":
-            step = _bench_step(record)
-            if step is None:
-                continue
-            if session is None:
-                session = Session(record.line, Role.CLINICIAN, bench_only=True)
-                script.sessions.append(session)
-            session.steps.append(step)
-            continue
-        if item.kind != "frame" or item.header is None:
-            continue
-        header = item.header
-        is_reply = "REPLY" in header["flags"]
-        message = _message(item.raw, item.message) if item.message is not None else None
-        if message is None:
-            if item.sealed and not is_reply and not item.opened:
-                script.unopened += 1
-            continue
+    """The programmer's side of a capture, session by session, with the recorded answers.
+
+    Sealed frames are opened as ``pumpemu decode --keys`` opens them (docs/capture.md,
+    "Opening sealed frames"): each writer's handshakes in clear give the session keys."""
+    reader = _ScriptReader(keys)
+    for record in records:
+        reader.add(record)
+    reader.script.sessions = [s for s in reader.script.sessions if s.steps]
+    return reader.script
+
+
+@dataclasses.dataclass(slots=True)
+class _Handshake:
+    """One writer's view of the handshake in progress and its current session's keys."""
+
+    opening: OpenSession | None = None
+    transcript: crypto.Transcript | None = None
+    keys: crypto.SessionKeys | None = None
+
+
+class _ScriptReader:
+    """Builds a Script record by record: sessions start at SESSION_OPENED (in the role of
+    the OPEN_SESSION before it) and end at the programmer's CLOSE_SESSION; answers are
+    matched to requests by REF."""
+
+    def __init__(self, keys: PumpKeys) -> None:
+        self.script = Script()
+        self._keys = keys
+        self._handshakes: dict[str, _Handshake] = {}
+        self._session: Session | None = None
+        self._pending: dict[int, int] = {}
+        """Request SEQ -> its index in the session's steps, while its answer is awaited."""
+
+    def add(self, record: CaptureRecord) -> None:
+        if record.kind == "capture":
+            self._handshakes.pop(record.source, None)  # a new run: its own handshakes
+            return
+        if self.script.first_sim_ms is None:
+            self.script.first_sim_ms = record.sim_ms
+        if record.kind == "note":
+            self._bench(_bench_step(record))
+        elif record.kind == "frame":
+            self._frame(record)
+
+    def _bench(self, step: TimeStep | FaultStep | None) -> None:
+        if step is None:
+            return
+        if self._session is None:
+            self._session = Session(step.line, Role.CLINICIAN, bench_only=True)
+            self.script.sessions.append(self._session)
+        self._session.steps.append(step)
+
+    def _frame(self, record: CaptureRecord) -> None:
+        try:
+            frame = parse_frame(record.data)
+        except ProtocolError:
+            return
+        handshake = self._handshakes.setdefault(record.source, _Handshake())
+        if frame.is_sealed:
+            message = self._open(handshake, record.data)
+            if message is None:
+                if not frame.is_reply:
+                    self.script.unopened += 1
+                return
+            if self._session is not None and not self._session.bench_only:
+                self._sealed(self._session, message, frame, record)
+            return
+        try:
+            message = decode_payload(frame.opcode, frame.body)
+        except ProtocolError:
+            return
         if isinstance(message, OpenSession):
-            role = message.role
-            continue
-        if isinstance(message, SessionOpened):
-            session = Session(record.line, role if role is not None else Role.CLINICIAN)
-            script.sessions.append(session)
-            pending = {}
-            continue
-        if isinstance(message, Authenticate) or not item.sealed:
-            continue
-        if session is None or session.bench_only:
-            continue
-        if not is_reply:
+            handshake.opening = message
+            handshake.transcript = None
+        elif isinstance(message, Challenge) and handshake.opening is not None:
+            opening = handshake.opening
+            handshake.transcript = crypto.Transcript(
+                message.serial, opening.role, opening.programmer_nonce, message.pump_nonce
+            )
+        elif isinstance(message, SessionOpened) and handshake.transcript is not None:
+            transcript = handshake.transcript
+            handshake.keys = crypto.derive_session_keys(
+                self._keys.key_for(transcript.role), transcript
+            )
+            handshake.opening = handshake.transcript = None
+            self._session = Session(record.line, transcript.role)
+            self.script.sessions.append(self._session)
+            self._pending = {}
+
+    @staticmethod
+    def _open(handshake: _Handshake, data: bytes) -> Message | None:
+        if handshake.keys is None:
+            return None
+        header, body = data[: wire.HEADER_LEN], data[wire.HEADER_LEN : -wire.CRC_LEN]
+        reply = bool(header[3] & wire.FLAG_REPLY)
+        key = handshake.keys.to_programmer if reply else handshake.keys.to_pump
+        try:
+            return decode_payload(header[12], crypto.open(key, header, body))
+        except (SessionError, ProtocolError):
+            return None
+
+    def _sealed(
+        self, session: Session, message: Message, frame: Frame, record: CaptureRecord
+    ) -> None:
+        if not frame.is_reply:
             if isinstance(message, CloseSession):
-                session = None  # the replaying programmer closes its own sessions
-                continue
-            pending[header["seq"]] = len(session.steps)
+                self._session = None  # the replaying programmer closes its own sessions
+                return
+            self._pending[frame.seq] = len(session.steps)
             session.steps.append(Exchange(record.line, record.sim_ms, message, None))
-        else:
-            index = pending.pop(header["ref"], None)
-            if index is not None:
-                step = session.steps[index]
-                assert isinstance(step, Exchange)
-                session.steps[index] = dataclasses.replace(
-                    step, recorded=message, recorded_line=record.line
-                )
-    script.sessions = [s for s in script.sessions if s.steps]
-    return script
+            return
+        index = self._pending.pop(frame.ref, None)
+        if index is None:
+            return
+        step = session.steps[index]
+        assert isinstance(step, Exchange)
+        session.steps[index] = dataclasses.replace(
+            step, recorded=message, recorded_line=record.line
+        )
 
 
 def _bench_step(record: CaptureRecord) -> TimeStep | FaultStep | None:
@@ -235,57 +297,6 @@ def _bench_step(record: CaptureRecord) -> TimeStep | FaultStep | None:
     if fault is not None:
         return FaultStep(record.line, record.sim_ms, fault[0], fault[1])
     return None
-
-
-def _message(raw: bytes, fields: dict[str, Any]) -> Message | None:
-    """The typed message behind decoded fields: decoded again from the frame (an opened
-    sealed frame is decoded from its plaintext, which the item does not keep)."""
-    from protocol.codec import decode_payload, parse_frame
-    from protocol.errors import ProtocolError
-
-    frame = parse_frame(raw)
-    if not frame.is_sealed:
-        try:
-            return decode_payload(frame.opcode, frame.body)
-        except ProtocolError:
-            return None
-    return _from_fields(frame.opcode, fields)
-
-
-def _from_fields(opcode: int, fields: dict[str, Any]) -> Message | None:
-    """A message rebuilt from ``fields_of`` output (enums by name, bytes as hex)."""
-    from protocol.messages import MESSAGE_BY_OPCODE
-
-    cls = MESSAGE_BY_OPCODE.get(opcode)
-    if cls is None:
-        return None
-    try:
-        return _build(cls, fields)  # type: ignore[no-any-return]
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def _build(cls: type, fields: Mapping[str, Any]) -> Any:
-    from protocol.messages import FieldKind, field_specs
-
-    values = []
-    for spec in field_specs(cls):
-        value = fields[spec.name]
-        kind = spec.kind
-        if kind is FieldKind.ENUM:
-            value = spec.type[value]
-        elif kind is FieldKind.ENUM_SET:
-            value = frozenset(spec.type[name] for name in value)
-        elif kind is FieldKind.BYTES:
-            value = bytes.fromhex(value)
-        elif kind is FieldKind.RECORD:
-            value = _build(spec.type, value)
-        elif kind is FieldKind.OPTIONAL_RECORD:
-            value = None if value is None else _build(spec.type, value)
-        elif kind is FieldKind.RECORDS:
-            value = tuple(_build(spec.type, item) for item in value)
-        values.append(value)
-    return cls(*values)
 
 
 # -- comparing ------------------------------------------------------------------------------

@@ -133,13 +133,17 @@ def _row(outcome: Outcome) -> str:
         head += f" ({outcome.detail})"
     lines = [head]
     for d in outcome.differences:
-        lines.append(f"{'':>8}{d.path}: recorded {_short(d.recorded)}, replayed {_short(d.replayed)}")
+        lines.append(
+            f"{'':>8}{d.path}: recorded {_short(d.recorded)}, replayed {_short(d.replayed)}"
+        )
     return "\n".join(lines)
 
 
 @click.command(epilog=EPILOG)
 @click.argument("capture", metavar="CAPTURE")
-@click.option("--port", "url", required=True, metavar="URL", help="The pump: a device path or pyserial URL.")
+@click.option(
+    "--port", "url", required=True, metavar="URL", help="The pump: a device path or pyserial URL."
+)
 @click.option(
     "--keys",
     "keys_file",
@@ -170,7 +174,7 @@ def _row(outcome: Outcome) -> str:
     help="Compare instants on the pump clock too (normalised away by default).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def replay(
+def replay(  # noqa: PLR0917 (click passes every option as an argument)
     capture: str,
     url: str,
     keys_file: str,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from construct import (
+    Array,
     Bytes,
     Construct,
     ExprValidator,
@@ -95,16 +96,14 @@ def _unwrap(construct: Construct[Any, Any]) -> Construct[Any, Any]:
     return construct
 
 
-def _record_struct(construct: Construct[Any, Any], where: str) -> Struct[Any, Any]:
+def _record_struct(construct: Construct[Any, Any], where: str) -> Struct:
     inner = _unwrap(construct)
     if not isinstance(inner, Struct):
         raise GeneratorError(f"{where}: expected a Struct, found {type(inner).__name__}")
     return inner
 
 
-def layout_fields(
-    layout: Construct[Any, Any], cls: type, prefix: str = ""
-) -> tuple[LuaField, ...]:
+def layout_fields(layout: Construct[Any, Any], cls: type, prefix: str = "") -> tuple[LuaField, ...]:
     """The fields of a construct Struct paired with the dataclass ``cls``'s declarations."""
     struct = _record_struct(layout, cls.__name__)
     specs = {spec.name: spec for spec in field_specs(cls)}
@@ -134,7 +133,9 @@ def _field(spec: FieldSpec, inner: Construct[Any, Any], path: str) -> LuaField:
     name = spec.name
     if kind is FieldKind.RECORD:
         fields = layout_fields(inner, spec.type, f"{path}.")
-        return LuaField(name, path, "record", "record", record_type=spec.type.__name__, fields=fields)
+        return LuaField(
+            name, path, "record", "record", record_type=spec.type.__name__, fields=fields
+        )
     if kind is FieldKind.OPTIONAL_RECORD:
         if not isinstance(inner, IfThenElse):
             raise GeneratorError(f"{path}: an optional record is If(present == 1, record)")
@@ -145,8 +146,10 @@ def _field(spec: FieldSpec, inner: Construct[Any, Any], path: str) -> LuaField:
     if kind is FieldKind.RECORDS:
         if not isinstance(inner, FocusedSeq):
             raise GeneratorError(f"{path}: a list is PrefixedArray(Int8ul, record)")
-        array = _unwrap(inner.subcons[1]).subcon
-        fields = layout_fields(array, spec.type, f"{path}.")
+        array = _unwrap(inner.subcons[1])
+        if not isinstance(array, Array):
+            raise GeneratorError(f"{path}: a list is PrefixedArray(Int8ul, record)")
+        fields = layout_fields(array.subcon, spec.type, f"{path}.")
         return LuaField(name, path, "list", "list", record_type=spec.type.__name__, fields=fields)
     if kind is FieldKind.TEXT:
         if not isinstance(inner, StringEncoded):
