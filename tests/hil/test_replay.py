@@ -31,7 +31,15 @@ from hil.replay import (
 )
 from protocol.device_state import Role, TherapyState
 from protocol.keys import PumpKeys, generate_keys
-from protocol.messages import Ack, Message, Nak, Opcode, ReadStatus, Status
+from protocol.messages import (
+    Ack,
+    Message,
+    Nak,
+    Opcode,
+    PrescriptionStaged,
+    ReadStatus,
+    Status,
+)
 from protocol.prescription import FlexStep, InfusionMode, PatientBolusLimits, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
 
@@ -113,7 +121,7 @@ def record_visit(profile: str = "peristaltic-20", keys: PumpKeys = KEYS) -> list
             clinician.info()
             clinician.status()
             staged = clinician.stage(RX)
-            assert staged.reply is not None and hasattr(staged.reply, "digest")
+            assert isinstance(staged.reply, PrescriptionStaged)
             clinician.commit(staged.reply.digest)
         link.advance(3_600_000)
         writer.note("time advanced 3600000 ms: T+0 -> T+1h", sim_ms=clock.now_ms())
@@ -157,7 +165,7 @@ def test_the_script_holds_each_session_its_requests_and_recorded_answers(
     ]
     fault = next(s for s in steps if isinstance(s, FaultStep))
     assert (fault.name, dict(fault.params)) == ("stall", {"recover_after_s": 60})
-    patient = [s for s in script.sessions if s.role is Role.PATIENT][0]
+    patient = next(s for s in script.sessions if s.role is Role.PATIENT)
     assert isinstance(patient.exchanges[-1].recorded, Nak)
     assert patient.exchanges[-1].recorded.code is RefusalCode.NOT_PERMITTED_FOR_ROLE
     assert script.unopened == 0

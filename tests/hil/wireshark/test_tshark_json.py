@@ -58,7 +58,8 @@ def test_lists_optional_records_and_enum_sets_keep_their_shape(
     messages = [p["message"] for _, p in pairs if "message" in p]
     status, page, present, absent = messages[:4]
     assert isinstance(status["active_alarms"], list)
-    assert len(page["entries"]) >= 1 and page["entries"][0]["type"] == "LogEntry"
+    assert len(page["entries"]) >= 1
+    assert page["entries"][0]["type"] == "LogEntry"
     assert present["prescription"]["type"] == "Prescription"
     assert absent["prescription"] is None
 
