@@ -59,20 +59,25 @@ def export(source: str, as_pcapng: bool, out: Path) -> None:
     # Check every line before writing anything: a bad line gives one error and no file.
     count = sum(1 for _ in read_capture(source))
     blocks = pcapng_blocks(read_capture(source))
-    try:
-        if str(out) == "-":
+    if str(out) == "-":
+        try:
             stream = sys.stdout.buffer
             for block in blocks:
                 stream.write(block)
             stream.flush()
-            return
-        tmp = out.with_name(f".{out.name}.tmp")
+        except PcapngError as error:
+            raise UsageError(f"{source}: {error}") from None
+        return
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
         with tmp.open("wb") as file:
             for block in blocks:
                 file.write(block)
         os.replace(tmp, out)
     except PcapngError as error:
+        tmp.unlink(missing_ok=True)
         raise UsageError(f"{source}: {error}") from None
     except OSError as error:
+        tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write {out}: {error.strerror or error}") from None
     click.echo(f"wrote {out}: {count} packets (link type LINKTYPE_USER0)", err=True)

@@ -59,3 +59,22 @@ def test_the_format_flag_is_required(tmp_path: Path) -> None:
     result = run("capture", "export", str(capture), "-o", str(tmp_path / "o"))
     assert result.exit_code == 2
     assert "--pcapng" in result.output
+
+
+def test_export_to_stdout(tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    write_capture(capture)
+    result = CliRunner().invoke(main, ["capture", "export", "--pcapng", str(capture), "-o", "-"])
+    assert result.exit_code == 0
+    assert [p.kind for p in read_pcapng(result.stdout_bytes)] == ["capture", "frame", "note"]
+
+
+def test_a_name_too_long_for_the_pseudo_header_is_exit_2_and_no_file(tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    with CaptureWriter(capture, source="t", wall_ns=1) as writer:
+        writer.record("d" * 300, encode(ReadStatus(), seq=1), sim_ms=5, wall_ns=1)
+    out = tmp_path / "o.pcapng"
+    result = run("capture", "export", "--pcapng", str(capture), "-o", str(out))
+    assert result.exit_code == 2
+    assert "longer than 255 bytes" in result.output
+    assert list(tmp_path.iterdir()) == [capture]
