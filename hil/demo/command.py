@@ -41,6 +41,7 @@ from hil.links import PtyLink, SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy
 from hil.serve import PumpServer, describe_event
+from hil.state_file import seal_state, write_state_file
 from protocol.device_state import EventKind, LogEntry, Role
 from protocol.keys import PumpKeys, generate_keys
 from protocol.messages import NEVER_MS
@@ -136,6 +137,7 @@ def demo(out: Path, days: int, plot_format: str) -> None:
     Writes into --out:
       pumpemu-demo-capture.jsonl   every frame both ways (decode it, see below)
       pumpemu-demo.keys            the emulated pump's key file (mode 0600)
+      pumpemu-demo-start.state     the pump as the visit began (serve --state), to replay
       pumpemu-demo.png             reservoir and dose: firmware belief vs plant truth
 
     \b
@@ -158,6 +160,9 @@ def demo(out: Path, days: int, plot_format: str) -> None:
     pump = implanted_pump()
     clock = ManualClock(pump.now_ms)
     device = PumpDevice(pump, keys, secrets.token_bytes)
+    # The pump as the visit begins, for pumpemu serve --state: the capture replays against
+    # it without a difference (pumpemu replay, docs/capture.md).
+    write_state_file(out / "pumpemu-demo-start.state", seal_state(keys, device.snapshot()))
     link = PtyLink()
     recorder = Recorder()
     server_log: list[str] = []

@@ -1,7 +1,7 @@
 """``pumpemu replay`` of the demo's capture against a served pump.
 
-The served pump starts where the demo's did (``implanted_pump()`` saved as a ``--state``
-file, under the demo's key file), on a manual clock with a control API, so the replay
+The served pump starts where the demo's did (a copy of the ``pumpemu-demo-start.state`` the
+demo writes, under the demo's key file), on a manual clock with a control API, so the replay
 follows the recorded pump time and the MRI fault. Against that pump no answer differs;
 against the same pump built on a profile with another rate limit, the one answer that shows
 the limit (DEVICE_INFO) is reported, and the exit status is 1.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -45,13 +46,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def serve_demo_pump(
-    serve: Callable[..., ServeProcess], demo: Path, tmp_path: Path, profile: str
+    serve: Callable[..., ServeProcess], demo: Path, tmp_path: Path, profile: str | None
 ) -> tuple[str, str]:
-    """A served pump in the demo's starting state; (its pty, its control address)."""
-    keys = load_keys(demo / "pumpemu-demo.keys")
-    device = PumpDevice(implanted_pump(profile), keys, secrets.token_bytes)
+    """A served pump in the demo's starting state: a copy of the state file the demo wrote,
+    or (with ``profile``) the same pump built on that profile; (its pty, its control
+    address)."""
     state = tmp_path / "start.state"
-    write_state_file(state, seal_state(keys, device.snapshot()))
+    if profile is None:
+        shutil.copyfile(demo / "pumpemu-demo-start.state", state)
+    else:
+        keys = load_keys(demo / "pumpemu-demo.keys")
+        device = PumpDevice(implanted_pump(profile), keys, secrets.token_bytes)
+        write_state_file(state, seal_state(keys, device.snapshot()))
     control = f"unix:{tmp_path / 'control.sock'}"
     process = serve(
         "--pty",
@@ -93,7 +99,7 @@ def replay(demo: Path, port: str, control: str) -> tuple[int, dict[str, Any]]:
 def test_the_demo_replays_against_its_starting_pump_without_a_difference(
     serve: Callable[..., ServeProcess], demo: Path, tmp_path: Path
 ) -> None:
-    port, control = serve_demo_pump(serve, demo, tmp_path, "peristaltic-20")
+    port, control = serve_demo_pump(serve, demo, tmp_path, None)
     code, report = replay(demo, port, control)
     differing = [e for e in report["exchanges"] if e["status"] != "same"]
     assert differing == []
