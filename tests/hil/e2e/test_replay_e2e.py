@@ -73,7 +73,7 @@ def serve_demo_pump(
     return process.first_line(), control
 
 
-def replay(demo: Path, port: str, control: str) -> tuple[int, dict[str, Any]]:
+def replay(demo: Path, port: str, control: str, *extra: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
         [
             *pumpemu_command(),
@@ -86,6 +86,7 @@ def replay(demo: Path, port: str, control: str) -> tuple[int, dict[str, Any]]:
             "--control",
             control,
             "--json",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -100,12 +101,13 @@ def test_the_demo_replays_against_its_starting_pump_without_a_difference(
     serve: Callable[..., ServeProcess], demo: Path, tmp_path: Path
 ) -> None:
     port, control = serve_demo_pump(serve, demo, tmp_path, None)
-    code, report = replay(demo, port, control)
+    code, report = replay(demo, port, control, "--exact-times")
     differing = [e for e in report["exchanges"] if e["status"] != "same"]
     assert differing == []
     assert code == 0
     assert report["requests"] >= 80  # the visit, 62 patient sessions, the last interrogation
     assert report["same"] == report["requests"]
+    assert report["exact_times"] is True  # even the instants: time and the MRI were followed
 
 
 def test_a_pump_with_another_rate_limit_is_reported(
