@@ -51,9 +51,12 @@ __all__ = [
     "LUA_NAME",
     "GeneratorError",
     "LuaField",
+    "assign_abbrevs",
+    "crc_table",
     "generate",
     "layout_fields",
     "main",
+    "message_layouts",
     "shipped_path",
 ]
 
@@ -87,7 +90,7 @@ class LuaField:
     fields: tuple[LuaField, ...] = ()
     """record, optional, list: the record's fields."""
     abbrev: str = ""
-    """The Wireshark field name, filled in by ``_assign_abbrevs``."""
+    """The Wireshark field name, filled in by ``assign_abbrevs``."""
 
 
 def _unwrap(construct: Construct[Any, Any]) -> Construct[Any, Any]:
@@ -184,7 +187,9 @@ def _signature(field: LuaField) -> tuple[str, str, str, str]:
     return (wire, wire, field.enum, field.record_type)
 
 
-def _assign_abbrevs(layouts: dict[int, tuple[LuaField, ...]]) -> dict[int, tuple[LuaField, ...]]:
+def assign_abbrevs(layouts: dict[int, tuple[LuaField, ...]]) -> dict[int, tuple[LuaField, ...]]:
+    """The layouts with Wireshark names: ``pumpemu.msg.<path>``, or, for a path that has
+    two meanings across messages, ``pumpemu.msg.<type>.<path>`` for every use."""
     meanings: dict[str, set[tuple[str, str, str, str]]] = {}
     for fields in layouts.values():
         for field in _walk(fields):
@@ -217,7 +222,7 @@ def message_layouts() -> dict[int, tuple[LuaField, ...]]:
         opcode: layout_fields(layout, MESSAGE_BY_OPCODE[opcode])
         for opcode, layout in sorted(wire.PAYLOADS.items())
     }
-    return _assign_abbrevs(layouts)
+    return assign_abbrevs(layouts)
 
 
 # -- Lua text -----------------------------------------------------------------------------

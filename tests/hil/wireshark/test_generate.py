@@ -13,6 +13,7 @@ from construct import Float32l, Int8ul, Int16ub, Struct
 from hil.wireshark.generate import (
     GeneratorError,
     LuaField,
+    assign_abbrevs,
     crc_table,
     generate,
     layout_fields,
@@ -102,3 +103,16 @@ def test_the_lua_file_carries_each_enum_and_opcode_by_name() -> None:
     assert '[2] = "PATIENT"' in text
     assert "GENERATED from protocol/wire.py" in text
     assert 'DissectorTable.get("wtap_encap")' in text
+
+
+def test_a_path_with_two_meanings_is_qualified_by_message_type_everywhere() -> None:
+    status, ack, nak = 0x91, 0xF0, 0xFF
+    layouts = {
+        status: (LuaField("x", "x", "u8", "enum", enum="TherapyState"),),
+        ack: (LuaField("x", "x", "u32", "int"), LuaField("y", "y", "u8", "int")),
+        nak: (LuaField("y", "y", "u8", "int"),),
+    }
+    named = assign_abbrevs(layouts)
+    assert named[status][0].abbrev == "pumpemu.msg.status.x"
+    assert named[ack][0].abbrev == "pumpemu.msg.ack.x"
+    assert named[ack][1].abbrev == named[nak][0].abbrev == "pumpemu.msg.y"
