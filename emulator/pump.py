@@ -361,6 +361,11 @@ class Pump:
         when the entry was written."""
         return self._fw.log.entries(since_seq)
 
+    @property
+    def log_next_seq(self) -> int:
+        """The seq the next log entry will get: a cheap way to see whether the log grew."""
+        return self._fw.log.next_seq
+
     def alarms(self) -> tuple[AlarmRecord, ...]:
         """Active alarms; ``since_ms`` is the pump clock as it read when each was raised."""
         return self._fw.alarms.records()

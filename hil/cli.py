@@ -37,6 +37,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "fault",
         "Inject a plant fault into a running emulator (through its control API).",
     ),
+    "hazards": (
+        "hil.hazards_command",
+        "hazards",
+        "The hazard catalogue and its traceability to tests (a safety case's evidence).",
+    ),
     "keys": ("hil.keys_command", "keys", "Provision and inspect per-pump role keys."),
     "proxy": (
         "hil.proxy.command",
@@ -76,10 +81,10 @@ EPILOG = """\b
 Examples:
   pumpemu demo                                       a clinic visit over a real pty, in seconds
   pumpemu keys new --serial PE-000123 --out pump.keys
-  pumpemu serve --pty --keys pump.keys --clock manual --control
-  pumpemu ctl --port /dev/pts/5 --keys pump.keys status
+  pumpemu serve --pty --link ./pump.tty --keys pump.keys --clock manual --control
+  pumpemu ctl --port ./pump.tty --keys pump.keys status
   pumpemu time advance 30d                           through serve's control socket
-  pumpemu proxy --a pty --b /dev/pts/5 --drop 5% --corrupt 2%
+  pumpemu proxy --a pty --b ./pump.tty --drop 5% --corrupt 2%
   pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
 
 \b

@@ -56,6 +56,7 @@ from hil.capture import (
     plain,
     summarize_frame,
 )
+from hil.console import make_console
 from hil.errors import UsageError
 from hil.key_files import load_keys, open_key_file_warning
 from protocol import crypto, wire
@@ -960,7 +961,7 @@ def decode(
     warning = open_key_file_warning(Path(keys_file)) if keys_file is not None else None
     if warning is not None:
         click.echo(warning, err=True)
-    console = Console(soft_wrap=True)
+    console = make_console()
     write = console.file.write
     try:
         if isinstance(stream, ByteInput):

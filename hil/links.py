@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import select
 import threading
@@ -94,6 +95,8 @@ class SerialLink:
         self._url = url
         self._baudrate = baudrate
         self._exclusive = exclusive
+        self._timeout: float | None = 0.0
+        """The read timeout the port is configured with now."""
         self._port = self._open()
 
     def _open(self) -> _Port:
@@ -120,17 +123,26 @@ class SerialLink:
         """Open the same URL again after the port vanished (raises LinkOpenError if still gone)."""
         self.close()
         self._port = self._open()
+        self._timeout = 0.0
 
     def read(self, timeout_s: float) -> bytes:
         port = self._port
         try:
-            port.timeout = timeout_s
-            first = port.read(min(port.in_waiting or 1, MAX_READ))
+            waiting = port.in_waiting
+            # Whole milliseconds, rounded up: a wait ends at most 1 ms late, and the same
+            # wait asked again reuses the port's setting instead of reconfiguring it.
+            timeout_s = math.ceil(timeout_s * 1000) / 1000
+            if not waiting and self._timeout != timeout_s:
+                # Setting pyserial's timeout reconfigures the port (termios calls): only
+                # when it changes, and never when bytes are already waiting, since a read
+                # of what is waiting returns at once whatever the timeout.
+                port.timeout = timeout_s
+                self._timeout = timeout_s
+            first = port.read(min(waiting or 1, MAX_READ))
             if not first:
                 return b""
             waiting = port.in_waiting
             if waiting and len(first) < MAX_READ:
-                port.timeout = 0
                 return first + port.read(min(waiting, MAX_READ - len(first)))
             return first
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:

@@ -24,6 +24,7 @@ can use it, pumpemu's own included:
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,14 @@ from emulator.pump import Pump
 from hil.clock import SystemClock
 from hil.control import ControlClient, build_fault, read_token_file
 from hil.device_link import DeviceLink
+from hil.hazard_report import (
+    FORMATS,
+    CoverageRecord,
+    build_rows,
+    format_of,
+    mitigations_from_doc,
+    render,
+)
 from hil.hazards import HAZARDS, is_hazard_id
 from hil.key_files import load_keys
 from hil.links import Link, PtyLink, SerialLink, open_link
@@ -102,6 +111,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"the profile of an emulated pump (default {DEFAULT_PROFILE})",
     )
     group.addoption(
+        "--hazard-report",
+        metavar="FILE",
+        help="write hazard traceability (hazard -> mitigation -> tests -> outcomes) to "
+        "FILE: .json, .md or .html by its suffix",
+    )
+    group.addoption(
         "--hazard",
         action="append",
         default=[],
@@ -124,6 +139,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_plant_control: the test injects plant faults or moves time; skipped, with the "
         "reason, on a target without a control API",
     )
+    report = config.getoption("hazard_report")
+    if report and not hasattr(config, "workerinput"):  # written once, by the controller
+        path = Path(report)
+        if format_of(path) not in FORMATS:
+            raise pytest.UsageError(
+                f"--hazard-report {report}: end the name in .json, .md or .html"
+            )
+        config.pluginmanager.register(
+            _HazardRecorder(path, config.rootpath), "pumpemu-hazard-report"
+        )
     if config.getoption("pump_backend") == "url" and not config.getoption("pump_url"):
         raise pytest.UsageError("--pump-backend url needs --pump-url URL (and --pump-keys FILE)")
     unknown = [h for h in config.getoption("hazard") if not is_hazard_id(h)]
@@ -151,7 +176,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     f"{item.nodeid}: @pytest.mark.hazard needs IDs of docs/hazards.md "
                     f"(H1-H17, C1-C5), got {marker.args!r}"
                 )
-        item.extra_keyword_matches.update(hazard_ids(item))
+        ids = hazard_ids(item)
+        item.extra_keyword_matches.update(ids)
+        if ids:
+            # A user property: it reaches --junitxml and, under xdist, the controller.
+            item.user_properties.append(("hazards", ",".join(ids)))
     wanted = set(config.getoption("hazard"))
     if not wanted:
         return
@@ -401,3 +430,52 @@ def plant_faults(pump_target: PumpTarget) -> PlantControl:
 def pump_clock(pump_target: PumpTarget) -> PlantControl:
     """Move the pump's time (skipped without a control API)."""
     return _control(pump_target)
+
+
+# -- hazard traceability (--hazard-report) ------------------------------------------------
+
+
+class _HazardRecorder:
+    """Collects the outcome of every hazard-marked test (on the xdist controller too)."""
+
+    def __init__(self, path: Path, rootpath: Path) -> None:
+        self.path = path
+        self.rootpath = rootpath
+        self.outcomes: dict[str, tuple[tuple[str, ...], str]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        hazards = dict(report.user_properties).get("hazards")
+        if not isinstance(hazards, str):
+            return
+        ids = tuple(hazards.split(","))
+        previous = self.outcomes.get(report.nodeid, (ids, "passed"))[1]
+        if report.when == "call" or report.outcome != "passed":
+            outcome = "error" if report.failed and report.when != "call" else report.outcome
+            # The worst phase decides: a teardown error after a pass is an error.
+            worst = max((previous, outcome), key=_SEVERITY.__getitem__)
+            self.outcomes[report.nodeid] = (ids, worst)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        records = [
+            CoverageRecord(nodeid, ids, outcome) for nodeid, (ids, outcome) in self.outcomes.items()
+        ]
+        doc = self.rootpath / "docs" / "hazards.md"
+        mitigations = mitigations_from_doc(doc.read_text()) if doc.exists() else {}
+        fmt = format_of(self.path)
+        if fmt == "json":
+            text = json.dumps(
+                {
+                    "tests": [
+                        {"nodeid": r.nodeid, "hazards": list(r.hazards), "outcome": r.outcome}
+                        for r in records
+                    ],
+                    "report": json.loads(render(build_rows(records, mitigations), "json")),
+                },
+                indent=2,
+            )
+        else:
+            text = render(build_rows(records, mitigations), fmt)
+        self.path.write_text(text, encoding="utf-8")
+
+
+_SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}

@@ -754,9 +754,9 @@ class PumpServer:
     def _scan_log(self) -> None:
         """Log sessions, security events and alarms as they appear (caller holds the lock)."""
         pump = self._device.pump
+        if pump.log_next_seq == self._log_seq:
+            return  # the common turn: nothing new, and no status built to find out
         status = pump.status()
-        if status.log_next_seq == self._log_seq:
-            return
         entries = pump.log(self._log_seq)
         # Stamps are on the pump clock; this log and the capture run on the internal one.
         offset = status.local_time_ms - status.time_ms

@@ -42,6 +42,7 @@ from hil.control import (
 from hil.errors import HilError, UsageError
 from hil.key_files import load_keys
 from hil.links import MAX_BAUD, Link, PtyLink, open_link
+from hil.pty_name import PtyName
 from hil.serve import (
     PumpServer,
     TcpListenerLink,
@@ -107,6 +108,8 @@ Examples:
   pumpemu keys new --serial PE-000042 --out pe.keys
   pumpemu serve --pty --keys pe.keys
       (prints the pty path, e.g. /dev/pts/7, alone on the first line of stdout)
+  pumpemu serve --pty --link ./pump.tty --keys pe.keys
+      (a stable name: programmers open ./pump.tty; removed on exit)
   pumpemu serve --port /dev/ttyUSB0 --keys pe.keys --baud 115200
   pumpemu serve --tcp 127.0.0.1:5555 --keys pe.keys --clock x60
       (a programmer opens socket://127.0.0.1:5555)
@@ -127,6 +130,13 @@ through the control API: pumpemu time advance). See docs/serve.md.
 
 @click.command("serve", epilog=SERVE_EPILOG)
 @click.option("--pty", "use_pty", is_flag=True, help="Serve on a new pty; print its path.")
+@click.option(
+    "--link",
+    "link_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --pty: make PATH a symbolic link to the pty (a stable name, as socat's "
+    "link=), removed on exit.",
+)
 @click.option("--port", "port_url", metavar="URL", help="Serve on a serial device or pyserial URL.")
 @click.option(
     "--tcp",
@@ -219,6 +229,8 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
             "choose exactly one of --pty, --port URL or --tcp HOST:PORT"
             + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
+    if opts.link_path is not None and not opts.use_pty:
+        raise _CommandError("--link PATH names a pty: it goes with --pty")
     if opts.keys_file is None:
         raise _CommandError(
             "--keys FILE is required: every pump has its own key file; create one with: "
@@ -247,6 +259,7 @@ class ServeOptions:
     control_address: str | None
     start_time: str | None
     state_file: Path | None = None
+    link_path: Path | None = None
     profile_given: bool = False
     control_token_file: Path | None = None
 
@@ -290,6 +303,7 @@ class _Serve:
         self.capture: CaptureWriter | None = None
         self.control: ControlServer | None = None
         self.token_file: Path | None = None
+        self.pty_name: PtyName | None = None
         self.server: PumpServer | None = None
         self.save_error: str | None = None
 
@@ -330,6 +344,13 @@ class _Serve:
         """The link, and what to print on stdout's first line for a programmer to open."""
         if self.opts.use_pty:
             pty_link = PtyLink()
+            if self.opts.link_path is not None:
+                try:
+                    self.pty_name = PtyName(self.opts.link_path, pty_link.path)
+                except UsageError:
+                    pty_link.close()
+                    raise
+                return pty_link, str(self.opts.link_path)
             return pty_link, pty_link.path
         if self.tcp is not None:
             tcp_link = TcpListenerLink(self.tcp[0], self.tcp[1], log=stderr_log)
@@ -408,6 +429,8 @@ class _Serve:
         )
 
     def _shut_down(self) -> None:
+        if self.pty_name is not None:
+            self.pty_name.remove()
         if self.control is not None:
             self.control.stop()
             if self.token_file is not None and self.control.token is not None:

@@ -24,6 +24,7 @@ from typing import Any
 from protocol import wire
 from protocol.checksum import crc16
 from protocol.errors import FieldValueError, ProtocolError, ScheduleError
+from protocol.fast_codec import PLANS
 from protocol.messages import (
     MESSAGE_BY_OPCODE,
     FieldKind,
@@ -197,12 +198,26 @@ _OPCODES: dict[int, Opcode] = {op.value: op for op in Opcode}
 def encode_payload(message: Message) -> tuple[Opcode, bytes]:
     """The message's opcode and plaintext payload bytes (docs/protocol.md, "Messages")."""
     opcode = type(message).OPCODE
+    plan = PLANS.get(opcode.value)
+    if plan is not None:  # a constructed message is valid: the plan only packs it
+        return opcode, plan.encode_payload(message)
     body = wire.build_payload(opcode.value, _to_fields(message))
     return opcode, body
 
 
 def decode_payload(opcode: int, body: bytes) -> Message:
     """The message an opcode's plaintext payload holds; DecodeError if it holds none."""
+    plan = PLANS.get(opcode)
+    if plan is not None:
+        message = plan.decode_payload(bytes(body))
+        if message is not None:
+            return message
+    return decode_payload_reference(opcode, body)
+
+
+def decode_payload_reference(opcode: int, body: bytes) -> Message:
+    """``decode_payload`` by the construct declarations alone: the reference the fast
+    plans are tested against (protocol/fast_codec.py), and what decides every error."""
     op = _OPCODES.get(opcode)
     if op is None:
         raise DecodeError(
@@ -231,13 +246,54 @@ _FIXED_SIZES: dict[int, int | None] = {op: wire.fixed_size(op) for op in wire.PA
 
 def encode(message: Message, *, seq: int, ref: int = 0) -> bytes:
     """One unsealed frame carrying ``message``. The REPLY flag follows the opcode."""
-    opcode, body = encode_payload(message)
+    plan = PLANS.get(type(message).OPCODE.value)
+    if plan is not None:
+        data = plan.encode(message, seq, ref)
+        if data is not None:
+            return data
+    return encode_reference(message, seq=seq, ref=ref)
+
+
+def encode_reference(message: Message, *, seq: int, ref: int = 0) -> bytes:
+    """``encode`` by the construct declarations alone (the fast plans' reference)."""
+    opcode, body = encode_payload_reference(message)
     flags = wire.FLAG_REPLY if opcode.is_reply else 0
     return build_frame(Frame(flags, seq, ref, opcode, body))
 
 
+def encode_payload_reference(message: Message) -> tuple[Opcode, bytes]:
+    """``encode_payload`` by the construct declarations alone."""
+    opcode = type(message).OPCODE
+    return opcode, wire.build_payload(opcode.value, _to_fields(message))
+
+
 def decode(data: bytes | bytearray | memoryview) -> DecodedFrame:
-    """Decode one whole unsealed frame. Raises DecodeError (a ProtocolError), nothing else."""
+    """Decode one whole unsealed frame. Raises DecodeError (a ProtocolError), nothing else.
+
+    A frame whose opcode has a fast plan (protocol/fast_codec.py) is decoded by it when it
+    accepts the frame in full; anything else, every error included, is decided by
+    ``decode_reference``."""
+    if len(data) > wire.HEADER_LEN:
+        plan = PLANS.get(data[12])
+        if plan is not None:
+            found = plan.decode(bytes(data))
+            if found is not None:
+                flags, seq, ref, body, message = found
+                frame = _new(Frame)
+                _FRAME_FLAGS(frame, flags)
+                _FRAME_SEQ(frame, seq)
+                _FRAME_REF(frame, ref)
+                _FRAME_OPCODE(frame, plan.opcode)
+                _FRAME_BODY(frame, body)
+                decoded = _new(DecodedFrame)
+                _DECODED_FRAME(decoded, frame)
+                _DECODED_MESSAGE(decoded, message)
+                return decoded
+    return decode_reference(data)
+
+
+def decode_reference(data: bytes | bytearray | memoryview) -> DecodedFrame:
+    """``decode`` by the construct declarations alone: the reference of the fast plans."""
     frame = parse_frame(data)
     if frame.is_sealed:
         raise DecodeError(
@@ -246,6 +302,17 @@ def decode(data: bytes | bytearray | memoryview) -> DecodedFrame:
             "header.flags",
         )
     return DecodedFrame(frame, decode_payload(frame.opcode, frame.body))
+
+
+# The fast path builds these already-checked values without running their checks again.
+_new = object.__new__
+_FRAME_FLAGS = Frame.__dict__["flags"].__set__
+_FRAME_SEQ = Frame.__dict__["seq"].__set__
+_FRAME_REF = Frame.__dict__["ref"].__set__
+_FRAME_OPCODE = Frame.__dict__["opcode"].__set__
+_FRAME_BODY = Frame.__dict__["body"].__set__
+_DECODED_FRAME = DecodedFrame.__dict__["frame"].__set__
+_DECODED_MESSAGE = DecodedFrame.__dict__["message"].__set__
 
 
 def prescription_digest(prescription: Prescription) -> bytes:

@@ -31,6 +31,7 @@ from construct import (
     Construct,
     ConstructError,
     Error,
+    FormatField,
     If,
     Int8ul,
     Int16ul,
@@ -40,6 +41,7 @@ from construct import (
     PascalString,
     Prefixed,
     PrefixedArray,
+    Renamed,
     SizeofError,
     Struct,
     Switch,
@@ -246,6 +248,28 @@ def fixed_size(opcode: int) -> int | None:
         return None
 
 
+def flat_layout(opcode: int) -> list[tuple[str, str]] | None:
+    """[(field name, ``struct`` code)] of a payload made only of named little-endian
+    integers and fixed byte strings, in order; None for any other payload. What
+    protocol/fast_codec.py derives its ``struct`` plans from, so this module stays the one
+    definition of every layout."""
+    layout = PAYLOADS.get(opcode)
+    if not isinstance(layout, Struct):
+        return None
+    fields: list[tuple[str, str]] = []
+    for sub in layout.subcons:
+        if not isinstance(sub, Renamed) or sub.name is None:
+            return None
+        inner = sub.subcon
+        if isinstance(inner, FormatField) and inner.fmtstr in ("<B", "<H", "<L", "<Q"):
+            fields.append((sub.name, inner.fmtstr[1]))
+        elif isinstance(inner, Bytes) and isinstance(inner.length, int):
+            fields.append((sub.name, f"{inner.length}s"))
+        else:
+            return None
+    return fields
+
+
 Parser = Callable[[bytes], Any]
 Builder = Callable[[dict[str, Any]], bytes]
 
@@ -350,6 +374,7 @@ __all__ = [
     "build_payload",
     "construct_path",
     "fixed_size",
+    "flat_layout",
     "parse_header",
     "parse_payload",
 ]

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 
 from hil.capture import CaptureWriter, fields_of, plain
+from hil.console import make_console
 from hil.ctl import prescription_file, render
 from hil.ctl import quantities as q
 from hil.ctl.render import Verdict
@@ -58,8 +59,6 @@ from protocol.units import U32_MAX
 REOPEN_INTERVAL_S = 0.5
 """How often a vanished link is reopened while the programmer keeps retrying."""
 DEFAULT_LOG_COUNT = 20
-TTY_WIDTH = 110
-"""Table width when stdout is not a terminal (logs, pipes, CI)."""
 
 
 class CtlUsageError(click.ClickException):
@@ -151,12 +150,7 @@ class Ctl:
 
     def __init__(self, config: CtlConfig) -> None:
         self.config = config
-        self.console = Console(
-            file=sys.stdout,
-            highlight=False,
-            soft_wrap=False,
-            width=None if sys.stdout.isatty() else TTY_WIDTH,
-        )
+        self.console = make_console()
         self.programmer: Programmer | None = None
         self.capture: CaptureWriter | None = None
         self.failed = False

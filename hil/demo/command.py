@@ -31,6 +31,7 @@ from emulator.device import PumpDevice
 from emulator.faults import Fault
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
+from hil.console import make_console
 from hil.ctl.quantities import concentration, mass, rate, volume
 from hil.demo.plot import write_plot
 from hil.demo.recorder import Recorder
@@ -145,7 +146,7 @@ def demo(out: Path, days: int, plot_format: str) -> None:
       pumpemu demo --out /tmp/visit
       pumpemu decode /tmp/visit/pumpemu-demo-capture.jsonl --keys /tmp/visit/pumpemu-demo.keys
     """
-    console = Console()
+    console = make_console()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

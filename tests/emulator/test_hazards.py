@@ -424,7 +424,7 @@ def test_completed_bolus_logs_volume_delivered(programmed: PumpFactory, rx: RxFa
 # -- H6: ERI then end of service ----------------------------------------------------------------
 
 
-@pytest.mark.hazard("H6")
+@pytest.mark.hazard("H6", "H7")  # H7: the reported ERI and end-of-service dates are exact
 def test_eri_then_end_of_service_after_90_days(programmed: PumpFactory, rx: RxFactory) -> None:
     pump = programmed(rx(100_000))  # 0.1 mL/day: the 20 mL last past end of service
     pump.inject(BatteryDrain(655_000_000))  # 45 mAh left, ERI threshold is 40 mAh
