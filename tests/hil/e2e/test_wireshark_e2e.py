@@ -13,8 +13,10 @@ CI=true they fail, so CI cannot pass without running them.
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
+import struct
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,6 +122,21 @@ def compare(capture: Path, cwd: Path) -> tuple[int, int]:
     return unsealed, sealed
 
 
+def frame(opcode: int, payload: bytes, *, flags: int = 0, seq: int = 9) -> bytes:
+    """A frame with a good CRC around any payload (the codec would refuse to build these)."""
+    body = wire.build_header(flags, seq, 0, opcode, len(payload)) + payload
+    return body + struct.pack("<H", binascii.crc_hqx(body[2:], 0xFFFF))
+
+
+STATUS_FIELDS = struct.pack("<BIIBIIQ", 99, 0, 0, 50, 0, 0, 0)
+BAD_FRAMES = (
+    frame(0x11, b"\x00"),  # READ_STATUS with a payload byte: trailing bytes
+    frame(0x91, STATUS_FIELDS, flags=wire.FLAG_REPLY),  # STATUS with state 99: no such state
+    frame(0x7E, b""),  # an opcode that does not exist
+)
+"""Unsealed frames with good CRCs whose payload does not decode."""
+
+
 def test_the_demo_capture_matches_decode(tmp_path: Path) -> None:
     run([*pumpemu_command(), "demo", "--out", str(tmp_path)], tmp_path)
     unsealed, sealed = compare(tmp_path / "pumpemu-demo-capture.jsonl", tmp_path)
@@ -136,9 +153,13 @@ def test_every_message_of_the_protocol_vectors_matches_decode(tmp_path: Path) ->
             direction = "tx" if data[3] & wire.FLAG_REPLY else "rx"
             writer.record(direction, data, sim_ms=n, wall_ns=1_700_000_000_000_000_000 + n)
             writer.note(f"vector {vector['name']}", sim_ms=n, wall_ns=1_700_000_000_000_000_000 + n)
-        writer.record("rx", b"\x13\x37 noise", sim_ms=None, wall_ns=1_800_000_000_000_000_000)
+        for n, bad in enumerate(BAD_FRAMES):
+            writer.record("a->b", bad, sim_ms=None, wall_ns=1_800_000_000_000_000_000 + n)
+        writer.record("b->a", b"\x13\x37 noise", sim_ms=None, wall_ns=1_800_000_000_000_000_010)
     unsealed, sealed = compare(capture, tmp_path)
     messages = {json.loads(line).get("message", {}).get("type") for line in capture.open()}
+    errors = [json.loads(line).get("error") for line in capture.open()]
     assert unsealed == len(vectors)
     assert sealed == 0
+    assert len([e for e in errors if e]) == len(BAD_FRAMES)  # each shown as an error by both
     assert len(messages - {None}) >= 34  # every message type of protocol/messages.py
