@@ -16,8 +16,8 @@ from __future__ import annotations
 import binascii
 import json
 import os
-import struct
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
