@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "accuracy",
         "Draw the IEC 60601-2-24 trumpet curve of a simulated continuous delivery.",
     ),
+    "capture": (
+        "hil.capture_command",
+        "capture",
+        "Work on JSONL traffic captures (docs/capture.md).",
+    ),
     "ctl": ("hil.ctl.command", "ctl", "Program and interrogate a pump: the reference programmer."),
     "decode": (
         "hil.decode_command",
@@ -48,6 +53,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "proxy",
         "Inject link faults, frame by frame, between two serial links A and B.",
     ),
+    "replay": (
+        "hil.replay_command",
+        "replay",
+        "Play the programmer side of CAPTURE against the pump at URL and compare its answers.",
+    ),
     "scenario": (
         "hil.scenario.command",
         "scenario",
@@ -62,6 +72,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "hil.control_command",
         "time_group",
         "Read or advance a running emulator's pump time (advance needs --clock manual).",
+    ),
+    "wireshark": (
+        "hil.wireshark.command",
+        "wireshark",
+        "The Wireshark dissector for pumpemu's protocol (docs/wireshark.md).",
     ),
     "truth": (
         "hil.control_command",

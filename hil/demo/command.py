@@ -28,6 +28,7 @@ from rich.table import Table
 
 from emulator.clock import ManualClock
 from emulator.device import PumpDevice
+from emulator.faults import Fault
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.console import make_console
@@ -41,6 +42,7 @@ from hil.links import PtyLink, SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy
 from hil.serve import PumpServer, describe_event
+from hil.state_file import seal_state, write_state_file
 from protocol.device_state import EventKind, LogEntry, Role
 from protocol.keys import PumpKeys, generate_keys
 from protocol.messages import NEVER_MS
@@ -64,9 +66,10 @@ EARLIER = Prescription(
 """What the pump ran before the visit: 0.3 mL/day of morphine 10 mg/mL."""
 
 
-def implanted_pump() -> Pump:
-    """A peristaltic-20 pump 45 days into a continuous prescription, as the patient arrives."""
-    pump = Pump("peristaltic-20")
+def implanted_pump(profile: str = "peristaltic-20") -> Pump:
+    """A peristaltic-20 pump (or ``profile``, a name or file) 45 days into a continuous
+    prescription, as the patient arrives."""
+    pump = Pump(profile)
     pump.set_clock(VISIT_LOCAL_MS - HISTORY_DAYS * MS_PER_DAY, command_id=1)
     staged = pump.stage(EARLIER)
     if not staged.ok:
@@ -92,6 +95,9 @@ class ServerBench:
     def pump(self) -> Iterator[Pump]:
         with self._server.locked() as device:
             yield device.pump
+
+    def inject(self, fault: Fault) -> None:
+        self._server.inject(fault)
 
 
 def programmer_factory(
@@ -132,6 +138,7 @@ def demo(out: Path, days: int, plot_format: str) -> None:
     Writes into --out:
       pumpemu-demo-capture.jsonl   every frame both ways (decode it, see below)
       pumpemu-demo.keys            the emulated pump's key file (mode 0600)
+      pumpemu-demo-start.state     the pump as the visit began (serve --state), to replay
       pumpemu-demo.png             reservoir and dose: firmware belief vs plant truth
 
     \b
@@ -154,6 +161,9 @@ def demo(out: Path, days: int, plot_format: str) -> None:
     pump = implanted_pump()
     clock = ManualClock(pump.now_ms)
     device = PumpDevice(pump, keys, secrets.token_bytes)
+    # The pump as the visit begins, for pumpemu serve --state: the capture replays against
+    # it without a difference (pumpemu replay, docs/capture.md).
+    write_state_file(out / "pumpemu-demo-start.state", seal_state(keys, device.snapshot()))
     link = PtyLink()
     recorder = Recorder()
     server_log: list[str] = []

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from emulator.faults import MagnetExposure
+from emulator.faults import Fault, MagnetExposure
 from emulator.pump import Pump
 from hil.ctl.quantities import volume
 from hil.demo.recorder import Recorder
@@ -71,6 +71,11 @@ class Bench(Protocol):
 
     def pump(self) -> AbstractContextManager[Pump]:
         """The pump, locked against the serve loop while the block runs."""
+        ...
+
+    def inject(self, fault: Fault) -> None:
+        """Apply a plant fault now, as a rig's control API does (a capture notes it, so
+        ``pumpemu replay`` can inject it again)."""
         ...
 
 
@@ -207,8 +212,8 @@ def fast_forward(
     for hour in range(6, days * 24 + 1, 6):
         bench.advance_to(visit_start + hour * MS_PER_HOUR)
         if hour == 10 * 24:
+            bench.inject(MagnetExposure(scan_s=1_800, recovery_s=8 * S_PER_HOUR))
             with bench.pump() as pump:
-                pump.inject(MagnetExposure(scan_s=1_800, recovery_s=8 * S_PER_HOUR))
                 recorder.mark(pump.now_ms, "MRI: rotor stalls")
         if hour % 24 in (12, 18):
             with patient() as handset:

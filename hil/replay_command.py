@@ -1,0 +1,254 @@
+"""``pumpemu replay``: play the programmer side of a capture against a pump and report where
+its answers differ from the recording (hil/replay.py; docs/capture.md, "Replaying a capture
+against a pump")."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hil.capture import plain, read_capture
+from hil.control import (
+    DEFAULT_CONTROL,
+    ControlClient,
+    default_token_file,
+    parse_control_address,
+    read_token_file,
+)
+from hil.errors import HilError, UsageError
+from hil.key_files import load_keys
+from hil.links import Link, open_link
+from hil.programmer.client import Programmer
+from hil.programmer.core import Result, RetryPolicy
+from hil.replay import Outcome, Script, play, recorded_script
+from protocol.device_state import Role
+from protocol.keys import PumpKeys
+from protocol.messages import Message
+
+EPILOG = """\b
+Examples:
+  pumpemu replay visit.jsonl --port /dev/pts/7 --keys pump.keys
+  pumpemu replay visit.jsonl --port socket://127.0.0.1:5555 --keys pump.keys --json
+  pumpemu replay visit.jsonl --port /dev/pts/7 --keys pump.keys --control
+        (a serve --clock manual --control: pump time and faults follow the recording)
+
+\b
+Exit status: 0 every recorded answer was given again, 1 some differ (or the pump did not
+answer), 2 a usage error (a bad capture, key file or option).
+"""
+
+POLICY = RetryPolicy(reply_timeout_ms=2_000, attempts=3, reopen_attempts=2)
+
+
+class LinkTarget:
+    """A pump behind a pyserial URL (``hil.replay.ReplayTarget``), with an optional control
+    API for the bench."""
+
+    def __init__(self, link: Link, keys: PumpKeys, control: ControlClient | None) -> None:
+        self._link = link
+        self._keys = keys
+        self._control = control
+        self._programmer: Programmer | None = None
+
+    @property
+    def has_bench(self) -> bool:
+        return self._control is not None
+
+    def open_session(self, role: Role) -> Callable[[Message], Result]:
+        self._programmer = Programmer(
+            self._link, self._keys.serial, role, self._keys.key_for(role), policy=POLICY
+        )
+        return self._programmer.request
+
+    def close_session(self) -> None:
+        if self._programmer is not None:
+            self._programmer.close()
+            self._programmer = None
+
+    def advance(self, ms: int) -> None:
+        assert self._control is not None
+        self._control.request("advance", ms=ms)
+
+    def inject(self, name: str, params: Mapping[str, Any]) -> None:
+        assert self._control is not None
+        self._control.fault(name, **params)
+
+
+def _control_client(control: str | None, token_file: Path | None) -> ControlClient | None:
+    if control is None:
+        return None
+    address = parse_control_address(control)
+    token = None
+    if token_file is not None:
+        token = read_token_file(token_file)
+    elif address.port is not None:
+        default = default_token_file(address.port)
+        if not default.exists():
+            raise UsageError(
+                f"--control {address} is a TCP port and needs the token pumpemu serve wrote: "
+                "give --control-token FILE"
+            )
+        token = read_token_file(default)
+    return ControlClient(control, token=token)
+
+
+def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+    exchange = outcome.exchange
+    return {
+        "line": exchange.line,
+        "session": outcome.session,
+        "role": outcome.role.name,
+        "request": plain(exchange.request),
+        "status": outcome.status,
+        "recorded_line": exchange.recorded_line,
+        "recorded": plain(exchange.recorded) if exchange.recorded is not None else None,
+        "replayed": plain(outcome.replayed) if outcome.replayed is not None else None,
+        "differences": [
+            {"path": d.path, "recorded": d.recorded, "replayed": d.replayed}
+            for d in outcome.differences
+        ],
+        "detail": outcome.detail,
+    }
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _row(outcome: Outcome) -> str:
+    exchange = outcome.exchange
+    request = type(exchange.request).__name__
+    answer = type(outcome.replayed).__name__ if outcome.replayed is not None else "-"
+    head = (
+        f"{exchange.line:>6}  {outcome.session:>3} {outcome.role.name[:9]:<9}  "
+        f"{request:<21} {answer:<19} {outcome.status}"
+    )
+    if outcome.detail:
+        head += f" ({outcome.detail})"
+    lines = [head]
+    for d in outcome.differences:
+        lines.append(
+            f"{'':>8}{d.path}: recorded {_short(d.recorded)}, replayed {_short(d.replayed)}"
+        )
+    return "\n".join(lines)
+
+
+@click.command(epilog=EPILOG)
+@click.argument("capture", metavar="CAPTURE")
+@click.option(
+    "--port", "url", required=True, metavar="URL", help="The pump: a device path or pyserial URL."
+)
+@click.option(
+    "--keys",
+    "keys_file",
+    required=True,
+    metavar="FILE",
+    help="The pump's key file: opens the recorded sealed requests and the new sessions.",
+)
+@click.option(
+    "--control",
+    "control",
+    is_flag=False,
+    flag_value=DEFAULT_CONTROL,
+    default=None,
+    metavar="[unix:PATH|HOST:PORT]",
+    help="The pump's control API (serve --clock manual --control): advance pump time and "
+    "inject faults as the recording did. Alone: serve's default socket.",
+)
+@click.option(
+    "--control-token",
+    "token_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The token file of a TCP control API.",
+)
+@click.option(
+    "--exact-times",
+    is_flag=True,
+    help="Compare instants on the pump clock too (normalised away by default).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def replay(  # noqa: PLR0917 (click passes every option as an argument)
+    capture: str,
+    url: str,
+    keys_file: str,
+    control: str | None,
+    token_file: Path | None,
+    exact_times: bool,
+    as_json: bool,
+) -> None:
+    """Play the programmer side of CAPTURE against the pump at URL and compare its answers.
+
+    Each recorded session is opened again (new nonces, new counters) in its role, and each
+    request the programmer sent in it is sent again, with the same command ids. Each answer
+    is compared with the recorded one field by field, after the normalisations of
+    docs/capture.md: instants on the pump clock (unless --exact-times) and session-dependent
+    NAK limits. Handshakes and CLOSE_SESSION are the new programmer's own.
+    """
+    keys = load_keys(keys_file)
+    script = _script(capture, keys)
+    if not any(session.exchanges for session in script.sessions):
+        raise UsageError(
+            f"{capture}: no request to replay (no opened session: is {keys_file} this pump's "
+            "key file, and does the capture hold the handshakes?)"
+        )
+    client = _control_client(control, token_file)
+    link = open_link(url)
+    outcomes: list[Outcome] = []
+    if not as_json:
+        click.echo(f"{'line':>6}  {'ses':>3} {'role':<9}  {'request':<21} {'answer':<19} result")
+    try:
+        target = LinkTarget(link, keys, client)
+        outcomes = play(
+            script,
+            target,
+            exact_times=exact_times,
+            on_outcome=None if as_json else lambda o: click.echo(_row(o)),
+        )
+    except HilError as error:
+        raise HilError(f"replay stopped: {error}") from None
+    finally:
+        link.close()
+        if client is not None:
+            client.close()
+    differing = [o for o in outcomes if o.status == "differs" or o.replayed is None]
+    counts = {
+        "requests": len(outcomes),
+        "same": sum(1 for o in outcomes if o.status == "same"),
+        "differ": sum(1 for o in outcomes if o.status == "differs"),
+        "unrecorded": sum(1 for o in outcomes if o.status == "unrecorded"),
+        "unanswered": sum(1 for o in outcomes if o.replayed is None),
+    }
+    if as_json:
+        document = {
+            "capture": capture,
+            "target": url,
+            "exact_times": exact_times,
+            "bench": client is not None,
+            "sessions": len([s for s in script.sessions if not s.bench_only]),
+            "unopened": script.unopened,
+            "exchanges": [_outcome_json(o) for o in outcomes],
+            **counts,
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(
+            f"{capture}: {counts['requests']} requests replayed, {counts['same']} same, "
+            f"{counts['differ']} differ, {counts['unrecorded']} with no recorded answer, "
+            f"{counts['unanswered']} unanswered"
+        )
+    if differing:
+        sys.exit(1)
+
+
+def _script(capture: str, keys: PumpKeys) -> Script:
+    # Every line is checked before anything is sent (read_capture raises on the first bad one).
+    for _ in read_capture(capture):
+        pass
+    return recorded_script(read_capture(capture), keys)
