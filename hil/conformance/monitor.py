@@ -54,12 +54,15 @@ from protocol.messages import (
     SessionOpened,
 )
 
-__all__ = ["TO_PROGRAMMER", "TO_PUMP", "ConformanceMonitor", "MonitorStats"]
+__all__ = ["GIVE_UP_MS", "TO_PROGRAMMER", "TO_PUMP", "ConformanceMonitor", "MonitorStats"]
 
 TO_PUMP = "to_pump"
 """Bytes the programmer sent."""
 TO_PROGRAMMER = "to_programmer"
 """Bytes the programmer received."""
+
+GIVE_UP_MS = 200
+"""A partial frame with no new byte for this long is given up (the pump's rule, section 3)."""
 
 _OPCODES = {op.value: op for op in Opcode}
 
@@ -98,6 +101,7 @@ class ConformanceMonitor:
     def __init__(self, keys: PumpKeys | None = None) -> None:
         self._keys = keys
         self._framers = {TO_PUMP: Framer(), TO_PROGRAMMER: Framer()}
+        self._last_bytes_ms = {TO_PUMP: 0, TO_PROGRAMMER: 0}
         self._violations: list[Violation] = []
         self._rules: list[Rule] = make_rules(self._report)
         self._info = {info.id: info for info in RULES}
@@ -135,9 +139,21 @@ class ConformanceMonitor:
         if direction not in self._framers:
             raise ValueError(f"direction must be {TO_PUMP!r} or {TO_PROGRAMMER!r}")
         self._now = max(self._now, link_ms)
+        self._give_up_idle(self._now)
+        self._last_bytes_ms[direction] = self._now
         for event in self._framers[direction].feed(data):
             if isinstance(event, FrameBytes):
                 self._on_frame(direction, event.data)
+
+    def _give_up_idle(self, now: int) -> None:
+        """End a partial frame no byte has come for in ``GIVE_UP_MS`` (docs/protocol.md
+        section 3): a peer's framer gives it up by then, and finds any whole frame hidden
+        inside a damaged one, so the monitor must see that frame no later than it does."""
+        for direction, framer in self._framers.items():
+            if framer.buffered and now - self._last_bytes_ms[direction] >= GIVE_UP_MS:
+                for event in framer.finish():
+                    if isinstance(event, FrameBytes):
+                        self._on_frame(direction, event.data)
 
     def finish(self, link_ms: int | None = None) -> tuple[Violation, ...]:
         """End the run: judge what only the end can show (a session left open). Idempotent."""
@@ -218,7 +234,10 @@ class ConformanceMonitor:
             message = self._decode(opcode, body)
         event = RequestEvent(self._ref(TO_PUMP, seq, opcode), message, sealed, session, opened, raw)
         if isinstance(message, OpenSession) and not sealed:
-            self._opening = _Opening(open_seq=seq, opening=message)
+            if self._opening.opening != message:  # a resent copy keeps the attempt
+                self._opening = _Opening(open_seq=seq, opening=message)
+            if session is not None:
+                session.abandoned = True
         elif isinstance(message, Authenticate) and not sealed:
             self._opening.auth_seq = seq
         for rule in self._rules:
