@@ -20,7 +20,9 @@ per line, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests:
   manual clock forward, firing every pump event on the way;
 - ``{"op": "truth"}``: the plant's physical truth beside the firmware's view;
 - ``{"op": "log", "since_seq": 0, "limit": 100}``: the pump's event log;
-- ``{"op": "faults"}``: the fault names and their parameters.
+- ``{"op": "faults"}``: the fault names and their parameters;
+- ``{"op": "conformance"}``: the conformance verdicts so far (serve --conformance,
+  docs/conformance.md), or ``{"enabled": false}``.
 
 ``ControlServer`` serves a ``PumpServer``; ``ControlClient`` is the Python client used by
 ``pumpemu fault``, ``pumpemu time advance`` and ``pumpemu truth``.
@@ -774,6 +776,12 @@ class ControlServer:
         view_next = self._server.view().status.log_next_seq
         return {"next_seq": view_next, "entries": [_log_entry(e) for e in entries]}
 
+    def _op_conformance(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        tap = self._server.conformance
+        if tap is None:
+            return {"enabled": False}
+        return {"enabled": True, **tap.verdicts()}
+
 
 _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = {
     "ping": ControlServer._op_ping,
@@ -783,6 +791,7 @@ _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = 
     "advance": ControlServer._op_advance,
     "truth": ControlServer._op_truth,
     "log": ControlServer._op_log,
+    "conformance": ControlServer._op_conformance,
 }
 
 

@@ -162,8 +162,7 @@ def _stalled_pump() -> Rig:
     pump.start(command_id=2)
     pump.inject(MotorStall())
     pump.advance_to(pump.now_ms + 6 * 3_600_000)
-    rig = Rig(pump)
-    return rig
+    return Rig(pump)
 
 
 def bad_alarm_unread(rig: Rig) -> None:

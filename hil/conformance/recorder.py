@@ -1,0 +1,71 @@
+"""A conformance monitor shared by the threads of a running serve or proxy.
+
+``ConformanceRecorder`` wraps one ``ConformanceMonitor`` in a lock: the serve loop (or the
+proxy's listener) feeds it, the control API reads the verdicts so far (``verdicts``), and the
+command writes the reports when it stops (``finish``). docs/conformance.md describes the
+options that make one: ``--conformance report|strict`` and ``--conformance-report DIR``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from hil.conformance.monitor import ConformanceMonitor
+from hil.conformance.report import report_json, write_reports
+from hil.conformance.rules import Violation
+from protocol.keys import PumpKeys
+
+__all__ = ["DEFAULT_REPORT_DIR", "MODES", "ConformanceRecorder"]
+
+MODES = ("report", "strict")
+"""``report`` writes the reports; ``strict`` also makes the command exit non-zero (1) when
+any rule was broken."""
+
+DEFAULT_REPORT_DIR = Path("pumpemu-conformance")
+"""Where the reports go without ``--conformance-report DIR``: this directory, under the
+current one."""
+
+
+class ConformanceRecorder:
+    """Thread-safe: ``feed`` from the I/O thread, ``verdicts`` from any, ``finish`` once."""
+
+    def __init__(
+        self,
+        keys: PumpKeys | None,
+        *,
+        mode: str = "report",
+        report_dir: Path = DEFAULT_REPORT_DIR,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self._monitor = ConformanceMonitor(keys)
+        self._lock = threading.Lock()
+        self.mode = mode
+        self.report_dir = report_dir
+
+    @property
+    def strict(self) -> bool:
+        return self.mode == "strict"
+
+    def feed(self, direction: str, data: bytes, link_ms: int) -> None:
+        with self._lock:
+            self._monitor.feed(direction, data, link_ms)
+
+    def verdicts(self) -> dict[str, Any]:
+        """The report so far (docs/conformance.md, "Reports"), as the end would write it now."""
+        with self._lock:
+            document = report_json(self._monitor.snapshot())
+            stats = self._monitor.stats
+        document["frames"] = {"requests": stats.requests, "replies": stats.replies}
+        document["sessions"] = stats.sessions
+        document["unopened"] = stats.unopened
+        return document
+
+    def finish(self, link_ms: int | None = None) -> tuple[Violation, ...]:
+        """End the run and write the reports; the violations. Idempotent."""
+        with self._lock:
+            violations = self._monitor.finish(link_ms)
+        write_reports(self.report_dir, violations)
+        return violations
