@@ -26,6 +26,7 @@ from typing import Any, cast
 from protocol.device_state import AlarmKind, AlarmSeverity, Role
 from protocol.messages import (
     Ack,
+    AcknowledgeAlarm,
     AlarmList,
     Clock,
     Message,
@@ -715,6 +716,12 @@ class CriticalAlarmUnread(Rule):
                     del self._active[kind]
         elif isinstance(message, AlarmList):
             self._read = True
+        elif (
+            isinstance(message, Ack)
+            and event.request is not None
+            and isinstance(event.request.message, AcknowledgeAlarm)
+        ):
+            self._active.pop(event.request.message.alarm, None)
 
     def on_request(self, event: RequestEvent) -> None:
         session = event.session
@@ -742,49 +749,35 @@ class ClockUnsetAfterReset(Rule):
 
     def __init__(self, report: Report) -> None:
         super().__init__(report)
-        self._session = _PerSession()
         self._unset: FrameRef | None = None
-
-    def _track(self, session: SessionView) -> None:
-        if self._session.fresh(session):
-            self._unset = None
+        """The first reply of a clinician session that showed the clock unset, while no
+        SET_CLOCK was sent after it."""
 
     def on_reply(self, event: ReplyEvent) -> None:
-        if event.session is None:
-            return
-        self._track(event.session)
+        session = event.session
         message = event.message
+        if session is None or session.role is not Role.CLINICIAN:
+            return
         if isinstance(message, Status | Clock):
             if message.pump_time_ms < CLOCK_UNSET_BEFORE_MS:
                 self._unset = self._unset or event.frame
             else:
                 self._unset = None
-        elif (
-            isinstance(message, Ack)
-            and event.request is not None
-            and isinstance(event.request.message, SetClock)
-        ):
-            self._unset = None
 
     def on_request(self, event: RequestEvent) -> None:
-        session = event.session
-        if session is None or event.message is None:
-            return
-        self._track(session)
         if isinstance(event.message, SetClock):
-            self._unset = None  # sent: whether it applied is the lost-reply rules' business
-            return
-        if event.message.OPCODE != Opcode.CLOSE_SESSION or session.role is not Role.CLINICIAN:
-            return
+            self._unset = None  # whether it applied is the lost-reply rules' business
+
+    def on_finish(self, session: SessionView | None, link_ms: int) -> None:
         if self._unset is not None:
             self.violate(
-                f"the pump reported its clock unset (before 2000-01-01, SEQ {self._unset.seq}: "
-                f"it restarted from 0) and clinician session {session.index} was closed "
-                "without SET_CLOCK",
-                (self._unset, event.frame),
-                event.frame.link_ms,
+                f"a clinician session read the pump clock unset (before 2000-01-01, reply "
+                f"SEQ {self._unset.seq} in session {self._unset.session}: it counts from 0 "
+                "since power-on or a reset) and no SET_CLOCK followed before monitoring "
+                "ended; the pump stamps its log and runs FLEX schedules on that clock",
+                (self._unset,),
+                link_ms,
             )
-            self._unset = None
 
 
 # -- session layer (docs/security.md) ----------------------------------------------------------
