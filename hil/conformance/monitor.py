@@ -272,6 +272,13 @@ class ConformanceMonitor:
         if message is None:
             return
         if not sealed and self._handshake_reply(message, ref):
+            # Rules see handshake replies too: SEQ-MISUSE notes which handshake SEQs were
+            # answered; the others look at no handshake message.
+            handshake = ReplyEvent(
+                self._ref(TO_PROGRAMMER, seq, opcode), message, False, session, None, ref
+            )
+            for rule in self._rules:
+                rule.on_reply(handshake)
             return
         self.stats.replies += 1
         request = None
@@ -279,7 +286,9 @@ class ConformanceMonitor:
             request = self._requests.get((session.index, ref))
             if request is None and not sealed:
                 request = self._requests.get((session.index, -ref))
-        event = ReplyEvent(self._ref(TO_PROGRAMMER, seq, opcode), message, sealed, session, request)
+        event = ReplyEvent(
+            self._ref(TO_PROGRAMMER, seq, opcode), message, sealed, session, request, ref
+        )
         if (
             session is not None
             and not sealed

@@ -173,6 +173,8 @@ class ReplyEvent:
     session: SessionView | None
     request: RequestEvent | None
     """The request of the current session whose SEQ the reply's REF names, if any."""
+    ref: int = 0
+    """The reply's REF: the SEQ of the request frame it answers."""
 
 
 Report = Callable[[str, str, Sequence[FrameRef], int], None]
@@ -794,6 +796,15 @@ class SeqMisuse(Rule):
     def __init__(self, report: Report) -> None:
         super().__init__(report)
         self._handshake: dict[int, tuple[bytes, FrameRef]] = {}
+        self._answered: set[int] = set()
+        """Handshake SEQs some reply named: their attempt cannot be answered late any more
+        in a way the programmer would mistake (a new programmer instance, a new ctl run,
+        starts its numbering again, and that is harmless once the earlier frame was
+        answered)."""
+
+    def on_reply(self, event: ReplyEvent) -> None:
+        if not event.sealed and event.ref in self._handshake:
+            self._answered.add(event.ref)
 
     def on_request(self, event: RequestEvent) -> None:
         frame = event.frame
@@ -803,7 +814,11 @@ class SeqMisuse(Rule):
         if not event.sealed:
             if frame.opcode in ("OPEN_SESSION", "AUTHENTICATE"):
                 earlier = self._handshake.get(frame.seq)
-                if earlier is not None and earlier[0] != event.raw:
+                if (
+                    earlier is not None
+                    and earlier[0] != event.raw
+                    and frame.seq not in self._answered
+                ):
                     self.violate(
                         f"handshake SEQ {frame.seq} was used before by another handshake "
                         f"frame ({earlier[1].opcode}); every handshake frame gets a SEQ no "
@@ -811,6 +826,8 @@ class SeqMisuse(Rule):
                         (earlier[1], frame),
                         frame.link_ms,
                     )
+                if earlier is None or earlier[0] != event.raw:
+                    self._answered.discard(frame.seq)
                 self._handshake[frame.seq] = (event.raw, frame)
             return
         session = event.session
