@@ -56,16 +56,21 @@ class ConformanceRecorder:
     def verdicts(self) -> dict[str, Any]:
         """The report so far (docs/conformance.md, "Reports"), as the end would write it now."""
         with self._lock:
-            document = report_json(self._monitor.snapshot())
-            stats = self._monitor.stats
-        document["frames"] = {"requests": stats.requests, "replies": stats.replies}
-        document["sessions"] = stats.sessions
-        document["unopened"] = stats.unopened
-        return document
+            return {**report_json(self._monitor.snapshot()), **self._seen()}
+
+    def _seen(self) -> dict[str, Any]:
+        """What the monitor saw (caller holds the lock)."""
+        stats = self._monitor.stats
+        return {
+            "frames": {"requests": stats.requests, "replies": stats.replies},
+            "sessions": stats.sessions,
+            "unopened": stats.unopened,
+        }
 
     def finish(self, link_ms: int | None = None) -> tuple[Violation, ...]:
         """End the run and write the reports; the violations. Idempotent."""
         with self._lock:
             violations = self._monitor.finish(link_ms)
-        write_reports(self.report_dir, violations)
+            seen = self._seen()
+        write_reports(self.report_dir, violations, extra=seen)
         return violations

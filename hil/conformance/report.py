@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +148,15 @@ def write_reports(
     directory: str | os.PathLike[str],
     violations: Sequence[Violation],
     rules: Sequence[RuleInfo] = RULES,
+    *,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Write the three reports into ``directory`` (created if missing); their paths."""
+    """Write the three reports into ``directory`` (created if missing); their paths.
+    ``extra`` adds fields to the JSON report (the recorder adds what the monitor saw)."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     texts = (
-        json.dumps(report_json(violations, rules), indent=2) + "\n",
+        json.dumps({**report_json(violations, rules), **(extra or {})}, indent=2) + "\n",
         report_markdown(violations, rules),
         report_junit(violations, rules),
     )

@@ -144,3 +144,44 @@ def test_the_demo_breaks_no_rule(tmp_path: Path) -> None:
     keys = load_keys(str(tmp_path / "pumpemu-demo.keys"))
     violations = judge_capture(read_capture(tmp_path / "pumpemu-demo-capture.jsonl"), keys)
     assert violations == (), [(v.rule, v.detail) for v in violations]
+
+
+def test_proxy_conformance_on_a_lossy_link_finds_the_reference_programmer_conformant(
+    serve: Serve, pump_keys: KeyFile, tmp_path: Path
+) -> None:
+    keys, key_file = pump_keys
+    pump = serve("--pty", "--keys", str(key_file), "--start-time", START)
+    report = tmp_path / "proxy-report"
+    proxy = ServeProcess(
+        ["--a", "pty", "--b", pump.first_line(), "--seed", "11", "--corrupt", "5%",
+         "--drop", "5%", "--duplicate", "5%", "--idle-ms", "20", "--quiet",
+         "--conformance", "strict", "--keys", str(key_file),
+         "--conformance-report", str(report)],
+        tmp_path,
+        subcommand="proxy",
+    )  # fmt: skip
+    try:
+        first = proxy.first_line()
+        link = SerialLink(first.removeprefix("a="))
+        policy = RetryPolicy(
+            reply_timeout_ms=80, attempts=6, reopen_attempts=6, busy_wait_ms=20_000
+        )
+        try:
+            role_key = keys.key_for(Role.CLINICIAN)
+            with Programmer(link, keys.serial, Role.CLINICIAN, role_key, policy=policy) as p:
+                for index in range(60):
+                    (p.alarm_test, p.status, p.start, p.stop)[index % 4]()
+        finally:
+            link.close()
+        code = proxy.stop()
+    finally:
+        proxy.kill()
+    assert "faults:" in proxy.stderr
+    assert code == 0, proxy.stderr
+    assert "conformance: 0 violation(s): no rule broken" in proxy.stderr
+    assert junit_failures(report) == set()
+    seen = json.loads((report / "conformance.json").read_text())
+    assert seen["sessions"] >= 1
+    assert seen["frames"]["requests"] >= 60  # it judged the whole run, retries included
+    assert seen["unopened"] == 0
+    assert pump.stop() == 0
