@@ -932,6 +932,8 @@ class SessionLeftOpen(Rule):
     def on_finish(self, session: SessionView | None, link_ms: int) -> None:
         if session is None or session.closed or session.gone or session.abandoned:
             return
+        if session.proof_ok is None:
+            return  # no keys: a sealed CLOSE_SESSION cannot be told from any other frame
         self.violate(
             f"session {session.index} (opened at link time {session.opened_ms} ms) was still "
             "open when monitoring ended, and the programmer never sent CLOSE_SESSION: the pump "
