@@ -3,6 +3,7 @@ verdicts do not depend on how the link chunked the bytes."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -60,7 +61,5 @@ def test_without_keys_sealed_frames_are_counted_unopened() -> None:
 
 
 def test_a_direction_must_be_named() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="direction"):
         ConformanceMonitor(KEYS).feed("sideways", b"", 0)
