@@ -331,6 +331,7 @@ class ConformanceMonitor:
             self._session = SessionView(
                 index, transcript.role, message.idle_timeout_s, self._now, proof_ok
             )
+            self._requests.clear()  # replies only ever answer the current session's frames
             self._session_keys = _Keys(keys)
             self._opening = _Opening()
             return True

@@ -85,6 +85,11 @@ STATUS_POLLS_PER_MINUTE = 60
 labeling gives one, and the pump does not enforce it): one poll a second is already far more
 than any display refreshes; every frame costs the implant radio and battery time."""
 
+REMEMBERED = 65_536
+"""The most command ids and handshake SEQs a rule remembers (the oldest are forgotten), so
+a monitor on a serve that runs for months holds bounded memory; the pump's own ledger holds
+256 ids (emulator/device.py)."""
+
 CLOCK_UNSET_BEFORE_MS = 946_684_800_000
 """2000-01-01 00:00. The pump clock counts from 0 at power-on until the first SET_CLOCK
 (docs/protocol.md section 10.1): a pump clock before this instant was never set."""
@@ -252,6 +257,8 @@ class CommandIdReuse(Rule):
         earlier = self._seen.get(command_id)
         if earlier is None:
             self._seen[command_id] = (print_, event.frame)
+            if len(self._seen) > REMEMBERED:
+                del self._seen[next(iter(self._seen))]  # the oldest id
         elif earlier[0] != print_:
             self.violate(
                 f"command id {command_id} was first sent on {earlier[1].opcode} "
@@ -829,6 +836,10 @@ class SeqMisuse(Rule):
                 if earlier is None or earlier[0] != event.raw:
                     self._answered.discard(frame.seq)
                 self._handshake[frame.seq] = (event.raw, frame)
+                if len(self._handshake) > REMEMBERED:
+                    oldest = next(iter(self._handshake))
+                    del self._handshake[oldest]
+                    self._answered.discard(oldest)
             return
         session = event.session
         if session is None or not event.opened:
