@@ -795,7 +795,8 @@ class ClockUnsetAfterReset(Rule):
 class SeqMisuse(Rule):
     info = RuleInfo(
         "SEQ-MISUSE",
-        "SEQ misuse: a sealed SEQ not above the last, below 3, or a handshake SEQ reused",
+        "SEQ misuse: SEQ 0 or REF not 0 in a request, a sealed SEQ not above the last or "
+        "below 3, or a handshake SEQ reused",
         "docs/protocol.md sections 2 and 4.1; docs/security.md section 5",
         Severity.ERROR,
     )
@@ -817,6 +818,15 @@ class SeqMisuse(Rule):
         frame = event.frame
         if frame.seq == 0:
             self.violate("a request with SEQ 0, which is never sent", (frame,), frame.link_ms)
+            return
+        ref = int.from_bytes(event.raw[8:12], "little")
+        if ref != 0:
+            self.violate(
+                f"a request with REF {ref}; a request's REF is 0 (the pump discards the frame "
+                "as FRAME_CORRUPT)",
+                (frame,),
+                frame.link_ms,
+            )
             return
         if not event.sealed:
             if frame.opcode in ("OPEN_SESSION", "AUTHENTICATE"):

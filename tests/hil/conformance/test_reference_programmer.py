@@ -7,6 +7,7 @@ False positives are the worst failure of such a tool: these runs are the guard.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -158,7 +159,7 @@ COMMANDS = st.lists(
     ),
     min_size=1,
     max_size=6,
-).filter(lambda steps: all(a[0] != b[0] for a, b in zip(steps, steps[1:], strict=False)))
+).filter(lambda steps: all(a[0] != b[0] for a, b in itertools.pairwise(steps)))
 """A user's commands; never the same twice in a row (three refusals of one request in a row
 is REFUSED-LOOP, the user's doing, not the programmer's)."""
 

@@ -9,6 +9,7 @@ fails ``test_every_documented_rule_has_a_bad_programmer``.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from emulator.faults import MotorStall
 from hil.conformance import RULES, Severity
 from protocol import codec
+from protocol.checksum import crc16
 from protocol.device_state import Role
 from protocol.messages import (
     AlarmTest,
@@ -363,3 +365,18 @@ def test_pipelined_commands_whose_answers_both_arrive_are_not_blamed() -> None:
     rig.monitor.feed("to_programmer", rig.device.data_to_send(), rig.now)
     rig.close()
     assert rig.finish() == ()
+
+
+def raw_frame(seq: int, ref: int, opcode: int, body: bytes) -> bytes:
+    """A frame built byte by byte (the codec refuses to build a bad header)."""
+    header = bytes([0xA5, 0x5A, 1, 0]) + struct.pack("<IIBH", seq, ref, opcode, len(body))
+    return header + body + struct.pack("<H", crc16(header[2:] + body))
+
+
+@pytest.mark.parametrize(("seq", "ref"), [(0, 0), (41, 7)], ids=["seq-0", "ref-not-0"])
+def test_a_request_header_with_seq_0_or_a_ref_is_seq_misuse(seq: int, ref: int) -> None:
+    rig = Rig()
+    rig.open()
+    rig.send(raw_frame(seq, ref, 0x01, bytes([1]) + bytes(16)))
+    rig.close()
+    assert rig.broken() == {"SEQ-MISUSE"}
