@@ -28,9 +28,12 @@ from hil.key_files import load_keys
 from hil.links import SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy
+from protocol.codec import prescription_digest
 from protocol.device_state import Role
 from protocol.keys import PumpKeys
 from protocol.messages import DeviceInfo, Status
+from protocol.refusal import RefusalCode
+from tests.hil.conformance.rig import RX as PRESCRIPTION
 from tests.hil.e2e.conftest import ServeProcess, pumpemu_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -59,7 +62,7 @@ def serve_strict(serve: Serve, key_file: Path, report: Path, *extra: str) -> Ser
     return pump
 
 
-def test_strict_exits_1_after_a_session_left_open(
+def test_strict_exits_1_after_sessions_that_broke_rules(
     serve: Serve, pump_keys: KeyFile, tmp_path: Path
 ) -> None:
     keys, key_file = pump_keys
@@ -68,23 +71,31 @@ def test_strict_exits_1_after_a_session_left_open(
     pump = serve_strict(serve, key_file, report, "--control", control)
     pump.wait_stderr("control API listening")
     link = SerialLink(pump.first_line())
+    role_key = keys.key_for(Role.CLINICIAN)
     try:
-        clinician = Programmer(
-            link, keys.serial, Role.CLINICIAN, keys.key_for(Role.CLINICIAN), policy=QUICK
-        )
-        assert isinstance(clinician.info().reply, DeviceInfo)
-        # ... and it never closes its session.
+        # A programmer that commits a digest it computed itself, with nothing reviewed.
+        with Programmer(link, keys.serial, Role.CLINICIAN, role_key, policy=QUICK) as bad:
+            refused = bad.commit(prescription_digest(PRESCRIPTION))
+            assert refused.refusal is RefusalCode.NOTHING_STAGED
+        # Another that reads and never closes its session.
+        leaves = Programmer(link, keys.serial, Role.CLINICIAN, role_key, policy=QUICK)
+        assert isinstance(leaves.info().reply, DeviceInfo)
         with ControlClient(control) as api:
             so_far = api.request("conformance")
     finally:
         link.close()
     assert so_far["enabled"] is True
-    assert [v["rule"] for v in so_far["violations"]] == ["SESSION-LEFT-OPEN"]
+    assert [v["rule"] for v in so_far["violations"]] == [
+        "COMMIT-WITHOUT-STAGE",
+        "SESSION-LEFT-OPEN",
+    ]
     assert pump.stop() == 1
-    assert "conformance: 1 violation(s) of SESSION-LEFT-OPEN" in pump.stderr
-    assert junit_failures(report) == {"SESSION-LEFT-OPEN"}
+    assert "conformance: 2 violation(s) of COMMIT-WITHOUT-STAGE, SESSION-LEFT-OPEN" in pump.stderr
+    assert "--conformance strict" in pump.stderr
+    assert junit_failures(report) == {"COMMIT-WITHOUT-STAGE", "SESSION-LEFT-OPEN"}
     document = json.loads((report / "conformance.json").read_text())
     assert document["passed"] is False
+    assert document["sessions"] == 2
 
 
 def test_strict_exits_0_after_a_conformant_session(
