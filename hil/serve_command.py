@@ -321,6 +321,7 @@ class _Serve:
                 self.keys,
                 mode=opts.conformance,
                 report_dir=opts.conformance_report or DEFAULT_REPORT_DIR,
+                log=stderr_log,
             )
         self.violations: tuple[Violation, ...] = ()
 

@@ -121,6 +121,11 @@ class ConformanceMonitor:
         return tuple(self._violations)
 
     @property
+    def violation_count(self) -> int:
+        """How many violations so far (cheap: no copy)."""
+        return len(self._violations)
+
+    @property
     def rules(self) -> tuple[RuleInfo, ...]:
         return RULES
 

@@ -9,6 +9,7 @@ options that make one: ``--conformance report|strict`` and ``--conformance-repor
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,17 @@ class ConformanceRecorder:
         *,
         mode: str = "report",
         report_dir: Path = DEFAULT_REPORT_DIR,
+        log: Callable[[str], None] | None = None,
     ) -> None:
+        """``log``, if given, gets one line per violation as soon as it is found."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self._monitor = ConformanceMonitor(keys)
         self._lock = threading.Lock()
         self.mode = mode
         self.report_dir = report_dir
+        self._log = log
+        self._logged = 0
 
     @property
     def strict(self) -> bool:
@@ -52,6 +57,17 @@ class ConformanceRecorder:
     def feed(self, direction: str, data: bytes, link_ms: int) -> None:
         with self._lock:
             self._monitor.feed(direction, data, link_ms)
+            if self._log is not None and self._monitor.violation_count > self._logged:
+                self._log_new()
+
+    def _log_new(self) -> None:
+        """Log the violations found since the last call (caller holds the lock)."""
+        assert self._log is not None
+        for violation in self._monitor.violations[self._logged :]:
+            self._log(
+                f"conformance: {violation.rule} ({violation.severity.value}): {violation.detail}"
+            )
+        self._logged = self._monitor.violation_count
 
     def verdicts(self) -> dict[str, Any]:
         """The report so far (docs/conformance.md, "Reports"), as the end would write it now."""
@@ -71,6 +87,8 @@ class ConformanceRecorder:
         """End the run and write the reports; the violations. Idempotent."""
         with self._lock:
             violations = self._monitor.finish(link_ms)
+            if self._log is not None:
+                self._log_new()
             seen = self._seen()
         write_reports(self.report_dir, violations, extra=seen)
         return violations

@@ -316,7 +316,12 @@ def _conformance_recorder(
         keys = load_keys(keys_file)
     except UsageError as error:
         raise _CommandError(str(error)) from None
-    return ConformanceRecorder(keys, mode=mode, report_dir=report or DEFAULT_REPORT_DIR)
+    return ConformanceRecorder(
+        keys,
+        mode=mode,
+        report_dir=report or DEFAULT_REPORT_DIR,
+        log=lambda line: click.echo(f"proxy: {line}", err=True),
+    )
 
 
 def _finish_conformance(recorder: ConformanceRecorder) -> None:

@@ -67,3 +67,15 @@ def test_the_recorder_reports_verdicts_so_far_then_writes(tmp_path: Path) -> Non
     assert recorder.finish(rig.now) == ()
     assert recorder.strict
     assert (tmp_path / "conformance-junit.xml").exists()
+
+
+def test_the_recorder_logs_each_violation_once_as_it_is_found(tmp_path: Path) -> None:
+    lines: list[str] = []
+    recorder = ConformanceRecorder(KEYS, report_dir=tmp_path, log=lines.append)
+    rig = Rig()
+    rig.monitor.feed = recorder.feed  # type: ignore[method-assign]
+    bad_retry_new_id(rig)
+    assert len(lines) == 1
+    assert lines[0].startswith("conformance: RETRY-NEW-ID (critical): ALARM_TEST with command id")
+    recorder.finish(rig.now)
+    assert len(lines) == 1

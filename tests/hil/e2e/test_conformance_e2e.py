@@ -89,7 +89,9 @@ def test_strict_exits_1_after_sessions_that_broke_rules(
         "COMMIT-WITHOUT-STAGE",
         "SESSION-LEFT-OPEN",
     ]
+    pump.wait_stderr("conformance: COMMIT-WITHOUT-STAGE (critical):")  # logged as it happened
     assert pump.stop() == 1
+    assert "conformance: SESSION-LEFT-OPEN (warning):" in pump.stderr  # found at the end
     assert "conformance: 2 violation(s) of COMMIT-WITHOUT-STAGE, SESSION-LEFT-OPEN" in pump.stderr
     assert "--conformance strict" in pump.stderr
     assert junit_failures(report) == {"COMMIT-WITHOUT-STAGE", "SESSION-LEFT-OPEN"}
