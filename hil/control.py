@@ -25,6 +25,8 @@ per line, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests:
   patency check): what returned (CSF, nothing, fluid without CSF) and how much drug;
 - ``{"op": "cap_inject", "volume_nl": N, "concentration_ug_per_ml": C}``: inject through the
   catheter access port (H2): straight down the catheter, bypassing the pump and its limits.
+- ``{"op": "conformance"}``: the conformance verdicts so far (serve --conformance,
+  docs/conformance.md), or ``{"enabled": false}``.
 
 ``ControlServer`` serves a ``PumpServer``; ``ControlClient`` is the Python client used by
 ``pumpemu fault``, ``pumpemu time advance`` and ``pumpemu truth``.
@@ -880,6 +882,12 @@ class ControlServer:
         view_next = self._server.view().status.log_next_seq
         return {"next_seq": view_next, "entries": [_log_entry(e) for e in entries]}
 
+    def _op_conformance(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        tap = self._server.conformance
+        if tap is None:
+            return {"enabled": False}
+        return {"enabled": True, **tap.verdicts()}
+
 
 _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = {
     "ping": ControlServer._op_ping,
@@ -891,6 +899,7 @@ _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = 
     "log": ControlServer._op_log,
     "cap_aspirate": ControlServer._op_cap_aspirate,
     "cap_inject": ControlServer._op_cap_inject,
+    "conformance": ControlServer._op_conformance,
 }
 
 MAX_CAP_NL = MAX_FAULT_VOLUME_NL

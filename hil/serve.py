@@ -56,7 +56,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from emulator.clock import Clock, ManualClock
 from emulator.device import PumpDevice
@@ -80,6 +80,7 @@ __all__ = [
     "MAX_ADVANCE_MS",
     "REOPEN_DELAYS_S",
     "ClockControlError",
+    "ConformanceTap",
     "Log",
     "PumpServer",
     "PumpView",
@@ -141,6 +142,16 @@ class RealTimeClock(Protocol):
     def now_ms(self) -> int: ...
 
     def real_ns_until(self, pump_ms: int) -> int: ...
+
+
+class ConformanceTap(Protocol):
+    """What the serve loop hands every chunk to when a conformance monitor watches the link
+    (hil/conformance/recorder.py): ``to_pump`` chunks as received, ``to_programmer`` as
+    written, with the link time. Called only when one is given: no cost otherwise."""
+
+    def feed(self, direction: str, data: bytes, link_ms: int) -> None: ...
+
+    def verdicts(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -339,6 +350,7 @@ class PumpServer:
         reopen_delays_s: Sequence[float] = REOPEN_DELAYS_S,
         close_link: bool = True,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        conformance: ConformanceTap | None = None,
     ) -> None:
         if clock.now_ms() < device.now_ms:
             raise ValueError(
@@ -353,6 +365,7 @@ class PumpServer:
         self._link = link
         self._clock = clock
         self._capture = capture
+        self._conformance = conformance
         self._wire = WireModel(baud) if baud is not None else None
         self._log = log
         self._poll_s = poll_s
@@ -426,6 +439,11 @@ class PumpServer:
     @property
     def link(self) -> Link:
         return self._link
+
+    @property
+    def conformance(self) -> ConformanceTap | None:
+        """The conformance monitor watching this link (serve --conformance), or None."""
+        return self._conformance
 
     @property
     def clock(self) -> Clock:
@@ -683,7 +701,10 @@ class PumpServer:
         """Hand received bytes to the device and send its reply at once."""
         with self._lock:
             now = self._clock.now_ms()
-            self._device.receive_data(data, now, self.link_ms())
+            link = self.link_ms()
+            self._device.receive_data(data, now, link)
+            if self._conformance is not None:
+                self._conformance.feed("to_pump", data, link)
             out = self._device.data_to_send()
             self._save_if_changed()
             self._scan_log()
@@ -714,6 +735,8 @@ class PumpServer:
     def _write(self, data: bytes, now: int) -> None:
         self._link.write(data)
         self._tx_bytes += len(data)
+        if self._conformance is not None:
+            self._conformance.feed("to_programmer", data, self.link_ms())
         if self._capture is not None:
             self._capture.record("tx", data, now)
 

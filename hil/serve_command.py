@@ -30,6 +30,8 @@ from emulator.profile import load_profile
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.clock import ScaledClock, SystemClock
+from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder
+from hil.conformance.rules import Violation
 from hil.control import (
     DEFAULT_CONTROL,
     ControlServer,
@@ -216,6 +218,23 @@ through the control API: pumpemu time advance). See docs/serve.md.
     help="Resume the pump saved in FILE (if it exists) and keep FILE up to date: therapy, "
     "event log, exactly-once memory, lockout.",
 )
+@click.option(
+    "--conformance",
+    "conformance",
+    is_flag=False,
+    flag_value="report",
+    type=click.Choice(["report", "strict"]),
+    metavar="[report|strict]",
+    help="Judge the programmer against docs/conformance.md's rules and write a report "
+    "(JSON, markdown, JUnit) when serve stops. strict: exit 1 if any rule was broken.",
+)
+@click.option(
+    "--conformance-report",
+    "conformance_report",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Where --conformance writes its reports (default: ./pumpemu-conformance).",
+)
 @click.pass_context
 def serve(ctx: click.Context, /, **options: Any) -> None:
     """Serve one emulated pump to a programmer over a pty, a serial port or TCP.
@@ -244,6 +263,8 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
             "--keys FILE is required: every pump has its own key file; create one with: "
             "pumpemu keys new --serial PE-000001 --out pump.keys"
         )
+    if opts.conformance_report is not None and opts.conformance is None:
+        raise _CommandError("--conformance-report DIR needs --conformance [report|strict]")
     try:
         _check_control_options(opts)
         _Serve(opts).run()
@@ -271,6 +292,8 @@ class ServeOptions:
     profile_given: bool = False
     control_token_file: Path | None = None
     stroke_seed: int | None = None
+    conformance: str | None = None
+    conformance_report: Path | None = None
 
 
 def _check_control_options(opts: ServeOptions) -> None:
@@ -315,6 +338,15 @@ class _Serve:
         self.pty_name: PtyName | None = None
         self.server: PumpServer | None = None
         self.save_error: str | None = None
+        self.conformance: ConformanceRecorder | None = None
+        if opts.conformance is not None:
+            self.conformance = ConformanceRecorder(
+                self.keys,
+                mode=opts.conformance,
+                report_dir=opts.conformance_report or DEFAULT_REPORT_DIR,
+                log=stderr_log,
+            )
+        self.violations: tuple[Violation, ...] = ()
 
     def _build(self, opts: ServeOptions, local_start: int | None) -> None:
         restored = _load_state(opts, self.state)
@@ -383,6 +415,7 @@ class _Serve:
                 self.clock,
                 capture=self.capture,
                 baud=opts.baud,
+                conformance=self.conformance,
             )
             self.server = server
             if opts.control_address is not None:
@@ -400,6 +433,11 @@ class _Serve:
                 self._announce_control(self.control)
             if self.capture is not None:
                 stderr_log(f"capturing traffic to {self.capture.name}")
+            if self.conformance is not None:
+                stderr_log(
+                    f"conformance ({self.conformance.mode}): judging the programmer; reports "
+                    f"to {self.conformance.report_dir}/ when serve stops"
+                )
             if opts.state_file is not None:
                 how = "resumed from" if self.resumed else "new pump; saving to"
                 stderr_log(
@@ -455,6 +493,11 @@ class _Serve:
                 self.save_error = f"state not saved to {self.opts.state_file}: {exc}"
         if self.capture is not None:
             self.capture.close(sim_ms=self.device.now_ms)
+        if self.conformance is not None and self.server is not None:
+            try:
+                self.violations = self.conformance.finish(self.server.link_ms())
+            except OSError as exc:
+                self.save_error = f"conformance reports not written: {exc}"
         if self.state is not None:
             self.state.release()  # only after the last save
 
@@ -476,10 +519,22 @@ class _Serve:
         if self.opts.state_file is not None and self.save_error is None:
             summary += f"; state saved to {self.opts.state_file}"
         stderr_log(summary)
+        if self.conformance is not None and self.save_error is None:
+            broken = sorted({v.rule for v in self.violations})
+            stderr_log(
+                f"conformance: {len(self.violations)} violation(s)"
+                + (f" of {', '.join(broken)}" if broken else ": no rule broken")
+                + f"; reports in {self.conformance.report_dir}/"
+            )
         if self.save_error is not None:
             raise _RuntimeFailure(self.save_error)
         if server.error is not None:
             raise _RuntimeFailure(f"the serve loop ended: {server.error}")
+        if self.conformance is not None and self.conformance.strict and self.violations:
+            raise _RuntimeFailure(
+                f"--conformance strict: {len(self.violations)} violation(s) of the "
+                "programmer conformance rules (docs/conformance.md)"
+            )
 
 
 def _load_state(opts: ServeOptions, state: StateFile | None) -> PumpDevice | None:

@@ -20,10 +20,20 @@ from types import FrameType
 import click
 
 from hil.capture import CaptureError, CaptureWriter
+from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder
 from hil.errors import UsageError
+from hil.key_files import load_keys
 from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.proxy.capture import capture_listener
-from hil.proxy.engine import DEFAULT_IDLE_MS, MAX_IDLE_MS, FaultApplied, FrameLost, ProxyEvent
+from hil.proxy.conformance import conformance_listener
+from hil.proxy.engine import (
+    DEFAULT_IDLE_MS,
+    MAX_IDLE_MS,
+    FaultApplied,
+    FrameLost,
+    Listener,
+    ProxyEvent,
+)
 from hil.proxy.faults import MAX_SEED, FaultKind, FaultSpec, load_fault_file, parse_fault
 from hil.proxy.runner import FaultProxy
 
@@ -188,6 +198,36 @@ def _log_event(event: ProxyEvent) -> None:
     default=None,
     help="Append a JSONL capture: each direction before and after the faults, each fault.",
 )
+@click.option(
+    "--conformance",
+    "conformance",
+    is_flag=False,
+    flag_value="report",
+    type=click.Choice(["report", "strict"]),
+    metavar="[report|strict]",
+    help="Judge the programmer on --conformance-side against docs/conformance.md's rules "
+    "(needs --keys); write the reports on exit. strict: exit 1 if any rule was broken.",
+)
+@click.option(
+    "--conformance-report",
+    "conformance_report",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Where --conformance writes its reports (default: ./pumpemu-conformance).",
+)
+@click.option(
+    "--conformance-side",
+    type=click.Choice(["a", "b"]),
+    default="a",
+    show_default=True,
+    help="The side the programmer is on.",
+)
+@click.option(
+    "--keys",
+    "keys_file",
+    metavar="FILE",
+    help="The pump's key file, for --conformance to open sealed frames.",
+)
 def proxy(
     *,
     a_url: str,
@@ -198,6 +238,10 @@ def proxy(
     idle_ms: int,
     quiet: bool,
     capture_path: Path | None,
+    conformance: str | None = None,
+    conformance_report: Path | None = None,
+    conformance_side: str = "a",
+    keys_file: str | None = None,
     **fault_options: tuple[str, ...],
 ) -> None:
     """Inject link faults, frame by frame, between two serial links A and B.
@@ -215,6 +259,7 @@ def proxy(
         raise _CommandError(str(error)) from None
     if seed is None:
         seed = file_seed if file_seed is not None else secrets.randbelow(2**31)
+    recorder = _conformance_recorder(conformance, conformance_report, keys_file)
 
     try:
         capture = CaptureWriter(capture_path, source="proxy") if capture_path else None
@@ -243,12 +288,59 @@ def proxy(
                 quiet=quiet,
                 stop=stop,
                 capture=capture,
+                extra_listeners=(
+                    () if recorder is None else (conformance_listener(recorder, conformance_side),)
+                ),
             )
         finally:
             a.close()
             b.close()
+    if recorder is not None:
+        _finish_conformance(recorder)
     if runner.error is not None:
         raise _StoppedError(str(runner.error))
+
+
+def _conformance_recorder(
+    mode: str | None, report: Path | None, keys_file: str | None
+) -> ConformanceRecorder | None:
+    if mode is None:
+        if report is not None:
+            raise _CommandError("--conformance-report DIR needs --conformance [report|strict]")
+        return None
+    if keys_file is None:
+        raise _CommandError(
+            "--conformance needs --keys FILE: the pump's key file, to open sealed frames"
+        )
+    try:
+        keys = load_keys(keys_file)
+    except UsageError as error:
+        raise _CommandError(str(error)) from None
+    return ConformanceRecorder(
+        keys,
+        mode=mode,
+        report_dir=report or DEFAULT_REPORT_DIR,
+        log=lambda line: click.echo(f"proxy: {line}", err=True),
+    )
+
+
+def _finish_conformance(recorder: ConformanceRecorder) -> None:
+    try:
+        violations = recorder.finish()
+    except OSError as error:
+        raise _StoppedError(f"conformance reports not written: {error}") from None
+    broken = sorted({v.rule for v in violations})
+    click.echo(
+        f"proxy: conformance: {len(violations)} violation(s)"
+        + (f" of {', '.join(broken)}" if broken else ": no rule broken")
+        + f"; reports in {recorder.report_dir}/",
+        err=True,
+    )
+    if recorder.strict and violations:
+        raise _StoppedError(
+            f"--conformance strict: {len(violations)} violation(s) of the programmer "
+            "conformance rules (docs/conformance.md)"
+        )
 
 
 def _run(
@@ -263,6 +355,7 @@ def _run(
     quiet: bool,
     stop: threading.Event,
     capture: CaptureWriter | None = None,
+    extra_listeners: tuple[Listener, ...] = (),
 ) -> FaultProxy:
     """Announce the sides, forward until ``stop`` (or a side is lost), print the summary."""
     # The created pty paths come first and alone on stdout, so a script can read them.
@@ -281,6 +374,7 @@ def _run(
         listeners=(
             *(() if quiet else (_log_event,)),
             *(() if capture is None else (capture_listener(capture),)),
+            *extra_listeners,
         ),
         log=lambda line: click.echo(f"proxy: {line}", err=True),
     )

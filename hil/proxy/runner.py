@@ -189,7 +189,10 @@ class FaultProxy:
                 continue
             if not data:
                 continue
-            with self._cond:
+            # A write to this side still in progress ends, with its Sent event, first: bytes
+            # this side sends in answer to it are then always reported after it, so listeners
+            # (a capture, the conformance monitor) see cause before effect.
+            with self._write_locks[direction.reverse], self._cond:
                 now = self._clock.now_ms()
                 outputs = self.engine.receive(direction, data, now)
                 self._enqueue(outputs)
