@@ -25,9 +25,13 @@ GEN.opcodes = {
   [0x13] = { "READ_EVENT_LOG", "ReadEventLog" },
   [0x14] = { "READ_ALARMS", "ReadAlarms" },
   [0x15] = { "READ_CLOCK", "ReadClock" },
+  [0x16] = { "READ_STATUS_DETAIL", "ReadStatusDetail" },
+  [0x17] = { "READ_CATHETER", "ReadCatheter" },
+  [0x18] = { "READ_PATIENT_VIEW", "ReadPatientView" },
   [0x20] = { "STAGE_PRESCRIPTION", "StagePrescription" },
   [0x21] = { "COMMIT_PRESCRIPTION", "CommitPrescription" },
   [0x22] = { "SET_CLOCK", "SetClock" },
+  [0x23] = { "STAGE_PRESCRIPTION_OVERRIDE", "StagePrescriptionOverride" },
   [0x30] = { "START_THERAPY", "StartTherapy" },
   [0x31] = { "STOP_THERAPY", "StopTherapy" },
   [0x32] = { "CLINICIAN_BOLUS", "ClinicianBolus" },
@@ -38,6 +42,10 @@ GEN.opcodes = {
   [0x37] = { "REFILL_COMPLETE", "RefillComplete" },
   [0x38] = { "ACKNOWLEDGE_ALARM", "AcknowledgeAlarm" },
   [0x39] = { "ALARM_TEST", "AlarmTest" },
+  [0x3a] = { "BRIDGE_BOLUS", "BridgeBolus" },
+  [0x3b] = { "CLEAR_MEMORY_ERROR", "ClearMemoryError" },
+  [0x3c] = { "RESET_FLOW_VALVE", "ResetFlowValve" },
+  [0x3d] = { "SET_CATHETER", "SetCatheter" },
   [0x81] = { "CHALLENGE", "Challenge" },
   [0x82] = { "SESSION_OPENED", "SessionOpened" },
   [0x90] = { "DEVICE_INFO", "DeviceInfo" },
@@ -46,19 +54,23 @@ GEN.opcodes = {
   [0x93] = { "EVENT_LOG_PAGE", "EventLogPage" },
   [0x94] = { "ALARM_LIST", "AlarmList" },
   [0x95] = { "CLOCK", "Clock" },
+  [0x96] = { "STATUS_DETAIL", "StatusDetail" },
+  [0x97] = { "CATHETER_INFO", "CatheterInfo" },
+  [0x98] = { "PATIENT_VIEW", "PatientView" },
   [0xa0] = { "PRESCRIPTION_STAGED", "PrescriptionStaged" },
+  [0xa3] = { "STAGED_WITH_OVERRIDE", "StagedWithOverride" },
   [0xf0] = { "ACK", "Ack" },
   [0xff] = { "NAK", "Nak" },
 }
 
 -- enum name -> { value -> member name }
 GEN.enums = {
-  AlarmKind = { [1] = "LOW_RESERVOIR", [2] = "RESERVOIR_EMPTY", [3] = "MOTOR_STALL", [4] = "ELECTIVE_REPLACEMENT", [5] = "END_OF_SERVICE", [6] = "MEMORY_ERROR", [7] = "LOW_BATTERY_RESET" },
-  EventKind = { [1] = "POWER_ON", [2] = "CLOCK_SET", [3] = "PRESCRIPTION_STAGED", [4] = "PRESCRIPTION_COMMITTED", [5] = "THERAPY_STARTED", [6] = "THERAPY_STOPPED", [7] = "CLINICIAN_BOLUS_STARTED", [8] = "CLINICIAN_BOLUS_COMPLETED", [9] = "BOLUS_CANCELLED", [10] = "PATIENT_BOLUS_GRANTED", [11] = "PATIENT_BOLUS_REFUSED", [12] = "PATIENT_BOLUS_COMPLETED", [13] = "PRIMING_STARTED", [14] = "PRIMING_COMPLETED", [15] = "REFILL_BEGUN", [16] = "REFILL_COMPLETED", [17] = "REFILL_DISCREPANCY", [18] = "ALARM_RAISED", [19] = "ALARM_ACKNOWLEDGED", [20] = "ALARM_CLEARED", [21] = "ALARM_TEST", [22] = "MOTOR_STALL", [23] = "MOTOR_RECOVERED", [24] = "RESERVOIR_EMPTY", [25] = "ELECTIVE_REPLACEMENT", [26] = "END_OF_SERVICE", [27] = "RESET", [28] = "MEMORY_ERROR", [29] = "COMMAND_REFUSED", [30] = "SECURITY_EVENT", [31] = "SESSION_OPENED", [32] = "SESSION_CLOSED", [33] = "FLOW_VALVE_RESET", [34] = "SECURITY_SUMMARY" },
-  FieldId = { [0] = "NONE", [1] = "DRUG_NAME", [2] = "CONCENTRATION", [3] = "MODE", [4] = "REPEAT", [5] = "STEP_COUNT", [6] = "STEP_START", [7] = "STEP_RATE", [8] = "PATIENT_BOLUS_DOSE", [9] = "PATIENT_BOLUS_DURATION", [10] = "PATIENT_BOLUS_LOCKOUT", [11] = "PATIENT_BOLUS_MAX_PER_24H", [12] = "LOW_RESERVOIR_THRESHOLD", [13] = "BOLUS_DOSE", [14] = "BOLUS_DURATION", [15] = "CATHETER_VOLUME", [16] = "WITHDRAWN_VOLUME", [17] = "NEW_VOLUME", [18] = "NEW_CONCENTRATION", [19] = "CLOCK", [20] = "DIGEST", [21] = "COMMAND_ID", [22] = "LOG_INDEX", [23] = "LOG_COUNT", [24] = "ALARM", [25] = "ROLE", [26] = "DAILY_DOSE" },
+  AlarmKind = { [1] = "LOW_RESERVOIR", [2] = "RESERVOIR_EMPTY", [3] = "MOTOR_STALL", [4] = "ELECTIVE_REPLACEMENT", [5] = "END_OF_SERVICE", [6] = "MEMORY_ERROR", [7] = "LOW_BATTERY_RESET", [8] = "CONCENTRATION_UNPROGRAMMED" },
+  EventKind = { [1] = "POWER_ON", [2] = "CLOCK_SET", [3] = "PRESCRIPTION_STAGED", [4] = "PRESCRIPTION_COMMITTED", [5] = "THERAPY_STARTED", [6] = "THERAPY_STOPPED", [7] = "CLINICIAN_BOLUS_STARTED", [8] = "CLINICIAN_BOLUS_COMPLETED", [9] = "BOLUS_CANCELLED", [10] = "PATIENT_BOLUS_GRANTED", [11] = "PATIENT_BOLUS_REFUSED", [12] = "PATIENT_BOLUS_COMPLETED", [13] = "PRIMING_STARTED", [14] = "PRIMING_COMPLETED", [15] = "REFILL_BEGUN", [16] = "REFILL_COMPLETED", [17] = "REFILL_DISCREPANCY", [18] = "ALARM_RAISED", [19] = "ALARM_ACKNOWLEDGED", [20] = "ALARM_CLEARED", [21] = "ALARM_TEST", [22] = "MOTOR_STALL", [23] = "MOTOR_RECOVERED", [24] = "RESERVOIR_EMPTY", [25] = "ELECTIVE_REPLACEMENT", [26] = "END_OF_SERVICE", [27] = "RESET", [28] = "MEMORY_ERROR", [29] = "COMMAND_REFUSED", [30] = "SECURITY_EVENT", [31] = "SESSION_OPENED", [32] = "SESSION_CLOSED", [33] = "FLOW_VALVE_RESET", [34] = "SECURITY_SUMMARY", [40] = "OVERRIDE_STAGED", [41] = "OVERRIDE_COMMITTED", [42] = "BRIDGE_STARTED", [43] = "BRIDGE_COMPLETED", [44] = "CONCENTRATION_UNPROGRAMMED", [48] = "CATHETER_SET" },
+  FieldId = { [0] = "NONE", [1] = "DRUG_NAME", [2] = "CONCENTRATION", [3] = "MODE", [4] = "REPEAT", [5] = "STEP_COUNT", [6] = "STEP_START", [7] = "STEP_RATE", [8] = "PATIENT_BOLUS_DOSE", [9] = "PATIENT_BOLUS_DURATION", [10] = "PATIENT_BOLUS_LOCKOUT", [11] = "PATIENT_BOLUS_MAX_PER_24H", [12] = "LOW_RESERVOIR_THRESHOLD", [13] = "BOLUS_DOSE", [14] = "BOLUS_DURATION", [15] = "CATHETER_VOLUME", [16] = "WITHDRAWN_VOLUME", [17] = "NEW_VOLUME", [18] = "NEW_CONCENTRATION", [19] = "CLOCK", [20] = "DIGEST", [21] = "COMMAND_ID", [22] = "LOG_INDEX", [23] = "LOG_COUNT", [24] = "ALARM", [25] = "ROLE", [26] = "DAILY_DOSE", [27] = "OVERRIDE_FLAGS", [32] = "CATHETER_LENGTH" },
   InfusionMode = { [0] = "STOPPED", [1] = "CONTINUOUS", [2] = "FLEX" },
-  Opcode = { [1] = "OPEN_SESSION", [2] = "AUTHENTICATE", [3] = "CLOSE_SESSION", [4] = "KEEP_ALIVE", [16] = "READ_DEVICE_INFO", [17] = "READ_STATUS", [18] = "READ_PRESCRIPTION", [19] = "READ_EVENT_LOG", [20] = "READ_ALARMS", [21] = "READ_CLOCK", [32] = "STAGE_PRESCRIPTION", [33] = "COMMIT_PRESCRIPTION", [34] = "SET_CLOCK", [48] = "START_THERAPY", [49] = "STOP_THERAPY", [50] = "CLINICIAN_BOLUS", [51] = "CANCEL_BOLUS", [52] = "PATIENT_BOLUS_REQUEST", [53] = "PRIMING_BOLUS", [54] = "REFILL_BEGIN", [55] = "REFILL_COMPLETE", [56] = "ACKNOWLEDGE_ALARM", [57] = "ALARM_TEST", [129] = "CHALLENGE", [130] = "SESSION_OPENED", [144] = "DEVICE_INFO", [145] = "STATUS", [146] = "CURRENT_PRESCRIPTION", [147] = "EVENT_LOG_PAGE", [148] = "ALARM_LIST", [149] = "CLOCK", [160] = "PRESCRIPTION_STAGED", [240] = "ACK", [255] = "NAK" },
-  RefusalCode = { [1] = "FRAME_CORRUPT", [2] = "UNSUPPORTED_VERSION", [3] = "UNKNOWN_OPCODE", [4] = "MALFORMED_PAYLOAD", [5] = "INVALID_FIELD", [16] = "NOT_AUTHENTICATED", [17] = "AUTHENTICATION_FAILED", [18] = "LOCKED_OUT", [19] = "NOT_PERMITTED_FOR_ROLE", [20] = "SESSION_EXPIRED", [21] = "REPLAY_DETECTED", [22] = "SESSION_BUSY", [23] = "COMMAND_ID_CONFLICT", [24] = "FRAME_NOT_AUTHENTIC", [25] = "HANDSHAKE_STALE", [32] = "NOTHING_STAGED", [33] = "DIGEST_MISMATCH", [34] = "STAGE_EXPIRED", [35] = "TOO_MANY_STEPS", [36] = "BAD_SCHEDULE", [48] = "RATE_ABOVE_MAX", [49] = "RATE_BELOW_MIN", [50] = "DAILY_DOSE_ABOVE_MAX", [51] = "BOLUS_ABOVE_MAX", [52] = "LOCKOUT_ACTIVE", [53] = "DAILY_BOLUS_COUNT_REACHED", [54] = "RESERVOIR_EMPTY", [55] = "INSUFFICIENT_RESERVOIR", [56] = "THERAPY_STOPPED", [57] = "NO_PATIENT_BOLUS", [58] = "BOLUS_IN_PROGRESS", [59] = "NO_BOLUS_IN_PROGRESS", [60] = "VOLUME_ABOVE_CAPACITY", [61] = "REFILL_NOT_STARTED", [62] = "REFILL_IN_PROGRESS", [63] = "NO_SUCH_ALARM", [64] = "BAD_STATE", [80] = "MOTOR_STALLED", [81] = "END_OF_SERVICE", [82] = "MEMORY_ERROR", [83] = "NOT_STORED" },
+  Opcode = { [1] = "OPEN_SESSION", [2] = "AUTHENTICATE", [3] = "CLOSE_SESSION", [4] = "KEEP_ALIVE", [16] = "READ_DEVICE_INFO", [17] = "READ_STATUS", [18] = "READ_PRESCRIPTION", [19] = "READ_EVENT_LOG", [20] = "READ_ALARMS", [21] = "READ_CLOCK", [22] = "READ_STATUS_DETAIL", [23] = "READ_CATHETER", [24] = "READ_PATIENT_VIEW", [32] = "STAGE_PRESCRIPTION", [33] = "COMMIT_PRESCRIPTION", [34] = "SET_CLOCK", [35] = "STAGE_PRESCRIPTION_OVERRIDE", [48] = "START_THERAPY", [49] = "STOP_THERAPY", [50] = "CLINICIAN_BOLUS", [51] = "CANCEL_BOLUS", [52] = "PATIENT_BOLUS_REQUEST", [53] = "PRIMING_BOLUS", [54] = "REFILL_BEGIN", [55] = "REFILL_COMPLETE", [56] = "ACKNOWLEDGE_ALARM", [57] = "ALARM_TEST", [58] = "BRIDGE_BOLUS", [59] = "CLEAR_MEMORY_ERROR", [60] = "RESET_FLOW_VALVE", [61] = "SET_CATHETER", [129] = "CHALLENGE", [130] = "SESSION_OPENED", [144] = "DEVICE_INFO", [145] = "STATUS", [146] = "CURRENT_PRESCRIPTION", [147] = "EVENT_LOG_PAGE", [148] = "ALARM_LIST", [149] = "CLOCK", [150] = "STATUS_DETAIL", [151] = "CATHETER_INFO", [152] = "PATIENT_VIEW", [160] = "PRESCRIPTION_STAGED", [163] = "STAGED_WITH_OVERRIDE", [240] = "ACK", [255] = "NAK" },
+  RefusalCode = { [1] = "FRAME_CORRUPT", [2] = "UNSUPPORTED_VERSION", [3] = "UNKNOWN_OPCODE", [4] = "MALFORMED_PAYLOAD", [5] = "INVALID_FIELD", [16] = "NOT_AUTHENTICATED", [17] = "AUTHENTICATION_FAILED", [18] = "LOCKED_OUT", [19] = "NOT_PERMITTED_FOR_ROLE", [20] = "SESSION_EXPIRED", [21] = "REPLAY_DETECTED", [22] = "SESSION_BUSY", [23] = "COMMAND_ID_CONFLICT", [24] = "FRAME_NOT_AUTHENTIC", [25] = "HANDSHAKE_STALE", [32] = "NOTHING_STAGED", [33] = "DIGEST_MISMATCH", [34] = "STAGE_EXPIRED", [35] = "TOO_MANY_STEPS", [36] = "BAD_SCHEDULE", [37] = "UNKNOWN_DRUG", [38] = "CONCENTRATION_OUT_OF_RANGE", [39] = "SOFT_LIMIT_NEEDS_OVERRIDE", [40] = "DOSE_CHANGE_NEEDS_OVERRIDE", [41] = "CONCENTRATION_CHANGE_PENDING", [42] = "NO_CONCENTRATION_CHANGE", [48] = "RATE_ABOVE_MAX", [49] = "RATE_BELOW_MIN", [50] = "DAILY_DOSE_ABOVE_MAX", [51] = "BOLUS_ABOVE_MAX", [52] = "LOCKOUT_ACTIVE", [53] = "DAILY_BOLUS_COUNT_REACHED", [54] = "RESERVOIR_EMPTY", [55] = "INSUFFICIENT_RESERVOIR", [56] = "THERAPY_STOPPED", [57] = "NO_PATIENT_BOLUS", [58] = "BOLUS_IN_PROGRESS", [59] = "NO_BOLUS_IN_PROGRESS", [60] = "VOLUME_ABOVE_CAPACITY", [61] = "REFILL_NOT_STARTED", [62] = "REFILL_IN_PROGRESS", [63] = "NO_SUCH_ALARM", [64] = "BAD_STATE", [65] = "NO_FLOW_VALVE", [80] = "MOTOR_STALLED", [81] = "END_OF_SERVICE", [82] = "MEMORY_ERROR", [83] = "NOT_STORED" },
   Repeat = { [0] = "DAILY", [1] = "WEEKLY" },
   Role = { [1] = "CLINICIAN", [2] = "PATIENT" },
   TherapyState = { [0] = "STOPPED", [1] = "CONTINUOUS", [2] = "FLEX", [3] = "CLINICIAN_BOLUS", [4] = "PATIENT_BOLUS", [5] = "PRIMING", [6] = "SUSPENDED_BY_ALARM", [7] = "END_OF_SERVICE" },
@@ -120,6 +132,9 @@ GEN.layouts = {
   },
   [0x14] = {},
   [0x15] = {},
+  [0x16] = {},
+  [0x17] = {},
+  [0x18] = {},
   [0x20] = {
     { name = "prescription", path = "prescription", abbrev = "pumpemu.msg.prescription", wire = "record", kind = "record", record_type = "Prescription", fields = {
         { name = "drug_name", path = "prescription.drug_name", abbrev = "pumpemu.msg.prescription.drug_name", wire = "text", kind = "text" },
@@ -146,6 +161,26 @@ GEN.layouts = {
   [0x22] = {
     { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
     { name = "pump_time_ms", path = "pump_time_ms", abbrev = "pumpemu.msg.pump_time_ms", wire = "u64", kind = "int" },
+  },
+  [0x23] = {
+    { name = "overrides", path = "overrides", abbrev = "pumpemu.msg.overrides", wire = "u8", kind = "int" },
+    { name = "prescription", path = "prescription", abbrev = "pumpemu.msg.prescription", wire = "record", kind = "record", record_type = "Prescription", fields = {
+        { name = "drug_name", path = "prescription.drug_name", abbrev = "pumpemu.msg.prescription.drug_name", wire = "text", kind = "text" },
+        { name = "concentration_ug_per_ml", path = "prescription.concentration_ug_per_ml", abbrev = "pumpemu.msg.prescription.concentration_ug_per_ml", wire = "u32", kind = "int" },
+        { name = "mode", path = "prescription.mode", abbrev = "pumpemu.msg.prescription.mode", wire = "u8", kind = "enum", enum = "InfusionMode" },
+        { name = "repeat", path = "prescription.repeat", abbrev = "pumpemu.msg.prescription.repeat", wire = "u8", kind = "enum", enum = "Repeat" },
+        { name = "steps", path = "prescription.steps", abbrev = "pumpemu.msg.prescription.steps", wire = "list", kind = "list", record_type = "FlexStep", fields = {
+            { name = "start_s", path = "prescription.steps.start_s", abbrev = "pumpemu.msg.prescription.steps.start_s", wire = "u32", kind = "int" },
+            { name = "rate_nl_per_day", path = "prescription.steps.rate_nl_per_day", abbrev = "pumpemu.msg.prescription.steps.rate_nl_per_day", wire = "u32", kind = "int" },
+          } },
+        { name = "patient_bolus", path = "prescription.patient_bolus", abbrev = "pumpemu.msg.prescription.patient_bolus", wire = "optional", kind = "optional", record_type = "PatientBolusLimits", fields = {
+            { name = "dose_nl", path = "prescription.patient_bolus.dose_nl", abbrev = "pumpemu.msg.prescription.patient_bolus.dose_nl", wire = "u32", kind = "int" },
+            { name = "duration_s", path = "prescription.patient_bolus.duration_s", abbrev = "pumpemu.msg.prescription.patient_bolus.duration_s", wire = "u32", kind = "int" },
+            { name = "lockout_s", path = "prescription.patient_bolus.lockout_s", abbrev = "pumpemu.msg.prescription.patient_bolus.lockout_s", wire = "u32", kind = "int" },
+            { name = "max_per_24h", path = "prescription.patient_bolus.max_per_24h", abbrev = "pumpemu.msg.prescription.patient_bolus.max_per_24h", wire = "u8", kind = "int" },
+          } },
+        { name = "low_reservoir_threshold_nl", path = "prescription.low_reservoir_threshold_nl", abbrev = "pumpemu.msg.prescription.low_reservoir_threshold_nl", wire = "u32", kind = "int" },
+      } },
   },
   [0x30] = {
     { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
@@ -183,6 +218,20 @@ GEN.layouts = {
   },
   [0x39] = {
     { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
+  },
+  [0x3a] = {
+    { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
+  },
+  [0x3b] = {
+    { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
+  },
+  [0x3c] = {
+    { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
+  },
+  [0x3d] = {
+    { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
+    { name = "length_cm", path = "length_cm", abbrev = "pumpemu.msg.length_cm", wire = "u16", kind = "int" },
+    { name = "primed", path = "primed", abbrev = "pumpemu.msg.primed", wire = "u8", kind = "bool" },
   },
   [0x81] = {
     { name = "pump_nonce", path = "pump_nonce", abbrev = "pumpemu.msg.pump_nonce", wire = "bytes", kind = "bytes", size = 16 },
@@ -266,6 +315,32 @@ GEN.layouts = {
   [0x95] = {
     { name = "pump_time_ms", path = "pump_time_ms", abbrev = "pumpemu.msg.pump_time_ms", wire = "u64", kind = "int" },
   },
+  [0x96] = {
+    { name = "pump_time_ms", path = "pump_time_ms", abbrev = "pumpemu.msg.pump_time_ms", wire = "u64", kind = "int" },
+    { name = "eri_reached", path = "eri_reached", abbrev = "pumpemu.msg.eri_reached", wire = "u8", kind = "bool" },
+    { name = "eri_at_ms", path = "eri_at_ms", abbrev = "pumpemu.msg.eri_at_ms", wire = "u64", kind = "int" },
+    { name = "end_of_service_at_ms", path = "end_of_service_at_ms", abbrev = "pumpemu.msg.end_of_service_at_ms", wire = "u64", kind = "int" },
+    { name = "low_reservoir_at_ms", path = "low_reservoir_at_ms", abbrev = "pumpemu.msg.low_reservoir_at_ms", wire = "u64", kind = "int" },
+    { name = "empty_at_ms", path = "empty_at_ms", abbrev = "pumpemu.msg.empty_at_ms", wire = "u64", kind = "int" },
+    { name = "lockout_ends_ms", path = "lockout_ends_ms", abbrev = "pumpemu.msg.lockout_ends_ms", wire = "u64", kind = "int" },
+    { name = "patient_boluses_24h", path = "patient_boluses_24h", abbrev = "pumpemu.msg.patient_boluses_24h", wire = "u8", kind = "int" },
+    { name = "mass_today_pg", path = "mass_today_pg", abbrev = "pumpemu.msg.mass_today_pg", wire = "u64", kind = "int" },
+    { name = "mass_since_refill_pg", path = "mass_since_refill_pg", abbrev = "pumpemu.msg.mass_since_refill_pg", wire = "u64", kind = "int" },
+    { name = "delivered_nl", path = "delivered_nl", abbrev = "pumpemu.msg.delivered_nl", wire = "u64", kind = "int" },
+    { name = "delivered_pg", path = "delivered_pg", abbrev = "pumpemu.msg.delivered_pg", wire = "u64", kind = "int" },
+  },
+  [0x97] = {
+    { name = "length_cm", path = "length_cm", abbrev = "pumpemu.msg.length_cm", wire = "u16", kind = "int" },
+    { name = "dead_volume_nl", path = "dead_volume_nl", abbrev = "pumpemu.msg.dead_volume_nl", wire = "u32", kind = "int" },
+    { name = "primed", path = "primed", abbrev = "pumpemu.msg.primed", wire = "u8", kind = "bool" },
+    { name = "max_length_cm", path = "max_length_cm", abbrev = "pumpemu.msg.max_length_cm", wire = "u16", kind = "int" },
+  },
+  [0x98] = {
+    { name = "pump_time_ms", path = "pump_time_ms", abbrev = "pumpemu.msg.pump_time_ms", wire = "u64", kind = "int" },
+    { name = "patient_bolus_allowed", path = "patient_bolus_allowed", abbrev = "pumpemu.msg.patient_bolus_allowed", wire = "u8", kind = "bool" },
+    { name = "next_bolus_at_ms", path = "next_bolus_at_ms", abbrev = "pumpemu.msg.next_bolus_at_ms", wire = "u64", kind = "int" },
+    { name = "boluses_left_24h", path = "boluses_left_24h", abbrev = "pumpemu.msg.boluses_left_24h", wire = "u8", kind = "int" },
+  },
   [0xa0] = {
     { name = "digest", path = "digest", abbrev = "pumpemu.msg.digest", wire = "bytes", kind = "bytes", size = 16 },
     { name = "daily_volume_nl", path = "daily_volume_nl", abbrev = "pumpemu.msg.daily_volume_nl", wire = "u32", kind = "int" },
@@ -273,6 +348,17 @@ GEN.layouts = {
     { name = "low_reservoir_at_ms", path = "low_reservoir_at_ms", abbrev = "pumpemu.msg.low_reservoir_at_ms", wire = "u64", kind = "int" },
     { name = "empty_at_ms", path = "empty_at_ms", abbrev = "pumpemu.msg.empty_at_ms", wire = "u64", kind = "int" },
     { name = "stage_lifetime_s", path = "stage_lifetime_s", abbrev = "pumpemu.msg.stage_lifetime_s", wire = "u32", kind = "int" },
+  },
+  [0xa3] = {
+    { name = "digest", path = "digest", abbrev = "pumpemu.msg.digest", wire = "bytes", kind = "bytes", size = 16 },
+    { name = "daily_volume_nl", path = "daily_volume_nl", abbrev = "pumpemu.msg.daily_volume_nl", wire = "u32", kind = "int" },
+    { name = "daily_mass_pg", path = "daily_mass_pg", abbrev = "pumpemu.msg.daily_mass_pg", wire = "u64", kind = "int" },
+    { name = "low_reservoir_at_ms", path = "low_reservoir_at_ms", abbrev = "pumpemu.msg.low_reservoir_at_ms", wire = "u64", kind = "int" },
+    { name = "empty_at_ms", path = "empty_at_ms", abbrev = "pumpemu.msg.empty_at_ms", wire = "u64", kind = "int" },
+    { name = "stage_lifetime_s", path = "stage_lifetime_s", abbrev = "pumpemu.msg.stage_lifetime_s", wire = "u32", kind = "int" },
+    { name = "overrides_used", path = "overrides_used", abbrev = "pumpemu.msg.overrides_used", wire = "u8", kind = "int" },
+    { name = "soft_limit_pg", path = "soft_limit_pg", abbrev = "pumpemu.msg.soft_limit_pg", wire = "u64", kind = "int" },
+    { name = "reference_daily_mass_pg", path = "reference_daily_mass_pg", abbrev = "pumpemu.msg.reference_daily_mass_pg", wire = "u64", kind = "int" },
   },
   [0xf0] = {
     { name = "command_id", path = "command_id", abbrev = "pumpemu.msg.command_id", wire = "u32", kind = "int" },
