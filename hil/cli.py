@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from hil import control_command, decode_command, keys_command, serve_command
+from hil.campaign import command as campaign_command
 from hil.ctl import command as ctl_command
 from hil.demo import command as demo_command
 from hil.errors import HilError, UsageError
@@ -74,3 +75,4 @@ main.add_command(control_command.time_group)
 main.add_command(control_command.truth)
 main.add_command(ctl_command.ctl)
 main.add_command(scenario_command.scenario)
+main.add_command(campaign_command.campaign)
