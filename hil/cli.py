@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "accuracy",
         "Draw the IEC 60601-2-24 trumpet curve of a simulated continuous delivery.",
     ),
+    "campaign": (
+        "hil.campaign.command",
+        "campaign",
+        "Run scenario sweeps many at a time, on local cores or a Dask cluster.",
+    ),
     "capture": (
         "hil.capture_command",
         "capture",

@@ -1,0 +1,302 @@
+"""``pumpemu campaign``: run scenario sweeps many at a time (docs/campaigns.md).
+
+Exit codes: 0 when every run passed; 1 when a run failed, was skipped in part, errored, was
+lost with its worker, or the campaign was interrupted (run it again to resume); 2 for a bad
+file or option.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hil.errors import UsageError
+
+EPILOG = """\\b
+Examples:
+  pumpemu campaign run sweeps/ --out results.jsonl          all local cores
+  pumpemu campaign run sweep.toml --workers 2 --junit campaign.xml
+  pumpemu campaign run sweep.toml --cluster tcp://scheduler:8786
+  pumpemu campaign run sweep.toml --cluster local --workers 4   a Dask LocalCluster
+  pumpemu campaign run sweep.toml --rerun leak-ppm-2000      one run again, compared
+"""
+
+DEFAULT_OUT = "campaign-results.jsonl"
+
+
+@click.group("campaign", epilog=EPILOG)
+def campaign() -> None:
+    """Run scenario sweeps many at a time, on local cores or a Dask cluster."""
+
+
+def _files(paths: tuple[str, ...], builtin: bool) -> list[Path]:
+    from hil.scenario.command import builtin_paths  # noqa: PLC0415 (heavy; on use)
+
+    files: list[Path] = list(builtin_paths()) if builtin else []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(path.rglob("*.toml"))
+            if not found:
+                raise UsageError(f"{text}: a directory with no .toml scenario files")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UsageError(f"{text}: no such file or directory")
+    if not files:
+        raise UsageError("give scenario FILES or directories, or --builtin")
+    return files
+
+
+@contextmanager
+def _executor(workers: int, cluster: str | None) -> Iterator[tuple[Executor, str]]:
+    """A process pool, or a Dask cluster's executor: ``run_campaign`` takes either."""
+    if cluster is None:
+        # spawn: a worker never inherits this process's threads (the progress bar's).
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            yield pool, f"{workers} local process(es)"
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return
+    try:
+        # Optional (the cluster extra), and typed only in part: used through Any.
+        distributed: Any = importlib.import_module("distributed")
+    except ImportError:
+        raise UsageError(
+            "--cluster needs Dask distributed: pip install 'pumpemu[cluster]'"
+        ) from None
+    if cluster == "local":
+        local = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+        client = distributed.Client(local)
+        where = f"a Dask LocalCluster of {workers} worker(s) on loopback"
+    else:
+        try:
+            client = distributed.Client(cluster, timeout=30)
+        except OSError as exc:
+            raise UsageError(f"--cluster {cluster}: cannot connect: {exc}") from None
+        local = None
+        where = f"the Dask cluster at {cluster}"
+    try:
+        yield client.get_executor(pure=False), where
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+
+
+@campaign.command("run", epilog=EPILOG)
+@click.argument("paths", nargs=-1)
+@click.option("--builtin", is_flag=True, help="Include the built-in scenario library.")
+@click.option(
+    "--backend",
+    type=click.Choice(["api", "wire"]),
+    default="api",
+    show_default=True,
+    help="api: emulator.Pump directly (fastest); wire: through the protocol.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Processes (or LocalCluster workers). Default: every core.",
+)
+@click.option(
+    "--cluster",
+    metavar="ADDR|local",
+    default=None,
+    help="Run on a Dask cluster (tcp://HOST:PORT) or a Dask LocalCluster ('local').",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(DEFAULT_OUT),
+    show_default=True,
+    help="Results, one JSON line per run; an existing file is resumed.",
+)
+@click.option("--fresh", is_flag=True, help="Start over: replace --out instead of resuming.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--rerun", metavar="ID", help="Run one run again in this process and compare.")
+def run_command(  # noqa: PLR0917 (click passes every option as an argument)
+    paths: tuple[str, ...],
+    builtin: bool,
+    backend: str,
+    workers: int | None,
+    cluster: str | None,
+    out: Path,
+    fresh: bool,
+    junit: Path | None,
+    as_json: bool,
+    rerun: str | None,
+) -> None:
+    """Expand scenario FILES (sweeps included) into runs and execute them in parallel.
+
+    Each finished run is a line of --out at once, so an interrupted campaign keeps its
+    results and the same command resumes it. The same files give the same lines on a
+    process pool and on a cluster (order aside).
+    """
+    from hil.campaign.plan import expand  # noqa: PLC0415
+
+    specs = expand(_files(paths, builtin))
+    if rerun is not None:
+        _rerun(specs, rerun, backend, out)
+        return
+    if fresh and out.exists():
+        out.unlink()
+    count = workers or os.cpu_count() or 1
+    summary = _run(specs, backend, count, cluster, out)
+    if junit is not None:
+        _write_junit(summary["results"], junit)
+    verdicts = Counter(line["verdict"] for line in summary["results"])
+    report = {
+        "runs": len(specs),
+        "resumed": summary["resumed"],
+        "verdicts": dict(sorted(verdicts.items())),
+        "not_passed": sorted(
+            line["id"] for line in summary["results"] if line["verdict"] != "pass"
+        ),
+        "lost": summary["lost"],
+        "interrupted": summary["interrupted"],
+        "results": str(out),
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        _print_summary(report)
+    ok = (
+        verdicts.get("pass", 0) == len(specs) and not summary["lost"] and not summary["interrupted"]
+    )
+    sys.exit(0 if ok else 1)
+
+
+def _run(
+    specs: list[Any], backend: str, workers: int, cluster: str | None, out: Path
+) -> dict[str, Any]:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from hil.campaign.runner import read_results, run_campaign  # noqa: PLC0415
+
+    already = len({line["id"] for line in read_results(out)} & {s.id for s in specs})
+    with _executor(workers, cluster) as (executor, where):
+        console = Console(stderr=True)
+        console.print(f"{len(specs)} runs on {where}; {already} already in {out}")
+        progress = Progress(
+            TextColumn("campaign"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        with progress:
+            task = progress.add_task("runs", total=len(specs), completed=already)
+            outcome = run_campaign(
+                specs,
+                executor,
+                out,
+                backend=backend,
+                on_result=lambda _line: progress.advance(task),
+            )
+    if outcome.interrupted:
+        console.print(
+            f"interrupted: {len(outcome.results)} of {len(specs)} runs kept in {out}; run the "
+            "same command again to resume"
+        )
+    for run_id, why in outcome.lost:
+        console.print(f"lost {run_id}: {why} (run again to retry it)")
+    return {
+        "results": outcome.results,
+        "resumed": outcome.resumed,
+        "lost": [run_id for run_id, _why in outcome.lost],
+        "interrupted": outcome.interrupted,
+    }
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    verdicts = ", ".join(f"{count} {verdict}" for verdict, count in report["verdicts"].items())
+    click.echo(
+        f"{report['runs']} runs: {verdicts or 'none finished'} (results in {report['results']})"
+    )
+    if report["resumed"]:
+        click.echo(f"{report['resumed']} resumed from an earlier run of the campaign")
+    for run_id in report["not_passed"]:
+        click.echo(f"  not passed: {run_id}")
+
+
+def _rerun(specs: list[Any], run_id: str, backend: str, out: Path) -> None:
+    from hil.campaign.execute import execute  # noqa: PLC0415
+    from hil.campaign.runner import read_results  # noqa: PLC0415
+
+    spec = next((s for s in specs if s.id == run_id), None)
+    if spec is None:
+        raise UsageError(f"--rerun {run_id}: no run has that id in these files")
+    line = execute(spec, backend)
+    click.echo(json.dumps(line, sort_keys=True))
+    recorded = next((r for r in read_results(out) if r["id"] == run_id), None)
+    if recorded is None:
+        click.echo(f"(no result for {run_id} in {out} to compare with)", err=True)
+        sys.exit(0 if line["verdict"] == "pass" else 1)
+    if recorded == json.loads(json.dumps(line, sort_keys=True)):
+        click.echo(f"identical to the result recorded in {out}", err=True)
+        sys.exit(0 if line["verdict"] == "pass" else 1)
+    differ = sorted(k for k in set(recorded) | set(line) if recorded.get(k) != line.get(k))
+    click.echo(f"DIFFERS from the result recorded in {out}: {', '.join(differ)}", err=True)
+    sys.exit(1)
+
+
+def _write_junit(results: list[dict[str, Any]], path: Path) -> None:
+    suite = ET.Element(
+        "testsuite",
+        name="pumpemu campaign",
+        tests=str(len(results)),
+        failures=str(sum(r["verdict"] == "fail" for r in results)),
+        errors=str(sum(r["verdict"] == "error" for r in results)),
+        skipped=str(sum(r["verdict"] == "skip" for r in results)),
+    )
+    for line in results:
+        case = ET.SubElement(suite, "testcase", classname=Path(line["file"]).stem, name=line["id"])
+        properties = ET.SubElement(case, "properties")
+        for name, value in (("hazards", ",".join(line["hazards"])), ("seed", str(line["seed"]))):
+            ET.SubElement(properties, "property", name=name, value=value)
+        if line["verdict"] == "fail":
+            failed = line.get("failed", [])
+            text = "\n".join(
+                f"{f['where']}: {f['what']}: expected {f['expected']}, happened {f['happened']}"
+                for f in failed
+            )
+            ET.SubElement(case, "failure", message=f"{len(failed)} check(s) failed").text = text
+        elif line["verdict"] == "error":
+            ET.SubElement(case, "error", message=line.get("error", "")[:200])
+        elif line["verdict"] == "skip":
+            ET.SubElement(case, "skipped", message="a step could not run on this backend")
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

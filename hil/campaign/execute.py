@@ -1,0 +1,51 @@
+"""One run of a campaign, in whatever process or machine executes it.
+
+``execute`` is a plain top-level function of plain arguments, so a process pool pickles it
+and a Dask worker imports it. Its result is one JSON-ready line: the same for the same spec
+on every executor and machine (no timing, no host name), so two campaigns compare line for
+line (docs/campaigns.md, "Results").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hil.campaign.plan import RunSpec
+
+__all__ = ["execute"]
+
+
+def execute(spec: RunSpec, backend: str = "api") -> dict[str, Any]:
+    """Run ``spec`` on ``backend`` and return its result line."""
+    from hil.scenario import loader, runner  # noqa: PLC0415 (a worker loads them once)
+
+    line: dict[str, Any] = {
+        "id": spec.id,
+        "file": spec.file,
+        "seed": spec.seed,
+        "parameters": dict(spec.sweep),
+        "hazards": list(spec.hazards),
+        "backend": backend,
+    }
+    try:
+        scenario = loader.load(spec.file)[spec.index]
+    except Exception as exc:  # the file changed or vanished under the campaign
+        return {**line, "verdict": "error", "error": f"cannot load the run: {exc}"}
+    if scenario.id != spec.id:
+        return {
+            **line,
+            "verdict": "error",
+            "error": f"{spec.file} changed: run {spec.index + 1} is now {scenario.id!r}",
+        }
+    result = runner.run(scenario, backend)
+    return {
+        **line,
+        "verdict": result.verdict,
+        "error": result.error,
+        "figures": result.figures,
+        "failed": [
+            {"where": f.where, "what": f.what, "expected": f.expected, "happened": f.happened}
+            for f in result.findings
+            if f.ok is False
+        ],
+    }

@@ -1,0 +1,108 @@
+"""Running a campaign on any ``concurrent.futures.Executor``: a local process pool or a
+Dask cluster's executor, the same code for both.
+
+Results go to a JSONL file, one line per finished run, appended and flushed as each run
+finishes, so an interrupted campaign (Ctrl-C, a lost worker, a killed job) keeps what it
+finished, and running it again with the same file resumes: runs whose id already has a
+line are not run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hil.campaign.execute import execute
+from hil.campaign.plan import RunSpec
+from hil.errors import UsageError
+
+__all__ = ["CampaignOutcome", "read_results", "run_campaign"]
+
+
+@dataclass
+class CampaignOutcome:
+    """What a campaign did: every result line it holds, and what it could not finish."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    """Every line of the results file, resumed ones included."""
+    resumed: int = 0
+    """Lines that were already in the file: runs not run again."""
+    lost: list[tuple[str, str]] = field(default_factory=list)
+    """(run id, why) for runs whose worker failed: no line written, run again to retry."""
+    interrupted: bool = False
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The result lines already in ``path`` (none if it does not exist). A last line cut
+    short by a kill is dropped: its run will run again."""
+    if not path.exists():
+        return []
+    lines = []
+    with path.open(encoding="utf-8") as file:
+        for number, text in enumerate(file, start=1):
+            if not text.strip():
+                continue
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError:
+                if not text.endswith("\n"):
+                    break  # the line a kill cut short
+                raise UsageError(f"{path}:{number}: not a result line") from None
+            if not isinstance(line, dict) or "id" not in line:
+                raise UsageError(f"{path}:{number}: not a result line")
+            lines.append(line)
+    return lines
+
+
+def _append(file: Any, line: dict[str, Any]) -> None:
+    file.write(json.dumps(line, sort_keys=True) + "\n")
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def run_campaign(
+    specs: Sequence[RunSpec],
+    executor: Executor,
+    results_path: Path,
+    *,
+    backend: str = "api",
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> CampaignOutcome:
+    """Run every spec not already in ``results_path`` on ``executor``; append each result
+    as it finishes. Ctrl-C cancels what has not started and returns with ``interrupted``."""
+    done = read_results(results_path)
+    finished = {line["id"] for line in done}
+    outcome = CampaignOutcome(results=list(done), resumed=len(done))
+    todo = [spec for spec in specs if spec.id not in finished]
+    if len(done) and not todo:
+        return outcome
+    # Rewrite what was read first: drops a line a kill cut short, keeps every whole one.
+    with results_path.open("w", encoding="utf-8") as file:
+        for line in done:
+            file.write(json.dumps(line, sort_keys=True) + "\n")
+        file.flush()
+        futures: dict[Future[dict[str, Any]], RunSpec] = {
+            executor.submit(execute, spec, backend): spec for spec in todo
+        }
+        try:
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    line = future.result()
+                except Exception as exc:  # a lost worker: retried by the next resume
+                    outcome.lost.append((spec.id, f"{type(exc).__name__}: {exc}"))
+                    continue
+                _append(file, line)
+                outcome.results.append(line)
+                if on_result is not None:
+                    on_result(line)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            for future in futures:
+                future.cancel()
+    return outcome

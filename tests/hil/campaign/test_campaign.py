@@ -1,0 +1,118 @@
+"""Campaigns: expansion, results lines, resume, rerun, and executors (hil/campaign/)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from hil.campaign.execute import execute
+from hil.campaign.plan import RunSpec, expand
+from hil.campaign.runner import read_results, run_campaign
+from hil.cli import main
+from hil.errors import UsageError
+
+SWEEP = Path(__file__).with_name("sweep.toml")
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once, in this thread (no thread, no process)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def test_a_sweep_expands_into_runs_with_their_own_ids_and_seeds() -> None:
+    specs = expand([SWEEP])
+    assert len(specs) == 8  # 4 seeds x 2 leak sizes
+    assert len({s.id for s in specs}) == 8
+    assert {s.seed for s in specs} == {1, 2, 3, 4}
+    assert all(s.hazards == ("H17",) for s in specs)
+
+
+def test_a_duplicate_id_is_a_usage_error(tmp_path: Path) -> None:
+    copy = tmp_path / "copy.toml"
+    copy.write_text(SWEEP.read_text())
+    with pytest.raises(UsageError, match="also"):
+        expand([SWEEP, copy])
+
+
+def test_each_run_is_one_deterministic_line() -> None:
+    spec = expand([SWEEP])[0]
+    first, again = execute(spec), execute(spec)
+    assert first == again  # no timing, no host: the same spec gives the same line
+    assert first["verdict"] == "pass"
+    assert first["parameters"]
+    assert json.loads(json.dumps(first)) == first
+
+
+def test_results_are_written_as_runs_finish_and_a_campaign_resumes(tmp_path: Path) -> None:
+    specs = expand([SWEEP])
+    out = tmp_path / "results.jsonl"
+    first = run_campaign(specs[:3], InlineExecutor(), out)
+    assert len(read_results(out)) == 3
+    assert first.resumed == 0
+    # A kill mid-write leaves half a line: it is dropped and that run runs again.
+    with out.open("a") as file:
+        file.write('{"id": "half')
+    seen: list[str] = []
+    second = run_campaign(
+        specs, InlineExecutor(), out, on_result=lambda line: seen.append(line["id"])
+    )
+    assert second.resumed == 3
+    assert sorted(seen) == sorted(s.id for s in specs[3:])  # the finished three: not again
+    lines = read_results(out)
+    assert sorted(line["id"] for line in lines) == sorted(s.id for s in specs)
+
+
+def test_a_lost_worker_loses_only_its_run(tmp_path: Path) -> None:
+    specs = expand([SWEEP])[:3]
+
+    class Flaky(InlineExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            spec = args[0]
+            if isinstance(spec, RunSpec) and spec.id == specs[1].id:
+                future: Future[Any] = Future()
+                future.set_exception(RuntimeError("worker died"))
+                return future
+            return super().submit(fn, *args, **kwargs)
+
+    outcome = run_campaign(specs, Flaky(), tmp_path / "r.jsonl")
+    assert [run_id for run_id, _ in outcome.lost] == [specs[1].id]
+    assert len(read_results(tmp_path / "r.jsonl")) == 2
+
+
+@pytest.mark.e2e
+def test_a_thread_pool_gives_the_same_lines(tmp_path: Path) -> None:
+    specs = expand([SWEEP])
+    inline = run_campaign(specs, InlineExecutor(), tmp_path / "a.jsonl")
+    with ThreadPoolExecutor(2) as pool:
+        threaded = run_campaign(specs, pool, tmp_path / "b.jsonl")
+    key = lambda line: line["id"]  # noqa: E731
+    assert sorted(inline.results, key=key) == sorted(threaded.results, key=key)
+
+
+def test_rerun_reproduces_a_recorded_run(tmp_path: Path) -> None:
+    specs = expand([SWEEP])
+    out = tmp_path / "results.jsonl"
+    run_campaign(specs[:2], InlineExecutor(), out)
+    result = CliRunner().invoke(
+        main, ["campaign", "run", str(SWEEP), "--out", str(out), "--rerun", specs[1].id]
+    )
+    assert result.exit_code == 0, result.output
+    assert "identical to the result recorded" in result.output
+
+
+def test_rerun_of_an_unknown_id_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["campaign", "run", str(SWEEP), "--rerun", "nope"])
+    assert result.exit_code == 2
+    assert "no run has that id" in result.output
