@@ -246,7 +246,7 @@ class Reset:
 @dataclass(frozen=True, slots=True)
 class MemoryCorruption:
     """Bit ``bit`` of the non-volatile record flips (H8). The firmware finds out at its next
-    record write (its next step or command) and goes to its safe state."""
+    record write, 1 ms later, and goes to its safe state."""
 
     bit: int = 0
 

@@ -220,6 +220,11 @@ class Pump:
             times.append(fw.engine.next_stroke_ms())
         elif fw.stall_detected and not blocked:
             times.append(self._next_retry_ms())
+        if fw.memory_fault_pending:
+            # The firmware writes its record continually: a corrupted record is found 1 ms
+            # after the fault, an instant that never depends on how the caller slices time
+            # (H8; the api and wire scenario backends step at different instants).
+            times.append(now + 1)
         return min((t for t in times if t is not None and t > now), default=None)
 
     def _next_retry_ms(self) -> int:

@@ -602,7 +602,7 @@ class Firmware:
         self._totals.roll_to(day_of(self.local_ms(now_ms)))
         if self._nv_fault is not None and not self._memory_error:
             # The firmware writes its record at every step; a write that does not verify is
-            # a memory error (H8).
+            # a memory error (H8). The pump steps 1 ms after the fault (emulator/pump.py).
             self._enter_memory_error(now_ms)
         end = self._bolus_end_ms
         if end is not None and now_ms >= end and not self.engine.bolus_active:
@@ -645,6 +645,11 @@ class Firmware:
         self._log(now_ms, EventKind.MOTOR_RECOVERED, 0, now_ms - self._stall_detected_ms)
         self._clear_alarm(AlarmKind.MOTOR_STALL, now_ms)
         self._internal(TherapyInput.MOTOR_RECOVERED, now_ms)
+
+    @property
+    def memory_fault_pending(self) -> bool:
+        """A corrupted record not yet found: it will be at the next record write (H8)."""
+        return self._nv_fault is not None and not self._memory_error
 
     def corrupt_nv(self, blob: bytes) -> None:
         """The non-volatile record now holds ``blob`` (a fault wrote bad bits)."""
