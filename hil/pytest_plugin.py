@@ -479,3 +479,89 @@ class _HazardRecorder:
 
 
 _SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+
+
+# -- scenario files as test items ---------------------------------------------------------
+
+
+def _is_scenario(path: Path) -> bool:
+    """A TOML file that reads as a scenario (docs/scenarios.md): an ``id``, a ``title`` and
+    a story (``[[steps]]`` or ``[setup]``). Any other TOML (pyproject.toml, a prescription
+    file) is left alone."""
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:65_536]
+    except OSError:
+        return False
+    lines = {line.split("=", 1)[0].strip() for line in head.splitlines()}
+    return "id" in lines and "title" in lines and ("[[steps]]" in lines or "[setup]" in lines)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".toml" and _is_scenario(file_path):
+        collected: pytest.Collector = ScenarioFile.from_parent(parent, path=file_path)
+        return collected
+    return None
+
+
+class ScenarioFile(pytest.File):
+    """One scenario file: a test item per run (a sweep expands into several)."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from hil.scenario.loader import load  # noqa: PLC0415 (only when a scenario is found)
+
+        for scenario in load(self.path):
+            item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario)
+            if scenario.hazards:
+                item.add_marker(pytest.mark.hazard(*scenario.hazards))
+            yield item
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario run, judged by the scenario runner; its failure report reads like
+    ``pumpemu scenario run``'s."""
+
+    def __init__(self, *, scenario: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.result: Any = None
+
+    def runtest(self) -> None:
+        from hil.scenario.runner import run  # noqa: PLC0415
+
+        backend = "api" if self.config.getoption("pump_backend") == "api" else "wire"
+        self.result = result = run(self.scenario, backend)
+        self.user_properties.append(("seed", str(self.scenario.seed)))
+        self.user_properties.append(("backend", backend))
+        self.user_properties.append(("figures", json.dumps(result.figures, sort_keys=True)))
+        if result.verdict == "skip":
+            pytest.skip(f"a step could not run on the {backend} backend")
+        if result.verdict != "pass":
+            raise ScenarioFailedError(result)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        error = excinfo.value
+        if not isinstance(error, ScenarioFailedError):
+            return str(super().repr_failure(excinfo))
+        result = error.result
+        lines = [f"scenario {result.scenario.id} [{result.backend}]: {result.verdict}"]
+        if result.error:
+            lines.append(f"  {result.error}")
+        for finding in result.findings:
+            if finding.ok is False:
+                lines.append(f"FAILED {finding.where}: {finding.what}")
+                lines.append(f"    expected: {finding.expected}")
+                lines.append(f"    happened: {finding.happened}")
+                if finding.at is not None:
+                    lines.append(f"    {finding.at.describe()}")
+        return "\n".join(lines)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, 0, f"scenario {self.name}"
+
+
+class ScenarioFailedError(Exception):
+    """A scenario run whose verdict was fail or error."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__(f"{result.scenario.id}: {result.verdict}")
+        self.result = result

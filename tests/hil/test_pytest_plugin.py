@@ -105,3 +105,33 @@ def test_the_documented_example_runs_with_the_installed_plugin(pytester: pytest.
     recorder = pytester.inline_run()
     passed, skipped, failed = recorder.listoutcomes()
     assert (len(passed), len(skipped), len(failed)) == (2, 0, 0)
+
+
+FAILING_SCENARIO = """
+id = "wrong-state"
+title = "expects a stopped pump that runs"
+hazards = ["H11"]
+[setup]
+PRESCRIPTION
+[[steps]]
+at = "1d"
+do = "interrogate"
+expect = { state = "STOPPED" }
+""".replace(
+    "PRESCRIPTION",
+    'prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", '
+    'rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }',
+)
+
+
+def test_a_scenario_file_is_a_test_whose_failure_reads_like_the_runner(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / "wrong.toml").write_text(FAILING_SCENARIO)
+    (pytester.path / "pyproject.toml").write_text('[project]\nname = "x"\n')  # not a scenario
+    result = pytester.runpytest_inprocess("--hazard", "H11")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "scenario wrong-state [wire]: fail" in text
+    assert "expected: STOPPED" in text
+    assert "happened: CONTINUOUS" in text
