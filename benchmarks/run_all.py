@@ -33,6 +33,7 @@ QUICK: dict[str, list[str]] = {
     "lossy_link": ["--commands", "10000"],
     "decode_memory": ["--mb", "5"],
     "crash_campaign": ["--kills", "20"],
+    "campaign": ["--runs", "200"],
 }
 """Each benchmark and its arguments in the default (quick) run."""
 
@@ -42,6 +43,7 @@ FULL: dict[str, list[str]] = {
     "lossy_link": ["--commands", "100000"],
     "decode_memory": ["--mb", "50"],
     "crash_campaign": ["--kills", "1000"],
+    "campaign": ["--runs", "1000"],
 }
 """The acceptance sizes of the issues that set each target."""
 

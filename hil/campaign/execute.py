@@ -12,12 +12,31 @@ from typing import Any
 
 from hil.campaign.plan import RunSpec
 
-__all__ = ["execute"]
+__all__ = ["execute", "execute_batch"]
+
+_LOADED: dict[tuple[str, int, int], list[Any]] = {}
+"""Files this process has loaded, by (path, size, mtime): a sweep of N runs is one file that
+expands to N scenarios, loaded once per worker, not once per run (N x N)."""
+
+
+def _runs_of(path: str) -> list[Any]:
+    import os  # noqa: PLC0415
+
+    from hil.scenario import loader  # noqa: PLC0415 (a worker loads it once)
+
+    info = os.stat(path)
+    key = (path, info.st_size, info.st_mtime_ns)
+    runs = _LOADED.get(key)
+    if runs is None:
+        runs = loader.load(path)
+        _LOADED.clear()  # a worker follows one campaign's files: keep the memory bounded
+        _LOADED[key] = runs
+    return runs
 
 
 def execute(spec: RunSpec, backend: str = "api") -> dict[str, Any]:
     """Run ``spec`` on ``backend`` and return its result line."""
-    from hil.scenario import loader, runner  # noqa: PLC0415 (a worker loads them once)
+    from hil.scenario import runner  # noqa: PLC0415 (a worker loads it once)
 
     line: dict[str, Any] = {
         "id": spec.id,
@@ -28,7 +47,7 @@ def execute(spec: RunSpec, backend: str = "api") -> dict[str, Any]:
         "backend": backend,
     }
     try:
-        scenario = loader.load(spec.file)[spec.index]
+        scenario = _runs_of(spec.file)[spec.index]
     except Exception as exc:  # the file changed or vanished under the campaign
         return {**line, "verdict": "error", "error": f"cannot load the run: {exc}"}
     if scenario.id != spec.id:
@@ -49,3 +68,9 @@ def execute(spec: RunSpec, backend: str = "api") -> dict[str, Any]:
             if f.ok is False
         ],
     }
+
+
+def execute_batch(specs: list[RunSpec], backend: str = "api") -> list[dict[str, Any]]:
+    """``execute`` for each spec, in order: one task for several short runs, so sending a
+    task costs little next to the runs it carries."""
+    return [execute(spec, backend) for spec in specs]

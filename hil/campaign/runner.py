@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hil.campaign.execute import execute
+from hil.campaign.execute import execute_batch
 from hil.campaign.plan import RunSpec
 from hil.errors import UsageError
 
@@ -60,9 +60,10 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def _append(file: Any, line: dict[str, Any]) -> None:
+    # Flushed at once: a killed campaign keeps every line written (the kernel has it).
+    # Synced to the disk at the end, not per line: that only matters for a power cut.
     file.write(json.dumps(line, sort_keys=True) + "\n")
     file.flush()
-    os.fsync(file.fileno())
 
 
 def run_campaign(
@@ -72,9 +73,11 @@ def run_campaign(
     *,
     backend: str = "api",
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    batch: int = 8,
 ) -> CampaignOutcome:
-    """Run every spec not already in ``results_path`` on ``executor``; append each result
-    as it finishes. Ctrl-C cancels what has not started and returns with ``interrupted``."""
+    """Run every spec not already in ``results_path`` on ``executor``, ``batch`` runs to a
+    task; append each result as its task finishes. Ctrl-C cancels what has not started and
+    returns with ``interrupted``."""
     done = read_results(results_path)
     finished = {line["id"] for line in done}
     outcome = CampaignOutcome(results=list(done), resumed=len(done))
@@ -86,23 +89,27 @@ def run_campaign(
         for line in done:
             file.write(json.dumps(line, sort_keys=True) + "\n")
         file.flush()
-        futures: dict[Future[dict[str, Any]], RunSpec] = {
-            executor.submit(execute, spec, backend): spec for spec in todo
+        groups = [list(todo[i : i + batch]) for i in range(0, len(todo), max(batch, 1))]
+        futures: dict[Future[list[dict[str, Any]]], list[RunSpec]] = {
+            executor.submit(execute_batch, group, backend): group for group in groups
         }
         try:
             for future in as_completed(futures):
-                spec = futures[future]
+                group = futures[future]
                 try:
-                    line = future.result()
+                    lines = future.result()
                 except Exception as exc:  # a lost worker: retried by the next resume
-                    outcome.lost.append((spec.id, f"{type(exc).__name__}: {exc}"))
+                    why = f"{type(exc).__name__}: {exc}"
+                    outcome.lost.extend((spec.id, why) for spec in group)
                     continue
-                _append(file, line)
-                outcome.results.append(line)
-                if on_result is not None:
-                    on_result(line)
+                for line in lines:
+                    _append(file, line)
+                    outcome.results.append(line)
+                    if on_result is not None:
+                        on_result(line)
         except KeyboardInterrupt:
             outcome.interrupted = True
             for future in futures:
                 future.cancel()
+        os.fsync(file.fileno())
     return outcome

@@ -79,14 +79,14 @@ def test_a_lost_worker_loses_only_its_run(tmp_path: Path) -> None:
 
     class Flaky(InlineExecutor):
         def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-            spec = args[0]
-            if isinstance(spec, RunSpec) and spec.id == specs[1].id:
+            group = args[0]
+            if any(isinstance(s, RunSpec) and s.id == specs[1].id for s in group):
                 future: Future[Any] = Future()
                 future.set_exception(RuntimeError("worker died"))
                 return future
             return super().submit(fn, *args, **kwargs)
 
-    outcome = run_campaign(specs, Flaky(), tmp_path / "r.jsonl")
+    outcome = run_campaign(specs, Flaky(), tmp_path / "r.jsonl", batch=1)
     assert [run_id for run_id, _ in outcome.lost] == [specs[1].id]
     assert len(read_results(tmp_path / "r.jsonl")) == 2
 

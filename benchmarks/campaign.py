@@ -1,0 +1,93 @@
+"""A campaign of 1,000 thirty-day scenarios (issue 14's acceptance figures).
+
+The campaign is a sweep of the built-in 30-day story (hil/scenario/builtin/
+h17-catheter-leak.toml: continuous morphine, a leak from day 5, a refill at day 30) over
+1,000 seeds, written to a temporary file and run by ``pumpemu campaign`` (hil/campaign/) on
+the api backend, in one run:
+
+- ``campaign_1000x30d_s``: wall time of the whole campaign on 2 local worker processes
+  (spawned, so their start-up is included);
+- ``runs_per_s``: 1,000 / that;
+- ``one_worker_s``: the same campaign on 1 worker;
+- ``parallel_efficiency``: ``one_worker_s / campaign_1000x30d_s`` (2.0 would be perfect on
+  two cores);
+- ``load_average``: the 1-minute load when the run ended.
+
+Targets: ``campaign_1000x30d_s`` at most 10 on a 2-core machine, ``parallel_efficiency`` at
+least 1.7. Usage: ``python benchmarks/campaign.py [--json] [--runs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+# Run as a script, this directory comes first on sys.path, and benchmarks/serial.py would
+# shadow pyserial for hil.links: drop it.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from hil.campaign.plan import expand  # noqa: E402
+from hil.campaign.runner import run_campaign  # noqa: E402
+
+STORY = (
+    Path(__file__).resolve().parents[1] / "hil" / "scenario" / "builtin" / "h17-catheter-leak.toml"
+)
+
+
+def sweep_file(directory: Path, runs: int) -> Path:
+    text = STORY.read_text(encoding="utf-8")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("seed ="))
+    path = directory / "campaign.toml"
+    path.write_text(text + f"\n\n[sweep]\nseed = {{ from = 1, to = {runs} }}\n")
+    return path
+
+
+def campaign_s(path: Path, workers: int, out: Path) -> tuple[float, int]:
+    specs = expand([path])
+    context = multiprocessing.get_context("spawn")
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        outcome = run_campaign(specs, pool, out)
+    seconds = time.perf_counter() - start
+    passed = sum(line["verdict"] == "pass" for line in outcome.results)
+    return seconds, passed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--runs", type=int, default=1_000, help="runs in the campaign (1000)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        path = sweep_file(directory, args.runs)
+        two_s, passed_two = campaign_s(path, 2, directory / "two.jsonl")
+        one_s, passed_one = campaign_s(path, 1, directory / "one.jsonl")
+    figures = {
+        "runs": args.runs,
+        "campaign_1000x30d_s": round(two_s, 2),
+        "runs_per_s": round(args.runs / two_s, 1),
+        "one_worker_s": round(one_s, 2),
+        "parallel_efficiency": round(one_s / two_s, 2),
+        "passed": [passed_two, passed_one],
+        "load_average": round(os.getloadavg()[0], 2),
+        "target_campaign_1000x30d_s": 10,
+        "target_parallel_efficiency": 1.7,
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        print(f"{key:32} {value}")
+
+
+if __name__ == "__main__":
+    main()
