@@ -350,7 +350,9 @@ class Firmware:
             catheter_primed,
         )
         self._change: PendingChange | None = None
-        self._catheter_nl = profile.catheter_volume_nl(profile.catheter_max_length_cm)
+        # The catheter's dead volume as the firmware believes it, for the bridge: the
+        # catheter it was told of (SET_CATHETER or implant), then what a priming filled.
+        self._catheter_nl = profile.catheter_volume_nl(self._catheter.length_cm)
         self.library: DrugLibrary = default_library()
         # -- volatile (lost on reset: C5, a staged prescription never survives) --
         self._staged: _Staged | None = None

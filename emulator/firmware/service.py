@@ -130,5 +130,8 @@ def set_catheter(
         fw._log(now_ms, EventKind.COMMAND_REFUSED, int(refusal.code), Opcode.SET_CATHETER)
         return refusal
     fw._catheter = CatheterBelief(length_cm, primed)
+    # One catheter belief: the bridge's old-drug volume follows a revision too (the dead
+    # volume of the catheter just set), never a stale priming's (docs/pump-model.md).
+    fw._catheter_nl = fw.profile.catheter_volume_nl(length_cm)
     seq = fw._log(now_ms, EventKind.CATHETER_SET, int(primed), length_cm)
     return fw._accepted(command_id, now_ms, seq)

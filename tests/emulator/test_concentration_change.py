@@ -176,6 +176,19 @@ def test_priming_tells_the_firmware_the_catheter_volume() -> None:
     assert pump.status().old_drug_in_path_nl == 200_000 + 78_000
 
 
+@pytest.mark.hazard("H3", "H9")
+def test_a_catheter_revision_is_the_bridges_catheter_too() -> None:
+    """One catheter belief: SET_CATHETER to 90 cm (90 x 2 600 = 234 000 nL), then a refill
+    with a new concentration: the old drug in the path is 200 000 + 234 000 nL, not the
+    implanted 110 cm's 286 000."""
+    pump = Pump("peristaltic-20")
+    assert pump.program(OLD, command_id=1).ok
+    assert pump.set_catheter(90, primed=True, command_id=2).ok
+    assert pump.refill_begin(command_id=3).ok
+    assert pump.refill_complete(20_000_000, new_concentration_ug_per_ml=25_000, command_id=4).ok
+    assert pump.status().old_drug_in_path_nl == 200_000 + 234_000
+
+
 def test_the_change_survives_a_snapshot_and_a_reset() -> None:
     pump = refilled()
     assert pump.bridge_bolus(command_id=4).ok
