@@ -56,7 +56,9 @@ from protocol.messages import (
     RefillComplete,
     ResetFlowValve,
     SetClock,
+    StagedWithOverride,
     StagePrescription,
+    StagePrescriptionOverride,
     StartTherapy,
     StopTherapy,
 )
@@ -237,7 +239,7 @@ class ApiBackend:
         if do == "interrogate":
             return StepResult("answered")
         if do == "program":
-            staged = pump.stage(params["prescription"])
+            staged = pump.stage(params["prescription"], overrides=params.get("overrides", 0))
             if isinstance(staged, Refused):
                 return _refused(staged)
             assert isinstance(staged, Staged)
@@ -372,8 +374,14 @@ class ProgrammerSteps:
             return _from_result(self._ask(peer, reads[params["read"]]), ids)
         if do == "program":
             rx: Prescription = params["prescription"]
-            staged = self._ask(peer, StagePrescription(prescription=rx))
-            if not isinstance(staged.reply, PrescriptionStaged):
+            flags = params.get("overrides", 0)
+            stage: Message = (
+                StagePrescriptionOverride(overrides=flags, prescription=rx)
+                if flags
+                else StagePrescription(prescription=rx)
+            )
+            staged = self._ask(peer, stage)
+            if not isinstance(staged.reply, PrescriptionStaged | StagedWithOverride):
                 return _from_result(staged, ids)
             message = CommitPrescription(command_id=cid, digest=staged.reply.digest)
         elif do == "clinician-bolus":

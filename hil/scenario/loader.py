@@ -40,6 +40,7 @@ from hil.scenario.model import (
 )
 from protocol.device_state import AlarmKind, EventKind, TherapyState
 from protocol.documents import DocumentError, parse_toml
+from protocol.messages import OVERRIDE_DOSE_CHANGE, OVERRIDE_SOFT_LIMIT
 from protocol.prescription import Prescription
 from protocol.refusal import FieldId, RefusalCode
 
@@ -61,7 +62,7 @@ _STEP_COMMON = frozenset({"at", "after", "do", "name", "expect"})
 _PROGRAMMER_COMMON = frozenset({"role"})
 _STEP_KEYS: Mapping[str, frozenset[str]] = {
     "interrogate": frozenset({"read"}),
-    "program": frozenset({"prescription"}),
+    "program": frozenset({"prescription", "override"}),
     "clinician-bolus": frozenset({"dose", "duration"}),
     "patient-bolus": frozenset(),
     "cancel-bolus": frozenset(),
@@ -596,6 +597,7 @@ def _params(
             raise _FileError(path, "a program step needs prescription (inline table or file)")
         rx = _prescription(t["prescription"], (*path, "prescription"), base)
         p["prescription"] = rx
+        p["overrides"] = _overrides(t.get("override", []), (*path, "override"))
         concentration = rx.concentration_ug_per_ml
     elif do == "clinician-bolus":
         dose = _dose(t, "dose", path, concentration)
@@ -812,3 +814,20 @@ _ORACLE_PARSERS: Mapping[
     "alarm-latency": _latency_oracle,
     "exactly-once": _no_params,
 }
+
+
+OVERRIDES = {"soft-limit": OVERRIDE_SOFT_LIMIT, "dose-change": OVERRIDE_DOSE_CHANGE}
+"""A program step's ``override`` names: the drug library's limits a clinician overrides
+(STAGE_PRESCRIPTION_OVERRIDE, docs/protocol.md section 7)."""
+
+
+def _overrides(value: Any, path: Path_) -> int:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _FileError(path, "override must be a name or a list of names")
+    flags = 0
+    for name in names:
+        if name not in OVERRIDES:
+            raise _FileError(path, f"override {name!r}: one of {', '.join(OVERRIDES)}")
+        flags |= OVERRIDES[name]
+    return flags

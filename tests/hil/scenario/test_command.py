@@ -150,3 +150,41 @@ def test_clear_memory_error_runs_on_api_and_wire_alike(tmp_path: Path) -> None:
     assert [r["verdict"] for r in runs] == ["pass", "pass"], runs
     assert runs[0]["figures"] == runs[1]["figures"]
     assert runs[0]["figures"]["oracle2.exactly-once"]["commands_checked"] == 2
+
+
+def test_a_program_step_with_an_override_runs_on_api_and_wire_alike(tmp_path: Path) -> None:
+    """The H9 mis-entry story, told with the clinician's override: 1 mL/day at 10 mg/mL
+    (10 mg/day) from the running 5 mg/day is +100 %, beyond morphine's 30 % change limit:
+    refused without the override, applied with it, on both backends."""
+    rx = (
+        'prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", '
+        'rate = "1 mL/day", low_reservoir_threshold = "2 mL" }'
+    )
+    text = PASSING.replace('id = "ok"', 'id = "override"').replace(
+        'expect = { state = "CONTINUOUS" }', ""
+    ) + (
+        f'[[steps]]\nat = "1d 00:05"\ndo = "program"\n{rx}\n'
+        'expect = { outcome = "refused", refusal = "DOSE_CHANGE_NEEDS_OVERRIDE" }\n'
+        f'[[steps]]\nat = "1d 00:10"\ndo = "program"\n{rx}\noverride = "dose-change"\n'
+        'expect = { outcome = "applied", log = ["OVERRIDE_COMMITTED"] }\n'
+    )
+    text = text.replace('[[oracles]]\ncheck = "dose"\npatient = "2%"\n', "")
+    path = _write(tmp_path, "override.toml", text)
+    runs = [
+        json.loads(
+            CliRunner().invoke(main, ["scenario", "run", path, "--backend", b, "--json"]).output
+        )["runs"][0]
+        for b in ("api", "wire")
+    ]
+    assert [r["verdict"] for r in runs] == ["pass", "pass"], runs
+
+
+def test_an_unknown_override_is_a_file_error(tmp_path: Path) -> None:
+    text = PASSING.replace('id = "ok"', 'id = "bad-override"') + (
+        '[[steps]]\nat = "1d 00:05"\ndo = "program"\noverride = "hard-limit"\n'
+        'prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", '
+        'rate = "1 mL/day", low_reservoir_threshold = "2 mL" }\n'
+    )
+    result = CliRunner().invoke(main, ["scenario", "check", _write(tmp_path, "b.toml", text)])
+    assert result.exit_code == 2
+    assert "override 'hard-limit': one of soft-limit, dose-change" in result.output
