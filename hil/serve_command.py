@@ -44,13 +44,13 @@ from hil.control import (
 from hil.errors import HilError, UsageError
 from hil.key_files import load_keys
 from hil.links import MAX_BAUD, Link, PtyLink, open_link
+from hil.logs import LogConfig, log_options
 from hil.pty_name import PtyName
 from hil.serve import (
     PumpServer,
     TcpListenerLink,
     format_pump_time,
     parse_tcp_address,
-    stderr_log,
 )
 from hil.state_file import StateFile
 
@@ -131,6 +131,7 @@ through the control API: pumpemu time advance). See docs/serve.md.
 
 
 @click.command("serve", epilog=SERVE_EPILOG)
+@log_options
 @click.option("--pty", "use_pty", is_flag=True, help="Serve on a new pty; print its path.")
 @click.option(
     "--link",
@@ -289,6 +290,10 @@ class ServeOptions:
     start_time: str | None
     state_file: Path | None = None
     link_path: Path | None = None
+    verbose: int = 0
+    quiet: int = 0
+    log_level: str | None = None
+    log_format: str = "text"
     profile_given: bool = False
     control_token_file: Path | None = None
     stroke_seed: int | None = None
@@ -315,6 +320,9 @@ class _Serve:
     def __init__(self, opts: ServeOptions) -> None:
         assert opts.keys_file is not None
         self.opts = opts
+        self.log = LogConfig.from_options(
+            "serve", opts.verbose, opts.quiet, opts.log_level, opts.log_format
+        )
         self.keys = load_keys(opts.keys_file)
         local_start = parse_start_time(opts.start_time) if opts.start_time is not None else None
         # Locked before it is read and held until after the last save at stop: a second
@@ -344,7 +352,7 @@ class _Serve:
                 self.keys,
                 mode=opts.conformance,
                 report_dir=opts.conformance_report or DEFAULT_REPORT_DIR,
-                log=stderr_log,
+                log=self.log,
             )
         self.violations: tuple[Violation, ...] = ()
 
@@ -369,7 +377,7 @@ class _Serve:
         self.resumed = restored is not None
         if self.state is not None:
             for name in self.state.removed:
-                stderr_log(f"removed {name}, left by a save that was killed")
+                self.log(f"removed {name}, left by a save that was killed")
             try:  # at once: the file exists from the start, and is known to be writable
                 self.device.save()
             except OSError as exc:
@@ -394,7 +402,7 @@ class _Serve:
                 return pty_link, str(self.opts.link_path)
             return pty_link, pty_link.path
         if self.tcp is not None:
-            tcp_link = TcpListenerLink(self.tcp[0], self.tcp[1], log=stderr_log)
+            tcp_link = TcpListenerLink(self.tcp[0], self.tcp[1], log=self.log)
             return tcp_link, tcp_link.name
         assert self.opts.port_url is not None
         return open_link(self.opts.port_url, baudrate=self.opts.baud or 115_200), ""
@@ -413,34 +421,35 @@ class _Serve:
                 self.device,
                 self.link,
                 self.clock,
+                log=self.log,
                 capture=self.capture,
                 baud=opts.baud,
                 conformance=self.conformance,
             )
             self.server = server
             if opts.control_address is not None:
-                self.control = ControlServer(server, opts.control_address, log=stderr_log)
+                self.control = ControlServer(server, opts.control_address, log=self.log)
             if announce:
                 # Alone on the first line, flushed, so a script can read it before anything.
                 sys.stdout.write(announce + "\n")
                 sys.stdout.flush()
             pace = f", paced at {opts.baud} baud" if opts.baud else ""
-            stderr_log(
+            self.log(
                 f"pump {self.keys.serial} ({self.pump.profile.name}) serving on "
                 f"{self.link.name}; clock {server.clock_name()}{pace}"
             )
             if self.control is not None:
                 self._announce_control(self.control)
             if self.capture is not None:
-                stderr_log(f"capturing traffic to {self.capture.name}")
+                self.log(f"capturing traffic to {self.capture.name}")
             if self.conformance is not None:
-                stderr_log(
+                self.log(
                     f"conformance ({self.conformance.mode}): judging the programmer; reports "
                     f"to {self.conformance.report_dir}/ when serve stops"
                 )
             if opts.state_file is not None:
                 how = "resumed from" if self.resumed else "new pump; saving to"
-                stderr_log(
+                self.log(
                     f"state {how} {opts.state_file} at pump time "
                     f"{format_pump_time(self.device.now_ms)}"
                 )
@@ -457,7 +466,7 @@ class _Serve:
         """Write a TCP control API's token file, start it, and say where it listens."""
         if control.token is None:
             control.start()
-            stderr_log(
+            self.log(
                 f"control API listening on {control.address} (mode 0600: only this user can "
                 "connect)"
             )
@@ -469,7 +478,7 @@ class _Serve:
         write_token_file(path, control.token)
         self.token_file = path
         control.start()
-        stderr_log(
+        self.log(
             f"control API listening on {control.address}; token in {path} (mode 0600; "
             "pumpemu fault/time/truth read it: --control-token FILE or "
             "PUMPEMU_CONTROL_TOKEN_FILE)"
@@ -518,10 +527,10 @@ class _Serve:
             summary += f"; capture {self.capture.name}"
         if self.opts.state_file is not None and self.save_error is None:
             summary += f"; state saved to {self.opts.state_file}"
-        stderr_log(summary)
+        self.log(summary)
         if self.conformance is not None and self.save_error is None:
             broken = sorted({v.rule for v in self.violations})
-            stderr_log(
+            self.log(
                 f"conformance: {len(self.violations)} violation(s)"
                 + (f" of {', '.join(broken)}" if broken else ": no rule broken")
                 + f"; reports in {self.conformance.report_dir}/"

@@ -1,0 +1,109 @@
+"""How the long-running commands (``pumpemu serve``) log: one line per event on stderr,
+filtered by level, as text or JSON lines (docs/serve.md, "Logs").
+
+Levels, quietest last: ``debug``, ``info`` (sessions, security events, alarms: the default),
+``warning`` (a state not saved, a link lost, the summary at stop), ``error`` (the serve loop
+failed). ``-q`` shows warnings and errors, ``-qq`` errors only, ``-v`` debug too;
+``--log-level`` sets it outright. ``--log-format json`` writes each line as a JSON object
+(``time`` UTC ISO 8601, ``program``, ``level``, ``message``) for a log collector.
+
+The level of a line is read from what it says (``LEVEL_OF``): the emitters stay plain
+``Callable[[str], None]`` hooks (hil/serve.py's ``Log``), so the sans-IO parts never learn
+about logging.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["LEVELS", "LogConfig", "level_of", "log_options"]
+
+LEVELS = ("debug", "info", "warning", "error")
+
+LEVEL_OF: tuple[tuple[str, str], ...] = (
+    ("serve loop failed", "error"),
+    ("state not saved", "warning"),
+    ("cannot be reopened", "warning"),
+    ("reopening", "warning"),
+    ("link back", "warning"),
+    ("stopped (", "warning"),
+    ("state not stored", "warning"),
+)
+"""A line containing the first text is logged at the second level; any other: info."""
+
+
+def level_of(line: str) -> str:
+    for text, level in LEVEL_OF:
+        if text in line:
+            return level
+    return "info"
+
+
+class LogConfig:
+    """Where and how one command logs."""
+
+    def __init__(self, program: str, level: str = "info", fmt: str = "text") -> None:
+        if level not in LEVELS:
+            raise ValueError(f"log level {level!r}: one of {', '.join(LEVELS)}")
+        if fmt not in ("text", "json"):
+            raise ValueError(f"log format {fmt!r}: text or json")
+        self.program = program
+        self.threshold = LEVELS.index(level)
+        self.fmt = fmt
+
+    def __call__(self, line: str) -> None:
+        level = level_of(line)
+        if LEVELS.index(level) < self.threshold:
+            return
+        if self.fmt == "json":
+            now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            record = {"time": now, "program": self.program, "level": level, "message": line}
+            text = json.dumps(record)
+        else:
+            text = f"pumpemu {self.program}: {line}"
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    @classmethod
+    def from_options(
+        cls, program: str, verbose: int, quiet: int, level: str | None, fmt: str
+    ) -> LogConfig:
+        if level is None:
+            index = LEVELS.index("info") - verbose + quiet
+            level = LEVELS[max(0, min(index, len(LEVELS) - 1))]
+        return cls(program, level, fmt)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def log_options(command: _F) -> _F:
+    """-v/-q/--log-level/--log-format for a long-running command."""
+    options = [
+        click.option("-v", "--verbose", count=True, help="More log lines (-v: debug)."),
+        click.option(
+            "-q", "--quiet", count=True, help="Fewer log lines (-q: warnings, -qq: errors)."
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(LEVELS),
+            default=None,
+            help="The least severe level logged (overrides -v/-q; default info).",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="json: one JSON object per line (time, program, level, message).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
