@@ -1,5 +1,5 @@
-"""How the long-running commands (``pumpemu serve``) log: one line per event on stderr,
-filtered by level, as text or JSON lines (docs/serve.md, "Logs").
+"""How the long-running commands (``pumpemu serve``, ``pumpemu proxy``) log: one line per
+event on stderr, filtered by level, as text or JSON lines (docs/serve.md, "Logs").
 
 Levels, quietest last: ``debug``, ``info`` (sessions, security events, alarms: the default),
 ``warning`` (a state not saved, a link lost, the summary at stop), ``error`` (the serve loop
@@ -57,8 +57,9 @@ class LogConfig:
         self.threshold = LEVELS.index(level)
         self.fmt = fmt
 
-    def __call__(self, line: str) -> None:
-        level = level_of(line)
+    def __call__(self, line: str, level: str | None = None) -> None:
+        """Log ``line`` at ``level`` (None: the level its text says, ``LEVEL_OF``)."""
+        level = level_of(line) if level is None else level
         if LEVELS.index(level) < self.threshold:
             return
         if self.fmt == "json":

@@ -24,6 +24,7 @@ from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder
 from hil.errors import UsageError
 from hil.key_files import load_keys
 from hil.links import MAX_BAUD, Link, PtyLink, open_link
+from hil.logs import LogConfig, log_options
 from hil.proxy.capture import capture_listener
 from hil.proxy.conformance import conformance_listener
 from hil.proxy.engine import (
@@ -141,12 +142,16 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old_handler)
 
 
-def _log_event(event: ProxyEvent) -> None:
-    if isinstance(event, FaultApplied | FrameLost):
-        click.echo(f"proxy: {event.describe()}", err=True)
+def _event_logger(log: LogConfig) -> Listener:
+    def log_event(event: ProxyEvent) -> None:
+        if isinstance(event, FaultApplied | FrameLost):
+            log(event.describe())
+
+    return log_event
 
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
+@log_options
 @click.option(
     "--a",
     "a_url",
@@ -190,7 +195,6 @@ def _log_event(event: ProxyEvent) -> None:
     show_default=True,
     help="Silence after which bytes held as a possible frame start are forwarded as noise.",
 )
-@click.option("--quiet", is_flag=True, help="No per-fault lines; only the summary.")
 @click.option(
     "--capture",
     "capture_path",
@@ -236,8 +240,11 @@ def proxy(
     faults_file: str | None,
     baud: int,
     idle_ms: int,
-    quiet: bool,
     capture_path: Path | None,
+    verbose: int = 0,
+    quiet: int = 0,
+    log_level: str | None = None,
+    log_format: str = "text",
     conformance: str | None = None,
     conformance_report: Path | None = None,
     conformance_side: str = "a",
@@ -260,6 +267,7 @@ def proxy(
     if seed is None:
         seed = file_seed if file_seed is not None else secrets.randbelow(2**31)
     recorder = _conformance_recorder(conformance, conformance_report, keys_file)
+    log = LogConfig.from_options("proxy", verbose, quiet, log_level, log_format)
 
     try:
         capture = CaptureWriter(capture_path, source="proxy") if capture_path else None
@@ -285,7 +293,7 @@ def proxy(
                 faults=faults,
                 seed=seed,
                 idle_ms=idle_ms,
-                quiet=quiet,
+                log=log,
                 stop=stop,
                 capture=capture,
                 extra_listeners=(
@@ -352,7 +360,7 @@ def _run(
     faults: list[FaultSpec],
     seed: int,
     idle_ms: int,
-    quiet: bool,
+    log: LogConfig,
     stop: threading.Event,
     capture: CaptureWriter | None = None,
     extra_listeners: tuple[Listener, ...] = (),
@@ -364,7 +372,7 @@ def _run(
             click.echo(f"{name}={link.name}")
     sys.stdout.flush()
     shown = "; ".join(str(f) for f in faults) or "none"
-    click.echo(f"proxy: a={a.name} b={b.name} seed={seed} faults: {shown}", err=True)
+    log(f"a={a.name} b={b.name} seed={seed} faults: {shown}")
     runner = FaultProxy(
         a,
         b,
@@ -372,11 +380,11 @@ def _run(
         seed=seed,
         idle_ms=idle_ms,
         listeners=(
-            *(() if quiet else (_log_event,)),
+            _event_logger(log),
             *(() if capture is None else (capture_listener(capture),)),
             *extra_listeners,
         ),
-        log=lambda line: click.echo(f"proxy: {line}", err=True),
+        log=log,
     )
     runner.start()
     try:
@@ -386,7 +394,7 @@ def _run(
     finally:
         runner.stop()
         for line in runner.summary():
-            click.echo(f"proxy: {line}", err=True)
+            log(line, "warning")  # the summary: kept by -q, as the old --quiet did
     return runner
 
 
