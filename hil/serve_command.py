@@ -30,6 +30,7 @@ from emulator.profile import load_profile
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.clock import ScaledClock, SystemClock
+from hil.conformance.options import conformance_options
 from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder
 from hil.conformance.rules import Violation
 from hil.control import (
@@ -219,22 +220,9 @@ through the control API: pumpemu time advance). See docs/serve.md.
     help="Resume the pump saved in FILE (if it exists) and keep FILE up to date: therapy, "
     "event log, exactly-once memory, lockout.",
 )
-@click.option(
-    "--conformance",
-    "conformance",
-    is_flag=False,
-    flag_value="report",
-    type=click.Choice(["report", "strict"]),
-    metavar="[report|strict]",
-    help="Judge the programmer against docs/conformance.md's rules and write a report "
-    "(JSON, markdown, JUnit) when serve stops. strict: exit 1 if any rule was broken.",
-)
-@click.option(
-    "--conformance-report",
-    "conformance_report",
-    type=click.Path(file_okay=False, path_type=Path),
-    metavar="DIR",
-    help="Where --conformance writes its reports (default: ./pumpemu-conformance).",
+@conformance_options(
+    "Judge the programmer against docs/conformance.md's rules and write a report "
+    "(JSON, markdown, JUnit) when serve stops."
 )
 @click.pass_context
 def serve(ctx: click.Context, /, **options: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from hil.console import make_console
 from hil.errors import UsageError
 
 EPILOG = """\\b
@@ -43,19 +44,9 @@ def campaign() -> None:
 
 def _files(paths: tuple[str, ...], builtin: bool) -> list[Path]:
     from hil.scenario.command import builtin_paths  # noqa: PLC0415 (heavy; on use)
+    from hil.scenario.loader import scenario_files  # noqa: PLC0415
 
-    files: list[Path] = list(builtin_paths()) if builtin else []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(path.rglob("*.toml"))
-            if not found:
-                raise UsageError(f"{text}: a directory with no .toml scenario files")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UsageError(f"{text}: no such file or directory")
+    files = [*(builtin_paths() if builtin else []), *scenario_files(paths)]
     if not files:
         raise UsageError("give scenario FILES or directories, or --builtin")
     return files
@@ -192,7 +183,6 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
 def _run(
     specs: list[Any], backend: str, workers: int, cluster: str | None, out: Path
 ) -> dict[str, Any]:
-    from rich.console import Console  # noqa: PLC0415
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
         MofNCompleteColumn,
@@ -206,7 +196,7 @@ def _run(
 
     already = len({line["id"] for line in read_results(out)} & {s.id for s in specs})
     with _executor(workers, cluster) as (executor, where):
-        console = Console(stderr=True)
+        console = make_console(sys.stderr)
         console.print(f"{len(specs)} runs on {where}; {already} already in {out}")
         progress = Progress(
             TextColumn("campaign"),

@@ -17,6 +17,7 @@ fit its class as soon as protocol/ lists it.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -400,7 +401,7 @@ class _LostReplies:
         return taken
 
 
-class _LostReplyRule(Rule):
+class _LostReplyRule(Rule, ABC):
     """Base of the two rules fed by one ``_LostReplies`` tracker."""
 
     same_request: bool
@@ -431,8 +432,9 @@ class _LostReplyRule(Rule):
                 self._detail(suspect), (*suspect.lost.frames, *suspect.next_.frames), link_ms
             )
 
+    @abstractmethod
     def _detail(self, suspect: _Suspect) -> str:
-        raise NotImplementedError
+        """What this rule says about a suspect pair (lost request, what came next)."""
 
 
 class RetryWithNewId(_LostReplyRule):
@@ -515,7 +517,7 @@ class _Staging:
             self.reviewed = False  # the stage is used up
 
 
-class _CommitRule(Rule):
+class _CommitRule(Rule, ABC):
     def __init__(self, report: Report, staging: _Staging, *, drives: bool) -> None:
         super().__init__(report)
         self._staging = staging
@@ -539,8 +541,9 @@ class _CommitRule(Rule):
         if self._drives and isinstance(command_id, int):
             staging.commit_ids.add(command_id)
 
+    @abstractmethod
     def _judge(self, event: RequestEvent, staging: _Staging) -> None:
-        raise NotImplementedError
+        """Judge a first COMMIT (not a retry of one) against the session's staging."""
 
 
 class CommitWithoutStage(_CommitRule):

@@ -20,6 +20,7 @@ from types import FrameType
 import click
 
 from hil.capture import CaptureError, CaptureWriter
+from hil.conformance.options import conformance_options
 from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder
 from hil.errors import UsageError
 from hil.key_files import load_keys
@@ -202,22 +203,9 @@ def _event_logger(log: LogConfig) -> Listener:
     default=None,
     help="Append a JSONL capture: each direction before and after the faults, each fault.",
 )
-@click.option(
-    "--conformance",
-    "conformance",
-    is_flag=False,
-    flag_value="report",
-    type=click.Choice(["report", "strict"]),
-    metavar="[report|strict]",
-    help="Judge the programmer on --conformance-side against docs/conformance.md's rules "
-    "(needs --keys); write the reports on exit. strict: exit 1 if any rule was broken.",
-)
-@click.option(
-    "--conformance-report",
-    "conformance_report",
-    type=click.Path(file_okay=False, path_type=Path),
-    metavar="DIR",
-    help="Where --conformance writes its reports (default: ./pumpemu-conformance).",
+@conformance_options(
+    "Judge the programmer on --conformance-side against docs/conformance.md's rules "
+    "(needs --keys); write the reports on exit."
 )
 @click.option(
     "--conformance-side",

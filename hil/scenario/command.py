@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -37,27 +37,13 @@ def builtin_scenarios() -> list[Scenario]:
     return [sc for path in builtin_paths() for sc in loader.load(path)]
 
 
-def _files(paths: Iterable[str]) -> list[Path]:
-    out: list[Path] = []
-    for text in paths:
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(path.rglob("*.toml"))
-            if not found:
-                raise UsageError(f"{text}:1: a directory with no .toml scenario files")
-            out.extend(found)
-        else:
-            out.append(path)
-    return out
-
-
 def _load(paths: Sequence[str], builtin: bool) -> list[Scenario]:
     from hil.scenario import loader  # noqa: PLC0415 (lazy, see above)
 
     if not paths and not builtin:
         raise UsageError("give scenario FILES or directories, or --builtin")
     scenarios = builtin_scenarios() if builtin else []
-    for path in _files(paths):
+    for path in loader.scenario_files(paths):
         scenarios.extend(loader.load(path))
     return scenarios
 
@@ -90,7 +76,9 @@ def check(paths: tuple[str, ...]) -> None:
       pumpemu scenario check my-scenarios/ leak.toml
     """
     scenarios = _load(paths, builtin=False)
-    click.echo(f"ok: {len(scenarios)} run(s) in {len(_files(paths))} file(s)")
+    from hil.scenario.loader import scenario_files  # noqa: PLC0415 (lazy, see above)
+
+    click.echo(f"ok: {len(scenarios)} run(s) in {len(scenario_files(paths))} file(s)")
 
 
 @scenario.command("list")

@@ -163,6 +163,23 @@ class _Lines:
 # -- entry points ---------------------------------------------------------------------------
 
 
+def scenario_files(paths: Sequence[str]) -> list[Path]:
+    """The scenario files PATHS name: a file as given (``load`` reports one that does not
+    exist), a directory as every ``.toml`` below it, sorted. A directory without one is a
+    ``ScenarioError``."""
+    out: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(path.rglob("*.toml"))
+            if not found:
+                raise ScenarioError(f"{text}:1: a directory with no .toml scenario files")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
 def load(path: str | os.PathLike[str]) -> list[Scenario]:
     """Every run a scenario file describes (one, or one per sweep point)."""
     name = os.fspath(path)
