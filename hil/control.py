@@ -644,11 +644,11 @@ class ControlServer:
                         return  # a refused client is cut off
                     if request.get("op") == "subscribe":
                         answer, subscription = self.subscribe(request)
-                        conn.sendall(_encode(answer))
-                        if subscription is not None:
-                            self._stream(conn, subscription, name)
-                            return
-                        continue
+                        if subscription is None:
+                            conn.sendall(_encode(answer))
+                            continue
+                        self._stream(conn, answer, subscription, name)
+                        return
                     conn.sendall(_encode(self._dispatch(request)))
         except OSError:
             return
@@ -674,15 +674,19 @@ class ControlServer:
         }
         return answer, subscription
 
-    def _stream(self, conn: socket.socket, subscription: Subscription, peer: str) -> None:
-        """Write ``subscription``'s events to ``conn`` until the peer closes it or serve
-        stops (then an ``end`` event is the last line). The pump never waits for this
-        thread: while it blocks in a send, the subscription's queue fills and drops."""
-        with self._conn_lock:
+    def _stream(
+        self, conn: socket.socket, answer: dict[str, Any], subscription: Subscription, peer: str
+    ) -> None:
+        """Send the ``subscribe`` answer, then ``subscription``'s events, to ``conn`` until
+        the peer closes it or serve stops (then an ``end`` event is the last line). The
+        pump never waits for this thread: while it blocks in a send, the subscription's
+        queue fills and drops."""
+        with self._conn_lock:  # before the answer: a stop from now on waits for the end
             self._streams.add(subscription)
         if self._log is not None:
             self._log(f"control: {peer} subscribed to {', '.join(sorted(subscription.events))}")
         try:
+            conn.sendall(_encode(answer))
             while True:
                 event = subscription.get(STREAM_POLL_S)
                 if event is not None:

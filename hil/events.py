@@ -186,11 +186,12 @@ class EventHub:
         """A new subscriber of ``events`` (names from ``EVENT_TYPES``)."""
         subscription = Subscription(self, frozenset(events), capacity)
         with self._lock:
-            if self._closed is not None:
-                subscription.end(self._closed)
-                return subscription
-            self._subscribers = (*self._subscribers, subscription)
-            self._rewant()
+            closed = self._closed
+            if closed is None:
+                self._subscribers = (*self._subscribers, subscription)
+                self._rewant()
+        if closed is not None:
+            subscription.end(closed)  # outside the lock: end() takes it to remove
         return subscription
 
     def remove(self, subscription: Subscription) -> None:
