@@ -105,6 +105,11 @@ class WatchApp(App[None]):
         self.dashboard.note(message.text)
         self._refresh()
 
+    @property
+    def feeding(self) -> bool:
+        """Is the event stream still being read? (False once the app has quit.)"""
+        return self._feed.running
+
     def panel_text(self, widget_id: str) -> str:
         """What a panel shows now, as plain text (for tests and for copying)."""
         return str(getattr(self.dashboard, f"{widget_id}_text")().plain)

@@ -48,6 +48,10 @@ class EventFeed:
         finally:
             self._stream.close()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self, timeout_s: float = 2.0) -> bool:
         """Stop reading and close the stream (unsubscribes); True if the thread ended."""
         self._stop.set()
