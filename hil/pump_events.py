@@ -85,6 +85,7 @@ class PumpEvents:
         self._state: str | None = None
         self._next_status_ms = 0
         self._violations = 0
+        self._chunk_epoch: object = None
 
     # -- bytes --
 
@@ -205,6 +206,25 @@ class PumpEvents:
             return False
         self._next_status_ms = link_ms + STATUS_EVERY_MS
         return True
+
+    def status_after_chunk(self, device: PumpDevice, clock: str, link_ms: int) -> None:
+        """After a chunk from the programmer: look at the status only if the chunk changed
+        the session, the event log or the exactly-once memory (a command applied). Building
+        a status costs far more than most requests (benchmarks/events.py); what a chunk
+        changes otherwise (a staged prescription) shows at the next periodic look."""
+        if not (self.hub.wants("status") or self.hub.wants("state")):
+            return
+        session = device.session
+        epoch = (
+            device.ledger.recorded,
+            device.pump.log_next_seq,
+            session.state,
+            session.role,
+            session.failed_openings,
+        )
+        if epoch != self._chunk_epoch:
+            self._chunk_epoch = epoch
+            self.status_changed(device, clock, link_ms)
 
     def status_changed(self, device: PumpDevice, clock: str, link_ms: int) -> None:
         """Publish ``state`` and ``status`` if what they show changed (device lock held)."""

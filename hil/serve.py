@@ -678,7 +678,7 @@ class PumpServer:
             out = self._device.data_to_send()
             self._save_if_changed()
             self._scan_log()
-            self._status_changed()
+            self._events.status_after_chunk(self._device, self.clock_name(), link)
         if self._capture is not None:
             self._capture.record("rx", data, now)
         if out:

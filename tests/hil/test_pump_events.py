@@ -192,3 +192,19 @@ def test_conformance_violations_are_published_once_each() -> None:
     events.conformance(since)
     events.conformance(since)
     assert [e["rule"] for e in drain(sub)] == ["R1", "R2"]
+
+
+def test_after_a_chunk_status_is_looked_at_only_if_the_chunk_changed_something() -> None:
+    device = PumpDevice(
+        Pump("peristaltic-20"), generate_keys("PE-000009", KEYS_SEED), secrets.token_bytes
+    )
+    events = PumpEvents(EventHub())
+    sub = events.hub.subscribe(["status"], 16)
+    events.status_after_chunk(device, "manual", 0)
+    assert [e["event"] for e in drain(sub)] == ["status"]
+    device.pump.inject(CatheterOcclusion(0))  # the plant changed, no chunk changed anything
+    events.status_after_chunk(device, "manual", 1)
+    assert drain(sub) == []
+    events.status_changed(device, "manual", 2)  # the periodic look finds it
+    (status,) = drain(sub)
+    assert status["plant"]["catheter"] == "OCCLUDED"
