@@ -171,13 +171,13 @@ class Dashboard:
         status = self.status or {}
         rows = status.get("compare") or []
         out = Text()
-        out.append(f"{'quantity':<38}{'firmware believes':>18}{'plant truth':>16}\n", style="bold")
+        out.append(f"{'':<38}{'firmware':>14}{'plant truth':>14}\n", style="bold")
         for row in rows:
             unit = f" ({row['unit']})" if row.get("unit") else ""
             name = f"{row.get('quantity')}{unit}"
             firmware, plant = _number(row.get("firmware")), _number(row.get("plant"))
-            differs = row.get("firmware") is not None and row.get("firmware") != row.get("plant")
-            out.append(f"{name:<38}{firmware:>18}{plant:>16}\n", style="yellow" if differs else "")
+            style = "bold yellow" if _disagree(row.get("firmware"), row.get("plant")) else ""
+            out.append(f"{name:<38}{firmware:>14}{plant:>14}\n", style=style)
         return out
 
     def faults_text(self) -> Text:
@@ -197,6 +197,16 @@ class Dashboard:
 
     def events_text(self) -> Text:
         return Text("\n".join(self.events) if self.events else "no events yet")
+
+
+def _disagree(firmware: Any, plant: Any) -> bool:
+    """Does the firmware's belief differ from the truth? Numbers must be equal; the motor's
+    words differ in kind ("ok" or "stall detected" beside OK, STALLED or RECOVERING)."""
+    if firmware is None:
+        return False  # not sensed: nothing to disagree with
+    if isinstance(firmware, int) and isinstance(plant, int):
+        return firmware != plant
+    return (str(firmware).lower() == "ok") != (str(plant).upper() == "OK")
 
 
 def _frame_line(event: Mapping[str, Any]) -> str:

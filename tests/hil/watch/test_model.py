@@ -82,6 +82,31 @@ def test_belief_is_shown_beside_truth_and_unsensed_quantities_say_so() -> None:
     reservoir = next(line for line in lines if line.startswith("reservoir"))
     assert reservoir.split()[-2:] == ["19,000,000", "18,000,000"]
     assert "(not sensed)" in next(line for line in lines if line.startswith("reached"))
+    assert all(len(line) <= 66 for line in lines)  # fits half of a 150-column terminal
+    styled = {str(span.style) for span in board.truth_text().spans}
+    assert "bold yellow" in styled  # the reservoir belief differs from the truth
+
+
+@pytest.mark.parametrize(
+    ("firmware", "plant", "differs"),
+    [
+        pytest.param(5, 5, False, id="equal-numbers"),
+        pytest.param(5, 6, True, id="unequal-numbers"),
+        pytest.param(None, 6, False, id="not-sensed"),
+        pytest.param("ok", "OK", False, id="motor-ok"),
+        pytest.param("stall detected", "STALLED", False, id="stall-seen"),
+        pytest.param("ok", "STALLED", True, id="stall-unseen"),
+        pytest.param("stall detected", "OK", True, id="stall-believed-after-repair"),
+    ],
+)
+def test_a_row_is_highlighted_only_where_belief_and_truth_disagree(
+    firmware: object, plant: object, differs: bool
+) -> None:
+    board = Dashboard("a")
+    row = {"quantity": "q", "unit": "", "firmware": firmware, "plant": plant}
+    board.apply(status(compare=[row]))
+    styles = [str(span.style) for span in board.truth_text().spans]
+    assert ("bold yellow" in styles) is differs
 
 
 @pytest.mark.parametrize(
