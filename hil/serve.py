@@ -41,6 +41,10 @@ A vanished port (``LinkClosedError``) is logged to stderr and, if the link can `
 (``SerialLink``), retried with backoff; the pump and its state live on meanwhile. Sessions,
 security events and alarms are logged one line each as they appear in the pump's event log.
 Every chunk, both ways, goes to the capture (``CaptureWriter``) with its pump time.
+
+Subscribers of the control API's ``subscribe`` op (docs/serve.md) get events through
+``PumpEvents`` (hil/pump_events.py): published from the same points, never waiting for a
+subscriber, and built only for the types someone wants.
 """
 
 from __future__ import annotations
