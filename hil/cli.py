@@ -78,6 +78,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "time_group",
         "Read or advance a running emulator's pump time (advance needs --clock manual).",
     ),
+    "watch": (
+        "hil.watch.command",
+        "watch",
+        "A live terminal dashboard of one running pump.",
+    ),
     "wireshark": (
         "hil.wireshark.command",
         "wireshark",
@@ -99,6 +104,7 @@ Examples:
   pumpemu serve --pty --link ./pump.tty --keys pump.keys --clock manual --control
   pumpemu ctl --port ./pump.tty --keys pump.keys status
   pumpemu time advance 30d                           through serve's control socket
+  pumpemu watch                                      a live dashboard: belief, truth, alarms
   pumpemu proxy --a pty --b ./pump.tty --drop 5% --corrupt 2%
   pumpemu decode capture.jsonl --keys pump.keys      every frame, sealed ones opened
   pumpemu scenario run --builtin                     the hazard scenario library, verdicts

@@ -27,6 +27,9 @@ per line, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. Requests:
   catheter access port (H2): straight down the catheter, bypassing the pump and its limits.
 - ``{"op": "conformance"}``: the conformance verdicts so far (serve --conformance,
   docs/conformance.md), or ``{"enabled": false}``.
+- ``{"op": "subscribe", "events": [...], "queue": N}``: one ok line, then this connection
+  carries JSON-line events until either side closes it (hil/events.py, docs/serve.md
+  "subscribe"); ``EventStream`` is its client.
 
 ``ControlServer`` serves a ``PumpServer``; ``ControlClient`` is the Python client used by
 ``pumpemu fault``, ``pumpemu time advance`` and ``pumpemu truth``.
@@ -40,12 +43,13 @@ import json
 import os
 import re
 import secrets
+import select
 import socket
 import stat
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +80,9 @@ from emulator.faults import (
 )
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
+from hil.events import EVENT_TYPES, Subscription, parse_subscribe
 from hil.key_files import create_private_file
+from hil.pump_events import log_entry_json
 from hil.serve import (
     ClockControlError,
     Log,
@@ -85,7 +91,7 @@ from hil.serve import (
     format_pump_time,
     parse_tcp_address,
 )
-from protocol.device_state import LogEntry
+from hil.truth_rows import compare_rows, truth_fields
 from protocol.documents import DocumentError, parse_json
 
 __all__ = [
@@ -99,6 +105,7 @@ __all__ = [
     "ControlClient",
     "ControlError",
     "ControlServer",
+    "EventStream",
     "FaultSpec",
     "build_fault",
     "compare_rows",
@@ -436,72 +443,6 @@ def build_fault(name: str, params: Mapping[str, Any]) -> Fault:
         raise ValueError(f"fault {key!r}: {exc}") from None
 
 
-# -- truth ----------------------------------------------------------------------------------
-
-
-def compare_rows(plant: Mapping[str, Any], firmware: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """What the firmware believes beside what is physically true, one row per quantity
-    (``None`` where the firmware has no way to know)."""
-    motor_fw = "stall detected" if firmware["motor_stall_detected"] else "ok"
-    return [
-        {
-            "quantity": "reservoir",
-            "unit": "nL",
-            "firmware": firmware["reservoir_estimate_nl"],
-            "plant": plant["reservoir_nl"],
-        },
-        {
-            "quantity": "pumped since power-on",
-            "unit": "nL",
-            "firmware": firmware["delivered_nl"],
-            "plant": plant["pumped_nl"],
-        },
-        {
-            "quantity": "reached the patient",
-            "unit": "nL",
-            "firmware": None,
-            "plant": plant["delivered_nl"],
-        },
-        {
-            "quantity": "lost (leak, pocket)",
-            "unit": "nL",
-            "firmware": None,
-            "plant": plant["lost_nl"],
-        },
-        {
-            "quantity": "drug into the CSF",
-            "unit": "pg",
-            "firmware": None,
-            "plant": plant["delivered_pg"],
-        },
-        {
-            "quantity": "drug outside the CSF (systemic)",
-            "unit": "pg",
-            "firmware": None,
-            "plant": plant["systemic_pg"],
-        },
-        {"quantity": "motor", "unit": "", "firmware": motor_fw, "plant": plant["motor"]},
-        {"quantity": "catheter", "unit": "", "firmware": None, "plant": plant["catheter"]},
-        {
-            "quantity": "battery",
-            "unit": "nAh",
-            "firmware": firmware["battery_nah"],
-            "plant": plant["battery_nah"],
-        },
-    ]
-
-
-def _log_entry(entry: LogEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "time_ms": entry.time_ms,
-        "kind": entry.kind.name,
-        "detail": entry.detail,
-        "value_a": entry.value_a,
-        "value_b": entry.value_b,
-    }
-
-
 # -- the server -----------------------------------------------------------------------------
 
 
@@ -561,6 +502,8 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
+        self._streams: set[Subscription] = set()
+        self._streams_done = threading.Condition(self._conn_lock)
 
     @staticmethod
     def _bind_unix(path: str) -> socket.socket:
@@ -629,6 +572,7 @@ class ControlServer:
         self._stop.set()
         with contextlib.suppress(OSError):
             self._listener.close()
+        self._end_streams()
         with self._conn_lock:
             for conn in list(self._connections):
                 with contextlib.suppress(OSError):
@@ -698,12 +642,73 @@ class ControlServer:
                     if refusal is not None:
                         conn.sendall(_encode({"ok": False, "error": refusal}))
                         return  # a refused client is cut off
+                    if request.get("op") == "subscribe":
+                        answer, subscription = self.subscribe(request)
+                        if subscription is None:
+                            conn.sendall(_encode(answer))
+                            continue
+                        self._stream(conn, answer, subscription, name)
+                        return
                     conn.sendall(_encode(self._dispatch(request)))
         except OSError:
             return
         finally:
             with self._conn_lock:
                 self._connections.discard(conn)
+
+    # -- subscriptions --
+
+    def subscribe(self, request: Mapping[str, Any]) -> tuple[dict[str, Any], Subscription | None]:
+        """Answer a ``subscribe`` request whose token was checked: the response, and the
+        new subscription if it is ok (the caller streams it, then cancels it)."""
+        try:
+            parsed = parse_subscribe({k: v for k, v in request.items() if k != "token"})
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}, None
+        subscription = self._server.subscribe(parsed.events, parsed.queue)
+        answer = {
+            "ok": True,
+            "format": EVENTS_FORMAT,
+            "events": [e for e in EVENT_TYPES if e in parsed.events],
+            "queue": parsed.queue,
+        }
+        return answer, subscription
+
+    def _stream(
+        self, conn: socket.socket, answer: dict[str, Any], subscription: Subscription, peer: str
+    ) -> None:
+        """Send the ``subscribe`` answer, then ``subscription``'s events, to ``conn`` until
+        the peer closes it or serve stops (then an ``end`` event is the last line). The
+        pump never waits for this thread: while it blocks in a send, the subscription's
+        queue fills and drops."""
+        with self._conn_lock:  # before the answer: a stop from now on waits for the end
+            self._streams.add(subscription)
+        if self._log is not None:
+            self._log(f"control: {peer} subscribed to {', '.join(sorted(subscription.events))}")
+        try:
+            conn.sendall(_encode(answer))
+            while True:
+                event = subscription.get(STREAM_POLL_S)
+                if event is not None:
+                    conn.sendall(_encode(event))
+                    if event["event"] == "end":
+                        return
+                if _peer_closed(conn) or (event is None and subscription.ended):
+                    return
+        except OSError:
+            return
+        finally:
+            subscription.cancel()
+            with self._conn_lock:
+                self._streams.discard(subscription)
+                self._streams_done.notify_all()
+
+    def _end_streams(self, timeout_s: float = 2.0) -> None:
+        """Serve is stopping: each subscriber gets its last events and ``end``, for at most
+        ``timeout_s`` in all, before the connections are cut."""
+        self._server.events.close("serve is stopping")
+        with self._conn_lock:
+            self._streams_done.wait_for(lambda: not self._streams, timeout_s)
 
     # -- requests --
 
@@ -823,15 +828,7 @@ class ControlServer:
 
     def _op_truth(self, request: Mapping[str, Any]) -> dict[str, Any]:
         view = self._server.view()
-        plant = fields_of(view.truth)
-        plant["lost_nl"] = view.truth.lost_nl
-        plant["balance_nl"] = view.truth.balance_nl()
-        plant["systemic_nl"] = view.truth.systemic_nl
-        plant["systemic_pg"] = view.truth.systemic_pg
-        plant["balance_pg"] = view.truth.balance_pg()
-        plant.pop("type", None)
-        firmware = fields_of(view.status)
-        firmware.pop("type", None)
+        plant, firmware = truth_fields(view.truth, view.status)
         return {
             "now_ms": view.now_ms,
             "now": format_pump_time(view.now_ms),
@@ -880,7 +877,13 @@ class ControlServer:
             raise ValueError(f"'limit' must be a positive integer, got {limit!r}")
         entries = self._server.log_entries(since, limit)
         view_next = self._server.view().status.log_next_seq
-        return {"next_seq": view_next, "entries": [_log_entry(e) for e in entries]}
+        return {"next_seq": view_next, "entries": [log_entry_json(e) for e in entries]}
+
+    def _op_subscribe(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        raise ValueError(
+            "subscribe streams events on a connection of its own: send it as a line on the "
+            "control socket (hil.control.EventStream), not through handle()"
+        )
 
     def _op_conformance(self, request: Mapping[str, Any]) -> dict[str, Any]:
         tap = self._server.conformance
@@ -900,7 +903,14 @@ _OPS: dict[str, Callable[[ControlServer, Mapping[str, Any]], dict[str, Any]]] = 
     "cap_aspirate": ControlServer._op_cap_aspirate,
     "cap_inject": ControlServer._op_cap_inject,
     "conformance": ControlServer._op_conformance,
+    "subscribe": ControlServer._op_subscribe,
 }
+
+EVENTS_FORMAT = "pumpemu-events/1"
+"""Named in the ``subscribe`` answer; changes only if an existing field changes meaning."""
+
+STREAM_POLL_S = 0.2
+"""How often an idle event stream looks whether its subscriber has gone."""
 
 MAX_CAP_NL = MAX_FAULT_VOLUME_NL
 """The most one CAP operation moves (100 mL: above any syringe a clinician would use)."""
@@ -947,6 +957,20 @@ def _peer_uid(conn: socket.socket) -> int | None:
     return int(uid)
 
 
+def _peer_closed(conn: socket.socket) -> bool:
+    """Has the subscriber closed its end? Lines it sends after ``subscribe`` are read and
+    ignored (docs/serve.md: a stream carries events one way)."""
+    try:
+        for _ in range(16):  # a peer that keeps sending cannot hold the stream here
+            if not select.select([conn], [], [], 0)[0]:
+                break
+            if not conn.recv(4096):
+                return True
+    except (OSError, ValueError):
+        return True
+    return False
+
+
 def _encode(obj: Mapping[str, Any]) -> bytes:
     return (json.dumps(plain_json(obj), separators=(",", ":")) + "\n").encode("utf-8")
 
@@ -960,7 +984,32 @@ def plain_json(obj: Any) -> Any:
     return plain(obj)
 
 
-# -- the client -----------------------------------------------------------------------------
+# -- the clients ----------------------------------------------------------------------------
+
+
+def _connect(address: str, timeout_s: float | None) -> tuple[str, socket.socket]:
+    """(the address as shown, a socket connected to it); ``ControlError`` if unreachable."""
+    parsed = parse_control_address(address)
+    shown = str(parsed)
+    try:
+        if parsed.path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout_s)
+                sock.connect(parsed.path)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            assert parsed.host is not None
+            assert parsed.port is not None
+            sock = socket.create_connection((parsed.host, parsed.port), timeout=timeout_s)
+    except OSError as exc:
+        raise ControlError(
+            f"cannot reach the control API at {shown}: {exc.strerror or exc} "
+            "(is pumpemu serve running with --control?)"
+        ) from None
+    return shown, sock
 
 
 class ControlClient:
@@ -973,23 +1022,8 @@ class ControlClient:
     """
 
     def __init__(self, address: str, *, timeout_s: float = 30.0, token: str | None = None) -> None:
-        parsed = parse_control_address(address)
-        self._address = str(parsed)
+        self._address, sock = _connect(address, timeout_s)
         self._token = token
-        try:
-            if parsed.path is not None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(timeout_s)
-                sock.connect(parsed.path)
-            else:
-                assert parsed.host is not None
-                assert parsed.port is not None
-                sock = socket.create_connection((parsed.host, parsed.port), timeout=timeout_s)
-        except OSError as exc:
-            raise ControlError(
-                f"cannot reach the control API at {self._address}: {exc.strerror or exc} "
-                "(is pumpemu serve running with --control?)"
-            ) from None
         self._sock = sock
         self._reader = sock.makefile("rb")
 
@@ -1060,6 +1094,101 @@ class ControlClient:
             self._sock.close()
 
     def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventStream:
+    """A subscriber of the control API (docs/serve.md, "subscribe"):
+
+    ``with EventStream(address, ["status", "alarm"], token=t) as stream:
+    event = stream.next(timeout_s=1.0)``
+
+    Connects, sends ``subscribe`` and reads its answer (``answer``; ``ControlError`` if it
+    was refused). ``next`` returns the next event, or None if none came within
+    ``timeout_s``; ``ControlError`` once the stream has ended (serve stopped or closed it).
+    Closing it unsubscribes.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        events: Sequence[str] | None = None,
+        *,
+        queue: int | None = None,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._address, self._sock = _connect(address, timeout_s)
+        self._buffer = bytearray()
+        self._ended = False
+        request: dict[str, Any] = {"op": "subscribe"}
+        if events is not None:
+            request["events"] = list(events)
+        if queue is not None:
+            request["queue"] = queue
+        if token is not None:
+            request["token"] = token
+        try:
+            self._sock.sendall((json.dumps(request, separators=(",", ":")) + "\n").encode())
+            answer = self._line(timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        if answer is None:
+            self.close()
+            raise ControlError(f"control API {self._address}: no answer to subscribe")
+        if not answer.get("ok"):
+            self.close()
+            raise ControlError(str(answer.get("error", answer)))
+        self.answer = answer
+        """The ``subscribe`` answer: ``format``, ``events``, ``queue``."""
+
+    def next(self, timeout_s: float | None = None) -> dict[str, Any] | None:
+        """The next event; None if none came within ``timeout_s`` (None: wait for one)."""
+        if self._ended:
+            raise ControlError(f"control API {self._address}: the event stream has ended")
+        return self._line(timeout_s)
+
+    def _line(self, timeout_s: float | None) -> dict[str, Any] | None:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                try:
+                    event = parse_json(line.decode("utf-8", "replace"), max_bytes=16 * MAX_LINE)
+                except DocumentError as exc:
+                    raise ControlError(f"control API {self._address}: bad line: {exc}") from None
+                if not isinstance(event, dict):
+                    raise ControlError(f"control API {self._address}: not an object: {event!r}")
+                return event
+            if len(self._buffer) > 16 * MAX_LINE:
+                raise ControlError(f"control API {self._address}: line too long")
+            try:
+                self._sock.settimeout(timeout_s)
+                chunk = self._sock.recv(65_536)
+            except TimeoutError:
+                return None
+            except OSError as exc:
+                self._ended = True
+                raise ControlError(f"control API {self._address}: {exc.strerror or exc}") from None
+            if not chunk:
+                self._ended = True
+                raise ControlError(f"control API {self._address} closed the event stream")
+            self._buffer += chunk
+
+    def fileno(self) -> int:
+        """The socket's descriptor, for ``select`` beside other sources."""
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> EventStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

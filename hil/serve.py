@@ -41,6 +41,10 @@ A vanished port (``LinkClosedError``) is logged to stderr and, if the link can `
 (``SerialLink``), retried with backoff; the pump and its state live on meanwhile. Sessions,
 security events and alarms are logged one line each as they appear in the pump's event log.
 Every chunk, both ways, goes to the capture (``CaptureWriter``) with its pump time.
+
+Subscribers of the control API's ``subscribe`` op (docs/serve.md) get events through
+``PumpEvents`` (hil/pump_events.py): published from the same points, never waiting for a
+subscriber, and built only for the types someone wants.
 """
 
 from __future__ import annotations
@@ -53,9 +57,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from emulator.clock import Clock, ManualClock
@@ -66,11 +69,12 @@ from emulator.plant import PlantTruth
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.errors import HilError, UsageError
+from hil.events import EventHub, Subscription
 from hil.links import MAX_READ, Link, LinkClosedError, LinkOpenError
+from hil.pump_events import PumpEvents, status_body
+from hil.pump_text import describe_event, format_pump_time
 from hil.state_file import write_state_file
-from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
-from protocol.messages import Opcode
-from protocol.refusal import RefusalCode
+from protocol.device_state import EventKind, LogEntry
 
 _T = TypeVar("_T")
 
@@ -153,24 +157,14 @@ class ConformanceTap(Protocol):
 
     def verdicts(self) -> dict[str, Any]: ...
 
+    def violations_since(self, index: int) -> list[dict[str, Any]]: ...
+
 
 @runtime_checkable
 class Reopenable(Protocol):
     """A link that can be opened again after it vanished (``SerialLink``)."""
 
     def reopen(self) -> None: ...
-
-
-def format_pump_time(ms: int) -> str:
-    """A time on the emulator's internal timeline (``PumpDevice.now_ms``, what the serve
-    loop's clock drives; ms since power-on unless ``start_ms`` was given) as
-    ``T+<days>d<hh>:<mm>:<ss>.<mmm>``. Not for pump-clock instants (log stamps, ACK and
-    stage instants): those are dates on the clock SET_CLOCK sets (docs/pump-model.md)."""
-    seconds, millis = divmod(ms, 1000)
-    minutes, sec = divmod(seconds, 60)
-    hours, minute = divmod(minutes, 60)
-    days, hour = divmod(hours, 24)
-    return f"T+{days}d{hour:02d}:{minute:02d}:{sec:02d}.{millis:03d}"
 
 
 # -- the wire model -------------------------------------------------------------------------
@@ -254,53 +248,6 @@ class ServeStats:
     reconnects: int
 
 
-def describe_event(entry: LogEntry) -> str | None:
-    """A one-line description of a log entry worth telling an operator, or None."""
-    kind = entry.kind
-    match kind:
-        case EventKind.SESSION_OPENED | EventKind.SESSION_CLOSED:
-            verb = "opened" if kind is EventKind.SESSION_OPENED else "closed"
-            return f"session {verb} ({_enum_name(Role, entry.detail).lower()})"
-        case EventKind.SECURITY_EVENT:
-            opcode = _enum_name(Opcode, entry.value_a)
-            code = _enum_name(RefusalCode, entry.detail)
-            return f"security event: {code} (request {opcode}, seq {entry.value_b})"
-        case EventKind.SECURITY_SUMMARY:
-            code = _enum_name(RefusalCode, entry.detail)
-            return f"security events: {entry.value_a} more {code} (coalesced)"
-        case EventKind.ALARM_RAISED | EventKind.ALARM_ACKNOWLEDGED | EventKind.ALARM_CLEARED:
-            verb = kind.name.removeprefix("ALARM_").lower()
-            alarm = _enum_name(AlarmKind, entry.detail)
-            severity = ""
-            if kind is EventKind.ALARM_RAISED and alarm in AlarmKind.__members__:
-                severity = f" ({AlarmKind[alarm].severity.name.lower()})"
-            return f"alarm {verb}: {alarm}{severity}"
-        case EventKind.MOTOR_STALL:
-            return "motor stall detected: therapy suspended"
-        case EventKind.MOTOR_RECOVERED:
-            return f"motor recovered after {entry.value_a // 1000} s"
-        case EventKind.RESERVOIR_EMPTY:
-            return "reservoir empty"
-        case EventKind.ELECTIVE_REPLACEMENT:
-            # value_a battery percent, value_b the end-of-service instant on the pump clock
-            # as it read when the entry was written, like the entry's own stamp (protocol.md
-            # 11): their difference is how long is left, whatever the clock says.
-            left_ms = max(entry.value_b - entry.time_ms, 0)
-            days, rest = divmod(left_ms, 86_400_000)
-            return (
-                f"elective replacement indicator (battery {entry.value_a}%, "
-                f"end of service in {days} d {rest // 3_600_000} h)"
-            )
-        case EventKind.END_OF_SERVICE:
-            return f"end of service: the pump has stopped for good (battery {entry.value_a}%)"
-        case EventKind.RESET:
-            return "processor reset: restarted from non-volatile memory"
-        case EventKind.MEMORY_ERROR:
-            return "memory error: non-volatile record corrupt, safe state"
-        case _:
-            return None
-
-
 def internal_times(entries: Sequence[LogEntry], clock_offset_ms: int) -> list[int]:
     """Where consecutive log entries fall on the internal timeline.
 
@@ -318,13 +265,6 @@ def internal_times(entries: Sequence[LogEntry], clock_offset_ms: int) -> list[in
         out.append(entry.time_ms - offset)
     out.reverse()
     return out
-
-
-def _enum_name(enum: type[IntEnum], value: int) -> str:
-    try:
-        return enum(value).name
-    except ValueError:
-        return f"#{value}"
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -391,6 +331,8 @@ class PumpServer:
         self._losses = 0
         self._reconnects = 0
         self._saved_key = self._memory_key()
+        self._hub = EventHub()
+        self._events = PumpEvents(self._hub)
 
     # -- life cycle --
 
@@ -450,6 +392,28 @@ class PumpServer:
         return self._clock
 
     @property
+    def events(self) -> EventHub:
+        """The subscribers of the control API's ``subscribe`` op (docs/serve.md)."""
+        return self._hub
+
+    def subscribe(self, events: Collection[str], capacity: int) -> Subscription:
+        """A new subscriber of ``events`` (``hil.events.EVENT_TYPES``), holding at most
+        ``capacity`` unread events. One that wants ``status`` is sent the status now first,
+        before any event published after it (both happen under the device lock)."""
+        with self._lock:
+            subscription = self._hub.subscribe(events, capacity)
+            if "status" in subscription.events:
+                self._bring_up_to_date()
+                subscription.offer(
+                    "status", status_body(self._device, self.clock_name(), self.link_ms())
+                )
+            return subscription
+
+    def _status_changed(self) -> None:
+        """Publish state and status if they changed (caller holds the lock)."""
+        self._events.status_changed(self._device, self.clock_name(), self.link_ms())
+
+    @property
     def baud(self) -> int | None:
         return self._wire.baud if self._wire is not None else None
 
@@ -492,7 +456,9 @@ class PumpServer:
             self._device.pump.inject(fault)
             self._device.handle_timer(now, self.link_ms())
             self._note(f"fault injected: {fault!r}", now)
+            self._events.fault(fault, now)
             self._scan_log()
+            self._status_changed()
             self._store_before_answer(f"fault injected at {format_pump_time(now)}", always=True)
             return now
 
@@ -505,7 +471,9 @@ class PumpServer:
             result = operation(self._device.pump)
             self._device.handle_timer(now, self.link_ms())
             self._note(what, now)
+            self._events.operation(what, now)
             self._scan_log()
+            self._status_changed()
             self._store_before_answer(f"{what} at {format_pump_time(now)}", always=True)
             return now, result
 
@@ -548,7 +516,9 @@ class PumpServer:
                     f"time advanced {ms} ms: {format_pump_time(before)} -> {format_pump_time(now)}",
                     now,
                 )
+                self._events.time(before, now)
                 self._scan_log()
+                self._status_changed()
                 self._store_before_answer(f"time advanced to {format_pump_time(now)}")
                 return now
 
@@ -668,6 +638,8 @@ class PumpServer:
                 self._save_if_changed()
             out = self._device.data_to_send()
             self._scan_log()
+            if self._events.status_due(link):
+                self._status_changed()
         if out:
             self._send(out, now)
         if wire is not None:
@@ -703,11 +675,14 @@ class PumpServer:
             now = self._clock.now_ms()
             link = self.link_ms()
             self._device.receive_data(data, now, link)
+            self._events.chunk("rx", data, now, link)
             if self._conformance is not None:
                 self._conformance.feed("to_pump", data, link)
+                self._events.conformance(self._conformance.violations_since)
             out = self._device.data_to_send()
             self._save_if_changed()
             self._scan_log()
+            self._events.status_after_chunk(self._device, self.clock_name(), link)
         if self._capture is not None:
             self._capture.record("rx", data, now)
         if out:
@@ -735,8 +710,11 @@ class PumpServer:
     def _write(self, data: bytes, now: int) -> None:
         self._link.write(data)
         self._tx_bytes += len(data)
+        link = self.link_ms()
+        self._events.chunk("tx", data, now, link)
         if self._conformance is not None:
-            self._conformance.feed("to_programmer", data, self.link_ms())
+            self._conformance.feed("to_programmer", data, link)
+            self._events.conformance(self._conformance.violations_since)
         if self._capture is not None:
             self._capture.record("tx", data, now)
 
@@ -799,7 +777,9 @@ class PumpServer:
         entries = pump.log(self._log_seq)
         # Stamps are on the pump clock; this log and the capture run on the internal one.
         offset = status.local_time_ms - status.time_ms
-        for entry, sim_ms in zip(entries, internal_times(entries, offset), strict=True):
+        times = internal_times(entries, offset)
+        self._events.log_entries(entries, times)
+        for entry, sim_ms in zip(entries, times, strict=True):
             self._log_seq = entry.seq + 1
             if entry.kind is EventKind.SESSION_OPENED:
                 self._sessions += 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.conformance.monitor import ConformanceMonitor
-from hil.conformance.report import report_json, write_reports
+from hil.conformance.report import report_json, violation_json, write_reports
 from hil.conformance.rules import Violation
 from protocol.keys import PumpKeys
 
@@ -73,6 +73,14 @@ class ConformanceRecorder:
         """The report so far (docs/conformance.md, "Reports"), as the end would write it now."""
         with self._lock:
             return {**report_json(self._monitor.snapshot()), **self._seen()}
+
+    def violations_since(self, index: int) -> list[dict[str, Any]]:
+        """The violations found after the first ``index`` (as the JSON report shows them),
+        for the control API's ``conformance`` events (docs/serve.md, "subscribe")."""
+        with self._lock:
+            if self._monitor.violation_count <= index:
+                return []  # the common case, without copying the list
+            return [violation_json(v) for v in self._monitor.violations[index:]]
 
     def _seen(self) -> dict[str, Any]:
         """What the monitor saw (caller holds the lock)."""

@@ -23,6 +23,7 @@ __all__ = [
     "report_json",
     "report_junit",
     "report_markdown",
+    "violation_json",
     "write_reports",
 ]
 
@@ -31,7 +32,8 @@ REPORT_FILES = ("conformance.json", "conformance.md", "conformance-junit.xml")
 """The files ``write_reports`` writes into its directory."""
 
 
-def _violation_json(violation: Violation) -> dict[str, Any]:
+def violation_json(violation: Violation) -> dict[str, Any]:
+    """One violation as the JSON report and the control API's ``conformance`` event show it."""
     return {
         "rule": violation.rule,
         "severity": violation.severity.value,
@@ -70,7 +72,7 @@ def report_json(
             }
             for rule in rules
         ],
-        "violations": [_violation_json(v) for v in violations],
+        "violations": [violation_json(v) for v in violations],
     }
 
 
