@@ -13,6 +13,15 @@ the api backend, in one run:
   two cores);
 - ``load_average``: the 1-minute load when the run ended.
 
+Inside each timed region, the same for both runs: starting the pool (spawned worker
+processes, their interpreter start and imports), each worker parsing the sweep file and
+building the runs it is given, running all 1,000 runs, sending the result lines back, the
+parent appending every line to a fresh JSONL results file, and shutting the pool down. Outside
+it: writing the sweep file and the parent's plan (``expand``: the run ids), done once per
+run before the clock starts. Both runs go through ``run_campaign``, the code
+``pumpemu campaign run`` uses; neither has a progress bar (the command draws one only on a
+terminal).
+
 Targets: ``campaign_1000x30d_s`` at most 10 on a 2-core machine, ``parallel_efficiency`` at
 least 1.7. Usage: ``python benchmarks/campaign.py [--json] [--runs N]``.
 """
