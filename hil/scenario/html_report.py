@@ -97,12 +97,14 @@ def _verdict(ok: bool | None) -> str:
 def _plots(r: RunResult) -> str:
     samples = r.samples
     end = max(r.scenario.end_ms, 1)
+    # A backend without plant truth (url without --control) draws belief alone.
+    truth = all(s.truth_read for s in samples)
     reservoir = line_chart(
-        "reservoir: belief vs truth (mL)",
+        "reservoir: belief vs truth (mL)" if truth else "reservoir: belief (mL)",
         end,
         [
             ("belief", [(s.t_ms, s.reservoir_belief_nl) for s in samples]),
-            ("truth", [(s.t_ms, s.reservoir_truth_nl) for s in samples]),
+            *([("truth", [(s.t_ms, s.reservoir_truth_nl) for s in samples])] if truth else []),
         ],
         q.volume,
         end_label=fmt_time(end),
@@ -113,7 +115,7 @@ def _plots(r: RunResult) -> str:
         [
             ("programmed", [(s.t_ms, s.programmed_pg) for s in samples]),
             ("belief", [(s.t_ms, s.believed_pg) for s in samples]),
-            ("truth", [(s.t_ms, s.patient_pg) for s in samples]),
+            *([("truth", [(s.t_ms, s.patient_pg) for s in samples])] if truth else []),
         ],
         q.mass,
         end_label=fmt_time(end),

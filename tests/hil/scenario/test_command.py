@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import pytest
 from click.testing import CliRunner
 
 from hil.cli import main
@@ -188,3 +189,60 @@ def test_an_unknown_override_is_a_file_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["scenario", "check", _write(tmp_path, "b.toml", text)])
     assert result.exit_code == 2
     assert "override 'hard-limit': one of soft-limit, dose-change" in result.output
+
+
+def test_allow_skips_accepts_a_skip_but_never_a_failure(tmp_path: Path) -> None:
+    linked = _write(tmp_path, "linked.toml", LINKED)
+    bad = _write(tmp_path, "bad.toml", FAILING)
+    skipped = CliRunner().invoke(
+        main, ["scenario", "run", linked, "--backend", "api", "--allow-skips", "--json"]
+    )
+    assert skipped.exit_code == 0
+    assert json.loads(skipped.output)["runs"][0]["verdict"] == "skip"
+    failed = CliRunner().invoke(
+        main, ["scenario", "run", linked, bad, "--backend", "api", "--allow-skips"]
+    )
+    assert failed.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--port", "/dev/null"], "--port is for --backend url", id="port-on-wire"),
+        pytest.param(["--keys", "k.keys"], "--keys is for --backend url", id="keys-on-wire"),
+        pytest.param(
+            ["--control", "127.0.0.1:7001"], "--control is for --backend url", id="control-on-wire"
+        ),
+        pytest.param(["--backend", "url"], "--backend url needs --port URL", id="url-no-port"),
+        pytest.param(
+            ["--backend", "url", "--port", "/dev/null"], "needs --keys FILE", id="url-no-keys"
+        ),
+        pytest.param(
+            ["--backend", "url", "--port", "/dev/null", "--keys", "k.keys", "--jobs", "2"],
+            "one run at a time",
+            id="url-with-jobs",
+        ),
+        pytest.param(
+            ["--backend", "url", "--port", "/dev/null", "--keys", "missing.keys"],
+            "missing.keys",
+            id="url-missing-key-file",
+        ),
+    ],
+)
+def test_url_options_are_checked_before_anything_runs(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    path = _write(tmp_path, "ok.toml", PASSING)
+    result = CliRunner().invoke(main, ["scenario", "run", path, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_control_environment_variable_does_not_stop_other_backends(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ok.toml", PASSING)
+    result = CliRunner().invoke(
+        main, ["scenario", "run", path, "--backend", "api"], env={"PUMPEMU_CONTROL": "unix:/nope"}
+    )
+    assert result.exit_code == 0, result.output
