@@ -6,6 +6,8 @@
   authenticated session, is sealed, carries a command id through the device's ledger, and
   closes the session, as a clinic visit does.
 
+(``serve`` and ``url``, the pump elsewhere: serve_backend.py, url_backend.py.)
+
 Both start from the same ``build_pump`` (the setup is the pump as the story finds it, not
 a step), take the same command ids from the runner, and draw one telemetry session's
 battery charge per programmer step, so a file gives the same figures on both. A step a

@@ -1,7 +1,8 @@
 """``pumpemu scenario``: check, run and list fault scenarios (docs/scenarios.md).
 
-Exit codes: 0 when every run passed (every expectation and oracle held, nothing skipped);
-1 when a run failed, was skipped in part or could not be set up; 2 for a bad file or option
+Exit codes: 0 when every run passed (every expectation and oracle held, nothing skipped;
+with ``--allow-skips``, skipped in part is accepted too); 1 when a run failed, was skipped
+in part or could not be set up; 2 for a bad file or option
 (one ``file:line: what is wrong`` line, never a traceback).
 """
 
