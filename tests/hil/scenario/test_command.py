@@ -246,3 +246,24 @@ def test_the_control_environment_variable_does_not_stop_other_backends(tmp_path:
         main, ["scenario", "run", path, "--backend", "api"], env={"PUMPEMU_CONTROL": "unix:/nope"}
     )
     assert result.exit_code == 0, result.output
+
+
+def test_an_oracle_on_a_skipped_step_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    text = LINKED.replace('id = "linked"', 'id = "refill-in-window"') + (
+        '[[steps]]\nat = "1d"\ndo = "refill"\nname = "refill"\nvolume = "20 mL"\n'
+        '[[oracles]]\ncheck = "refill-discrepancy"\nstep = "refill"\nflagged = false\n'
+    )
+    path = _write(tmp_path, "refill.toml", text)
+    result = CliRunner().invoke(main, ["scenario", "run", path, "--backend", "api", "--json"])
+    run = json.loads(result.output)["runs"][0]
+    oracle = next(f for f in run["findings"] if f["what"] == "refill-discrepancy")
+    assert oracle["verdict"] == "skipped"
+    assert oracle["happened"].startswith("skipped: its step 'refill' was skipped (inside the")
+    assert "oracle2.refill-discrepancy" not in run["figures"]
+    assert run["verdict"] == "skip"
+    wire = CliRunner().invoke(main, ["scenario", "run", path, "--json"])  # wire runs the step
+    judged = json.loads(wire.output)["runs"][0]["findings"]
+    assert [f["verdict"] for f in judged if f["where"].endswith("(refill-discrepancy)")] in (
+        ["held"],
+        ["failed"],
+    )
