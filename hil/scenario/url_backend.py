@@ -188,6 +188,14 @@ class UrlBackend(ProgrammerSteps):
     def __init__(self, target: PumpAtUrl, setup: Setup, *, entropy: Entropy | None = None) -> None:
         self._target = target
         self._link = target.open_link()
+        try:
+            self._connect(target, setup, entropy)
+        except BaseException:
+            self.close()  # a target that does not answer keeps no port open
+            raise
+
+    def _connect(self, target: PumpAtUrl, setup: Setup, entropy: Entropy | None) -> None:
+        assert self._link is not None
         policy = RetryPolicy(reply_timeout_ms=REPLY_TIMEOUT_MS)
         more: dict[str, Any] = {} if entropy is None else {"entropy": entropy}
         self._programmers = tuple(
