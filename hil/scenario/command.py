@@ -19,7 +19,7 @@ import click
 
 from hil.control import CONTROL_ENV
 from hil.control_command import control_options
-from hil.errors import UsageError
+from hil.errors import HilError, UsageError
 from hil.scenario.model import BACKENDS, Scenario
 
 if TYPE_CHECKING:
@@ -324,4 +324,7 @@ def _target(  # noqa: PLR0917 (the url backend's options, checked together)
         raise UsageError("--backend url needs --keys FILE: the pump's key file")
     if jobs > 1:
         raise UsageError("--backend url runs on one pump: one run at a time (leave out --jobs)")
-    return connect_pump(port, load_keys(keys_file), control, token_file)
+    try:
+        return connect_pump(port, load_keys(keys_file), control, token_file)
+    except HilError as exc:  # a control API that cannot be reached is a bad option too
+        raise UsageError(str(exc)) from None

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from hil.cli import main
+from hil.key_files import write_key_file
+from protocol.keys import generate_keys
 
 PASSING = """\
 id = "ok"
@@ -267,3 +269,17 @@ def test_an_oracle_on_a_skipped_step_is_skipped_with_the_reason(tmp_path: Path) 
         ["held"],
         ["failed"],
     )
+
+
+def test_a_control_api_that_cannot_be_reached_is_one_line_exit_2(tmp_path: Path) -> None:
+    keys = tmp_path / "pump.keys"
+    write_key_file(keys, generate_keys("PE-T", bytes(range(64))))
+    path = _write(tmp_path, "ok.toml", PASSING)
+    result = CliRunner().invoke(
+        main,
+        ["scenario", "run", path, "--backend", "url", "--port", "/dev/null", "--keys",
+         str(keys), "--control", f"unix:{tmp_path / 'nobody.sock'}"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "cannot reach the control API" in result.output
+    assert len(result.output.strip().splitlines()) == 1
