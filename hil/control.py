@@ -252,6 +252,35 @@ def parse_control_address(text: str) -> ControlAddress:
     return ControlAddress(host, port, None)
 
 
+CONTROL_ENV = "PUMPEMU_CONTROL"
+TOKEN_FILE_ENV = "PUMPEMU_CONTROL_TOKEN_FILE"  # noqa: S105 (a variable name, no secret)
+
+
+def control_token(control: str, token_file: Path | None) -> str | None:
+    """The token to send to ``control``: from ``token_file`` if given; for a TCP address,
+    else from the default token file for its port (a usage error if there is none); for a
+    Unix socket, none (its 0600 mode is the lock). One rule for ``pumpemu fault/time/truth``,
+    ``pumpemu scenario run --backend url`` and the pytest plugin's ``--pump-control``."""
+    address = parse_control_address(control)
+    if token_file is not None:
+        return read_token_file(token_file)
+    if address.port is None:
+        return None
+    default = default_token_file(address.port)
+    if not default.exists():
+        raise UsageError(
+            f"--control {address} is a TCP port and needs the token pumpemu serve wrote: "
+            f"give --control-token FILE or set {TOKEN_FILE_ENV} (serve prints the file's "
+            f"path; there is no {default})"
+        )
+    return read_token_file(default)
+
+
+def connect_control(control: str, token_file: Path | None = None) -> ControlClient:
+    """A client of the control API at ``control`` with its token (``control_token``)."""
+    return ControlClient(control, token=control_token(control, token_file))
+
+
 # -- durations ------------------------------------------------------------------------------
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}

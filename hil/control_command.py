@@ -17,22 +17,19 @@ from typing import Any
 import click
 
 from hil.control import (
+    CONTROL_ENV,
     DEFAULT_CONTROL,
     FAULTS,
     MAX_CAP_NL,
+    TOKEN_FILE_ENV,
     ControlClient,
     FaultSpec,
-    default_token_file,
-    parse_control_address,
+    connect_control,
     parse_duration,
-    read_token_file,
 )
-from hil.errors import HilError, UsageError
+from hil.errors import HilError
 
 __all__ = ["fault", "time_group", "truth"]
-
-CONTROL_ENV = "PUMPEMU_CONTROL"
-TOKEN_FILE_ENV = "PUMPEMU_CONTROL_TOKEN_FILE"  # noqa: S105 (a variable name, no secret)
 
 
 class _CommandError(click.ClickException):
@@ -41,55 +38,49 @@ class _CommandError(click.ClickException):
     exit_code = 2
 
 
-def _control_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--control-token",
-        "token_file",
-        envvar=TOKEN_FILE_ENV,
-        type=click.Path(dir_okay=False, path_type=Path),
-        metavar="FILE",
-        help="The token file serve wrote for a TCP control API; or set "
-        f"{TOKEN_FILE_ENV}. Default: the one serve writes by default for that port.",
-    )(f)
-    return click.option(
-        "--control",
-        "control",
-        envvar=CONTROL_ENV,
-        default=DEFAULT_CONTROL,
-        metavar="unix:PATH|HOST:PORT",
-        help=f"The emulator's control API (pumpemu serve --control); or set {CONTROL_ENV}. "
-        "Default: the socket pumpemu serve --control (alone) opens.",
-    )(f)
+def control_options(
+    *, default: str | None = DEFAULT_CONTROL, what: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--control ADDR`` and ``--control-token FILE`` with their environment variables: the
+    same options, grammar and token rule (hil/control.py ``control_token``) wherever pumpemu
+    reaches a control API. ``default`` None makes the control API optional."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option(
+            "--control-token",
+            "token_file",
+            envvar=TOKEN_FILE_ENV,
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="FILE",
+            help="The token file serve wrote for a TCP control API; or set "
+            f"{TOKEN_FILE_ENV}. Default: the one serve writes by default for that port.",
+        )(f)
+        return click.option(
+            "--control",
+            "control",
+            envvar=CONTROL_ENV,
+            default=default,
+            metavar="unix:PATH|HOST:PORT",
+            help=what
+            or f"The emulator's control API (pumpemu serve --control); or set {CONTROL_ENV}. "
+            "Default: the socket pumpemu serve --control (alone) opens.",
+        )(f)
+
+    return decorate
+
+
+_control_option = control_options()
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print the JSON response.")(f)
 
 
-def _token_for(control: str, token_file: Path | None) -> str | None:
-    """The token to send: from ``token_file`` if given; for a TCP address, else from the
-    default token file for its port (an error if there is none)."""
-    address = parse_control_address(control)
-    if token_file is not None:
-        return read_token_file(token_file)
-    if address.port is None:
-        return None  # a Unix socket: its 0600 mode is the lock
-    default = default_token_file(address.port)
-    if not default.exists():
-        raise UsageError(
-            f"--control {address} is a TCP port and needs the token pumpemu serve wrote: "
-            f"give --control-token FILE or set {TOKEN_FILE_ENV} (serve prints the file's "
-            f"path; there is no {default})"
-        )
-    return read_token_file(default)
-
-
 def _call(
     control: str, token_file: Path | None, action: Callable[[ControlClient], dict[str, Any]]
 ) -> dict[str, Any]:
     try:
-        token = _token_for(control, token_file)
-        with ControlClient(control, token=token) as client:
+        with connect_control(control, token_file) as client:
             return action(client)
     except HilError as exc:
         raise _CommandError(str(exc)) from None

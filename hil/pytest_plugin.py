@@ -38,7 +38,7 @@ from emulator.device import PumpDevice
 from emulator.plant import PlantTruth
 from emulator.pump import Pump
 from hil.clock import SystemClock
-from hil.control import ControlClient, build_fault, read_token_file
+from hil.control import ControlClient, build_fault
 from hil.device_link import DeviceLink
 from hil.hazard_report import (
     FORMATS,
@@ -50,9 +50,10 @@ from hil.hazard_report import (
 )
 from hil.hazards import HAZARDS, is_hazard_id
 from hil.key_files import load_keys
-from hil.links import Link, PtyLink, SerialLink, open_link
+from hil.links import Link, PtyLink, SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy
+from hil.pump_at_url import connect_pump
 from hil.serve import PumpServer
 from protocol.device_state import Role
 from protocol.keys import PumpKeys, generate_keys
@@ -358,17 +359,19 @@ def pump_target(
         )
         target._cleanup.append(server.stop)
     else:
-        url = str(config.getoption("pump_url"))
+        # The same connection code as ``pumpemu scenario run --backend url``
+        # (hil/pump_at_url.py): ctl's link URLs, fault/time/truth's control address and token.
         address = config.getoption("pump_control")
-        control: PlantControl | None = None
-        if address:
-            token_file = config.getoption("pump_control_token")
-            token = read_token_file(Path(token_file)) if token_file else None
-            client = ControlClient(str(address), token=token)
-            control = _RemoteControl(client)
-        target = PumpTarget(backend, pump_keys, lambda: open_link(url), SystemClock(), control)
-        if address:
-            target._cleanup.append(client.close)
+        token_file = config.getoption("pump_control_token")
+        at = connect_pump(
+            str(config.getoption("pump_url")),
+            pump_keys,
+            str(address) if address else None,
+            Path(token_file) if token_file else None,
+        )
+        control = _RemoteControl(at.control) if at.control is not None else None
+        target = PumpTarget(backend, pump_keys, at.open_link, SystemClock(), control)
+        target._cleanup.append(at.close)
     if request.node.get_closest_marker("needs_plant_control") and target.control is None:
         target.close()
         pytest.skip(f"the {backend} target has no control API (--pump-control) for faults")

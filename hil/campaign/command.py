@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ Examples:
   pumpemu campaign run sweep.toml --cluster tcp://scheduler:8786
   pumpemu campaign run sweep.toml --cluster local --workers 4   a Dask LocalCluster
   pumpemu campaign run sweep.toml --rerun leak-ppm-2000      one run again, compared
+  pumpemu campaign run sweep.toml --report campaign-report   an HTML page with the plots
 """
 
 DEFAULT_OUT = "campaign-results.jsonl"
@@ -128,6 +130,15 @@ def _executor(workers: int, cluster: str | None) -> Iterator[tuple[Executor, str
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--rerun", metavar="ID", help="Run one run again in this process and compare.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Also write DIR/index.html: one self-contained page with the summary, each oracle "
+    "figure's distribution across a sweep (and against its one swept parameter), and the "
+    "runs that did not pass with their --rerun command.",
+)
 def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     paths: tuple[str, ...],
     builtin: bool,
@@ -139,6 +150,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     junit: Path | None,
     as_json: bool,
     rerun: str | None,
+    report_dir: Path | None,
 ) -> None:
     """Expand scenario FILES (sweeps included) into runs and execute them in parallel.
 
@@ -148,7 +160,10 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     """
     from hil.campaign.plan import expand  # noqa: PLC0415
 
+    started = time.monotonic()  # the report's "this invocation took" (a display figure)
     specs = expand(_files(paths, builtin))
+    if rerun is not None and report_dir is not None:
+        raise UsageError("--report draws a whole campaign: leave it out with --rerun")
     if rerun is not None:
         _rerun(specs, rerun, backend, out)
         return
@@ -170,6 +185,22 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         "interrupted": summary["interrupted"],
         "results": str(out),
     }
+    if report_dir is not None:
+        from hil.campaign.html_report import CampaignInfo, write_report  # noqa: PLC0415
+
+        info = CampaignInfo(
+            results_path=str(out),
+            backend=backend,
+            seconds=int(time.monotonic() - started),
+            resumed=summary["resumed"],
+            lost=tuple(summary["lost"]),
+            interrupted=summary["interrupted"],
+        )
+        ids = {spec.id for spec in specs}
+        written = write_report(
+            [line for line in summary["results"] if line["id"] in ids], info, report_dir
+        )
+        report["report"] = str(written)
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -241,6 +272,8 @@ def _print_summary(report: dict[str, Any]) -> None:
         click.echo(f"{report['resumed']} resumed from an earlier run of the campaign")
     for run_id in report["not_passed"]:
         click.echo(f"  not passed: {run_id}")
+    if "report" in report:
+        click.echo(f"report: {report['report']}")
 
 
 def _rerun(specs: list[Any], run_id: str, backend: str, out: Path) -> None:

@@ -6,6 +6,8 @@
   authenticated session, is sealed, carries a command id through the device's ledger, and
   closes the session, as a clinic visit does.
 
+(``serve`` and ``url``, the pump elsewhere: serve_backend.py, url_backend.py.)
+
 Both start from the same ``build_pump`` (the setup is the pump as the story finds it, not
 a step), take the same command ids from the runner, and draw one telemetry session's
 battery charge per programmer step, so a file gives the same figures on both. A step a
@@ -18,7 +20,7 @@ import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emulator.clock import ManualClock
 from emulator.device import CommandLedger, PumpDevice
@@ -64,6 +66,9 @@ from protocol.messages import (
 )
 from protocol.prescription import Prescription
 from protocol.refusal import FieldId
+
+if TYPE_CHECKING:  # the url backend's target; its link code is imported when it runs
+    from hil.pump_at_url import PumpAtUrl
 
 SERIAL = "PE-SCENARIO"
 
@@ -159,7 +164,8 @@ def build_pump(setup: Setup, cls: PumpFactory = RefillHands) -> Pump:
 
 class PumpView(Protocol):
     """What the runner and the oracles read of a pump: ``Pump`` itself, or serve's pump
-    through its control API (serve_backend.RemotePump)."""
+    through its control API (url_backend.RemotePump), or over the wire alone
+    (url_backend.WirePump)."""
 
     @property
     def profile(self) -> Profile: ...
@@ -173,16 +179,21 @@ class PumpView(Protocol):
 
 class Backend(Protocol):
     name: str
+    no_truth: str | None
+    """Why plant truth cannot be read (the oracles that need it are skipped), or None."""
 
     @property
     def pump(self) -> PumpView: ...
 
-    def advance_to(self, internal_ms: int) -> None: ...
+    def advance_to(self, internal_ms: int) -> str | None:
+        """Move pump time on; returns a skip reason if this backend cannot."""
+        ...
 
     def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult: ...
 
-    def inject(self, name: str, params: dict[str, Any]) -> None:
-        """A plant fault by its registry name (hil/control.py FAULTS) and parameters."""
+    def inject(self, name: str, params: dict[str, Any]) -> str | None:
+        """A plant fault by its registry name (hil/control.py FAULTS) and parameters;
+        returns a skip reason if this backend cannot reach the plant."""
         ...
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
@@ -211,15 +222,18 @@ class ApiBackend:
     """emulator.Pump called directly."""
 
     name = "api"
+    no_truth: str | None = None
 
     def __init__(self, pump: Pump) -> None:
         self.pump = pump
 
-    def advance_to(self, internal_ms: int) -> None:
+    def advance_to(self, internal_ms: int) -> str | None:
         self.pump.advance_to(internal_ms)
+        return None
 
-    def inject(self, name: str, params: dict[str, Any]) -> None:
+    def inject(self, name: str, params: dict[str, Any]) -> str | None:
         self.pump.inject(build_fault(name, params))
+        return None
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
         return "the api backend has no link: link faults run on the wire backend"
@@ -336,6 +350,7 @@ class ProgrammerSteps:
     pump: PumpView
     clinician: Peer
     patient: Peer
+    no_truth: str | None = None
 
     def request(self, do: str, params: dict[str, Any], ids: tuple[int, ...]) -> StepResult:
         peer = self.patient if params.get("role") == "patient" else self.clinician
@@ -418,13 +433,14 @@ class ProgrammerSteps:
         skip = self._hands(params["injected_nl"], params["pocket_nl"])
         if skip is not None:  # checked before REFILL_BEGIN: never leave a refill half done
             return StepResult(skipped=skip)
-        before = self.pump.plant_truth().withdrawn_nl
+        entered = params["withdrawn_nl"]
+        # The syringe's reading is plant truth: read only when the file does not enter one.
+        before = self.pump.plant_truth().withdrawn_nl if entered is None else 0
         begun = self._ask(peer, RefillBegin(command_id=ids[0]))
         if begun.outcome is not Outcome.APPLIED or not isinstance(begun.reply, Ack):
             return _from_result(begun, ids)
         predicted = begun.reply.value
-        drawn = self.pump.plant_truth().withdrawn_nl - before  # the syringe's reading
-        reported = params["withdrawn_nl"] if params["withdrawn_nl"] is not None else drawn
+        reported = entered if entered is not None else self.pump.plant_truth().withdrawn_nl - before
         concentration = params["concentration_ug_per_ml"]
         if concentration is None:
             rx = self.pump.status().prescription
@@ -474,11 +490,13 @@ class WireBackend(ProgrammerSteps):
         self.clinician = self.joint
         self.patient = TwoPeer(self.device, patient, self.clock, self.link)
 
-    def advance_to(self, internal_ms: int) -> None:
+    def advance_to(self, internal_ms: int) -> str | None:
         self.joint.run_until(internal_ms)
+        return None
 
-    def inject(self, name: str, params: dict[str, Any]) -> None:
+    def inject(self, name: str, params: dict[str, Any]) -> str | None:
         self.real.inject(build_fault(name, params))
+        return None
 
     def link_fault(self, spec: FaultSpec, start_ms: int, end_ms: int, seed: int) -> str | None:
         self.link.windows.append(
@@ -514,9 +532,16 @@ def make_backend(
     *,
     pump_class: PumpFactory = RefillHands,
     ledger: CommandLedger | None = None,
+    target: PumpAtUrl | None = None,
 ) -> Backend:
     """A backend by name, with the setup's pump built (``pump_class`` and ``ledger``: test
-    doubles for broken-pump tests)."""
+    doubles for broken-pump tests; ``target``: the pump the url backend drives)."""
+    if name == "url":
+        if target is None:
+            raise ValueError("the url backend needs a target (hil/pump_at_url.py)")
+        from hil.scenario.url_backend import UrlBackend  # noqa: PLC0415 (imports this module)
+
+        return UrlBackend(target, setup)
     if name == "serve":
         # Imported here: it imports this module, and only the serve backend starts a process.
         from hil.scenario.serve_backend import ServeBackend  # noqa: PLC0415

@@ -1,7 +1,8 @@
 """``pumpemu scenario``: check, run and list fault scenarios (docs/scenarios.md).
 
-Exit codes: 0 when every run passed (every expectation and oracle held, nothing skipped);
-1 when a run failed, was skipped in part or could not be set up; 2 for a bad file or option
+Exit codes: 0 when every run passed (every expectation and oracle held, nothing skipped;
+with ``--allow-skips``, skipped in part is accepted too); 1 when a run failed, was skipped
+in part or could not be set up; 2 for a bad file or option
 (one ``file:line: what is wrong`` line, never a traceback).
 """
 
@@ -12,11 +13,17 @@ import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from hil.errors import UsageError
+from hil.control import CONTROL_ENV
+from hil.control_command import control_options
+from hil.errors import HilError, UsageError
 from hil.scenario.model import BACKENDS, Scenario
+
+if TYPE_CHECKING:
+    from hil.pump_at_url import PumpAtUrl
 
 # The loader, the runner and the reports are imported when a scenario command runs, not
 # when pumpemu starts: every other subcommand (serve, ctl) would pay ~0.1 s for them.
@@ -152,7 +159,32 @@ def record_command(capture: str, keys_file: str, out: str | None, scenario_id: s
     default="wire",
     show_default=True,
     help="wire: the reference programmer and the device over an in-memory link; "
-    "api: emulator.Pump directly (fastest).",
+    "api: emulator.Pump directly (fastest); serve: a pumpemu serve subprocess on a pty; "
+    "url: the pump at --port with --keys (and --control for faults, time and truth).",
+)
+@click.option(
+    "--port",
+    metavar="URL",
+    help="url backend: the pump's port, as pumpemu ctl --port takes it (a device path, "
+    "socket://HOST:PORT, rfc2217://HOST:PORT).",
+)
+@click.option(
+    "--keys",
+    "keys_file",
+    metavar="FILE",
+    help="url backend: the pump's key file (pumpemu keys new), as pumpemu ctl --keys.",
+)
+@control_options(
+    default=None,
+    what="url backend: the pump's control API (pumpemu serve --control), as pumpemu "
+    f"fault/time/truth take it; or set {CONTROL_ENV}. Without it, plant faults, steps after "
+    "0d 00:00 and the oracles that need plant truth are skipped with the reason.",
+)
+@click.option(
+    "--allow-skips",
+    is_flag=True,
+    help="Exit 0 when no run failed or errored, even if some were skipped in part (a rig "
+    "without --control); the verdicts still say skip.",
 )
 @click.option("--only", "only", metavar="TEXT", help="Run only scenarios whose id contains TEXT.")
 @click.option("--hazard", "hazard", metavar="ID", help="Run only scenarios for this hazard id.")
@@ -184,6 +216,11 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     paths: tuple[str, ...],
     builtin: bool,
     backend: str,
+    port: str | None,
+    keys_file: str | None,
+    control: str | None,
+    token_file: Path | None,
+    allow_skips: bool,
     only: str | None,
     hazard: str | None,
     jobs: int,
@@ -194,7 +231,13 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     """Run scenario FILES (or directories) and print a verdict per run.
 
     Exit 0 only when every expectation and every oracle of every run held; 1 when one
-    failed or was skipped; 2 for a bad file.
+    failed or was skipped (with --allow-skips: when one failed or errored); 2 for a bad
+    file or option.
+
+    The url backend drives the pump at --port as a clinic would, one run at a time, on
+    the pump as it finds it (its committed prescription must be the file's [setup] one).
+    With --control, faults, time and truth go through the control API; without it the
+    pump is a real rig: what it cannot do is reported skipped with the reason.
 
     \b
     Examples:
@@ -202,6 +245,9 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
       pumpemu scenario run leak.toml --backend api --json
       pumpemu scenario run my-scenarios/ --junit scenarios.xml
       pumpemu scenario run sweep.toml --backend api --jobs 2
+      pumpemu scenario run h05.toml --backend url --port /dev/pts/7 --keys pe.keys \\
+          --control unix:/tmp/pump.sock
+      pumpemu scenario run visit.toml --backend url --port /dev/ttyUSB0 --keys pe.keys
     """
     from hil.console import make_console  # noqa: PLC0415 (lazy, see above)
     from hil.scenario import report  # noqa: PLC0415
@@ -214,7 +260,15 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         scenarios = [s for s in scenarios if hazard in s.hazards]
     if not scenarios:
         raise UsageError("no scenario matches")
-    if jobs > 1 and len(scenarios) > 1:
+    if backend != "url" and _from_environment("control"):
+        control = None  # PUMPEMU_CONTROL is for pumpemu fault/time/truth too: not an error
+    target = _target(backend, port, keys_file, control, token_file, jobs)
+    if target is not None:
+        try:
+            results = [run(sc, backend, target=target) for sc in scenarios]
+        finally:
+            target.close()
+    elif jobs > 1 and len(scenarios) > 1:
         from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415 (lazy)
 
         chunk = max(1, len(scenarios) // (4 * jobs))
@@ -234,4 +288,43 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         written = write_report(results, report_dir)
         if not as_json:
             click.echo(f"report: {written}")
-    sys.exit(0 if all(r.verdict == "pass" for r in results) else 1)
+    accepted = ("pass", "skip") if allow_skips else ("pass",)
+    sys.exit(0 if all(r.verdict in accepted for r in results) else 1)
+
+
+def _from_environment(parameter: str) -> bool:
+    source = click.get_current_context().get_parameter_source(parameter)
+    return source is click.core.ParameterSource.ENVIRONMENT
+
+
+def _target(  # noqa: PLR0917 (the url backend's options, checked together)
+    backend: str,
+    port: str | None,
+    keys_file: str | None,
+    control: str | None,
+    token_file: Path | None,
+    jobs: int,
+) -> PumpAtUrl | None:
+    """The url backend's pump, connected; a usage error for its options elsewhere."""
+    from hil.key_files import load_keys  # noqa: PLC0415 (lazy, see above)
+    from hil.pump_at_url import connect_pump  # noqa: PLC0415
+
+    given = [
+        name
+        for name, value in (("--port", port), ("--keys", keys_file), ("--control", control))
+        if value
+    ]
+    if backend != "url":
+        if given:
+            raise UsageError(f"{given[0]} is for --backend url (this run is on {backend})")
+        return None
+    if not port:
+        raise UsageError("--backend url needs --port URL, e.g. --port /dev/ttyUSB0")
+    if not keys_file:
+        raise UsageError("--backend url needs --keys FILE: the pump's key file")
+    if jobs > 1:
+        raise UsageError("--backend url runs on one pump: one run at a time (leave out --jobs)")
+    try:
+        return connect_pump(port, load_keys(keys_file), control, token_file)
+    except HilError as exc:  # a control API that cannot be reached is a bad option too
+        raise UsageError(str(exc)) from None

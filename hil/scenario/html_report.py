@@ -1,7 +1,7 @@
 """``--report DIR``: one self-contained HTML page per run of ``pumpemu scenario run``
 (docs/scenarios.md, "Reports").
 
-No network and no script: the styles are inline, the plots are inline SVG drawn here from
+No network and no script: the page shell and the plots are hil/html_page.py's, drawn from
 the run's samples, so the page opens anywhere and can be archived with the CI job. Per
 scenario: its verdict, its timeline, each expectation's and oracle's verdict with the
 evidence, and three plots on the scenario's time axis: reservoir belief vs truth;
@@ -11,27 +11,17 @@ faults applied.
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from hil.ctl import quantities as q
+from hil.html_page import HEIGHT, PAD, WIDTH, line_chart, page
+from hil.html_page import e as _e
 from hil.scenario.oracles import Sample, fmt_time
 from hil.scenario.runner import RunResult
 from protocol.device_state import AlarmKind, EventKind
 
 REPORT_NAME = "index.html"
-WIDTH, HEIGHT, PAD = 720, 180, 40
-COLOURS = {"belief": "#1f6fb2", "truth": "#c0392b", "programmed": "#555555"}
-STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; }
-td, th { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
-.pass { color: #1a7f37; } .fail, .error { color: #c0392b; font-weight: bold; }
-.skip { color: #9a6700; } .held { color: #1a7f37; } .failed { color: #c0392b; }
-.skipped { color: #9a6700; } svg { background: #fafafa; border: 1px solid #ddd; }
-section { border-top: 2px solid #ddd; margin-top: 2em; }
-"""
 
 
 def write_report(results: Sequence[RunResult], directory: str | Path) -> Path:
@@ -53,18 +43,12 @@ def render(results: Sequence[RunResult]) -> str:
     )
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     body = "".join(_run(i, r) for i, r in enumerate(results))
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        "<title>pumpemu scenario report</title>"
-        f"<style>{STYLE}</style></head><body>"
+    return page(
+        "pumpemu scenario report",
         f'<h1>Scenario report</h1><p id="summary">{_e(summary)}</p>'
         f'<table id="verdicts"><tr><th>verdict</th><th>scenario</th><th>hazards</th>'
-        f"<th>backend</th></tr>{rows}</table>{body}</body></html>\n"
+        f"<th>backend</th></tr>{rows}</table>{body}",
     )
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text))
 
 
 def _run(index: int, r: RunResult) -> str:
@@ -113,58 +97,34 @@ def _verdict(ok: bool | None) -> str:
 def _plots(r: RunResult) -> str:
     samples = r.samples
     end = max(r.scenario.end_ms, 1)
-    reservoir = _chart(
-        "reservoir: belief vs truth (mL)",
+    # A backend without plant truth (url without --control) draws belief alone.
+    truth = all(s.truth_read for s in samples)
+    reservoir = line_chart(
+        "reservoir: belief vs truth (mL)" if truth else "reservoir: belief (mL)",
         end,
         [
             ("belief", [(s.t_ms, s.reservoir_belief_nl) for s in samples]),
-            ("truth", [(s.t_ms, s.reservoir_truth_nl) for s in samples]),
+            *([("truth", [(s.t_ms, s.reservoir_truth_nl) for s in samples])] if truth else []),
         ],
         q.volume,
+        end_label=fmt_time(end),
     )
-    dose = _chart(
+    dose = line_chart(
         "cumulative dose: programmed, believed, to the patient (mass)",
         end,
         [
             ("programmed", [(s.t_ms, s.programmed_pg) for s in samples]),
             ("belief", [(s.t_ms, s.believed_pg) for s in samples]),
-            ("truth", [(s.t_ms, s.patient_pg) for s in samples]),
+            *([("truth", [(s.t_ms, s.patient_pg) for s in samples])] if truth else []),
         ],
         q.mass,
+        end_label=fmt_time(end),
     )
     return reservoir + dose + _events(r, end)
 
 
 def _x(t_ms: int, end: int) -> float:
     return PAD + (WIDTH - 2 * PAD) * t_ms / end
-
-
-def _chart(
-    title: str,
-    end: int,
-    series: list[tuple[str, list[tuple[int, int]]]],
-    label: Callable[[int], str],
-) -> str:
-    top = max((v for _, points in series for _, v in points), default=0) or 1
-    lines = []
-    for name, points in series:
-        coords = " ".join(
-            f"{_x(t, end):.1f},{HEIGHT - PAD - (HEIGHT - 2 * PAD) * v / top:.1f}" for t, v in points
-        )
-        lines.append(
-            f'<polyline class="series" data-series="{name}" fill="none" stroke-width="1.5" '
-            f'stroke="{COLOURS[name]}" points="{coords}"/>'
-        )
-    legend = " · ".join(name for name, _ in series)
-    return (
-        f'<figure><svg class="plot" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{_e(title)}">'
-        f'<text x="{PAD}" y="14" font-size="12">{_e(title)}: {_e(legend)}</text>'
-        f'<text x="2" y="{PAD}" font-size="10">{_e(label(top))}</text>'
-        f'<text x="{PAD}" y="{HEIGHT - 8}" font-size="10">0d 00:00</text>'
-        f'<text x="{WIDTH - PAD - 60}" y="{HEIGHT - 8}" font-size="10">{_e(fmt_time(end))}</text>'
-        f"{''.join(lines)}</svg></figure>"
-    )
 
 
 def _events(r: RunResult, end: int) -> str:

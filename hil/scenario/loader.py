@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
+import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from emulator.errors import ProfileError
 from emulator.profile import Profile, builtin_profile_names, load_profile
@@ -180,8 +180,7 @@ def scenario_files(paths: Sequence[str]) -> list[Path]:
     return out
 
 
-def load(path: str | os.PathLike[str]) -> list[Scenario]:
-    """Every run a scenario file describes (one, or one per sweep point)."""
+def _read(path: str | os.PathLike[str]) -> str:
     name = os.fspath(path)
     file = Path(path)
     try:
@@ -189,32 +188,85 @@ def load(path: str | os.PathLike[str]) -> list[Scenario]:
             raise ScenarioError(f"{name}:1: is a directory, not a scenario file")
         if file.stat().st_size > MAX_FILE_BYTES:
             raise ScenarioError(f"{name}:1: far too large for a scenario file")
-        text = file.read_bytes().decode("utf-8")
+        return file.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{name}:1: no such file") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"{name}:1: not UTF-8 text") from None
     except OSError as exc:
         raise ScenarioError(f"{name}:1: cannot read: {exc.strerror or exc}") from None
-    return loads(text, name, base=file.resolve().parent)
+
+
+def load(path: str | os.PathLike[str]) -> list[Scenario]:
+    """Every run a scenario file describes (one, or one per sweep point)."""
+    return list(open_runs(path))
 
 
 def loads(text: str, name: str = "<scenario>", *, base: Path | None = None) -> list[Scenario]:
     """Parse scenario TOML ``text``; ``name`` is used in messages, ``base`` resolves files."""
-    try:
-        document = parse_toml(text, max_bytes=MAX_FILE_BYTES)
-    except DocumentError as exc:
-        message = str(exc)
-        match = re.search(r"\(at line (\d+), column \d+\)", message)
-        line = int(match.group(1)) if match else 1
-        raise ScenarioError(f"{name}:{line}: {message}") from None
-    lines = _Lines(text)
-    try:
-        runs = [_build(doc, name, base or Path.cwd(), values) for doc, values in _expand(document)]
-    except _FileError as bad:
-        raise ScenarioError(f"{name}:{lines.line(bad.path)}: {bad.message}") from None
-    return [
-        dataclasses.replace(
+    return list(Runs(text, name, base=base))
+
+
+def open_runs(path: str | os.PathLike[str]) -> Runs:
+    """The runs of a scenario file, each built when it is asked for (``Runs``)."""
+    return Runs(_read(path), os.fspath(path), base=Path(path).resolve().parent)
+
+
+class Runs(Sequence[Scenario]):
+    """The runs a scenario text describes, built one at a time on demand.
+
+    The document is parsed and the sweep checked (its keys, its size) at once, so a bad
+    file fails here; each sweep point is built only when indexed. A campaign worker that
+    runs point 817 of a 1,000-point sweep builds that one point, not all 1,000 (building a
+    point costs about as much as running a 30-day story on the api backend)."""
+
+    def __init__(self, text: str, name: str = "<scenario>", *, base: Path | None = None) -> None:
+        try:
+            document = parse_toml(text, max_bytes=MAX_FILE_BYTES)
+        except DocumentError as exc:
+            message = str(exc)
+            match = re.search(r"\(at line (\d+), column \d+\)", message)
+            line = int(match.group(1)) if match else 1
+            raise ScenarioError(f"{name}:{line}: {message}") from None
+        self._document = document
+        self._name = name
+        self._base = base or Path.cwd()
+        self._lines = _Lines(text)
+        try:
+            self._axes = _axes(document)
+        except _FileError as bad:
+            raise ScenarioError(f"{name}:{self._lines.line(bad.path)}: {bad.message}") from None
+        self._count = math.prod(len(values) for _, values in self._axes)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Scenario: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Scenario]: ...
+
+    def __getitem__(self, index: int | slice) -> Scenario | list[Scenario]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if not -self._count <= index < self._count:
+            raise IndexError(f"{self._name} has {self._count} run(s), not run {index + 1}")
+        return self._run(index % self._count)
+
+    def __iter__(self) -> Iterator[Scenario]:
+        return (self._run(i) for i in range(self._count))
+
+    def _run(self, index: int) -> Scenario:
+        doc, values = _point(self._document, self._axes, index)
+        try:
+            run = _build(doc, self._name, self._base, values)
+        except _FileError as bad:
+            raise ScenarioError(
+                f"{self._name}:{self._lines.line(bad.path)}: {bad.message}"
+            ) from None
+        lines = self._lines
+        return dataclasses.replace(
             run,
             steps=tuple(
                 dataclasses.replace(s, line=lines.line(("steps", s.index))) for s in run.steps
@@ -223,20 +275,22 @@ def loads(text: str, name: str = "<scenario>", *, base: Path | None = None) -> l
                 dataclasses.replace(o, line=lines.line(("oracles", o.index))) for o in run.oracles
             ),
         )
-        for run in runs
-    ]
 
 
 # -- sweeps ---------------------------------------------------------------------------------
 
 
-def _expand(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+_Axes = list[tuple[str, list[Any]]]
+
+
+def _axes(document: Mapping[str, Any]) -> _Axes:
+    """The sweep's keys and values, checked (an empty list: no sweep, one run)."""
     sweep = document.get("sweep")
     if sweep is None:
-        return [(dict(document), {})]
+        return []
     if not isinstance(sweep, Mapping):
         raise _FileError(("sweep",), "sweep must be a table of key = [values] or {from, to, step}")
-    axes: list[tuple[str, list[Any]]] = []
+    axes: _Axes = []
     for key, spec in sweep.items():
         values = _sweep_values(key, spec)
         if not values:
@@ -246,29 +300,39 @@ def _expand(document: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str,
         axes.append((key, values))
     if not axes:
         raise _FileError(("sweep",), "the sweep table is empty: it expands to nothing")
-    total = 1
-    for _, values in axes:
-        total *= len(values)
+    total = math.prod(len(values) for _, values in axes)
     if total > MAX_SWEEP_RUNS:
         raise _FileError(("sweep",), f"the sweep expands to {total} runs, at most {MAX_SWEEP_RUNS}")
-    runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for combo in itertools.product(*(values for _, values in axes)):
-        doc = copy.deepcopy(dict(document))
-        del doc["sweep"]
-        chosen: dict[str, Any] = {}
-        for (key, _), value in zip(axes, combo, strict=True):
-            chosen[key] = value
-            if key == "seed":
-                doc["seed"] = value
-                continue
-            *parents, leaf = _sweep_target(doc, key)
-            table: Any = doc
-            for part in parents:
-                table = table[part]
-            table[leaf] = value
-        doc["id"] = f"{doc.get('id', 'scenario')}{_sweep_label(chosen)}"
-        runs.append((doc, chosen))
-    return runs
+    return axes
+
+
+def _point(
+    document: Mapping[str, Any], axes: _Axes, index: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sweep point ``index`` (in ``itertools.product`` order: the last key varies fastest)
+    as its document and its chosen values."""
+    if not axes:
+        return dict(document), {}
+    combo: list[Any] = []
+    for _, values in reversed(axes):
+        index, at = divmod(index, len(values))
+        combo.append(values[at])
+    combo.reverse()
+    doc = copy.deepcopy(dict(document))
+    del doc["sweep"]
+    chosen: dict[str, Any] = {}
+    for (key, _), value in zip(axes, combo, strict=True):
+        chosen[key] = value
+        if key == "seed":
+            doc["seed"] = value
+            continue
+        *parents, leaf = _sweep_target(doc, key)
+        table: Any = doc
+        for part in parents:
+            table = table[part]
+        table[leaf] = value
+    doc["id"] = f"{doc.get('id', 'scenario')}{_sweep_label(chosen)}"
+    return doc, chosen
 
 
 def _sweep_label(chosen: Mapping[str, Any]) -> str:

@@ -34,8 +34,8 @@ ACTIONS = (
 PROGRAMMER_ACTIONS = frozenset(ACTIONS) - {"fault", "link-fault", "advance"}
 """Steps that are a programmer's request (a session on the wire backend)."""
 
-BACKENDS = ("wire", "api", "serve")
-"""Where a scenario runs (backends.py; serve_backend.py)."""
+BACKENDS = ("wire", "api", "serve", "url")
+"""Where a scenario runs (backends.py; serve_backend.py; url_backend.py)."""
 
 OUTCOMES = ("answered", "applied", "refused", "not applied", "uncertain")
 

@@ -60,8 +60,15 @@ class Sample:
     programmed_pg: int
     believed_pg: int
     patient_pg: int
+    truth_read: bool = field(default=True, compare=False)
+    """False on a backend that cannot read plant truth: the truth fields are 0, not read."""
 
     def describe(self) -> str:
+        if not self.truth_read:
+            return (
+                f"at {fmt_time(self.t_ms)}: reservoir belief "
+                f"{q.volume(self.reservoir_belief_nl)}; plant truth not readable here"
+            )
         return (
             f"at {fmt_time(self.t_ms)}: reservoir belief {q.volume(self.reservoir_belief_nl)}"
             f" vs truth {q.volume(self.reservoir_truth_nl)}; delivered belief "
@@ -141,7 +148,12 @@ def judge(
     samples: Sequence[Sample],
     log: Sequence[LogEntry],
     pump: PumpView,
+    *,
+    no_truth: str | None = None,
 ) -> tuple[list[Finding], dict[str, Any]]:
+    """Every expectation and oracle of ``scenario``, and the oracles' figures. An oracle
+    that needs plant truth on a backend that cannot read it (``no_truth``: the reason), or
+    whose step was not run, is skipped with the reason: never passed, and no figure."""
     findings: list[Finding] = []
     figures: dict[str, Any] = {}
     for record in records:
@@ -152,6 +164,10 @@ def judge(
         where = f"{scenario.path}:{oracle.line}: oracle {oracle.index + 1} ({oracle.check})"
         p = oracle.params
         key = f"oracle{oracle.index + 1}.{oracle.check}"
+        skip = _oracle_skip(oracle.check, p, by_name, no_truth)
+        if skip is not None:
+            findings.append(Finding(where, oracle.check, None, "judged", f"skipped: {skip}"))
+            continue
         if oracle.check == "dose":
             found, figs = _dose(where, p, samples, scenario.end_ms, stroke_nl, records)
         elif oracle.check == "reservoir":
@@ -165,6 +181,28 @@ def judge(
         findings.extend(found)
         figures[key] = figs
     return findings, figures
+
+
+TRUTH_CHECKS = frozenset({"dose", "reservoir"})
+"""Oracles that compare belief with plant truth (the drug that reached the patient, the
+fluid really in the reservoir): they cannot be judged without it (H1, H10, H13, H17)."""
+
+
+def _oracle_skip(
+    check: str, p: Mapping[str, Any], by_name: Mapping[str, Any], no_truth: str | None
+) -> str | None:
+    if check in TRUTH_CHECKS and no_truth is not None:
+        return no_truth
+    name = p.get("step") if check == "refill-discrepancy" else p.get("fault")
+    if (
+        check in ("refill-discrepancy", "alarm-latency")
+        and isinstance(name, str)
+        and name in by_name
+    ):
+        result = by_name[name].result
+        if result is not None and result.skipped:
+            return f"its step {name!r} was skipped ({result.skipped})"
+    return None
 
 
 # -- expectations ---------------------------------------------------------------------------

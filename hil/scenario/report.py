@@ -27,9 +27,9 @@ def _sample_json(sample: Sample | None) -> dict[str, Any] | None:
         "t_ms": sample.t_ms,
         "state": sample.state,
         "reservoir_belief_nl": sample.reservoir_belief_nl,
-        "reservoir_truth_nl": sample.reservoir_truth_nl,
+        "reservoir_truth_nl": sample.reservoir_truth_nl if sample.truth_read else None,
         "delivered_believed_nl": sample.believed_nl,
-        "delivered_to_patient_nl": sample.patient_nl,
+        "delivered_to_patient_nl": sample.patient_nl if sample.truth_read else None,
     }
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from emulator.device import CommandLedger
+from hil.errors import HilError, UsageError
 from hil.scenario import oracles
 from hil.scenario.backends import (
     Backend,
@@ -27,10 +29,16 @@ from hil.scenario.backends import (
     make_backend,
 )
 from hil.scenario.model import PROGRAMMER_ACTIONS, Scenario, Step
-from hil.scenario.oracles import Finding, Sample
+from hil.scenario.oracles import Finding, Sample, fmt_time
 from protocol.device_state import LogEntry
 from protocol.prescription import InfusionMode, Prescription
 from protocol.units import MS_PER_DAY
+
+if TYPE_CHECKING:
+    from hil.pump_at_url import PumpAtUrl
+
+_NO_TRUTH = SimpleNamespace(delivered_nl=0, reservoir_nl=0, withdrawn_nl=0)
+"""Plant truth on a backend that cannot read it (``Backend.no_truth``)."""
 
 FIRST_COMMAND_ID = 1_001
 """Command ids the runner gives, counting up in timeline order (the same on every backend)."""
@@ -78,7 +86,10 @@ class _Run:
         self.programmed_pgms = 0  # pg x ms / day, exact
         self.believed_pg = 0
         self.patient_pg = 0
-        truth = self.pump.plant_truth()
+        self.no_truth = backend.no_truth
+        self.stuck: str | None = None
+        """Why pump time cannot move on (a rig's real clock): every later step is skipped."""
+        truth = self._truth()
         status = self.pump.status()
         self.last_t = 0
         self.last_local = status.local_time_ms
@@ -92,14 +103,23 @@ class _Run:
 
     # -- time and samples --
 
+    def _truth(self) -> Any:
+        if self.no_truth is not None:
+            # Nothing judges truth on such a backend (oracles.judge skips what needs it);
+            # zeros, not belief, so a slip would show as a gap, never as agreement.
+            return _NO_TRUTH
+        return self.pump.plant_truth()
+
     def goto(self, t_ms: int) -> Sample:
-        if t_ms > self.last_t:
-            self.b.advance_to(self.origin + t_ms)
+        if t_ms > self.last_t and self.stuck is None:
+            self.stuck = self.b.advance_to(self.origin + t_ms)
         return self.sample(t_ms)
 
     def sample(self, t_ms: int) -> Sample:
+        if self.stuck is not None and self.samples:
+            return self.samples[-1]  # time did not move: the last reading is still the news
         status = self.pump.status()
-        truth = self.pump.plant_truth()
+        truth = self._truth()
         span = t_ms - self.last_t
         if span > 0 and self.running and self.rx is not None:
             volume_x_ms = oracles.basal_volume_x_ms(self.rx, self.last_local, span)
@@ -137,6 +157,7 @@ class _Run:
             programmed_pg=self.programmed_pgms // MS_PER_DAY,
             believed_pg=self.believed_pg,
             patient_pg=self.patient_pg,
+            truth_read=self.no_truth is None,
         )
         self.samples.append(sample)
         return sample
@@ -147,7 +168,9 @@ class _Run:
         before = self.samples[-1]  # taken at this instant by goto (status() is not cheap)
         record = StepRecord(step, before.local_ms, before.log_next_seq)
         params = dict(step.params)
-        if step.do in PROGRAMMER_ACTIONS and step.at_ms < self.skip_until:
+        if self.stuck is not None and step.at_ms > self.last_t:
+            record.result = StepResult(skipped=f"at {fmt_time(step.at_ms)}: {self.stuck}")
+        elif step.do in PROGRAMMER_ACTIONS and step.at_ms < self.skip_until:
             # The link fault this step was written against did not happen here: the step
             # would tell another story, so it is not run (and reported skipped).
             record.result = StepResult(
@@ -167,8 +190,8 @@ class _Run:
             record.result = result
             self._follow(step, params, result)
         elif step.do == "fault":
-            self.b.inject(params["fault"], params["params"])
-            record.result = StepResult("applied")
+            reason = self.b.inject(params["fault"], params["params"])
+            record.result = StepResult("applied", skipped=reason)
         elif step.do == "link-fault":
             start = self.origin + step.at_ms
             reason = self.b.link_fault(
@@ -232,9 +255,11 @@ def run(
     *,
     pump_class: PumpFactory = RefillHands,
     ledger_factory: Callable[[], CommandLedger] | None = None,
+    target: PumpAtUrl | None = None,
 ) -> RunResult:
     """Run ``scenario`` on ``backend`` and judge it. ``pump_class`` and ``ledger_factory``
-    put test doubles in (tests/hil/scenario/test_broken_pumps.py)."""
+    put test doubles in (tests/hil/scenario/test_broken_pumps.py); ``target`` is the pump
+    the url backend drives (hil/pump_at_url.py)."""
     out = RunResult(scenario, backend)
     try:
         b = make_backend(
@@ -243,10 +268,17 @@ def run(
             scenario.seed,
             pump_class=pump_class,
             ledger=ledger_factory() if ledger_factory is not None else None,
+            target=target,
         )
     except SetupError as exc:
         out.verdict = "error"
         out.error = f"{scenario.path}: setup: {exc}"
+        return out
+    except UsageError:
+        raise  # a port that cannot be opened, a bad address: one line, exit 2
+    except HilError as exc:  # the target did not answer: a verdict with the reason
+        out.verdict = "error"
+        out.error = f"{scenario.path}: the target: {type(exc).__name__}: {exc}"
         return out
     try:
         r = _play(scenario, b)
@@ -259,7 +291,9 @@ def run(
     out.records = r.records
     out.samples = r.samples
     out.log = r.log
-    out.findings, out.figures = oracles.judge(scenario, r.records, r.samples, out.log, r.pump)
+    out.findings, out.figures = oracles.judge(
+        scenario, r.records, r.samples, out.log, r.pump, no_truth=b.no_truth
+    )
     if any(f.ok is None for f in out.findings):
         # A step this backend could not run: the run no longer tells the file's story, so
         # its other checks are shown but do not decide (never a pass, never a false fail).

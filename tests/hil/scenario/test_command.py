@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import pytest
 from click.testing import CliRunner
 
 from hil.cli import main
+from hil.key_files import write_key_file
+from protocol.keys import generate_keys
 
 PASSING = """\
 id = "ok"
@@ -188,3 +191,95 @@ def test_an_unknown_override_is_a_file_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["scenario", "check", _write(tmp_path, "b.toml", text)])
     assert result.exit_code == 2
     assert "override 'hard-limit': one of soft-limit, dose-change" in result.output
+
+
+def test_allow_skips_accepts_a_skip_but_never_a_failure(tmp_path: Path) -> None:
+    linked = _write(tmp_path, "linked.toml", LINKED)
+    bad = _write(tmp_path, "bad.toml", FAILING)
+    skipped = CliRunner().invoke(
+        main, ["scenario", "run", linked, "--backend", "api", "--allow-skips", "--json"]
+    )
+    assert skipped.exit_code == 0
+    assert json.loads(skipped.output)["runs"][0]["verdict"] == "skip"
+    failed = CliRunner().invoke(
+        main, ["scenario", "run", linked, bad, "--backend", "api", "--allow-skips"]
+    )
+    assert failed.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--port", "/dev/null"], "--port is for --backend url", id="port-on-wire"),
+        pytest.param(["--keys", "k.keys"], "--keys is for --backend url", id="keys-on-wire"),
+        pytest.param(
+            ["--control", "127.0.0.1:7001"], "--control is for --backend url", id="control-on-wire"
+        ),
+        pytest.param(["--backend", "url"], "--backend url needs --port URL", id="url-no-port"),
+        pytest.param(
+            ["--backend", "url", "--port", "/dev/null"], "needs --keys FILE", id="url-no-keys"
+        ),
+        pytest.param(
+            ["--backend", "url", "--port", "/dev/null", "--keys", "k.keys", "--jobs", "2"],
+            "one run at a time",
+            id="url-with-jobs",
+        ),
+        pytest.param(
+            ["--backend", "url", "--port", "/dev/null", "--keys", "missing.keys"],
+            "missing.keys",
+            id="url-missing-key-file",
+        ),
+    ],
+)
+def test_url_options_are_checked_before_anything_runs(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    path = _write(tmp_path, "ok.toml", PASSING)
+    result = CliRunner().invoke(main, ["scenario", "run", path, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_control_environment_variable_does_not_stop_other_backends(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ok.toml", PASSING)
+    result = CliRunner().invoke(
+        main, ["scenario", "run", path, "--backend", "api"], env={"PUMPEMU_CONTROL": "unix:/nope"}
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_an_oracle_on_a_skipped_step_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    text = LINKED.replace('id = "linked"', 'id = "refill-in-window"') + (
+        '[[steps]]\nat = "1d"\ndo = "refill"\nname = "refill"\nvolume = "20 mL"\n'
+        '[[oracles]]\ncheck = "refill-discrepancy"\nstep = "refill"\nflagged = false\n'
+    )
+    path = _write(tmp_path, "refill.toml", text)
+    result = CliRunner().invoke(main, ["scenario", "run", path, "--backend", "api", "--json"])
+    run = json.loads(result.output)["runs"][0]
+    oracle = next(f for f in run["findings"] if f["what"] == "refill-discrepancy")
+    assert oracle["verdict"] == "skipped"
+    assert oracle["happened"].startswith("skipped: its step 'refill' was skipped (inside the")
+    assert "oracle2.refill-discrepancy" not in run["figures"]
+    assert run["verdict"] == "skip"
+    wire = CliRunner().invoke(main, ["scenario", "run", path, "--json"])  # wire runs the step
+    judged = json.loads(wire.output)["runs"][0]["findings"]
+    assert [f["verdict"] for f in judged if f["where"].endswith("(refill-discrepancy)")] in (
+        ["held"],
+        ["failed"],
+    )
+
+
+def test_a_control_api_that_cannot_be_reached_is_one_line_exit_2(tmp_path: Path) -> None:
+    keys = tmp_path / "pump.keys"
+    write_key_file(keys, generate_keys("PE-T", bytes(range(64))))
+    path = _write(tmp_path, "ok.toml", PASSING)
+    result = CliRunner().invoke(
+        main,
+        ["scenario", "run", path, "--backend", "url", "--port", "/dev/null", "--keys",
+         str(keys), "--control", f"unix:{tmp_path / 'nobody.sock'}"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "cannot reach the control API" in result.output
+    assert len(result.output.strip().splitlines()) == 1

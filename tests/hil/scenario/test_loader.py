@@ -3,17 +3,20 @@ error with exit code 2 for what it does not."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hil.cli import main
 from hil.control import FAULTS
 from hil.hazards import is_hazard_id
 from hil.proxy.faults import FaultKind
-from hil.scenario.loader import ScenarioError, loads, parse_time
+from hil.scenario.loader import Runs, ScenarioError, loads, parse_time
 from hil.scenario.model import Scenario
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -252,6 +255,44 @@ def test_sweep_expands_with_ids_seeds_and_values() -> None:
     assert sorted({r.seed for r in runs}) == [1, 2, 3]
     assert {r.steps[0].params["dose_nl"] for r in runs} == {100_000, 200_000}
     assert {r.setup.reservoir_nl for r in runs} == {5_000_000}
+
+
+def _sweep_text(seeds: list[int], doses: list[int]) -> str:
+    return (
+        HEAD
+        + f'[setup]\nreservoir = {{ volume = "10 mL" }}\n{RX}\n'
+        '[[steps]]\ndo = "clinician-bolus"\ndose = "0.1 mL"\nduration = "1 h"\n'
+        f"[sweep]\nseed = {seeds}\n"
+        f'"steps.0.dose" = {[f"{d} uL" for d in doses]}\n'.replace("'", '"')
+    )
+
+
+@given(
+    seeds=st.lists(st.integers(0, 99), min_size=1, max_size=3, unique=True),
+    doses=st.lists(st.integers(1, 99), min_size=1, max_size=3, unique=True),
+)
+def test_runs_builds_any_point_alone_in_product_order(seeds: list[int], doses: list[int]) -> None:
+    runs = Runs(_sweep_text(seeds, doses), "t.toml")
+    points = list(itertools.product(seeds, doses))
+    assert len(runs) == len(points)
+    for index in reversed(range(len(points))):  # any order: each point is built alone
+        seed, dose = points[index]
+        run = runs[index]
+        assert run.id == f"t[seed={seed},dose={dose} uL]"
+        assert (run.seed, run.steps[0].params["dose_nl"]) == (seed, dose * 1_000)
+    assert runs[-1].id == runs[len(points) - 1].id
+    with pytest.raises(IndexError):
+        runs[len(points)]
+
+
+def test_runs_reports_a_bad_point_when_it_is_built_and_load_at_once() -> None:
+    text = _sweep_text([1], [5]).replace('"5 uL"', '"5 uL", "lots"')
+    runs = Runs(text, "t.toml")  # the sweep's keys and size are checked here
+    assert runs[0].steps[0].params["dose_nl"] == 5_000
+    with pytest.raises(ScenarioError, match=r"^t\.toml:\d+: .*lots"):
+        runs[1]
+    with pytest.raises(ScenarioError, match=r"^t\.toml:\d+: .*lots"):
+        loads(text, "t.toml")
 
 
 def test_hazard_ids_are_the_table_of_docs_hazards_md() -> None:
