@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from hil.control import ControlClient, EventStream
-from hil.control_command import _CommandError, _control_option, _token_for
+from hil.control import ControlClient, EventStream, control_token
+from hil.control_command import _CommandError, control_options
 from hil.errors import HilError
 from hil.watch.app import WatchApp
 from hil.watch.keys import KEY_ACTIONS, QUIT_KEY
@@ -36,7 +36,7 @@ Examples:
 
 
 @click.command("watch", epilog=WATCH_EPILOG)
-@_control_option
+@control_options()
 def watch(control: str, token_file: Path | None) -> None:
     """A live terminal dashboard of one running pump.
 
@@ -47,7 +47,7 @@ def watch(control: str, token_file: Path | None) -> None:
     --clock manual). Everything comes from the control API's subscribe op (docs/serve.md).
     """
     try:
-        token = _token_for(control, token_file)
+        token = control_token(control, token_file)
         stream = EventStream(control, token=token, timeout_s=10.0)
     except HilError as exc:
         raise _CommandError(str(exc)) from None
