@@ -38,7 +38,6 @@ import contextlib
 import hmac
 import json
 import os
-import re
 import secrets
 import socket
 import stat
@@ -74,6 +73,7 @@ from emulator.faults import (
     PumpReseat,
     Reset,
 )
+from hil import quantities as q
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
 from hil.key_files import create_private_file
@@ -81,6 +81,7 @@ from hil.serve import (
     ClockControlError,
     Log,
     PumpServer,
+    PumpView,
     StateNotStoredError,
     format_pump_time,
     parse_tcp_address,
@@ -106,7 +107,7 @@ __all__ = [
     "default_token_file",
     "ensure_control_dir",
     "parse_control_address",
-    "parse_duration",
+    "parse_fault_param",
     "plain_json",
     "read_token_file",
     "remove_token_file",
@@ -245,32 +246,6 @@ def parse_control_address(text: str) -> ControlAddress:
     return ControlAddress(host, port, None)
 
 
-# -- durations ------------------------------------------------------------------------------
-
-_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-
-
-def parse_duration(value: str | int) -> int:
-    """A duration in ms: an int is seconds; a string is seconds (``"90"``) or whole numbers
-    with units, combined (``"30d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"250ms"``)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 30d, 6h, 90m")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value}")
-        return value * 1_000
-    text = value.strip().lower().replace(" ", "")
-    if text.isdigit():
-        return int(text) * 1_000
-    if not text or _DURATION.sub("", text):
-        raise ValueError(
-            f"bad duration {value!r}: use seconds or whole numbers with units ms, s, m, h, d, w "
-            "(e.g. 30d, 6h, 1d12h, 250ms)"
-        )
-    return sum(int(n) * _UNITS_MS[unit] for n, unit in _DURATION.findall(text))
-
-
 # -- faults ---------------------------------------------------------------------------------
 
 
@@ -283,13 +258,46 @@ class FaultSpec:
     build: Callable[[Mapping[str, Any]], Fault]
 
 
+def _fault_param_parser(name: str) -> Callable[[str], int] | None:
+    """How a fault parameter written with its unit is read (docs/quantities.md): the name's
+    suffix is the unit a bare number keeps, so ``3600`` and ``1h`` mean the same to
+    ``recover_after_s``. None for a plain count (``nah``, ``bit``)."""
+    if name.endswith("_s"):
+        return lambda text: q.parse_duration(text, bare="s")
+    if name == "ppm" or name.endswith("_ppm"):
+        return lambda text: q.parse_fraction(text, bare="ppm", signed=True)
+    if name.endswith("_nl"):
+        return lambda text: q.parse_volume(text, bare="nl")
+    if name.endswith("_ug_per_ml"):
+        return lambda text: q.parse_concentration(text, bare="ug/ml")
+    return None
+
+
+def parse_fault_param(name: str, value: Any) -> int:
+    """One fault parameter as the integer the fault takes: an int as it is (in the unit its
+    name ends with), or a string in the one grammar (``"1h"``, ``"5%"``, ``"2 mL"``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    parser = _fault_param_parser(name)
+    if isinstance(value, str):
+        if parser is not None:
+            return parser(value)
+        if value.strip().isdigit() and len(value.strip()) <= q.MAX_DIGITS:
+            return int(value.strip())
+    units = " or a string with its unit" if parser is not None else ""
+    raise ValueError(f"must be an integer{units}, got {value!r}")
+
+
 def _int(params: Mapping[str, Any], name: str, default: int | None = None) -> int:
     value = params.get(name, default)
     if value is None:
         raise ValueError(f"missing parameter {name!r}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
-    return value
+    try:
+        return parse_fault_param(name, value)
+    except ValueError as exc:
+        raise ValueError(f"parameter {name!r}: {exc}") from None
 
 
 def _optional_int(params: Mapping[str, Any], name: str) -> int | None:
@@ -774,6 +782,21 @@ class ControlServer:
             "link": self._server.link.name,
             "now_ms": view.now_ms,
             "now": format_pump_time(view.now_ms),
+            **self._clock(view.now_ms, view),
+        }
+
+    def _clock(self, now_ms: int, view: PumpView | None = None) -> dict[str, Any]:
+        """The instant ``now_ms`` (internal timeline) as every command shows it: the pump
+        clock SET_CLOCK set, ISO 8601, and the emulator's elapsed time (docs/quantities.md,
+        "Display"). The clock's offset from the internal timeline is read once, so the two
+        always name the same instant."""
+        if view is None:
+            view = self._server.view()
+        pump_clock_ms = view.status.local_time_ms - view.now_ms + now_ms
+        return {
+            "pump_clock_ms": pump_clock_ms,
+            "pump_clock": q.pump_time(pump_clock_ms),
+            "elapsed": q.elapsed(now_ms),
         }
 
     def _op_faults(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -796,7 +819,12 @@ class ControlServer:
         now = self._server.inject(fault)
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: fault injected: {fault!r}")
-        return {"fault": FAULT_ALIASES.get(name, name), "applied": fields_of(fault), "now_ms": now}
+        return {
+            "fault": FAULT_ALIASES.get(name, name),
+            "applied": fields_of(fault),
+            "now_ms": now,
+            **self._clock(now),
+        }
 
     def _op_advance(self, request: Mapping[str, Any]) -> dict[str, Any]:
         given = [k for k in ("duration", "seconds", "ms") if k in request]
@@ -809,17 +837,24 @@ class ControlServer:
                 raise ValueError(f"'ms' must be a non-negative integer, got {value!r}")
             ms = value
         elif key == "seconds":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"'seconds' must be an integer, got {value!r}")
-            ms = parse_duration(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"'seconds' must be a non-negative integer, got {value!r}")
+            ms = value * 1_000
         else:
             if not isinstance(value, str):
                 raise ValueError(f"'duration' must be a string like 30d or 6h, got {value!r}")
-            ms = parse_duration(value)
+            # The one grammar (docs/quantities.md); a bare number stays seconds, as this
+            # documented protocol always took it (docs/serve.md, "Control API").
+            ms = q.parse_duration_ms(value, bare="s")
         now = self._server.advance(ms)
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: time advanced {ms} ms")
-        return {"advanced_ms": ms, "now_ms": now, "now": format_pump_time(now)}
+        return {
+            "advanced_ms": ms,
+            "now_ms": now,
+            "now": format_pump_time(now),
+            **self._clock(now),
+        }
 
     def _op_truth(self, request: Mapping[str, Any]) -> dict[str, Any]:
         view = self._server.view()
@@ -835,6 +870,7 @@ class ControlServer:
         return {
             "now_ms": view.now_ms,
             "now": format_pump_time(view.now_ms),
+            **self._clock(view.now_ms, view),
             "plant": plant,
             "firmware": firmware,
             "compare": compare_rows(plant, firmware),
@@ -850,7 +886,7 @@ class ControlServer:
         )
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: CAP aspirated: {got!r}")
-        return {"now_ms": now, **_plain_result(got)}
+        return {"now_ms": now, **self._clock(now), **_plain_result(got)}
 
     def _op_cap_inject(self, request: Mapping[str, Any]) -> dict[str, Any]:
         _only(request, "cap_inject", {"volume_nl", "concentration_ug_per_ml"})
@@ -867,7 +903,7 @@ class ControlServer:
         )
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: CAP injected: {got!r}")
-        return {"now_ms": now, **_plain_result(got)}
+        return {"now_ms": now, **self._clock(now), **_plain_result(got)}
 
     def _op_log(self, request: Mapping[str, Any]) -> dict[str, Any]:
         since = request.get("since_seq", 0)

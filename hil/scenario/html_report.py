@@ -15,7 +15,7 @@ import html
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hil.ctl import quantities as q
+from hil import quantities as q
 from hil.scenario.oracles import Sample, fmt_time
 from hil.scenario.runner import RunResult
 from protocol.device_state import AlarmKind, EventKind

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hil.ctl import quantities as q
+from hil import quantities as q
 from hil.scenario.backends import PumpView
 from hil.scenario.model import Scenario, Step
 from protocol.device_state import AlarmKind, EventKind, LogEntry

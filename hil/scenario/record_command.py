@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from hil.capture import CaptureRecord, read_capture
-from hil.ctl.quantities import EPOCH
 from hil.decode_command import decode_capture, unseal
+from hil.quantities import EPOCH
 from protocol.keys import PumpKeys
 
 FRAME_LEVEL = {"FRAME_CORRUPT", "REPLAY_DETECTED", "FRAME_NOT_AUTHENTIC"}
