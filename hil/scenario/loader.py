@@ -23,7 +23,7 @@ from typing import Any
 from emulator.errors import ProfileError
 from emulator.profile import Profile, builtin_profile_names, load_profile
 from hil import quantities as q
-from hil.control import FAULT_ALIASES, FAULTS, build_fault
+from hil.control import FAULT_ALIASES, FAULTS, build_fault, parse_fault_param
 from hil.ctl import prescription_file
 from hil.errors import UsageError
 from hil.hazards import is_hazard_id
@@ -653,7 +653,8 @@ def _params(
 def _plant_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
     """A plant fault by its name in hil/control.py's FAULTS registry (so a fault added there
     works here at once), its parameters checked by the registry's own builder. A parameter
-    named ``*_s`` may be a duration string, ``*_nl`` a volume string."""
+    may be a string in the one grammar (``*_s`` a duration, ``*_nl`` a volume, ``ppm`` a
+    fraction, ``*_ug_per_ml`` a concentration)."""
     name = _str(t, "fault", path)
     key = FAULT_ALIASES.get(name, name)
     if key not in FAULTS:
@@ -663,10 +664,13 @@ def _plant_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
         raise _FileError((*path, "params"), "params must be a table")
     params: dict[str, Any] = {}
     for pname, value in raw.items():
-        if isinstance(value, str) and pname.endswith("_s"):
-            params[pname] = _quantity(raw, pname, (*path, "params"), q.parse_duration)
-        elif isinstance(value, str) and pname.endswith("_nl"):
-            params[pname] = _quantity(raw, pname, (*path, "params"), q.parse_volume)
+        if isinstance(value, str) and pname != "part":  # repair's part is a name
+            # The same reading as `pumpemu fault` and the control API (docs/quantities.md):
+            # "2h", "25%", "1 mL", or digits in the unit the name ends with.
+            try:
+                params[pname] = parse_fault_param(pname, value)
+            except ValueError as exc:
+                raise _FileError((*path, "params", pname), f"{pname}: {exc}") from None
         else:
             params[pname] = value
     missing = [n for n, (required, _) in FAULTS[key].params.items() if required and n not in params]

@@ -321,7 +321,10 @@ def test_bad_prescription_file_is_one_line_exit_2(fresh: Bench, tmp_path: Path) 
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    assert "steps[1].rate: '0.5 mL/dy' is not a rate; write e.g. 0.5 mL/day, 480 uL/day or 480000 nL/day" in lines[0]
+    assert (
+        "steps[1].rate: '0.5 mL/dy' is not a rate; write e.g. 0.5 mL/day, 480 uL/day or "
+        "480000 nL/day"
+    ) in lines[0]
 
 
 # -- therapy commands and their outcomes --------------------------------------------------------
