@@ -256,16 +256,18 @@ class FaultSpec:
     summary: str
     params: Mapping[str, tuple[bool, str]]
     build: Callable[[Mapping[str, Any]], Fault]
+    signed: frozenset[str] = frozenset()
+    """The parameters that may be written with a minus sign (``-2%``); the rest may not."""
 
 
-def _fault_param_parser(name: str) -> Callable[[str], int] | None:
+def _fault_param_parser(name: str, *, signed: bool) -> Callable[[str], int] | None:
     """How a fault parameter written with its unit is read (docs/quantities.md): the name's
     suffix is the unit a bare number keeps, so ``3600`` and ``1h`` mean the same to
     ``recover_after_s``. None for a plain count (``nah``, ``bit``)."""
     if name.endswith("_s"):
         return lambda text: q.parse_duration(text, bare="s")
     if name == "ppm" or name.endswith("_ppm"):
-        return lambda text: q.parse_fraction(text, bare="ppm", signed=True)
+        return lambda text: q.parse_fraction(text, bare="ppm", signed=signed)
     if name.endswith("_nl"):
         return lambda text: q.parse_volume(text, bare="nl")
     if name.endswith("_ug_per_ml"):
@@ -273,29 +275,33 @@ def _fault_param_parser(name: str) -> Callable[[str], int] | None:
     return None
 
 
-def parse_fault_param(name: str, value: Any) -> int:
+def parse_fault_param(name: str, value: Any, *, signed: bool = False) -> int:
     """One fault parameter as the integer the fault takes: an int as it is (in the unit its
-    name ends with), or a string in the one grammar (``"1h"``, ``"5%"``, ``"2 mL"``)."""
+    name ends with), or a string in the one grammar (``"1h"``, ``"5%"``, ``"2 mL"``);
+    ``signed`` lets a string carry a minus sign (a bias)."""
     if isinstance(value, bool):
         raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
     if isinstance(value, int):
         return value
-    parser = _fault_param_parser(name)
+    parser = _fault_param_parser(name, signed=signed)
     if isinstance(value, str):
         if parser is not None:
             return parser(value)
-        if value.strip().isdigit() and len(value.strip()) <= q.MAX_DIGITS:
+        digits = value.strip().removeprefix("-") if signed else value.strip()
+        if digits.isdigit() and len(digits) <= q.MAX_DIGITS:
             return int(value.strip())
     units = " or a string with its unit" if parser is not None else ""
     raise ValueError(f"must be an integer{units}, got {value!r}")
 
 
-def _int(params: Mapping[str, Any], name: str, default: int | None = None) -> int:
+def _int(
+    params: Mapping[str, Any], name: str, default: int | None = None, *, signed: bool = False
+) -> int:
     value = params.get(name, default)
     if value is None:
         raise ValueError(f"missing parameter {name!r}")
     try:
-        return parse_fault_param(name, value)
+        return parse_fault_param(name, value, signed=signed)
     except ValueError as exc:
         raise ValueError(f"parameter {name!r}: {exc}") from None
 
@@ -412,7 +418,8 @@ FAULTS: dict[str, FaultSpec] = {
     "bias": FaultSpec(
         "mechanical bias: each stroke moves stroke_nl x (1 + ppm/1e6) from now on (H10)",
         {"ppm": (True, "bias in ppm, -999999..1000000")},
-        lambda p: MechanicalBias(_int(p, "ppm")),
+        lambda p: MechanicalBias(_int(p, "ppm", signed=True)),
+        signed=frozenset({"ppm"}),
     ),
     "reset": FaultSpec(
         "a processor reset: RAM lost, restart from non-volatile memory (H4)",

@@ -199,7 +199,7 @@ EXAMPLE_VALUES = {
     "concentration_ug_per_ml": "10mg/mL",
 }
 
-_UNIT_SUFFIXES = ("_s", "_nl", "_ug_per_ml")
+_UNIT_SUFFIXES = ("_s", "_nl", "_ug_per_ml", "_ppm")
 
 
 def _flags(param: str) -> list[str]:
@@ -259,7 +259,9 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
 
     def callback(control: str, token_file: Path | None, as_json: bool, **values: Any) -> None:
         given = {
-            k: v if k == "part" else _fault_value(k, v) for k, v in values.items() if v is not None
+            k: v if k == "part" else _fault_value(k, v, signed=k in spec.signed)
+            for k, v in values.items()
+            if v is not None
         }
         response = _call(control, token_file, lambda client: client.fault(name, **given))
         if as_json:
@@ -284,12 +286,12 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
     return command
 
 
-def _fault_value(param: str, text: str) -> int:
+def _fault_value(param: str, text: str, *, signed: bool = False) -> int:
     """An option's value in the one grammar, as the integer the control API takes; one line
     and exit 2 if it is not one (the pump then checks the fault's own range)."""
     flag = _flags(param)[0]
     try:
-        value = parse_fault_param(param, text)
+        value = parse_fault_param(param, text, signed=signed)
     except ValueError as exc:
         raise _CommandError(f"{flag}: {exc}") from None
     # This bound only keeps absurd numbers off the control API; emulator/faults.py checks
@@ -361,6 +363,9 @@ def time_group() -> None:
 
 @time_group.command(
     "advance",
+    # "-5 min" reaches the grammar, which says a duration has no sign, rather than being
+    # taken for an unknown option with a usage screen.
+    context_settings={"ignore_unknown_options": True},
     epilog="\b\nExamples:\n  pumpemu time advance 30d --control 127.0.0.1:7001\n"
     "  pumpemu time advance 6h --control unix:/tmp/pump.sock\n"
     "  pumpemu time advance 1h30m\n"

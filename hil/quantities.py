@@ -207,7 +207,7 @@ DURATION_FORMS = "90s, 90 s, 2m, 2 min, 1h30m, 1h 30m, 1.5h, 3d, 2d 08:00 or 250
 """The accepted spellings, named in every duration error."""
 
 _TERM = re.compile(r"(\d+)(?:\.(\d+))?\s*([a-z]+)")
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?")
 _BARE = re.compile(r"(\d+)(?:\.(\d+))?")
 
 
@@ -252,7 +252,8 @@ def _duration_fraction_ms(text: object, bare: str | None) -> Fraction:
             h, m, s = int(clock.group(1)), int(clock.group(2)), int(clock.group(3) or 0)
             if h > 23 or m > 59 or s > 59:
                 raise _duration_error(text, bare, "a clock time runs 00:00 to 23:59:59")
-            total += (h * 3_600 + m * 60 + s) * 1_000
+            millis = int((clock.group(4) or "").ljust(3, "0"))
+            total += (h * 3_600 + m * 60 + s) * 1_000 + millis
             pos = len(t)
             break
         term = _TERM.match(t, pos)

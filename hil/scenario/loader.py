@@ -668,7 +668,7 @@ def _plant_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
             # The same reading as `pumpemu fault` and the control API (docs/quantities.md):
             # "2h", "25%", "1 mL", or digits in the unit the name ends with.
             try:
-                params[pname] = parse_fault_param(pname, value)
+                params[pname] = parse_fault_param(pname, value, signed=pname in FAULTS[key].signed)
             except ValueError as exc:
                 raise _FileError((*path, "params", pname), f"{pname}: {exc}") from None
         else:
