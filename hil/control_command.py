@@ -289,7 +289,7 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
 def _fault_value(param: str, text: str, *, signed: bool = False) -> int:
     """An option's value in the one grammar, as the integer the control API takes; one line
     and exit 2 if it is not one (the pump then checks the fault's own range)."""
-    flag = _flags(param)[0]
+    flag = "/".join(_flags(param))  # whichever the user typed, the line names it
     try:
         value = parse_fault_param(param, text, signed=signed)
     except ValueError as exc:
@@ -331,7 +331,9 @@ def cap_aspirate(volume_text: str, control: str, token_file: Path | None, as_jso
     """
     volume_nl = _fault_value("volume_nl", volume_text)
     if not 0 <= volume_nl <= MAX_CAP_NL:
-        raise _CommandError(f"--volume: {volume_text!r} is more than {q.volume(MAX_CAP_NL)}")
+        raise _CommandError(
+            f"--volume/--volume-nl: {volume_text!r} is more than {q.volume(MAX_CAP_NL)}"
+        )
     response = _call(control, token_file, lambda client: client.cap_aspirate(volume_nl))
     if as_json:
         _echo_json(response)

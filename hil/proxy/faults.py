@@ -313,7 +313,7 @@ def _parse_rate(text: str) -> float:
     try:
         ppm = q.parse_fraction(text, bare="fraction")
     except q.QuantityError as exc:
-        if not any(c.isdigit() for c in text):
+        if "is not a fraction" in str(exc):  # not a number at all: say what a trigger is
             raise FaultSpecError(
                 f"{text!r} is not a trigger: give a rate (0.05, 5% or 50000 ppm), @N, "
                 "or a window (2s..5s)"
