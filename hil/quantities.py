@@ -186,7 +186,8 @@ def volume_for_mass(text: str, mass_pg: int, concentration_ug_per_ml: int, base:
 # -- durations -----------------------------------------------------------------------------
 #
 # One grammar for every duration pumpemu reads (docs/quantities.md): terms of a number and a
-# unit, largest unit first, optionally ending in a clock time (``2d 08:00``). The value is
+# unit that add up (``1h30m``; any order, as the control API's advance always took them),
+# optionally ending in a clock time after days (``2d 08:00``). The value is
 # computed in exact rationals of milliseconds, never floats, then refused unless it is a
 # whole number of the caller's resolution (ms for link faults, s for everything else).
 
@@ -262,8 +263,6 @@ def _duration_fraction_ms(text: object, bare: str | None) -> Fraction:
         factor = DURATION_UNITS_MS.get(term.group(3))
         if factor is None:
             raise _duration_error(text, bare, f"unknown unit {term.group(3)!r}")
-        if last_factor is not None and factor >= last_factor:
-            raise _duration_error(text, bare, "give the larger units first, each once")
         whole, frac = term.group(1), term.group(2) or ""
         total += Fraction(int(whole + frac) * factor, 10 ** len(frac))
         last_factor, pos = factor, term.end()

@@ -43,6 +43,7 @@ DAY = 86_400
         pytest.param(" 1H 30M ", 5_400, id="upper-case-padded"),
         pytest.param("0s", 0, id="zero"),
         pytest.param("2000ms", 2, id="ms-whole-seconds"),
+        pytest.param("30m1h", 5_400, id="terms-add-in-any-order"),
     ],
 )
 def test_duration_spellings_reach_the_exact_seconds(text: str, seconds: int) -> None:
@@ -72,8 +73,6 @@ def test_duration_ms_spellings_reach_the_exact_milliseconds(text: str, ms: int) 
         pytest.param("", "empty", id="empty"),
         pytest.param("   ", "empty", id="blank"),
         pytest.param("5", "needs its unit", id="bare"),
-        pytest.param("30m1h", "larger units first", id="small-first"),
-        pytest.param("1h1h", "larger units first", id="unit-twice"),
         pytest.param("1h 08:00", "follows days or weeks", id="clock-after-hours"),
         pytest.param("2d 25:00", "00:00 to 23:59:59", id="clock-out-of-range"),
         pytest.param("1e3s", "unknown unit 'e'", id="exponent"),
