@@ -124,6 +124,8 @@ def _when(response: dict[str, Any]) -> str:
 
 def _show_param(name: str, value: Any) -> str:
     """A fault parameter's applied value in its unit (docs/quantities.md, "Display")."""
+    if value is None:
+        return "none"
     if isinstance(value, bool) or not isinstance(value, int):
         return str(value)
     if name.endswith("_s"):

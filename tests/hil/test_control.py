@@ -108,6 +108,8 @@ def control(pump_server: PumpServer, tmp_path: Path) -> Iterator[ControlServer]:
         (" 1H 30M ", 90 * 60_000),
         ("1.5h", 90 * 60_000),
         ("2 min", 120_000),
+        ("30m1h", 90 * 60_000),
+        ("1h1h", 2 * HOUR_MS),
     ],
     ids=lambda v: repr(v) if isinstance(v, str) else None,
 )

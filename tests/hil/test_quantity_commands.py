@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 
 from hil import control_command
 from hil.cli import main
+from hil.control import compare_rows
 from hil.ctl import command as ctl_command
 from hil.ctl import prescription_file
 from hil.proxy.faults import Window, parse_fault
@@ -470,3 +471,27 @@ def test_plain_integers_still_work_where_they_always_did(sent: list[Any]) -> Non
         ("bias", {"ppm": -20_000}),
         ("advance", {"ms": 90_000}),
     ]
+
+
+# -- one display style ----------------------------------------------------------------------
+
+
+def test_truth_prints_volumes_in_ml_and_the_pump_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/quantities.md, "Display": the truth table shows mL and mass units, exactly, and
+    the instant as the pump clock (ISO 8601) with the elapsed emulator time."""
+    plant = {"reservoir_nl": 19_958_400, "pumped_nl": 41_600, "delivered_nl": 31_200,
+             "lost_nl": 10_400, "delivered_pg": 31_200_000, "systemic_pg": 10_400_000,
+             "motor": "STALLED", "catheter": "LEAKING", "battery_nah": 699_981_680,
+             "balance_nl": 0, "balance_pg": 0}  # fmt: skip
+    firmware = {"reservoir_estimate_nl": 19_958_400, "delivered_nl": 41_600,
+                "motor_stall_detected": True, "battery_nah": 699_981_680,
+                "state": "SUSPENDED_BY_ALARM", "alarms": []}  # fmt: skip
+    response = {"now_ms": 3_600_000, "pump_clock_ms": 1_772_352_000_000, "plant": plant,
+                "firmware": firmware, "compare": compare_rows(plant, firmware)}  # fmt: skip
+    monkeypatch.setattr(control_command, "_call", lambda *_args: response)
+    out = _run(["truth"]).output
+    assert out.splitlines()[0] == "now 2026-03-01T08:00:00 (+0d 01:00)"
+    assert "reservoir                               19.9584 mL       19.9584 mL" in out
+    assert "drug into the CSF                     (not sensed)          31.2 µg" in out
+    assert " nL" not in out
+    assert " pg" not in out
