@@ -2,7 +2,7 @@
 (emulator/accuracy.py; docs/pump-model.md, "Accuracy: the trumpet curve").
 
 A table on stdout (or ``--json``) and, with ``--plot FILE.svg|.png``, the curve drawn by
-matplotlib (headless, Agg). Rates are parsed by hil's one quantity parser (hil/ctl/quantities.py).
+matplotlib (headless, Agg). Rates are parsed by hil's one quantity parser (hil/quantities.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 
 from emulator.accuracy import DEFAULT_SCALE, TrumpetRun, run_trumpet
 from emulator.errors import ProfileError
-from hil.ctl import quantities as q
+from hil import quantities as q
 from hil.errors import UsageError
 
 __all__ = ["accuracy", "percent", "write_trumpet_plot"]

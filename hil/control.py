@@ -41,7 +41,6 @@ import contextlib
 import hmac
 import json
 import os
-import re
 import secrets
 import select
 import socket
@@ -78,6 +77,7 @@ from emulator.faults import (
     PumpReseat,
     Reset,
 )
+from hil import quantities as q
 from hil.capture import fields_of, plain
 from hil.errors import HilError, UsageError
 from hil.events import EVENT_TYPES, Subscription, parse_subscribe
@@ -87,6 +87,7 @@ from hil.serve import (
     ClockControlError,
     Log,
     PumpServer,
+    PumpView,
     StateNotStoredError,
     format_pump_time,
     parse_tcp_address,
@@ -113,7 +114,7 @@ __all__ = [
     "default_token_file",
     "ensure_control_dir",
     "parse_control_address",
-    "parse_duration",
+    "parse_fault_param",
     "plain_json",
     "read_token_file",
     "remove_token_file",
@@ -281,32 +282,6 @@ def connect_control(control: str, token_file: Path | None = None) -> ControlClie
     return ControlClient(control, token=control_token(control, token_file))
 
 
-# -- durations ------------------------------------------------------------------------------
-
-_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-
-
-def parse_duration(value: str | int) -> int:
-    """A duration in ms: an int is seconds; a string is seconds (``"90"``) or whole numbers
-    with units, combined (``"30d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"250ms"``)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 30d, 6h, 90m")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value}")
-        return value * 1_000
-    text = value.strip().lower().replace(" ", "")
-    if text.isdigit():
-        return int(text) * 1_000
-    if not text or _DURATION.sub("", text):
-        raise ValueError(
-            f"bad duration {value!r}: use seconds or whole numbers with units ms, s, m, h, d, w "
-            "(e.g. 30d, 6h, 1d12h, 250ms)"
-        )
-    return sum(int(n) * _UNITS_MS[unit] for n, unit in _DURATION.findall(text))
-
-
 # -- faults ---------------------------------------------------------------------------------
 
 
@@ -317,15 +292,54 @@ class FaultSpec:
     summary: str
     params: Mapping[str, tuple[bool, str]]
     build: Callable[[Mapping[str, Any]], Fault]
+    signed: frozenset[str] = frozenset()
+    """The parameters that may be written with a minus sign (``-2%``); the rest may not."""
 
 
-def _int(params: Mapping[str, Any], name: str, default: int | None = None) -> int:
+def _fault_param_parser(name: str, *, signed: bool) -> Callable[[str], int] | None:
+    """How a fault parameter written with its unit is read (docs/quantities.md): the name's
+    suffix is the unit a bare number keeps, so ``3600`` and ``1h`` mean the same to
+    ``recover_after_s``. None for a plain count (``nah``, ``bit``)."""
+    if name.endswith("_s"):
+        return lambda text: q.parse_duration(text, bare="s")
+    if name == "ppm" or name.endswith("_ppm"):
+        return lambda text: q.parse_fraction(text, bare="ppm", signed=signed)
+    if name.endswith("_nl"):
+        return lambda text: q.parse_volume(text, bare="nl")
+    if name.endswith("_ug_per_ml"):
+        return lambda text: q.parse_concentration(text, bare="ug/ml")
+    return None
+
+
+def parse_fault_param(name: str, value: Any, *, signed: bool = False) -> int:
+    """One fault parameter as the integer the fault takes: an int as it is (in the unit its
+    name ends with), or a string in the one grammar (``"1h"``, ``"5%"``, ``"2 mL"``);
+    ``signed`` lets a string carry a minus sign (a bias)."""
+    if isinstance(value, bool):
+        raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    parser = _fault_param_parser(name, signed=signed)
+    if isinstance(value, str):
+        if parser is not None:
+            return parser(value)
+        digits = value.strip().removeprefix("-") if signed else value.strip()
+        if digits.isdigit() and len(digits) <= q.MAX_DIGITS:
+            return int(value.strip())
+    units = " or a string with its unit" if parser is not None else ""
+    raise ValueError(f"must be an integer{units}, got {value!r}")
+
+
+def _int(
+    params: Mapping[str, Any], name: str, default: int | None = None, *, signed: bool = False
+) -> int:
     value = params.get(name, default)
     if value is None:
         raise ValueError(f"missing parameter {name!r}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
-    return value
+    try:
+        return parse_fault_param(name, value, signed=signed)
+    except ValueError as exc:
+        raise ValueError(f"parameter {name!r}: {exc}") from None
 
 
 def _optional_int(params: Mapping[str, Any], name: str) -> int | None:
@@ -440,7 +454,8 @@ FAULTS: dict[str, FaultSpec] = {
     "bias": FaultSpec(
         "mechanical bias: each stroke moves stroke_nl x (1 + ppm/1e6) from now on (H10)",
         {"ppm": (True, "bias in ppm, -999999..1000000")},
-        lambda p: MechanicalBias(_int(p, "ppm")),
+        lambda p: MechanicalBias(_int(p, "ppm", signed=True)),
+        signed=frozenset({"ppm"}),
     ),
     "reset": FaultSpec(
         "a processor reset: RAM lost, restart from non-volatile memory (H4)",
@@ -808,6 +823,21 @@ class ControlServer:
             "link": self._server.link.name,
             "now_ms": view.now_ms,
             "now": format_pump_time(view.now_ms),
+            **self._clock(view.now_ms, view),
+        }
+
+    def _clock(self, now_ms: int, view: PumpView | None = None) -> dict[str, Any]:
+        """The instant ``now_ms`` (internal timeline) as every command shows it: the pump
+        clock SET_CLOCK set, ISO 8601, and the emulator's elapsed time (docs/quantities.md,
+        "Display"). The clock's offset from the internal timeline is read once, so the two
+        always name the same instant."""
+        if view is None:
+            view = self._server.view()
+        pump_clock_ms = view.status.local_time_ms - view.now_ms + now_ms
+        return {
+            "pump_clock_ms": pump_clock_ms,
+            "pump_clock": q.pump_time(pump_clock_ms),
+            "elapsed": q.elapsed(now_ms),
         }
 
     def _op_faults(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -830,7 +860,12 @@ class ControlServer:
         now = self._server.inject(fault)
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: fault injected: {fault!r}")
-        return {"fault": FAULT_ALIASES.get(name, name), "applied": fields_of(fault), "now_ms": now}
+        return {
+            "fault": FAULT_ALIASES.get(name, name),
+            "applied": fields_of(fault),
+            "now_ms": now,
+            **self._clock(now),
+        }
 
     def _op_advance(self, request: Mapping[str, Any]) -> dict[str, Any]:
         given = [k for k in ("duration", "seconds", "ms") if k in request]
@@ -843,17 +878,24 @@ class ControlServer:
                 raise ValueError(f"'ms' must be a non-negative integer, got {value!r}")
             ms = value
         elif key == "seconds":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"'seconds' must be an integer, got {value!r}")
-            ms = parse_duration(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"'seconds' must be a non-negative integer, got {value!r}")
+            ms = value * 1_000
         else:
             if not isinstance(value, str):
                 raise ValueError(f"'duration' must be a string like 30d or 6h, got {value!r}")
-            ms = parse_duration(value)
+            # The one grammar (docs/quantities.md); a bare number stays seconds, as this
+            # documented protocol always took it (docs/serve.md, "Control API").
+            ms = q.parse_duration_ms(value, bare="s")
         now = self._server.advance(ms)
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: time advanced {ms} ms")
-        return {"advanced_ms": ms, "now_ms": now, "now": format_pump_time(now)}
+        return {
+            "advanced_ms": ms,
+            "now_ms": now,
+            "now": format_pump_time(now),
+            **self._clock(now),
+        }
 
     def _op_truth(self, request: Mapping[str, Any]) -> dict[str, Any]:
         view = self._server.view()
@@ -861,6 +903,7 @@ class ControlServer:
         return {
             "now_ms": view.now_ms,
             "now": format_pump_time(view.now_ms),
+            **self._clock(view.now_ms, view),
             "plant": plant,
             "firmware": firmware,
             "compare": compare_rows(plant, firmware),
@@ -876,7 +919,7 @@ class ControlServer:
         )
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: CAP aspirated: {got!r}")
-        return {"now_ms": now, **_plain_result(got)}
+        return {"now_ms": now, **self._clock(now), **_plain_result(got)}
 
     def _op_cap_inject(self, request: Mapping[str, Any]) -> dict[str, Any]:
         _only(request, "cap_inject", {"volume_nl", "concentration_ug_per_ml"})
@@ -893,7 +936,7 @@ class ControlServer:
         )
         if self._log is not None:
             self._log(f"[{format_pump_time(now)}] control: CAP injected: {got!r}")
-        return {"now_ms": now, **_plain_result(got)}
+        return {"now_ms": now, **self._clock(now), **_plain_result(got)}
 
     def _op_log(self, request: Mapping[str, Any]) -> dict[str, Any]:
         since = request.get("since_seq", 0)

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from hil import quantities as q
 from hil.control import (
     CONTROL_ENV,
     DEFAULT_CONTROL,
@@ -25,7 +26,7 @@ from hil.control import (
     ControlClient,
     FaultSpec,
     connect_control,
-    parse_duration,
+    parse_fault_param,
 )
 from hil.errors import HilError
 
@@ -90,14 +91,43 @@ def _echo_json(response: dict[str, Any]) -> None:
     click.echo(json.dumps(response, indent=2))
 
 
-def _number(value: Any) -> str:
+def _number(value: Any, unit: str = "") -> str:
+    """A truth-table cell in the one display style (docs/quantities.md): volumes in mL and
+    masses in mg or µg, exactly; counts with thousands separators."""
     if value is None:
         return "(not sensed)"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return f"{value:,}"
+        if unit == "nL":
+            return q.volume(value)
+        if unit == "pg":
+            return q.mass(value)
+        return f"{value:,}{' ' + unit if unit else ''}"
     return str(value)
+
+
+def _when(response: dict[str, Any]) -> str:
+    """The instant a response names, as every command prints one: the pump clock (ISO
+    8601) and the elapsed emulator time."""
+    return q.instant(response["pump_clock_ms"], response["now_ms"])
+
+
+def _show_param(name: str, value: Any) -> str:
+    """A fault parameter's applied value in its unit (docs/quantities.md, "Display")."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return str(value)
+    if name.endswith("_s"):
+        return q.duration(value)
+    if name == "ppm" or name.endswith("_ppm"):
+        return q.fraction(value)
+    if name.endswith("_nl"):
+        return q.volume(value)
+    if name.endswith("_ug_per_ml"):
+        return q.concentration(value)
+    return f"{value:,}"
 
 
 # -- pumpemu fault ----------------------------------------------------------------------------
@@ -106,15 +136,20 @@ FAULT_EPILOG = """\b
 Examples:
   pumpemu fault stall                   (serve --control: the default Unix socket)
   pumpemu fault stall --control 127.0.0.1:7001
-  pumpemu fault stall --recover-after-s 3600 --control 127.0.0.1:7001 \\
+  pumpemu fault stall --recover-after 1h --control 127.0.0.1:7001 \\
       --control-token /tmp/pe.token      (the token file serve --control-token wrote)
-  pumpemu fault leak --ppm 250000 --control unix:/tmp/pump.sock
-  pumpemu fault magnet --scan-s 1800 --recovery-s 7200
+  pumpemu fault leak --ppm 25% --control unix:/tmp/pump.sock
+  pumpemu fault leak --ppm 250000        (a bare number keeps the old unit: ppm)
+  pumpemu fault magnet --scan 30min --recovery 2h
   pumpemu fault repair catheter
-  pumpemu fault inflammatory-mass --grow-s 3628800
-  pumpemu fault cap-aspirate --volume-nl 1000000
-  pumpemu fault cap-inject --volume-nl 2000000 --concentration-ug-per-ml 10000
+  pumpemu fault inflammatory-mass --grow 6w
+  pumpemu fault cap-aspirate --volume 1mL
+  pumpemu fault cap-inject --volume 2mL --concentration 10mg/mL
   pumpemu fault list
+
+Values take units in the one grammar (docs/quantities.md): durations 90s, 2 min, 1h30m,
+3d; fractions 5%, 250000 ppm; volumes 2 mL, 50 uL; concentrations 10 mg/mL. A bare
+number is in the unit the option's long name ends with (--scan-s 1800 is seconds).
 """
 
 
@@ -133,28 +168,55 @@ def fault_list() -> None:
     for name, spec in FAULTS.items():
         click.echo(f"{name:<18} {spec.summary}")
         for param, (required, text) in spec.params.items():
-            flag = param if param == "part" else f"--{param.replace('_', '-')}"
+            flag = param if param == "part" else "/".join(_flags(param))
             click.echo(f"{'':<18}   {flag}: {text}{' (required)' if required else ''}")
     click.echo(f"{'cap-aspirate':<18} {CAP_ASPIRATE_SUMMARY}")
-    click.echo(f"{'':<18}   --volume-nl: volume aspirated, nL (required)")
+    click.echo(f"{'':<18}   --volume/--volume-nl: volume aspirated, nL (required)")
 
 
 FAULT_INT_BOUND = 10**12
 """No fault parameter is larger than this (emulator/faults.py: MAX_DRAIN_NAH is the largest)."""
 
 EXAMPLE_VALUES = {
-    "recover_after_s": "3600",
-    "ppm": "250000",
-    "scan_s": "1800",
-    "recovery_s": "7200",
+    "recover_after_s": "1h",
+    "ppm": "25%",
+    "scan_s": "30min",
+    "recovery_s": "2h",
     "nah": "100000000",
-    "volume_nl": "2000000",
+    "volume_nl": "2mL",
     "bit": "17",
-    "delivered_ppm": "250000",
-    "grow_s": "3628800",
-    "period_s": "86400",
-    "closed_s": "43200",
-    "concentration_ug_per_ml": "10000",
+    "delivered_ppm": "25%",
+    "grow_s": "6w",
+    "period_s": "1d",
+    "closed_s": "12h",
+    "concentration_ug_per_ml": "10mg/mL",
+}
+
+_UNIT_SUFFIXES = ("_s", "_nl", "_ug_per_ml", "_ppm")
+
+
+def _flags(param: str) -> list[str]:
+    """A fault parameter's option names: the short one without its unit (``--scan``,
+    ``--volume``), then the long one that names the unit a bare number is in."""
+    long = f"--{param.replace('_', '-')}"
+    for suffix in _UNIT_SUFFIXES:
+        if param.endswith(suffix):
+            return [f"--{param.removesuffix(suffix).replace('_', '-')}", long]
+    return [long]
+
+
+_METAVARS = {"_s": "DURATION", "_nl": "VOLUME", "_ug_per_ml": "CONCENTRATION", "ppm": "FRACTION"}
+
+
+def _metavar(param: str) -> str:
+    return next((m for end, m in _METAVARS.items() if param.endswith(end)), "N")
+
+
+_UNIT_NOTES = {
+    "DURATION": "a duration such as 90s, 2 min, 1h30m or 3d; a bare number is seconds",
+    "VOLUME": "a volume such as 2 mL or 50 uL; a bare number is nL",
+    "CONCENTRATION": "a concentration such as 10 mg/mL; a bare number is ug/mL",
+    "FRACTION": "a fraction such as 5% or 250000 ppm; a bare number is ppm",
 }
 """Plausible values for each fault parameter, for the generated --help examples."""
 
@@ -165,7 +227,7 @@ def _fault_example(name: str, spec: FaultSpec) -> str:
         if param == "part":
             words.append("catheter")
         elif required or param in EXAMPLE_VALUES:
-            words += [f"--{param.replace('_', '-')}", EXAMPLE_VALUES.get(param, "1")]
+            words += [_flags(param)[0], EXAMPLE_VALUES.get(param, "1")]
     return "\b\nExample:\n  " + " ".join([*words, "--control", "127.0.0.1:7001"])
 
 
@@ -177,30 +239,33 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
                 click.Argument(["part"], type=click.Choice(["motor", "catheter"]), required=True)
             )
         else:
+            metavar = _metavar(param)
+            note = _UNIT_NOTES.get(metavar)
             params.append(
                 click.Option(
-                    [f"--{param.replace('_', '-')}", param],
-                    # The pump checks each fault's own range (emulator/faults.py) and says
-                    # which; this bound only keeps absurd digit strings off the control API.
-                    type=click.IntRange(-FAULT_INT_BOUND, FAULT_INT_BOUND),
+                    [*_flags(param), param],
+                    metavar=metavar,
                     required=required,
-                    help=text,
+                    help=f"{text}{f' ({note})' if note else ''}",
                 )
             )
 
     def callback(control: str, token_file: Path | None, as_json: bool, **values: Any) -> None:
-        given = {k: v for k, v in values.items() if v is not None}
+        given = {
+            k: v if k == "part" else _fault_value(k, v, signed=k in spec.signed)
+            for k, v in values.items()
+            if v is not None
+        }
         response = _call(control, token_file, lambda client: client.fault(name, **given))
         if as_json:
             _echo_json(response)
             return
         applied = dict(response["applied"])
         kind = applied.pop("type")
-        detail = " ".join(f"{k}={v}" for k, v in applied.items())
-        click.echo(
-            f"injected {name} ({kind}{' ' + detail if detail else ''}) at pump time "
-            f"{response['now_ms']} ms"
+        detail = ", ".join(
+            f"{_flags(k)[0].removeprefix('--')} {_show_param(k, v)}" for k, v in applied.items()
         )
+        click.echo(f"injected {name} ({kind}{' ' + detail if detail else ''}) at {_when(response)}")
 
     command = click.Command(
         name,
@@ -214,6 +279,21 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
     return command
 
 
+def _fault_value(param: str, text: str, *, signed: bool = False) -> int:
+    """An option's value in the one grammar, as the integer the control API takes; one line
+    and exit 2 if it is not one (the pump then checks the fault's own range)."""
+    flag = "/".join(_flags(param))  # whichever the user typed, the line names it
+    try:
+        value = parse_fault_param(param, text, signed=signed)
+    except ValueError as exc:
+        raise _CommandError(f"{flag}: {exc}") from None
+    # This bound only keeps absurd numbers off the control API; emulator/faults.py checks
+    # each fault's real range and says which.
+    if not -FAULT_INT_BOUND <= value <= FAULT_INT_BOUND:
+        raise _CommandError(f"{flag}: {text!r} is out of range (at most {FAULT_INT_BOUND:,})")
+    return value
+
+
 for _name, _spec in FAULTS.items():
     fault.add_command(_make_fault_command(_name, _spec))
 
@@ -222,19 +302,19 @@ CAP_ASPIRATE_SUMMARY = "aspirate through the catheter access port: does CSF retu
 
 @fault.command(
     "cap-aspirate",
-    epilog="\b\nExample:\n"
-    "  pumpemu fault cap-aspirate --volume-nl 1000000 --control 127.0.0.1:7001",
+    epilog="\b\nExample:\n  pumpemu fault cap-aspirate --volume 1mL --control 127.0.0.1:7001",
 )
 @click.option(
+    "--volume",
     "--volume-nl",
-    "volume_nl",
-    type=click.IntRange(0, MAX_CAP_NL),
+    "volume_text",
+    metavar="VOLUME",
     required=True,
-    help="Volume aspirated, nL.",
+    help=f"Volume aspirated ({_UNIT_NOTES['VOLUME']}), at most {q.volume(MAX_CAP_NL)}.",
 )
 @_control_option
 @_json_option
-def cap_aspirate(volume_nl: int, control: str, token_file: Path | None, as_json: bool) -> None:
+def cap_aspirate(volume_text: str, control: str, token_file: Path | None, as_json: bool) -> None:
     """Aspirate through the catheter access port, as a clinician checks patency.
 
     CSF returns if the catheter is patent; nothing if it is blocked (occlusion, closed
@@ -242,14 +322,19 @@ def cap_aspirate(volume_nl: int, control: str, token_file: Path | None, as_json:
     migrated or the catheter is off the pump. Drug solution drawn back leaves the catheter.
     The firmware is not told. Not a fault, but a plant operation (docs/serve.md).
     """
+    volume_nl = _fault_value("volume_nl", volume_text)
+    if not 0 <= volume_nl <= MAX_CAP_NL:
+        raise _CommandError(
+            f"--volume/--volume-nl: {volume_text!r} is more than {q.volume(MAX_CAP_NL)}"
+        )
     response = _call(control, token_file, lambda client: client.cap_aspirate(volume_nl))
     if as_json:
         _echo_json(response)
         return
     click.echo(
-        f"CAP aspiration at pump time {response['now_ms']} ms: {response['result']}; "
-        f"drug solution {response['drug_nl']:,} nL ({response['drug_pg']:,} pg), "
-        f"CSF {response['csf_nl']:,} nL"
+        f"CAP aspiration at {_when(response)}: {response['result']}; "
+        f"drug solution {q.volume(response['drug_nl'])} ({q.mass(response['drug_pg'])}), "
+        f"CSF {q.volume(response['csf_nl'])}"
     )
 
 
@@ -259,6 +344,8 @@ TIME_EPILOG = """\b
 Examples:
   pumpemu time advance 30d --control 127.0.0.1:7001
   pumpemu time advance 1d12h
+  pumpemu time advance "2 min"
+  pumpemu time advance "2d 08:00"
   pumpemu time advance 90        (seconds)
   pumpemu time show --control unix:/tmp/pump.sock
 """
@@ -271,28 +358,37 @@ def time_group() -> None:
 
 @time_group.command(
     "advance",
+    # "-5 min" reaches the grammar, which says a duration has no sign, rather than being
+    # taken for an unknown option with a usage screen.
+    context_settings={"ignore_unknown_options": True},
     epilog="\b\nExamples:\n  pumpemu time advance 30d --control 127.0.0.1:7001\n"
-    "  pumpemu time advance 6h --control unix:/tmp/pump.sock",
+    "  pumpemu time advance 6h --control unix:/tmp/pump.sock\n"
+    "  pumpemu time advance 1h30m\n"
+    '  pumpemu time advance "2 min"\n'
+    "  pumpemu time advance 250ms\n"
+    "  pumpemu time advance 90        (a bare number is seconds)",
 )
 @click.argument("duration")
 @_control_option
 @_json_option
 def time_advance(duration: str, control: str, token_file: Path | None, as_json: bool) -> None:
-    """Advance a manual clock by DURATION: seconds, or units ms s m h d w (30d, 6h, 1d12h).
+    """Advance a manual clock by DURATION: 90s, 2 min, 1h30m, 1.5h, 3d, 2d 08:00, 250ms
+    (docs/quantities.md); a bare number is seconds.
 
     Every pump event on the way happens in order (strokes, alarms, timeouts), event by
     event, so 30 days take milliseconds.
     """
     try:
-        parse_duration(duration)
-    except ValueError as exc:
+        ms = q.parse_duration_ms(duration, bare="s")
+    except q.QuantityError as exc:
         raise _CommandError(str(exc)) from None
-    response = _call(control, token_file, lambda client: client.advance(duration))
+    response = _call(control, token_file, lambda client: client.request("advance", ms=ms))
     if as_json:
         _echo_json(response)
         return
     click.echo(
-        f"advanced {duration} ({response['advanced_ms']:,} ms): pump time now {response['now']}"
+        f"advanced {q.duration_ms(response['advanced_ms'])} "
+        f"({response['advanced_ms']:,} ms): now {_when(response)}"
     )
 
 
@@ -305,7 +401,7 @@ def time_show(control: str, token_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(response)
         return
-    click.echo(f"pump time {response['now']} ({response['now_ms']} ms), clock {response['clock']}")
+    click.echo(f"now {_when(response)}, clock {response['clock']}")
 
 
 # -- pumpemu truth --------------------------------------------------------------------------
@@ -329,16 +425,16 @@ def truth(control: str, token_file: Path | None, as_json: bool) -> None:
     firmware = response["firmware"]
     plant = response["plant"]
     alarms = ", ".join(a["kind"] for a in firmware["alarms"]) or "none"
-    click.echo(f"pump time {response['now']}")
+    click.echo(f"now {_when(response)}")
     click.echo(f"therapy state {firmware['state']}; alarms: {alarms}")
     rows = [("quantity", "firmware believes", "plant truth")]
     for row in response["compare"]:
-        unit = f" ({row['unit']})" if row["unit"] else ""
-        rows.append((f"{row['quantity']}{unit}", _number(row["firmware"]), _number(row["plant"])))
+        unit = row["unit"]
+        rows.append((row["quantity"], _number(row["firmware"], unit), _number(row["plant"], unit)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for i, row in enumerate(rows):
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}")
         if i == 0:
             click.echo(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * widths[2]}")
-    click.echo(f"fluid balance (in - out, should be 0): {plant['balance_nl']} nL")
-    click.echo(f"drug balance (in - out, should be 0): {plant['balance_pg']} pg")
+    click.echo(f"fluid balance (in - out, should be 0): {q.volume(plant['balance_nl'])}")
+    click.echo(f"drug balance (in - out, should be 0): {q.mass(plant['balance_pg'])}")

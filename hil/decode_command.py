@@ -46,6 +46,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from hil import quantities as q
 from hil.capture import (
     CAPTURE_FORMAT,
     NOISE_RECORD_MAX,
@@ -869,14 +870,15 @@ def write_capture_text(console: Console, name: str, items: Iterable[StreamItem])
         assert record is not None, "every capture item comes from a record"
         if not counts.items:
             rows.line(f"{name}: from {record.wall} (times UTC)", "bold")
-            # The time column holds the wall time of day and, below it, the pump time.
+            # The time column holds the wall time of day and, below it, the emulator's
+            # elapsed time.
             for_columns = ("time", "dir", "seq/ref", "message", "fields")
             rows.row(*(_cell(column, "bold") for column in for_columns))
         counts.add(item)
         sources.add(record.source)
         when = record.wall[11:23]  # time of day to the ms; the title gives the date
         if record.sim_ms is not None:
-            when += f"\nsim {record.sim_ms}"
+            when += f"\n{q.elapsed(record.sim_ms)}"  # docs/quantities.md, "Display"
         where = record.direction or ""
         if len(sources) > 1:
             where = f"{record.source} {where}".rstrip()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.ctl import quantities as q
+from hil import quantities as q
 from hil.html_page import e, histogram, page, scatter
 
 REPORT_NAME = "index.html"

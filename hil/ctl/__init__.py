@@ -1,5 +1,6 @@
 """``pumpemu ctl``: the reference programmer on the command line (docs/ctl.md).
 
 ``command`` holds the click group, ``prescription_file`` reads TOML prescriptions,
-``quantities`` parses and prints human units exactly, ``render`` words outcomes and tables.
+``render`` words outcomes and tables. Quantities are parsed and printed by hil/quantities.py,
+the one grammar every command shares (docs/quantities.md).
 """

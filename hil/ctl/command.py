@@ -29,10 +29,10 @@ from typing import Any, NoReturn
 import click
 from rich.console import Group
 
+from hil import quantities as q
 from hil.capture import CaptureWriter, fields_of, plain
 from hil.console import make_console
 from hil.ctl import prescription_file, render
-from hil.ctl import quantities as q
 from hil.ctl.render import Verdict
 from hil.errors import HilError
 from hil.key_files import load_keys

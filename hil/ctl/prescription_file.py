@@ -19,7 +19,7 @@ docs/ctl.md specifies the format with examples; hil/examples/ ships two. In shor
     lockout = "3 h"
     max_per_24h = 4
 
-Every quantity is a string with its unit, parsed exactly (hil/ctl/quantities.py). A dose
+Every quantity is a string with its unit, parsed exactly (hil/quantities.py). A dose
 given by mass is converted to a volume through the concentration, and refused unless that
 volume is a whole number of nanolitres. Unknown keys are refused (a misspelt ``lockot`` must
 never be silently ignored), and every error names the key: ``steps[2].rate: "0.5 mL/dy" is
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.ctl import quantities as q
+from hil import quantities as q
 from hil.errors import UsageError
 from protocol.documents import DocumentError, parse_toml
 from protocol.errors import FieldValueError

@@ -3,7 +3,7 @@
 Every line here is written to be exact: a command is reported "applied" only when the pump
 acknowledged it (or its STATUS shows it was), "refused" only with the pump's NAK, and
 "UNCERTAIN" whenever the pump could not be asked. Quantities are shown in human units with
-exact decimal arithmetic (hil/ctl/quantities.py), never rounded.
+exact decimal arithmetic (hil/quantities.py), never rounded.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from hil import quantities as q
 from hil.capture import fields_of, plain
-from hil.ctl import quantities as q
 from hil.ctl.prescription_file import PrescriptionFile
 from hil.programmer.core import Outcome, Result
 from protocol.device_state import AlarmKind, EventKind, LogEntry, TherapyState

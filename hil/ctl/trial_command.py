@@ -33,9 +33,9 @@ from emulator.trial import (
     implant_daily_dose,
     implant_prescription,
 )
+from hil import quantities as q
 from hil.capture import fields_of
 from hil.ctl import prescription_file
-from hil.ctl import quantities as q
 from hil.ctl.command import Ctl, CtlUsageError, _ctl, _parse, _read, _read_log, ctl
 from hil.errors import HilError
 from hil.programmer.client import Programmer

@@ -32,7 +32,6 @@ from emulator.faults import Fault
 from emulator.pump import Pump
 from hil.capture import CaptureWriter
 from hil.console import make_console
-from hil.ctl.quantities import concentration, mass, rate, volume
 from hil.demo.plot import write_plot
 from hil.demo.recorder import Recorder
 from hil.demo.visit import NOTABLE, PRESCRIPTION, VISIT_LOCAL_MS, VisitReport, days_since, run_visit
@@ -41,6 +40,7 @@ from hil.key_files import write_key_file
 from hil.links import PtyLink, SerialLink
 from hil.programmer.client import Programmer
 from hil.programmer.core import RetryPolicy
+from hil.quantities import concentration, mass, rate, volume
 from hil.serve import PumpServer, describe_event
 from hil.state_file import seal_state, write_state_file
 from protocol.device_state import EventKind, LogEntry, Role

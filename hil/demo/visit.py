@@ -15,10 +15,10 @@ from typing import Protocol
 
 from emulator.faults import Fault, MagnetExposure
 from emulator.pump import Pump
-from hil.ctl.quantities import volume
 from hil.demo.recorder import Recorder
 from hil.programmer.client import Programmer
 from hil.programmer.core import Outcome, Result
+from hil.quantities import volume
 from protocol.device_state import EventKind, LogEntry
 from protocol.messages import (
     Ack,

@@ -43,7 +43,7 @@ PTY = "pty"
 
 EPILOG = """\b
 Fault SPEC: TRIGGER[,KEY=VALUE]...
-  TRIGGER  0.05 or 5%    each frame with that probability (seeded)
+  TRIGGER  0.05, 5% or 50000 ppm  each frame with that probability (seeded)
            @7            the 7th frame (of each direction the fault applies to)
            2s..5s        every frame from 2 s to 5 s after start (also 2s.. and ..5s)
   dir=a2b|b2a|both       direction (default both)
@@ -52,7 +52,7 @@ Fault SPEC: TRIGGER[,KEY=VALUE]...
   split    pieces=N,gap=DURATION  (default 2 pieces, 10ms apart)
   junk     bytes=N       random bytes sent before the frame (default 8)
   disconnect for=DURATION  nothing forwarded either way (default 1s)
-  DURATION is 250ms, 2s, 1.5s (a unit is required).
+  DURATION is 250ms, 2s, 1.5s, 2 min, 1m30s (a unit is required; docs/quantities.md).
 
 \b
 Examples:

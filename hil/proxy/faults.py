@@ -6,11 +6,12 @@ reference; the grammar, in one place:
 
     SPEC     = TRIGGER ("," KEY "=" VALUE)*
     TRIGGER  = RATE | "@" N | WINDOW
-    RATE     = a probability per frame: "0.05" or "5%"          (0 <= p <= 1)
+    RATE     = a probability per frame: "0.05", "5%" or "50000 ppm" (0 <= p <= 1), exact in ppm
     @N       = the Nth frame (counted from 1, per direction)
     WINDOW   = DURATION ".." DURATION | DURATION ".." | ".." DURATION
                every frame arriving in [start, end) after the proxy started
-    DURATION = a number with a unit: "250ms", "2s", "1.5s"
+    DURATION = the one duration grammar with its unit required (docs/quantities.md):
+               "250ms", "2s", "1.5s", "2 min", "1m30s"
     KEY      = dir (a2b | b2a | both, also a->b | b->a; default both)
                and the kind's parameters (``PARAMETERS`` below)
 
@@ -27,11 +28,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from hil import quantities as q
 from hil.errors import UsageError
 from protocol.documents import DocumentError, parse_toml
 
@@ -49,9 +50,7 @@ __all__ = [
     "Rate",
     "Trigger",
     "Window",
-    "format_duration",
     "load_fault_file",
-    "parse_duration",
     "parse_fault",
     "parse_fault_table",
     "parse_trigger",
@@ -179,8 +178,8 @@ class Window:
         return self.start_ms <= elapsed_ms and (self.end_ms is None or elapsed_ms < self.end_ms)
 
     def __str__(self) -> str:
-        start = format_duration(self.start_ms) if self.start_ms else ""
-        end = format_duration(self.end_ms) if self.end_ms is not None else ""
+        start = q.duration_ms(self.start_ms) if self.start_ms else ""
+        end = q.duration_ms(self.end_ms) if self.end_ms is not None else ""
         return f"{start}..{end}"
 
 
@@ -255,7 +254,7 @@ class FaultSpec:
         if self.direction is not DirectionSelector.BOTH:
             parts.append(f"dir={self.direction}")
         for key, value in self.params:
-            shown = format_duration(value) if key in _DURATION_KEYS else str(value)
+            shown = q.duration_ms(value) if key in _DURATION_KEYS else str(value)
             parts.append(f"{key}={shown}")
         return f"{self.kind} {','.join(parts)}"
 
@@ -270,27 +269,16 @@ class FaultConfig:
 
 # -- parsing -------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$")
 _NTH = re.compile(r"^@\s*(\d+)$")
 
 
-def parse_duration(text: str) -> int:
-    """``"250ms"``, ``"2s"``, ``"1.5s"`` to integer milliseconds; FaultSpecError otherwise."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise FaultSpecError(
-            f"{text!r} is not a duration: give a number with a unit, e.g. 250ms or 2s"
-        )
-    number, unit = match.groups()
-    value = Decimal(number) * (1000 if unit == "s" else 1)
-    if value != value.to_integral_value():
-        raise FaultSpecError(f"{text!r}: durations are whole milliseconds")
-    return int(value)
-
-
-def format_duration(ms: int) -> str:
-    """The shortest exact spelling of ``ms``: ``2s``, ``1500ms``."""
-    return f"{ms // 1000}s" if ms % 1000 == 0 and ms else f"{ms}ms"
+def _duration_ms(text: str) -> int:
+    """A window bound or a duration parameter in whole ms, in the one grammar
+    (hil/quantities.py): ``250ms``, ``1.5s``, ``2 min``. The unit is required here."""
+    try:
+        return q.parse_duration_ms(text)
+    except q.QuantityError as exc:
+        raise FaultSpecError(str(exc)) from None
 
 
 def parse_trigger(text: str) -> Trigger:
@@ -310,8 +298,8 @@ def parse_trigger(text: str) -> Trigger:
         start_text, _, end_text = text.partition("..")
         if not start_text.strip() and not end_text.strip():
             raise FaultSpecError(f"{text!r}: a window needs a start, an end or both, e.g. 2s..5s")
-        start = parse_duration(start_text) if start_text.strip() else 0
-        end = parse_duration(end_text) if end_text.strip() else None
+        start = _duration_ms(start_text) if start_text.strip() else 0
+        end = _duration_ms(end_text) if end_text.strip() else None
         if end is not None and end <= start:
             raise FaultSpecError(f"{text!r}: the window ends before it starts")
         return Window(start, end)
@@ -319,22 +307,21 @@ def parse_trigger(text: str) -> Trigger:
 
 
 def _parse_rate(text: str) -> float:
-    percent = text.endswith("%")
-    number = text[:-1].strip() if percent else text
+    """A probability per frame in the one fraction grammar: ``0.05``, ``5%``, ``50000 ppm``.
+    It is exact in ppm (a finer rate is refused, never rounded); the engine draws against
+    the float it equals."""
     try:
-        value = Decimal(number)
-    except InvalidOperation:
-        raise FaultSpecError(
-            f"{text!r} is not a trigger: give a rate (0.05 or 5%), @N, or a window (2s..5s)"
-        ) from None
-    if not value.is_finite():
-        raise FaultSpecError(f"{text!r}: a rate must be a finite number")
-    if percent:
-        value /= 100
-    if not Decimal(0) <= value <= Decimal(1):
-        shown = "0% and 100%" if percent else "0 and 1"
-        raise FaultSpecError(f"{text!r}: a rate must be between {shown}")
-    return float(value)
+        ppm = q.parse_fraction(text, bare="fraction")
+    except q.QuantityError as exc:
+        if "is not a fraction" in str(exc):  # not a number at all: say what a trigger is
+            raise FaultSpecError(
+                f"{text!r} is not a trigger: give a rate (0.05, 5% or 50000 ppm), @N, "
+                "or a window (2s..5s)"
+            ) from None
+        raise FaultSpecError(str(exc)) from None
+    if ppm > q.PPM:
+        raise FaultSpecError(f"{text!r}: a rate must be between 0 and 1, or 0% and 100%")
+    return ppm / q.PPM
 
 
 def parse_fault(kind: FaultKind | str, text: str) -> FaultSpec:
@@ -449,7 +436,7 @@ def _build(kind: FaultKind, trigger: Trigger, values: Mapping[str, str]) -> Faul
         elif key not in PARAMETERS[kind]:
             raise FaultSpecError(f"unknown key {key!r}{_allowed(('dir', *PARAMETERS[kind]))}")
         elif key in _DURATION_KEYS:
-            params.append((key, parse_duration(value)))
+            params.append((key, _duration_ms(value)))
         else:
             if not re.fullmatch(r"\d+", value):
                 raise FaultSpecError(f"{key} must be a whole number, got {value!r}")
@@ -479,7 +466,7 @@ def _allowed(keys: Sequence[str]) -> str:
 
 def _describe_limit(key: str, low: int, high: int) -> str:
     if key in _DURATION_KEYS:
-        return f"between {format_duration(low)} and {format_duration(high)}"
+        return f"between {q.duration_ms(low)} and {q.duration_ms(high)}"
     return f"a whole number from {low} to {high}"
 
 

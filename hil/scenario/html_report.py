@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hil.ctl import quantities as q
+from hil import quantities as q
 from hil.html_page import HEIGHT, PAD, WIDTH, line_chart, page
 from hil.html_page import e as _e
 from hil.scenario.oracles import Sample, fmt_time

@@ -1,7 +1,7 @@
 """Scenario files in, ``Scenario`` values out (docs/scenarios.md).
 
 Every door goes through ``protocol.documents.parse_toml`` (bounded), and every quantity
-through hil/ctl/quantities.py, the one parser of durations and units in hil/. A bad file
+through hil/quantities.py, the one parser of durations and units in hil/. A bad file
 is one ``ScenarioError`` naming ``file:line`` and what is wrong, never a traceback: the CLI
 turns it into exit code 2.
 
@@ -22,9 +22,9 @@ from typing import Any, overload
 
 from emulator.errors import ProfileError
 from emulator.profile import Profile, builtin_profile_names, load_profile
-from hil.control import FAULT_ALIASES, FAULTS, build_fault
+from hil import quantities as q
+from hil.control import FAULT_ALIASES, FAULTS, build_fault, parse_fault_param
 from hil.ctl import prescription_file
-from hil.ctl import quantities as q
 from hil.errors import UsageError
 from hil.hazards import is_hazard_id
 from hil.proxy.faults import FaultKind, FaultSpecError, parse_fault_table
@@ -420,12 +420,9 @@ def _quantity(table: Mapping[str, Any], key: str, path: Path_, parse: Any) -> in
 
 
 def parse_time(text: str) -> int:
-    """A scenario time in ms: ``2d 08:00``, ``08:00`` (day 0), or a duration (``36h``)."""
-    match = re.fullmatch(r"\s*(?:(\d+)\s*d\s+)?(\d{1,2}:\d{2}(?::\d{2})?)\s*", text)
-    if match is not None:
-        days = int(match.group(1) or 0)
-        return (days * 86_400 + q.parse_offset(match.group(2), weekly=False)) * 1_000
-    return q.parse_duration(text, example="2d 08:00") * 1_000
+    """A scenario time in ms: ``2d 08:00``, ``08:00`` (day 0), or a duration (``36h``), in
+    the one duration grammar (hil/quantities.py, docs/quantities.md)."""
+    return q.parse_duration(text) * 1_000
 
 
 def _time(table: Mapping[str, Any], key: str, path: Path_) -> int | None:
@@ -720,7 +717,8 @@ def _params(
 def _plant_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
     """A plant fault by its name in hil/control.py's FAULTS registry (so a fault added there
     works here at once), its parameters checked by the registry's own builder. A parameter
-    named ``*_s`` may be a duration string, ``*_nl`` a volume string."""
+    may be a string in the one grammar (``*_s`` a duration, ``*_nl`` a volume, ``ppm`` a
+    fraction, ``*_ug_per_ml`` a concentration)."""
     name = _str(t, "fault", path)
     key = FAULT_ALIASES.get(name, name)
     if key not in FAULTS:
@@ -730,10 +728,13 @@ def _plant_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
         raise _FileError((*path, "params"), "params must be a table")
     params: dict[str, Any] = {}
     for pname, value in raw.items():
-        if isinstance(value, str) and pname.endswith("_s"):
-            params[pname] = _quantity(raw, pname, (*path, "params"), q.parse_duration)
-        elif isinstance(value, str) and pname.endswith("_nl"):
-            params[pname] = _quantity(raw, pname, (*path, "params"), q.parse_volume)
+        if isinstance(value, str) and pname != "part":  # repair's part is a name
+            # The same reading as `pumpemu fault` and the control API (docs/quantities.md):
+            # "2h", "25%", "1 mL", or digits in the unit the name ends with.
+            try:
+                params[pname] = parse_fault_param(pname, value, signed=pname in FAULTS[key].signed)
+            except ValueError as exc:
+                raise _FileError((*path, "params", pname), f"{pname}: {exc}") from None
         else:
             params[pname] = value
     missing = [n for n, (required, _) in FAULTS[key].params.items() if required and n not in params]
@@ -835,7 +836,7 @@ def _dose_oracle(t: Mapping[str, Any], path: Path_, _: Mapping[str, Step]) -> di
     p["per_ms"] = _duration_ms(t, "per", path)
     shares = ("believed", "patient", "patient_at_most", "patient_at_least")
     for key in shares:
-        p[key] = _quantity(t, key, path, q.parse_percent)
+        p[key] = _quantity(t, key, path, q.parse_fraction)
     if all(p[k] is None for k in shares):
         raise _FileError(path, f"a dose oracle needs one of {', '.join(shares)}")
     return p

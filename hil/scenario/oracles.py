@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hil.ctl import quantities as q
+from hil import quantities as q
 from hil.scenario.backends import PumpView
 from hil.scenario.model import Scenario, Step
 from protocol.device_state import AlarmKind, EventKind, LogEntry
@@ -90,12 +90,10 @@ class Finding:
 
 
 def fmt_time(ms: int) -> str:
-    days, rest = divmod(ms, 86_400_000)
-    hours, rest = divmod(rest, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds = rest // 1_000
-    tail = f":{seconds:02d}" if seconds else ""
-    return f"{days}d {hours:02d}:{minutes:02d}{tail}"
+    """A scenario time (ms from the start) as the file writes one, ``2d 08:00``: the elapsed
+    time of the one display style without its ``+`` (docs/quantities.md, "Display"), which
+    reads back through the duration grammar."""
+    return q.elapsed(ms).removeprefix("+")
 
 
 def basal_volume_x_ms(rx: Prescription, local_ms: int, span_ms: int) -> int:

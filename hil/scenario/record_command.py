@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from hil import quantities as q
 from hil.capture import CaptureRecord, read_capture
-from hil.ctl.quantities import EPOCH
 from hil.decode_command import decode_capture, unseal
 from protocol.keys import PumpKeys
 
@@ -160,22 +159,21 @@ def _step(kind: str, m: Mapping[str, Any], stage: Mapping[str, Any] | None) -> l
     if kind == "ClinicianBolus":
         return [
             'do = "clinician-bolus"',
-            f'dose = "{m["dose_nl"]} nL"',
-            f'duration = "{m["duration_s"]} s"',
+            f'dose = "{q.volume(m["dose_nl"])}"',
+            f'duration = "{q.duration(m["duration_s"])}"',
         ]
     if kind == "PrimingBolus":
-        return ['do = "prime"', f'volume = "{m["catheter_volume_nl"]} nL"']
+        return ['do = "prime"', f'volume = "{q.volume(m["catheter_volume_nl"])}"']
     if kind == "AcknowledgeAlarm":
         return ['do = "acknowledge"', f'alarm = "{m["alarm"]}"']
     if kind == "SetClock":
-        moment = EPOCH + timedelta(milliseconds=m["pump_time_ms"])
-        return ['do = "set-clock"', f'time = "{moment.isoformat(timespec="seconds")}"']
+        return ['do = "set-clock"', f'time = "{q.pump_time(m["pump_time_ms"])}"']
     if kind == "RefillComplete":
         return [
             'do = "refill"',
-            f'volume = "{m["new_volume_nl"]} nL"',
-            f'withdrawn = "{m["withdrawn_nl"]} nL"',
-            f'concentration = "{m["new_concentration_ug_per_ml"]} ug/mL"',
+            f'volume = "{q.volume(m["new_volume_nl"])}"',
+            f'withdrawn = "{q.volume(m["withdrawn_nl"])}"',
+            f'concentration = "{q.concentration(m["new_concentration_ug_per_ml"])}"',
         ]
     if kind == "CommitPrescription" and stage is not None:
         return ['do = "program"', f"prescription = {_prescription(stage)}"]
@@ -189,32 +187,32 @@ def _offset(start_s: int, weekly: bool) -> str:
 
 
 def _prescription(rx: Mapping[str, Any]) -> str:
-    """An inline table in the prescription file format (docs/ctl.md), exact integers with
-    their units."""
+    """An inline table in the prescription file format (docs/ctl.md), every quantity in the
+    one display style, exact (docs/quantities.md, "Display")."""
     mode = str(rx["mode"]).lower()
     weekly = str(rx["repeat"]) == "WEEKLY"
     parts = [
         f"drug = {_q(rx['drug_name'])}",
-        f'concentration = "{rx["concentration_ug_per_ml"]} ug/mL"',
+        f'concentration = "{q.concentration(rx["concentration_ug_per_ml"])}"',
         f'mode = "{mode}"',
-        f'low_reservoir_threshold = "{rx["low_reservoir_threshold_nl"]} nL"',
+        f'low_reservoir_threshold = "{q.volume(rx["low_reservoir_threshold_nl"])}"',
     ]
     steps = rx["steps"]
     if mode == "continuous":
-        parts.append(f'rate = "{steps[0]["rate_nl_per_day"]} nL/day"')
+        parts.append(f'rate = "{q.rate(steps[0]["rate_nl_per_day"])}"')
     elif mode == "flex":
         parts.append(f'repeat = "{"weekly" if weekly else "daily"}"')
         table = ", ".join(
             f'{{ start = "{_offset(step["start_s"], weekly)}", '
-            f'rate = "{step["rate_nl_per_day"]} nL/day" }}'
+            f'rate = "{q.rate(step["rate_nl_per_day"])}" }}'
             for step in steps
         )
         parts.append(f"steps = [{table}]")
     bolus = rx.get("patient_bolus")
     if bolus:
         parts.append(
-            f'patient_bolus = {{ dose = "{bolus["dose_nl"]} nL", duration = '
-            f'"{bolus["duration_s"]} s", lockout = "{bolus["lockout_s"]} s", '
+            f'patient_bolus = {{ dose = "{q.volume(bolus["dose_nl"])}", duration = '
+            f'"{q.duration(bolus["duration_s"])}", lockout = "{q.duration(bolus["lockout_s"])}", '
             f"max_per_24h = {bolus['max_per_24h']} }}"
         )
     return "{ " + ", ".join(parts) + " }"

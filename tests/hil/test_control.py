@@ -37,6 +37,7 @@ from emulator.faults import (
     Reset,
 )
 from emulator.pump import Pump
+from hil import quantities as q
 from hil.cli import main
 from hil.clock import ScaledClock
 from hil.control import (
@@ -46,7 +47,6 @@ from hil.control import (
     ControlServer,
     build_fault,
     parse_control_address,
-    parse_duration,
 )
 from hil.errors import UsageError
 from hil.links import memory_pair
@@ -106,17 +106,22 @@ def control(pump_server: PumpServer, tmp_path: Path) -> Iterator[ControlServer]:
         ("2w", 14 * 86_400_000),
         ("90", 90_000),
         (" 1H 30M ", 90 * 60_000),
-        (7, 7_000),
+        ("1.5h", 90 * 60_000),
+        ("2 min", 120_000),
+        ("30m1h", 90 * 60_000),
+        ("1h1h", 2 * HOUR_MS),
     ],
+    ids=lambda v: repr(v) if isinstance(v, str) else None,
 )
-def test_parse_duration(text: str | int, ms: int) -> None:
-    assert parse_duration(text) == ms
+def test_advance_takes_what_it_always_took_and_the_one_grammar(text: str, ms: int) -> None:
+    # docs/serve.md: the advance op's 'duration' is the one grammar, a bare number seconds.
+    assert q.parse_duration_ms(text, bare="s") == ms
 
 
-@pytest.mark.parametrize("bad", ["", "1.5h", "-3s", "3x", "h", "30d junk", True, -1])
-def test_parse_duration_refuses_nonsense(bad: str | int) -> None:
+@pytest.mark.parametrize("bad", ["", "-3s", "3x", "h", "30d junk", True, -1])
+def test_advance_refuses_nonsense(bad: str | int) -> None:
     with pytest.raises(ValueError, match="duration"):
-        parse_duration(bad)
+        q.parse_duration_ms(bad, bare="s")  # type: ignore[arg-type]
 
 
 def test_parse_control_address() -> None:
@@ -187,7 +192,8 @@ def test_every_fault_name_maps_to_its_fault(
         ("melt", {}, "unknown fault 'melt'"),
         ("leak", {}, "missing parameter 'ppm'"),
         ("leak", {"ppm": 0}, "ppm must be 1..1000000"),
-        ("leak", {"ppm": "lots"}, "must be an integer"),
+        ("leak", {"ppm": "lots"}, "'lots' is not a fraction"),
+        ("leak", {"ppm": 0.5}, "must be an integer or a string with its unit"),
         ("leak", {"ppm": 5, "extra": 1}, "takes no parameter 'extra'"),
         ("repair", {"part": "valve"}, "'motor' or 'catheter'"),
         ("stall", {"recover_after_s": 0}, "recover_after_s must be 1..3153600000"),
@@ -230,7 +236,9 @@ def test_requests_are_answered_with_ok_or_a_clear_error(control: ControlServer) 
     assert control.handle({"op": "advance", "ms": -5})["ok"] is False
     huge = control.handle({"op": "advance", "duration": "99999999999999999999d"})
     assert huge["ok"] is False
-    assert "at most 36500 days" in huge["error"]
+    assert "longer than 100 years" in huge["error"]
+    huge_ms = control.handle({"op": "advance", "ms": 10**20})
+    assert "at most 36500 days" in huge_ms["error"]
     assert control.handle({"op": "ping"})["ok"] is True  # nothing held the pump meanwhile
     assert control.handle({"op": "log", "since_seq": -1})["ok"] is False
     assert control.handle({"op": "fault"})["ok"] is False
@@ -329,8 +337,12 @@ def test_cap_operations_through_the_api(control: ControlServer) -> None:
             client.cap_inject(1, 10**12)
         with pytest.raises(ControlError, match="takes no field 'extra'"):
             client.request("cap_aspirate", volume_nl=1, extra=2)
+        # A string is read in the one grammar (docs/quantities.md); a wrong one is refused.
+        assert client.request("cap_aspirate", volume_nl="1 uL")["drug_nl"] == 0
+        with pytest.raises(ControlError, match="is not a volume"):
+            client.request("cap_aspirate", volume_nl="1 parsec")
         with pytest.raises(ControlError, match="must be an integer"):
-            client.request("cap_aspirate", volume_nl="1 mL")
+            client.request("cap_aspirate", volume_nl=1.5)
 
 
 @pytest.mark.e2e
@@ -338,7 +350,7 @@ def test_cap_aspirate_command(control: ControlServer) -> None:
     env = {"PUMPEMU_CONTROL": control.address}
     out = CliRunner().invoke(main, ["fault", "cap-aspirate", "--volume-nl", "500000"], env=env)
     assert out.exit_code == 0, out.output
-    assert "CSF; drug solution 286,000 nL (286,000,000 pg), CSF 214,000 nL" in out.output
+    assert "CSF; drug solution 0.286 mL (286 µg), CSF 0.214 mL" in out.output
     out = CliRunner().invoke(
         main,
         ["fault", "cap-inject", "--volume-nl", "1000", "--concentration-ug-per-ml", "5"],
@@ -432,12 +444,16 @@ def test_fault_time_and_truth_commands(control: ControlServer) -> None:
     env = {"PUMPEMU_CONTROL": control.address}
     out = runner.invoke(main, ["fault", "stall", "--recover-after-s", "7200"], env=env)
     assert out.exit_code == 0, out.output
-    assert "injected stall (MotorStall recover_after_s=7200)" in out.output
+    # One display style (docs/quantities.md): durations in words, instants as the pump
+    # clock in ISO 8601 with the elapsed emulator time.
+    assert "injected stall (MotorStall recover-after 2 h) at 1970-01-01T00:00:00 (+0d 00:00)" in (
+        out.output
+    )
     out = runner.invoke(main, ["time", "advance", "1h"], env=env)
     assert out.exit_code == 0, out.output
-    assert "advanced 1h (3,600,000 ms): pump time now T+0d01:00:00.000" in out.output
+    assert "advanced 1h (3,600,000 ms): now 1970-01-01T01:00:00 (+0d 01:00)" in out.output
     out = runner.invoke(main, ["time", "show", "--control", control.address])
-    assert "pump time T+0d01:00:00.000 (3600000 ms), clock manual" in out.output
+    assert "now 1970-01-01T01:00:00 (+0d 01:00), clock manual" in out.output
     out = runner.invoke(main, ["truth"], env=env)
     assert out.exit_code == 0, out.output
     assert "therapy state SUSPENDED_BY_ALARM; alarms: MOTOR_STALL" in out.output
@@ -457,7 +473,8 @@ def test_command_errors_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
     assert "cannot reach the control API" in out.output
     out = runner.invoke(main, ["time", "advance", "soon", "--control", gone])
     assert out.exit_code == 2
-    assert "bad duration 'soon'" in out.output
+    assert "'soon' is not a duration" in out.output
+    assert len(out.output.strip().splitlines()) == 1
     out = runner.invoke(main, ["fault", "leak", "--control", gone])
     assert out.exit_code == 2
     assert "--ppm" in out.output

@@ -433,7 +433,7 @@ def test_commands_default_to_the_default_socket(pump_server: PumpServer, runtime
     with ControlServer(pump_server, DEFAULT_CONTROL):
         out = runner.invoke(main, ["time", "show"], env={"PUMPEMU_CONTROL": None})
     assert out.exit_code == 0, out.output
-    assert "pump time T+0d00:00:00.000" in out.output
+    assert "now 1970-01-01T00:00:00 (+0d 00:00)" in out.output
 
 
 # -- serve ------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 from click.testing import CliRunner
 
+from hil import quantities as q
 from hil.cli import main
-from hil.ctl import quantities as q
 from hil.ctl import render
 from hil.ctl.command import ctl
 from hil.programmer.core import Outcome, Result
@@ -41,7 +41,7 @@ def test_volumes_are_exact(text: str, nl: int) -> None:
         ("0.0000005 mL", "not a whole number of nL"),
         ("0.5 nL", "not a whole number of nL"),
         ("1e3 nL", "is not a volume"),
-        ("-1 mL", "is not a volume"),
+        ("-1 mL", "is negative"),
         (".5 mL", "is not a volume"),
         ("5", "is not a volume"),
         ("5 mg", "is not a volume"),
@@ -96,7 +96,8 @@ def test_rates_and_durations_and_offsets() -> None:
 
 def test_pump_time() -> None:
     assert q.parse_pump_time("2026-01-05T08:00:00") == 1_767_600_000_000
-    assert q.pump_time(1_767_600_000_000) == "2026-01-05 08:00:00"
+    assert q.pump_time(1_767_600_000_000) == "2026-01-05T08:00:00"
+    assert q.parse_pump_time(q.pump_time(1_767_600_000_250)) == 1_767_600_000_250
     assert q.parse_pump_time("now", datetime(1970, 1, 2)) == 86_400_000
     with pytest.raises(q.QuantityError, match="zone offset"):
         q.parse_pump_time("2026-01-05T08:00:00+01:00")
@@ -181,7 +182,7 @@ def test_verdicts_say_exactly_what_is_known() -> None:
     assert applied.ok
     assert applied.line == (
         "applied: clinician bolus: state clinician bolus, reservoir 19.95 mL, "
-        "bolus ends at 2026-01-05 08:10:00 (pump time)"
+        "bolus ends at 2026-01-05T08:10:00 (pump time)"
     )
     resolved = render.verdict(
         "clinician bolus", Result(request, Outcome.APPLIED, _status(7), 4, True)

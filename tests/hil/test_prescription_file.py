@@ -89,7 +89,8 @@ def test_weekly_steps_and_mass_bolus() -> None:
     [
         (
             lambda t: t.replace('"0.5 mL/day"', '"0.5 mL/dy"'),
-            "steps[1].rate: '0.5 mL/dy' is not a rate; write e.g. '0.5 mL/day'",
+            "steps[1].rate: '0.5 mL/dy' is not a rate; write e.g. 0.5 mL/day, 480 uL/day or "
+            "480000 nL/day",
         ),
         (
             lambda t: t.replace('"0.5 mL/day"', '"0.0000005 mL/day"'),

@@ -204,7 +204,7 @@ def test_bad_toml_file_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     assert code == 2
     assert err.strip() == (
         f"Error: fault file {path}: [[drop]] #1: 'sometimes' is not a trigger: "
-        "give a rate (0.05 or 5%), @N, or a window (2s..5s)"
+        "give a rate (0.05, 5% or 50000 ppm), @N, or a window (2s..5s)"
     )
 
 

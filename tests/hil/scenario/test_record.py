@@ -115,7 +115,7 @@ def test_a_recorded_visit_replays_with_the_same_outcomes(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     text = result.output
     assert 'do = "program"' in text
-    assert 'start = "06:00:30", rate = "600000 nL/day"' in text
+    assert 'start = "06:00:30", rate = "0.6 mL/day"' in text
     assert 'expect = { outcome = "refused", refusal = "LOCKOUT_ACTIVE" }' in text
     assert 'role = "patient"' in text
     assert 'refusal = "NO_SUCH_ALARM"' in text

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil.control import build_fault, parse_duration
+from hil import quantities as q
+from hil.control import build_fault
 from hil.watch.keys import KEY_ACTIONS, QUIT_KEY, KeyAction
 
 
@@ -22,5 +23,5 @@ def test_each_key_sends_a_request_the_control_api_accepts(action: KeyAction) -> 
         build_fault(request["fault"], params)  # raises ValueError on a bad one
     else:
         assert request["op"] == "advance"
-        assert parse_duration(request["duration"]) > 0
+        assert q.parse_duration_ms(request["duration"], bare="s") > 0
     assert action.action == f"send('{action.key}')"
