@@ -10,24 +10,19 @@ or else the default token file for that port. Errors are one line, exit code 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hil.control import (
-    DEFAULT_CONTROL,
-    FAULTS,
-    MAX_CAP_NL,
-    ControlClient,
-    FaultSpec,
-    default_token_file,
-    parse_control_address,
-    parse_duration,
-    read_token_file,
-)
+from hil.control_catalogue import DEFAULT_CONTROL, FAULT_TEXTS, MAX_CAP_NL
 from hil.errors import HilError, UsageError
+
+if TYPE_CHECKING:
+    from hil.control import (
+        ControlClient,
+    )
 
 __all__ = ["fault", "time_group", "truth"]
 
@@ -69,6 +64,8 @@ def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def _token_for(control: str, token_file: Path | None) -> str | None:
     """The token to send: from ``token_file`` if given; for a TCP address, else from the
     default token file for its port (an error if there is none)."""
+    from hil.control import default_token_file, parse_control_address, read_token_file  # noqa: PLC0415
+
     address = parse_control_address(control)
     if token_file is not None:
         return read_token_file(token_file)
@@ -87,6 +84,8 @@ def _token_for(control: str, token_file: Path | None) -> str | None:
 def _call(
     control: str, token_file: Path | None, action: Callable[[ControlClient], dict[str, Any]]
 ) -> dict[str, Any]:
+    from hil.control import ControlClient  # noqa: PLC0415
+
     try:
         token = _token_for(control, token_file)
         with ControlClient(control, token=token) as client:
@@ -139,9 +138,9 @@ def fault() -> None:
 @fault.command("list", epilog="\b\nExample:\n  pumpemu fault list")
 def fault_list() -> None:
     """List the faults and their parameters (no emulator needed)."""
-    for name, spec in FAULTS.items():
-        click.echo(f"{name:<18} {spec.summary}")
-        for param, (required, text) in spec.params.items():
+    for name, (summary, params) in FAULT_TEXTS.items():
+        click.echo(f"{name:<18} {summary}")
+        for param, (required, text) in params.items():
             flag = param if param == "part" else f"--{param.replace('_', '-')}"
             click.echo(f"{'':<18}   {flag}: {text}{' (required)' if required else ''}")
     click.echo(f"{'cap-aspirate':<18} {CAP_ASPIRATE_SUMMARY}")
@@ -168,9 +167,9 @@ EXAMPLE_VALUES = {
 """Plausible values for each fault parameter, for the generated --help examples."""
 
 
-def _fault_example(name: str, spec: FaultSpec) -> str:
+def _fault_example(name: str, params: Mapping[str, tuple[bool, str]]) -> str:
     words = ["pumpemu", "fault", name]
-    for param, (required, _text) in spec.params.items():
+    for param, (required, _text) in params.items():
         if param == "part":
             words.append("catheter")
         elif required or param in EXAMPLE_VALUES:
@@ -178,9 +177,12 @@ def _fault_example(name: str, spec: FaultSpec) -> str:
     return "\b\nExample:\n  " + " ".join([*words, "--control", "127.0.0.1:7001"])
 
 
-def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
+def _make_fault_command(
+    name: str, summary: str, fault_params: Mapping[str, tuple[bool, str]]
+) -> click.Command:
+    # From hil/control_catalogue.py, so the commands are declared without the emulator.
     params: list[click.Parameter] = []
-    for param, (required, text) in spec.params.items():
+    for param, (required, text) in fault_params.items():
         if param == "part":
             params.append(
                 click.Argument(["part"], type=click.Choice(["motor", "catheter"]), required=True)
@@ -215,16 +217,16 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
         name,
         callback=callback,
         params=params,
-        help=f"{spec.summary[0].upper()}{spec.summary[1:]}.",
-        epilog=_fault_example(name, spec),
+        help=f"{summary[0].upper()}{summary[1:]}.",
+        epilog=_fault_example(name, fault_params),
     )
     _control_option(command)
     _json_option(command)
     return command
 
 
-for _name, _spec in FAULTS.items():
-    fault.add_command(_make_fault_command(_name, _spec))
+for _name, (_summary, _params) in FAULT_TEXTS.items():
+    fault.add_command(_make_fault_command(_name, _summary, _params))
 
 CAP_ASPIRATE_SUMMARY = "aspirate through the catheter access port: does CSF return? (H2, H13)"
 
@@ -292,6 +294,8 @@ def time_advance(duration: str, control: str, token_file: Path | None, as_json: 
     Every pump event on the way happens in order (strokes, alarms, timeouts), event by
     event, so 30 days take milliseconds.
     """
+    from hil.control import parse_duration  # noqa: PLC0415
+
     try:
         parse_duration(duration)
     except ValueError as exc:
