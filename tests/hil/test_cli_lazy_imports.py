@@ -44,7 +44,9 @@ def command_paths(
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
             assert sub is not None, name
-            paths += command_paths(sub, click.Context(sub, parent=ctx, info_name=name), (*prefix, name))
+            paths += command_paths(
+                sub, click.Context(sub, parent=ctx, info_name=name), (*prefix, name)
+            )
     return paths
 
 
@@ -53,7 +55,12 @@ PATHS = command_paths(main, click.Context(main, info_name="pumpemu"))
 
 def test_the_walk_reaches_nested_commands() -> None:
     # Without the leaves, the table below would pass vacuously.
-    for path in (("ctl", "program"), ("ctl", "trial", "record"), ("scenario", "run"), ("fault", "stall")):
+    for path in (
+        ("ctl", "program"),
+        ("ctl", "trial", "record"),
+        ("scenario", "run"),
+        ("fault", "stall"),
+    ):
         assert path in PATHS
 
 
@@ -71,3 +78,54 @@ def test_help_imports_none_of_the_heavy_stack(path: tuple[str, ...]) -> None:
     assert report["code"] == 0, done.stderr
     assert "Usage:" in done.stdout
     assert report["heavy"] == [], f"pumpemu {' '.join(path)} --help imported {report['heavy']}"
+
+
+def _fault_texts() -> dict[str, tuple[str, dict[str, tuple[bool, str]]]]:
+    from hil.control import FAULTS  # noqa: PLC0415 (the emulator: this test's subject)
+
+    return {name: (spec.summary, dict(spec.params)) for name, spec in FAULTS.items()}
+
+
+def _copies() -> list[tuple[str, object, object]]:
+    """(what, the light copy a command declares with, the value it copies)."""
+    from emulator.accuracy import DEFAULT_SCALE  # noqa: PLC0415
+    from emulator.trial import TrialOutcome  # noqa: PLC0415
+    from hil import accuracy_command, control, control_catalogue, decode_command  # noqa: PLC0415
+    from hil.capture import NOISE_RECORD_MAX  # noqa: PLC0415
+    from hil.conformance import options, recorder  # noqa: PLC0415
+    from hil.ctl import trial_command  # noqa: PLC0415
+    from hil.proxy import command as proxy_command  # noqa: PLC0415
+    from hil.proxy import engine, faults  # noqa: PLC0415
+
+    return [
+        ("accuracy --scale default", accuracy_command.DEFAULT_SCALE, DEFAULT_SCALE),
+        ("decode noise item", decode_command.NOISE_ITEM_MAX, NOISE_RECORD_MAX),
+        ("control address", control_catalogue.DEFAULT_CONTROL, control.DEFAULT_CONTROL),
+        ("CAP bound", control_catalogue.MAX_CAP_NL, control.MAX_CAP_NL),
+        ("fault texts", control_catalogue.FAULT_TEXTS, _fault_texts()),
+        ("conformance report dir", options.DEFAULT_REPORT_DIR, recorder.DEFAULT_REPORT_DIR),
+        ("trial outcomes", trial_command.TRIAL_OUTCOMES, tuple(o.value for o in TrialOutcome)),
+        ("proxy seed bound", proxy_command.MAX_SEED, faults.MAX_SEED),
+        ("proxy idle default", proxy_command.DEFAULT_IDLE_MS, engine.DEFAULT_IDLE_MS),
+        ("proxy idle bound", proxy_command.MAX_IDLE_MS, engine.MAX_IDLE_MS),
+        (
+            "proxy fault options",
+            list(proxy_command._FAULT_HELP),
+            [k.value for k in faults.FaultKind],
+        ),
+    ]
+
+
+COPIES = [what for what, _copy, _real in _copies()]
+
+
+@pytest.mark.parametrize("what", COPIES, ids=COPIES)
+def test_each_light_copy_equals_what_it_copies(what: str) -> None:
+    """Declaring options without the heavy stack means copying a few of its values; each
+    copy must stay what it copies (a changed bound or a new fault fails here)."""
+    copies = {name: (copy, real) for name, copy, real in _copies()}
+    copy, real = copies[what]
+    if what == "proxy fault options":  # one option per FaultKind, in any order
+        assert sorted(copy) == sorted(real)  # type: ignore[call-overload]
+    else:
+        assert copy == real
