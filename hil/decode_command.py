@@ -45,12 +45,13 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from hil.errors import UsageError
-from hil.key_files import load_keys, open_key_file_warning
-from protocol import crypto
 from protocol.documents import MAX_DOCUMENT_BYTES
 from protocol.errors import ProtocolError, SessionError
-from protocol.keys import PumpKeys, role_name
-from protocol.messages import Challenge, OpenSession, SessionOpened
+
+if TYPE_CHECKING:
+    from protocol import crypto
+    from protocol.keys import PumpKeys
+    from protocol.messages import Challenge, OpenSession, SessionOpened
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -534,6 +535,7 @@ class Unsealer:
     def process(self, item: StreamItem) -> StreamItem:
         """The item, with a sealed frame opened (or its failure to open explained)."""
         from protocol.codec import decode_payload, parse_frame  # noqa: PLC0415
+        from protocol.messages import Challenge, OpenSession, SessionOpened  # noqa: PLC0415
 
         if item.kind == "capture" and item.record is not None:
             # A writer (re)started: what it saw before belongs to another run.
@@ -563,6 +565,8 @@ class Unsealer:
         return item
 
     def _on_challenge(self, context: _KeyContext, message: Challenge) -> None:
+        from protocol import crypto  # noqa: PLC0415
+
         if context.opening is None:
             context.transcript = None
             return
@@ -577,6 +581,9 @@ class Unsealer:
             context.transcript = None  # a serial no key file can hold; nothing to derive
 
     def _on_opened(self, context: _KeyContext, message: SessionOpened) -> None:
+        from protocol import crypto  # noqa: PLC0415
+        from protocol.keys import role_name  # noqa: PLC0415
+
         transcript = context.transcript
         context.opening = None
         context.transcript = None
@@ -601,7 +608,7 @@ class Unsealer:
     @staticmethod
     def _open(item: StreamItem, context: _KeyContext) -> StreamItem:
         from hil.capture import fields_of  # noqa: PLC0415
-        from protocol import wire  # noqa: PLC0415
+        from protocol import crypto, wire  # noqa: PLC0415
         from protocol.codec import decode_payload  # noqa: PLC0415
 
         if context.keys is None:
@@ -967,6 +974,7 @@ def decode(
     Items are printed as they are decoded, so any size of input runs in bounded memory.
     """
     from hil.console import make_console  # noqa: PLC0415
+    from hil.key_files import load_keys, open_key_file_warning  # noqa: PLC0415
 
     try:
         keys = load_keys(keys_file, allow_open=True) if keys_file is not None else None

@@ -14,11 +14,12 @@ import click
 
 from hil.control_catalogue import DEFAULT_CONTROL
 from hil.errors import HilError, UsageError
-from hil.key_files import load_keys
-from hil.links import Link, open_link
 from protocol.device_state import Role
-from protocol.keys import PumpKeys
-from protocol.messages import Message
+
+if TYPE_CHECKING:
+    from hil.links import Link
+    from protocol.keys import PumpKeys
+    from protocol.messages import Message
 
 if TYPE_CHECKING:
     from hil.control import (
@@ -206,6 +207,8 @@ def replay(  # noqa: PLR0917 (click passes every option as an argument)
     docs/capture.md: instants on the pump clock (unless --exact-times) and session-dependent
     NAK limits. Handshakes and CLOSE_SESSION are the new programmer's own.
     """
+    from hil.key_files import load_keys  # noqa: PLC0415
+    from hil.links import open_link  # noqa: PLC0415
     from hil.replay import play  # noqa: PLC0415
 
     keys = load_keys(keys_file)

@@ -31,27 +31,17 @@ import click
 from hil.ctl import prescription_file
 from hil.ctl import quantities as q
 from hil.errors import HilError
-from hil.key_files import load_keys
-from hil.links import LinkClosedError, SerialLink, open_link
 from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
-from protocol.messages import (
-    MAX_LOG_PAGE,
-    Ack,
-    AlarmList,
-    CatheterInfo,
-    Clock,
-    CurrentPrescription,
-    DeviceInfo,
-    EventLogPage,
-    Nak,
-    PatientView,
-    PrescriptionStaged,
-    StagedWithOverride,
-    Status,
-    StatusDetail,
-)
 from protocol.refusal import RefusalCode
 from protocol.units import U32_MAX
+
+if TYPE_CHECKING:
+    from hil.links import LinkClosedError, SerialLink
+    from protocol.messages import (
+        CurrentPrescription,
+        EventLogPage,
+        Status,
+    )
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -116,6 +106,8 @@ class ResilientLink:
         return True
 
     def read(self, timeout_s: float) -> bytes:
+        from hil.links import LinkClosedError  # noqa: PLC0415
+
         if not self._try_reopen():
             time.sleep(timeout_s)
             return b""
@@ -126,6 +118,8 @@ class ResilientLink:
             return b""
 
     def write(self, data: bytes) -> None:
+        from hil.links import LinkClosedError  # noqa: PLC0415
+
         if not self._try_reopen():
             return
         try:
@@ -234,6 +228,8 @@ class Ctl:
     @contextmanager
     def connect(self) -> Iterator[Programmer]:
         from hil.capture import CaptureWriter  # noqa: PLC0415
+        from hil.key_files import load_keys  # noqa: PLC0415
+        from hil.links import open_link  # noqa: PLC0415
         from hil.programmer.client import Programmer  # noqa: PLC0415
 
         cfg = self.config
@@ -480,6 +476,7 @@ def info(ctx: click.Context) -> None:
     """Show the pump's model, serial, firmware and profile limits (in human units)."""
     from hil.ctl import render  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import DeviceInfo  # noqa: PLC0415
 
     _simple_read("read device info", Programmer.info, DeviceInfo, render.info_table)(ctx)
 
@@ -491,6 +488,7 @@ def status(ctx: click.Context) -> None:
     and pump time. A patient may read this and the patient view, nothing else."""
     from hil.ctl import render  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import Status  # noqa: PLC0415
 
     _simple_read("read status", Programmer.status, Status, render.status_table)(ctx)
 
@@ -501,6 +499,7 @@ def alarms(ctx: click.Context) -> None:
     """List the active alarms, their tone and whether they were acknowledged."""
     from hil.ctl import render  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import AlarmList  # noqa: PLC0415
 
     _simple_read("read alarms", Programmer.alarms, AlarmList, render.alarms_table)(ctx)
 
@@ -514,6 +513,7 @@ def prescription(ctx: click.Context) -> None:
 
     from hil.ctl import render  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CurrentPrescription  # noqa: PLC0415
 
     def table(reply: CurrentPrescription) -> Any:
         if reply.prescription is None:
@@ -531,6 +531,7 @@ def clock(ctx: click.Context) -> None:
     """Show the pump's clock (local time, no zone) and how far it is from this computer's."""
     from hil.capture import fields_of  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import Clock  # noqa: PLC0415
 
     ctl_ = _ctl(ctx)
     with ctl_.connect():
@@ -563,6 +564,8 @@ class _LogRead:
 def _read_log(ctl_: Ctl, start: int | None, count: int | None) -> _LogRead | None:
     """Page through the log from ``start`` (None: the last ``count`` entries) until
     ``count`` entries (None: to the end) are read."""
+    from protocol.messages import MAX_LOG_PAGE, EventLogPage  # noqa: PLC0415
+
     first: EventLogPage | None = _read(
         ctl_,
         "read event log",
@@ -732,6 +735,13 @@ def program(  # noqa: PLR0915, PLR0917 (one linear clinical procedure, read top 
     from hil.programmer.client import Programmer  # noqa: PLC0415
     from hil.programmer.core import Outcome  # noqa: PLC0415
     from protocol.codec import prescription_digest  # noqa: PLC0415
+    from protocol.messages import (  # noqa: PLC0415
+        CurrentPrescription,
+        Nak,
+        PrescriptionStaged,
+        StagedWithOverride,
+        Status,
+    )
 
     ctl_ = _ctl(ctx)
     if yes and review_only:
@@ -988,6 +998,7 @@ def detail(ctx: click.Context) -> None:
     in all. Clinician only."""
     from hil.ctl import render  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import StatusDetail  # noqa: PLC0415
 
     _simple_read(
         "read status detail", Programmer.status_detail, StatusDetail, render.status_detail_table
@@ -1001,6 +1012,7 @@ def catheter(ctx: click.Context) -> None:
     cannot measure a catheter. Clinician only."""
     from hil.ctl import render  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CatheterInfo  # noqa: PLC0415
 
     _simple_read("read catheter", Programmer.catheter, CatheterInfo, render.catheter_table)(ctx)
 
@@ -1018,6 +1030,7 @@ def patient_view(ctx: click.Context) -> None:
     how many are left in 24 h. A patient may read this and STATUS, nothing else."""
     from hil.ctl import render  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import PatientView  # noqa: PLC0415
 
     _simple_read(
         "read patient view", Programmer.patient_view, PatientView, render.patient_view_table
@@ -1118,6 +1131,7 @@ def refill(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom)
     """
     from hil.programmer.client import Programmer  # noqa: PLC0415
     from hil.programmer.core import Outcome  # noqa: PLC0415
+    from protocol.messages import Ack, EventLogPage  # noqa: PLC0415
 
     withdrawn_nl = _parse("--withdrawn", q.parse_volume, withdrawn)
     volume_nl = _parse("--volume", q.parse_volume, volume)

@@ -28,7 +28,6 @@ from hil.ctl import quantities as q
 from hil.ctl.command import Ctl, CtlUsageError, _ctl, _parse, _read, _read_log, ctl
 from hil.errors import HilError
 from protocol.device_state import EventKind
-from protocol.messages import CurrentPrescription, DeviceInfo, Status
 
 if TYPE_CHECKING:
     from emulator.trial import (
@@ -268,6 +267,7 @@ def record(  # noqa: PLR0917 (click passes every option as an argument)
     from emulator.trial import Trial, TrialError, TrialKind, TrialOutcome, TrialRecord  # noqa: PLC0415
     from hil.capture import fields_of  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CurrentPrescription, DeviceInfo, Status  # noqa: PLC0415
 
     ctl_ = _ctl(ctx)
     result = TrialOutcome(outcome)
@@ -337,6 +337,7 @@ def _record_from_bolus(
     prescription's concentration, stamped with the entry's pump time."""
     from emulator.trial import TrialError, TrialKind, TrialRecord  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CurrentPrescription, DeviceInfo  # noqa: PLC0415
 
     with ctl_.connect():
         info: DeviceInfo | None = _read(ctl_, "read device info", Programmer.info, DeviceInfo)

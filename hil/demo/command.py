@@ -26,14 +26,13 @@ import click
 
 from hil.ctl.quantities import concentration, mass, rate, volume
 from hil.errors import UsageError
-from hil.key_files import write_key_file
-from hil.links import PtyLink, SerialLink
 from protocol.device_state import EventKind, LogEntry, Role
-from protocol.keys import PumpKeys, generate_keys
-from protocol.messages import NEVER_MS
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import RefusalCode
 from protocol.units import MS_PER_DAY, S_PER_HOUR
+
+if TYPE_CHECKING:
+    from protocol.keys import PumpKeys
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -104,6 +103,7 @@ class ServerBench:
 def programmer_factory(
     path: str, keys: PumpKeys, role: Role
 ) -> Callable[[], AbstractContextManager[Programmer]]:
+    from hil.links import SerialLink  # noqa: PLC0415
     from hil.programmer.client import Programmer  # noqa: PLC0415
     from hil.programmer.core import RetryPolicy  # noqa: PLC0415
 
@@ -161,8 +161,11 @@ def demo(out: Path, days: int, plot_format: str) -> None:
     from hil.demo.plot import write_plot  # noqa: PLC0415
     from hil.demo.recorder import Recorder  # noqa: PLC0415
     from hil.demo.visit import run_visit  # noqa: PLC0415
+    from hil.key_files import write_key_file  # noqa: PLC0415
+    from hil.links import PtyLink  # noqa: PLC0415
     from hil.serve import PumpServer  # noqa: PLC0415
     from hil.state_file import seal_state, write_state_file  # noqa: PLC0415
+    from protocol.keys import generate_keys  # noqa: PLC0415
 
     console = make_console()
     try:
@@ -225,6 +228,7 @@ def render(
     from rich.table import Table  # noqa: PLC0415
 
     from hil.demo.visit import NOTABLE, PRESCRIPTION, days_since  # noqa: PLC0415
+    from protocol.messages import NEVER_MS  # noqa: PLC0415
 
     visit = Table(title="The visit, through the serial path", title_justify="left")
     for column in ("step", "outcome", "detail"):
