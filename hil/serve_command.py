@@ -24,13 +24,14 @@ import click
 
 from hil.clock import ScaledClock, SystemClock
 from hil.conformance.options import conformance_options
-from hil.conformance.rules import Violation
 from hil.control_catalogue import DEFAULT_CONTROL
 from hil.errors import HilError, UsageError
-from hil.key_files import load_keys
-from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.logs import LogConfig, log_options
 from hil.pty_name import PtyName
+
+if TYPE_CHECKING:
+    from hil.conformance.rules import Violation
+    from hil.links import Link
 
 if TYPE_CHECKING:
     from emulator.clock import Clock
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
         PumpServer,
     )
     from hil.state_file import StateFile
+
+MAX_BAUD = 4_000_000
+"""hil.links.MAX_BAUD, for --baud without loading pyserial (tests/hil/test_cli_lazy_imports.py
+checks the copy)."""
 
 __all__ = ["parse_clock", "parse_start_time", "serve"]
 
@@ -304,6 +309,7 @@ class _Serve:
 
     def __init__(self, opts: ServeOptions) -> None:
         from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder  # noqa: PLC0415
+        from hil.key_files import load_keys  # noqa: PLC0415
         from hil.state_file import StateFile  # noqa: PLC0415
 
         assert opts.keys_file is not None
@@ -383,6 +389,7 @@ class _Serve:
 
     def _open_link(self) -> tuple[Link, str]:
         """The link, and what to print on stdout's first line for a programmer to open."""
+        from hil.links import PtyLink, open_link  # noqa: PLC0415
         from hil.serve import TcpListenerLink  # noqa: PLC0415
 
         if self.opts.use_pty:

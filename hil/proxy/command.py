@@ -22,9 +22,10 @@ import click
 
 from hil.conformance.options import conformance_options
 from hil.errors import UsageError
-from hil.key_files import load_keys
-from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.logs import LogConfig, log_options
+
+if TYPE_CHECKING:
+    from hil.links import Link
 
 if TYPE_CHECKING:
     from hil.capture import CaptureWriter
@@ -42,6 +43,8 @@ PTY = "pty"
 # behind it (tests/hil/test_cli_lazy_imports.py checks each against hil.proxy).
 MAX_SEED = 2**64 - 1
 """hil.proxy.faults.MAX_SEED."""
+MAX_BAUD = 4_000_000
+"""hil.links.MAX_BAUD (pyserial loads on use)."""
 DEFAULT_IDLE_MS = 100
 """hil.proxy.engine.DEFAULT_IDLE_MS."""
 MAX_IDLE_MS = 60_000
@@ -103,6 +106,8 @@ class _CommandError(click.ClickException):
 
 
 def _open_side(name: str, url: str, baud: int) -> Link:
+    from hil.links import PtyLink, open_link  # noqa: PLC0415
+
     if url == PTY:
         try:
             return PtyLink()
@@ -316,6 +321,7 @@ def _conformance_recorder(
     mode: str | None, report: Path | None, keys_file: str | None
 ) -> ConformanceRecorder | None:
     from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder  # noqa: PLC0415
+    from hil.key_files import load_keys  # noqa: PLC0415
 
     if mode is None:
         if report is not None:
@@ -415,5 +421,8 @@ class _StoppedError(click.ClickException):
 # The fault options sit after --faults in --help, one per kind, commonest first.
 _at = next(i for i, p in enumerate(proxy.params) if p.name == "faults_file") + 1
 proxy.params[_at:_at] = [_fault_option(k, *text) for k, text in _FAULT_HELP.items()]
+
+# hil.links.MAX_BAUD, for --baud without loading pyserial (tests/hil/test_cli_lazy_imports.py).
+MAX_BAUD = 4_000_000
 
 __all__ = ["EPILOG", "collect_faults", "proxy"]

@@ -90,7 +90,14 @@ def _copies() -> list[tuple[str, object, object]]:
     """(what, the light copy a command declares with, the value it copies)."""
     from emulator.accuracy import DEFAULT_SCALE  # noqa: PLC0415
     from emulator.trial import TrialOutcome  # noqa: PLC0415
-    from hil import accuracy_command, control, control_catalogue, decode_command  # noqa: PLC0415
+    from hil import (  # noqa: PLC0415  # noqa: PLC0415
+        accuracy_command,
+        control,
+        control_catalogue,
+        decode_command,
+        links,
+        serve_command,
+    )
     from hil.capture import NOISE_RECORD_MAX  # noqa: PLC0415
     from hil.conformance import options, recorder  # noqa: PLC0415
     from hil.ctl import trial_command  # noqa: PLC0415
@@ -106,6 +113,8 @@ def _copies() -> list[tuple[str, object, object]]:
         ("conformance report dir", options.DEFAULT_REPORT_DIR, recorder.DEFAULT_REPORT_DIR),
         ("trial outcomes", trial_command.TRIAL_OUTCOMES, tuple(o.value for o in TrialOutcome)),
         ("proxy seed bound", proxy_command.MAX_SEED, faults.MAX_SEED),
+        ("proxy baud bound", proxy_command.MAX_BAUD, links.MAX_BAUD),
+        ("serve baud bound", serve_command.MAX_BAUD, links.MAX_BAUD),
         ("proxy idle default", proxy_command.DEFAULT_IDLE_MS, engine.DEFAULT_IDLE_MS),
         ("proxy idle bound", proxy_command.MAX_IDLE_MS, engine.MAX_IDLE_MS),
         (
