@@ -24,6 +24,7 @@ two paths"; tests/protocol/test_fast_codec.py).
 from __future__ import annotations
 
 import binascii
+import itertools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class _Generator:
     def __init__(self) -> None:
         self.env: dict[str, Any] = {
             "_new": object.__new__,
+            "_starmap": itertools.starmap,
             "_bits": _bits,
             "_ProtocolError": ProtocolError,
         }
@@ -212,7 +214,6 @@ class _Generator:
         self, item: wire.LayoutItem, cls: type, bound: int | None, out: list[str], ind: str
     ) -> str:
         layout = struct.Struct("<" + "".join(field.code for field in item.items))
-        element = self._element_function(item.items, cls)
         unpack = self.const(layout.iter_unpack, "iter")
         count, stop, records, fields = (self.name(s) for s in ("c", "q", "a", "e"))
         out.append(f"{ind}if p >= end: return None")
@@ -221,17 +222,31 @@ class _Generator:
             out.append(f"{ind}if {count} > {bound}: return None")
         out.append(f"{ind}{stop} = p + 1 + {count} * {layout.size}")
         out.append(f"{ind}if {stop} > end: return None")
-        out.append(f"{ind}{records} = []")
-        out.append(f"{ind}for {fields} in {unpack}(data[p + 1:{stop}]):")
-        out.append(f"{ind}    {fields} = {element}(*{fields})")
-        out.append(f"{ind}    if {fields} is None: return None")
-        out.append(f"{ind}    {records}.append({fields})")
-        out.append(f"{ind}{records} = tuple({records})")
+        element, direct = self._element_function(item.items, cls)
+        if direct is not None:
+            # Every field passes as read and the record checks itself: construct them all
+            # in C (starmap), and let a refusal hand the payload to the reference.
+            out.append(f"{ind}try:")
+            out.append(
+                f"{ind}    {records} = tuple(_starmap({direct}, {unpack}(data[p + 1:{stop}])))"
+            )
+            out.append(f"{ind}except _ProtocolError:")
+            out.append(f"{ind}    return None")
+        else:
+            out.append(f"{ind}{records} = []")
+            out.append(f"{ind}for {fields} in {unpack}(data[p + 1:{stop}]):")
+            out.append(f"{ind}    {fields} = {element}(*{fields})")
+            out.append(f"{ind}    if {fields} is None: return None")
+            out.append(f"{ind}    {records}.append({fields})")
+            out.append(f"{ind}{records} = tuple({records})")
         out.append(f"{ind}p = {stop}")
         return records
 
-    def _element_function(self, items: tuple[wire.LayoutItem, ...], cls: type) -> str:
-        """A function from one array record's unpacked fields to the record, or None."""
+    def _element_function(
+        self, items: tuple[wire.LayoutItem, ...], cls: type
+    ) -> tuple[str, str | None]:
+        """A function from one array record's unpacked fields to the record, or None; and
+        the record's class where that function would only call it (nothing to convert)."""
         specs = {spec.name: spec for spec in field_specs(cls)}
         if [item.name for item in items] != list(specs):
             raise _NoPlanError(f"{cls.__name__}: the array record's fields differ")
@@ -244,7 +259,8 @@ class _Generator:
                 [f"def {function}({', '.join(raw.values())}):", *body, f"    return {result}"]
             )
         )
-        return function
+        only_constructs = not issubclass(cls, Validated) and len(body) == 4
+        return function, (self.const(cls, "record") if only_constructs else None)
 
     def _build(
         self,
