@@ -254,13 +254,16 @@ class _Generator:
         raw = {item.name: f"a{index}" for index, item in enumerate(items)}
         body: list[str] = []
         result = self._build(cls, items, raw, body, "    ")
+        # _build's last four lines call a self-checking record's constructor in a try: with
+        # no lines before them there is nothing to convert, and starmap can call it directly.
+        if not issubclass(cls, Validated) and len(body) == 4:
+            return function, self.const(cls, "record")
         self.functions.append(
             "\n".join(
                 [f"def {function}({', '.join(raw.values())}):", *body, f"    return {result}"]
             )
         )
-        only_constructs = not issubclass(cls, Validated) and len(body) == 4
-        return function, (self.const(cls, "record") if only_constructs else None)
+        return function, None
 
     def _build(
         self,
