@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from emulator.accuracy import DEFAULT_SCALE, TrumpetRun, run_trumpet
-from emulator.errors import ProfileError
 from hil import quantities as q
 from hil.errors import UsageError
+
+if TYPE_CHECKING:
+    from emulator.accuracy import TrumpetRun
+
+# The emulator loads in the callback, so --help imports none of it (docs/architecture.md,
+# "Layers and imports"); tests/hil/test_cli_lazy_imports.py checks this copy.
+DEFAULT_SCALE = 30
+"""emulator.accuracy.DEFAULT_SCALE, as --scale's default."""
 
 __all__ = ["accuracy", "percent", "write_trumpet_plot"]
 
@@ -142,6 +148,9 @@ def accuracy(  # noqa: PLR0917 (click passes every option as an argument)
     Runs a continuous delivery on the emulated pump and prints, from plant truth, the
     largest and smallest flow error over each observation window and the overall error A,
     with the standard's times scaled to intrathecal rates (--scale)."""
+    from emulator.accuracy import run_trumpet  # noqa: PLC0415 (heavy: on use)
+    from emulator.errors import ProfileError  # noqa: PLC0415
+
     try:
         rate_nl = q.parse_rate(rate)
     except q.QuantityError as exc:

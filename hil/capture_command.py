@@ -9,9 +9,7 @@ from pathlib import Path
 
 import click
 
-from hil.capture import read_capture
 from hil.errors import UsageError
-from hil.pcapng import PcapngError, pcapng_blocks
 
 CAPTURE_EPILOG = """\b
 Examples:
@@ -56,6 +54,10 @@ def export(source: str, as_pcapng: bool, out: Path) -> None:
     with the shipped dissector (pumpemu wireshark install).
     """
     del as_pcapng  # the only format
+    # The codec behind these loads on use, so --help imports none of it (docs/architecture.md).
+    from hil.capture import read_capture  # noqa: PLC0415
+    from hil.pcapng import PcapngError, pcapng_blocks  # noqa: PLC0415
+
     # Check every line before writing anything: a bad line gives one error and no file.
     count = sum(1 for _ in read_capture(source))
     blocks = pcapng_blocks(read_capture(source))

@@ -79,6 +79,12 @@ from emulator.faults import (
 )
 from hil import quantities as q
 from hil.capture import fields_of, plain
+from hil.control_catalogue import (
+    DEFAULT_CONTROL,
+    FAULT_TEXTS,
+    TOKEN_FILE_ENV,
+    parse_fault_param,
+)
 from hil.errors import HilError, UsageError
 from hil.events import EVENT_TYPES, Subscription, parse_subscribe
 from hil.key_files import create_private_file
@@ -145,10 +151,6 @@ class ControlAddress:
             return f"unix:{self.path}"
         host = f"[{self.host}]" if self.host and ":" in self.host else self.host
         return f"{host}:{self.port}"
-
-
-DEFAULT_CONTROL = "default"
-"""The address that means the default Unix socket, ``control.sock`` in ``control_dir()``."""
 
 
 def control_dir() -> Path:
@@ -253,10 +255,6 @@ def parse_control_address(text: str) -> ControlAddress:
     return ControlAddress(host, port, None)
 
 
-CONTROL_ENV = "PUMPEMU_CONTROL"
-TOKEN_FILE_ENV = "PUMPEMU_CONTROL_TOKEN_FILE"  # noqa: S105 (a variable name, no secret)
-
-
 def control_token(control: str, token_file: Path | None) -> str | None:
     """The token to send to ``control``: from ``token_file`` if given; for a TCP address,
     else from the default token file for its port (a usage error if there is none); for a
@@ -296,40 +294,6 @@ class FaultSpec:
     """The parameters that may be written with a minus sign (``-2%``); the rest may not."""
 
 
-def _fault_param_parser(name: str, *, signed: bool) -> Callable[[str], int] | None:
-    """How a fault parameter written with its unit is read (docs/quantities.md): the name's
-    suffix is the unit a bare number keeps, so ``3600`` and ``1h`` mean the same to
-    ``recover_after_s``. None for a plain count (``nah``, ``bit``)."""
-    if name.endswith("_s"):
-        return lambda text: q.parse_duration(text, bare="s")
-    if name == "ppm" or name.endswith("_ppm"):
-        return lambda text: q.parse_fraction(text, bare="ppm", signed=signed)
-    if name.endswith("_nl"):
-        return lambda text: q.parse_volume(text, bare="nl")
-    if name.endswith("_ug_per_ml"):
-        return lambda text: q.parse_concentration(text, bare="ug/ml")
-    return None
-
-
-def parse_fault_param(name: str, value: Any, *, signed: bool = False) -> int:
-    """One fault parameter as the integer the fault takes: an int as it is (in the unit its
-    name ends with), or a string in the one grammar (``"1h"``, ``"5%"``, ``"2 mL"``);
-    ``signed`` lets a string carry a minus sign (a bias)."""
-    if isinstance(value, bool):
-        raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    parser = _fault_param_parser(name, signed=signed)
-    if isinstance(value, str):
-        if parser is not None:
-            return parser(value)
-        digits = value.strip().removeprefix("-") if signed else value.strip()
-        if digits.isdigit() and len(digits) <= q.MAX_DIGITS:
-            return int(value.strip())
-    units = " or a string with its unit" if parser is not None else ""
-    raise ValueError(f"must be an integer{units}, got {value!r}")
-
-
 def _int(
     params: Mapping[str, Any], name: str, default: int | None = None, *, signed: bool = False
 ) -> int:
@@ -355,119 +319,41 @@ def _repair(params: Mapping[str, Any]) -> Fault:
     raise ValueError(f"parameter 'part' must be 'motor' or 'catheter', got {part!r}")
 
 
-FAULTS: dict[str, FaultSpec] = {
-    "stall": FaultSpec(
-        "the motor stops: for good, or until recover_after_s have passed (H5, H14)",
-        {
-            "recover_after_s": (
-                False,
-                "seconds until the rotor frees itself, 1..3153600000; omit for good",
-            )
-        },
-        lambda p: MotorStall(_optional_int(p, "recover_after_s")),
+_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Fault]] = {
+    "stall": lambda p: MotorStall(_optional_int(p, "recover_after_s")),
+    "occlusion": lambda p: CatheterOcclusion(_int(p, "delivered_ppm", 0)),
+    "inflammatory-mass": lambda p: InflammatoryMass(_int(p, "grow_s"), _int(p, "delivered_ppm", 0)),
+    "kink": lambda p: CatheterKink(_int(p, "period_s"), _int(p, "closed_s")),
+    "migration": lambda _params: CatheterMigration(),
+    "erosion": lambda p: CatheterErosion(_int(p, "ppm")),
+    "flip": lambda _params: PumpFlip(),
+    "reseat": lambda _params: PumpReseat(),
+    "cap-inject": lambda p: CapInjection(_int(p, "volume_nl"), _int(p, "concentration_ug_per_ml")),
+    "leak": lambda p: CatheterLeak(_int(p, "ppm")),
+    "disconnect": lambda _params: CatheterDisconnect(),
+    "repair": _repair,
+    "magnet": lambda p: MagnetExposure(_int(p, "scan_s"), _int(p, "recovery_s", 0)),
+    "battery-drain": lambda p: BatteryDrain(_int(p, "nah")),
+    "pocket-fill": lambda p: PocketFill(
+        _int(p, "volume_nl"), _optional_int(p, "concentration_ug_per_ml")
     ),
-    "occlusion": FaultSpec(
-        "the catheter is blocked, in full or in part: the drug stays in the reservoir (H13)",
-        {"delivered_ppm": (False, "share of the flow that still passes, ppm (default 0: full)")},
-        lambda p: CatheterOcclusion(_int(p, "delivered_ppm", 0)),
-    ),
-    "inflammatory-mass": FaultSpec(
-        "a mass grows at the catheter tip: the delivered share falls over grow_s (H13)",
-        {
-            "grow_s": (True, "seconds until fully grown (weeks: 3628800 is 6 weeks)"),
-            "delivered_ppm": (False, "share of the flow that passes when grown (default 0)"),
-        },
-        lambda p: InflammatoryMass(_int(p, "grow_s"), _int(p, "delivered_ppm", 0)),
-    ),
-    "kink": FaultSpec(
-        "the catheter kinks on and off: closed closed_s of every period_s (H17)",
-        {
-            "period_s": (True, "seconds in one closed-then-open cycle"),
-            "closed_s": (True, "seconds closed at the start of each cycle"),
-        },
-        lambda p: CatheterKink(_int(p, "period_s"), _int(p, "closed_s")),
-    ),
-    "migration": FaultSpec(
-        "the catheter tip leaves the intrathecal space: drug goes elsewhere (H13, H17)",
-        {},
-        lambda _params: CatheterMigration(),
-    ),
-    "erosion": FaultSpec(
-        "the device erodes through the skin: exposed, and the catheter leaks (H17)",
-        {"ppm": (True, "leaked fraction in parts per million, 1..1000000")},
-        lambda p: CatheterErosion(_int(p, "ppm")),
-    ),
-    "flip": FaultSpec(
-        "the pump flips in its pocket: a refill needle misses the septum (H1)",
-        {},
-        lambda _params: PumpFlip(),
-    ),
-    "reseat": FaultSpec(
-        "a flipped pump is turned back: its septa are reachable again",
-        {},
-        lambda _params: PumpReseat(),
-    ),
-    "cap-inject": FaultSpec(
-        "an injection into the catheter access port: bypasses the pump and its limits (H2)",
-        {
-            "volume_nl": (True, "volume injected, nL"),
-            "concentration_ug_per_ml": (True, "drug strength injected, ug/mL"),
-        },
-        lambda p: CapInjection(_int(p, "volume_nl"), _int(p, "concentration_ug_per_ml")),
-    ),
-    "leak": FaultSpec(
-        "a fraction of the flow leaks into tissue (H17)",
-        {"ppm": (True, "leaked fraction in parts per million, 1..1000000")},
-        lambda p: CatheterLeak(_int(p, "ppm")),
-    ),
-    "disconnect": FaultSpec(
-        "the catheter comes off the pump: everything pumped goes into tissue (H17)",
-        {},
-        lambda _params: CatheterDisconnect(),
-    ),
-    "repair": FaultSpec(
-        "the motor turns again, or the catheter is whole again (held drug is released)",
-        {"part": (True, "'motor' or 'catheter'")},
-        _repair,
-    ),
-    "magnet": FaultSpec(
-        "an MRI scan or strong magnet: the rotor stops for scan_s + recovery_s (H14, H15)",
-        {
-            "scan_s": (True, "scan duration, seconds, 0..3153600000"),
-            "recovery_s": (False, "seconds after the scan before the rotor turns, 0..3153600000"),
-        },
-        lambda p: MagnetExposure(_int(p, "scan_s"), _int(p, "recovery_s", 0)),
-    ),
-    "battery-drain": FaultSpec(
-        "a sudden loss of battery charge (H4, H6)",
-        {"nah": (True, "charge lost, nAh, 0..1000000000000")},
-        lambda p: BatteryDrain(_int(p, "nah")),
-    ),
-    "pocket-fill": FaultSpec(
-        "drug injected into the pump pocket instead of the reservoir (H1)",
-        {
-            "volume_nl": (True, "volume injected into the pocket, nL, 0..1000000000"),
-            "concentration_ug_per_ml": (False, "drug strength, ug/mL (default: the pump's)"),
-        },
-        lambda p: PocketFill(_int(p, "volume_nl"), _optional_int(p, "concentration_ug_per_ml")),
-    ),
-    "bias": FaultSpec(
-        "mechanical bias: each stroke moves stroke_nl x (1 + ppm/1e6) from now on (H10)",
-        {"ppm": (True, "bias in ppm, -999999..1000000")},
-        lambda p: MechanicalBias(_int(p, "ppm", signed=True)),
-        signed=frozenset({"ppm"}),
-    ),
-    "reset": FaultSpec(
-        "a processor reset: RAM lost, restart from non-volatile memory (H4)",
-        {},
-        lambda _params: Reset(),
-    ),
-    "memory-corruption": FaultSpec(
-        "one bit of the non-volatile record flips (H8)",
-        {"bit": (False, "which bit, 0..4294967295 (default 0)")},
-        lambda p: MemoryCorruption(_int(p, "bit", 0)),
-    ),
+    "bias": lambda p: MechanicalBias(_int(p, "ppm", signed=True)),
+    "reset": lambda _params: Reset(),
+    "memory-corruption": lambda p: MemoryCorruption(_int(p, "bit", 0)),
 }
+"""Fault name -> how its parameters become the emulator's ``Fault``."""
+
+if set(_BUILDERS) != set(FAULT_TEXTS):  # pragma: no cover - a broken edit, caught at import
+    raise RuntimeError(
+        f"hil.control_catalogue.FAULT_TEXTS and the builders differ: "
+        f"{sorted(set(_BUILDERS) ^ set(FAULT_TEXTS))}"
+    )
+
+FAULTS: dict[str, FaultSpec] = {
+    name: FaultSpec(text.summary, text.params, _BUILDERS[name], text.signed)
+    for name, text in FAULT_TEXTS.items()
+}
+"""Fault name -> its texts (hil/control_catalogue.py) and its builder."""
 FAULT_ALIASES = {"mri": "magnet"}
 
 

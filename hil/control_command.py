@@ -10,25 +10,28 @@ or else the default token file for that port. Errors are one line, exit code 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hil import quantities as q
-from hil.control import (
+from hil.control_catalogue import (
     CONTROL_ENV,
     DEFAULT_CONTROL,
-    FAULTS,
+    FAULT_TEXTS,
     MAX_CAP_NL,
     TOKEN_FILE_ENV,
-    ControlClient,
-    FaultSpec,
-    connect_control,
+    FaultText,
     parse_fault_param,
 )
 from hil.errors import HilError
+
+if TYPE_CHECKING:
+    from hil.control import (
+        ControlClient,
+    )
 
 __all__ = ["fault", "time_group", "truth"]
 
@@ -80,6 +83,8 @@ def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def _call(
     control: str, token_file: Path | None, action: Callable[[ControlClient], dict[str, Any]]
 ) -> dict[str, Any]:
+    from hil.control import connect_control  # noqa: PLC0415
+
     try:
         with connect_control(control, token_file) as client:
             return action(client)
@@ -165,7 +170,7 @@ def fault() -> None:
 @fault.command("list", epilog="\b\nExample:\n  pumpemu fault list")
 def fault_list() -> None:
     """List the faults and their parameters (no emulator needed)."""
-    for name, spec in FAULTS.items():
+    for name, spec in FAULT_TEXTS.items():
         click.echo(f"{name:<18} {spec.summary}")
         for param, (required, text) in spec.params.items():
             flag = param if param == "part" else "/".join(_flags(param))
@@ -221,9 +226,9 @@ _UNIT_NOTES = {
 """Plausible values for each fault parameter, for the generated --help examples."""
 
 
-def _fault_example(name: str, spec: FaultSpec) -> str:
+def _fault_example(name: str, params: Mapping[str, tuple[bool, str]]) -> str:
     words = ["pumpemu", "fault", name]
-    for param, (required, _text) in spec.params.items():
+    for param, (required, _text) in params.items():
         if param == "part":
             words.append("catheter")
         elif required or param in EXAMPLE_VALUES:
@@ -231,7 +236,8 @@ def _fault_example(name: str, spec: FaultSpec) -> str:
     return "\b\nExample:\n  " + " ".join([*words, "--control", "127.0.0.1:7001"])
 
 
-def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
+def _make_fault_command(name: str, spec: FaultText) -> click.Command:
+    # From hil/control_catalogue.py, so the commands are declared without the emulator.
     params: list[click.Parameter] = []
     for param, (required, text) in spec.params.items():
         if param == "part":
@@ -272,7 +278,7 @@ def _make_fault_command(name: str, spec: FaultSpec) -> click.Command:
         callback=callback,
         params=params,
         help=f"{spec.summary[0].upper()}{spec.summary[1:]}.",
-        epilog=_fault_example(name, spec),
+        epilog=_fault_example(name, spec.params),
     )
     _control_option(command)
     _json_option(command)
@@ -294,7 +300,7 @@ def _fault_value(param: str, text: str, *, signed: bool = False) -> int:
     return value
 
 
-for _name, _spec in FAULTS.items():
+for _name, _spec in FAULT_TEXTS.items():
     fault.add_command(_make_fault_command(_name, _spec))
 
 CAP_ASPIRATE_SUMMARY = "aspirate through the catheter access port: does CSF return? (H2, H13)"
@@ -378,6 +384,7 @@ def time_advance(duration: str, control: str, token_file: Path | None, as_json: 
     Every pump event on the way happens in order (strokes, alarms, timeouts), event by
     event, so 30 days take milliseconds.
     """
+
     try:
         ms = q.parse_duration_ms(duration, bare="s")
     except q.QuantityError as exc:

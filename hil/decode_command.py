@@ -40,33 +40,27 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from hil import quantities as q
-from hil.capture import (
-    CAPTURE_FORMAT,
-    NOISE_RECORD_MAX,
-    CaptureFormatError,
-    CaptureRecord,
-    fields_of,
-    parse_capture,
-    plain,
-    summarize_frame,
-)
-from hil.console import make_console
 from hil.errors import UsageError
-from hil.key_files import load_keys, open_key_file_warning
-from protocol import crypto, wire
-from protocol.codec import decode_payload, parse_frame
 from protocol.documents import MAX_DOCUMENT_BYTES
 from protocol.errors import ProtocolError, SessionError
-from protocol.framer import FrameBytes, Framer, Noise
-from protocol.keys import PumpKeys, role_name
-from protocol.messages import Challenge, OpenSession, SessionOpened
+
+if TYPE_CHECKING:
+    from protocol import crypto
+    from protocol.keys import PumpKeys
+    from protocol.messages import Challenge, OpenSession, SessionOpened
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hil.capture import (
+        CaptureRecord,
+    )
+    from protocol.framer import FrameBytes
 
 __all__ = [
     "ByteInput",
@@ -79,10 +73,8 @@ __all__ = [
     "decode_frame",
     "decode_stream",
     "describe",
-    "fields_of",
     "flatten",
     "open_input",
-    "plain",
     "read_source",
     "unseal",
 ]
@@ -96,8 +88,9 @@ NOISE_PREVIEW = 16
 CHUNK_SIZE = 64 * 1024
 """Bytes read from a file or stdin at a time."""
 
-NOISE_ITEM_MAX = NOISE_RECORD_MAX
-"""The most bytes in one noise item of a byte stream: a longer run is split into
+NOISE_ITEM_MAX = 1024
+"""hil.capture.NOISE_RECORD_MAX, copied so --help loads no codec (tests/hil/test_cli_lazy_imports.py
+checks the copy). The most bytes in one noise item of a byte stream: a longer run is split into
 consecutive items, as a capture writer splits it into records (hil/capture.py)."""
 
 CAPTURE_SUFFIX = ".jsonl"
@@ -171,6 +164,8 @@ def open_input(source: tuple[str, ...], *, example: bool) -> ByteInput | Capture
 
 
 def _open_stream(name: str, file: IO[bytes], *, seekable: bool) -> ByteInput | CaptureInput:
+    from hil.capture import parse_capture  # noqa: PLC0415
+
     head = _read_head(name, file)
     if is_capture(name, head):
         if seekable:
@@ -233,6 +228,8 @@ def _lines(name: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
     """The lines of a chunked stream without their ``\\n`` (as ``bytes.split(b"\\n")``
     gives them, a last empty line included). A line longer than MAX_LINE_BYTES is refused:
     no record can be that long."""
+    from hil.capture import CaptureFormatError  # noqa: PLC0415
+
     partial = b""
     number = 0
     for chunk in chunks:
@@ -444,6 +441,8 @@ def decode_stream(data: bytes | Iterable[bytes]) -> Iterator[StreamItem]:
     Holds at most one incomplete frame (the framer's buffer) and less than NOISE_ITEM_MAX
     bytes of noise not yet shown: a noise run is shown in NOISE_ITEM_MAX pieces as it goes.
     """
+    from protocol.framer import FrameBytes, Framer, Noise  # noqa: PLC0415
+
     chunks: Iterable[bytes] = (data,) if isinstance(data, bytes | bytearray) else data
     framer = Framer()
     tail = bytearray()
@@ -481,6 +480,8 @@ def decode_stream(data: bytes | Iterable[bytes]) -> Iterator[StreamItem]:
 
 
 def decode_frame(found: FrameBytes, record: CaptureRecord | None = None) -> StreamItem:
+    from hil.capture import summarize_frame  # noqa: PLC0415
+
     summary = summarize_frame(found.data)
     return StreamItem(
         "frame",
@@ -498,6 +499,8 @@ def decode_capture(records: Iterable[CaptureRecord]) -> Iterator[StreamItem]:
     """One item per record, as the records are read. Frames are decoded again from their
     hex: the decoded fields a writer stored are for reading the file, the bytes are the
     truth."""
+    from protocol.framer import FrameBytes  # noqa: PLC0415
+
     for record in records:
         offset = record.offset if record.offset is not None else 0
         if record.kind == "frame":
@@ -532,6 +535,9 @@ class Unsealer:
 
     def process(self, item: StreamItem) -> StreamItem:
         """The item, with a sealed frame opened (or its failure to open explained)."""
+        from protocol.codec import decode_payload, parse_frame  # noqa: PLC0415
+        from protocol.messages import Challenge, OpenSession, SessionOpened  # noqa: PLC0415
+
         if item.kind == "capture" and item.record is not None:
             # A writer (re)started: what it saw before belongs to another run.
             self._contexts.pop(item.record.source, None)
@@ -560,6 +566,8 @@ class Unsealer:
         return item
 
     def _on_challenge(self, context: _KeyContext, message: Challenge) -> None:
+        from protocol import crypto  # noqa: PLC0415
+
         if context.opening is None:
             context.transcript = None
             return
@@ -574,6 +582,9 @@ class Unsealer:
             context.transcript = None  # a serial no key file can hold; nothing to derive
 
     def _on_opened(self, context: _KeyContext, message: SessionOpened) -> None:
+        from protocol import crypto  # noqa: PLC0415
+        from protocol.keys import role_name  # noqa: PLC0415
+
         transcript = context.transcript
         context.opening = None
         context.transcript = None
@@ -597,6 +608,10 @@ class Unsealer:
 
     @staticmethod
     def _open(item: StreamItem, context: _KeyContext) -> StreamItem:
+        from hil.capture import fields_of  # noqa: PLC0415
+        from protocol import crypto, wire  # noqa: PLC0415
+        from protocol.codec import decode_payload  # noqa: PLC0415
+
         if context.keys is None:
             return dataclasses.replace(item, error=f"cannot open: {context.problem}")
         header, body = item.raw[: wire.HEADER_LEN], item.raw[wire.HEADER_LEN : -wire.CRC_LEN]
@@ -713,6 +728,8 @@ def write_stream_json(write: Write, name: str, items: Iterable[StreamItem]) -> N
 
 
 def write_capture_json(write: Write, name: str, items: Iterable[StreamItem]) -> None:
+    from hil.capture import CAPTURE_FORMAT  # noqa: PLC0415
+
     counts = _Counts()
     _write_json_document(
         write,
@@ -774,12 +791,16 @@ class _Rows:
         self._write = console.file.write
 
     def line(self, text: str, style: str | None = None) -> None:
+        from rich.text import Text  # noqa: PLC0415
+
         if self._styled:
             self._console.print(Text(text, style or ""), soft_wrap=True, highlight=False)
         else:
             self._write(text + "\n")
 
     def row(self, *cells: Cell) -> None:
+        from rich.text import Text  # noqa: PLC0415
+
         height = max(len(cell) for cell in cells)
         last = len(cells) - 1
         lines = []
@@ -954,6 +975,9 @@ def decode(
     record with its direction, wall time (UTC) and pump time. Layouts: docs/protocol.md.
     Items are printed as they are decoded, so any size of input runs in bounded memory.
     """
+    from hil.console import make_console  # noqa: PLC0415
+    from hil.key_files import load_keys, open_key_file_warning  # noqa: PLC0415
+
     try:
         keys = load_keys(keys_file, allow_open=True) if keys_file is not None else None
         stream = open_input(source, example=example)

@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from hil.errors import HilError
-from hil.key_files import (
-    load_keys,
-    open_key_file_warning,
-    write_key_file,
-)
-from protocol.crypto import KEY_LEN
 from protocol.device_state import Role
-from protocol.keys import (
-    KEY_FILE_FORMAT,
-    KeyFileError,
-    PumpKeys,
-    fingerprint,
-    generate_keys,
-    role_name,
-)
+
+if TYPE_CHECKING:
+    from protocol.keys import (
+        PumpKeys,
+    )
 
 
 class _CommandError(click.ClickException):
@@ -41,6 +33,8 @@ class _CommandError(click.ClickException):
 
 
 def _fingerprint_lines(keys: PumpKeys) -> list[str]:
+    from protocol.keys import fingerprint, role_name  # noqa: PLC0415
+
     return [
         f"{role_name(role):<10} key fingerprint {fingerprint(keys.key_for(role))}" for role in Role
     ]
@@ -86,6 +80,10 @@ def new(serial: str, out: Path, force: bool) -> None:
     from the operating system. It is created with mode 0600 and never overwritten
     unless --force is given. Only fingerprints are printed.
     """
+    from hil.key_files import write_key_file  # noqa: PLC0415
+    from protocol.crypto import KEY_LEN  # noqa: PLC0415
+    from protocol.keys import KeyFileError, generate_keys  # noqa: PLC0415
+
     try:
         pump_keys = generate_keys(serial, secrets.token_bytes(2 * KEY_LEN))
     except KeyFileError as exc:
@@ -112,6 +110,9 @@ def show(file: Path) -> None:
 
     Warns if group or others can access the file (pumpemu serve and ctl refuse it).
     """
+    from hil.key_files import load_keys, open_key_file_warning  # noqa: PLC0415
+    from protocol.keys import KEY_FILE_FORMAT  # noqa: PLC0415
+
     try:
         pump_keys = load_keys(file, allow_open=True)
     except HilError as exc:

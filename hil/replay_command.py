@@ -8,27 +8,26 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hil.capture import plain, read_capture
-from hil.control import (
-    DEFAULT_CONTROL,
-    ControlClient,
-    default_token_file,
-    parse_control_address,
-    read_token_file,
-)
+from hil.control_catalogue import DEFAULT_CONTROL
 from hil.errors import HilError, UsageError
-from hil.key_files import load_keys
-from hil.links import Link, open_link
-from hil.programmer.client import Programmer
-from hil.programmer.core import Result, RetryPolicy
-from hil.replay import Outcome, Script, play, recorded_script
 from protocol.device_state import Role
-from protocol.keys import PumpKeys
-from protocol.messages import Message
+
+if TYPE_CHECKING:
+    from hil.links import Link
+    from protocol.keys import PumpKeys
+    from protocol.messages import Message
+
+if TYPE_CHECKING:
+    from hil.control import (
+        ControlClient,
+    )
+    from hil.programmer.client import Programmer
+    from hil.programmer.core import Result
+    from hil.replay import Outcome, Script
 
 EPILOG = """\b
 Examples:
@@ -42,7 +41,8 @@ Exit status: 0 every recorded answer was given again, 1 some differ (or the pump
 answer), 2 a usage error (a bad capture, key file or option).
 """
 
-POLICY = RetryPolicy(reply_timeout_ms=2_000, attempts=3, reopen_attempts=2)
+POLICY_SETTINGS = {"reply_timeout_ms": 2_000, "attempts": 3, "reopen_attempts": 2}
+"""The programmer's RetryPolicy (built on use: the programmer loads the codec)."""
 
 
 class LinkTarget:
@@ -60,8 +60,15 @@ class LinkTarget:
         return self._control is not None
 
     def open_session(self, role: Role) -> Callable[[Message], Result]:
+        from hil.programmer.client import Programmer  # noqa: PLC0415
+        from hil.programmer.core import RetryPolicy  # noqa: PLC0415
+
         self._programmer = Programmer(
-            self._link, self._keys.serial, role, self._keys.key_for(role), policy=POLICY
+            self._link,
+            self._keys.serial,
+            role,
+            self._keys.key_for(role),
+            policy=RetryPolicy(**POLICY_SETTINGS),
         )
         return self._programmer.request
 
@@ -80,6 +87,13 @@ class LinkTarget:
 
 
 def _control_client(control: str | None, token_file: Path | None) -> ControlClient | None:
+    from hil.control import (  # noqa: PLC0415
+        ControlClient,
+        default_token_file,
+        parse_control_address,
+        read_token_file,
+    )
+
     if control is None:
         return None
     address = parse_control_address(control)
@@ -98,6 +112,8 @@ def _control_client(control: str | None, token_file: Path | None) -> ControlClie
 
 
 def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+    from hil.capture import plain  # noqa: PLC0415
+
     exchange = outcome.exchange
     return {
         "line": exchange.line,
@@ -191,6 +207,10 @@ def replay(  # noqa: PLR0917 (click passes every option as an argument)
     docs/capture.md: instants on the pump clock (unless --exact-times) and session-dependent
     NAK limits. Handshakes and CLOSE_SESSION are the new programmer's own.
     """
+    from hil.key_files import load_keys  # noqa: PLC0415
+    from hil.links import open_link  # noqa: PLC0415
+    from hil.replay import play  # noqa: PLC0415
+
     keys = load_keys(keys_file)
     script = _script(capture, keys)
     if not any(session.exchanges for session in script.sessions):
@@ -249,6 +269,9 @@ def replay(  # noqa: PLR0917 (click passes every option as an argument)
 
 def _script(capture: str, keys: PumpKeys) -> Script:
     # Every line is checked before anything is sent (read_capture raises on the first bad one).
+    from hil.capture import read_capture  # noqa: PLC0415
+    from hil.replay import recorded_script  # noqa: PLC0415
+
     for _ in read_capture(capture):
         pass
     return recorded_script(read_capture(capture), keys)

@@ -18,42 +18,37 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from emulator.clock import Clock, ManualClock
-from emulator.device import PumpDevice
-from emulator.errors import ProfileError
-from emulator.firmware.nvram import SnapshotError
-from emulator.profile import load_profile
-from emulator.pump import Pump
-from hil.capture import CaptureWriter
 from hil.clock import ScaledClock, SystemClock
 from hil.conformance.options import conformance_options
-from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder
-from hil.conformance.rules import Violation
-from hil.control import (
-    DEFAULT_CONTROL,
-    ControlServer,
-    default_token_file,
-    ensure_control_dir,
-    parse_control_address,
-    remove_token_file,
-    write_token_file,
-)
+from hil.control_catalogue import DEFAULT_CONTROL
 from hil.errors import HilError, UsageError
-from hil.key_files import load_keys
-from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.logs import LogConfig, log_options
 from hil.pty_name import PtyName
-from hil.serve import (
-    PumpServer,
-    TcpListenerLink,
-    format_pump_time,
-    parse_tcp_address,
-)
-from hil.state_file import StateFile
+
+if TYPE_CHECKING:
+    from hil.conformance.rules import Violation
+    from hil.links import Link
+
+if TYPE_CHECKING:
+    from emulator.clock import Clock
+    from emulator.device import PumpDevice
+    from hil.capture import CaptureWriter
+    from hil.conformance.recorder import ConformanceRecorder
+    from hil.control import (
+        ControlServer,
+    )
+    from hil.serve import (
+        PumpServer,
+    )
+    from hil.state_file import StateFile
+
+MAX_BAUD = 4_000_000
+"""hil.links.MAX_BAUD, for --baud without loading pyserial (tests/hil/test_cli_lazy_imports.py
+checks the copy)."""
 
 __all__ = ["parse_clock", "parse_start_time", "serve"]
 
@@ -72,6 +67,8 @@ u64 the protocol carries within seconds."""
 
 def parse_clock(text: str, start_ms: int) -> Clock:
     """``real``, ``manual`` or ``xN`` (N times real time, N a whole number >= 1)."""
+    from emulator.clock import ManualClock  # noqa: PLC0415
+
     value = text.strip().lower()
     if value == "real":
         return SystemClock(start_ms)
@@ -233,6 +230,9 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
     socket:// URL). Sessions, security events and alarms are logged to stderr. Stop
     with Ctrl-C or SIGTERM: the capture is closed and a summary line is printed.
     """
+    from emulator.errors import ProfileError  # noqa: PLC0415
+    from emulator.firmware.nvram import SnapshotError  # noqa: PLC0415
+
     profile_given = ctx.get_parameter_source("profile") is not click.core.ParameterSource.DEFAULT
     opts = ServeOptions(**options, profile_given=profile_given)
     chosen = [
@@ -291,6 +291,8 @@ class ServeOptions:
 
 def _check_control_options(opts: ServeOptions) -> None:
     """--control-token only goes with a TCP --control (a Unix socket relies on its mode)."""
+    from hil.control import parse_control_address  # noqa: PLC0415
+
     if opts.control_token_file is None:
         return
     if opts.control_address is None:
@@ -306,6 +308,10 @@ class _Serve:
     """One run of the command: build, serve until a signal, shut down, summarize."""
 
     def __init__(self, opts: ServeOptions) -> None:
+        from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder  # noqa: PLC0415
+        from hil.key_files import load_keys  # noqa: PLC0415
+        from hil.state_file import StateFile  # noqa: PLC0415
+
         assert opts.keys_file is not None
         self.opts = opts
         self.log = LogConfig.from_options(
@@ -345,6 +351,10 @@ class _Serve:
         self.violations: tuple[Violation, ...] = ()
 
     def _build(self, opts: ServeOptions, local_start: int | None) -> None:
+        from emulator.device import PumpDevice  # noqa: PLC0415
+        from emulator.pump import Pump  # noqa: PLC0415
+        from hil.serve import parse_tcp_address  # noqa: PLC0415
+
         restored = _load_state(opts, self.state)
         if restored is not None:
             self.device = restored
@@ -379,6 +389,9 @@ class _Serve:
 
     def _open_link(self) -> tuple[Link, str]:
         """The link, and what to print on stdout's first line for a programmer to open."""
+        from hil.links import PtyLink, open_link  # noqa: PLC0415
+        from hil.serve import TcpListenerLink  # noqa: PLC0415
+
         if self.opts.use_pty:
             pty_link = PtyLink()
             if self.opts.link_path is not None:
@@ -396,6 +409,10 @@ class _Serve:
         return open_link(self.opts.port_url, baudrate=self.opts.baud or 115_200), ""
 
     def run(self) -> None:
+        from hil.capture import CaptureWriter  # noqa: PLC0415
+        from hil.control import ControlServer  # noqa: PLC0415
+        from hil.serve import PumpServer, format_pump_time  # noqa: PLC0415
+
         opts = self.opts
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -452,6 +469,8 @@ class _Serve:
 
     def _announce_control(self, control: ControlServer) -> None:
         """Write a TCP control API's token file, start it, and say where it listens."""
+        from hil.control import default_token_file, ensure_control_dir, write_token_file  # noqa: PLC0415
+
         if control.token is None:
             control.start()
             self.log(
@@ -473,6 +492,8 @@ class _Serve:
         )
 
     def _shut_down(self) -> None:
+        from hil.control import remove_token_file  # noqa: PLC0415
+
         if self.pty_name is not None:
             self.pty_name.remove()
         if self.control is not None:
@@ -499,6 +520,8 @@ class _Serve:
             self.state.release()  # only after the last save
 
     def _summarize(self, elapsed_s: float) -> None:
+        from hil.serve import format_pump_time  # noqa: PLC0415
+
         server = self.server
         assert server is not None
         stats = server.stats()
@@ -541,6 +564,8 @@ def _load_state(opts: ServeOptions, state: StateFile | None) -> PumpDevice | Non
     UsageError (one line, exit 2, the file untouched) if it cannot be read, is corrupt,
     altered, another pump's or of a newer format, or conflicts with --profile or
     --start-time."""
+    from emulator.profile import load_profile  # noqa: PLC0415
+
     if state is None:
         return None
     device = state.load(secrets.token_bytes)

@@ -200,7 +200,9 @@ def encode_payload(message: Message) -> tuple[Opcode, bytes]:
     opcode = type(message).OPCODE
     plan = PLANS.get(opcode.value)
     if plan is not None:  # a constructed message is valid: the plan only packs it
-        return opcode, plan.encode_payload(message)
+        packed = plan.encode_payload(message)
+        if packed is not None:
+            return opcode, packed
     body = wire.build_payload(opcode.value, _to_fields(message))
     return opcode, body
 

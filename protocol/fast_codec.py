@@ -18,8 +18,9 @@ same bytes, so every error (code, field path, limit) stays exactly the reference
 tests/protocol/test_fast_codec.py checks, over every planned message, valid frames and
 mutated ones, that the two paths give identical messages and identical errors.
 
-Variable-size payloads (text, lists, optional records) have no plan here and always take
-the reference path.
+Variable-size payloads (prescriptions, text, event-log pages, alarm lists) get their
+bounds-checked plans from protocol/variable_plans.py, derived from the same declarations and
+held in the same ``PLANS`` table, under the same rule: a plan never decides an error.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from protocol.messages import (
     Opcode,
     field_specs,
 )
+from protocol.variable_plans import variable_plan
 
 __all__ = ["PLANS", "FastPlan", "plan_for"]
 
@@ -51,14 +53,15 @@ class FastPlan:
     """The derived fast paths of one opcode."""
 
     opcode: Opcode
-    size: int
-    """The payload's byte size."""
+    size: int | None
+    """The payload's byte size; None for a variable-size payload."""
     decode: Callable[[bytes], Any]
     """Whole frame bytes -> (flags, seq, ref, body, message), or None: use the reference."""
     decode_payload: Callable[[bytes], Message | None]
     encode: Callable[[Message, int, int], bytes | None]
     """(message, seq, ref) -> frame bytes, or None: use the reference."""
-    encode_payload: Callable[[Message], bytes]
+    encode_payload: Callable[[Message], bytes | None]
+    """message -> payload bytes, or None: use the reference."""
 
 
 def _enum_table(enum: type[IntEnum]) -> dict[int, IntEnum]:
@@ -173,8 +176,20 @@ def plan_for(opcode: Opcode) -> FastPlan | None:
     """The fast plan of ``opcode``, or None if its layout or its message has none."""
     flat = wire.flat_layout(opcode.value)
     cls = MESSAGE_BY_OPCODE.get(opcode.value)
-    if flat is None or cls is None:
+    if cls is None:
         return None
+    if flat is None:
+        variable = variable_plan(opcode, cls)
+        if variable is None:
+            return None
+        return FastPlan(
+            opcode=opcode,
+            size=None,
+            decode=variable.decode,
+            decode_payload=variable.decode_payload,
+            encode=variable.encode,
+            encode_payload=variable.encode_payload,
+        )
     specs = {spec.name: spec for spec in field_specs(cls)}
     if [name for name, _ in flat] != list(specs):
         return None  # the wire and the message disagree on fields: no shortcut

@@ -275,7 +275,7 @@ def _check_text(name: str, value: object, max_len: int) -> None:
     if not isinstance(value, str) or not 1 <= len(value) <= max_len:
         short = isinstance(value, str) and not value
         raise FieldValueError(name, f"must be 1..{max_len} characters", 1 if short else max_len)
-    if not all(" " <= ch <= "~" for ch in value):
+    if not (value.isascii() and value.isprintable()):  # 0x20..0x7E, in C
         raise FieldValueError(name, "must be printable ASCII (0x20..0x7E)")
 
 

@@ -23,22 +23,29 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from construct import (
+    Array,
     Bytes,
     Const,
     Construct,
     ConstructError,
+    Container,
     Error,
+    ExprValidator,
+    FocusedSeq,
     FormatField,
     If,
+    IfThenElse,
     Int8ul,
     Int16ul,
     Int32ul,
     Int64ul,
     OneOf,
     PascalString,
+    Pass,
     Prefixed,
     PrefixedArray,
     Renamed,
@@ -319,6 +326,134 @@ def flat_layout(opcode: int) -> list[tuple[str, str]] | None:
     return fields
 
 
+LayoutKind = Literal["int", "bytes", "text", "record", "array", "flag", "optional", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutItem:
+    """One element of a payload layout, described without construct (``payload_layout``).
+
+    - ``int``: a little-endian integer, ``code`` its ``struct`` code (B, H, L or Q);
+    - ``bytes``: a fixed byte string, ``code`` its ``struct`` code (``"16s"``);
+    - ``text``: ``TEXT``, a u8 byte count then that many ASCII bytes;
+    - ``record``: a nested struct, ``items`` its elements;
+    - ``array``: a u8 count then that many records, ``items`` the record's elements (each
+      an ``int`` or ``bytes``, so the record has one fixed size);
+    - ``flag``: a u8 that must be one of ``values`` (``OneOf``);
+    - ``optional``: a record present when the earlier field ``flag`` is one of ``values``;
+    - ``end``: ``Terminated``, no byte may follow.
+    """
+
+    kind: LayoutKind
+    name: str = ""
+    code: str = ""
+    items: tuple[LayoutItem, ...] = ()
+    values: frozenset[int] = frozenset()
+    flag: str = ""
+
+
+_STRUCT_CODES = {"<B": "B", "<H": "H", "<L": "L", "<Q": "Q"}
+
+
+def payload_layout(opcode: int) -> tuple[LayoutItem, ...] | None:
+    """The payload of ``opcode`` as ``LayoutItem``s, in wire order, read off the construct
+    declaration above; None if it uses anything else. What protocol/fast_codec.py derives
+    its bounds-checked plans for variable-size payloads from (docs/architecture.md, "The
+    codec's two paths"), so this module stays the one definition of every layout."""
+    layout = PAYLOADS.get(opcode)
+    return _describe(layout) if isinstance(layout, Struct) else None
+
+
+def _describe(layout: Any) -> tuple[LayoutItem, ...] | None:
+    items: list[LayoutItem] = []
+    for sub in layout.subcons:
+        if sub is Terminated:
+            items.append(LayoutItem("end"))
+            continue
+        if not isinstance(sub, Renamed) or sub.name is None:
+            return None
+        item = _describe_field(sub.name, sub.subcon, items)
+        if item is None:
+            return None
+        items.append(item)
+    return tuple(items)
+
+
+def _fixed_field(name: str, inner: Any) -> LayoutItem | None:
+    if isinstance(inner, FormatField) and inner.fmtstr in _STRUCT_CODES:
+        return LayoutItem("int", name, _STRUCT_CODES[inner.fmtstr])
+    if isinstance(inner, Bytes) and isinstance(inner.length, int):
+        return LayoutItem("bytes", name, f"{inner.length}s")
+    return None
+
+
+def _describe_field(name: str, inner: Any, before: list[LayoutItem]) -> LayoutItem | None:
+    fixed = _fixed_field(name, inner)
+    if fixed is not None:
+        return fixed
+    if inner is TEXT:
+        return LayoutItem("text", name)
+    if isinstance(inner, Struct):
+        nested = _describe(inner)
+        return None if nested is None else LayoutItem("record", name, items=nested)
+    if isinstance(inner, ExprValidator) and _is_u8(inner.subcon):
+        # OneOf: ask its validator which u8 values it accepts.
+        context: Any = Container()  # OneOf looks at the value only
+        accepted = frozenset(v for v in range(256) if inner._validate(v, context, ""))
+        return LayoutItem("flag", name, values=accepted)
+    if isinstance(inner, IfThenElse) and inner.elsesubcon is Pass:
+        return _describe_optional(name, inner, before)
+    if isinstance(inner, FocusedSeq):
+        return _describe_array(name, inner)
+    return None
+
+
+def _is_u8(inner: Any) -> bool:
+    return isinstance(inner, FormatField) and inner.fmtstr == "<B"
+
+
+def _describe_optional(name: str, inner: Any, before: list[LayoutItem]) -> LayoutItem | None:
+    """``If(this.<name>_present == 1, record)`` after its ``flag``: evaluate the condition
+    for every value the flag accepts, so the plan reads the record exactly when construct does."""
+    flag = f"{name}_present"
+    if not before or before[-1].kind != "flag" or before[-1].name != flag:
+        return None
+    if not isinstance(inner.thensubcon, Struct):
+        return None
+    nested = _describe(inner.thensubcon)
+    if nested is None:
+        return None
+    try:
+        present = frozenset(v for v in before[-1].values if inner.condfunc({flag: v}) is True)
+    except Exception:  # a condition on anything but the flag: no plan
+        return None
+    return LayoutItem("optional", name, items=nested, values=present, flag=flag)
+
+
+def _describe_array(name: str, inner: Any) -> LayoutItem | None:
+    """``PrefixedArray(Int8ul, record)`` of a record of fixed fields only."""
+    subs = inner.subcons
+    if inner.parsebuildfrom != "items" or len(subs) != 2:
+        return None
+    count, array = subs
+    if count.name != "count" or not _is_u8(getattr(count.subcon, "subcon", None)):
+        return None
+    if array.name != "items" or not isinstance(array.subcon, Array):
+        return None
+    record = array.subcon.subcon
+    if not isinstance(record, Struct):
+        return None
+    fields: list[LayoutItem] = []
+    for sub in record.subcons:
+        if not isinstance(sub, Renamed) or not sub.name:
+            return None
+        fixed = _fixed_field(sub.name, sub.subcon)
+        if fixed is None:
+            return None
+        fields.append(fixed)
+    return LayoutItem("array", name, items=tuple(fields))
+
+
 Parser = Callable[[bytes], Any]
 Builder = Callable[[dict[str, Any]], bytes]
 
@@ -419,6 +554,7 @@ __all__ = [
     "SYNC",
     "TAG_LEN",
     "VERSION",
+    "LayoutItem",
     "build_header",
     "build_payload",
     "construct_path",
@@ -426,4 +562,5 @@ __all__ = [
     "flat_layout",
     "parse_header",
     "parse_payload",
+    "payload_layout",
 ]

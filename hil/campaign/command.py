@@ -23,7 +23,6 @@ from typing import Any
 
 import click
 
-from hil.console import make_console
 from hil.errors import UsageError
 
 EPILOG = """\\b
@@ -227,6 +226,8 @@ def _run(
 
     already = len({line["id"] for line in read_results(out)} & {s.id for s in specs})
     with _executor(workers, cluster) as (executor, where):
+        from hil.console import make_console  # noqa: PLC0415 (rich: on use)
+
         console = make_console(sys.stderr)
         console.print(f"{len(specs)} runs on {where}; {already} already in {out}")
         progress = Progress(

@@ -10,9 +10,12 @@ from typing import Any, TypeVar
 
 import click
 
-from hil.conformance.recorder import DEFAULT_REPORT_DIR
-
 __all__ = ["conformance_options"]
+
+DEFAULT_REPORT_DIR = Path("pumpemu-conformance")
+"""hil.conformance.recorder.DEFAULT_REPORT_DIR, copied so that declaring these options loads
+no recorder, codec or emulator (``pumpemu serve --help``; tests/hil/test_cli_lazy_imports.py
+checks the copy)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

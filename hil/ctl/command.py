@@ -24,41 +24,32 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Group
 
 from hil import quantities as q
-from hil.capture import CaptureWriter, fields_of, plain
-from hil.console import make_console
-from hil.ctl import prescription_file, render
-from hil.ctl.render import Verdict
+from hil.ctl import prescription_file
 from hil.errors import HilError
-from hil.key_files import load_keys
-from hil.links import LinkClosedError, SerialLink, open_link
-from hil.programmer.client import Programmer
-from hil.programmer.core import Outcome, Result, RetryPolicy
-from protocol.codec import prescription_digest
 from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
-from protocol.messages import (
-    MAX_LOG_PAGE,
-    Ack,
-    AlarmList,
-    CatheterInfo,
-    Clock,
-    CurrentPrescription,
-    DeviceInfo,
-    EventLogPage,
-    Nak,
-    PatientView,
-    PrescriptionStaged,
-    StagedWithOverride,
-    Status,
-    StatusDetail,
-)
 from protocol.refusal import RefusalCode
 from protocol.units import U32_MAX
+
+if TYPE_CHECKING:
+    from hil.links import LinkClosedError, SerialLink
+    from protocol.messages import (
+        CurrentPrescription,
+        EventLogPage,
+        Status,
+    )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hil.capture import CaptureWriter
+    from hil.ctl.render import Verdict
+    from hil.programmer.client import Programmer
+    from hil.programmer.core import Result, RetryPolicy
 
 REOPEN_INTERVAL_S = 0.5
 """How often a vanished link is reopened while the programmer keeps retrying."""
@@ -115,6 +106,8 @@ class ResilientLink:
         return True
 
     def read(self, timeout_s: float) -> bytes:
+        from hil.links import LinkClosedError  # noqa: PLC0415
+
         if not self._try_reopen():
             time.sleep(timeout_s)
             return b""
@@ -125,6 +118,8 @@ class ResilientLink:
             return b""
 
     def write(self, data: bytes) -> None:
+        from hil.links import LinkClosedError  # noqa: PLC0415
+
         if not self._try_reopen():
             return
         try:
@@ -144,9 +139,21 @@ class CtlConfig:
     port: str | None
     keys: str | None
     role: Role
-    policy: RetryPolicy
+    timeout_ms: int
+    retries: int
+    busy_wait_ms: int
     capture: str | None
     as_json: bool
+
+    def policy(self) -> RetryPolicy:
+        """The programmer's retry policy, built when a command connects: the group's
+        callback also runs for ``pumpemu ctl CMD --help``, which must not load the
+        programmer and the codec behind it (tests/hil/test_cli_lazy_imports.py)."""
+        from hil.programmer.core import RetryPolicy  # noqa: PLC0415
+
+        return RetryPolicy(
+            reply_timeout_ms=self.timeout_ms, attempts=self.retries, busy_wait_ms=self.busy_wait_ms
+        )
 
 
 class Ctl:
@@ -154,10 +161,19 @@ class Ctl:
 
     def __init__(self, config: CtlConfig) -> None:
         self.config = config
-        self.console = make_console()
+        self._console: Console | None = None
         self.programmer: Programmer | None = None
         self.capture: CaptureWriter | None = None
         self.failed = False
+
+    @property
+    def console(self) -> Console:
+        """rich's console, made on first use (so --help loads no rich)."""
+        if self._console is None:
+            from hil.console import make_console  # noqa: PLC0415
+
+            self._console = make_console()
+        return self._console
 
     # -- output --
 
@@ -201,6 +217,8 @@ class Ctl:
 
     def verdict(self, action: str, result: Result) -> Verdict:
         """Say how ``action`` ended; remember a failure for the exit code."""
+        from hil.ctl import render  # noqa: PLC0415
+
         outcome = render.verdict(action, result)
         if not outcome.ok:
             self.failed = True
@@ -209,6 +227,11 @@ class Ctl:
 
     @contextmanager
     def connect(self) -> Iterator[Programmer]:
+        from hil.capture import CaptureWriter  # noqa: PLC0415
+        from hil.key_files import load_keys  # noqa: PLC0415
+        from hil.links import open_link  # noqa: PLC0415
+        from hil.programmer.client import Programmer  # noqa: PLC0415
+
         cfg = self.config
         if not cfg.port:
             raise CtlUsageError(
@@ -238,7 +261,7 @@ class Ctl:
             keys.serial,
             cfg.role,
             keys.key_for(cfg.role),
-            policy=cfg.policy,
+            policy=cfg.policy(),
             on_traffic=hook,
         )
         self.programmer = programmer
@@ -384,8 +407,10 @@ def ctl(  # noqa: PLR0917 (click passes every option as an argument)
     for option, ms in (("--timeout", timeout_ms), ("--busy-wait", busy_ms)):
         if ms > MAX_WAIT_MS:
             raise CtlUsageError(f"{option}: at most {MAX_WAIT_MS // 1000} s (a day)")
-    policy = RetryPolicy(reply_timeout_ms=timeout_ms, attempts=retries, busy_wait_ms=busy_ms)
-    ctx.obj = Ctl(CtlConfig(port, keys_path, Role[role.upper()], policy, capture_path, as_json))
+    config = CtlConfig(
+        port, keys_path, Role[role.upper()], timeout_ms, retries, busy_ms, capture_path, as_json
+    )
+    ctx.obj = Ctl(config)
 
 
 MAX_WAIT_MS = 86_400_000
@@ -405,6 +430,8 @@ def _milliseconds(text: str) -> int:
 
 def _read(ctl_: Ctl, action: str, call: Callable[[Programmer], Result], kind: type) -> Any:
     """A read: the reply if it is of ``kind``; otherwise say why not and return None."""
+    from hil.programmer.core import Outcome  # noqa: PLC0415
+
     result = ctl_.request(action, call)
     if result.outcome is Outcome.ANSWERED and isinstance(result.reply, kind):
         return result.reply
@@ -422,6 +449,8 @@ def _read(ctl_: Ctl, action: str, call: Callable[[Programmer], Result], kind: ty
 def _simple_read(
     action: str, call: Callable[[Programmer], Result], kind: type, table: Callable[[Any], Any]
 ) -> Callable[[click.Context], None]:
+    from hil.capture import fields_of  # noqa: PLC0415
+
     def run(ctx: click.Context) -> None:
         ctl_ = _ctl(ctx)
         with ctl_.connect():
@@ -445,6 +474,10 @@ Example:
 @click.pass_context
 def info(ctx: click.Context) -> None:
     """Show the pump's model, serial, firmware and profile limits (in human units)."""
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import DeviceInfo  # noqa: PLC0415
+
     _simple_read("read device info", Programmer.info, DeviceInfo, render.info_table)(ctx)
 
 
@@ -453,6 +486,10 @@ def info(ctx: click.Context) -> None:
 def status(ctx: click.Context) -> None:
     """Show the therapy state, rate, reservoir estimate, battery, alarms, last command id
     and pump time. A patient may read this and the patient view, nothing else."""
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import Status  # noqa: PLC0415
+
     _simple_read("read status", Programmer.status, Status, render.status_table)(ctx)
 
 
@@ -460,6 +497,10 @@ def status(ctx: click.Context) -> None:
 @click.pass_context
 def alarms(ctx: click.Context) -> None:
     """List the active alarms, their tone and whether they were acknowledged."""
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import AlarmList  # noqa: PLC0415
+
     _simple_read("read alarms", Programmer.alarms, AlarmList, render.alarms_table)(ctx)
 
 
@@ -468,6 +509,11 @@ def alarms(ctx: click.Context) -> None:
 def prescription(ctx: click.Context) -> None:
     """Show the committed prescription: drug, concentration, every step with its rate,
     dose rate and what it delivers, and the patient-bolus limits."""
+    from rich.console import Group  # noqa: PLC0415
+
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CurrentPrescription  # noqa: PLC0415
 
     def table(reply: CurrentPrescription) -> Any:
         if reply.prescription is None:
@@ -483,6 +529,10 @@ def prescription(ctx: click.Context) -> None:
 @click.pass_context
 def clock(ctx: click.Context) -> None:
     """Show the pump's clock (local time, no zone) and how far it is from this computer's."""
+    from hil.capture import fields_of  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import Clock  # noqa: PLC0415
+
     ctl_ = _ctl(ctx)
     with ctl_.connect():
         reply = _read(ctl_, "read clock", Programmer.pump_clock, Clock)
@@ -514,6 +564,8 @@ class _LogRead:
 def _read_log(ctl_: Ctl, start: int | None, count: int | None) -> _LogRead | None:
     """Page through the log from ``start`` (None: the last ``count`` entries) until
     ``count`` entries (None: to the end) are read."""
+    from protocol.messages import MAX_LOG_PAGE, EventLogPage  # noqa: PLC0415
+
     first: EventLogPage | None = _read(
         ctl_,
         "read event log",
@@ -572,6 +624,9 @@ def log(ctx: click.Context, from_seq: int | None, count: int | None, read_all: b
 
     The pump answers 32 entries per request; this pages through as many as asked.
     """
+    from hil.capture import plain  # noqa: PLC0415
+    from hil.ctl import render  # noqa: PLC0415
+
     ctl_ = _ctl(ctx)
     if read_all and count is not None:
         raise CtlUsageError("--all and --count: give one of them")
@@ -676,6 +731,18 @@ def program(  # noqa: PLR0915, PLR0917 (one linear clinical procedure, read top 
     patient-bolus limits, the pump's digest (checked against the programmer's own), its
     daily volume and mass, and its predicted low-reservoir and empty dates.
     """
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from hil.programmer.core import Outcome  # noqa: PLC0415
+    from protocol.codec import prescription_digest  # noqa: PLC0415
+    from protocol.messages import (  # noqa: PLC0415
+        CurrentPrescription,
+        Nak,
+        PrescriptionStaged,
+        StagedWithOverride,
+        Status,
+    )
+
     ctl_ = _ctl(ctx)
     if yes and review_only:
         raise CtlUsageError("--yes and --review-only: give one of them")
@@ -844,6 +911,8 @@ Example:
 def patient_bolus(ctx: click.Context) -> None:
     """Ask for one patient bolus within the limits the clinician set (dose, lockout,
     maximum per 24 h). A refusal says why and how long the lockout lasts."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "patient bolus", Programmer.patient_bolus)
 
 
@@ -872,6 +941,8 @@ catheter tip. The ACK says when that is predicted (docs/protocol.md section 10.3
 def bridge_bolus(ctx: click.Context) -> None:
     """Bridge a concentration change: deliver the old drug in the path at the old rates
     before the new prescription takes effect."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "bridge bolus", Programmer.bridge_bolus)
 
 
@@ -879,6 +950,8 @@ def bridge_bolus(ctx: click.Context) -> None:
 @click.pass_context
 def stop(ctx: click.Context) -> None:
     """Stop therapy: no delivery until start."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "stop therapy", Programmer.stop)
 
 
@@ -886,6 +959,8 @@ def stop(ctx: click.Context) -> None:
 @click.pass_context
 def start(ctx: click.Context) -> None:
     """Start therapy with the committed prescription (no catch-up dose for the pause)."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "start therapy", Programmer.start)
 
 
@@ -893,6 +968,8 @@ def start(ctx: click.Context) -> None:
 @click.pass_context
 def cancel_bolus(ctx: click.Context) -> None:
     """Cancel the bolus being delivered; the basal rate continues."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "cancel bolus", Programmer.cancel_bolus)
 
 
@@ -919,6 +996,10 @@ def detail(ctx: click.Context) -> None:
     end-of-service dates at the current rate, the low-reservoir and empty dates, the
     patient-bolus lockout and count, and the drug delivered today, since the refill and
     in all. Clinician only."""
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import StatusDetail  # noqa: PLC0415
+
     _simple_read(
         "read status detail", Programmer.status_detail, StatusDetail, render.status_detail_table
     )(ctx)
@@ -929,6 +1010,10 @@ def detail(ctx: click.Context) -> None:
 def catheter(ctx: click.Context) -> None:
     """Show the catheter as the pump was told it: length, dead volume, primed. The pump
     cannot measure a catheter. Clinician only."""
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CatheterInfo  # noqa: PLC0415
+
     _simple_read("read catheter", Programmer.catheter, CatheterInfo, render.catheter_table)(ctx)
 
 
@@ -943,6 +1028,10 @@ Example:
 def patient_view(ctx: click.Context) -> None:
     """Show what a patient device shows: when the next patient bolus may be asked for and
     how many are left in 24 h. A patient may read this and STATUS, nothing else."""
+    from hil.ctl import render  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import PatientView  # noqa: PLC0415
+
     _simple_read(
         "read patient view", Programmer.patient_view, PatientView, render.patient_view_table
     )(ctx)
@@ -953,6 +1042,8 @@ def patient_view(ctx: click.Context) -> None:
 def clear_memory_error(ctx: click.Context) -> None:
     """End a memory error (H8): the pump rewrites its record and stays stopped. Then read
     the prescription and status back, check them, and start."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "clear memory error", Programmer.clear_memory_error)
 
 
@@ -961,6 +1052,8 @@ def clear_memory_error(ctx: click.Context) -> None:
 def reset_flow_valve(ctx: click.Context) -> None:
     """Reopen a valve-gated pump's flow-activated valve after an MRI (H15). A peristaltic
     pump refuses it: it has no such valve."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "reset flow valve", Programmer.reset_flow_valve)
 
 
@@ -992,6 +1085,8 @@ def set_catheter(ctx: click.Context, length: str, primed: bool) -> None:
 @click.pass_context
 def alarm_test(ctx: click.Context) -> None:
     """Sound both alarm tones once, so the patient knows them."""
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+
     _command(ctx, "alarm test", Programmer.alarm_test)
 
 
@@ -1034,6 +1129,10 @@ def refill(  # noqa: PLR0915 (one linear clinical procedure, read top to bottom)
     20 mL pump, 2 mL for a 40 mL pump) is a discrepancy: pocket fill, over- or
     under-delivery. The pump logs it and this command prints it.
     """
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from hil.programmer.core import Outcome  # noqa: PLC0415
+    from protocol.messages import Ack, EventLogPage  # noqa: PLC0415
+
     withdrawn_nl = _parse("--withdrawn", q.parse_volume, withdrawn)
     volume_nl = _parse("--volume", q.parse_volume, volume)
     conc = _parse("--concentration", q.parse_concentration, concentration)

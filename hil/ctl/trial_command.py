@@ -19,36 +19,36 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from emulator.trial import (
-    Conversion,
-    Trial,
-    TrialError,
-    TrialKind,
-    TrialOutcome,
-    TrialRecord,
-    implant_daily_dose,
-    implant_prescription,
-)
 from hil import quantities as q
-from hil.capture import fields_of
 from hil.ctl import prescription_file
 from hil.ctl.command import Ctl, CtlUsageError, _ctl, _parse, _read, _read_log, ctl
 from hil.errors import HilError
-from hil.programmer.client import Programmer
 from protocol.device_state import EventKind
-from protocol.messages import CurrentPrescription, DeviceInfo, Status
+
+if TYPE_CHECKING:
+    from emulator.trial import (
+        Conversion,
+        TrialOutcome,
+        TrialRecord,
+    )
 
 __all__ = ["FromTrial", "load_record", "prescription_from_trial", "trial"]
 
 MAX_RECORD_BYTES = 64 * 1024
 
+TRIAL_OUTCOMES = ("effective", "not-effective")
+"""emulator.trial.TrialOutcome's values, for --outcome without loading the emulator
+(tests/hil/test_cli_lazy_imports.py checks the copy)."""
+
 
 def load_record(path: Path) -> TrialRecord:
     """A trial record file, or a one-line usage error naming it."""
+    from emulator.trial import TrialError, TrialRecord  # noqa: PLC0415
+
     try:
         if path.stat().st_size > MAX_RECORD_BYTES:
             raise CtlUsageError(f"{path}: larger than {MAX_RECORD_BYTES} bytes: not a trial record")
@@ -62,6 +62,7 @@ def load_record(path: Path) -> TrialRecord:
 
 
 def _write_record(path: Path, record: TrialRecord) -> None:
+
     try:
         path.write_text(record.dumps(), encoding="utf-8")
     except OSError as exc:
@@ -69,6 +70,8 @@ def _write_record(path: Path, record: TrialRecord) -> None:
 
 
 def _dose_text(record: TrialRecord) -> str:
+    from emulator.trial import TrialKind  # noqa: PLC0415
+
     per = "per injection" if record.kind is TrialKind.SINGLE_SHOT else "per day"
     return f"{q.mass(record.dose_pg)} {per}"
 
@@ -119,6 +122,8 @@ def prescription_from_trial(
 ) -> FromTrial:
     """The implant's continuous prescription from a trial record, built as the prescription
     file a clinician would write (so the review shows it side by side like any file)."""
+    from emulator.trial import TrialError, implant_prescription  # noqa: PLC0415
+
     record = load_record(path)
     conc = _parse("--concentration", q.parse_concentration, concentration)
     if conc < 1:
@@ -208,7 +213,7 @@ Examples:
 @click.option(
     "--outcome",
     required=True,
-    type=click.Choice([o.value for o in TrialOutcome]),
+    type=click.Choice(TRIAL_OUTCOMES),
     help="Whether the dose worked.",
 )
 @click.option(
@@ -259,6 +264,11 @@ def record(  # noqa: PLR0917 (click passes every option as an argument)
     note: str,
 ) -> None:
     """Record the trial's result: the dose that worked (or did not) and when."""
+    from emulator.trial import Trial, TrialError, TrialKind, TrialOutcome, TrialRecord  # noqa: PLC0415
+    from hil.capture import fields_of  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CurrentPrescription, DeviceInfo, Status  # noqa: PLC0415
+
     ctl_ = _ctl(ctx)
     result = TrialOutcome(outcome)
     if from_bolus:
@@ -325,6 +335,10 @@ def _record_from_bolus(
     """The last completed clinician bolus of the trial pump as a single-shot trial: its
     delivered volume (the COMPLETED entry's ``value_a``, whole strokes) times the committed
     prescription's concentration, stamped with the entry's pump time."""
+    from emulator.trial import TrialError, TrialKind, TrialRecord  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from protocol.messages import CurrentPrescription, DeviceInfo  # noqa: PLC0415
+
     with ctl_.connect():
         info: DeviceInfo | None = _read(ctl_, "read device info", Programmer.info, DeviceInfo)
         current: CurrentPrescription | None = None
@@ -356,6 +370,8 @@ def _record_from_bolus(
 def _finish_record(
     ctl_: Ctl, out: Path, made: TrialRecord, extra: dict[str, Any] | None = None
 ) -> None:
+    from emulator.trial import TrialError, TrialOutcome, implant_daily_dose  # noqa: PLC0415
+
     _write_record(out, made)
     ctl_.say(f"recorded: {made.kind.value} {made.drug}, {_dose_text(made)}, {made.outcome.value}")
     document: dict[str, Any] = {"action": "record trial", "ok": True, "file": str(out)}
@@ -388,6 +404,8 @@ Example:
 @click.pass_context
 def show(ctx: click.Context, file: Path, concentration: str | None) -> None:
     """Show a trial record and the implant starting dose it converts to (nothing is sent)."""
+    from emulator.trial import TrialError, implant_daily_dose  # noqa: PLC0415
+
     ctl_ = _ctl(ctx)
     made = load_record(file)
     document: dict[str, Any] = {"action": "show trial", "ok": True, "record": made.to_json()}

@@ -20,39 +20,36 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from emulator.clock import ManualClock
-from emulator.device import PumpDevice
-from emulator.faults import Fault
-from emulator.pump import Pump
-from hil.capture import CaptureWriter
-from hil.console import make_console
-from hil.demo.plot import write_plot
-from hil.demo.recorder import Recorder
-from hil.demo.visit import NOTABLE, PRESCRIPTION, VISIT_LOCAL_MS, VisitReport, days_since, run_visit
 from hil.errors import UsageError
-from hil.key_files import write_key_file
-from hil.links import PtyLink, SerialLink
-from hil.programmer.client import Programmer
-from hil.programmer.core import RetryPolicy
 from hil.quantities import concentration, mass, rate, volume
-from hil.serve import PumpServer, describe_event
-from hil.state_file import seal_state, write_state_file
 from protocol.device_state import EventKind, LogEntry, Role
-from protocol.keys import PumpKeys, generate_keys
-from protocol.messages import NEVER_MS
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import RefusalCode
 from protocol.units import MS_PER_DAY, S_PER_HOUR
 
+if TYPE_CHECKING:
+    from protocol.keys import PumpKeys
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from emulator.faults import Fault
+    from emulator.pump import Pump
+    from hil.demo.recorder import Recorder
+    from hil.demo.visit import (
+        VisitReport,
+    )
+    from hil.programmer.client import Programmer
+    from hil.serve import PumpServer
+
 SERIAL = "PE-DEMO-0001"
 HISTORY_DAYS = 45
-POLICY = RetryPolicy(reply_timeout_ms=2_000, attempts=3, reopen_attempts=2)
+POLICY_SETTINGS = {"reply_timeout_ms": 2_000, "attempts": 3, "reopen_attempts": 2}
+"""The programmer's RetryPolicy (built on use: the programmer loads the codec)."""
 
 EARLIER = Prescription(
     drug_name="morphine",
@@ -69,6 +66,9 @@ EARLIER = Prescription(
 def implanted_pump(profile: str = "peristaltic-20") -> Pump:
     """A peristaltic-20 pump (or ``profile``, a name or file) 45 days into a continuous
     prescription, as the patient arrives."""
+    from emulator.pump import Pump  # noqa: PLC0415
+    from hil.demo.visit import VISIT_LOCAL_MS  # noqa: PLC0415
+
     pump = Pump(profile)
     pump.set_clock(VISIT_LOCAL_MS - HISTORY_DAYS * MS_PER_DAY, command_id=1)
     staged = pump.stage(EARLIER)
@@ -103,11 +103,17 @@ class ServerBench:
 def programmer_factory(
     path: str, keys: PumpKeys, role: Role
 ) -> Callable[[], AbstractContextManager[Programmer]]:
+    from hil.links import SerialLink  # noqa: PLC0415
+    from hil.programmer.client import Programmer  # noqa: PLC0415
+    from hil.programmer.core import RetryPolicy  # noqa: PLC0415
+
     @contextmanager
     def open_programmer() -> Iterator[Programmer]:
         link = SerialLink(path)
         try:
-            with Programmer(link, keys.serial, role, keys.key_for(role), policy=POLICY) as p:
+            with Programmer(
+                link, keys.serial, role, keys.key_for(role), policy=RetryPolicy(**POLICY_SETTINGS)
+            ) as p:
                 yield p
         finally:
             link.close()
@@ -146,6 +152,21 @@ def demo(out: Path, days: int, plot_format: str) -> None:
       pumpemu demo --out /tmp/visit
       pumpemu decode /tmp/visit/pumpemu-demo-capture.jsonl --keys /tmp/visit/pumpemu-demo.keys
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    from emulator.clock import ManualClock  # noqa: PLC0415
+    from emulator.device import PumpDevice  # noqa: PLC0415
+    from hil.capture import CaptureWriter  # noqa: PLC0415
+    from hil.console import make_console  # noqa: PLC0415
+    from hil.demo.plot import write_plot  # noqa: PLC0415
+    from hil.demo.recorder import Recorder  # noqa: PLC0415
+    from hil.demo.visit import run_visit  # noqa: PLC0415
+    from hil.key_files import write_key_file  # noqa: PLC0415
+    from hil.links import PtyLink  # noqa: PLC0415
+    from hil.serve import PumpServer  # noqa: PLC0415
+    from hil.state_file import seal_state, write_state_file  # noqa: PLC0415
+    from protocol.keys import generate_keys  # noqa: PLC0415
+
     console = make_console()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +225,11 @@ def render(
     console: Console, report: VisitReport, recorder: Recorder, estimate_nl: int, truth_nl: int
 ) -> None:
     """The summary: tables, not a wall of text."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from hil.demo.visit import NOTABLE, PRESCRIPTION, days_since  # noqa: PLC0415
+    from protocol.messages import NEVER_MS  # noqa: PLC0415
+
     visit = Table(title="The visit, through the serial path", title_justify="left")
     for column in ("step", "outcome", "detail"):
         visit.add_column(column)
@@ -292,6 +318,8 @@ def _runs(entries: Iterable[LogEntry]) -> Iterator[tuple[LogEntry, LogEntry, int
 
 
 def _describe(entry: LogEntry) -> str:
+    from hil.serve import describe_event  # noqa: PLC0415
+
     described = describe_event(entry)
     if described is not None:
         return described

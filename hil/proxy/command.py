@@ -16,30 +16,39 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from hil.capture import CaptureError, CaptureWriter
 from hil.conformance.options import conformance_options
-from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder
 from hil.errors import UsageError
-from hil.key_files import load_keys
-from hil.links import MAX_BAUD, Link, PtyLink, open_link
 from hil.logs import LogConfig, log_options
-from hil.proxy.capture import capture_listener
-from hil.proxy.conformance import conformance_listener
-from hil.proxy.engine import (
-    DEFAULT_IDLE_MS,
-    MAX_IDLE_MS,
-    FaultApplied,
-    FrameLost,
-    Listener,
-    ProxyEvent,
-)
-from hil.proxy.faults import MAX_SEED, FaultKind, FaultSpec, load_fault_file, parse_fault
-from hil.proxy.runner import FaultProxy
+
+if TYPE_CHECKING:
+    from hil.links import Link
+
+if TYPE_CHECKING:
+    from hil.capture import CaptureWriter
+    from hil.conformance.recorder import ConformanceRecorder
+    from hil.proxy.engine import (
+        Listener,
+        ProxyEvent,
+    )
+    from hil.proxy.faults import FaultKind, FaultSpec
+    from hil.proxy.runner import FaultProxy
 
 PTY = "pty"
+
+# Copies for the option declarations, so --help loads neither the engine nor the codec
+# behind it (tests/hil/test_cli_lazy_imports.py checks each against hil.proxy).
+MAX_SEED = 2**64 - 1
+"""hil.proxy.faults.MAX_SEED."""
+MAX_BAUD = 4_000_000
+"""hil.links.MAX_BAUD (pyserial loads on use)."""
+DEFAULT_IDLE_MS = 100
+"""hil.proxy.engine.DEFAULT_IDLE_MS."""
+MAX_IDLE_MS = 60_000
+"""hil.proxy.engine.MAX_IDLE_MS."""
 
 EPILOG = """\b
 Fault SPEC: TRIGGER[,KEY=VALUE]...
@@ -65,7 +74,7 @@ Examples:
 """
 
 
-def _fault_option(kind: FaultKind, what: str, example: str) -> click.Option:
+def _fault_option(kind: str, what: str, example: str) -> click.Option:
     return click.Option(
         [f"--{kind}"],
         multiple=True,
@@ -74,15 +83,16 @@ def _fault_option(kind: FaultKind, what: str, example: str) -> click.Option:
     )
 
 
-_FAULT_HELP: dict[FaultKind, tuple[str, str]] = {
-    FaultKind.DROP: ("Drop the frame.", "0.05"),
-    FaultKind.CORRUPT: ("Flip bits=N random bits of the frame.", "@3,bits=2"),
-    FaultKind.DUPLICATE: ("Send the frame twice.", "5%,dir=b2a"),
-    FaultKind.DELAY: ("Hold the frame back by=DURATION (later frames wait behind it).", "@2,by=1s"),
-    FaultKind.TRUNCATE: ("Cut the frame at a random point.", "0.01"),
-    FaultKind.SPLIT: ("Send the frame in pieces=N with gap=DURATION between.", "0.1,gap=20ms"),
-    FaultKind.JUNK: ("Send bytes=N random bytes before the frame.", "@4,bytes=3"),
-    FaultKind.DISCONNECT: (
+_FAULT_HELP: dict[str, tuple[str, str]] = {
+    # Keyed by hil.proxy.faults.FaultKind's values (a StrEnum: a member finds its entry).
+    "drop": ("Drop the frame.", "0.05"),
+    "corrupt": ("Flip bits=N random bits of the frame.", "@3,bits=2"),
+    "duplicate": ("Send the frame twice.", "5%,dir=b2a"),
+    "delay": ("Hold the frame back by=DURATION (later frames wait behind it).", "@2,by=1s"),
+    "truncate": ("Cut the frame at a random point.", "0.01"),
+    "split": ("Send the frame in pieces=N with gap=DURATION between.", "0.1,gap=20ms"),
+    "junk": ("Send bytes=N random bytes before the frame.", "@4,bytes=3"),
+    "disconnect": (
         "Forward nothing either way for=DURATION, from this frame on.",
         "@10,for=2s",
     ),
@@ -96,6 +106,8 @@ class _CommandError(click.ClickException):
 
 
 def _open_side(name: str, url: str, baud: int) -> Link:
+    from hil.links import PtyLink, open_link  # noqa: PLC0415
+
     if url == PTY:
         try:
             return PtyLink()
@@ -111,6 +123,8 @@ def collect_faults(
     faults_file: str | None, cli_specs: dict[FaultKind, tuple[str, ...]]
 ) -> tuple[list[FaultSpec], int | None]:
     """The file's faults (in file order) then the command line's; and the file's seed."""
+    from hil.proxy.faults import FaultKind, load_fault_file, parse_fault  # noqa: PLC0415
+
     faults: list[FaultSpec] = []
     seed: int | None = None
     if faults_file is not None:
@@ -144,6 +158,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _event_logger(log: LogConfig) -> Listener:
+    from hil.proxy.engine import FaultApplied, FrameLost  # noqa: PLC0415
+
     def log_event(event: ProxyEvent) -> None:
         if isinstance(event, FaultApplied | FrameLost):
             log(event.describe())
@@ -246,6 +262,10 @@ def proxy(
     a frame pass through unchanged. Every fault is logged to stderr with its time,
     direction and frame number, and a summary is printed on exit (Ctrl-C or SIGTERM).
     """
+    from hil.capture import CaptureError, CaptureWriter  # noqa: PLC0415
+    from hil.proxy.conformance import conformance_listener  # noqa: PLC0415
+    from hil.proxy.faults import FaultKind  # noqa: PLC0415
+
     # The fault options (one per kind, added below) arrive as keyword arguments.
     cli_specs = {kind: tuple(fault_options.get(kind.value, ())) for kind in FaultKind}
     try:
@@ -300,6 +320,9 @@ def proxy(
 def _conformance_recorder(
     mode: str | None, report: Path | None, keys_file: str | None
 ) -> ConformanceRecorder | None:
+    from hil.conformance.recorder import DEFAULT_REPORT_DIR, ConformanceRecorder  # noqa: PLC0415
+    from hil.key_files import load_keys  # noqa: PLC0415
+
     if mode is None:
         if report is not None:
             raise _CommandError("--conformance-report DIR needs --conformance [report|strict]")
@@ -354,6 +377,9 @@ def _run(
     extra_listeners: tuple[Listener, ...] = (),
 ) -> FaultProxy:
     """Announce the sides, forward until ``stop`` (or a side is lost), print the summary."""
+    from hil.proxy.capture import capture_listener  # noqa: PLC0415
+    from hil.proxy.runner import FaultProxy  # noqa: PLC0415
+
     # The created pty paths come first and alone on stdout, so a script can read them.
     for name, url, link in (("a", a_url, a), ("b", b_url, b)):
         if url == PTY:
@@ -395,5 +421,8 @@ class _StoppedError(click.ClickException):
 # The fault options sit after --faults in --help, one per kind, commonest first.
 _at = next(i for i, p in enumerate(proxy.params) if p.name == "faults_file") + 1
 proxy.params[_at:_at] = [_fault_option(k, *text) for k, text in _FAULT_HELP.items()]
+
+# hil.links.MAX_BAUD, for --baud without loading pyserial (tests/hil/test_cli_lazy_imports.py).
+MAX_BAUD = 4_000_000
 
 __all__ = ["EPILOG", "collect_faults", "proxy"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hil.control import CONTROL_ENV
+from hil.control_catalogue import CONTROL_ENV
 from hil.control_command import control_options
 from hil.errors import HilError, UsageError
 from hil.scenario.model import BACKENDS, Scenario

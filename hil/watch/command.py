@@ -8,14 +8,16 @@ It subscribes to the control API of ``pumpemu serve --control`` (docs/serve.md,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from hil.control import ControlClient, EventStream, control_token
 from hil.control_command import _CommandError, control_options
 from hil.errors import HilError
-from hil.watch.app import WatchApp
 from hil.watch.keys import KEY_ACTIONS, QUIT_KEY
+
+if TYPE_CHECKING:
+    from hil.control import ControlClient
 
 __all__ = ["watch"]
 
@@ -46,6 +48,11 @@ def watch(control: str, token_file: Path | None) -> None:
     and the pump's events. Keys inject common faults and advance a manual clock (serve
     --clock manual). Everything comes from the control API's subscribe op (docs/serve.md).
     """
+    # The control client, the emulator's names and textual load here, so --help stays quick
+    # (docs/architecture.md, "Layers and imports").
+    from hil.control import ControlClient, EventStream, control_token  # noqa: PLC0415
+    from hil.watch.app import WatchApp  # noqa: PLC0415
+
     try:
         token = control_token(control, token_file)
         stream = EventStream(control, token=token, timeout_s=10.0)

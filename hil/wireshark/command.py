@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from hil.errors import UsageError
-from hil.wireshark.generate import shipped_path
 
 PERSONAL_PLUGINS = Path("~/.local/lib/wireshark/plugins")
 """Wireshark's personal plugin folder on Linux and macOS (Help > About > Folders)."""
@@ -38,6 +37,8 @@ def wireshark() -> None:
 @wireshark.command(epilog=WIRESHARK_EPILOG)
 def path() -> None:
     """Print the path of the shipped dissector (pumpemu.lua)."""
+    from hil.wireshark.generate import shipped_path  # noqa: PLC0415 (construct: on use)
+
     click.echo(str(shipped_path()))
 
 
@@ -57,6 +58,8 @@ def install(directory: Path | None, force: bool) -> None:
     (an older pumpemu, or your own edit) is replaced only with --force. Restart Wireshark
     (or Analyze > Reload Lua Plugins) to load it.
     """
+    from hil.wireshark.generate import shipped_path  # noqa: PLC0415 (construct: on use)
+
     source = shipped_path()
     target_dir = (directory or PERSONAL_PLUGINS).expanduser()
     target = target_dir / source.name

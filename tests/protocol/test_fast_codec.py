@@ -1,7 +1,8 @@
 """protocol/fast_codec.py against the reference codec: identical messages, identical errors.
 
-Every planned opcode is exercised with valid messages and with frames mutated the ways a
-link and an attacker mutate them (a byte changed with the CRC fixed, a bit flipped, cut,
+Every opcode has a plan (fixed-size payloads in protocol/fast_codec.py, variable-size ones
+in protocol/variable_plans.py) and is exercised with valid messages and with frames mutated
+the ways a link and an attacker mutate them (a byte changed with the CRC fixed, a bit flipped, cut,
 extended, a header field rewritten), and the public functions (fast first) must answer
 exactly as the reference functions (construct alone) do: the same value, or the same
 DecodeError with the same code, path, field, limit and text.
@@ -12,13 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import codec, wire
 from protocol.checksum import crc16
 from protocol.fast_codec import PLANS
-from protocol.messages import MESSAGE_BY_OPCODE, Message, Nak, Opcode, ReadStatus
+from protocol.messages import (
+    MESSAGE_BY_OPCODE,
+    Challenge,
+    Message,
+    Nak,
+    Opcode,
+    ReadStatus,
+    StagePrescription,
+)
+from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
 from tests.protocol.conftest import message_strategy
 
@@ -84,14 +94,22 @@ def planned_frames(draw: st.DrawFn) -> tuple[Message, bytes, bytes]:
     return message, data, mutate(data, draw)
 
 
-def test_every_fixed_size_message_of_integers_and_bytes_has_a_plan() -> None:
-    """The plans cover what they can; a planned opcode's layout is flat and fixed."""
-    assert Opcode.STATUS.value in PLANS
-    assert Opcode.ACK.value in PLANS
-    assert Opcode.NAK.value in PLANS
+def test_every_message_has_a_plan() -> None:
+    """Fixed-size payloads have a ``struct`` plan of their size; variable-size ones (size
+    None) a bounds-checked plan; no opcode is left to the reference alone."""
+    assert set(PLANS) == {op.value for op in Opcode}
     for opcode in PLANNED:
         assert wire.fixed_size(opcode) == PLANS[opcode].size
-    assert Opcode.STAGE_PRESCRIPTION.value not in PLANS  # variable: the reference path
+    variable = {Opcode(op) for op in PLANNED if PLANS[op].size is None}
+    assert variable == {
+        Opcode.STAGE_PRESCRIPTION,
+        Opcode.STAGE_PRESCRIPTION_OVERRIDE,
+        Opcode.CHALLENGE,
+        Opcode.DEVICE_INFO,
+        Opcode.CURRENT_PRESCRIPTION,
+        Opcode.EVENT_LOG_PAGE,
+        Opcode.ALARM_LIST,
+    }
 
 
 @given(planned_frames())
@@ -117,7 +135,7 @@ def test_fast_and_reference_agree_on_valid_and_mutated_frames(
 
 @given(
     opcode=st.sampled_from(PLANNED),
-    body=st.binary(max_size=64),
+    body=st.binary(max_size=96),
 )
 def test_fast_and_reference_agree_on_arbitrary_payloads(opcode: int, body: bytes) -> None:
     assert outcome(codec.decode_payload, opcode, body) == outcome(
@@ -143,3 +161,86 @@ def test_a_request_with_a_reference_is_refused_alike() -> None:
     assert outcome(codec.encode, message, seq=1, ref=5) == outcome(
         codec.encode_reference, message, seq=1, ref=5
     )
+
+
+VARIABLE = [op for op in PLANNED if PLANS[op].size is None]
+
+
+@pytest.mark.parametrize("opcode", VARIABLE, ids=[Opcode(op).name for op in VARIABLE])
+@given(data=st.data())
+def test_every_cut_of_a_variable_payload_is_refused_alike(opcode: int, data: st.DataObject) -> None:
+    """Each prefix of a valid payload (a count or a text length that runs past the end, a
+    record cut in half) and the payload with bytes appended: the plan reads nothing short
+    (construct's compile() would), so the reference decides, with the same error."""
+    message = data.draw(message_strategy(MESSAGE_BY_OPCODE[opcode]))
+    _, body = codec.encode_payload_reference(message)
+    assert codec.decode_payload(opcode, body) == message
+    for cut in range(len(body)):
+        assert outcome(codec.decode_payload, opcode, body[:cut]) == outcome(
+            codec.decode_payload_reference, opcode, body[:cut]
+        )
+    extended = body + data.draw(st.binary(min_size=1, max_size=4))
+    assert outcome(codec.decode_payload, opcode, extended) == outcome(
+        codec.decode_payload_reference, opcode, extended
+    )
+
+
+EDGE_BYTES = (0x00, 0x01, 0x1F, 0x20, 0x7E, 0x7F, 0x80, 0xFF)
+"""Byte values at the edges the plans check: printable ASCII, ASCII, a 0/1 flag, a count."""
+
+
+@pytest.mark.parametrize("opcode", VARIABLE, ids=[Opcode(op).name for op in VARIABLE])
+@settings(max_examples=15)  # each example decodes every position x every edge byte, twice
+@given(data=st.data())
+def test_every_byte_of_a_variable_payload_set_to_an_edge_value_decodes_alike(
+    opcode: int, data: st.DataObject
+) -> None:
+    """A text character, a presence flag, a count, an enum or a range-checked integer set
+    to each edge value: the same message or the same error from both decoders."""
+    message = data.draw(message_strategy(MESSAGE_BY_OPCODE[opcode]))
+    _, body = codec.encode_payload_reference(message)
+    if len(body) <= 160:
+        positions: list[int] = list(range(len(body)))
+    else:  # a long log page: a drawn sample of positions
+        positions = data.draw(st.lists(st.integers(0, len(body) - 1), min_size=40, max_size=40))
+    for at in positions:
+        for value in EDGE_BYTES:
+            changed = body[:at] + bytes((value,)) + body[at + 1 :]
+            assert outcome(codec.decode_payload, opcode, changed) == outcome(
+                codec.decode_payload_reference, opcode, changed
+            )
+
+
+def _forged(message: Message, path: tuple[str, ...], value: object) -> Message:
+    """``message`` with one field replaced behind its constructor's back (a caller that
+    bypassed the checks): what the encoders must still refuse alike."""
+    holder: object = message
+    for name in path[:-1]:
+        holder = getattr(holder, name)
+    object.__setattr__(holder, path[-1], value)
+    return message
+
+
+def _stage() -> StagePrescription:
+    return StagePrescription(
+        Prescription(
+            "Baclofen", 500, InfusionMode.CONTINUOUS, Repeat.DAILY, (FlexStep(0, 1),), None, 0
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        _forged(_stage(), ("prescription", "drug_name"), "B\u00e9"),
+        _forged(_stage(), ("prescription", "drug_name"), "x" * 300),
+        _forged(_stage(), ("prescription", "steps"), (FlexStep(0, 1),) * 300),
+        _forged(_stage(), ("prescription", "concentration_ug_per_ml"), 2**32),
+        _forged(Challenge(b"\x00" * 16, "SN1"), ("serial",), "\u00ff"),
+    ],
+    ids=["non-ascii-text", "text-over-255", "steps-over-255", "int-over-width", "challenge-text"],
+)
+def test_an_unencodable_variable_message_is_refused_alike(forged: Message) -> None:
+    assert outcome(codec.encode, forged, seq=1) == outcome(codec.encode_reference, forged, seq=1)
+    assert outcome(codec.encode, forged, seq=1)[0] == "error"
+    assert outcome(codec.encode_payload, forged) == outcome(codec.encode_payload_reference, forged)

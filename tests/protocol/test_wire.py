@@ -94,3 +94,27 @@ def test_only_wire_imports_construct() -> None:
             if any(name.split(".")[0] == "construct" for name in names):
                 importers.append(path.name)
     assert importers == ["wire.py"]
+
+
+def test_every_payload_is_described_without_construct() -> None:
+    """``payload_layout`` reads every declaration back, and reads a prescription's presence
+    flag and optional record off ``OneOf`` and ``If`` themselves."""
+    for opcode in Opcode:
+        assert wire.payload_layout(opcode.value) is not None, opcode.name
+    stage = wire.payload_layout(Opcode.STAGE_PRESCRIPTION.value)
+    assert stage is not None
+    assert [item.kind for item in stage] == ["record", "end"]
+    prescription = {item.name: item for item in stage[0].items}
+    assert prescription["drug_name"].kind == "text"
+    assert prescription["steps"].kind == "array"
+    assert [field.code for field in prescription["steps"].items] == ["L", "L"]
+    assert prescription["patient_bolus_present"].values == frozenset({0, 1})
+    optional = prescription["patient_bolus"]
+    assert (optional.kind, optional.flag, optional.values) == (
+        "optional",
+        "patient_bolus_present",
+        frozenset({1}),
+    )
+    status = wire.payload_layout(Opcode.STATUS.value)
+    assert status is not None
+    assert [item.code for item in status] == ["B", "L", "L", "B", "L", "L", "Q"]
