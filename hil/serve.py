@@ -6,11 +6,15 @@ listener, an in-memory pair) and a ``Clock``. It runs one blocking thread per li
 turn:
 
 1. fires the device's timers that are due on either timeline (``get_pump_timer``,
-   ``get_link_timer``, ``handle_timer``);
-2. writes what the device has to send;
-3. reads the link, blocking no longer than until the next thing is due: a pump timer
+   ``get_link_timer``, ``handle_timer``), and writes what the device has to send;
+2. reads the link, blocking no longer than until the next thing is due: a pump timer
    (converted from pump time to a real wait by the clock), a paced byte, or ``poll_s``;
-4. hands what arrived to ``device.receive_data(data, now, link)`` and writes the reply at once.
+3. hands what arrived to ``device.receive_data(data, now, link)``, notes the device's next
+   timers, and writes the reply last, so the thread blocks again at once.
+
+The device's timers are remembered between turns, so a turn with nothing due costs a clock
+read and a comparison before its read; a control-API call that holds the lock makes the
+next turn ask the device again (docs/serve.md "The serve loop's cost").
 
 Time: two timelines (docs/serve.md "Two timelines"). Pump time comes only from the clock
 given. A ``ScaledClock``/``SystemClock`` converts a pump-time deadline to a real wait
@@ -33,7 +37,9 @@ models the wire in both directions, so a programmer's timeouts behave as on hard
   occupies the wire for ``len * 10 / baud`` seconds after the later of its arrival and the
   end of the previous chunk (bytes are serialized back to back);
 - replies are written no faster than the wire rate: cut into slices of about a millisecond
-  of wire time, each written when its last byte would have left a real UART.
+  of wire time, each written when its last byte would have left a real UART that started on
+  the reply when its request became visible (the emulated pump answers in no time; the
+  host's compute time hides inside the reply's wire time).
 
 Waits are scheduled against absolute deadlines, so a late wake-up never accumulates.
 
