@@ -74,6 +74,7 @@ from hil.capture import CaptureWriter
 from hil.errors import HilError, UsageError
 from hil.links import MAX_READ, Link, LinkClosedError, LinkOpenError
 from hil.state_file import write_state_file
+from hil.timer_slack import PACED_SLACK_NS, set_timer_slack_ns
 from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
 from protocol.messages import Opcode
 from protocol.refusal import RefusalCode
@@ -659,6 +660,10 @@ class PumpServer:
 
     def run(self) -> None:
         """Serve until ``stop`` (or until the link is lost for good). Blocks."""
+        if self._wire is not None:
+            # Paced: this thread sleeps until each slice's wire instant, and Linux's default
+            # 50 us timer slack would be added to every reply (docs/serve.md "Pacing").
+            set_timer_slack_ns(PACED_SLACK_NS)
         try:
             while not self._stop.is_set():
                 try:
