@@ -66,7 +66,7 @@ def timed(requests: list[bytes], events: tuple[str, ...]) -> tuple[float, int]:
     feed = server._feed  # the serve loop's receive path, without its thread
     began = time.perf_counter()
     for chunk in requests:
-        feed(chunk)
+        feed(chunk, None)  # unpaced: the reply is written at once
     elapsed = time.perf_counter() - began
     offered = 0
     if subscription is not None:

@@ -711,9 +711,10 @@ class PumpDevice:
         self._reply(reply, frame.seq)
 
     def _handle_accepted(self, opcode: Opcode, accepted: SessionAccepted) -> Message:
-        status = self._pump.status()
         if accepted.action is Action.ACK_KEEP_ALIVE or accepted.action is Action.END_SESSION:
-            return _ack(0, opcode, status, 0)
+            # The full status is built only for the ACK that carries it: a read builds its
+            # own reply, and a firmware status costs more than the rest of a READ_STATUS.
+            return _ack(0, opcode, self._pump.status(), 0)
         try:
             request = codec.decode_payload(opcode, accepted.plaintext)
         except DecodeError as error:

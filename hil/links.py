@@ -18,6 +18,14 @@ Field notes behind the choices (docs/field-notes.md, "pyserial 3.5"): pyserial's
 ``inter_byte_timeout`` does nothing useful on Linux, so reads take ``in_waiting or 1`` bytes; a
 fresh pty mangles CR, LF and ^C unless both ends are raw; pyserial flushes input when it opens a
 port.
+
+A POSIX device (a tty, a pty's path) is opened and configured by pyserial, then read and
+written on its descriptor directly: one ``select`` and one ``os.read`` of whatever has arrived
+per read, one ``os.write`` per write, and no read timeout set on the port at all. pyserial's
+own ``read`` costs an ioctl, a ``select`` and a read per call and ``write`` a ``select`` after
+every write: three times the system calls of a round trip (docs/serve.md "The serve loop's
+cost"). URL handlers (``socket://``, ``loop://``, ``rfc2217://``) have no such descriptor and
+keep pyserial's path.
 """
 
 from __future__ import annotations
@@ -42,6 +50,10 @@ USB serial adapters reach."""
 
 MAX_READ = 4096
 """The most bytes one read returns. Bounds memory per read whatever the peer sends."""
+
+WRITE_TIMEOUT_S = 5.0
+"""How long a serial write waits for the device to take more bytes before the link is
+called lost: a device that stops draining must not hang its writer."""
 
 
 class LinkClosedError(HilError):
@@ -96,7 +108,9 @@ class SerialLink:
         self._baudrate = baudrate
         self._exclusive = exclusive
         self._timeout: float | None = 0.0
-        """The read timeout the port is configured with now."""
+        """The read timeout the port is configured with now (pyserial's path only)."""
+        self._fd: int | None = None
+        """The POSIX device's descriptor, read and written directly; None for a URL handler."""
         self._port = self._open()
 
     def _open(self) -> _Port:
@@ -107,8 +121,9 @@ class SerialLink:
             if isinstance(port, serial.Serial) and self._exclusive:
                 port.exclusive = True
             port.timeout = 0
-            port.write_timeout = 5.0
+            port.write_timeout = WRITE_TIMEOUT_S
             port.open()
+            self._fd = _device_fd(port)
         except ValueError as exc:
             raise LinkOpenError(f"cannot open {self._url!r}: {exc}") from exc
         except (serial.SerialException, OSError) as exc:
@@ -126,6 +141,9 @@ class SerialLink:
         self._timeout = 0.0
 
     def read(self, timeout_s: float) -> bytes:
+        fd = self._fd
+        if fd is not None:
+            return self._read_fd(fd, timeout_s)
         port = self._port
         try:
             waiting = port.in_waiting
@@ -149,13 +167,55 @@ class SerialLink:
             # pyserial raises TypeError/AttributeError from a port closed under it.
             raise LinkClosedError(f"{self._url}: link lost: {_reason(exc)}") from exc
 
+    def _read_fd(self, fd: int, timeout_s: float) -> bytes:
+        """One wait and one read of whatever has arrived (at most MAX_READ bytes)."""
+        try:
+            if not select.select([fd], [], [], max(timeout_s, 0.0))[0]:
+                return b""
+            data = os.read(fd, MAX_READ)
+        except BlockingIOError:
+            return b""
+        except (OSError, ValueError) as exc:
+            # ValueError: the descriptor was closed under us (select on -1).
+            raise LinkClosedError(f"{self._url}: link lost: {_reason(exc)}") from exc
+        if not data:
+            # A vanished device (a USB adapter pulled) is always readable and reads nothing.
+            raise LinkClosedError(
+                f"{self._url}: link lost: the device reports data but returns none (disconnected?)"
+            )
+        return data
+
     def write(self, data: bytes) -> None:
+        fd = self._fd
+        if fd is not None:
+            self._write_fd(fd, data)
+            return
         try:
             self._port.write(data)
         except (serial.SerialException, OSError) as exc:
             raise LinkClosedError(f"{self._url}: link lost while writing: {_reason(exc)}") from exc
 
+    def _write_fd(self, fd: int, data: bytes) -> None:
+        """Write everything, waiting for room at most ``WRITE_TIMEOUT_S`` at a time."""
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                written = 0
+            except (OSError, ValueError) as exc:
+                raise LinkClosedError(
+                    f"{self._url}: link lost while writing: {_reason(exc)}"
+                ) from exc
+            view = view[written:]
+            if view and not select.select([], [fd], [], WRITE_TIMEOUT_S)[1]:
+                raise LinkClosedError(
+                    f"{self._url}: write timed out: the device took no bytes for "
+                    f"{WRITE_TIMEOUT_S:g} s; {len(view)} bytes dropped"
+                )
+
     def close(self) -> None:
+        self._fd = None
         # Closing a port that already vanished has nothing left to release.
         with contextlib.suppress(serial.SerialException, OSError):
             self._port.close()
@@ -307,6 +367,16 @@ def open_link(url: str, *, baudrate: int = 115_200) -> SerialLink:
     if not url:
         raise LinkOpenError("no port given: pass a device path or a pyserial URL")
     return SerialLink(url, baudrate=baudrate)
+
+
+def _device_fd(port: object) -> int | None:
+    """The descriptor of a POSIX serial device pyserial opened (non-blocking, as pyserial
+    opens it), or None for a URL handler or a platform without descriptors."""
+    if os.name != "posix" or not isinstance(port, serial.Serial):
+        return None
+    fd = port.fileno()
+    os.set_blocking(fd, False)
+    return fd
 
 
 def _reason(exc: BaseException) -> str:

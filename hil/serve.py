@@ -6,11 +6,15 @@ listener, an in-memory pair) and a ``Clock``. It runs one blocking thread per li
 turn:
 
 1. fires the device's timers that are due on either timeline (``get_pump_timer``,
-   ``get_link_timer``, ``handle_timer``);
-2. writes what the device has to send;
-3. reads the link, blocking no longer than until the next thing is due: a pump timer
+   ``get_link_timer``, ``handle_timer``), and writes what the device has to send;
+2. reads the link, blocking no longer than until the next thing is due: a pump timer
    (converted from pump time to a real wait by the clock), a paced byte, or ``poll_s``;
-4. hands what arrived to ``device.receive_data(data, now, link)`` and writes the reply at once.
+3. hands what arrived to ``device.receive_data(data, now, link)``, notes the device's next
+   timers, and writes the reply last, so the thread blocks again at once.
+
+The device's timers are remembered between turns, so a turn with nothing due costs a clock
+read and a comparison before its read; a control-API call that holds the lock makes the
+next turn ask the device again (docs/serve.md "The serve loop's cost").
 
 Time: two timelines (docs/serve.md "Two timelines"). Pump time comes only from the clock
 given. A ``ScaledClock``/``SystemClock`` converts a pump-time deadline to a real wait
@@ -33,7 +37,9 @@ models the wire in both directions, so a programmer's timeouts behave as on hard
   occupies the wire for ``len * 10 / baud`` seconds after the later of its arrival and the
   end of the previous chunk (bytes are serialized back to back);
 - replies are written no faster than the wire rate: cut into slices of about a millisecond
-  of wire time, each written when its last byte would have left a real UART.
+  of wire time, each written when its last byte would have left a real UART that started on
+  the reply when its request became visible (the emulated pump answers in no time; the
+  host's compute time hides inside the reply's wire time).
 
 Waits are scheduled against absolute deadlines, so a late wake-up never accumulates.
 
@@ -74,6 +80,7 @@ from hil.links import MAX_READ, Link, LinkClosedError, LinkOpenError
 from hil.pump_events import PumpEvents, status_body
 from hil.pump_text import describe_event, format_pump_time
 from hil.state_file import write_state_file
+from hil.timer_slack import PACED_SLACK_NS, set_timer_slack_ns
 from protocol.device_state import EventKind, LogEntry
 
 _T = TypeVar("_T")
@@ -333,6 +340,13 @@ class PumpServer:
         self._saved_key = self._memory_key()
         self._hub = EventHub()
         self._events = PumpEvents(self._hub)
+        self._poll_ns = int(poll_s * 1e9)
+        self._realtime = clock if isinstance(clock, RealTimeClock) else None
+        """The clock, if it can convert a pump-time deadline to a real wait (checked once:
+        a runtime protocol check costs microseconds on every turn)."""
+        self._timers: tuple[int | None, int | None] | None = None
+        """The device's (pump, link) timers as of the serve thread's last call into it;
+        None when a control-API call may have changed them (``_control``)."""
 
     # -- life cycle --
 
@@ -424,9 +438,20 @@ class PumpServer:
     @contextlib.contextmanager
     def locked(self) -> Iterator[PumpDevice]:
         """Hold the device lock: ``with server.locked() as device: ...``."""
-        with self._lock:
+        with self._control():
             yield self._device
             self._scan_log()
+
+    @contextlib.contextmanager
+    def _control(self) -> Iterator[None]:
+        """The device lock for anything but the serve loop's own turn: whatever it does to
+        the device (a fault, an advance, a timer fired), the loop asks the device for its
+        timers again on its next turn."""
+        with self._lock:
+            try:
+                yield
+            finally:
+                self._timers = None
 
     def stats(self) -> ServeStats:
         return ServeStats(
@@ -442,7 +467,7 @@ class PumpServer:
     # -- the control API's operations (thread-safe) --
 
     def now_ms(self) -> int:
-        with self._lock:
+        with self._control():
             return self._device.now_ms
 
     def link_ms(self) -> int:
@@ -451,7 +476,7 @@ class PumpServer:
 
     def inject(self, fault: Fault) -> int:
         """Apply a plant fault at the current pump time; returns that time."""
-        with self._lock:
+        with self._control():
             now = self._bring_up_to_date()
             self._device.pump.inject(fault)
             self._device.handle_timer(now, self.link_ms())
@@ -466,7 +491,7 @@ class PumpServer:
         """Apply a plant operation the firmware never sees (a catheter access port aspiration
         or injection, H2) at the current pump time, stored like a fault; returns that time
         and the operation's result."""
-        with self._lock:
+        with self._control():
             now = self._bring_up_to_date()
             result = operation(self._device.pump)
             self._device.handle_timer(now, self.link_ms())
@@ -499,18 +524,18 @@ class PumpServer:
                 "this pump's time follows a real-time clock"
             )
         with self._advancing:  # one advance at a time: slices of two never interleave
-            with self._lock:
+            with self._control():
                 before = clock.now_ms()
             left = ms
             while left:
                 step = min(left, ADVANCE_SLICE_MS)
-                with self._lock:
+                with self._control():
                     now = clock.advance(step)
                     self._device.handle_timer(now, self.link_ms())
                     self._scan_log()
                 left -= step
                 time.sleep(0)  # let a waiting serve thread take the lock between slices
-            with self._lock:
+            with self._control():
                 now = clock.now_ms()
                 self._note(
                     f"time advanced {ms} ms: {format_pump_time(before)} -> {format_pump_time(now)}",
@@ -524,7 +549,7 @@ class PumpServer:
 
     def view(self) -> PumpView:
         """Plant truth and the firmware's status, at the same instant."""
-        with self._lock:
+        with self._control():
             self._bring_up_to_date()
             pump = self._device.pump
             return PumpView(
@@ -537,7 +562,7 @@ class PumpServer:
             )
 
     def log_entries(self, since_seq: int = 0, limit: int | None = None) -> tuple[LogEntry, ...]:
-        with self._lock:
+        with self._control():
             self._bring_up_to_date()
             entries = self._device.pump.log(since_seq)
         return entries if limit is None else entries[:limit]
@@ -558,7 +583,7 @@ class PumpServer:
     def save(self) -> None:
         """Bring the pump up to the clock and store its state now (a clean shutdown).
         Errors propagate: the caller reports a state that could not be saved."""
-        with self._lock:
+        with self._control():
             self._bring_up_to_date()
             # Counted security events are written as their summaries before the last save,
             # so a restart from this state loses none (docs/protocol.md section 11.3).
@@ -605,6 +630,10 @@ class PumpServer:
 
     def run(self) -> None:
         """Serve until ``stop`` (or until the link is lost for good). Blocks."""
+        if self._wire is not None:
+            # Paced: this thread sleeps until each slice's wire instant, and Linux's default
+            # 50 us timer slack would be added to every reply (docs/serve.md "Pacing").
+            set_timer_slack_ns(PACED_SLACK_NS)
         try:
             while not self._stop.is_set():
                 try:
@@ -622,9 +651,41 @@ class PumpServer:
             self._done.set()
 
     def _turn(self) -> None:
+        """One pass of the loop: feed what is due, fire what is due, then block in one read.
+
+        The common turn after a reply costs a clock read and a comparison before the read:
+        the device's timers are remembered from the last call into it (``_timers``), and
+        only a timer that is due, or a control-API call that touched the device, makes the
+        turn take the lock and ask the device again (docs/serve.md "The serve loop's cost").
+        """
         wire = self._wire
         if wire is not None:
             self._feed_due_rx()
+        timers = self._timers
+        link = self.link_ms()
+        if timers is None or self._due(timers, link):
+            timers = self._service()
+            link = self.link_ms()
+        if wire is not None:
+            self._write_due_tx()
+        data = self._link.read(self._wait_s(timers[0], timers[1], link))
+        if not data:
+            return
+        self._rx_bytes += len(data)
+        if wire is None:
+            self._feed(data, None)
+        else:
+            self._rx_pending.append((wire.rx_visible(len(data), self._mono()), data))
+
+    def _due(self, timers: tuple[int | None, int | None], link: int) -> bool:
+        timer, link_timer = timers
+        return (link_timer is not None and link >= link_timer) or (
+            timer is not None and self._clock.now_ms() >= timer
+        )
+
+    def _service(self) -> tuple[int | None, int | None]:
+        """Fire the device's due timers, send what it has to send and note its next timers
+        (``_timers``); returns them."""
         with self._lock:
             now = self._clock.now_ms()
             link = self.link_ms()
@@ -636,30 +697,22 @@ class PumpServer:
                 device.handle_timer(now, link)
                 timer, link_timer = device.get_pump_timer(), device.get_link_timer()
                 self._save_if_changed()
-            out = self._device.data_to_send()
+            out = device.data_to_send()
             self._scan_log()
             if self._events.status_due(link):
                 self._status_changed()
+            timers = self._timers = (timer, link_timer)
         if out:
-            self._send(out, now)
-        if wire is not None:
-            self._write_due_tx()
-        data = self._link.read(self._wait_s(timer, link_timer, link))
-        if not data:
-            return
-        self._rx_bytes += len(data)
-        if wire is None:
-            self._feed(data)
-        else:
-            self._rx_pending.append((wire.rx_visible(len(data), self._mono()), data))
+            self._send(out, now, None)
+        return timers
 
     def _wait_s(self, timer: int | None, link_timer: int | None, link: int) -> float:
         """How long the next read may block: until a pump timer, a link timer, a paced
         byte, or ``poll_s``."""
-        wait_ns = int(self._poll_s * 1e9)
-        clock = self._clock
-        if timer is not None and isinstance(clock, RealTimeClock):
-            wait_ns = min(wait_ns, clock.real_ns_until(timer))
+        wait_ns = self._poll_ns
+        realtime = self._realtime
+        if timer is not None and realtime is not None:
+            wait_ns = min(wait_ns, realtime.real_ns_until(timer))
         if link_timer is not None:
             wait_ns = min(wait_ns, (link_timer - link) * 1_000_000)
         if self._rx_pending or self._tx_pending:
@@ -669,38 +722,52 @@ class PumpServer:
                     wait_ns = min(wait_ns, queue[0][0] - now_ns)
         return max(wait_ns, 0) / 1e9
 
-    def _feed(self, data: bytes) -> None:
-        """Hand received bytes to the device and send its reply at once."""
+    def _feed(self, data: bytes, visible_ns: int | None) -> None:
+        """Hand received bytes to the device and send its reply at once.
+
+        Everything the loop needs before its next read (the device's next timers, the log
+        scan, the retry of a failed store) is done before the reply is written, so the
+        reply is the last thing this thread does before it blocks again: the programmer,
+        woken by it, does not wait for this thread to let go of the interpreter.
+        ``visible_ns``: when a paced request became visible (its reply starts on the wire
+        then); None unpaced.
+        """
         with self._lock:
             now = self._clock.now_ms()
             link = self.link_ms()
-            self._device.receive_data(data, now, link)
+            device = self._device
+            device.receive_data(data, now, link)
             self._events.chunk("rx", data, now, link)
             if self._conformance is not None:
                 self._conformance.feed("to_pump", data, link)
                 self._events.conformance(self._conformance.violations_since)
-            out = self._device.data_to_send()
+            out = device.data_to_send()
+            self._timers = (device.get_pump_timer(), device.get_link_timer())
             self._save_if_changed()
             self._scan_log()
             self._events.status_after_chunk(self._device, self.clock_name(), link)
         if self._capture is not None:
             self._capture.record("rx", data, now)
         if out:
-            self._send(out, now)
+            self._send(out, now, visible_ns)
             if self._wire is not None:
                 self._write_due_tx()
 
     def _feed_due_rx(self) -> None:
         pending = self._rx_pending
         while pending and pending[0][0] <= self._mono():
-            self._feed(pending.popleft()[1])
+            visible_ns, data = pending.popleft()
+            self._feed(data, visible_ns)
 
-    def _send(self, data: bytes, now: int) -> None:
+    def _send(self, data: bytes, now: int, start_ns: int | None) -> None:
+        """Write ``data`` now, or paced: queued on the wire model from ``start_ns`` (the
+        instant the request it answers became visible) or from now (a timer's output)."""
         wire = self._wire
         if wire is None:
             self._write(data, now)
         else:
-            self._tx_pending.extend(wire.tx_schedule(data, self._mono()))
+            start = self._mono() if start_ns is None else start_ns
+            self._tx_pending.extend(wire.tx_schedule(data, start))
 
     def _write_due_tx(self) -> None:
         pending = self._tx_pending
@@ -755,7 +822,7 @@ class PumpServer:
 
     def _tick(self) -> None:
         """Fire due timers while the link is away, so alarms are still logged on time."""
-        with self._lock:
+        with self._control():
             self._bring_up_to_date()
             self._device.data_to_send()  # nobody to send it to
             self._scan_log()

@@ -314,3 +314,22 @@ def test_the_nonce_is_unique_per_direction_and_seq() -> None:
     }
     assert len(nonces) == 100
     assert crypto.aead_nonce(header(0x03, 0x01020304, 16)).hex() == "010000000000000004030201"
+
+
+@given(st.binary(min_size=crypto.HEADER_LEN, max_size=crypto.HEADER_LEN))
+def test_the_nonce_is_direction_then_seven_zeros_then_seq_for_any_header(hdr: bytes) -> None:
+    """``aead_nonce`` copies the SEQ's bytes rather than unpacking and repacking them
+    (docs/security.md): the same nonce for any header, whatever buffer carries it."""
+    seq = struct.unpack_from("<I", hdr, crypto.SEQ_OFFSET)[0]
+    direction = hdr[crypto.FLAGS_OFFSET] & crypto.FLAG_REPLY
+    expected = bytes([direction]) + bytes(7) + struct.pack("<I", seq)
+    carriers: tuple[bytes, ...] = (hdr, bytearray(hdr), memoryview(hdr))  # type: ignore[assignment]
+    for carrier in carriers:
+        nonce = crypto.aead_nonce(carrier)
+        assert nonce == expected
+        assert type(nonce) is bytes
+
+
+def test_open_checks_the_header_type_before_anything_else() -> None:
+    with pytest.raises(ValueError, match="header must be bytes"):
+        crypto.open(KEY, "x" * crypto.HEADER_LEN, bytes(16))  # type: ignore[arg-type]
