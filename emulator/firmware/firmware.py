@@ -37,6 +37,7 @@ from emulator.delivery import EngineState, Strokes
 from emulator.drug_library import DrugLibrary, default_library
 from emulator.firmware import readouts, service
 from emulator.firmware.alarms import AlarmSet
+from emulator.firmware.basal_plan import PlanCache
 from emulator.firmware.concentration_change import (
     PendingChange,
     TipAction,
@@ -77,6 +78,7 @@ from emulator.firmware.service import CatheterBelief
 from emulator.firmware.therapy_table import Go, Refuse, Target, TherapyInput, lookup
 from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
+from emulator.rate_plan import RatePlan
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, TherapyState
 from protocol.messages import Opcode
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
@@ -196,7 +198,10 @@ class Engine(Protocol):
     def bolus_active(self) -> bool: ...
     @property
     def bolus_strokes_remaining(self) -> int: ...
+    @property
+    def plan(self) -> RatePlan | None: ...
     def set_basal(self, rate_nl_per_day: int) -> None: ...
+    def follow(self, plan: RatePlan) -> None: ...
     def start_bolus(self, strokes: int, duration_ms: int) -> None: ...
     def cancel_bolus(self) -> int: ...
     def advance(self, now_ms: int) -> Strokes: ...
@@ -359,6 +364,7 @@ class Firmware:
         self._refill_predicted: int | None = None
         self._nv_fault: bytes | None = None
         self._schedule = Schedule(None)
+        self._plans = PlanCache()
         self._before_day = 0  # strokes of the step in progress that fell before its day began
         if power_on:
             self._log(start_ms, EventKind.POWER_ON, 0, reservoir_estimate_nl)
@@ -509,16 +515,34 @@ class Firmware:
                 candidates.append(self._design_eos_ms - self._eri_lead_ms)  # design-life ERI
         if self._bolus_end_ms is not None:
             candidates.append(self._bolus_end_ms)
-        if self._basal_applies():
-            change = self._schedule.next_change_ms(self.local_ms(now_ms))
+        if self._basal_applies() and self.engine.plan is not self._rate_plan():
+            # Only an engine not following the schedule needs a step at its boundaries.
+            change = self.next_rate_change(now_ms)
             if change is not None:
-                candidates.append(change - self._clock_offset_ms)
+                candidates.append(change)
         horizon = min(candidates) if candidates else None
         if self.state in _DELIVERING:
             crossing = self._next_reservoir_crossing(horizon)
             if crossing is not None:
                 candidates.append(crossing)
         return min(candidates) if candidates else None
+
+    def next_rate_change(self, now_ms: int) -> int | None:
+        """The next flex boundary after now (internal), None if the basal does not run or
+        never changes: not a firmware deadline (the engine follows the schedule across
+        it), but the pump steps there when the plant must see each step's strokes apart."""
+        if not self._basal_applies():
+            return None
+        change = self._schedule.next_change_ms(self.local_ms(now_ms))
+        return None if change is None else change - self._clock_offset_ms
+
+    def _rate_plan(self) -> RatePlan:
+        return self._plans.plan(self._schedule, self._clock_offset_ms)
+
+    def _run_schedule(self) -> None:
+        """The engine runs the schedule from now: the same rate now as ``rate_at`` and
+        every boundary after it, integrated in closed form (rate_plan.py)."""
+        self.engine.follow(self._rate_plan())
 
     def _next_reservoir_crossing(self, horizon: int | None) -> int | None:
         """When the next stroke-counted reservoir event (low, empty) falls, if before horizon.
@@ -609,8 +633,8 @@ class Firmware:
         end = self._bolus_end_ms
         if end is not None and now_ms >= end and not self.engine.bolus_active:
             self._complete_bolus(now_ms)
-        if self._basal_applies():
-            self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+        if self._basal_applies() and self.engine.plan is not self._rate_plan():
+            self._run_schedule()
         self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
@@ -1168,7 +1192,7 @@ class Firmware:
             if self.state in _RUNNING:
                 self._transition(Go(Target.BASAL), now_ms)
             elif self._basal_applies():
-                self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+                self._run_schedule()
             return
         self._change = replace(change, suspended=True)
         self._log(now_ms, EventKind.CONCENTRATION_UNPROGRAMMED, 0, change.new_concentration)
@@ -1225,7 +1249,7 @@ class Firmware:
         accepted = self._accepted(command_id, now_ms, seq)
         self._clock_offset_ms = local_ms - now_ms
         if self._basal_applies():
-            self.engine.set_basal(self._schedule.rate_at(local_ms))
+            self._run_schedule()  # the boundaries moved with the clock
         return accepted
 
     def record_event(
@@ -1409,9 +1433,10 @@ class Firmware:
         seq = 0
         if new not in _BOLUS and self._bolus_end_ms is not None:
             seq = self._drop_bolus(now_ms)
-        self.engine.set_basal(
-            self._schedule.rate_at(self.local_ms(now_ms)) if self._basal_applies() else 0
-        )
+        if self._basal_applies():
+            self._run_schedule()
+        else:
+            self.engine.set_basal(0)
         return seq
 
     def _drop_bolus(self, now_ms: int) -> int:
@@ -1684,6 +1709,7 @@ class Firmware:
             self._log(now_ms, EventKind.BOLUS_CANCELLED, 0, self._bolus_delivered())
             self.state = self._resolve(Target.AFTER_BOLUS)
         self._bolus_end_ms = None
-        self.engine.set_basal(
-            self._schedule.rate_at(self.local_ms(now_ms)) if self._basal_applies() else 0
-        )
+        if self._basal_applies():
+            self._run_schedule()
+        else:
+            self.engine.set_basal(0)

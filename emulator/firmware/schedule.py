@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from emulator.rate_plan import RatePlan
 from protocol.prescription import WEEK_OFFSET_OF_EPOCH_S, InfusionMode, Prescription, Repeat
 from protocol.units import MS_PER_DAY, MS_PER_S
 
@@ -46,6 +47,11 @@ class Schedule:
     def constant(self) -> bool:
         """True when the rate never changes (continuous, stopped, or equal flex steps)."""
         return len(set(self._rates)) == 1
+
+    def plan(self, clock_offset_ms: int) -> RatePlan:
+        """This schedule on the internal timeline (pump clock = internal + clock_offset_ms),
+        for the delivery engine to integrate across flex boundaries (rate_plan.py)."""
+        return RatePlan(self._starts, self._rates, self._period, clock_offset_ms + self._origin)
 
     def _offset(self, local_ms: int) -> int:
         return (local_ms + self._origin) % self._period
