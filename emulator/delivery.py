@@ -94,6 +94,7 @@ class DeliveryEngine:
 
     __slots__ = (
         "_acc",
+        "_base",
         "_bolus_d",
         "_bolus_n",
         "_bolus_t0",
@@ -111,6 +112,7 @@ class DeliveryEngine:
         self._rate = 0
         # A basal plan the engine integrates itself (``follow``); None: the constant _rate.
         self._plan: RatePlan | None = None
+        self._base = 0  # the plan's cumulative gain at now_ms (one lookup per advance)
         self._acc = 0
         # _bolus_n == 0 means no bolus; see EngineState.
         self._bolus_t0 = 0
@@ -165,6 +167,7 @@ class DeliveryEngine:
         """
         self._plan = plan
         self._rate = plan.rate_at(self._now)
+        self._base = plan.cumulative(self._now)
 
     def start_bolus(self, strokes: int, duration_ms: int) -> None:
         """Deliver ``strokes`` strokes evenly over ``duration_ms`` from now_ms, on top of basal.
@@ -197,18 +200,11 @@ class DeliveryEngine:
     def advance(self, now_ms: int) -> Strokes:
         """Deliver everything in (self.now_ms, now_ms]; TimeError if now_ms < self.now_ms."""
         self._check_not_past(now_ms)
-        plan = self._plan
-        if plan is None:
-            basal_total = self._acc + self._rate * (now_ms - self._now)
-        else:
-            basal_total = self._acc + plan.gain(self._now, now_ms)
+        basal_total, base_then = self._basal_total(now_ms)
         basal_n = basal_total // self._threshold
         bolus_n = self._bolus_between(now_ms) if self._bolus_n else 0
         if basal_n == 0 and bolus_n == 0:
-            self._acc = basal_total
-            self._now = now_ms
-            if plan is not None:
-                self._rate = plan.rate_at(now_ms)
+            self._move(now_ms, basal_total, base_then)
             return NO_STROKES
         # First and last of each channel, computed from the state before it moves.
         firsts: list[int] = []
@@ -219,13 +215,36 @@ class DeliveryEngine:
         if bolus_n:
             firsts.append(self._bolus_time(1))
             lasts.append(self._bolus_time(bolus_n))
-        self._acc = basal_total - basal_n * self._threshold
+        self._move(now_ms, basal_total - basal_n * self._threshold, base_then)
+        return Strokes(basal_n + bolus_n, min(firsts), max(lasts))
+
+    def advance_count(self, now_ms: int) -> int:
+        """``advance(now_ms).count``: the same move, without the stroke times (the pump's
+        step needs only the count, and each time is a look-up on a flex plan)."""
+        self._check_not_past(now_ms)
+        basal_total, base_then = self._basal_total(now_ms)
+        basal_n = basal_total // self._threshold
+        bolus_n = self._bolus_between(now_ms) if self._bolus_n else 0
+        self._move(now_ms, basal_total - basal_n * self._threshold, base_then)
+        return basal_n + bolus_n
+
+    def _basal_total(self, now_ms: int) -> tuple[int, int]:
+        """(accumulator + basal gain over (now, now_ms], the plan's cumulative at now_ms)."""
+        plan = self._plan
+        if plan is None:
+            return self._acc + self._rate * (now_ms - self._now), 0
+        base_then = plan.cumulative(now_ms)
+        return self._acc + base_then - self._base, base_then
+
+    def _move(self, now_ms: int, acc: int, base_then: int) -> None:
+        self._acc = acc
         self._now = now_ms
+        plan = self._plan
         if plan is not None:
             self._rate = plan.rate_at(now_ms)
+            self._base = base_then
         if self._bolus_n and self._bolus_fired_by(now_ms) == self._bolus_n:
             self._clear_bolus()
-        return Strokes(basal_n + bolus_n, min(firsts), max(lasts))
 
     def next_stroke_ms(self) -> int | None:
         """When the next stroke (either channel) fires at current settings; None if never."""
@@ -314,7 +333,7 @@ class DeliveryEngine:
         if plan is None:
             gained = self._rate * (until_ms - self._now)
         else:
-            gained = plan.gain(self._now, until_ms)
+            gained = plan.cumulative(until_ms) - self._base
         basal = (self._acc + gained) // self._threshold
         return basal + self._bolus_between(until_ms)
 
@@ -325,7 +344,7 @@ class DeliveryEngine:
         plan = self._plan
         if plan is None:
             return self._now + _ceil_div(need, self._rate)
-        t = plan.time_to_gain(self._now, need)
+        t = plan.time_to_reach(self._base + need)
         assert t is not None  # the plan delivers (per_period > 0), so it gets there
         return t
 

@@ -83,10 +83,14 @@ class RatePlan:
 
     def time_to_gain(self, t0: int, need: int) -> int | None:
         """The least u with ``gain(t0, u) >= need`` (need >= 1); None if never."""
+        return self.time_to_reach(self.cumulative(t0) + need)
+
+    def time_to_reach(self, target: int) -> int | None:
+        """The least u with ``cumulative(u) >= target``; None if the plan never delivers.
+        The caller knows target > cumulative(now), so u is after now."""
         per_period = self._per_period
         if per_period == 0:
             return None
-        target = self.cumulative(t0) + need
         # Period q holds the target's last part: target - q * per_period is in (0, per_period].
         periods = (target - 1) // per_period
         rest = target - periods * per_period

@@ -113,6 +113,9 @@ class ReferenceStepper:
         self._now = now_ms
         return Strokes(count, first, last)
 
+    def advance_count(self, now_ms: int) -> int:
+        return self.advance(now_ms).count
+
     def next_stroke_ms(self) -> int | None:
         return self.time_of_stroke(1)
 

@@ -54,11 +54,12 @@ def check_range(field: str, value: int, low: int, high: int) -> None:
     """Refuse an integer field outside [low, high], naming the field and the range."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldValueError(field, f"must be an integer, got {type(value).__name__}")
+    if low <= value <= high:
+        return  # every log entry checks its fields: keep the good path free of formatting
     allowed = f"(allowed {low}..{high})"
     if value < low:
         raise FieldValueError(field, f"{value} is below the minimum {low} {allowed}", low)
-    if value > high:
-        raise FieldValueError(field, f"{value} is above the maximum {high} {allowed}", high)
+    raise FieldValueError(field, f"{value} is above the maximum {high} {allowed}", high)
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,6 +205,7 @@ class Engine(Protocol):
     def start_bolus(self, strokes: int, duration_ms: int) -> None: ...
     def cancel_bolus(self) -> int: ...
     def advance(self, now_ms: int) -> Strokes: ...
+    def advance_count(self, now_ms: int) -> int: ...
     def next_stroke_ms(self) -> int | None: ...
     def time_of_stroke(self, k: int) -> int | None: ...
     def strokes_between(self, until_ms: int) -> int: ...
@@ -596,12 +597,12 @@ class Firmware:
         day_start = day_of(self.local_ms(now_ms)) * MS_PER_DAY - self._clock_offset_ms
         crossing = engine.now_ms < day_start <= now_ms
         self._before_day = engine.strokes_between(day_start - 1) if crossing else 0
-        strokes = engine.advance(now_ms)
-        if not strokes.count:
+        count = engine.advance_count(now_ms)
+        if not count:
             return _NOTHING
         bolus = bolus_before - engine.bolus_strokes_remaining
-        allowed = min(strokes.count, self._estimate // self._stroke)
-        return Commanded(allowed, max(0, bolus - (strokes.count - allowed)))
+        allowed = min(count, self._estimate // self._stroke)
+        return Commanded(allowed, max(0, bolus - (count - allowed)))
 
     def on_strokes_delivered(self, commanded: Commanded) -> None:
         """The motor turned the commanded strokes (as far as the firmware can tell). Never
