@@ -9,7 +9,8 @@ Time is event-driven (docs/architecture.md principle 5): ``advance_to`` jumps fr
 the next (bolus ends, low-reservoir and empty crossings, battery checks, end of service, plant
 recoveries, stall detection and retries), so a year costs O(events), never O(seconds) or
 O(strokes). Flex boundaries are not steps: the engine integrates the schedule across them
-in closed form, unless the plant's results would depend on where steps fall (``_next_event``). No clock is read: the caller says what time it is.
+in closed form, unless the plant's results would depend on where steps fall
+(``_next_event``). No clock is read: the caller says what time it is.
 
 Two timelines (docs/pump-model.md, "Time"): ``now_ms``, ``advance_to``, ``next_deadline`` and
 ``status().time_ms`` are the *internal* timeline, monotonic and never set; every instant the
@@ -230,15 +231,19 @@ class Pump:
             # (H8; the api and wire scenario backends step at different instants).
             times.append(now + 1)
         due = min((t for t in times if t is not None and t > now), default=None)
-        if fw.engine.plan is None:
+        plan = fw.engine.plan
+        if plan is None or plan.constant:
             return due  # the firmware put any flex boundary among its own deadlines
-        change = fw.next_rate_change(now)
-        if change is None or change <= now or (due is not None and change >= due):
+        change = plan.next_change_ms(now)
+        if due is not None and change >= due:
             return due
         # The engine integrates the schedule across flex boundaries; the plant needs a step
         # at one only when its results would depend on where steps fall (a restriction, a
         # mixed concentration, a battery near flat): then it steps there as it always did.
-        if due is not None and self._plant.steps_may_merge(due, fw.engine.strokes_between(due)):
+        # The firmware never commands more strokes than its estimate holds: a bound on the
+        # battery the step can draw.
+        most = fw.reservoir_estimate_nl // self._profile.stroke_nl
+        if due is not None and self._plant.steps_may_merge(due, most):
             return due
         return change
 

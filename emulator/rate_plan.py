@@ -19,6 +19,7 @@ stroke time is O(log steps) however many boundaries and periods lie between. No 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import pairwise
 
 __all__ = ["RatePlan"]
 
@@ -27,14 +28,14 @@ class RatePlan:
     """Rates ``rates[i]`` from offset ``starts[i]`` (ms into the period) to the next start;
     internal time t sits at offset ``(t + shift_ms) % period_ms``."""
 
-    __slots__ = ("_per_period", "_period", "_prefix", "_rates", "_shift", "_starts")
+    __slots__ = ("_per_period", "_period", "_prefix", "_rates", "_shift", "_starts", "constant")
 
     def __init__(
         self, starts: tuple[int, ...], rates: tuple[int, ...], period_ms: int, shift_ms: int
     ) -> None:
         if not starts or len(starts) != len(rates):
             raise ValueError("need one rate per start, at least one")
-        if period_ms < 1 or any(b <= a for a, b in zip(starts, starts[1:], strict=False)):
+        if period_ms < 1 or any(b <= a for a, b in pairwise(starts)):
             raise ValueError("starts must increase strictly, within a period >= 1 ms")
         if starts[0] < 0 or starts[-1] >= period_ms or min(rates) < 0:
             raise ValueError("starts must lie in [0, period) and rates be >= 0")
@@ -52,6 +53,8 @@ class RatePlan:
             prefix.append(prefix[-1] + rate * (end - start))
         self._prefix = tuple(prefix)  # prefix[i]: gain from offset 0 to starts[i]
         self._per_period = prefix[-1]
+        self.constant = len(set(rates)) == 1
+        """True when the rate never changes: the plan has no boundary that matters."""
 
     @property
     def per_period(self) -> int:
@@ -73,9 +76,8 @@ class RatePlan:
         """The gain from the plan's origin to internal time t (nL*ms/day)."""
         periods, offset = divmod(t + self._shift, self._period)
         i = bisect_right(self._starts, offset) - 1
-        return (
-            periods * self._per_period + self._prefix[i] + self._rates[i] * (offset - self._starts[i])
-        )
+        within = self._rates[i] * (offset - self._starts[i])
+        return periods * self._per_period + self._prefix[i] + within
 
     def gain(self, t0: int, t1: int) -> int:
         """The gain over (t0, t1], t0 <= t1."""

@@ -23,7 +23,7 @@ __all__ = ["Schedule"]
 class Schedule:
     """A prescription's basal steps, ready for O(log steps) lookups."""
 
-    __slots__ = ("_origin", "_period", "_rates", "_starts")
+    __slots__ = ("_constant", "_origin", "_period", "_rates", "_starts")
 
     def __init__(self, prescription: Prescription | None) -> None:
         rx = prescription
@@ -32,11 +32,14 @@ class Schedule:
             self._rates: tuple[int, ...] = (0,)
             self._period = MS_PER_DAY
             self._origin = 0
+            self._constant = True
             return
         self._starts = tuple(step.start_s * MS_PER_S for step in rx.steps)
         self._rates = tuple(step.rate_nl_per_day for step in rx.steps)
         self._period = rx.repeat.period_s * MS_PER_S
         self._origin = WEEK_OFFSET_OF_EPOCH_S * MS_PER_S if rx.repeat is Repeat.WEEKLY else 0
+        # Asked at every pump step (next_change_ms): decided once.
+        self._constant = len(set(self._rates)) == 1
 
     @property
     def period_ms(self) -> int:
@@ -46,7 +49,7 @@ class Schedule:
     @property
     def constant(self) -> bool:
         """True when the rate never changes (continuous, stopped, or equal flex steps)."""
-        return len(set(self._rates)) == 1
+        return self._constant
 
     def plan(self, clock_offset_ms: int) -> RatePlan:
         """This schedule on the internal timeline (pump clock = internal + clock_offset_ms),

@@ -172,9 +172,11 @@ def test_set_basal_stops_following() -> None:
     plan = RatePlan((0,), (144_000,), MS_PER_DAY, 0)
     engine = DeliveryEngine(100, 0)
     engine.follow(plan)
-    assert engine.plan is plan
+    following = engine.plan
+    assert following is plan
     engine.set_basal(0)
-    assert engine.plan is None
+    stopped = engine.plan
+    assert stopped is None
     assert engine.next_stroke_ms() is None
 
 
@@ -191,5 +193,5 @@ def test_set_basal_stops_following() -> None:
 def test_malformed_plans_are_refused(
     starts: tuple[int, ...], rates: tuple[int, ...], period: int
 ) -> None:
-    with pytest.raises(ValueError, match="start|rate|period"):
+    with pytest.raises(ValueError, match=r"start|rate|period"):
         RatePlan(starts, rates, period, 0)
