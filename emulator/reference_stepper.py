@@ -29,10 +29,17 @@ __all__ = ["ReferenceStepper"]
 
 
 class ReferenceStepper:
-    def __init__(self, stroke_nl: int, start_ms: int, tick_ms: int = 1) -> None:
+    def __init__(
+        self, stroke_nl: int, start_ms: int, tick_ms: int = 1, *, follow_plans: bool = True
+    ) -> None:
+        """``follow_plans=False``: ``follow`` only sets the plan's rate now, so the firmware
+        steps the pump to every flex boundary as it does for an engine that does not follow
+        (the benchmark's like-for-like reference: the stepper's look-ahead costs O(ticks to
+        the horizon), and flex boundaries keep horizons short)."""
         if stroke_nl < 1 or start_ms < 0 or tick_ms < 1:
             raise ValueError("need stroke_nl >= 1, start_ms >= 0, tick_ms >= 1")
         self._stroke_nl = stroke_nl
+        self._follow_plans = follow_plans
         self._tick = tick_ms
         self._now = start_ms
         self._grid = start_ms  # end of the last tick processed
@@ -78,6 +85,9 @@ class ReferenceStepper:
         self._plan = None
 
     def follow(self, plan: RatePlan) -> None:
+        if not self._follow_plans:
+            self.set_basal(plan.rate_at(self._now))
+            return
         self._plan = plan
         self._rate = plan.rate_at(self._now)
         self._plan_next = plan.next_change_ms(self._now)

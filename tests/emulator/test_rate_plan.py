@@ -14,8 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.delivery import MS_PER_DAY, DeliveryEngine, EngineState
+from emulator.pump import Pump
 from emulator.rate_plan import RatePlan
 from emulator.reference_stepper import ReferenceStepper
+from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 
 
 @st.composite
@@ -195,3 +197,38 @@ def test_malformed_plans_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=r"start|rate|period"):
         RatePlan(starts, rates, period, 0)
+
+
+def test_a_stepper_not_following_plans_takes_the_rate_now_only() -> None:
+    plan = RatePlan((0, 50), (144_000, 288_000), 100, 0)
+    stepper = ReferenceStepper(100, 60, follow_plans=False)
+    stepper.follow(plan)
+    unfollowed = stepper.plan
+    assert unfollowed is None
+    assert stepper.basal_rate_nl_per_day == 288_000
+
+
+def test_a_pump_stepping_every_boundary_matches_one_following_the_plan() -> None:
+    # The whole pump: the stepper told each rate at its boundary (the pump steps there)
+    # and the engine following the plan deliver and log the same over two flex days.
+    rx = Prescription(
+        drug_name="morphine",
+        concentration_ug_per_ml=5_000,
+        mode=InfusionMode.FLEX,
+        repeat=Repeat.DAILY,
+        steps=(FlexStep(0, 300_000), FlexStep(8 * 3_600, 600_000), FlexStep(20 * 3_600, 0)),
+        patient_bolus=None,
+        low_reservoir_threshold_nl=2_000_000,
+    )
+
+    def stepper(stroke_nl: int, start_ms: int) -> ReferenceStepper:
+        return ReferenceStepper(stroke_nl, start_ms, tick_ms=1_000, follow_plans=False)
+
+    pumps = [Pump("peristaltic-20"), Pump("peristaltic-20", engine_factory=stepper)]
+    for pump in pumps:
+        assert pump.program(rx).ok
+        pump.advance_to(2 * MS_PER_DAY)
+    exact, stepped = pumps
+    assert exact.status().delivered_nl == stepped.status().delivered_nl > 0
+    assert exact.plant_truth() == stepped.plant_truth()
+    assert exact.log() == stepped.log()
