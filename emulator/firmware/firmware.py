@@ -179,6 +179,16 @@ def _command(
     return run
 
 
+_FIXED_TARGETS = {
+    Target.STOPPED: TherapyState.STOPPED,
+    Target.CLINICIAN_BOLUS: TherapyState.CLINICIAN_BOLUS,
+    Target.PATIENT_BOLUS: TherapyState.PATIENT_BOLUS,
+    Target.PRIMING: TherapyState.PRIMING,
+    Target.SUSPENDED: TherapyState.SUSPENDED_BY_ALARM,
+    Target.END_OF_SERVICE: TherapyState.END_OF_SERVICE,
+}
+"""The targets that name one state whatever the firmware's state (built once, not per call)."""
+
 _BOLUS_EVENTS = {
     TherapyState.CLINICIAN_BOLUS: EventKind.CLINICIAN_BOLUS_COMPLETED,
     TherapyState.PATIENT_BOLUS: EventKind.PATIENT_BOLUS_COMPLETED,
@@ -1405,14 +1415,7 @@ class Firmware:
             if self._stalled or self._empty or self._memory_error or suspended_change:
                 return self.state
             return running_or_stopped
-        return {
-            Target.STOPPED: TherapyState.STOPPED,
-            Target.CLINICIAN_BOLUS: TherapyState.CLINICIAN_BOLUS,
-            Target.PATIENT_BOLUS: TherapyState.PATIENT_BOLUS,
-            Target.PRIMING: TherapyState.PRIMING,
-            Target.SUSPENDED: TherapyState.SUSPENDED_BY_ALARM,
-            Target.END_OF_SERVICE: TherapyState.END_OF_SERVICE,
-        }[target]
+        return _FIXED_TARGETS[target]
 
     def _basal_applies(self) -> bool:
         """Whether the schedule's basal runs now: running, or under a bolus on top of it."""
