@@ -552,8 +552,12 @@ class Firmware:
 
     def _run_schedule(self) -> None:
         """The engine runs the schedule from now: the same rate now as ``rate_at`` and
-        every boundary after it, integrated in closed form (rate_plan.py)."""
-        self.engine.follow(self._rate_plan())
+        every boundary after it, integrated in closed form (rate_plan.py). Already following
+        it (a bolus starting or ending over the basal), the engine is left alone: its rate
+        is the plan's rate now either way."""
+        plan = self._rate_plan()
+        if self.engine.plan is not plan:
+            self.engine.follow(plan)
 
     def _next_reservoir_crossing(self, horizon: int | None) -> int | None:
         """When the next stroke-counted reservoir event (low, empty) falls, if before horizon.
