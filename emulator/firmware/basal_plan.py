@@ -10,10 +10,34 @@ and value, so no caller has to remember to invalidate anything.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from emulator.firmware.schedule import Schedule
 from emulator.rate_plan import RatePlan
 
-__all__ = ["PlanCache"]
+__all__ = ["PlanCache", "next_rate_change"]
+
+
+class Follower(Protocol):
+    """The part of the delivery engine's API (firmware.Engine) that runs the basal."""
+
+    @property
+    def plan(self) -> RatePlan | None: ...
+    def set_basal(self, rate_nl_per_day: int) -> None: ...
+    def follow(self, plan: RatePlan) -> None: ...
+
+
+def next_rate_change(
+    schedule: Schedule, clock_offset_ms: int, now_ms: int, applies: bool
+) -> int | None:
+    """The next flex boundary after internal time ``now_ms``, on the internal timeline;
+    None if the basal does not run (``applies`` False) or never changes. Not a firmware
+    deadline (the engine follows the schedule across it), but the pump steps there when
+    the plant must see each step's strokes apart (emulator/pump.py ``_next_event``)."""
+    if not applies:
+        return None
+    change = schedule.next_change_ms(now_ms + clock_offset_ms)
+    return None if change is None else change - clock_offset_ms
 
 
 class PlanCache:
@@ -33,3 +57,16 @@ class PlanCache:
             self._schedule = schedule
             self._offset = clock_offset_ms
         return plan
+
+    def run(
+        self, engine: Follower, schedule: Schedule, clock_offset_ms: int, applies: bool
+    ) -> None:
+        """Set the engine's basal now: the schedule's plan if the basal runs (``applies``),
+        else 0. An engine already following the plan (a bolus starting or ending over the
+        basal) is left alone: its rate is the plan's rate now either way."""
+        if not applies:
+            engine.set_basal(0)
+            return
+        plan = self.plan(schedule, clock_offset_ms)
+        if engine.plan is not plan:
+            engine.follow(plan)

@@ -37,7 +37,7 @@ from emulator.delivery import EngineState, Strokes
 from emulator.drug_library import DrugLibrary, default_library
 from emulator.firmware import readouts, service
 from emulator.firmware.alarms import AlarmSet
-from emulator.firmware.basal_plan import PlanCache
+from emulator.firmware.basal_plan import PlanCache, next_rate_change
 from emulator.firmware.concentration_change import (
     PendingChange,
     TipAction,
@@ -75,7 +75,7 @@ from emulator.firmware.results import (
 )
 from emulator.firmware.schedule import Schedule
 from emulator.firmware.service import CatheterBelief
-from emulator.firmware.therapy_table import Go, Refuse, Target, TherapyInput, lookup
+from emulator.firmware.therapy_table import FIXED_TARGETS, Go, Refuse, Target, TherapyInput, lookup
 from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
 from emulator.rate_plan import RatePlan
@@ -178,16 +178,6 @@ def _command(
 
     return run
 
-
-_FIXED_TARGETS = {
-    Target.STOPPED: TherapyState.STOPPED,
-    Target.CLINICIAN_BOLUS: TherapyState.CLINICIAN_BOLUS,
-    Target.PATIENT_BOLUS: TherapyState.PATIENT_BOLUS,
-    Target.PRIMING: TherapyState.PRIMING,
-    Target.SUSPENDED: TherapyState.SUSPENDED_BY_ALARM,
-    Target.END_OF_SERVICE: TherapyState.END_OF_SERVICE,
-}
-"""The targets that name one state whatever the firmware's state (built once, not per call)."""
 
 _BOLUS_EVENTS = {
     TherapyState.CLINICIAN_BOLUS: EventKind.CLINICIAN_BOLUS_COMPLETED,
@@ -527,8 +517,7 @@ class Firmware:
         if self._bolus_end_ms is not None:
             candidates.append(self._bolus_end_ms)
         if self._basal_applies() and self.engine.plan is not self._rate_plan():
-            # Only an engine not following the schedule needs a step at its boundaries.
-            change = self.next_rate_change(now_ms)
+            change = self.next_rate_change(now_ms)  # an engine not following the schedule
             if change is not None:
                 candidates.append(change)
         horizon = min(candidates) if candidates else None
@@ -539,25 +528,15 @@ class Firmware:
         return min(candidates) if candidates else None
 
     def next_rate_change(self, now_ms: int) -> int | None:
-        """The next flex boundary after now (internal), None if the basal does not run or
-        never changes: not a firmware deadline (the engine follows the schedule across
-        it), but the pump steps there when the plant must see each step's strokes apart."""
-        if not self._basal_applies():
-            return None
-        change = self._schedule.next_change_ms(self.local_ms(now_ms))
-        return None if change is None else change - self._clock_offset_ms
+        """The next flex boundary after now (internal; basal_plan.py), None if none."""
+        applies = self._basal_applies()
+        return next_rate_change(self._schedule, self._clock_offset_ms, now_ms, applies)
 
     def _rate_plan(self) -> RatePlan:
         return self._plans.plan(self._schedule, self._clock_offset_ms)
 
-    def _run_schedule(self) -> None:
-        """The engine runs the schedule from now: the same rate now as ``rate_at`` and
-        every boundary after it, integrated in closed form (rate_plan.py). Already following
-        it (a bolus starting or ending over the basal), the engine is left alone: its rate
-        is the plan's rate now either way."""
-        plan = self._rate_plan()
-        if self.engine.plan is not plan:
-            self.engine.follow(plan)
+    def _run_schedule(self, applies: bool = True) -> None:
+        self._plans.run(self.engine, self._schedule, self._clock_offset_ms, applies)
 
     def _next_reservoir_crossing(self, horizon: int | None) -> int | None:
         """When the next stroke-counted reservoir event (low, empty) falls, if before horizon.
@@ -648,8 +627,8 @@ class Firmware:
         end = self._bolus_end_ms
         if end is not None and now_ms >= end and not self.engine.bolus_active:
             self._complete_bolus(now_ms)
-        if self._basal_applies() and self.engine.plan is not self._rate_plan():
-            self._run_schedule()
+        if self._basal_applies():
+            self._run_schedule()  # a no-op while the engine follows the schedule
         self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
@@ -1419,7 +1398,7 @@ class Firmware:
             if self._stalled or self._empty or self._memory_error or suspended_change:
                 return self.state
             return running_or_stopped
-        return _FIXED_TARGETS[target]
+        return FIXED_TARGETS[target]
 
     def _basal_applies(self) -> bool:
         """Whether the schedule's basal runs now: running, or under a bolus on top of it."""
@@ -1441,10 +1420,7 @@ class Firmware:
         seq = 0
         if new not in _BOLUS and self._bolus_end_ms is not None:
             seq = self._drop_bolus(now_ms)
-        if self._basal_applies():
-            self._run_schedule()
-        else:
-            self.engine.set_basal(0)
+        self._run_schedule(self._basal_applies())
         return seq
 
     def _drop_bolus(self, now_ms: int) -> int:
@@ -1717,7 +1693,4 @@ class Firmware:
             self._log(now_ms, EventKind.BOLUS_CANCELLED, 0, self._bolus_delivered())
             self.state = self._resolve(Target.AFTER_BOLUS)
         self._bolus_end_ms = None
-        if self._basal_applies():
-            self._run_schedule()
-        else:
-            self.engine.set_basal(0)
+        self._run_schedule(self._basal_applies())
