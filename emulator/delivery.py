@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.errors import TimeError
+from emulator.rate_plan import RatePlan
 from protocol.units import MS_PER_DAY
 
 __all__ = ["MS_PER_DAY", "DeliveryEngine", "EngineState", "Strokes"]
@@ -93,10 +94,12 @@ class DeliveryEngine:
 
     __slots__ = (
         "_acc",
+        "_base",
         "_bolus_d",
         "_bolus_n",
         "_bolus_t0",
         "_now",
+        "_plan",
         "_rate",
         "_stroke_nl",
         "_threshold",
@@ -107,6 +110,9 @@ class DeliveryEngine:
         self._now = _require_int("start_ms", start_ms, 0)
         self._threshold = stroke_nl * MS_PER_DAY
         self._rate = 0
+        # A basal plan the engine integrates itself (``follow``); None: the constant _rate.
+        self._plan: RatePlan | None = None
+        self._base = 0  # the plan's cumulative gain at now_ms (one lookup per advance)
         self._acc = 0
         # _bolus_n == 0 means no bolus; see EngineState.
         self._bolus_t0 = 0
@@ -128,6 +134,11 @@ class DeliveryEngine:
         return self._rate
 
     @property
+    def plan(self) -> RatePlan | None:
+        """The basal plan being followed (``follow``), None at a constant rate."""
+        return self._plan
+
+    @property
     def bolus_active(self) -> bool:
         return self._bolus_n > 0
 
@@ -144,6 +155,19 @@ class DeliveryEngine:
         adds volume (and never catches up on the stopped time: H12).
         """
         self._rate = _require_int("rate_nl_per_day", rate_nl_per_day, 0)
+        self._plan = None
+
+    def follow(self, plan: RatePlan) -> None:
+        """Run the basal on ``plan`` from now_ms until the next ``set_basal`` or ``follow``.
+
+        The same strokes at the same milliseconds as calling ``set_basal(plan.rate_at(b))``
+        at now_ms and at every step start b after it (the remainder carries over exactly
+        either way), without the steps: ``advance`` and the look-ahead integrate the plan
+        in closed form across its boundaries (emulator/rate_plan.py).
+        """
+        self._plan = plan
+        self._rate = plan.rate_at(self._now)
+        self._base = plan.cumulative(self._now)
 
     def start_bolus(self, strokes: int, duration_ms: int) -> None:
         """Deliver ``strokes`` strokes evenly over ``duration_ms`` from now_ms, on top of basal.
@@ -176,12 +200,11 @@ class DeliveryEngine:
     def advance(self, now_ms: int) -> Strokes:
         """Deliver everything in (self.now_ms, now_ms]; TimeError if now_ms < self.now_ms."""
         self._check_not_past(now_ms)
-        basal_total = self._acc + self._rate * (now_ms - self._now)
+        basal_total, base_then = self._basal_total(now_ms)
         basal_n = basal_total // self._threshold
-        bolus_n = self._bolus_between(now_ms)
+        bolus_n = self._bolus_between(now_ms) if self._bolus_n else 0
         if basal_n == 0 and bolus_n == 0:
-            self._acc = basal_total
-            self._now = now_ms
+            self._move(now_ms, basal_total, base_then)
             return NO_STROKES
         # First and last of each channel, computed from the state before it moves.
         firsts: list[int] = []
@@ -192,11 +215,36 @@ class DeliveryEngine:
         if bolus_n:
             firsts.append(self._bolus_time(1))
             lasts.append(self._bolus_time(bolus_n))
-        self._acc = basal_total - basal_n * self._threshold
+        self._move(now_ms, basal_total - basal_n * self._threshold, base_then)
+        return Strokes(basal_n + bolus_n, min(firsts), max(lasts))
+
+    def advance_count(self, now_ms: int) -> int:
+        """``advance(now_ms).count``: the same move, without the stroke times (the pump's
+        step needs only the count, and each time is a look-up on a flex plan)."""
+        self._check_not_past(now_ms)
+        basal_total, base_then = self._basal_total(now_ms)
+        basal_n = basal_total // self._threshold
+        bolus_n = self._bolus_between(now_ms) if self._bolus_n else 0
+        self._move(now_ms, basal_total - basal_n * self._threshold, base_then)
+        return basal_n + bolus_n
+
+    def _basal_total(self, now_ms: int) -> tuple[int, int]:
+        """(accumulator + basal gain over (now, now_ms], the plan's cumulative at now_ms)."""
+        plan = self._plan
+        if plan is None:
+            return self._acc + self._rate * (now_ms - self._now), 0
+        base_then = plan.cumulative(now_ms)
+        return self._acc + base_then - self._base, base_then
+
+    def _move(self, now_ms: int, acc: int, base_then: int) -> None:
+        self._acc = acc
         self._now = now_ms
+        plan = self._plan
+        if plan is not None:
+            self._rate = plan.rate_at(now_ms)
+            self._base = base_then
         if self._bolus_n and self._bolus_fired_by(now_ms) == self._bolus_n:
             self._clear_bolus()
-        return Strokes(basal_n + bolus_n, min(firsts), max(lasts))
 
     def next_stroke_ms(self) -> int | None:
         """When the next stroke (either channel) fires at current settings; None if never."""
@@ -211,7 +259,9 @@ class DeliveryEngine:
         already reaches k by then): O(log(u - now_ms)) steps, about 40 for a year ahead.
         """
         _require_int("k", k, 1)
-        basal = self._basal_time(k) if self._rate else None
+        plan = self._plan
+        delivers = self._rate if plan is None else plan.per_period
+        basal = self._basal_time(k) if delivers else None
         remaining = self.bolus_strokes_remaining
         bolus = self._bolus_time(k) if k <= remaining else None
         if basal is None:
@@ -279,12 +329,24 @@ class DeliveryEngine:
             raise TimeError(f"time went backwards: {t} < now {self._now}")
 
     def _between(self, until_ms: int) -> int:
-        basal = (self._acc + self._rate * (until_ms - self._now)) // self._threshold
+        plan = self._plan
+        if plan is None:
+            gained = self._rate * (until_ms - self._now)
+        else:
+            gained = plan.cumulative(until_ms) - self._base
+        basal = (self._acc + gained) // self._threshold
         return basal + self._bolus_between(until_ms)
 
     def _basal_time(self, k: int) -> int:
-        # Least dt with acc + rate*dt >= k*threshold. dt >= 1 because acc < threshold.
-        return self._now + _ceil_div(k * self._threshold - self._acc, self._rate)
+        # Least dt with acc + gain(dt) >= k*threshold. dt >= 1 because acc < threshold.
+        # Callers ask only when the basal delivers (a rate, or a plan with a gain).
+        need = k * self._threshold - self._acc
+        plan = self._plan
+        if plan is None:
+            return self._now + _ceil_div(need, self._rate)
+        t = plan.time_to_reach(self._base + need)
+        assert t is not None  # the plan delivers (per_period > 0), so it gets there
+        return t
 
     def _bolus_fired_by(self, t: int) -> int:
         """Bolus strokes with time <= t (t >= t0), from the inverted closed form."""

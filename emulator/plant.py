@@ -321,6 +321,19 @@ class Plant:
         times = (self._motor_change_ms, self._fluid.next_event_ms(self._now))
         return min((t for t in times if t is not None), default=None)
 
+    def steps_may_merge(self, until_ms: int, strokes: int) -> bool:
+        """Whether ``strokes`` pumped over (now, until_ms] in one call end exactly as the
+        same strokes pumped in several calls, sliced anywhere: each slice then pushes a
+        positive volume (bias and stroke-to-stroke spread are additive closed forms), the
+        battery still has charge at until_ms so every slice moves (``can_move``), and the
+        fluid path splits no mass by rounding (``FluidPath.slicing_invariant``). The pump
+        then skips the steps flex boundaries would make (docs/pump-model.md, "Time")."""
+        if (PPM + self._bias_ppm - self._spread_ppm) * self._stroke_nl <= 2 * PPM:
+            return False
+        if self.battery_nah(until_ms) <= self._profile.battery_nah_per_stroke * strokes:
+            return False
+        return self._fluid.slicing_invariant()
+
     def restriction(self) -> Restriction:
         """The catheter's flow restriction now (emulator/fluid/catheter.py)."""
         return self._fluid.restriction()

@@ -6,9 +6,11 @@ firmware's sensor inputs (a stalled rotor, the battery charge) and the firmware'
 commands into plant strokes.
 
 Time is event-driven (docs/architecture.md principle 5): ``advance_to`` jumps from one deadline to
-the next (flex boundaries, bolus ends, low-reservoir and empty crossings, battery checks, end of
-service, plant recoveries, stall detection and retries), so a year costs O(events), never
-O(seconds) or O(strokes). No clock is read: the caller says what time it is.
+the next (bolus ends, low-reservoir and empty crossings, battery checks, end of service, plant
+recoveries, stall detection and retries), so a year costs O(events), never O(seconds) or
+O(strokes). Flex boundaries are not steps: the engine integrates the schedule across them
+in closed form, unless the plant's results would depend on where steps fall
+(``_next_event``). No clock is read: the caller says what time it is.
 
 Two timelines (docs/pump-model.md, "Time"): ``now_ms``, ``advance_to``, ``next_deadline`` and
 ``status().time_ms`` are the *internal* timeline, monotonic and never set; every instant the
@@ -205,8 +207,11 @@ class Pump:
 
     def next_deadline(self) -> int | None:
         """The next internal time anything in the pump changes by itself, or what it would
-        accept changes (a lockout or a stage expiring); None if nothing ever will."""
-        times = [self._next_event(), *self._fw.user_deadlines(self._now)]
+        accept changes (a lockout or a stage expiring); None if nothing ever will. A flex
+        boundary counts (the basal rate changes there), though ``advance_to`` need not
+        step there."""
+        fw = self._fw
+        times = [self._next_event(), fw.next_rate_change(self._now), *fw.user_deadlines(self._now)]
         future = [t for t in times if t is not None and t > self._now]
         return min(future, default=None)
 
@@ -225,7 +230,22 @@ class Pump:
             # after the fault, an instant that never depends on how the caller slices time
             # (H8; the api and wire scenario backends step at different instants).
             times.append(now + 1)
-        return min((t for t in times if t is not None and t > now), default=None)
+        due = min((t for t in times if t is not None and t > now), default=None)
+        plan = fw.engine.plan
+        if plan is None or plan.constant:
+            return due  # the firmware put any flex boundary among its own deadlines
+        change = plan.next_change_ms(now)
+        if due is not None and change >= due:
+            return due
+        # The engine integrates the schedule across flex boundaries; the plant needs a step
+        # at one only when its results would depend on where steps fall (a restriction, a
+        # mixed concentration, a battery near flat): then it steps there as it always did.
+        # The firmware never commands more strokes than its estimate holds: a bound on the
+        # battery the step can draw.
+        most = fw.reservoir_estimate_nl // self._profile.stroke_nl
+        if due is not None and self._plant.steps_may_merge(due, most):
+            return due
+        return change
 
     def _next_retry_ms(self) -> int:
         """The firmware retries a stalled motor every stall_retry_interval_s from detection."""

@@ -6,6 +6,10 @@ to the basal accumulator and fires a stroke for each whole threshold in it, then
 bolus stroke whose defining time ``t0 + ceil(i * D / N)`` has come. Every stroke is reported
 at the end of the tick it falls in.
 
+A followed basal plan (``follow``) is stepped the same way: each tick runs at the plan's
+rate at the tick's start, looked up again whenever a tick starts at or past the plan's next
+step start.
+
 It is exact (identical to the engine) when every settings change falls on a tick boundary,
 so with ``tick_ms=1`` always. A settings change between boundaries applies from the last
 boundary, which is the stepper's known inexactness, never the engine's.
@@ -19,19 +23,29 @@ import copy
 
 from emulator.delivery import MS_PER_DAY, EngineState, Strokes
 from emulator.errors import TimeError
+from emulator.rate_plan import RatePlan
 
 __all__ = ["ReferenceStepper"]
 
 
 class ReferenceStepper:
-    def __init__(self, stroke_nl: int, start_ms: int, tick_ms: int = 1) -> None:
+    def __init__(
+        self, stroke_nl: int, start_ms: int, tick_ms: int = 1, *, follow_plans: bool = True
+    ) -> None:
+        """``follow_plans=False``: ``follow`` only sets the plan's rate now, so the firmware
+        steps the pump to every flex boundary as it does for an engine that does not follow
+        (the benchmark's like-for-like reference: the stepper's look-ahead costs O(ticks to
+        the horizon), and flex boundaries keep horizons short)."""
         if stroke_nl < 1 or start_ms < 0 or tick_ms < 1:
             raise ValueError("need stroke_nl >= 1, start_ms >= 0, tick_ms >= 1")
         self._stroke_nl = stroke_nl
+        self._follow_plans = follow_plans
         self._tick = tick_ms
         self._now = start_ms
         self._grid = start_ms  # end of the last tick processed
         self._rate = 0
+        self._plan: RatePlan | None = None
+        self._plan_next = 0  # the plan's next step start, as seen from the last tick start
         self._acc = 0  # nL*ms/day
         self._bolus_t0 = 0
         self._bolus_n = 0  # 0: no bolus
@@ -48,7 +62,13 @@ class ReferenceStepper:
 
     @property
     def basal_rate_nl_per_day(self) -> int:
-        return self._rate
+        # Following a plan: the rate in force now (the tick in progress keeps the rate at
+        # its start, the stepper's known inexactness off the grid).
+        return self._rate if self._plan is None else self._plan.rate_at(self._now)
+
+    @property
+    def plan(self) -> RatePlan | None:
+        return self._plan
 
     @property
     def bolus_active(self) -> bool:
@@ -62,6 +82,15 @@ class ReferenceStepper:
         if rate_nl_per_day < 0:
             raise ValueError("rate_nl_per_day must be >= 0")
         self._rate = rate_nl_per_day
+        self._plan = None
+
+    def follow(self, plan: RatePlan) -> None:
+        if not self._follow_plans:
+            self.set_basal(plan.rate_at(self._now))
+            return
+        self._plan = plan
+        self._rate = plan.rate_at(self._now)
+        self._plan_next = plan.next_change_ms(self._now)
 
     def start_bolus(self, strokes: int, duration_ms: int) -> None:
         if strokes < 1 or duration_ms < 1:
@@ -94,13 +123,17 @@ class ReferenceStepper:
         self._now = now_ms
         return Strokes(count, first, last)
 
+    def advance_count(self, now_ms: int) -> int:
+        return self.advance(now_ms).count
+
     def next_stroke_ms(self) -> int | None:
         return self.time_of_stroke(1)
 
     def time_of_stroke(self, k: int) -> int | None:
         if k < 1:
             raise ValueError("k must be >= 1")
-        if self._rate == 0 and self.bolus_strokes_remaining < k:
+        delivers = self._rate if self._plan is None else self._plan.per_period
+        if delivers == 0 and self.bolus_strokes_remaining < k:
             return None
         # Simulate on a copy, one tick at a time, until the k-th stroke fires.
         probe = copy.copy(self)
@@ -122,7 +155,7 @@ class ReferenceStepper:
         return EngineState(
             stroke_nl=self._stroke_nl,
             now_ms=self._now,
-            basal_rate_nl_per_day=self._rate,
+            basal_rate_nl_per_day=self.basal_rate_nl_per_day,
             basal_accumulator=self._acc,
             bolus_start_ms=self._bolus_t0,
             bolus_strokes=self._bolus_n,
@@ -152,6 +185,10 @@ class ReferenceStepper:
 
     def _tick_once(self) -> list[int]:
         """Process one tick; return the time (its end) of each stroke in it."""
+        plan = self._plan
+        if plan is not None and self._grid >= self._plan_next:
+            self._rate = plan.rate_at(self._grid)
+            self._plan_next = plan.next_change_ms(self._grid)
         self._grid += self._tick
         times: list[int] = []
         self._acc += self._rate * self._tick

@@ -56,11 +56,12 @@ def check_range(field: str, value: int, low: int, high: int) -> None:
         return  # the common case, before any message text is built (benchmarks/codec.py)
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldValueError(field, f"must be an integer, got {type(value).__name__}")
+    if low <= value <= high:
+        return  # every log entry checks its fields: keep the good path free of formatting
     allowed = f"(allowed {low}..{high})"
     if value < low:
         raise FieldValueError(field, f"{value} is below the minimum {low} {allowed}", low)
-    if value > high:
-        raise FieldValueError(field, f"{value} is above the maximum {high} {allowed}", high)
+    raise FieldValueError(field, f"{value} is above the maximum {high} {allowed}", high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,11 @@ class Prescription:
         starts = [step.start_s for step in self.steps]
         rates = [step.rate_nl_per_day for step in self.steps]
         durations = self.step_durations_s()
+        if period == S_PER_DAY:
+            # Every 24 h window of a daily schedule is one whole period: O(steps), where the
+            # window search below is O(steps^2) (a 48-step schedule staged in ~3 ms).
+            best = sum(rate * duration for rate, duration in zip(rates, durations, strict=True))
+            return -(-best // S_PER_DAY)
 
         def volume_x_day(begin: int, length: int) -> int:
             # Integral of rate over [begin, begin+length) in nL*s/day units; wraps the period.

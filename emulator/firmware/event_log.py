@@ -39,6 +39,13 @@ FLOOD_SHARES: tuple[frozenset[EventKind], ...] = (
 """The kinds that share a quarter of the log each; every other kind is "other"."""
 
 
+_SHARE_OF: dict[EventKind, int] = {}
+for _index, _kinds in enumerate(FLOOD_SHARES):
+    for _kind in _kinds:
+        _SHARE_OF.setdefault(_kind, _index)  # the first share naming a kind holds it
+"""Each flood-share kind's share, looked up once per entry instead of scanning the shares."""
+
+
 class EventLog:
     __slots__ = ("_capacity", "_next_seq", "_other", "_share_capacity", "_shares")
 
@@ -75,10 +82,10 @@ class EventLog:
         return seq
 
     def _queue(self, kind: EventKind) -> tuple[deque[LogEntry], bool]:
-        for kinds, queue in zip(FLOOD_SHARES, self._shares, strict=True):
-            if kind in kinds:
-                return queue, True
-        return self._other, False
+        share = _SHARE_OF.get(kind)
+        if share is None:
+            return self._other, False
+        return self._shares[share], True
 
     def _keep(self, entry: LogEntry) -> None:
         queue, shared = self._queue(entry.kind)
@@ -89,8 +96,13 @@ class EventLog:
         queue.append(entry)
 
     def _drop_oldest(self) -> None:
-        queues = [q for q in (self._other, *self._shares) if q]
-        min(queues, key=lambda q: q[0].seq).popleft()
+        # Every append once the log is full: the queue whose head is oldest, found without
+        # building a list (seqs are unique, so there is no tie).
+        oldest = self._other
+        for queue in self._shares:
+            if queue and (not oldest or queue[0].seq < oldest[0].seq):
+                oldest = queue
+        oldest.popleft()
 
     def entries(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
         """The retained entries with ``seq >= since_seq``, oldest first."""

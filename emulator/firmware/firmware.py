@@ -37,6 +37,7 @@ from emulator.delivery import EngineState, Strokes
 from emulator.drug_library import DrugLibrary, default_library
 from emulator.firmware import readouts, service
 from emulator.firmware.alarms import AlarmSet
+from emulator.firmware.basal_plan import PlanCache, next_rate_change
 from emulator.firmware.concentration_change import (
     PendingChange,
     TipAction,
@@ -74,9 +75,10 @@ from emulator.firmware.results import (
 )
 from emulator.firmware.schedule import Schedule
 from emulator.firmware.service import CatheterBelief
-from emulator.firmware.therapy_table import Go, Refuse, Target, TherapyInput, lookup
+from emulator.firmware.therapy_table import FIXED_TARGETS, Go, Refuse, Target, TherapyInput, lookup
 from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
+from emulator.rate_plan import RatePlan
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, TherapyState
 from protocol.messages import Opcode
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
@@ -196,10 +198,14 @@ class Engine(Protocol):
     def bolus_active(self) -> bool: ...
     @property
     def bolus_strokes_remaining(self) -> int: ...
+    @property
+    def plan(self) -> RatePlan | None: ...
     def set_basal(self, rate_nl_per_day: int) -> None: ...
+    def follow(self, plan: RatePlan) -> None: ...
     def start_bolus(self, strokes: int, duration_ms: int) -> None: ...
     def cancel_bolus(self) -> int: ...
     def advance(self, now_ms: int) -> Strokes: ...
+    def advance_count(self, now_ms: int) -> int: ...
     def next_stroke_ms(self) -> int | None: ...
     def time_of_stroke(self, k: int) -> int | None: ...
     def strokes_between(self, until_ms: int) -> int: ...
@@ -359,6 +365,7 @@ class Firmware:
         self._refill_predicted: int | None = None
         self._nv_fault: bytes | None = None
         self._schedule = Schedule(None)
+        self._plans = PlanCache()
         self._before_day = 0  # strokes of the step in progress that fell before its day began
         if power_on:
             self._log(start_ms, EventKind.POWER_ON, 0, reservoir_estimate_nl)
@@ -509,16 +516,27 @@ class Firmware:
                 candidates.append(self._design_eos_ms - self._eri_lead_ms)  # design-life ERI
         if self._bolus_end_ms is not None:
             candidates.append(self._bolus_end_ms)
-        if self._basal_applies():
-            change = self._schedule.next_change_ms(self.local_ms(now_ms))
+        if self._basal_applies() and self.engine.plan is not self._rate_plan():
+            change = self.next_rate_change(now_ms)  # an engine not following the schedule
             if change is not None:
-                candidates.append(change - self._clock_offset_ms)
+                candidates.append(change)
         horizon = min(candidates) if candidates else None
         if self.state in _DELIVERING:
             crossing = self._next_reservoir_crossing(horizon)
             if crossing is not None:
                 candidates.append(crossing)
         return min(candidates) if candidates else None
+
+    def next_rate_change(self, now_ms: int) -> int | None:
+        """The next flex boundary after now (internal; basal_plan.py), None if none."""
+        applies = self._basal_applies()
+        return next_rate_change(self._schedule, self._clock_offset_ms, now_ms, applies)
+
+    def _rate_plan(self) -> RatePlan:
+        return self._plans.plan(self._schedule, self._clock_offset_ms)
+
+    def _run_schedule(self, applies: bool = True) -> None:
+        self._plans.run(self.engine, self._schedule, self._clock_offset_ms, applies)
 
     def _next_reservoir_crossing(self, horizon: int | None) -> int | None:
         """When the next stroke-counted reservoir event (low, empty) falls, if before horizon.
@@ -572,12 +590,12 @@ class Firmware:
         day_start = day_of(self.local_ms(now_ms)) * MS_PER_DAY - self._clock_offset_ms
         crossing = engine.now_ms < day_start <= now_ms
         self._before_day = engine.strokes_between(day_start - 1) if crossing else 0
-        strokes = engine.advance(now_ms)
-        if not strokes.count:
+        count = engine.advance_count(now_ms)
+        if not count:
             return _NOTHING
         bolus = bolus_before - engine.bolus_strokes_remaining
-        allowed = min(strokes.count, self._estimate // self._stroke)
-        return Commanded(allowed, max(0, bolus - (strokes.count - allowed)))
+        allowed = min(count, self._estimate // self._stroke)
+        return Commanded(allowed, max(0, bolus - (count - allowed)))
 
     def on_strokes_delivered(self, commanded: Commanded) -> None:
         """The motor turned the commanded strokes (as far as the firmware can tell). Never
@@ -610,7 +628,7 @@ class Firmware:
         if end is not None and now_ms >= end and not self.engine.bolus_active:
             self._complete_bolus(now_ms)
         if self._basal_applies():
-            self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+            self._run_schedule()  # a no-op while the engine follows the schedule
         self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
@@ -1168,7 +1186,7 @@ class Firmware:
             if self.state in _RUNNING:
                 self._transition(Go(Target.BASAL), now_ms)
             elif self._basal_applies():
-                self.engine.set_basal(self._schedule.rate_at(self.local_ms(now_ms)))
+                self._run_schedule()
             return
         self._change = replace(change, suspended=True)
         self._log(now_ms, EventKind.CONCENTRATION_UNPROGRAMMED, 0, change.new_concentration)
@@ -1225,7 +1243,7 @@ class Firmware:
         accepted = self._accepted(command_id, now_ms, seq)
         self._clock_offset_ms = local_ms - now_ms
         if self._basal_applies():
-            self.engine.set_basal(self._schedule.rate_at(local_ms))
+            self._run_schedule()  # the boundaries moved with the clock
         return accepted
 
     def record_event(
@@ -1380,14 +1398,7 @@ class Firmware:
             if self._stalled or self._empty or self._memory_error or suspended_change:
                 return self.state
             return running_or_stopped
-        return {
-            Target.STOPPED: TherapyState.STOPPED,
-            Target.CLINICIAN_BOLUS: TherapyState.CLINICIAN_BOLUS,
-            Target.PATIENT_BOLUS: TherapyState.PATIENT_BOLUS,
-            Target.PRIMING: TherapyState.PRIMING,
-            Target.SUSPENDED: TherapyState.SUSPENDED_BY_ALARM,
-            Target.END_OF_SERVICE: TherapyState.END_OF_SERVICE,
-        }[target]
+        return FIXED_TARGETS[target]
 
     def _basal_applies(self) -> bool:
         """Whether the schedule's basal runs now: running, or under a bolus on top of it."""
@@ -1409,9 +1420,7 @@ class Firmware:
         seq = 0
         if new not in _BOLUS and self._bolus_end_ms is not None:
             seq = self._drop_bolus(now_ms)
-        self.engine.set_basal(
-            self._schedule.rate_at(self.local_ms(now_ms)) if self._basal_applies() else 0
-        )
+        self._run_schedule(self._basal_applies())
         return seq
 
     def _drop_bolus(self, now_ms: int) -> int:
@@ -1684,6 +1693,4 @@ class Firmware:
             self._log(now_ms, EventKind.BOLUS_CANCELLED, 0, self._bolus_delivered())
             self.state = self._resolve(Target.AFTER_BOLUS)
         self._bolus_end_ms = None
-        self.engine.set_basal(
-            self._schedule.rate_at(self.local_ms(now_ms)) if self._basal_applies() else 0
-        )
+        self._run_schedule(self._basal_applies())

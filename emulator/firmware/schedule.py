@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from emulator.rate_plan import RatePlan
 from protocol.prescription import WEEK_OFFSET_OF_EPOCH_S, InfusionMode, Prescription, Repeat
 from protocol.units import MS_PER_DAY, MS_PER_S
 
@@ -22,7 +23,7 @@ __all__ = ["Schedule"]
 class Schedule:
     """A prescription's basal steps, ready for O(log steps) lookups."""
 
-    __slots__ = ("_origin", "_period", "_rates", "_starts")
+    __slots__ = ("_constant", "_origin", "_period", "_rates", "_starts")
 
     def __init__(self, prescription: Prescription | None) -> None:
         rx = prescription
@@ -31,11 +32,14 @@ class Schedule:
             self._rates: tuple[int, ...] = (0,)
             self._period = MS_PER_DAY
             self._origin = 0
+            self._constant = True
             return
         self._starts = tuple(step.start_s * MS_PER_S for step in rx.steps)
         self._rates = tuple(step.rate_nl_per_day for step in rx.steps)
         self._period = rx.repeat.period_s * MS_PER_S
         self._origin = WEEK_OFFSET_OF_EPOCH_S * MS_PER_S if rx.repeat is Repeat.WEEKLY else 0
+        # Asked at every pump step (next_change_ms): decided once.
+        self._constant = len(set(self._rates)) == 1
 
     @property
     def period_ms(self) -> int:
@@ -45,7 +49,12 @@ class Schedule:
     @property
     def constant(self) -> bool:
         """True when the rate never changes (continuous, stopped, or equal flex steps)."""
-        return len(set(self._rates)) == 1
+        return self._constant
+
+    def plan(self, clock_offset_ms: int) -> RatePlan:
+        """This schedule on the internal timeline (pump clock = internal + clock_offset_ms),
+        for the delivery engine to integrate across flex boundaries (rate_plan.py)."""
+        return RatePlan(self._starts, self._rates, self._period, clock_offset_ms + self._origin)
 
     def _offset(self, local_ms: int) -> int:
         return (local_ms + self._origin) % self._period

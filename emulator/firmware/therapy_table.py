@@ -39,7 +39,7 @@ from enum import Enum, IntEnum
 from protocol.device_state import TherapyState
 from protocol.refusal import RefusalCode
 
-__all__ = ["TABLE", "Go", "Refuse", "Target", "TherapyInput", "lookup"]
+__all__ = ["FIXED_TARGETS", "TABLE", "Go", "Refuse", "Target", "TherapyInput", "lookup"]
 
 
 class TherapyInput(IntEnum):
@@ -81,6 +81,18 @@ class Target(Enum):
     PRIMING = "priming"
     SUSPENDED = "suspended"
     END_OF_SERVICE = "end-of-service"
+
+
+FIXED_TARGETS: dict[Target, TherapyState] = {
+    Target.STOPPED: TherapyState.STOPPED,
+    Target.CLINICIAN_BOLUS: TherapyState.CLINICIAN_BOLUS,
+    Target.PATIENT_BOLUS: TherapyState.PATIENT_BOLUS,
+    Target.PRIMING: TherapyState.PRIMING,
+    Target.SUSPENDED: TherapyState.SUSPENDED_BY_ALARM,
+    Target.END_OF_SERVICE: TherapyState.END_OF_SERVICE,
+}
+"""The targets that name one state whatever the firmware's state (the rest, SAME, BASAL,
+AFTER_BOLUS and RESUME, depend on it: ``Firmware._resolve``)."""
 
 
 @dataclass(frozen=True, slots=True)

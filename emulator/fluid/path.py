@@ -219,6 +219,28 @@ class FluidPath:
 
     # -- the mechanism pushes; the solution goes where the catheter lets it ----------------
 
+    def slicing_invariant(self) -> bool:
+        """Whether pushing volumes v1, v2, ... one call each ends exactly as pushing their
+        sum in one call: open flow, no leak, a full catheter, and one integer strength (pg
+        per nL) in the reservoir mixture, the internal path and the catheter, each tube one
+        slug. Then every mass split (``_draw``, ``SlugSeries.through``) is exact, so no
+        rounding depends on how time was sliced into steps, and the pump may skip the
+        steps a flex boundary would otherwise make (docs/pump-model.md, "Time")."""
+        if self._flow_kind is not Flow.OPEN or self._leak_ppm:
+            return False
+        if self._catheter_state not in (CatheterState.OK, CatheterState.MIGRATED):
+            return False
+        catheter = self._catheter
+        if catheter.volume_nl < self._catheter_volume or len(catheter) != 1:
+            return False
+        strength, rest = divmod(catheter.mass_pg, catheter.volume_nl)
+        if rest:
+            return False
+        path = self._path
+        if len(path) > 1 or path.mass_pg != strength * path.volume_nl:
+            return False
+        return self._res_segment_pg == strength * self._res_segment_nl
+
     def displace(self, wanted: int, t0: int, t1: int) -> int:
         """The mechanism pushes ``wanted`` nL over (t0, t1]: what really leaves the reservoir.
 

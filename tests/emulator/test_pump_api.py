@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.errors import TimeError
-from emulator.faults import MemoryCorruption
+from emulator.faults import CatheterOcclusion, MemoryCorruption
 from emulator.firmware.nvram import SnapshotError
 from emulator.firmware.results import Accepted, Refused, Staged
 from emulator.pump import Pump
@@ -118,8 +118,29 @@ def test_advance_is_event_driven() -> None:
 
     pump._step = counting  # type: ignore[method-assign]
     pump.advance(30 * S_PER_DAY)
-    # Steps at 08:00, 20:00 and midnight (where the daily battery check falls too): 3 a
-    # day, never one per stroke (64_800 strokes) or per second.
+    # One step a day, the daily battery check at midnight: the flex boundaries at 08:00
+    # and 20:00 are integrated by the engine, not stepped (docs/pump-model.md, "Time"),
+    # and never one step per stroke (64_800 strokes) or per second.
+    assert steps == 30
+    assert pump.status().delivered_nl == 30 * 432_000
+
+
+def test_flex_boundaries_are_stepped_when_the_plant_needs_them() -> None:
+    # A partial occlusion makes the fluid path's result depend on where steps fall (the
+    # mean flow over each step is rounded), so the pump steps at each boundary as before.
+    pump = Pump("peristaltic-20")
+    pump.program(FLEX)
+    pump.inject(CatheterOcclusion(delivered_ppm=500_000))
+    steps = 0
+    step = pump._step
+
+    def counting(t: int) -> None:
+        nonlocal steps
+        steps += 1
+        step(t)
+
+    pump._step = counting  # type: ignore[method-assign]
+    pump.advance(30 * S_PER_DAY)
     assert steps == 3 * 30
     assert pump.status().delivered_nl == 30 * 432_000
 
