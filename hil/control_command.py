@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hil import quantities as q
+from hil.command_error import CommandError
 from hil.control_catalogue import (
     CONTROL_ENV,
     DEFAULT_CONTROL,
@@ -34,12 +35,6 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["fault", "time_group", "truth"]
-
-
-class _CommandError(click.ClickException):
-    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
-
-    exit_code = 2
 
 
 def control_options(
@@ -89,7 +84,7 @@ def _call(
         with connect_control(control, token_file) as client:
             return action(client)
     except HilError as exc:
-        raise _CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 def _echo_json(response: dict[str, Any]) -> None:
@@ -292,11 +287,11 @@ def _fault_value(param: str, text: str, *, signed: bool = False) -> int:
     try:
         value = parse_fault_param(param, text, signed=signed)
     except ValueError as exc:
-        raise _CommandError(f"{flag}: {exc}") from None
+        raise CommandError(f"{flag}: {exc}") from None
     # This bound only keeps absurd numbers off the control API; emulator/faults.py checks
     # each fault's real range and says which.
     if not -FAULT_INT_BOUND <= value <= FAULT_INT_BOUND:
-        raise _CommandError(f"{flag}: {text!r} is out of range (at most {FAULT_INT_BOUND:,})")
+        raise CommandError(f"{flag}: {text!r} is out of range (at most {FAULT_INT_BOUND:,})")
     return value
 
 
@@ -330,7 +325,7 @@ def cap_aspirate(volume_text: str, control: str, token_file: Path | None, as_jso
     """
     volume_nl = _fault_value("volume_nl", volume_text)
     if not 0 <= volume_nl <= MAX_CAP_NL:
-        raise _CommandError(
+        raise CommandError(
             f"--volume/--volume-nl: {volume_text!r} is more than {q.volume(MAX_CAP_NL)}"
         )
     response = _call(control, token_file, lambda client: client.cap_aspirate(volume_nl))
@@ -388,7 +383,7 @@ def time_advance(duration: str, control: str, token_file: Path | None, as_json: 
     try:
         ms = q.parse_duration_ms(duration, bare="s")
     except q.QuantityError as exc:
-        raise _CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None
     response = _call(control, token_file, lambda client: client.request("advance", ms=ms))
     if as_json:
         _echo_json(response)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hil.command_error import CommandError
 from hil.errors import HilError
 from protocol.device_state import Role
 
@@ -24,12 +25,6 @@ if TYPE_CHECKING:
     from protocol.keys import (
         PumpKeys,
     )
-
-
-class _CommandError(click.ClickException):
-    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
-
-    exit_code = 2
 
 
 def _fingerprint_lines(keys: PumpKeys) -> list[str]:
@@ -87,11 +82,11 @@ def new(serial: str, out: Path, force: bool) -> None:
     try:
         pump_keys = generate_keys(serial, secrets.token_bytes(2 * KEY_LEN))
     except KeyFileError as exc:
-        raise _CommandError(f"--serial: {exc.message}") from None
+        raise CommandError(f"--serial: {exc.message}") from None
     try:
         write_key_file(out, pump_keys, force=force)
     except HilError as exc:
-        raise _CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None
     click.echo(f"wrote keys for pump {pump_keys.serial} to {out} (mode 0600)")
     for line in _fingerprint_lines(pump_keys):
         click.echo(f"  {line}")
@@ -116,7 +111,7 @@ def show(file: Path) -> None:
     try:
         pump_keys = load_keys(file, allow_open=True)
     except HilError as exc:
-        raise _CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None
     click.echo(f"serial     {pump_keys.serial}")
     click.echo(f"format     {KEY_FILE_FORMAT}")
     for line in _fingerprint_lines(pump_keys):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hil.clock import ScaledClock, SystemClock
+from hil.command_error import CommandError
 from hil.conformance.options import conformance_options
 from hil.control_catalogue import DEFAULT_CONTROL
 from hil.errors import HilError, UsageError
@@ -51,12 +52,6 @@ MAX_BAUD = 4_000_000
 checks the copy)."""
 
 __all__ = ["parse_clock", "parse_start_time", "serve"]
-
-
-class _CommandError(click.ClickException):
-    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
-
-    exit_code = 2
 
 
 MAX_CLOCK_FACTOR = 100_000
@@ -241,24 +236,24 @@ def serve(ctx: click.Context, /, **options: Any) -> None:
         if on
     ]
     if len(chosen) != 1:
-        raise _CommandError(
+        raise CommandError(
             "choose exactly one of --pty, --port URL or --tcp HOST:PORT"
             + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
     if opts.link_path is not None and not opts.use_pty:
-        raise _CommandError("--link PATH names a pty: it goes with --pty")
+        raise CommandError("--link PATH names a pty: it goes with --pty")
     if opts.keys_file is None:
-        raise _CommandError(
+        raise CommandError(
             "--keys FILE is required: every pump has its own key file; create one with: "
             "pumpemu keys new --serial PE-000001 --out pump.keys"
         )
     if opts.conformance_report is not None and opts.conformance is None:
-        raise _CommandError("--conformance-report DIR needs --conformance [report|strict]")
+        raise CommandError("--conformance-report DIR needs --conformance [report|strict]")
     try:
         _check_control_options(opts)
         _Serve(opts).run()
     except (HilError, ProfileError, SnapshotError) as exc:
-        raise _CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from hil import quantities as q
+from hil.command_error import CommandError
 from hil.ctl import prescription_file
 from hil.errors import HilError
 from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
@@ -56,10 +57,8 @@ REOPEN_INTERVAL_S = 0.5
 DEFAULT_LOG_COUNT = 20
 
 
-class CtlUsageError(click.ClickException):
-    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
-
-    exit_code = 2
+class CtlUsageError(CommandError):
+    """A ctl usage error: one line on stderr, exit code 2."""
 
 
 def _stdin_is_tty() -> bool:

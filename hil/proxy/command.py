@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hil.command_error import CommandError
 from hil.conformance.options import conformance_options
 from hil.errors import UsageError
 from hil.logs import LogConfig, log_options
@@ -97,12 +98,6 @@ _FAULT_HELP: dict[str, tuple[str, str]] = {
         "@10,for=2s",
     ),
 }
-
-
-class _CommandError(click.ClickException):
-    """One line on stderr, exit code 2 (hil/cli.py's convention for user errors)."""
-
-    exit_code = 2
 
 
 def _open_side(name: str, url: str, baud: int) -> Link:
@@ -271,7 +266,7 @@ def proxy(
     try:
         faults, file_seed = collect_faults(faults_file, cli_specs)
     except UsageError as error:
-        raise _CommandError(str(error)) from None
+        raise CommandError(str(error)) from None
     if seed is None:
         seed = file_seed if file_seed is not None else secrets.randbelow(2**31)
     recorder = _conformance_recorder(conformance, conformance_report, keys_file)
@@ -280,7 +275,7 @@ def proxy(
     try:
         capture = CaptureWriter(capture_path, source="proxy") if capture_path else None
     except (CaptureError, OSError) as error:
-        raise _CommandError(f"cannot write the capture {capture_path}: {error}") from None
+        raise CommandError(f"cannot write the capture {capture_path}: {error}") from None
     stop = threading.Event()
     with _stop_on_signals(stop), capture or contextlib.nullcontext():
         links: list[Link] = []
@@ -290,7 +285,7 @@ def proxy(
         except UsageError as error:
             for link in links:
                 link.close()
-            raise _CommandError(str(error)) from None
+            raise CommandError(str(error)) from None
         a, b = links
         try:
             runner = _run(
@@ -325,16 +320,16 @@ def _conformance_recorder(
 
     if mode is None:
         if report is not None:
-            raise _CommandError("--conformance-report DIR needs --conformance [report|strict]")
+            raise CommandError("--conformance-report DIR needs --conformance [report|strict]")
         return None
     if keys_file is None:
-        raise _CommandError(
+        raise CommandError(
             "--conformance needs --keys FILE: the pump's key file, to open sealed frames"
         )
     try:
         keys = load_keys(keys_file)
     except UsageError as error:
-        raise _CommandError(str(error)) from None
+        raise CommandError(str(error)) from None
     return ConformanceRecorder(
         keys,
         mode=mode,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hil.control_command import _CommandError, control_options
+from hil.command_error import CommandError
+from hil.control_command import control_options
 from hil.errors import HilError
 from hil.watch.keys import KEY_ACTIONS, QUIT_KEY
 
@@ -57,7 +58,7 @@ def watch(control: str, token_file: Path | None) -> None:
         token = control_token(control, token_file)
         stream = EventStream(control, token=token, timeout_s=10.0)
     except HilError as exc:
-        raise _CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
     def client() -> ControlClient:
         return ControlClient(control, token=token, timeout_s=10.0)
