@@ -125,7 +125,7 @@ def main() -> None:
                         print(f"{label}_{kind}_{mode}: {results[f'{label}_{kind}_{mode}']}")
     peak = max(float(str(r["peak_rss_mb"])) for r in results.values())
     results["summary"] = {"peak_rss_mb": peak, "target_mb": 200, "met": peak < 200}
-    print(json.dumps(results, indent=2) if args.json else f"summary: {results['summary']}")
+    print(json.dumps(results) if args.json else f"summary: {results['summary']}")
 
 
 if __name__ == "__main__":
