@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from hil.errors import UsageError
+from hil.json_output import echo_json, json_option
 
 CAPTURE_EPILOG = """\b
 Examples:
@@ -20,6 +21,7 @@ Examples:
 EXPORT_EPILOG = """\b
 Examples:
   pumpemu capture export --pcapng pumpemu-demo-capture.jsonl -o demo.pcapng
+  pumpemu capture export --pcapng visit.jsonl -o visit.pcapng --json
   tshark -X lua_script:$(pumpemu wireshark path) -r demo.pcapng
 """
 
@@ -45,7 +47,11 @@ def capture() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The file to write (replaced if it exists), or '-' for stdout.",
 )
-def export(source: str, as_pcapng: bool, out: Path) -> None:
+@json_option(
+    'one JSON object of what was written: {"source", "out", "packets", "link_type"} '
+    "(not with -o -, where stdout is the pcapng)"
+)
+def export(source: str, as_pcapng: bool, out: Path, as_json: bool) -> None:
     """Write the JSONL capture CAPTURE as pcapng: one packet per record, in file order.
 
     Link type LINKTYPE_USER0 (147), nanosecond timestamps (the record's wall time), the
@@ -54,6 +60,8 @@ def export(source: str, as_pcapng: bool, out: Path) -> None:
     with the shipped dissector (pumpemu wireshark install).
     """
     del as_pcapng  # the only format
+    if as_json and str(out) == "-":
+        raise UsageError("--json and -o - both want stdout: give -o FILE with --json")
     # The codec behind these loads on use, so --help imports none of it (docs/architecture.md).
     from hil.capture import read_capture  # noqa: PLC0415
     from hil.pcapng import PcapngError, pcapng_blocks  # noqa: PLC0415
@@ -82,4 +90,9 @@ def export(source: str, as_pcapng: bool, out: Path) -> None:
     except OSError as error:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write {out}: {error.strerror or error}") from None
+    if as_json:
+        echo_json(
+            {"source": source, "out": str(out), "packets": count, "link_type": "LINKTYPE_USER0"}
+        )
+        return
     click.echo(f"wrote {out}: {count} packets (link type LINKTYPE_USER0)", err=True)

@@ -28,6 +28,7 @@ from hil.control_catalogue import (
     parse_fault_param,
 )
 from hil.errors import HilError
+from hil.json_output import echo_json, json_option
 
 if TYPE_CHECKING:
     from hil.control import (
@@ -162,9 +163,16 @@ def fault() -> None:
     """
 
 
-@fault.command("list", epilog="\b\nExample:\n  pumpemu fault list")
-def fault_list() -> None:
+@fault.command("list", epilog="\b\nExamples:\n  pumpemu fault list\n  pumpemu fault list --json")
+@json_option(
+    'one JSON object: {"faults": [{"id", "summary", "parameters": [{"id", "flags", '
+    '"help", "required"}, ...]}, ...]}'
+)
+def fault_list(as_json: bool) -> None:
     """List the faults and their parameters (no emulator needed)."""
+    if as_json:
+        echo_json({"faults": _fault_rows()})
+        return
     for name, spec in FAULT_TEXTS.items():
         click.echo(f"{name:<18} {spec.summary}")
         for param, (required, text) in spec.params.items():
@@ -172,6 +180,34 @@ def fault_list() -> None:
             click.echo(f"{'':<18}   {flag}: {text}{' (required)' if required else ''}")
     click.echo(f"{'cap-aspirate':<18} {CAP_ASPIRATE_SUMMARY}")
     click.echo(f"{'':<18}   --volume/--volume-nl: volume aspirated, nL (required)")
+
+
+def _fault_rows() -> list[dict[str, Any]]:
+    """fault list --json: each fault (``id`` its command name) and its parameters."""
+    rows: list[dict[str, Any]] = [
+        {
+            "id": name,
+            "summary": spec.summary,
+            "parameters": [
+                {
+                    "id": param,
+                    "flags": [param] if param == "part" else _flags(param),
+                    "help": text,
+                    "required": required,
+                }
+                for param, (required, text) in spec.params.items()
+            ],
+        }
+        for name, spec in FAULT_TEXTS.items()
+    ]
+    volume = {
+        "id": "volume",
+        "flags": ["--volume", "--volume-nl"],
+        "help": "volume aspirated, nL",
+        "required": True,
+    }
+    rows.append({"id": "cap-aspirate", "summary": CAP_ASPIRATE_SUMMARY, "parameters": [volume]})
+    return rows
 
 
 FAULT_INT_BOUND = 10**12

@@ -25,6 +25,7 @@ from hil.hazard_report import (
     render,
 )
 from hil.hazards import HAZARDS
+from hil.json_output import echo_json, json_option
 
 EPILOG = """\\b
 Examples:
@@ -42,9 +43,15 @@ def hazards() -> None:
     """The hazard catalogue and its traceability to tests (a safety case's evidence)."""
 
 
-@hazards.command("list", epilog="\b\nExample:\n  pumpemu hazards list")
-def hazards_list() -> None:
+@hazards.command(
+    "list", epilog="\b\nExamples:\n  pumpemu hazards list\n  pumpemu hazards list --json"
+)
+@json_option('one JSON object: {"hazards": [{"id", "name"}, ...]}')
+def hazards_list(as_json: bool) -> None:
     """List the hazard IDs that markers and scenarios may name."""
+    if as_json:
+        echo_json({"hazards": [{"id": h, "name": name} for h, name in HAZARDS.items()]})
+        return
     for hazard, name in HAZARDS.items():
         click.echo(f"{hazard:<4} {name}")
 

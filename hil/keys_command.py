@@ -19,12 +19,22 @@ import click
 
 from hil.command_error import CommandError
 from hil.errors import HilError
+from hil.json_output import echo_json, json_option
 from protocol.device_state import Role
 
 if TYPE_CHECKING:
     from protocol.keys import (
         PumpKeys,
     )
+
+
+def _fingerprints(keys: PumpKeys) -> list[dict[str, str]]:
+    """The --json rows: one per role, ``id`` the role's name."""
+    from protocol.keys import fingerprint, role_name  # noqa: PLC0415
+
+    return [
+        {"id": role_name(role), "fingerprint": fingerprint(keys.key_for(role))} for role in Role
+    ]
 
 
 def _fingerprint_lines(keys: PumpKeys) -> list[str]:
@@ -57,6 +67,7 @@ def keys() -> None:
     epilog="""\b
 Example:
   pumpemu keys new --serial PE-000042 --out pe-000042.keys
+  pumpemu keys new --serial PE-000042 --out pe-000042.keys --json
 """,
 )
 @click.option("--serial", required=True, help="The pump's serial: 1-16 printable ASCII, no spaces.")
@@ -68,7 +79,11 @@ Example:
     help="The key file to create (mode 0600).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing key file (its keys are lost).")
-def new(serial: str, out: Path, force: bool) -> None:
+@json_option(
+    'one JSON object of what was written: {"file", "serial", "mode", "fingerprints": '
+    '[{"id": role, "fingerprint"}, ...]} (never the keys)'
+)
+def new(serial: str, out: Path, force: bool, as_json: bool) -> None:
     """Create a key file with fresh random keys for one pump.
 
     The file holds the serial and a clinician and a patient key, each 256 random bits
@@ -87,6 +102,16 @@ def new(serial: str, out: Path, force: bool) -> None:
         write_key_file(out, pump_keys, force=force)
     except HilError as exc:
         raise CommandError(str(exc)) from None
+    if as_json:
+        echo_json(
+            {
+                "file": str(out),
+                "serial": pump_keys.serial,
+                "mode": "0600",
+                "fingerprints": _fingerprints(pump_keys),
+            }
+        )
+        return
     click.echo(f"wrote keys for pump {pump_keys.serial} to {out} (mode 0600)")
     for line in _fingerprint_lines(pump_keys):
         click.echo(f"  {line}")
@@ -97,10 +122,15 @@ def new(serial: str, out: Path, force: bool) -> None:
     epilog="""\b
 Example:
   pumpemu keys show pe-000042.keys
+  pumpemu keys show pe-000042.keys --json
 """,
 )
 @click.argument("file", type=click.Path(path_type=Path))
-def show(file: Path) -> None:
+@json_option(
+    'one JSON object: {"file", "serial", "format", "fingerprints": [{"id": role, '
+    '"fingerprint"}, ...], "warning": text or null} (the warning also goes to stderr)'
+)
+def show(file: Path, as_json: bool) -> None:
     """Print a key file's serial and key fingerprints (never the keys).
 
     Warns if group or others can access the file (pumpemu serve and ctl refuse it).
@@ -112,10 +142,21 @@ def show(file: Path) -> None:
         pump_keys = load_keys(file, allow_open=True)
     except HilError as exc:
         raise CommandError(str(exc)) from None
-    click.echo(f"serial     {pump_keys.serial}")
-    click.echo(f"format     {KEY_FILE_FORMAT}")
-    for line in _fingerprint_lines(pump_keys):
-        click.echo(line)
     warning = open_key_file_warning(file)
+    if as_json:
+        echo_json(
+            {
+                "file": str(file),
+                "serial": pump_keys.serial,
+                "format": KEY_FILE_FORMAT,
+                "fingerprints": _fingerprints(pump_keys),
+                "warning": warning,
+            }
+        )
+    else:
+        click.echo(f"serial     {pump_keys.serial}")
+        click.echo(f"format     {KEY_FILE_FORMAT}")
+        for line in _fingerprint_lines(pump_keys):
+            click.echo(line)
     if warning is not None:
         click.echo(warning, err=True)

@@ -20,6 +20,7 @@ import click
 from hil.control_catalogue import CONTROL_ENV
 from hil.control_command import control_options
 from hil.errors import HilError, UsageError
+from hil.json_output import echo_json, json_option
 from hil.scenario.model import BACKENDS, Scenario
 
 if TYPE_CHECKING:
@@ -73,7 +74,11 @@ def scenario() -> None:
 
 @scenario.command("check")
 @click.argument("paths", nargs=-1, required=True)
-def check(paths: tuple[str, ...]) -> None:
+@json_option(
+    'one JSON object: {"files": [path, ...], "runs": [{"id", "file", "title", "hazards"}, '
+    "...]} (a bad file is still one line on stderr and exit 2)"
+)
+def check(paths: tuple[str, ...], as_json: bool) -> None:
     """Validate scenario FILES (or directories of them) without running them.
 
     A bad file is one line, FILE:LINE: what is wrong, and exit code 2.
@@ -81,11 +86,20 @@ def check(paths: tuple[str, ...]) -> None:
     \b
     Example:
       pumpemu scenario check my-scenarios/ leak.toml
+      pumpemu scenario check my-scenarios/ --json
     """
     scenarios = _load(paths, builtin=False)
     from hil.scenario.loader import scenario_files  # noqa: PLC0415 (lazy, see above)
 
-    click.echo(f"ok: {len(scenarios)} run(s) in {len(scenario_files(paths))} file(s)")
+    files = [str(path) for path in scenario_files(paths)]
+    if as_json:
+        runs = [
+            {"id": sc.id, "file": sc.path, "title": sc.title, "hazards": list(sc.hazards)}
+            for sc in scenarios
+        ]
+        echo_json({"files": files, "runs": runs})
+        return
+    click.echo(f"ok: {len(scenarios)} run(s) in {len(files)} file(s)")
 
 
 @scenario.command("list")
@@ -128,7 +142,13 @@ def list_builtin(as_json: bool) -> None:
 @click.option(
     "--id", "scenario_id", default="recorded-session", show_default=True, help="The scenario's id."
 )
-def record_command(capture: str, keys_file: str, out: str | None, scenario_id: str) -> None:
+@json_option(
+    'one JSON object of what was written: {"id", "capture", "out", "bytes"}, and with no '
+    '--out the scenario itself as "toml"'
+)
+def record_command(
+    capture: str, keys_file: str, out: str | None, scenario_id: str, as_json: bool
+) -> None:
     """Turn a JSONL capture of a programmer's session into a scenario file.
 
     Each request becomes a step at its time, with the pump's reply as its expectation;
@@ -138,15 +158,27 @@ def record_command(capture: str, keys_file: str, out: str | None, scenario_id: s
     Example:
       pumpemu ctl --port /dev/pts/5 --keys pe.keys --capture visit.jsonl bolus ...
       pumpemu scenario record visit.jsonl --keys pe.keys --out visit.toml
+      pumpemu scenario record visit.jsonl --keys pe.keys --out visit.toml --json
     """
     from hil.key_files import load_keys  # noqa: PLC0415 (lazy, see above)
     from hil.scenario.record_command import record_capture  # noqa: PLC0415
 
     text = record_capture(capture, load_keys(keys_file), scenario_id)
-    if out is None:
+    if out is not None:
+        Path(out).write_text(text, encoding="utf-8")
+    if as_json:
+        document: dict[str, object] = {
+            "id": scenario_id,
+            "capture": capture,
+            "out": out,
+            "bytes": len(text.encode("utf-8")),
+        }
+        if out is None:
+            document["toml"] = text
+        echo_json(document)
+    elif out is None:
         click.echo(text, nl=False)
     else:
-        Path(out).write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}")
 
 

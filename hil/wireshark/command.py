@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from hil.errors import UsageError
+from hil.json_output import echo_json, json_option
 
 PERSONAL_PLUGINS = Path("~/.local/lib/wireshark/plugins")
 """Wireshark's personal plugin folder on Linux and macOS (Help > About > Folders)."""
@@ -26,6 +27,7 @@ Examples:
   pumpemu wireshark install                 into ~/.local/lib/wireshark/plugins
   pumpemu wireshark install --force         replace a different pumpemu.lua there
   pumpemu wireshark install --dir /tmp/p    somewhere else
+  pumpemu wireshark install --json          what was done, as JSON
 """
 
 
@@ -35,10 +37,14 @@ def wireshark() -> None:
 
 
 @wireshark.command(epilog=WIRESHARK_EPILOG)
-def path() -> None:
+@json_option('one JSON object: {"path"}')
+def path(as_json: bool) -> None:
     """Print the path of the shipped dissector (pumpemu.lua)."""
     from hil.wireshark.generate import shipped_path  # noqa: PLC0415 (construct: on use)
 
+    if as_json:
+        echo_json({"path": str(shipped_path())})
+        return
     click.echo(str(shipped_path()))
 
 
@@ -51,7 +57,11 @@ def path() -> None:
     help=f"Install into DIR instead of {PERSONAL_PLUGINS}.",
 )
 @click.option("--force", is_flag=True, help="Replace a pumpemu.lua there that differs.")
-def install(directory: Path | None, force: bool) -> None:
+@json_option(
+    'one JSON object of what was done: {"path", "action"}, action one of "installed", '
+    '"replaced", "unchanged"'
+)
+def install(directory: Path | None, force: bool, as_json: bool) -> None:
     """Copy the shipped dissector into Wireshark's personal plugin folder.
 
     A pumpemu.lua already there with the same content is left as is; one that differs
@@ -64,6 +74,7 @@ def install(directory: Path | None, force: bool) -> None:
     target_dir = (directory or PERSONAL_PLUGINS).expanduser()
     target = target_dir / source.name
     shipped = source.read_bytes()
+    action = "installed"
     if target.is_dir():
         raise UsageError(f"{target} is a directory, not a file: remove it first")
     if target.exists():
@@ -72,13 +83,17 @@ def install(directory: Path | None, force: bool) -> None:
         except OSError as error:
             raise UsageError(f"cannot read {target}: {error.strerror or error}") from None
         if current == shipped:
-            click.echo(f"{target} is already the shipped dissector: nothing to do")
+            if as_json:
+                echo_json({"path": str(target), "action": "unchanged"})
+            else:
+                click.echo(f"{target} is already the shipped dissector: nothing to do")
             return
         if not force:
             raise UsageError(
                 f"{target} exists and differs from the shipped dissector: "
                 "run again with --force to replace it"
             )
+        action = "replaced"
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
@@ -86,4 +101,7 @@ def install(directory: Path | None, force: bool) -> None:
         os.replace(tmp, target)
     except OSError as error:
         raise UsageError(f"cannot install into {target_dir}: {error.strerror or error}") from None
-    click.echo(f"installed {target}; restart Wireshark or use Analyze > Reload Lua Plugins")
+    if as_json:
+        echo_json({"path": str(target), "action": action})
+        return
+    click.echo(f"{action} {target}; restart Wireshark or use Analyze > Reload Lua Plugins")
