@@ -1,5 +1,9 @@
-"""How the long-running commands (``pumpemu serve``, ``pumpemu proxy``) log: one line per
-event on stderr, filtered by level, as text or JSON lines (docs/serve.md, "Logs").
+"""How the long-running commands (``pumpemu serve``, ``proxy``, ``campaign run``, ``scenario
+run``, ``demo``, ``replay``) log: one line per event on stderr, filtered by level, as text or
+JSON lines (docs/serve.md, "Logs"). Their result on stdout is never affected.
+
+The batch commands follow the same levels: ``-q`` drops the progress bar and the info lines,
+leaving the result or summary; ``-v`` adds one debug line per run or request.
 
 Levels, quietest last: ``debug``, ``info`` (sessions, security events, alarms: the default),
 ``warning`` (a state not saved, a link lost, the summary at stop), ``error`` (the serve loop
@@ -57,10 +61,14 @@ class LogConfig:
         self.threshold = LEVELS.index(level)
         self.fmt = fmt
 
+    def shows(self, level: str) -> bool:
+        """Whether a line at ``level`` is logged (a progress bar is drawn at info)."""
+        return LEVELS.index(level) >= self.threshold
+
     def __call__(self, line: str, level: str | None = None) -> None:
         """Log ``line`` at ``level`` (None: the level its text says, ``LEVEL_OF``)."""
         level = level_of(line) if level is None else level
-        if LEVELS.index(level) < self.threshold:
+        if not self.shows(level):
             return
         if self.fmt == "json":
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from hil.errors import UsageError
+from hil.logs import LogConfig, log_options
 
 EPILOG = """\\b
 Examples:
@@ -138,6 +139,7 @@ def _executor(workers: int, cluster: str | None) -> Iterator[tuple[Executor, str
     "figure's distribution across a sweep (and against its one swept parameter), and the "
     "runs that did not pass with their --rerun command.",
 )
+@log_options
 def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     paths: tuple[str, ...],
     builtin: bool,
@@ -150,13 +152,21 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     as_json: bool,
     rerun: str | None,
     report_dir: Path | None,
+    verbose: int,
+    quiet: int,
+    log_level: str | None,
+    log_format: str,
 ) -> None:
     """Expand scenario FILES (sweeps included) into runs and execute them in parallel.
 
     Each finished run is a line of --out at once, so an interrupted campaign keeps its
     results and the same command resumes it. The same files give the same lines on a
     process pool and on a cluster (order aside).
+
+    Logs go to stderr (-q: no progress bar, only the summary on stdout; -v: a line per
+    finished run; --log-format json: JSON lines); the summary on stdout is the same.
     """
+    log = LogConfig.from_options("campaign", verbose, quiet, log_level, log_format)
     from hil.campaign.plan import expand  # noqa: PLC0415
 
     started = time.monotonic()  # the report's "this invocation took" (a display figure)
@@ -169,7 +179,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     if fresh and out.exists():
         out.unlink()
     count = workers or os.cpu_count() or 1
-    summary = _run(specs, backend, count, cluster, out)
+    summary = _run(specs, backend, count, cluster, out, log)
     if junit is not None:
         _write_junit(summary["results"], junit)
     verdicts = Counter(line["verdict"] for line in summary["results"])
@@ -210,8 +220,8 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     sys.exit(0 if ok else 1)
 
 
-def _run(
-    specs: list[Any], backend: str, workers: int, cluster: str | None, out: Path
+def _run(  # noqa: PLR0917 (the campaign's settings, passed on from its options)
+    specs: list[Any], backend: str, workers: int, cluster: str | None, out: Path, log: LogConfig
 ) -> dict[str, Any]:
     from rich.progress import (  # noqa: PLC0415
         BarColumn,
@@ -229,7 +239,7 @@ def _run(
         from hil.console import make_console  # noqa: PLC0415 (rich: on use)
 
         console = make_console(sys.stderr)
-        console.print(f"{len(specs)} runs on {where}; {already} already in {out}")
+        log(f"{len(specs)} runs on {where}; {already} already in {out}", "info")
         progress = Progress(
             TextColumn("campaign"),
             BarColumn(),
@@ -238,24 +248,25 @@ def _run(
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
-            disable=not console.is_terminal,
+            # A bar is an info-level line: -q (or JSON logs, for a collector) has none.
+            disable=not console.is_terminal or not log.shows("info") or log.fmt == "json",
         )
+
+        def finished(line: dict[str, Any]) -> None:
+            progress.advance(task)
+            log(f"run {line['id']}: {line['verdict']}", "debug")
+
         with progress:
             task = progress.add_task("runs", total=len(specs), completed=already)
-            outcome = run_campaign(
-                specs,
-                executor,
-                out,
-                backend=backend,
-                on_result=lambda _line: progress.advance(task),
-            )
+            outcome = run_campaign(specs, executor, out, backend=backend, on_result=finished)
     if outcome.interrupted:
-        console.print(
+        log(
             f"interrupted: {len(outcome.results)} of {len(specs)} runs kept in {out}; run the "
-            "same command again to resume"
+            "same command again to resume",
+            "warning",
         )
     for run_id, why in outcome.lost:
-        console.print(f"lost {run_id}: {why} (run again to retry it)")
+        log(f"lost {run_id}: {why} (run again to retry it)", "warning")
     return {
         "results": outcome.results,
         "resumed": outcome.resumed,

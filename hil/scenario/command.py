@@ -21,6 +21,7 @@ from hil.control_catalogue import CONTROL_ENV
 from hil.control_command import control_options
 from hil.errors import HilError, UsageError
 from hil.json_output import echo_json, json_option
+from hil.logs import LogConfig, log_options
 from hil.scenario.model import BACKENDS, Scenario
 
 if TYPE_CHECKING:
@@ -244,6 +245,7 @@ def record_command(
     metavar="FILE",
     help="Also write JUnit XML to FILE.",
 )
+@log_options
 def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     paths: tuple[str, ...],
     builtin: bool,
@@ -259,6 +261,10 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     as_json: bool,
     report_dir: str | None,
     junit: str | None,
+    verbose: int,
+    quiet: int,
+    log_level: str | None,
+    log_format: str,
 ) -> None:
     """Run scenario FILES (or directories) and print a verdict per run.
 
@@ -270,6 +276,9 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
     the pump as it finds it (its committed prescription must be the file's [setup] one).
     With --control, faults, time and truth go through the control API; without it the
     pump is a real rig: what it cannot do is reported skipped with the reason.
+
+    Logs go to stderr: with -v, what runs where and a line per finished run; JSON lines
+    with --log-format json. By default (and with -q) stderr carries only warnings.
 
     \b
     Examples:
@@ -294,7 +303,11 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         raise UsageError("no scenario matches")
     if backend != "url" and _from_environment("control"):
         control = None  # PUMPEMU_CONTROL is for pumpemu fault/time/truth too: not an error
+    log = LogConfig.from_options("scenario", verbose, quiet, log_level, log_format)
     target = _target(backend, port, keys_file, control, token_file, jobs)
+    where = f"{jobs} processes" if target is None and jobs > 1 else "this process"
+    # Debug, as the per-run lines: by default stderr stays empty, as it always was.
+    log(f"{len(scenarios)} run(s) on the {backend} backend in {where}", "debug")
     if target is not None:
         try:
             results = [run(sc, backend, target=target) for sc in scenarios]
@@ -308,6 +321,10 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
             results = list(pool.map(run, scenarios, [backend] * len(scenarios), chunksize=chunk))
     else:
         results = [run(sc, backend) for sc in scenarios]
+    for result in results:  # -v: per-run detail (the table or JSON on stdout has it all)
+        held = sum(f.ok is True for f in result.findings)
+        checks = f"{held}/{len(result.findings)} checks held"
+        log(f"run {result.scenario.id}: {result.verdict} ({checks})", "debug")
     if as_json:
         click.echo(report.dumps(results))
     else:
