@@ -16,15 +16,18 @@ It writes the traffic capture, the key file that opens it, and a plot of the res
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hil.errors import UsageError
+from hil.json_output import echo_json, json_option
+from hil.logs import LogConfig, log_options
 from hil.quantities import concentration, mass, rate, volume
 from protocol.device_state import EventKind, LogEntry, Role
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
@@ -137,7 +140,21 @@ def programmer_factory(
     "--plot-format", type=click.Choice(["png", "svg"]), default="png", show_default=True,
     help="Image format of the plot.",
 )  # fmt: skip
-def demo(out: Path, days: int, plot_format: str) -> None:
+@json_option(
+    'the end summary as one JSON object instead of tables: {"serial", "port", "files", '
+    '"seconds", "steps", "review", "after", "events"} (docs/README.md "pumpemu demo --json")'
+)
+@log_options
+def demo(  # noqa: PLR0917 (click passes every option as an argument)
+    out: Path,
+    days: int,
+    plot_format: str,
+    as_json: bool,
+    verbose: int,
+    quiet: int,
+    log_level: str | None,
+    log_format: str,
+) -> None:
     """Play a clinic visit against an emulated pump over a real pty, and summarise it.
 
     \b
@@ -147,9 +164,14 @@ def demo(out: Path, days: int, plot_format: str) -> None:
       pumpemu-demo-start.state     the pump as the visit began (serve --state), to replay
       pumpemu-demo.png             reservoir and dose: firmware belief vs plant truth
 
+    Logs go to stderr: -q drops the progress bar, -v adds the server's line per session
+    event, --log-format json writes them as JSON lines. The summary (tables, or --json) is
+    on stdout either way.
+
     \b
     Example:
       pumpemu demo --out /tmp/visit
+      pumpemu demo --out /tmp/visit --json -q
       pumpemu decode /tmp/visit/pumpemu-demo-capture.jsonl --keys /tmp/visit/pumpemu-demo.keys
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
@@ -167,7 +189,10 @@ def demo(out: Path, days: int, plot_format: str) -> None:
     from hil.state_file import seal_state, write_state_file  # noqa: PLC0415
     from protocol.keys import generate_keys  # noqa: PLC0415
 
+    log = LogConfig.from_options("demo", verbose, quiet, log_level, log_format)
     console = make_console()
+    # The bar is an info line on stderr when stdout is a JSON document; never with -q.
+    bar_console = make_console(sys.stderr) if as_json else console
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -184,21 +209,27 @@ def demo(out: Path, days: int, plot_format: str) -> None:
     device = PumpDevice(pump, keys, secrets.token_bytes)
     # The pump as the visit begins, for pumpemu serve --state: the capture replays against
     # it without a difference (pumpemu replay, docs/capture.md).
-    write_state_file(out / "pumpemu-demo-start.state", seal_state(keys, device.snapshot()))
+    start = out / "pumpemu-demo-start.state"
+    write_state_file(start, seal_state(keys, device.snapshot()))
     link = PtyLink()
     recorder = Recorder()
-    server_log: list[str] = []
-    console.print(f"[bold]pumpemu demo[/]: pump {SERIAL} served on [cyan]{link.path}[/]")
+    if as_json:
+        log(f"pump {SERIAL} served on {link.path}", "info")
+    else:
+        console.print(f"[bold]pumpemu demo[/]: pump {SERIAL} served on [cyan]{link.path}[/]")
     with (
         CaptureWriter(capture_path, source="demo") as capture,
-        PumpServer(device, link, clock, capture=capture, log=server_log.append) as server,
+        PumpServer(
+            device, link, clock, capture=capture, log=lambda line: log(line, "debug")
+        ) as server,
         Progress(
             TextColumn("fast-forward"),
             BarColumn(),
             TextColumn("day {task.completed:>3.0f}"),
             TimeElapsedColumn(),
-            console=console,
+            console=bar_console,
             transient=True,
+            disable=not (bar_console.is_terminal and log.shows("info") and log.fmt == "text"),
         ) as progress,  # fmt: skip
     ):
         task = progress.add_task("days", total=days)
@@ -213,6 +244,14 @@ def demo(out: Path, days: int, plot_format: str) -> None:
         truth = device.pump.plant_truth()
         belief = device.pump.status()
     write_plot(recorder.samples, recorder.markers, plot_path, f"pumpemu demo: {SERIAL}")
+    if as_json:
+        paths = {"capture": capture_path, "keys": key_path, "plot": plot_path, "start_state": start}
+        echo_json(
+            {"serial": SERIAL, "port": link.path, "seconds": round(time.monotonic() - started, 1)}
+            | _files(paths)
+            | summary_json(report, recorder, belief.reservoir_estimate_nl, truth.reservoir_nl)
+        )
+        return
     render(console, report, recorder, belief.reservoir_estimate_nl, truth.reservoir_nl)
     console.print(
         f"\nWrote [cyan]{capture_path}[/], [cyan]{key_path}[/] and [cyan]{plot_path}[/] "
@@ -295,6 +334,57 @@ def render(
             text += f" (x{count})"
         events.add_row(seqs, when, text)
     console.print(events)
+
+
+def _files(paths: dict[str, Path]) -> dict[str, Any]:
+    return {"files": {name: str(path) for name, path in sorted(paths.items())}}
+
+
+def summary_json(
+    report: VisitReport, recorder: Recorder, estimate_nl: int, truth_nl: int
+) -> dict[str, Any]:
+    """demo --json: what ``render`` shows, in integer units (docs/README.md "pumpemu demo
+    --json"). Steps are numbered from 1; events carry their log seq as ``id``."""
+    from protocol.messages import NEVER_MS  # noqa: PLC0415
+
+    steps = [
+        {"id": n, "what": step.what, "outcome": step.outcome, "detail": step.detail}
+        for n, step in enumerate(report.steps, start=1)
+    ]
+    review = None
+    if report.staged is not None:
+        start = report.start_pump_ms
+
+        def since(at: int) -> int | None:  # ms after the visit began, or None for never
+            return None if at == NEVER_MS else at - start
+
+        review = {
+            "daily_volume_nl": report.staged.daily_volume_nl,
+            "daily_mass_pg": report.staged.daily_mass_pg,
+            "low_reservoir_after_ms": since(report.staged.low_reservoir_at_ms),
+            "empty_after_ms": since(report.staged.empty_at_ms),
+            "digest": report.staged.digest.hex(),
+        }
+    final = recorder.samples[-1] if recorder.samples else None
+    after = {
+        "reservoir_belief_nl": estimate_nl,
+        "reservoir_truth_nl": truth_nl,
+        "dose_belief_pg": final.dose_belief_pg if final else None,
+        "dose_truth_pg": final.dose_truth_pg if final else None,
+    }
+    from hil.demo.visit import NOTABLE  # noqa: PLC0415
+
+    events = [
+        {
+            "id": entry.seq,
+            "kind": entry.kind.name,
+            "after_ms": entry.time_ms - report.start_pump_ms,
+            "text": _describe(entry),
+        }
+        for entry in report.log
+        if entry.seq >= report.first_seq and entry.kind in NOTABLE
+    ]
+    return {"steps": steps, "review": review, "after": after, "events": events}
 
 
 def _runs(entries: Iterable[LogEntry]) -> Iterator[tuple[LogEntry, LogEntry, int]]:
