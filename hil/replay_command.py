@@ -14,6 +14,7 @@ import click
 
 from hil.control_catalogue import DEFAULT_CONTROL
 from hil.errors import HilError, UsageError
+from hil.logs import LogConfig, log_options
 from protocol.device_state import Role
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
 
     exchange = outcome.exchange
     return {
+        "id": exchange.line,  # the request's line in the capture: unique, stable
         "line": exchange.line,
         "session": outcome.session,
         "role": outcome.role.name,
@@ -130,6 +132,14 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
         ],
         "detail": outcome.detail,
     }
+
+
+def _progress(outcome: Outcome, rows: bool, log: LogConfig) -> None:
+    """One replayed request: its table row on stdout, and a debug log line (-v)."""
+    if rows:
+        click.echo(_row(outcome))
+    exchange = outcome.exchange
+    log(f"line {exchange.line}: {type(exchange.request).__name__} {outcome.status}", "debug")
 
 
 def _short(value: Any) -> str:
@@ -189,7 +199,13 @@ def _row(outcome: Outcome) -> str:
     is_flag=True,
     help="Compare instants on the pump clock too (normalised away by default).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document at the end (exchanges: one object per request, id its line).",
+)
+@log_options
 def replay(  # noqa: PLR0917 (click passes every option as an argument)
     capture: str,
     url: str,
@@ -198,6 +214,10 @@ def replay(  # noqa: PLR0917 (click passes every option as an argument)
     token_file: Path | None,
     exact_times: bool,
     as_json: bool,
+    verbose: int,
+    quiet: int,
+    log_level: str | None,
+    log_format: str,
 ) -> None:
     """Play the programmer side of CAPTURE against the pump at URL and compare its answers.
 
@@ -206,7 +226,12 @@ def replay(  # noqa: PLR0917 (click passes every option as an argument)
     is compared with the recorded one field by field, after the normalisations of
     docs/capture.md: instants on the pump clock (unless --exact-times) and session-dependent
     NAK limits. Handshakes and CLOSE_SESSION are the new programmer's own.
+
+    -q prints only the summary line (no row per request); -v logs a line per request on
+    stderr (with --json too); --log-format json writes the log lines as JSON lines.
     """
+    log = LogConfig.from_options("replay", verbose, quiet, log_level, log_format)
+    rows = not as_json and log.shows("info")
     from hil.key_files import load_keys  # noqa: PLC0415
     from hil.links import open_link  # noqa: PLC0415
     from hil.replay import play  # noqa: PLC0415
@@ -221,7 +246,9 @@ def replay(  # noqa: PLR0917 (click passes every option as an argument)
     client = _control_client(control, token_file)
     link = open_link(url)
     outcomes: list[Outcome] = []
-    if not as_json:
+    sessions = sum(1 for session in script.sessions if session.exchanges)
+    log(f"replaying {sessions} session(s) of {capture} against {url}", "debug")
+    if rows:
         click.echo(f"{'line':>6}  {'ses':>3} {'role':<9}  {'request':<21} {'answer':<19} result")
     try:
         target = LinkTarget(link, keys, client)
@@ -229,7 +256,7 @@ def replay(  # noqa: PLR0917 (click passes every option as an argument)
             script,
             target,
             exact_times=exact_times,
-            on_outcome=None if as_json else lambda o: click.echo(_row(o)),
+            on_outcome=lambda o: _progress(o, rows, log),
         )
     except HilError as error:
         raise HilError(f"replay stopped: {error}") from None
