@@ -1,5 +1,5 @@
-"""The one way a command prints machine-readable output: ``--json`` (docs/ctl.md, "JSON
-output").
+"""The one way a command prints machine-readable output: ``--json`` (docs/architecture.md,
+"Command output").
 
 Every command that prints something a script would want takes ``--json`` (issue 16, item 5;
 tests/hil/test_json_everywhere.py walks the click tree and enforces it). With it, stdout

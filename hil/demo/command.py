@@ -142,7 +142,7 @@ def programmer_factory(
 )  # fmt: skip
 @json_option(
     'the end summary as one JSON object instead of tables: {"serial", "port", "files", '
-    '"seconds", "steps", "review", "after", "events"} (docs/README.md "pumpemu demo --json")'
+    '"seconds", "steps", "review", "after", "events"} (README.md, "pumpemu demo --json")'
 )
 @log_options
 def demo(  # noqa: PLR0917 (click passes every option as an argument)
@@ -343,7 +343,7 @@ def _files(paths: dict[str, Path]) -> dict[str, Any]:
 def summary_json(
     report: VisitReport, recorder: Recorder, estimate_nl: int, truth_nl: int
 ) -> dict[str, Any]:
-    """demo --json: what ``render`` shows, in integer units (docs/README.md "pumpemu demo
+    """demo --json: what ``render`` shows, in integer units (README.md, "pumpemu demo
     --json"). Steps are numbered from 1; events carry their log seq as ``id``."""
     from protocol.messages import NEVER_MS  # noqa: PLC0415
 
