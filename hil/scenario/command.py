@@ -104,7 +104,12 @@ def check(paths: tuple[str, ...], as_json: bool) -> None:
 
 
 @scenario.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='JSON lines: one object per scenario, {"id", "hazards", "title"}.',
+)
 def list_builtin(as_json: bool) -> None:
     """List the built-in scenario library: id, hazards, title.
 
