@@ -82,3 +82,24 @@ def test_demo_refuses_an_unusable_output_directory(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--out", str(blocker / "sub")])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_demo_json_is_one_document_with_ids_and_a_quiet_stderr(tmp_path: Path) -> None:
+    """--json -q: the summary as one JSON object on stdout (README.md, "pumpemu demo
+    --json"), nothing on stderr (no bar, no headline)."""
+    result = CliRunner().invoke(
+        main, ["demo", "--out", str(tmp_path), "--days", "12", "--json", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    (line,) = result.stdout.splitlines()
+    summary = json.loads(line)
+    assert Path(summary["files"]["capture"]).is_file()
+    assert [step["id"] for step in summary["steps"]] == list(range(1, len(summary["steps"]) + 1))
+    assert any(step["outcome"] == "refused: LOCKOUT_ACTIVE" for step in summary["steps"])
+    seqs = [event["id"] for event in summary["events"]]
+    assert seqs == sorted(set(seqs))
+    assert "MOTOR_STALL" in {event["kind"] for event in summary["events"]}
+    after = summary["after"]
+    assert after["reservoir_belief_nl"] != after["reservoir_truth_nl"]  # belief vs truth
+    assert summary["review"]["daily_volume_nl"] > 0

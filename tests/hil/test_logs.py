@@ -62,3 +62,11 @@ def test_a_bad_level_or_format_is_refused() -> None:
         LogConfig("serve", "loud")
     with pytest.raises(ValueError, match="log format"):
         LogConfig("serve", "info", "xml")
+
+
+def test_shows_says_what_the_threshold_lets_through() -> None:
+    log = LogConfig.from_options("campaign", 0, 1, None, "text")  # -q: warnings and up
+    assert [level for level in ("debug", "info", "warning", "error") if log.shows(level)] == [
+        "warning",
+        "error",
+    ]
