@@ -136,3 +136,43 @@ def test_a_pump_with_another_rate_limit_is_reported(
             ],
         )
     ]
+
+
+def _replay_process(
+    demo: Path, port: str, control: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *pumpemu_command(), "replay", str(demo / "pumpemu-demo-capture.jsonl"),
+            "--port", port, "--keys", str(demo / "pumpemu-demo.keys"), "--control", control,
+            *extra,
+        ],
+        capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+
+
+def test_replay_v_logs_a_json_line_per_request_beside_the_json_document(
+    serve: Callable[..., ServeProcess], demo: Path, tmp_path: Path
+) -> None:
+    port, control = serve_demo_pump(serve, demo, tmp_path, None)
+    done = _replay_process(demo, port, control, "--json", "-v", "--log-format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # stdout: the document alone, as without -v
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    per_request = [
+        r for r in records if r["program"] == "replay" and r["message"].startswith("line ")
+    ]
+    assert [r["message"].split(":")[0] for r in per_request] == [
+        f"line {e['id']}" for e in report["exchanges"]
+    ]
+
+
+def test_replay_q_prints_only_the_totals(
+    serve: Callable[..., ServeProcess], demo: Path, tmp_path: Path
+) -> None:
+    port, control = serve_demo_pump(serve, demo, tmp_path, None)
+    done = _replay_process(demo, port, control, "-q")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert "requests replayed" in line
+    assert " 0 differ" in line
