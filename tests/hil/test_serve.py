@@ -340,7 +340,10 @@ def test_capture_records_every_chunk_both_ways_with_pump_time(tmp_path: Path) ->
     assert all(r.sim_ms == 2_000 for r in frames)
     assert rx[0].fields["header"]["opcode"] == "OPEN_SESSION"
     notes = [r.text for r in records if r.kind == "note"]
-    assert any(n and "time advanced" in n for n in notes)
+    assert (
+        "time advanced 2000 ms: 1970-01-01T00:00:00 (+0d 00:00) -> 1970-01-01T00:00:02 (+0d 00:00:02)"
+        in notes
+    )
     assert "session opened (clinician)" in notes
 
 
@@ -681,10 +684,12 @@ def test_advance_and_fault_answer_only_once_stored() -> None:
     server.inject(Reset())  # no time moved, yet the fault is stored
     assert len(stored) == before + 1
     failing[0] = True
-    with pytest.raises(StateNotStoredError, match="could not be stored: OSError"):
+    with pytest.raises(StateNotStoredError, match="could not be stored: OSError") as moved:
         server.advance(1_000)
-    with pytest.raises(StateNotStoredError, match="fault injected"):
+    assert str(moved.value).startswith("time advanced to 1970-01-01T00:01:01 (+0d 00:01:01), ")
+    with pytest.raises(StateNotStoredError, match="fault injected") as hit:
         server.inject(Reset())
+    assert str(hit.value).startswith("fault injected at 1970-01-01T00:01:01 (+0d 00:01:01), ")
     assert any("state not saved: OSError" in line for line in lines)
 
 
