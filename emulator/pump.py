@@ -178,6 +178,11 @@ class Pump:
         it). The pump clock is ``status().local_time_ms``."""
         return self._now
 
+    def clock_ms(self, internal_ms: int) -> int:
+        """The pump clock (``status().local_time_ms``) at internal time ``internal_ms``, with
+        the clock as it is set now; cheap, for stamping log lines without a status."""
+        return self._fw.local_ms(internal_ms)
+
     @property
     def profile(self) -> Profile:
         return self._profile
