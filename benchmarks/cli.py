@@ -33,6 +33,7 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
+from hil.cli import main as pumpemu_main  # noqa: E402
 from hil.cli_tree import command_paths  # noqa: E402
 
 PYTHON = sys.executable
@@ -52,7 +53,7 @@ def timed(command: list[str], runs: int) -> float:
 def measure(runs: int, demo: bool, runs_per_command: int = 5) -> dict[str, float | str]:
     baseline = timed([PYTHON, "-c", "import click"], runs)
     help_s = timed([*PUMPEMU, "--help"], runs)
-    paths = command_paths()[1:]
+    paths = command_paths(pumpemu_main)[1:]
     per_command = {
         " ".join(path): timed([*PUMPEMU, *path, "--help"], runs_per_command) for path in paths
     }

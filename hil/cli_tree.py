@@ -12,14 +12,12 @@ __all__ = ["command_paths", "walk_commands"]
 
 
 def walk_commands(
-    command: click.Command | None = None, prefix: tuple[str, ...] = ()
+    command: click.Command, prefix: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """(path, command) for ``command`` (default: ``pumpemu`` itself, path ``()``) and every
-    command and group below it, in the order ``--help`` lists them. Lazy commands load."""
-    if command is None:
-        from hil.cli import main  # noqa: PLC0415 (hil.cli is the tree's root, not a dependency)
-
-        command = main
+    """(path, command) for ``command`` (``hil.cli.main`` for the whole of pumpemu, path
+    ``()``) and every command and group below it, in the order ``--help`` lists them. Lazy
+    commands load. The root is an argument: this module is a library, and hil/cli.py is a
+    command module (tests/pumpemu/test_api_docs.py)."""
     yield prefix, command
     if isinstance(command, click.Group):
         ctx = click.Context(command, info_name=prefix[-1] if prefix else "pumpemu")
@@ -30,6 +28,6 @@ def walk_commands(
             yield from walk_commands(sub, (*prefix, name))
 
 
-def command_paths(command: click.Command | None = None) -> list[tuple[str, ...]]:
+def command_paths(command: click.Command) -> list[tuple[str, ...]]:
     """Every path ``walk_commands`` visits: ``()`` for pumpemu, ``("ctl", "program")``..."""
     return [path for path, _command in walk_commands(command)]

@@ -10,7 +10,7 @@ from hil import cli
 from hil.cli import COMMANDS, load_command, main
 from hil.cli_tree import command_paths
 
-PATHS = command_paths()
+PATHS = command_paths(main)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[" ".join(p) or "pumpemu" for p in PATHS])

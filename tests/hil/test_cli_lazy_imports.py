@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from hil.cli import main
 from hil.cli_tree import command_paths
 
 HEAVY = ("emulator", "construct", "rich", "matplotlib")
@@ -34,7 +35,7 @@ print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
 """
 
 
-PATHS = command_paths()
+PATHS = command_paths(main)
 
 
 def test_the_walk_reaches_nested_commands() -> None:
