@@ -29,6 +29,11 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# Every pump built in the suite (and in subprocesses it starts) checks its kept next
+# deadline against a fresh computation on every request (emulator/firmware/deadline_cache.py):
+# the stateful, differential and scenario tests then prove the cache's invalidation.
+os.environ.setdefault("PUMPEMU_CHECK_DEADLINES", "1")
+
 pytest_plugins = ["pytester"]
 """pytester runs pytest in-process on generated test files (tests/hil/test_pytest_plugin.py).
 The hazard marker and --hazard come from pumpemu's own plugin (hil/pytest_plugin.py), which

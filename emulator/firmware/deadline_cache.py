@@ -1,0 +1,66 @@
+"""The firmware's next deadline, computed once and kept until something that can move it
+changes (docs/pump-model.md, "Time").
+
+The pump asks for the next deadline before every step, and the serve loop asks again for
+its timer. Between two changes the answer stays the same: every candidate is an absolute
+instant (a battery check, end of service, a bolus end, a flex boundary), and the
+stroke-counted reservoir crossings (low, empty, the bridge's end) are the k-th future
+stroke, where each delivered stroke lowers k by one as the engine moves past it. So the
+firmware invalidates the cache only where an input can move: a command, a logged event
+(every therapy transition, alarm, battery and concentration event is logged), a battery
+check, a stroke the sensor saw blocked or an empty estimate cut, a reboot; and an answer
+at or before now is always recomputed (the deadline came: acting on it changes state).
+
+Check mode (``PUMPEMU_CHECK_DEADLINES=1`` in the environment, or ``check=True``; the test
+suite turns it on for every pump) recomputes on every request and raises
+``DeadlineCacheError`` if the kept answer differs, so a missed invalidation fails a test
+rather than shifting a stroke.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+__all__ = ["CHECK_ENV", "DeadlineCache", "DeadlineCacheError", "check_by_default"]
+
+CHECK_ENV = "PUMPEMU_CHECK_DEADLINES"
+
+
+def check_by_default() -> bool:
+    """Whether new caches start in check mode: the environment variable, read per pump."""
+    return os.environ.get(CHECK_ENV, "") not in ("", "0")
+
+
+class DeadlineCacheError(AssertionError):
+    """Check mode found a kept deadline that a fresh computation contradicts: a firmware
+    change that can move the deadline does not invalidate the cache."""
+
+
+class DeadlineCache:
+    """``compute(now_ms)``'s last answer, reused while valid and still in the future."""
+
+    __slots__ = ("_compute", "_valid", "_value", "check")
+
+    def __init__(self, compute: Callable[[int], int | None], *, check: bool = False) -> None:
+        self._compute = compute
+        self._valid = False
+        self._value: int | None = None
+        self.check = check
+
+    def get(self, now_ms: int) -> int | None:
+        value = self._value
+        if self._valid and (value is None or value > now_ms):
+            if self.check:
+                fresh = self._compute(now_ms)
+                if fresh != value:
+                    raise DeadlineCacheError(
+                        f"kept next deadline {value} but it is {fresh} at {now_ms}"
+                    )
+            return value
+        value = self._value = self._compute(now_ms)
+        self._valid = True
+        return value
+
+    def invalidate(self) -> None:
+        self._valid = False
