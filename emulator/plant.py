@@ -395,7 +395,8 @@ class Plant:
         return moved
 
     def _move(self, strokes: int, until_ms: int | None = None) -> int:
-        moving = self.can_move()
+        # can_move, inlined (every pump step): the battery only when the rest would move.
+        moving = self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
         first = self._strokes_attempted
         self._strokes_attempted += strokes
         if not moving:

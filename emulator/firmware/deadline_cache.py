@@ -11,25 +11,30 @@ firmware invalidates the cache only where an input can move: a command, a logged
 check, a stroke the sensor saw blocked or an empty estimate cut, a reboot; and an answer
 at or before now is always recomputed (the deadline came: acting on it changes state).
 
-Check mode (``PUMPEMU_CHECK_DEADLINES=1`` in the environment, or ``check=True``; the test
-suite turns it on for every pump) recomputes on every request and raises
-``DeadlineCacheError`` if the kept answer differs, so a missed invalidation fails a test
-rather than shifting a stroke.
+Check mode (``check=True`` on one cache, or ``CHECK_ALL.on = True`` for every pump built
+afterwards; tests/conftest.py turns it on for the whole suite) recomputes on every request
+and raises ``DeadlineCacheError`` if the kept answer differs, so a missed invalidation fails
+a test rather than shifting a stroke. The emulator reads no environment (it is a library:
+tests/test_layering.py), so a debugging caller sets the switch itself.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-__all__ = ["CHECK_ENV", "DeadlineCache", "DeadlineCacheError", "check_by_default"]
-
-CHECK_ENV = "PUMPEMU_CHECK_DEADLINES"
+__all__ = ["CHECK_ALL", "CheckSwitch", "DeadlineCache", "DeadlineCacheError"]
 
 
-def check_by_default() -> bool:
-    """Whether new caches start in check mode: the environment variable, read per pump."""
-    return os.environ.get(CHECK_ENV, "") not in ("", "0")
+class CheckSwitch:
+    """Whether caches built from now on start in check mode (one process-wide switch)."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+CHECK_ALL = CheckSwitch()
 
 
 class DeadlineCacheError(AssertionError):

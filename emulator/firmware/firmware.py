@@ -46,7 +46,7 @@ from emulator.firmware.concentration_change import (
     delivery_block,
     path_volume_nl,
 )
-from emulator.firmware.deadline_cache import DeadlineCache, check_by_default
+from emulator.firmware.deadline_cache import CHECK_ALL, DeadlineCache
 from emulator.firmware.drug_checks import Review, check_stage
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.forecast import reservoir_crossings
@@ -318,7 +318,7 @@ class Firmware:
         self.engine = engine
         self._command_in_effect = 0
         # Kept between steps; what can move it invalidates it (deadline_cache.py).
-        self._deadline = DeadlineCache(self._compute_next_deadline, check=check_by_default())
+        self._deadline = DeadlineCache(self._compute_next_deadline, check=CHECK_ALL.on)
         self.log = log if log is not None else EventLog(profile.log_capacity)
         self._stroke = profile.stroke_nl
         # -- persisted in the non-volatile record (to_record / from_record) --
