@@ -318,8 +318,11 @@ class Plant:
     def next_event_ms(self) -> int | None:
         """The next time the plant changes by itself (a motor recovery; an inflammatory mass
         closing the catheter for good), or None."""
-        times = (self._motor_change_ms, self._fluid.next_event_ms(self._now))
-        return min((t for t in times if t is not None), default=None)
+        motor = self._motor_change_ms
+        fluid = self._fluid.next_event_ms(self._now)
+        if motor is None:
+            return fluid
+        return motor if fluid is None or motor < fluid else fluid
 
     def steps_may_merge(self, until_ms: int, strokes: int) -> bool:
         """Whether ``strokes`` pumped over (now, until_ms] in one call end exactly as the
