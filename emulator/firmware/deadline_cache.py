@@ -43,27 +43,31 @@ class DeadlineCacheError(AssertionError):
 
 
 class DeadlineCache:
-    """``compute(now_ms)``'s last answer, reused while valid and still in the future."""
+    """``compute(now_ms)``'s last answer, reused while valid and still in the future.
 
-    __slots__ = ("_compute", "_valid", "_value", "check")
+    The owner passes ``compute`` with each request rather than the cache keeping it: a
+    kept bound method would make the firmware a reference cycle, freed only by the cyclic
+    collector, and a replaced pump's memory would linger (benchmarks/delivery.py's
+    ``memory_decade_vs_year``)."""
 
-    def __init__(self, compute: Callable[[int], int | None], *, check: bool = False) -> None:
-        self._compute = compute
+    __slots__ = ("_valid", "_value", "check")
+
+    def __init__(self, *, check: bool = False) -> None:
         self._valid = False
         self._value: int | None = None
         self.check = check
 
-    def get(self, now_ms: int) -> int | None:
+    def get(self, now_ms: int, compute: Callable[[int], int | None]) -> int | None:
         value = self._value
         if self._valid and (value is None or value > now_ms):
             if self.check:
-                fresh = self._compute(now_ms)
+                fresh = compute(now_ms)
                 if fresh != value:
                     raise DeadlineCacheError(
                         f"kept next deadline {value} but it is {fresh} at {now_ms}"
                     )
             return value
-        value = self._value = self._compute(now_ms)
+        value = self._value = compute(now_ms)
         self._valid = True
         return value
 

@@ -318,7 +318,7 @@ class Firmware:
         self.engine = engine
         self._command_in_effect = 0
         # Kept between steps; what can move it invalidates it (deadline_cache.py).
-        self._deadline = DeadlineCache(self._compute_next_deadline, check=CHECK_ALL.on)
+        self._deadline = DeadlineCache(check=CHECK_ALL.on)
         self.log = log if log is not None else EventLog(profile.log_capacity)
         self._stroke = profile.stroke_nl
         # -- persisted in the non-volatile record (to_record / from_record) --
@@ -512,7 +512,7 @@ class Firmware:
     def next_deadline(self, now_ms: int) -> int | None:
         """The next instant, after now, at which the firmware must act; None if none.
         Kept between requests until something that can move it changes (deadline_cache.py)."""
-        return self._deadline.get(now_ms)
+        return self._deadline.get(now_ms, self._compute_next_deadline)
 
     @property
     def deadline_cache(self) -> DeadlineCache:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,38 +38,38 @@ class Counting:
 
 def test_a_kept_deadline_is_computed_once_while_it_lies_ahead() -> None:
     source = Counting(500)
-    cache = DeadlineCache(source)
-    assert [cache.get(t) for t in (0, 10, 499)] == [500, 500, 500]
+    cache = DeadlineCache()
+    assert [cache.get(t, source) for t in (0, 10, 499)] == [500, 500, 500]
     assert source.calls == 1
 
 
 def test_a_deadline_that_came_is_recomputed() -> None:
     source = Counting(500)
-    cache = DeadlineCache(source)
-    cache.get(0)
+    cache = DeadlineCache()
+    cache.get(0, source)
     source.value = 900
-    assert cache.get(500) == 900
+    assert cache.get(500, source) == 900
     assert source.calls == 2
 
 
 def test_none_is_kept_until_invalidated() -> None:
     source = Counting(None)
-    cache = DeadlineCache(source)
-    assert cache.get(0) is None
-    assert cache.get(10**12) is None
+    cache = DeadlineCache()
+    assert cache.get(0, source) is None
+    assert cache.get(10**12, source) is None
     assert source.calls == 1
     source.value = 7
     cache.invalidate()
-    assert cache.get(5) == 7
+    assert cache.get(5, source) == 7
 
 
 def test_check_mode_catches_a_missed_invalidation() -> None:
     source = Counting(500)
-    cache = DeadlineCache(source, check=True)
-    cache.get(0)
+    cache = DeadlineCache(check=True)
+    cache.get(0, source)
     source.value = 300  # moved without an invalidate: the bug check mode exists for
     with pytest.raises(DeadlineCacheError, match="kept next deadline 500 but it is 300"):
-        cache.get(1)
+        cache.get(1, source)
 
 
 def test_the_switch_sets_check_mode_for_pumps_built_after_it(
@@ -95,10 +98,25 @@ def test_a_second_timer_request_computes_nothing(monkeypatch: pytest.MonkeyPatch
         calls += 1
         return compute(now_ms)
 
-    fw._deadline = DeadlineCache(counted)
+    monkeypatch.setattr(fw, "_compute_next_deadline", counted)
+    fw.deadline_cache.check = False
+    fw.deadline_cache.invalidate()
     first = pump.next_deadline()
     assert pump.next_deadline() == first
     assert calls == 1
+
+
+def test_a_replaced_firmware_is_freed_without_the_cyclic_collector() -> None:
+    # The cache keeps no bound method of its firmware (memory_decade_vs_year).
+    pump = _running_pump()
+    pump.next_deadline()
+    gc.disable()
+    try:
+        ref = weakref.ref(pump._fw)
+        del pump
+        assert ref() is None
+    finally:
+        gc.enable()
 
 
 FAULTS: list[Fault] = [
