@@ -28,14 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import click
-
 # Run as a script, this file's folder comes first on sys.path, and benchmarks/serial.py is
 # named like pyserial's package, which walking the commands imports: drop the folder.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from hil.cli import main as pumpemu_main  # noqa: E402
+from hil.cli_tree import command_paths  # noqa: E402
 
 PYTHON = sys.executable
 PUMPEMU = [PYTHON, "-c", "from hil.cli import main; main()"]
@@ -51,24 +50,10 @@ def timed(command: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
-def command_paths(
-    command: click.Command, ctx: click.Context, prefix: tuple[str, ...] = ()
-) -> list[tuple[str, ...]]:
-    """Every command and nested group below ``command`` (``prefix`` itself included)."""
-    paths = [prefix]
-    if isinstance(command, click.Group):
-        for name in command.list_commands(ctx):
-            sub = command.get_command(ctx, name)
-            if sub is not None:
-                child = click.Context(sub, parent=ctx, info_name=name)
-                paths += command_paths(sub, child, (*prefix, name))
-    return paths
-
-
 def measure(runs: int, demo: bool, runs_per_command: int = 5) -> dict[str, float | str]:
     baseline = timed([PYTHON, "-c", "import click"], runs)
     help_s = timed([*PUMPEMU, "--help"], runs)
-    paths = command_paths(pumpemu_main, click.Context(pumpemu_main, info_name="pumpemu"))[1:]
+    paths = command_paths(pumpemu_main)[1:]
     per_command = {
         " ".join(path): timed([*PUMPEMU, *path, "--help"], runs_per_command) for path in paths
     }

@@ -221,11 +221,20 @@ class DeliveryEngine:
     def advance_count(self, now_ms: int) -> int:
         """``advance(now_ms).count``: the same move, without the stroke times (the pump's
         step needs only the count, and each time is a look-up on a flex plan)."""
-        self._check_not_past(now_ms)
-        basal_total, base_then = self._basal_total(now_ms)
-        basal_n = basal_total // self._threshold
+        if type(now_ms) is not int or now_ms < self._now:
+            self._check_not_past(now_ms)  # raises, unless an int subclass (as before)
+        # Once per pump step: _basal_total inlined, no tuple built for its two results.
+        plan = self._plan
+        if plan is None:
+            base_then = 0
+            basal_total = self._acc + self._rate * (now_ms - self._now)
+        else:
+            base_then = plan.cumulative(now_ms)
+            basal_total = self._acc + base_then - self._base
+        threshold = self._threshold
+        basal_n = basal_total // threshold
         bolus_n = self._bolus_between(now_ms) if self._bolus_n else 0
-        self._move(now_ms, basal_total - basal_n * self._threshold, base_then)
+        self._move(now_ms, basal_total - basal_n * threshold, base_then)
         return basal_n + bolus_n
 
     def _basal_total(self, now_ms: int) -> tuple[int, int]:
@@ -280,7 +289,8 @@ class DeliveryEngine:
 
     def strokes_between(self, until_ms: int) -> int:
         """How many strokes would fire in (now_ms, until_ms] at current settings, no advance."""
-        self._check_not_past(until_ms)
+        if type(until_ms) is not int or until_ms < self._now:
+            self._check_not_past(until_ms)  # raises, unless an int subclass (as before)
         return self._between(until_ms)
 
     # -- persistence (H4: restore exactly after a reset) -------------------------------------

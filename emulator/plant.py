@@ -318,8 +318,11 @@ class Plant:
     def next_event_ms(self) -> int | None:
         """The next time the plant changes by itself (a motor recovery; an inflammatory mass
         closing the catheter for good), or None."""
-        times = (self._motor_change_ms, self._fluid.next_event_ms(self._now))
-        return min((t for t in times if t is not None), default=None)
+        motor = self._motor_change_ms
+        fluid = self._fluid.next_event_ms(self._now)
+        if motor is None:
+            return fluid
+        return motor if fluid is None or motor < fluid else fluid
 
     def steps_may_merge(self, until_ms: int, strokes: int) -> bool:
         """Whether ``strokes`` pumped over (now, until_ms] in one call end exactly as the
@@ -395,7 +398,8 @@ class Plant:
         return moved
 
     def _move(self, strokes: int, until_ms: int | None = None) -> int:
-        moving = self.can_move()
+        # can_move, inlined (every pump step): the battery only when the rest would move.
+        moving = self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
         first = self._strokes_attempted
         self._strokes_attempted += strokes
         if not moving:

@@ -178,6 +178,11 @@ class Pump:
         it). The pump clock is ``status().local_time_ms``."""
         return self._now
 
+    def clock_ms(self, internal_ms: int) -> int:
+        """The pump clock (``status().local_time_ms``) at internal time ``internal_ms``, with
+        the clock as it is set now; cheap, for stamping log lines without a status."""
+        return self._fw.local_ms(internal_ms)
+
     @property
     def profile(self) -> Profile:
         return self._profile
@@ -216,21 +221,30 @@ class Pump:
         return min(future, default=None)
 
     def _next_event(self) -> int | None:
+        # Once per step: candidates are compared as they come, no list or generator built.
         now = self._now
         fw = self._fw
-        times = [fw.next_deadline(now), self._plant.next_event_ms()]
-        blocked = self._sensed_blocked()
-        if blocked and not fw.stall_detected:
+        due = fw.next_deadline(now)
+        if due is not None and due <= now:
+            due = None
+        t = self._plant.next_event_ms()
+        if t is not None and t > now and (due is None or t < due):
+            due = t
+        if fw.stall_detected:
+            if not self._sensed_blocked():
+                t = self._next_retry_ms()
+                if t > now and (due is None or t < due):
+                    due = t
+        elif self._sensed_blocked():
             # The sensor notices at the first stroke the firmware commands.
-            times.append(fw.engine.next_stroke_ms())
-        elif fw.stall_detected and not blocked:
-            times.append(self._next_retry_ms())
-        if fw.memory_fault_pending:
+            stroke = fw.engine.next_stroke_ms()
+            if stroke is not None and stroke > now and (due is None or stroke < due):
+                due = stroke
+        if fw.memory_fault_pending and (due is None or now + 1 < due):
             # The firmware writes its record continually: a corrupted record is found 1 ms
             # after the fault, an instant that never depends on how the caller slices time
             # (H8; the api and wire scenario backends step at different instants).
-            times.append(now + 1)
-        due = min((t for t in times if t is not None and t > now), default=None)
+            due = now + 1
         plan = fw.engine.plan
         if plan is None or plan.constant:
             return due  # the firmware put any flex boundary among its own deadlines

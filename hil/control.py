@@ -88,7 +88,8 @@ from hil.control_catalogue import (
 from hil.errors import HilError, UsageError
 from hil.events import EVENT_TYPES, Subscription, parse_subscribe
 from hil.key_files import create_private_file
-from hil.pump_events import log_entry_json
+from hil.pump_events import clock_fields, log_entry_json
+from hil.pump_text import stamp_line
 from hil.serve import (
     ClockControlError,
     Log,
@@ -718,13 +719,16 @@ class ControlServer:
         "Display"). The clock's offset from the internal timeline is read once, so the two
         always name the same instant."""
         if view is None:
-            view = self._server.view()
-        pump_clock_ms = view.status.local_time_ms - view.now_ms + now_ms
-        return {
-            "pump_clock_ms": pump_clock_ms,
-            "pump_clock": q.pump_time(pump_clock_ms),
-            "elapsed": q.elapsed(now_ms),
-        }
+            pump_clock_ms = self._server.pump_clock_ms(now_ms)  # no status built for this
+        else:
+            pump_clock_ms = view.status.local_time_ms - view.now_ms + now_ms
+        return clock_fields(pump_clock_ms, now_ms)
+
+    def _log_at(self, clock: Mapping[str, Any], now_ms: int, text: str) -> None:
+        """Log a control operation stamped like serve's own lines (``stamp_line``), at the
+        instant ``_clock`` gave its answer."""
+        if self._log is not None:
+            self._log(stamp_line(text, clock["pump_clock_ms"], now_ms))
 
     def _op_faults(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -744,13 +748,13 @@ class ControlServer:
         params = {k: v for k, v in request.items() if k not in ("op", "fault")}
         fault = build_fault(name, params)
         now = self._server.inject(fault)
-        if self._log is not None:
-            self._log(f"[{format_pump_time(now)}] control: fault injected: {fault!r}")
+        clock = self._clock(now)
+        self._log_at(clock, now, f"control: fault injected: {fault!r}")
         return {
             "fault": FAULT_ALIASES.get(name, name),
             "applied": fields_of(fault),
             "now_ms": now,
-            **self._clock(now),
+            **clock,
         }
 
     def _op_advance(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -774,13 +778,13 @@ class ControlServer:
             # documented protocol always took it (docs/serve.md, "Control API").
             ms = q.parse_duration_ms(value, bare="s")
         now = self._server.advance(ms)
-        if self._log is not None:
-            self._log(f"[{format_pump_time(now)}] control: time advanced {ms} ms")
+        clock = self._clock(now)
+        self._log_at(clock, now, f"control: time advanced {ms} ms")
         return {
             "advanced_ms": ms,
             "now_ms": now,
             "now": format_pump_time(now),
-            **self._clock(now),
+            **clock,
         }
 
     def _op_truth(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -803,9 +807,9 @@ class ControlServer:
         now, got = self._server.plant_operation(
             f"CAP aspiration of {volume} nL", lambda pump: pump.cap_aspirate(volume)
         )
-        if self._log is not None:
-            self._log(f"[{format_pump_time(now)}] control: CAP aspirated: {got!r}")
-        return {"now_ms": now, **self._clock(now), **_plain_result(got)}
+        clock = self._clock(now)
+        self._log_at(clock, now, f"control: CAP aspirated: {got!r}")
+        return {"now_ms": now, **clock, **_plain_result(got)}
 
     def _op_cap_inject(self, request: Mapping[str, Any]) -> dict[str, Any]:
         _only(request, "cap_inject", {"volume_nl", "concentration_ug_per_ml"})
@@ -820,9 +824,9 @@ class ControlServer:
         now, got = self._server.plant_operation(
             f"CAP injection of {volume} nL", lambda pump: pump.cap_inject(volume, conc)
         )
-        if self._log is not None:
-            self._log(f"[{format_pump_time(now)}] control: CAP injected: {got!r}")
-        return {"now_ms": now, **self._clock(now), **_plain_result(got)}
+        clock = self._clock(now)
+        self._log_at(clock, now, f"control: CAP injected: {got!r}")
+        return {"now_ms": now, **clock, **_plain_result(got)}
 
     def _op_log(self, request: Mapping[str, Any]) -> dict[str, Any]:
         since = request.get("since_seq", 0)

@@ -9,7 +9,9 @@ Levels, quietest last: ``debug``, ``info`` (sessions, security events, alarms: t
 ``warning`` (a state not saved, a link lost, the summary at stop), ``error`` (the serve loop
 failed). ``-q`` shows warnings and errors, ``-qq`` errors only, ``-v`` debug too;
 ``--log-level`` sets it outright. ``--log-format json`` writes each line as a JSON object
-(``time`` UTC ISO 8601, ``program``, ``level``, ``message``) for a log collector.
+(``time`` UTC ISO 8601, ``program``, ``level``, ``message``, and for a line stamped with a
+pump instant ``pump_clock_ms``, ``pump_clock``, ``internal_ms`` and ``elapsed``) for a log
+collector.
 
 The level of a line is read from what it says (``LEVEL_OF``): the emitters stay plain
 ``Callable[[str], None]`` hooks (hil/serve.py's ``Log``), so the sans-IO parts never learn
@@ -26,7 +28,7 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["LEVELS", "LogConfig", "level_of", "log_options"]
+__all__ = ["LEVELS", "LogConfig", "instant_fields", "level_of", "log_options"]
 
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -47,6 +49,24 @@ def level_of(line: str) -> str:
         if text in line:
             return level
     return "info"
+
+
+def instant_fields(line: str) -> dict[str, Any]:
+    """A stamped line's instant as JSON fields (hil/pump_text.py ``StampedLine``): the pump
+    clock in ms and ISO 8601, the internal timeline in ms and as elapsed time; {} for a
+    line that names no instant. Read by attribute so this module loads nothing heavy."""
+    pump_clock_ms = getattr(line, "pump_clock_ms", None)
+    internal_ms = getattr(line, "internal_ms", None)
+    if not isinstance(pump_clock_ms, int) or not isinstance(internal_ms, int):
+        return {}
+    from hil import quantities as q  # noqa: PLC0415
+
+    return {
+        "pump_clock_ms": pump_clock_ms,
+        "pump_clock": q.pump_time(pump_clock_ms),
+        "internal_ms": internal_ms,
+        "elapsed": q.elapsed(internal_ms),
+    }
 
 
 class LogConfig:
@@ -72,7 +92,13 @@ class LogConfig:
             return
         if self.fmt == "json":
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            record = {"time": now, "program": self.program, "level": level, "message": line}
+            record: dict[str, Any] = {
+                "time": now,
+                "program": self.program,
+                "level": level,
+                "message": str(line),
+            }
+            record.update(instant_fields(line))
             text = json.dumps(record)
         else:
             text = f"pumpemu {self.program}: {line}"
@@ -110,7 +136,10 @@ def log_options(command: _F) -> _F:
             type=click.Choice(["text", "json"]),
             default="text",
             show_default=True,
-            help="json: one JSON object per line (time, program, level, message).",
+            help=(
+                "json: one JSON object per line (time, program, level, message; stamped "
+                "lines add pump_clock_ms, pump_clock, internal_ms, elapsed)."
+            ),
         ),
     ]
     for option in reversed(options):

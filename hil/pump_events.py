@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from emulator.device import PumpDevice
+from hil import quantities as q
 from hil.capture import fields_of, summarize_frame
 from hil.events import EventHub
 from hil.pump_text import describe_event, format_pump_time
@@ -29,6 +30,7 @@ __all__ = [
     "TONES",
     "PumpEvents",
     "alarm_tone",
+    "clock_fields",
     "log_entry_json",
     "status_body",
 ]
@@ -64,6 +66,16 @@ def log_entry_json(entry: LogEntry) -> dict[str, Any]:
         "detail": entry.detail,
         "value_a": entry.value_a,
         "value_b": entry.value_b,
+    }
+
+
+def clock_fields(pump_clock_ms: int, internal_ms: int) -> dict[str, Any]:
+    """The fields every control answer and event with a ``now`` carries beside it: ``now`` is
+    the internal timeline, these the instant as a person reads it (docs/quantities.md)."""
+    return {
+        "pump_clock_ms": pump_clock_ms,
+        "pump_clock": q.pump_time(pump_clock_ms),
+        "elapsed": q.elapsed(internal_ms),
     }
 
 
@@ -173,7 +185,9 @@ class PumpEvents:
         if self.hub.wants("fault"):
             self.hub.publish("fault", {"now_ms": now_ms, "fault": "operation", "applied": what})
 
-    def time(self, before_ms: int, now_ms: int) -> None:
+    def time(self, before_ms: int, now_ms: int, pump_clock_ms: int) -> None:
+        """Time moved from ``before_ms`` to ``now_ms`` (internal); ``pump_clock_ms`` is the
+        pump clock at ``now_ms``."""
         if self.hub.wants("time"):
             self.hub.publish(
                 "time",
@@ -182,6 +196,7 @@ class PumpEvents:
                     "now_ms": now_ms,
                     "advanced_ms": now_ms - before_ms,
                     "now": format_pump_time(now_ms),
+                    **clock_fields(pump_clock_ms, now_ms),
                 },
             )
 
@@ -265,6 +280,7 @@ def status_body(device: PumpDevice, clock: str, link_ms: int) -> dict[str, Any]:
     return {
         "now_ms": pump.now_ms,
         "now": format_pump_time(pump.now_ms),
+        **clock_fields(status.local_time_ms, pump.now_ms),
         "link_ms": link_ms,
         "clock": clock,
         "serial": session.serial,

@@ -5,18 +5,45 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from hil import quantities as q
 from protocol.device_state import AlarmKind, EventKind, LogEntry, Role
 from protocol.messages import Opcode
 from protocol.refusal import RefusalCode
 
-__all__ = ["describe_event", "format_pump_time"]
+__all__ = ["StampedLine", "describe_event", "format_pump_time", "stamp_line"]
+
+
+class StampedLine(str):
+    """A log line that names an instant: ``[<pump clock> (+<elapsed>)] <text>``.
+
+    Still a plain ``str`` to every ``Log`` hook (hil/serve.py); it carries the instant as
+    integers too, so ``--log-format json`` gives a log collector both timelines as fields
+    (hil/logs.py, docs/serve.md "Logs") without parsing the text back."""
+
+    pump_clock_ms: int
+    internal_ms: int
+
+    def __new__(cls, text: str, pump_clock_ms: int, internal_ms: int) -> StampedLine:
+        line = super().__new__(cls, text)
+        line.pump_clock_ms = pump_clock_ms
+        line.internal_ms = internal_ms
+        return line
+
+
+def stamp_line(text: str, pump_clock_ms: int, internal_ms: int) -> StampedLine:
+    """``text`` stamped with the one display style for instants (docs/quantities.md): the
+    pump clock as ISO 8601 (``.mmm`` when there are ms), then the elapsed internal time."""
+    return StampedLine(
+        f"[{q.instant(pump_clock_ms, internal_ms)}] {text}", pump_clock_ms, internal_ms
+    )
 
 
 def format_pump_time(ms: int) -> str:
     """A time on the emulator's internal timeline (``PumpDevice.now_ms``, what the serve
     loop's clock drives; ms since power-on unless ``start_ms`` was given) as
-    ``T+<days>d<hh>:<mm>:<ss>.<mmm>``. Not for pump-clock instants (log stamps, ACK and
-    stage instants): those are dates on the clock SET_CLOCK sets (docs/pump-model.md)."""
+    ``T+<days>d<hh>:<mm>:<ss>.<mmm>``: the control API's machine-readable ``now`` field,
+    kept as it is for the clients that parse it (docs/serve.md, "Control API"). Nothing
+    shown to a person uses it: they read ``q.instant`` (``stamp_line``)."""
     seconds, millis = divmod(ms, 1000)
     minutes, sec = divmod(seconds, 60)
     hours, minute = divmod(minutes, 60)

@@ -73,12 +73,13 @@ from emulator.faults import Fault
 from emulator.firmware.firmware import FirmwareStatus
 from emulator.plant import PlantTruth
 from emulator.pump import Pump
+from hil import quantities as q
 from hil.capture import CaptureWriter
 from hil.errors import HilError, UsageError
 from hil.events import EventHub, Subscription
 from hil.links import MAX_READ, Link, LinkClosedError, LinkOpenError
 from hil.pump_events import PumpEvents, status_body
-from hil.pump_text import describe_event, format_pump_time
+from hil.pump_text import describe_event, format_pump_time, stamp_line
 from hil.state_file import write_state_file
 from hil.timer_slack import PACED_SLACK_NS, set_timer_slack_ns
 from protocol.device_state import EventKind, LogEntry
@@ -470,6 +471,15 @@ class PumpServer:
         with self._control():
             return self._device.now_ms
 
+    def pump_clock_ms(self, internal_ms: int) -> int:
+        """The pump clock at ``internal_ms`` (the clock as SET_CLOCK left it), without a status."""
+        with self._control():
+            return self._device.pump.clock_ms(internal_ms)
+
+    def _instant(self, internal_ms: int) -> str:
+        """``internal_ms`` as every command shows an instant (caller holds the lock)."""
+        return q.instant(self._device.pump.clock_ms(internal_ms), internal_ms)
+
     def link_ms(self) -> int:
         """Now on the link timeline: real milliseconds, whatever the pump clock does."""
         return self._link_base_ms + (self._mono() - self._link_origin_ns) // 1_000_000
@@ -484,7 +494,7 @@ class PumpServer:
             self._events.fault(fault, now)
             self._scan_log()
             self._status_changed()
-            self._store_before_answer(f"fault injected at {format_pump_time(now)}", always=True)
+            self._store_before_answer(f"fault injected at {self._instant(now)}", always=True)
             return now
 
     def plant_operation(self, what: str, operation: Callable[[Pump], _T]) -> tuple[int, _T]:
@@ -499,7 +509,7 @@ class PumpServer:
             self._events.operation(what, now)
             self._scan_log()
             self._status_changed()
-            self._store_before_answer(f"{what} at {format_pump_time(now)}", always=True)
+            self._store_before_answer(f"{what} at {self._instant(now)}", always=True)
             return now, result
 
     def advance(self, ms: int) -> int:
@@ -538,13 +548,13 @@ class PumpServer:
             with self._control():
                 now = clock.now_ms()
                 self._note(
-                    f"time advanced {ms} ms: {format_pump_time(before)} -> {format_pump_time(now)}",
+                    f"time advanced {ms} ms: {self._instant(before)} -> {self._instant(now)}",
                     now,
                 )
-                self._events.time(before, now)
+                self._events.time(before, now, self._device.pump.clock_ms(now))
                 self._scan_log()
                 self._status_changed()
-                self._store_before_answer(f"time advanced to {format_pump_time(now)}")
+                self._store_before_answer(f"time advanced to {self._instant(now)}")
                 return now
 
     def view(self) -> PumpView:
@@ -858,8 +868,8 @@ class PumpServer:
                 self._alarms += 1
             text = describe_event(entry)
             if text is not None:
-                line = f"[{format_pump_time(sim_ms)}] {text}"
-                self._log(line)
+                # The entry's own stamp is the pump clock as it read then (protocol.md 11).
+                self._log(stamp_line(text, entry.time_ms, sim_ms))
                 self._note(text, sim_ms)
         self._log_seq = max(self._log_seq, status.log_next_seq)
 

@@ -406,7 +406,7 @@ class _Serve:
     def run(self) -> None:
         from hil.capture import CaptureWriter  # noqa: PLC0415
         from hil.control import ControlServer  # noqa: PLC0415
-        from hil.serve import PumpServer, format_pump_time  # noqa: PLC0415
+        from hil.serve import PumpServer  # noqa: PLC0415
 
         opts = self.opts
         previous = {
@@ -449,10 +449,7 @@ class _Serve:
                 )
             if opts.state_file is not None:
                 how = "resumed from" if self.resumed else "new pump; saving to"
-                self.log(
-                    f"state {how} {opts.state_file} at pump time "
-                    f"{format_pump_time(self.device.now_ms)}"
-                )
+                self.log(f"state {how} {opts.state_file} at pump time {self._pump_instant()}")
             server.start()
             while not self.stop.wait(0.2) and server.running:
                 pass
@@ -514,16 +511,21 @@ class _Serve:
         if self.state is not None:
             self.state.release()  # only after the last save
 
-    def _summarize(self, elapsed_s: float) -> None:
-        from hil.serve import format_pump_time  # noqa: PLC0415
+    def _pump_instant(self) -> str:
+        """Now as every command shows an instant: pump clock, then elapsed internal time."""
+        from hil import quantities as q  # noqa: PLC0415
 
+        now = self.device.now_ms
+        return q.instant(self.device.pump.clock_ms(now), now)
+
+    def _summarize(self, elapsed_s: float) -> None:
         server = self.server
         assert server is not None
         stats = server.stats()
         why = self.stop_reason[0] if self.stop_reason else "link lost"
         summary = (
             f"stopped ({why}) after {elapsed_s:.1f} s; "
-            f"pump time {format_pump_time(self.device.now_ms)}; "
+            f"pump time {self._pump_instant()}; "
             f"{stats.sessions_opened} session(s), {stats.security_events} security event(s), "
             f"{stats.alarms_raised} alarm(s); {stats.rx_bytes} bytes in, {stats.tx_bytes} out"
         )

@@ -136,6 +136,16 @@ class LogEntry:
     value_b: int
 
     def __post_init__(self) -> None:
+        # Every entry the pump writes passes here: one chained test for the good case,
+        # the per-field checks (with their messages) only when something is off.
+        seq, t, detail, a, b = self.seq, self.time_ms, self.detail, self.value_a, self.value_b
+        if (
+            type(seq) is int and type(t) is int and type(detail) is int
+            and type(a) is int and type(b) is int
+            and 0 <= seq <= U32_MAX and 0 <= t <= U64_MAX and 0 <= detail <= U16_MAX
+            and 0 <= a <= U64_MAX and 0 <= b <= U64_MAX
+        ):  # fmt: skip
+            return
         check_range("seq", self.seq, 0, U32_MAX)
         check_range("time_ms", self.time_ms, 0, U64_MAX)
         check_range("detail", self.detail, 0, U16_MAX)

@@ -29,10 +29,12 @@ import binascii
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from protocol import wire
+from protocol.enum_values import enum_set_converter as _enum_set_converter
+from protocol.enum_values import enum_table as _enum_table
+from protocol.enum_values import member_bits as _bits
 from protocol.messages import (
     MESSAGE_BY_OPCODE,
     FieldKind,
@@ -62,37 +64,6 @@ class FastPlan:
     """(message, seq, ref) -> frame bytes, or None: use the reference."""
     encode_payload: Callable[[Message], bytes | None]
     """message -> payload bytes, or None: use the reference."""
-
-
-def _enum_table(enum: type[IntEnum]) -> dict[int, IntEnum]:
-    return {member.value: member for member in enum}
-
-
-def _enum_set_converter(enum: type[IntEnum]) -> Callable[[int], frozenset[IntEnum] | None]:
-    """bitmap -> frozenset of members, None if a bit names no member (cached per bitmap)."""
-    known = 0
-    for member in enum:
-        known |= 1 << member.value
-    cache: dict[int, frozenset[IntEnum]] = {}
-
-    def convert(bitmap: int) -> frozenset[IntEnum] | None:
-        found = cache.get(bitmap)
-        if found is not None:
-            return found
-        if bitmap & ~known:
-            return None
-        found = frozenset(m for m in enum if bitmap >> m.value & 1)
-        cache[bitmap] = found
-        return found
-
-    return convert
-
-
-def _bits(members: frozenset[IntEnum]) -> int:
-    total = 0
-    for member in members:
-        total |= 1 << member.value
-    return total
 
 
 def _field_lines(

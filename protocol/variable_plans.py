@@ -28,10 +28,12 @@ import itertools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from protocol import wire
+from protocol.enum_values import enum_set_converter as _enum_set_converter
+from protocol.enum_values import enum_table as _enum_table
+from protocol.enum_values import member_bits as _bits
 from protocol.errors import ProtocolError
 from protocol.messages import FieldKind, FieldSpec, Message, Opcode, Validated, field_specs
 
@@ -59,37 +61,6 @@ class VariablePlan:
 
 class _NoPlanError(Exception):
     """The layout or the message uses something this generator does not handle."""
-
-
-def _enum_table(enum: type[IntEnum]) -> dict[int, IntEnum]:
-    return {member.value: member for member in enum}
-
-
-def _enum_set_converter(enum: type[IntEnum]) -> Callable[[int], frozenset[IntEnum] | None]:
-    """bitmap -> frozenset of members, None if a bit names no member (cached per bitmap)."""
-    known = 0
-    for member in enum:
-        known |= 1 << member.value
-    cache: dict[int, frozenset[IntEnum]] = {}
-
-    def convert(bitmap: int) -> frozenset[IntEnum] | None:
-        found = cache.get(bitmap)
-        if found is not None:
-            return found
-        if bitmap & ~known:
-            return None
-        found = frozenset(m for m in enum if bitmap >> m.value & 1)
-        cache[bitmap] = found
-        return found
-
-    return convert
-
-
-def _bits(members: frozenset[IntEnum]) -> int:
-    total = 0
-    for member in members:
-        total |= 1 << member.value
-    return total
 
 
 class _Generator:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, settings
 
+from emulator.firmware.deadline_cache import CHECK_ALL
+
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
     "ci",
@@ -28,6 +30,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Every pump built in the suite checks its kept next deadline against a fresh computation
+# on every request (emulator/firmware/deadline_cache.py): the stateful, differential and
+# scenario tests then prove the cache's invalidation.
+CHECK_ALL.on = True
 
 pytest_plugins = ["pytester"]
 """pytester runs pytest in-process on generated test files (tests/hil/test_pytest_plugin.py).

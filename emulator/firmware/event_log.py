@@ -47,7 +47,7 @@ for _index, _kinds in enumerate(FLOOD_SHARES):
 
 
 class EventLog:
-    __slots__ = ("_capacity", "_next_seq", "_other", "_share_capacity", "_shares")
+    __slots__ = ("_capacity", "_held", "_next_seq", "_other", "_share_capacity", "_shares")
 
     def __init__(self, capacity: int, next_seq: int = 1) -> None:
         if capacity < 1:
@@ -57,6 +57,7 @@ class EventLog:
         self._other: deque[LogEntry] = deque()
         self._shares: tuple[deque[LogEntry], ...] = tuple(deque() for _ in FLOOD_SHARES)
         self._next_seq = next_seq
+        self._held = 0  # entries held over all queues (len)
 
     @property
     def capacity(self) -> int:
@@ -81,18 +82,20 @@ class EventLog:
         self._next_seq = seq + 1
         return seq
 
-    def _queue(self, kind: EventKind) -> tuple[deque[LogEntry], bool]:
-        share = _SHARE_OF.get(kind)
-        if share is None:
-            return self._other, False
-        return self._shares[share], True
-
     def _keep(self, entry: LogEntry) -> None:
-        queue, shared = self._queue(entry.kind)
-        if shared and len(queue) >= self._share_capacity:
-            queue.popleft()  # the share is full: its own oldest entry goes
-        elif len(self) >= self._capacity:
+        share = _SHARE_OF.get(entry.kind)
+        if share is not None:
+            queue = self._shares[share]
+            if len(queue) >= self._share_capacity:
+                queue.popleft()  # the share is full: its own oldest entry goes
+                queue.append(entry)
+                return
+        else:
+            queue = self._other
+        if self._held >= self._capacity:
             self._drop_oldest()
+        else:
+            self._held += 1  # counted as kept, not summed over the queues per entry
         queue.append(entry)
 
     def _drop_oldest(self) -> None:
@@ -115,7 +118,7 @@ class EventLog:
         return min(heads, default=None)
 
     def __len__(self) -> int:
-        return len(self._other) + sum(len(q) for q in self._shares)
+        return self._held
 
     def to_json(self) -> dict[str, object]:
         return {

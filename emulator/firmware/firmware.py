@@ -46,6 +46,7 @@ from emulator.firmware.concentration_change import (
     delivery_block,
     path_volume_nl,
 )
+from emulator.firmware.deadline_cache import CHECK_ALL, DeadlineCache
 from emulator.firmware.drug_checks import Review, check_stage
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.forecast import reservoir_crossings
@@ -175,6 +176,7 @@ def _command(
             return method(self, *args, **kwargs)
         finally:
             self._command_in_effect = outer
+            self._deadline.invalidate()  # a command may move any deadline
 
     return run
 
@@ -315,6 +317,8 @@ class Firmware:
         self.profile = profile
         self.engine = engine
         self._command_in_effect = 0
+        # Kept between steps; what can move it invalidates it (deadline_cache.py).
+        self._deadline = DeadlineCache(check=CHECK_ALL.on)
         self.log = log if log is not None else EventLog(profile.log_capacity)
         self._stroke = profile.stroke_nl
         # -- persisted in the non-volatile record (to_record / from_record) --
@@ -506,26 +510,39 @@ class Firmware:
         return readouts.catheter(self)
 
     def next_deadline(self, now_ms: int) -> int | None:
-        """The next instant, after now, at which the firmware must act; None if none."""
-        candidates: list[int] = []
+        """The next instant, after now, at which the firmware must act; None if none.
+        Kept between requests until something that can move it changes (deadline_cache.py)."""
+        return self._deadline.get(now_ms, self._compute_next_deadline)
+
+    @property
+    def deadline_cache(self) -> DeadlineCache:
+        """The cache behind ``next_deadline`` (its ``check`` flag turns on check mode)."""
+        return self._deadline
+
+    def _compute_next_deadline(self, now_ms: int) -> int | None:
+        # Once per change: the earliest kept as candidates come, no list built.
+        horizon: int | None = None
         if self.state is not TherapyState.END_OF_SERVICE:
-            candidates.append(self._next_battery_check_ms)
-            if self._eos_ms is not None:
-                candidates.append(self._eos_ms)
-            if self._design_eos_ms is not None and self._eri_ms is None:
-                candidates.append(self._design_eos_ms - self._eri_lead_ms)  # design-life ERI
-        if self._bolus_end_ms is not None:
-            candidates.append(self._bolus_end_ms)
+            horizon = self._next_battery_check_ms
+            eos = self._eos_ms
+            if eos is not None and eos < horizon:
+                horizon = eos
+            design_eos = self._design_eos_ms
+            if design_eos is not None and self._eri_ms is None:
+                eri = design_eos - self._eri_lead_ms  # design-life ERI
+                horizon = min(horizon, eri)
+        end = self._bolus_end_ms
+        if end is not None and (horizon is None or end < horizon):
+            horizon = end
         if self._basal_applies() and self.engine.plan is not self._rate_plan():
             change = self.next_rate_change(now_ms)  # an engine not following the schedule
-            if change is not None:
-                candidates.append(change)
-        horizon = min(candidates) if candidates else None
+            if change is not None and (horizon is None or change < horizon):
+                horizon = change
         if self.state in _DELIVERING:
             crossing = self._next_reservoir_crossing(horizon)
-            if crossing is not None:
-                candidates.append(crossing)
-        return min(candidates) if candidates else None
+            if crossing is not None and (horizon is None or crossing < horizon):
+                return crossing
+        return horizon
 
     def next_rate_change(self, now_ms: int) -> int | None:
         """The next flex boundary after now (internal; basal_plan.py), None if none."""
@@ -544,19 +561,22 @@ class Firmware:
         Asking the engine for the k-th stroke only when it falls before the horizon keeps
         this O(1) with the real engine and bounded with the reference stepper.
         """
-        ks: list[int] = []
-        to_low = self._estimate - self.low_threshold_nl
+        stroke = self._stroke
+        estimate = self._estimate
+        k = estimate // stroke if estimate >= stroke else 0  # 0: no such crossing
+        to_low = estimate - self.low_threshold_nl
         if to_low > 0:
-            ks.append(-(-to_low // self._stroke))
-        if self._estimate >= self._stroke:
-            ks.append(self._estimate // self._stroke)
+            low = -(-to_low // stroke)
+            if not k or low < k:
+                k = low
         change = self._change
         if change is not None and change.old_in_path_nl > 0:
             # The stroke that pushes the last old drug out of the tip (the bridge's end).
-            ks.append(-(-change.old_in_path_nl // self._stroke))
-        if not ks:
+            bridge = -(-change.old_in_path_nl // stroke)
+            if not k or bridge < k:
+                k = bridge
+        if not k:
             return None
-        k = min(ks)
         if horizon is not None and self.engine.strokes_between(horizon) < k:
             return None
         return self.engine.time_of_stroke(k)
@@ -587,30 +607,40 @@ class Firmware:
         bolus_before = engine.bolus_strokes_remaining
         # A step that crosses the pump clock's midnight: count exactly how many strokes
         # fell before the new day began, so the day's mass is exact (totals.py).
-        day_start = day_of(self.local_ms(now_ms)) * MS_PER_DAY - self._clock_offset_ms
-        crossing = engine.now_ms < day_start <= now_ms
-        self._before_day = engine.strokes_between(day_start - 1) if crossing else 0
+        offset = self._clock_offset_ms
+        day_start = (now_ms + offset) // MS_PER_DAY * MS_PER_DAY - offset
+        if engine.now_ms < day_start <= now_ms:
+            self._before_day = engine.strokes_between(day_start - 1)
+        else:
+            self._before_day = 0
         count = engine.advance_count(now_ms)
         if not count:
             return _NOTHING
         bolus = bolus_before - engine.bolus_strokes_remaining
         allowed = min(count, self._estimate // self._stroke)
+        if allowed < count:
+            self._deadline.invalidate()  # strokes cut: the estimate no longer moves with k
         return Commanded(allowed, max(0, bolus - (count - allowed)))
 
     def on_strokes_delivered(self, commanded: Commanded) -> None:
         """The motor turned the commanded strokes (as far as the firmware can tell). Never
         called for strokes the sensor saw blocked: those are not delivered (H5, H12)."""
-        volume = commanded.count * self._stroke
+        count = commanded.count
+        stroke = self._stroke
+        volume = count * stroke
         self._estimate -= volume
         self._delivered += volume
         # Mass believed delivered: at the running prescription's concentration (none known
         # before the first COMMIT: volume only, totals.py).
-        conc = 0 if self.rx is None else self.rx.concentration_ug_per_ml
-        before = min(self._before_day, commanded.count)
+        rx = self.rx
+        conc = 0 if rx is None else rx.concentration_ug_per_ml
+        before = self._before_day
         totals = self._totals
-        totals.add(before * self._stroke * conc)
-        totals.roll_to(day_of(self.local_ms(self.engine.now_ms)))
-        totals.add((commanded.count - before) * self._stroke * conc)
+        if before:  # the step crossed midnight: the strokes before it count on the old day
+            before = min(before, count)
+            totals.add(before * stroke * conc)
+        totals.roll_to((self.engine.now_ms + self._clock_offset_ms) // MS_PER_DAY)
+        totals.add((count - before) * stroke * conc)
         if self._change is not None:
             self._change = self._change.delivered(volume)
         if self._bolus_end_ms is not None:
@@ -619,7 +649,7 @@ class Firmware:
     def after_step(self, now_ms: int, battery_nah: int) -> None:
         """Act on everything due at ``now_ms``, after the strokes up to it were counted."""
         self._before_day = 0
-        self._totals.roll_to(day_of(self.local_ms(now_ms)))
+        self._totals.roll_to((now_ms + self._clock_offset_ms) // MS_PER_DAY)  # day_of
         if self._nv_fault is not None and not self._memory_error:
             # The firmware writes its record at every step; a write that does not verify is
             # a memory error (H8). The pump steps 1 ms after the fault (emulator/pump.py).
@@ -629,7 +659,8 @@ class Firmware:
             self._complete_bolus(now_ms)
         if self._basal_applies():
             self._run_schedule()  # a no-op while the engine follows the schedule
-        self._check_concentration_change(now_ms)
+        if self._change is not None:  # otherwise at_tip has nothing to do
+            self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
             self._empty = True
@@ -649,6 +680,8 @@ class Firmware:
 
     def on_stall_detected(self, now_ms: int) -> None:
         """The sensor saw a commanded stroke fail to turn the rotor (H5, H14)."""
+        # Strokes not counted: the engine moved on, the estimate did not (the crossings).
+        self._deadline.invalidate()
         if self._stalled:
             return
         self._stalled = True
@@ -1357,6 +1390,9 @@ class Firmware:
     ) -> int:
         """Append an entry stamped with the pump clock at ``now_ms`` (internal); a
         BY_COMMAND kind gets the command id in effect in value_b."""
+        # Every transition, alarm, battery and concentration event is logged: any of them
+        # may move the next deadline (deadline_cache.py).
+        self._deadline.invalidate()
         if kind in BY_COMMAND:
             assert value_b == 0, f"{kind.name}: value_b is the command id"
             value_b = self._command_in_effect
@@ -1411,6 +1447,7 @@ class Firmware:
 
     def _transition(self, go: Go, now_ms: int) -> int:
         """Enter the target state and set the engine to match. Returns a log seq or 0."""
+        self._deadline.invalidate()  # the state and the engine's settings may change
         new = self._resolve(go.target)
         if new in _DELIVERING and self._stalled:
             # Every path into delivery is gated (_gate, Target.RESUME); reaching here is a
@@ -1519,6 +1556,7 @@ class Firmware:
         self._internal(TherapyInput.MEMORY_ERROR, now_ms)
 
     def _battery_check(self, now_ms: int, battery_nah: int) -> None:
+        self._deadline.invalidate()  # the next check moves
         p = self.profile
         self._battery_nah = battery_nah
         self._battery_read_ms = now_ms
@@ -1659,6 +1697,7 @@ class Firmware:
             fw._nv_fault = None if fault is None else bytes.fromhex(fault)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SnapshotError(f"bad firmware snapshot: {exc}") from exc
+        fw._deadline.invalidate()  # fields set after construction
         return fw
 
     def reboot(self, now_ms: int) -> None:
@@ -1668,6 +1707,7 @@ class Firmware:
         that was running is dropped, not resumed (no catch-up, H12). If the record does not
         verify, the pump boots into the memory-error safe state (H8).
         """
+        self._deadline.invalidate()  # a new engine, state rebuilt from the record
         blob = self.nv_image()
         self._staged = None
         self._refill_predicted = None

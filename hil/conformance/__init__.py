@@ -11,8 +11,9 @@ emulator behind it (``pumpemu serve --help``, tests/hil/test_cli_lazy_imports.py
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hil.lazy_names import lazy_getattr
 
 if TYPE_CHECKING:
     from hil.conformance.monitor import TO_PROGRAMMER, TO_PUMP, ConformanceMonitor
@@ -58,10 +59,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES, globals())

@@ -21,7 +21,7 @@ from hil.control import ControlClient, EventStream
 from hil.errors import HilError
 from hil.watch.feed import EventFeed
 from hil.watch.keys import KEY_ACTIONS, QUIT_KEY, KeyAction
-from hil.watch.model import Dashboard
+from hil.watch.model import Dashboard, instant_of
 
 __all__ = ["PANELS", "WatchApp"]
 
@@ -137,7 +137,7 @@ class WatchApp(App[None]):
 
 def _summary(answer: dict[str, Any]) -> str:
     if "now" in answer:
-        return f"pump time {answer['now']}"
+        return f"pump time {instant_of(answer) or answer.get('now')}"
     if "fault" in answer:
         return f"{answer['fault']} applied"
     return "ok"

@@ -13,7 +13,9 @@ from typing import Any
 
 from rich.text import Text
 
-__all__ = ["RECENT", "Dashboard", "plant_faults"]
+from hil import quantities as q
+
+__all__ = ["RECENT", "Dashboard", "instant_of", "plant_faults"]
 
 RECENT = 12
 """How many frames, events and violations a panel keeps (the newest last)."""
@@ -66,11 +68,13 @@ class Dashboard:
         self.dropped = 0
         self.ended: str | None = None
         self.bias_before: int | None = None
+        self.clock_offset_ms: int | None = None
+        """Pump clock minus internal time, from the last event that carried both."""
 
     def apply(self, event: Mapping[str, Any]) -> None:
         """Take one event; an unknown type is ignored (a newer serve may add types)."""
         kind = event.get("event")
-        when = _when(event)
+        when = self._when(event)
         match kind:
             case "status":
                 self.status = dict(event)
@@ -78,7 +82,7 @@ class Dashboard:
                     bias = (event.get("plant") or {}).get("bias_ppm")
                     self.bias_before = bias if isinstance(bias, int) else None
             case "frame":
-                self.frames.append(_frame_line(event))
+                self.frames.append(f"{when} {_frame_line(event)}")
             case "noise":
                 self.frames.append(
                     f"{event.get('direction')} noise: {event.get('length')} bytes at "
@@ -111,6 +115,23 @@ class Dashboard:
             case _:
                 pass  # session and alarm changes show in the status that follows them
 
+    def _when(self, event: Mapping[str, Any]) -> str:
+        """When ``event`` happened: its own pump clock if it has one, else the clock offset
+        the last ``status`` or ``time`` event told (frames and faults carry only
+        ``now_ms``), else the elapsed time alone until one arrives."""
+        now = event.get("now_ms")
+        if not isinstance(now, int):
+            return ""
+        clock = event.get("pump_clock_ms")
+        if isinstance(clock, int) and event.get("event") in ("status", "time"):
+            self.clock_offset_ms = clock - now
+        shown = instant_of(event)
+        if shown is not None:
+            return shown
+        if self.clock_offset_ms is not None:
+            return q.instant(now + self.clock_offset_ms, now)
+        return q.elapsed(now)
+
     def note(self, text: str) -> None:
         """A line of the dashboard's own (a key's result, an error)."""
         self.events.append(text)
@@ -124,7 +145,7 @@ class Dashboard:
             out.append(f"waiting for the pump at {self.address}...")
             return out
         out.append(f"{status.get('serial')}  ", style="bold")
-        out.append(f"{status.get('now')}  clock {status.get('clock')}\n")
+        out.append(f"{instant_of(status) or status.get('now')}  clock {status.get('clock')}\n")
         out.append("therapy ")
         state = str(status.get("state"))
         out.append(state, style="bold green" if state == "RUNNING" else "bold yellow")
@@ -222,20 +243,21 @@ def _frame_line(event: Mapping[str, Any]) -> str:
         fields = [f"{k}={v}" for k, v in message.items() if k != "type"][:3]
         if fields:
             what += " " + " ".join(fields)
-    return f"{_when(event)} {direction} seq {header.get('seq', '?')} {what}"
+    return f"{direction} seq {header.get('seq', '?')} {what}"
 
 
-def _when(event: Mapping[str, Any]) -> str:
+def instant_of(event: Mapping[str, Any]) -> str | None:
+    """The instant an event or answer names, as every command shows one (docs/quantities.md),
+    if it carries the pump clock beside ``now_ms`` (a log event's entry stamp is the pump
+    clock); None if it does not."""
     now = event.get("now_ms")
     if not isinstance(now, int):
-        return ""
-    return _clock(now)
-
-
-def _clock(ms: int) -> str:
-    seconds = ms // 1000
-    days, rest = divmod(seconds, 86_400)
-    return f"T+{days}d{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        return None
+    clock = event.get("pump_clock_ms")
+    if not isinstance(clock, int):
+        entry = event.get("entry")
+        clock = entry.get("time_ms") if isinstance(entry, Mapping) else None
+    return q.instant(clock, now) if isinstance(clock, int) else None
 
 
 def _duration(ms: int) -> str:

@@ -8,20 +8,7 @@ from click.testing import CliRunner
 
 from hil import cli
 from hil.cli import COMMANDS, load_command, main
-
-
-def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    paths: list[tuple[str, ...]] = [prefix]
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        assert command is not None
-        if isinstance(command, click.Group):
-            paths.extend(command_paths(command, (*prefix, name)))
-        else:
-            paths.append((*prefix, name))
-    return paths
-
+from hil.cli_tree import command_paths
 
 PATHS = command_paths(main)
 

@@ -14,10 +14,10 @@ import json
 import subprocess
 import sys
 
-import click
 import pytest
 
 from hil.cli import main
+from hil.cli_tree import command_paths
 
 HEAVY = ("emulator", "construct", "rich", "matplotlib")
 
@@ -35,22 +35,7 @@ print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
 """
 
 
-def command_paths(
-    command: click.Command, ctx: click.Context, prefix: tuple[str, ...] = ()
-) -> list[tuple[str, ...]]:
-    """Every command and group below ``command``, groups included (their --help too)."""
-    paths = [prefix]
-    if isinstance(command, click.Group):
-        for name in command.list_commands(ctx):
-            sub = command.get_command(ctx, name)
-            assert sub is not None, name
-            paths += command_paths(
-                sub, click.Context(sub, parent=ctx, info_name=name), (*prefix, name)
-            )
-    return paths
-
-
-PATHS = command_paths(main, click.Context(main, info_name="pumpemu"))
+PATHS = command_paths(main)
 
 
 def test_the_walk_reaches_nested_commands() -> None:

@@ -481,3 +481,31 @@ def test_command_errors_are_one_line_and_exit_code_2(tmp_path: Path) -> None:
     out = runner.invoke(main, ["fault", "list"])
     assert out.exit_code == 0
     assert all(name in out.output for name in FAULTS)
+
+
+@pytest.mark.e2e
+def test_control_operations_log_the_instant_their_answer_names(tmp_path: Path) -> None:
+    """A control operation's log line carries the same instant as its answer, in the one
+    display style (docs/quantities.md), on the clock the clinic set."""
+    pump = running_pump()
+    assert pump.set_clock(1_772_352_000_000).__class__.__name__ == "Accepted"  # 2026-03-01
+    pump_end, _programmer_end = memory_pair()
+    device = PumpDevice(pump, KEYS, secrets.token_bytes)
+    lines: list[str] = []
+    with PumpServer(device, pump_end, ManualClock(), log=silent) as server:
+        control = ControlServer(server, f"unix:{tmp_path / 'c.sock'}", log=lines.append)
+        moved = control.handle({"op": "advance", "duration": "1h 30m 0.25s"})
+        hit = control.handle({"op": "fault", "fault": "stall"})
+    assert moved["ok"], moved
+    assert hit["ok"], hit
+    assert (moved["pump_clock"], moved["elapsed"]) == (
+        "2026-03-01T09:30:00.250",
+        "+0d 01:30:00.250",
+    )
+    assert lines == [
+        "[2026-03-01T09:30:00.250 (+0d 01:30:00.250)] control: time advanced 5400250 ms",
+        "[2026-03-01T09:30:00.250 (+0d 01:30:00.250)] control: fault injected: "
+        "MotorStall(recover_after_s=None)",
+    ]
+    assert getattr(lines[0], "pump_clock_ms", None) == moved["pump_clock_ms"]
+    assert getattr(lines[0], "internal_ms", None) == moved["now_ms"]

@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from hil.logs import LogConfig, level_of
+from hil.logs import LogConfig, instant_fields, level_of
+from hil.pump_text import stamp_line
 
 LINES = [
-    ("[T+0d00:00:01.000] session opened (clinician)", "info"),
+    ("[2026-03-01T08:00:01 (+0d 00:00:01)] session opened (clinician)", "info"),
     ("state not saved: disk full", "warning"),
-    ("stopped (SIGTERM) after 3.1 s; pump time T+0d", "warning"),
+    ("stopped (SIGTERM) after 3.1 s; pump time 2026-03-01T08:00:03.100 (+0d", "warning"),
     ("serve loop failed: OSError: gone", "error"),
 ]
 
@@ -55,6 +56,33 @@ def test_json_lines_carry_time_program_level_and_message(
     assert record["level"] == "warning"
     assert record["message"] == "state not saved: disk full"
     assert record["time"].endswith("Z")
+
+
+def test_json_lines_of_a_stamped_line_carry_both_timelines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = LogConfig("serve", "info", "json")
+    log(stamp_line("alarm raised: MOTOR_STALL (critical)", 1_772_352_000_250, 3_600_250))
+    (record,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert record["message"] == (
+        "[2026-03-01T08:00:00.250 (+0d 01:00:00.250)] alarm raised: MOTOR_STALL (critical)"
+    )
+    assert record["pump_clock_ms"] == 1_772_352_000_250
+    assert record["pump_clock"] == "2026-03-01T08:00:00.250"
+    assert record["internal_ms"] == 3_600_250
+    assert record["elapsed"] == "+0d 01:00:00.250"
+
+
+def test_a_plain_line_names_no_instant() -> None:
+    assert instant_fields("state not saved: disk full") == {}
+
+
+def test_a_stamped_line_reads_in_text_as_every_instant_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    LogConfig("serve", "info", "text")(stamp_line("session opened (clinician)", 1_000, 1_000))
+    err = capsys.readouterr().err
+    assert err == "pumpemu serve: [1970-01-01T00:00:01 (+0d 00:00:01)] session opened (clinician)\n"
 
 
 def test_a_bad_level_or_format_is_refused() -> None:

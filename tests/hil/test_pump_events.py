@@ -85,11 +85,20 @@ def test_a_fault_then_time_publish_fault_log_alarm_time_state_and_status(
     assert alarm["tone"] == "3 s two-tone"
     (moved,) = of(events, "time")
     assert moved["advanced_ms"] == HOUR_MS
-    assert moved["now"] == "T+0d01:00:00.000"
+    assert moved["now"] == "T+0d01:00:00.000"  # the internal timeline, kept for clients
+    # Beside it, the instant as a person reads it; the clock was never set: 1970.
+    assert (moved["pump_clock_ms"], moved["pump_clock"], moved["elapsed"]) == (
+        HOUR_MS,
+        "1970-01-01T01:00:00",
+        "+0d 01:00",
+    )
     (state,) = of(events, "state")
     assert (state["from"], state["to"]) == ("STOPPED", "SUSPENDED_BY_ALARM")
     status = of(events, "status")[-1]
     assert status["sounding"] == "3 s two-tone"
+    assert status["pump_clock_ms"] == status["now_ms"]  # clock never set: no offset
+    assert status["pump_clock"] == "1970-01-01T01:00:00"
+    assert status["elapsed"] == "+0d 01:00"
     assert status["alarms"][0]["kind"] == "MEMORY_ERROR"
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(2, 2 + len(events)))

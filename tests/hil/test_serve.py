@@ -7,6 +7,7 @@ events with bounded timeouts while the server thread answers.
 from __future__ import annotations
 
 import random
+import re
 import secrets
 import socket
 import threading
@@ -63,6 +64,8 @@ from protocol.refusal import RefusalCode
 KEYS = generate_keys("PE-000001", bytes(range(64)))
 OTHER_PUMP = generate_keys("PE-000002", bytes(range(64, 128)))
 HOUR_MS = 3_600_000
+STAMP = r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})? \(\+\d+d \d\d:\d\d(:\d\d(\.\d{3})?)?\)\] "
+"""The one display style of an instant (docs/quantities.md) as a log line's stamp."""
 
 RX = Prescription(
     drug_name="morphine",
@@ -180,8 +183,8 @@ def test_full_visit_over_a_memory_link(served: tuple[PumpServer, MemoryLink, Lin
 def test_the_server_log_stays_on_its_own_timeline_after_set_clock(
     served: tuple[PumpServer, MemoryLink, Lines],
 ) -> None:
-    """The pump stamps its log with the clock the programmer set (2026); the serve log and
-    the capture notes stay on the emulator's timeline, like its other lines."""
+    """The pump stamps its log with the clock the programmer set (2026); serve's log lines
+    show that clock beside the emulator's elapsed time, which a SET_CLOCK never moves."""
     server, link, lines = served
     with programmer(link) as clinician:
         assert clinician.set_clock(1_767_225_600_000).outcome is Outcome.APPLIED
@@ -192,11 +195,12 @@ def test_the_server_log_stays_on_its_own_timeline_after_set_clock(
     server.inject(MotorStall())
     server.advance(HOUR_MS)
     stall = lines.wait_for("motor stall detected")
-    assert stall.startswith("[T+0d00:"), stall  # the first stroke after the stall
+    # The first stroke after the stall: on the clock the programmer set, minutes elapsed.
+    assert re.match(r"\[2026-01-01T00:\d\d:\d\d(\.\d{3})? \(\+0d 00:\d\d[:.\d]*\)\] ", stall), stall
     assert server.log_entries()[-1].time_ms > 1_767_225_600_000  # the pump's own stamp
-    stamped = [line for line in lines.lines if line.startswith("[T+")]
+    stamped = [line for line in lines.lines if line.startswith("[")]
     assert stamped
-    assert all(line.startswith("[T+0d") for line in stamped), stamped
+    assert all(re.match(STAMP, line) for line in stamped), stamped
 
 
 @pytest.mark.e2e
@@ -336,7 +340,8 @@ def test_capture_records_every_chunk_both_ways_with_pump_time(tmp_path: Path) ->
     assert all(r.sim_ms == 2_000 for r in frames)
     assert rx[0].fields["header"]["opcode"] == "OPEN_SESSION"
     notes = [r.text for r in records if r.kind == "note"]
-    assert any(n and "time advanced" in n for n in notes)
+    moved = "time advanced 2000 ms: 1970-01-01T00:00:00 (+0d 00:00) -> 1970-01-01T00:00:02"
+    assert f"{moved} (+0d 00:00:02)" in notes
     assert "session opened (clinician)" in notes
 
 
@@ -677,10 +682,12 @@ def test_advance_and_fault_answer_only_once_stored() -> None:
     server.inject(Reset())  # no time moved, yet the fault is stored
     assert len(stored) == before + 1
     failing[0] = True
-    with pytest.raises(StateNotStoredError, match="could not be stored: OSError"):
+    with pytest.raises(StateNotStoredError, match="could not be stored: OSError") as moved:
         server.advance(1_000)
-    with pytest.raises(StateNotStoredError, match="fault injected"):
+    assert str(moved.value).startswith("time advanced to 1970-01-01T00:01:01 (+0d 00:01:01), ")
+    with pytest.raises(StateNotStoredError, match="fault injected") as hit:
         server.inject(Reset())
+    assert str(hit.value).startswith("fault injected at 1970-01-01T00:01:01 (+0d 00:01:01), ")
     assert any("state not saved: OSError" in line for line in lines)
 
 

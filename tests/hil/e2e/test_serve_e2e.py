@@ -6,6 +6,7 @@ with bounded timeouts, and finishes in a few seconds.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -227,7 +228,9 @@ def test_time_advance_and_faults_show_plant_truth_beside_the_firmware(
         # The stall is sensed (an alarm), the leak is not: the firmware cannot know.
         assert truth["firmware"]["motor_stall_detected"] is True
         assert truth["plant"]["catheter"] == "LEAKING"
-        pump.wait_stderr("alarm raised: MOTOR_STALL")
+        stall = pump.wait_stderr("alarm raised: MOTOR_STALL")
+        # Stamped as every instant is printed: pump clock (never set: 1970), elapsed time.
+        assert re.search(r"\[1970-01-01T00:\d\d:\d\d(\.\d{3})? \(\+0d 00:\d\d\S*\)\] alarm", stall)
         # The same, through the command line, as an operator sees it.
         cli = subprocess.run(
             [*pumpemu_command(), "time", "advance", "1d", "--control", control],
@@ -257,6 +260,9 @@ def test_time_advance_and_faults_show_plant_truth_beside_the_firmware(
     finally:
         link.close()
     assert pump.stop() == 0
+    assert "[1970-01-02T01:00:00 (+1d 01:00)] control: time advanced 86400000 ms" in pump.stderr
+    assert "; pump time 1970-01-02T01:00:00 (+1d 01:00); " in pump.stderr
+    assert "T+" not in pump.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -66,7 +66,8 @@ def test_watch_shows_a_fault_from_its_own_key_and_quits_cleanly(
             await shows(pilot, app, "events", "fault injected: MemoryCorruption")
             await pilot.press("t")  # +1 h of manual time: the firmware senses it
             await shows(pilot, app, "pump", "therapy SUSPENDED_BY_ALARM")
-            await shows(pilot, app, "pump", "T+0d01:00:00.000")
+            await shows(pilot, app, "pump", "1970-01-01T01:00:00 (+0d 01:00)")
+            await shows(pilot, app, "events", "1970-01-01T01:00:00 (+0d 01:00) time advanced 1 h")
             await shows(pilot, app, "alarms", "SOUNDING: 3 s two-tone")
             await shows(pilot, app, "alarms", "MEMORY_ERROR (critical)")
             await pilot.press("o")  # a full occlusion: plant truth only

@@ -15,6 +15,9 @@ def status(**changes: Any) -> dict[str, Any]:
         "seq": 1,
         "now_ms": 3_600_000,
         "now": "T+0d01:00:00.000",
+        "pump_clock_ms": 1_772_352_000_000,
+        "pump_clock": "2026-03-01T08:00:00",
+        "elapsed": "+0d 01:00",
         "clock": "manual",
         "serial": "PE-000042",
         "state": "RUNNING",
@@ -43,7 +46,14 @@ def test_the_pump_panel_shows_state_session_and_role() -> None:
     assert "PE-000042" in text
     assert "therapy RUNNING" in text
     assert "session OPEN (clinician)" in text
-    assert "T+0d01:00:00.000" in text
+    assert "2026-03-01T08:00:00 (+0d 01:00)  clock manual" in text
+    assert "T+" not in text
+
+
+def test_a_status_from_an_older_serve_without_the_pump_clock_shows_its_now() -> None:
+    board = Dashboard("a")
+    board.apply(status(pump_clock_ms=None))
+    assert "T+0d01:00:00.000  clock manual" in board.pump_text().plain
 
 
 def test_alarms_show_the_tone_each_sounds_and_what_sounds_now() -> None:
@@ -191,14 +201,62 @@ def test_events_log_faults_time_state_drops_and_the_end() -> None:
     board.apply({"event": "end", "reason": "serve is stopping"})
     board.apply({"event": "something-newer"})
     lines = board.events_text().plain.splitlines()
+    # No pump clock known yet (no status, no time event with one): the elapsed time alone.
     assert lines == [
-        "T+0d00:00:01 alarm raised: MOTOR_STALL (critical)",
-        "T+0d00:00:00 fault injected: MotorStall",
-        "T+1d00:00:00 time advanced 1 d",
-        "T+0d00:00:00 therapy RUNNING -> SUSPENDED_BY_ALARM",
+        "+0d 00:00:01 alarm raised: MOTOR_STALL (critical)",
+        "+0d 00:00 fault injected: MotorStall",
+        "+1d 00:00 time advanced 1 d",
+        "+0d 00:00:00.005 therapy RUNNING -> SUSPENDED_BY_ALARM",
         "4 event(s) dropped: this view was too slow",
         "stream ended: serve is stopping",
     ]
     assert board.dropped == 4
     board.apply(status())
     assert "ENDED: serve is stopping" in board.pump_text().plain
+
+
+def test_event_lines_show_the_pump_clock_once_a_status_told_it() -> None:
+    """A log event carries its entry's pump-clock stamp; a fault or a frame carries only
+    ``now_ms``, placed on the pump clock by the offset the last status gave."""
+    board = Dashboard("a")
+    board.apply(status())  # 2026-03-01T08:00:00 at internal 1 h
+    board.apply(
+        {
+            "event": "log",
+            "now_ms": 3_601_000,
+            "text": "alarm raised: MOTOR_STALL (critical)",
+            "entry": {"kind": "ALARM_RAISED", "time_ms": 1_772_352_001_000},
+        }
+    )
+    board.apply({"event": "fault", "now_ms": 3_600_250, "fault": "MotorStall", "applied": {}})
+    board.apply(
+        {
+            "event": "time",
+            "now_ms": 90_000_000,
+            "advanced_ms": 86_400_000,
+            "pump_clock_ms": 1_772_438_400_000,
+        }
+    )
+    board.apply({"event": "state", "now_ms": 90_000_000, "from": "A", "to": "B"})
+    assert board.events_text().plain.splitlines() == [
+        "2026-03-01T08:00:01 (+0d 01:00:01) alarm raised: MOTOR_STALL (critical)",
+        "2026-03-01T08:00:00.250 (+0d 01:00:00.250) fault injected: MotorStall",
+        "2026-03-02T08:00:00 (+1d 01:00) time advanced 1 d",
+        "2026-03-02T08:00:00 (+1d 01:00) therapy A -> B",
+    ]
+
+
+def test_frame_lines_are_stamped_like_every_event() -> None:
+    board = Dashboard("a")
+    board.apply(status())
+    board.apply(
+        {
+            "event": "frame",
+            "now_ms": 3_600_000,
+            "direction": "rx",
+            "header": {"seq": 7, "opcode": "STATUS"},
+        }
+    )
+    assert board.frames_text().plain == (
+        "2026-03-01T08:00:00 (+0d 01:00) programmer -> pump seq 7 STATUS"
+    )
