@@ -1,9 +1,9 @@
 """Machine-readable output everywhere, logs alike on every long-running command (issue 16,
 item 5; docs/architecture.md, "Command output").
 
-The click tree is walked, so a new command is covered without editing this file: each
-command that prints something takes ``--json`` (its own, or its group's, as ``ctl``'s), unless
-it is in EXEMPT with the reason. Each long-running command takes hil/logs.py's
+The click tree is walked (hil/cli_tree.py), so a new command is covered without editing this
+file: each command that prints something takes ``--json`` (its own, or its group's, as
+``ctl``'s), unless it is in EXEMPT with the reason. Each long-running command takes hil/logs.py's
 -v/-q/--log-level/--log-format, declared by ``log_options`` (not a copy). Then each cheap
 command's --json is run on real input and parsed: one document (JSON lines where the help
 says so), and an ``id`` on every row of every list of objects.
@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from hil.cli import main
+from hil.cli_tree import walk_commands
 from hil.logs import log_options
 from tests.hil.scenario.test_record import KEYS, capture_a_visit
-from tests.hil.test_cli_lazy_imports import PATHS
 
 EXEMPT: dict[tuple[str, ...], str] = {
     # Interactive: a full-screen terminal dashboard, nothing for a script to read. A script
@@ -49,26 +49,20 @@ LONG_RUNNING = [
 """Commands that run for a while and log: each takes -v/-q/--log-level/--log-format."""
 
 
+TREE = dict(walk_commands(main))
+"""Every command and group of pumpemu by path (hil/cli_tree.py, the one walker)."""
+
+
 def _command(path: tuple[str, ...]) -> tuple[click.Command, list[click.Command]]:
     """The command at ``path`` and the groups above it (outermost first)."""
-    ctx = click.Context(main, info_name="pumpemu")
-    command: click.Command = main
-    groups: list[click.Command] = []
-    for name in path:
-        assert isinstance(command, click.Group)
-        groups.append(command)
-        sub = command.get_command(ctx, name)
-        assert sub is not None, path
-        ctx = click.Context(sub, parent=ctx, info_name=name)
-        command = sub
-    return command, groups
+    return TREE[path], [TREE[path[:n]] for n in range(len(path))]
 
 
 def _options(command: click.Command) -> set[str]:
     return {opt for param in command.params for opt in getattr(param, "opts", [])}
 
 
-LEAF_PATHS = [p for p in PATHS if p and not isinstance(_command(p)[0], click.Group)]
+LEAF_PATHS = [path for path, command in TREE.items() if not isinstance(command, click.Group)]
 
 
 def test_the_walk_finds_the_leaves() -> None:
