@@ -48,6 +48,9 @@ def watch(control: str, token_file: Path | None) -> None:
     programmer's session and role, the last frames, conformance violations as they happen
     and the pump's events. Keys inject common faults and advance a manual clock (serve
     --clock manual). Everything comes from the control API's subscribe op (docs/serve.md).
+
+    An interactive screen, so it has no --json: a script subscribes to the same events with
+    the control API's subscribe op, one JSON object per line (docs/serve.md).
     """
     # The control client, the emulator's names and textual load here, so --help stays quick
     # (docs/architecture.md, "Layers and imports").
