@@ -28,7 +28,7 @@ import click
 from hil.errors import UsageError
 from hil.json_output import echo_json, json_option
 from hil.logs import LogConfig, log_options
-from hil.quantities import concentration, mass, rate, volume
+from hil.quantities import concentration, mass, pump_time, rate, volume
 from protocol.device_state import EventKind, LogEntry, Role
 from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import RefusalCode
@@ -266,7 +266,7 @@ def render(
     """The summary: tables, not a wall of text."""
     from rich.table import Table  # noqa: PLC0415
 
-    from hil.demo.visit import NOTABLE, PRESCRIPTION, days_since  # noqa: PLC0415
+    from hil.demo.visit import NOTABLE, PRESCRIPTION  # noqa: PLC0415
     from protocol.messages import NEVER_MS  # noqa: PLC0415
 
     visit = Table(title="The visit, through the serial path", title_justify="left")
@@ -293,12 +293,11 @@ def render(
             review.add_row(f"step {hours:02d}:{rest // 60:02d}", rate(flex.rate_nl_per_day), "")
         review.add_row("daily volume", "", volume(report.staged.daily_volume_nl))
         review.add_row("daily mass, boluses included", "", mass(report.staged.daily_mass_pg))
-        start = report.start_pump_ms  # predictions are on the pump clock
-        for label, at in (
+        for label, at in (  # predictions are on the pump clock (docs/quantities.md, "Instants")
             ("low reservoir (2 mL) predicted", report.staged.low_reservoir_at_ms),
             ("empty predicted", report.staged.empty_at_ms),
         ):
-            review.add_row(label, "", "never" if at == NEVER_MS else days_since(start, at))
+            review.add_row(label, "", "never" if at == NEVER_MS else pump_time(at))
         review.add_row("digest", "", report.staged.digest.hex()[:16] + "...")
         console.print(review)
 
@@ -319,17 +318,16 @@ def render(
     events.add_column("seq", justify="right")
     events.add_column("when")
     events.add_column("event")
-    # Stamps are on the pump clock as it read at each entry; the demo set it at the visit
-    # (to the time it already read, so days since the visit's start are continuous).
-    start = report.start_pump_ms
+    # Stamps are on the pump clock as it read at each entry, which the visit set; shown as
+    # every command shows an instant (docs/quantities.md, "Instants").
     for first, last, count in _runs(
         e for e in report.log if e.seq >= report.first_seq and e.kind in NOTABLE
     ):
-        when = days_since(start, first.time_ms)
+        when = pump_time(first.time_ms)
         seqs = str(first.seq)
         text = _describe(first)
         if count > 1:
-            when += f" .. {days_since(start, last.time_ms)}"
+            when += f" .. {pump_time(last.time_ms)}"
             seqs += f"..{last.seq}"
             text += f" (x{count})"
         events.add_row(seqs, when, text)

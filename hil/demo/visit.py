@@ -36,7 +36,7 @@ from protocol.prescription import (
     Repeat,
 )
 from protocol.refusal import RefusalCode
-from protocol.units import MS_PER_DAY, MS_PER_HOUR, S_PER_HOUR
+from protocol.units import MS_PER_HOUR, S_PER_HOUR
 
 VISIT_LOCAL_MS = 1_795_510_800_000
 """2026-11-24 09:00 local: when the visit starts, on the pump's clock (SET_CLOCK)."""
@@ -259,8 +259,3 @@ NOTABLE = frozenset(
     }
 )
 """The log entries worth a line in the demo's summary."""
-
-
-def days_since(start_ms: int, time_ms: int) -> str:
-    day, rest = divmod(time_ms - start_ms, MS_PER_DAY)
-    return f"day {day:>2} {rest // MS_PER_HOUR:02d}:{rest % MS_PER_HOUR // 60_000:02d}"

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from hil.cli import main
+from hil.demo.visit import VISIT_LOCAL_MS
+
+ISO = re.compile(r"\b(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\b")
+"""A pump-clock instant as the demo prints it (docs/quantities.md, "Instants")."""
 
 pytestmark = pytest.mark.e2e
 
@@ -48,16 +53,21 @@ def test_demo_shows_the_visit_in_tables(demo_run: tuple[Path, str]) -> None:
         assert expected in output
 
 
-def test_demo_times_count_from_the_visit_on_the_pump_clock(demo_run: tuple[Path, str]) -> None:
+def test_demo_times_are_on_the_pump_clock_the_visit_set(demo_run: tuple[Path, str]) -> None:
     """The demo sets the pump clock; log stamps and predictions are on it (docs/protocol.md
-    section 1), so days since the visit come out right: the MRI stall on day 10, the
-    predictions weeks ahead, nothing from the 45 days before the visit."""
+    section 1) and print as every instant does (docs/quantities.md): the visit's own entries
+    at its start, the MRI stall 10 days on, the predictions weeks ahead, nothing from the 45
+    days before the visit."""
     _, output = demo_run
-    days = [int(d) for d in re.findall(r"day +(\d+) \d\d:\d\d", output)]
-    assert days
-    assert max(days) < 365, sorted(set(days))
-    assert "day 10 00:00" in output  # the MRI scan stalls the rotor at once
-    assert "day  0 00:00" in output  # the visit's own entries (clock set, refill, commit)
+    visit = datetime.fromtimestamp(VISIT_LOCAL_MS // 1000, UTC).replace(tzinfo=None)
+    stamps = [datetime.fromisoformat(t) for t in ISO.findall(output)]
+    assert stamps
+    assert min(stamps) >= visit, min(stamps)
+    assert max(stamps) < visit + timedelta(days=365), max(stamps)
+    assert visit.isoformat() in output  # the visit's own entries (clock set, refill, commit)
+    mri = visit + timedelta(days=10)
+    assert any(mri <= t < mri + timedelta(minutes=1) for t in stamps)  # the stall, at once
+    assert "day " not in output.split("Event log")[-1]  # no second style for instants
 
 
 def test_demo_capture_opens_with_the_key_file(demo_run: tuple[Path, str]) -> None:
