@@ -46,7 +46,12 @@ def control_options(
     reaches a control API. ``default`` None makes the control API optional."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        f = click.option(
+        # click lists a function's options top down but appends to a built Command's in
+        # call order: --control comes first in --help either way.
+        return _token(_control(f)) if isinstance(f, click.Command) else _control(_token(f))
+
+    def _token(f: Callable[..., Any]) -> Callable[..., Any]:
+        return click.option(
             "--control-token",
             "token_file",
             envvar=TOKEN_FILE_ENV,
@@ -55,6 +60,8 @@ def control_options(
             help="The token file serve wrote for a TCP control API; or set "
             f"{TOKEN_FILE_ENV}. Default: the one serve writes by default for that port.",
         )(f)
+
+    def _control(f: Callable[..., Any]) -> Callable[..., Any]:
         return click.option(
             "--control",
             "control",
