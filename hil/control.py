@@ -53,40 +53,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.faults import (
-    MAX_CONCENTRATION_UG_PER_ML,
-    MAX_FAULT_VOLUME_NL,
-    BatteryDrain,
-    CapInjection,
-    CatheterDisconnect,
-    CatheterErosion,
-    CatheterKink,
-    CatheterLeak,
-    CatheterMigration,
-    CatheterOcclusion,
-    CatheterRepair,
-    Fault,
-    InflammatoryMass,
-    MagnetExposure,
-    MechanicalBias,
-    MemoryCorruption,
-    MotorRepair,
-    MotorStall,
-    PocketFill,
-    PumpFlip,
-    PumpReseat,
-    Reset,
-)
+from emulator.faults import MAX_CONCENTRATION_UG_PER_ML, MAX_FAULT_VOLUME_NL
 from hil import quantities as q
 from hil.capture import fields_of, plain
 from hil.control_catalogue import (
     DEFAULT_CONTROL,
-    FAULT_TEXTS,
     TOKEN_FILE_ENV,
     parse_fault_param,
 )
 from hil.errors import HilError, UsageError
 from hil.events import EVENT_TYPES, Subscription, parse_subscribe
+from hil.fault_builders import (
+    FAULT_ALIASES,
+    FAULTS,
+    FaultSpec,
+    build_fault,
+    int_param,
+    optional_int_param,
+)
 from hil.key_files import create_private_file
 from hil.pump_events import clock_fields, log_entry_json
 from hil.pump_text import stamp_line
@@ -279,99 +263,6 @@ def control_token(control: str, token_file: Path | None) -> str | None:
 def connect_control(control: str, token_file: Path | None = None) -> ControlClient:
     """A client of the control API at ``control`` with its token (``control_token``)."""
     return ControlClient(control, token=control_token(control, token_file))
-
-
-# -- faults ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FaultSpec:
-    """One fault name: what it does, its parameters (name -> (required, help)), its builder."""
-
-    summary: str
-    params: Mapping[str, tuple[bool, str]]
-    build: Callable[[Mapping[str, Any]], Fault]
-    signed: frozenset[str] = frozenset()
-    """The parameters that may be written with a minus sign (``-2%``); the rest may not."""
-
-
-def _int(
-    params: Mapping[str, Any], name: str, default: int | None = None, *, signed: bool = False
-) -> int:
-    value = params.get(name, default)
-    if value is None:
-        raise ValueError(f"missing parameter {name!r}")
-    try:
-        return parse_fault_param(name, value, signed=signed)
-    except ValueError as exc:
-        raise ValueError(f"parameter {name!r}: {exc}") from None
-
-
-def _optional_int(params: Mapping[str, Any], name: str) -> int | None:
-    return None if params.get(name) is None else _int(params, name)
-
-
-def _repair(params: Mapping[str, Any]) -> Fault:
-    part = params.get("part")
-    if part == "motor":
-        return MotorRepair()
-    if part == "catheter":
-        return CatheterRepair()
-    raise ValueError(f"parameter 'part' must be 'motor' or 'catheter', got {part!r}")
-
-
-_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Fault]] = {
-    "stall": lambda p: MotorStall(_optional_int(p, "recover_after_s")),
-    "occlusion": lambda p: CatheterOcclusion(_int(p, "delivered_ppm", 0)),
-    "inflammatory-mass": lambda p: InflammatoryMass(_int(p, "grow_s"), _int(p, "delivered_ppm", 0)),
-    "kink": lambda p: CatheterKink(_int(p, "period_s"), _int(p, "closed_s")),
-    "migration": lambda _params: CatheterMigration(),
-    "erosion": lambda p: CatheterErosion(_int(p, "ppm")),
-    "flip": lambda _params: PumpFlip(),
-    "reseat": lambda _params: PumpReseat(),
-    "cap-inject": lambda p: CapInjection(_int(p, "volume_nl"), _int(p, "concentration_ug_per_ml")),
-    "leak": lambda p: CatheterLeak(_int(p, "ppm")),
-    "disconnect": lambda _params: CatheterDisconnect(),
-    "repair": _repair,
-    "magnet": lambda p: MagnetExposure(_int(p, "scan_s"), _int(p, "recovery_s", 0)),
-    "battery-drain": lambda p: BatteryDrain(_int(p, "nah")),
-    "pocket-fill": lambda p: PocketFill(
-        _int(p, "volume_nl"), _optional_int(p, "concentration_ug_per_ml")
-    ),
-    "bias": lambda p: MechanicalBias(_int(p, "ppm", signed=True)),
-    "reset": lambda _params: Reset(),
-    "memory-corruption": lambda p: MemoryCorruption(_int(p, "bit", 0)),
-}
-"""Fault name -> how its parameters become the emulator's ``Fault``."""
-
-if set(_BUILDERS) != set(FAULT_TEXTS):  # pragma: no cover - a broken edit, caught at import
-    raise RuntimeError(
-        f"hil.control_catalogue.FAULT_TEXTS and the builders differ: "
-        f"{sorted(set(_BUILDERS) ^ set(FAULT_TEXTS))}"
-    )
-
-FAULTS: dict[str, FaultSpec] = {
-    name: FaultSpec(text.summary, text.params, _BUILDERS[name], text.signed)
-    for name, text in FAULT_TEXTS.items()
-}
-"""Fault name -> its texts (hil/control_catalogue.py) and its builder."""
-FAULT_ALIASES = {"mri": "magnet"}
-
-
-def build_fault(name: str, params: Mapping[str, Any]) -> Fault:
-    """The ``Fault`` for a fault name and its parameters; ``ValueError`` with a clear message."""
-    key = FAULT_ALIASES.get(name, name)
-    spec = FAULTS.get(key)
-    if spec is None:
-        raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
-    unknown = sorted(set(params) - set(spec.params))
-    if unknown:
-        allowed = ", ".join(spec.params) or "none"
-        raise ValueError(f"fault {key!r} takes no parameter {unknown[0]!r} (allowed: {allowed})")
-    try:
-        return spec.build(params)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"fault {key!r}: {exc}") from None
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -801,7 +692,7 @@ class ControlServer:
 
     def _op_cap_aspirate(self, request: Mapping[str, Any]) -> dict[str, Any]:
         _only(request, "cap_aspirate", {"volume_nl"})
-        volume = _int(request, "volume_nl")
+        volume = int_param(request, "volume_nl")
         if volume < 0 or volume > MAX_CAP_NL:
             raise ValueError(f"'volume_nl' must be 0..{MAX_CAP_NL}, got {volume}")
         now, got = self._server.plant_operation(
@@ -813,8 +704,8 @@ class ControlServer:
 
     def _op_cap_inject(self, request: Mapping[str, Any]) -> dict[str, Any]:
         _only(request, "cap_inject", {"volume_nl", "concentration_ug_per_ml"})
-        volume = _int(request, "volume_nl")
-        conc = _optional_int(request, "concentration_ug_per_ml")
+        volume = int_param(request, "volume_nl")
+        conc = optional_int_param(request, "concentration_ug_per_ml")
         if volume < 0 or volume > MAX_CAP_NL:
             raise ValueError(f"'volume_nl' must be 0..{MAX_CAP_NL}, got {volume}")
         if conc is not None and not 0 <= conc <= MAX_CAP_CONCENTRATION:

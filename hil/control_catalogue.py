@@ -4,8 +4,8 @@ written with its unit is read, so ``pumpemu fault``, ``time``, ``truth``, ``serv
 ``replay`` build their options and --help from this module alone (docs/architecture.md,
 "Layers and imports").
 
-This is the one home of those texts: hil/control.py's ``FAULTS`` pairs each with the builder
-that needs the emulator, and refuses to load if the two tables name different faults.
+This is the one home of those texts: hil/fault_builders.py's ``FAULTS`` pairs each with the
+builder that needs the emulator, and refuses to load if the two tables name different faults.
 """
 
 from __future__ import annotations

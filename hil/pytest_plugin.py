@@ -38,8 +38,9 @@ from emulator.device import PumpDevice
 from emulator.plant import PlantTruth
 from emulator.pump import Pump
 from hil.clock import SystemClock
-from hil.control import ControlClient, build_fault
+from hil.control import ControlClient
 from hil.device_link import DeviceLink
+from hil.fault_builders import build_fault
 from hil.hazard_report import (
     FORMATS,
     CoverageRecord,

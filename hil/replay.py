@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from emulator import faults as fault_types
 from hil.capture import CaptureRecord, fields_of
-from hil.control import FAULTS, build_fault
+from hil.fault_builders import FAULTS, build_fault
 from hil.programmer.core import Result
 from protocol import crypto, wire
 from protocol.codec import Frame, decode_payload, parse_frame

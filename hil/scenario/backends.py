@@ -27,7 +27,7 @@ from emulator.device import CommandLedger, PumpDevice
 from emulator.firmware.results import RefillBegun, RefillCompleted, Refused, Staged
 from emulator.profile import Profile, load_profile
 from emulator.pump import Pump
-from hil.control import build_fault
+from hil.fault_builders import build_fault
 from hil.programmer.core import Outcome, ProgrammerCore, Result
 from hil.proxy.engine import ProxyEngine
 from hil.proxy.faults import Direction, FaultSpec

@@ -23,9 +23,10 @@ from typing import Any, overload
 from emulator.errors import ProfileError
 from emulator.profile import Profile, builtin_profile_names, load_profile
 from hil import quantities as q
-from hil.control import FAULT_ALIASES, FAULTS, build_fault, parse_fault_param
+from hil.control_catalogue import parse_fault_param
 from hil.ctl import prescription_file
 from hil.errors import UsageError
+from hil.fault_builders import FAULT_ALIASES, FAULTS, build_fault
 from hil.hazards import is_hazard_id
 from hil.proxy.faults import FaultKind, FaultSpecError, parse_fault_table
 from hil.scenario.model import (

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hil.cli import main
-from hil.control import FAULTS
+from hil.fault_builders import FAULTS
 from hil.hazards import is_hazard_id
 from hil.proxy.faults import FaultKind
 from hil.scenario.loader import Runs, ScenarioError, loads, parse_time

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hil import quantities as q
-from hil.control import build_fault
+from hil.fault_builders import build_fault
 from hil.watch.keys import KEY_ACTIONS, QUIT_KEY, KeyAction
 
 
