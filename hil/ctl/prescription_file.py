@@ -32,11 +32,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hil import quantities as q
 from hil.errors import UsageError
+from hil.text_files import TextFileError, read_text_file
 from protocol.documents import DocumentError, parse_toml
 from protocol.errors import FieldValueError
 from protocol.prescription import (
@@ -111,23 +111,10 @@ class PrescriptionFile:
 def load(path: str | os.PathLike[str]) -> PrescriptionFile:
     """Read and check a prescription file; ``PrescriptionFileError`` (one line) if bad."""
     name = os.fspath(path)
-    file = Path(path)
     try:
-        if file.is_dir():
-            raise PrescriptionFileError(f"{name}: is a directory, not a prescription file")
-        if file.stat().st_size > MAX_FILE_BYTES:
-            raise PrescriptionFileError(f"{name}: far too large for a prescription file")
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise PrescriptionFileError(f"{name}: no such file") from None
-    except PermissionError:
-        raise PrescriptionFileError(f"{name}: permission denied") from None
-    except OSError as exc:
-        raise PrescriptionFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PrescriptionFileError(f"{name}: not UTF-8 text") from None
+        text = read_text_file(path, max_bytes=MAX_FILE_BYTES)
+    except TextFileError as exc:
+        raise PrescriptionFileError(f"{name}: {exc}") from None
     return parse(text, name)
 
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from hil import quantities as q
 from hil.errors import UsageError
-from protocol.documents import DocumentError, parse_toml
+from hil.text_files import TextFileError, read_text_file
+from protocol.documents import MAX_DOCUMENT_BYTES, DocumentError, parse_toml
 
 __all__ = [
     "DEFAULTS",
@@ -385,15 +386,9 @@ def load_fault_file(path: str | Path) -> FaultConfig:
     """Read a TOML fault file (docs/proxy.md): ``seed`` and ``[[KIND]]`` tables."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FaultSpecError(f"fault file {name}: no such file") from None
-    except IsADirectoryError:
-        raise FaultSpecError(f"fault file {name}: is a directory") from None
-    except UnicodeDecodeError:
-        raise FaultSpecError(f"fault file {name}: not UTF-8 text") from None
-    except OSError as error:
-        raise FaultSpecError(f"fault file {name}: {error.strerror or error}") from None
+        text = read_text_file(path, max_bytes=MAX_DOCUMENT_BYTES)
+    except TextFileError as exc:
+        raise FaultSpecError(f"fault file {name}: {exc}") from None
     return parse_fault_document(text, name)
 
 

@@ -39,6 +39,7 @@ from hil.scenario.model import (
     Setup,
     Step,
 )
+from hil.text_files import TextFileError, read_text_file
 from protocol.device_state import AlarmKind, EventKind, TherapyState
 from protocol.documents import DocumentError, parse_toml
 from protocol.messages import OVERRIDE_DOSE_CHANGE, OVERRIDE_SOFT_LIMIT
@@ -182,20 +183,10 @@ def scenario_files(paths: Sequence[str]) -> list[Path]:
 
 
 def _read(path: str | os.PathLike[str]) -> str:
-    name = os.fspath(path)
-    file = Path(path)
     try:
-        if file.is_dir():
-            raise ScenarioError(f"{name}:1: is a directory, not a scenario file")
-        if file.stat().st_size > MAX_FILE_BYTES:
-            raise ScenarioError(f"{name}:1: far too large for a scenario file")
-        return file.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{name}:1: no such file") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{name}:1: not UTF-8 text") from None
-    except OSError as exc:
-        raise ScenarioError(f"{name}:1: cannot read: {exc.strerror or exc}") from None
+        return read_text_file(path, max_bytes=MAX_FILE_BYTES)
+    except TextFileError as exc:
+        raise ScenarioError(f"{os.fspath(path)}:1: {exc}") from None
 
 
 def load(path: str | os.PathLike[str]) -> list[Scenario]:
