@@ -40,12 +40,11 @@ unconverted.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.command_ledger import CommandLedger, fingerprint
 from emulator.device_service import apply_service_command, read_reply
 from emulator.firmware.firmware import FirmwareStatus
 from emulator.firmware.nvram import SnapshotError, canonical_json, decode_record, encode_record
@@ -138,9 +137,6 @@ FIRMWARE_VERSION = "pumpemu-1"
 RX_IDLE_MS = 200
 """A link quiet this long after a partial frame means the rest is never coming: the
 framer gives the candidate up, so a real frame inside it is still found (C2)."""
-LEDGER_CAPACITY = 256
-"""Applied command ids remembered with their ACKs. A programmer retries within seconds;
-256 commands is weeks of clinical use."""
 MAX_LEDGER_CAPACITY = 65_536
 """The largest ledger a saved state may declare (a restore allocates nothing for it, but a
 bound keeps a hostile record from naming an absurd one)."""
@@ -170,78 +166,6 @@ _SESSION_END_EVENTS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    fingerprint: bytes
-    """SHA-256 of the request's opcode and payload: the same id on another request is a
-    conflict, not a repeat."""
-    ack: Ack
-
-
-class CommandLedger:
-    """Applied command ids and their ACKs: the exactly-once memory (C1).
-
-    Part of the pump's non-volatile state: it survives sessions, reconnects and resets.
-    Only *applied* commands are recorded (docs/protocol.md section 8). A refused command
-    changed nothing, so a retry of it is judged afresh.
-    """
-
-    def __init__(self, capacity: int = LEDGER_CAPACITY) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self._capacity = capacity
-        self._entries: OrderedDict[int, LedgerEntry] = OrderedDict()
-        self._recorded = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def lookup(self, command_id: int, fingerprint: bytes) -> Ack | RefusalCode | None:
-        """The original ACK for a repeat, COMMAND_ID_CONFLICT for a reused id, else None."""
-        entry = self._entries.get(command_id)
-        if entry is None:
-            return None
-        if entry.fingerprint != fingerprint:
-            return RefusalCode.COMMAND_ID_CONFLICT
-        return entry.ack
-
-    def record(self, command_id: int, fingerprint: bytes, ack: Ack) -> None:
-        self._entries[command_id] = LedgerEntry(fingerprint, ack)
-        self._entries.move_to_end(command_id)
-        self._recorded += 1
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-    def checkpoint(self) -> tuple[tuple[tuple[int, LedgerEntry], ...], int]:
-        """The ledger as it is now, for ``rollback``."""
-        return tuple(self._entries.items()), self._recorded
-
-    def rollback(self, checkpoint: tuple[tuple[tuple[int, LedgerEntry], ...], int]) -> None:
-        """Forget everything recorded since ``checkpoint`` (an entry it evicted comes back):
-        a command whose result could not be stored was never applied (C1, H8)."""
-        entries, recorded = checkpoint
-        self._entries = OrderedDict(entries)
-        self._recorded = recorded
-
-    def applied_ids(self) -> tuple[int, ...]:
-        """Ids in the order they were applied, oldest first."""
-        return tuple(self._entries)
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def recorded(self) -> int:
-        """How many applications this ledger object has recorded: it changes exactly when
-        the exactly-once memory does, so a saver knows when to save."""
-        return self._recorded
-
-    def entries(self) -> tuple[tuple[int, LedgerEntry], ...]:
-        """(id, entry) in the order they were applied, oldest first."""
-        return tuple(self._entries.items())
-
-
 @dataclass(slots=True)
 class _SecurityRun:
     """Security events of one refusal code since its last SECURITY_EVENT entry."""
@@ -252,10 +176,6 @@ class _SecurityRun:
     """Events after the first that were counted instead of written."""
     last_ms: int = 0
     """When the last counted event came, on the pump's internal timeline."""
-
-
-def fingerprint(opcode: Opcode, plaintext: bytes) -> bytes:
-    return hashlib.sha256(bytes([opcode]) + plaintext).digest()
 
 
 def default_session_limits(profile: Profile) -> SessionLimits:

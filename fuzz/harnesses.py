@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from emulator.device import DEVICE_STATE_MAGIC, RX_IDLE_MS, PumpDevice, fingerprint
+from emulator.command_ledger import fingerprint
+from emulator.device import DEVICE_STATE_MAGIC, RX_IDLE_MS, PumpDevice
 from emulator.errors import EmulatorError
 from emulator.firmware.nvram import decode_record
 from emulator.firmware.results import Refused

@@ -198,7 +198,7 @@ _OPCODES: dict[int, Opcode] = {op.value: op for op in Opcode}
 def encode_payload(message: Message) -> tuple[Opcode, bytes]:
     """The message's opcode and plaintext payload bytes (docs/protocol.md, "Messages")."""
     opcode = type(message).OPCODE
-    plan = PLANS.get(opcode.value)
+    plan = PLANS[opcode.value]
     if plan is not None:  # a constructed message is valid: the plan only packs it
         packed = plan.encode_payload(message)
         if packed is not None:
@@ -209,7 +209,7 @@ def encode_payload(message: Message) -> tuple[Opcode, bytes]:
 
 def decode_payload(opcode: int, body: bytes) -> Message:
     """The message an opcode's plaintext payload holds; DecodeError if it holds none."""
-    plan = PLANS.get(opcode)
+    plan = PLANS[opcode]
     if plan is not None:
         message = plan.decode_payload(bytes(body))
         if message is not None:
@@ -248,7 +248,7 @@ _FIXED_SIZES: dict[int, int | None] = {op: wire.fixed_size(op) for op in wire.PA
 
 def encode(message: Message, *, seq: int, ref: int = 0) -> bytes:
     """One unsealed frame carrying ``message``. The REPLY flag follows the opcode."""
-    plan = PLANS.get(type(message).OPCODE.value)
+    plan = PLANS[type(message).OPCODE.value]
     if plan is not None:
         data = plan.encode(message, seq, ref)
         if data is not None:
@@ -276,7 +276,7 @@ def decode(data: bytes | bytearray | memoryview) -> DecodedFrame:
     accepts the frame in full; anything else, every error included, is decided by
     ``decode_reference``."""
     if len(data) > wire.HEADER_LEN:
-        plan = PLANS.get(data[12])
+        plan = PLANS[data[12]]
         if plan is not None:
             found = plan.decode(bytes(data))
             if found is not None:

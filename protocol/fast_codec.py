@@ -1,8 +1,8 @@
-"""The codec's fast path: ``struct`` plans derived from protocol/wire.py at import time.
+"""The codec's fast path: ``struct`` plans derived from protocol/wire.py.
 
 protocol/wire.py stays the one definition of every layout. From each fixed-size payload
-made only of little-endian integers and fixed byte strings, this module derives, once, at
-import:
+made only of little-endian integers and fixed byte strings, this module derives, once per
+process, the first time a frame of that opcode is decoded or encoded (``PLANS``):
 
 - one ``struct.Struct`` for the whole frame (header, payload, CRC) and one for the payload;
 - a decoder and an encoder generated as plain Python functions, which convert each field
@@ -45,7 +45,7 @@ from protocol.messages import (
 )
 from protocol.variable_plans import variable_plan
 
-__all__ = ["PLANS", "FastPlan", "plan_for"]
+__all__ = ["PLANS", "FastPlan", "all_plans", "plan_for"]
 
 _WIDTH_MAX = {"B": 0xFF, "H": 0xFFFF, "L": 0xFFFF_FFFF, "Q": 0xFFFF_FFFF_FFFF_FFFF}
 
@@ -218,5 +218,32 @@ def plan_for(opcode: Opcode) -> FastPlan | None:
     )
 
 
-PLANS: dict[int, FastPlan] = {op.value: plan for op in Opcode if (plan := plan_for(op)) is not None}
-"""Opcode value -> its fast plan, for every opcode that has one."""
+class _PlanTable(dict[int, "FastPlan | None"]):
+    """Opcode byte -> its fast plan (None: no plan, or not an opcode), built on first use.
+
+    Built lazily because a process uses few opcodes: a campaign or scenario worker on the
+    api backend encodes only STAGE_PRESCRIPTION (for the digest), and deriving and compiling
+    all the plans at import cost every spawned worker about 25 ms before its first run. A
+    lookup of a built entry is a plain dict lookup (``__missing__`` runs only once per
+    opcode byte, at most 256 entries).
+    """
+
+    def __missing__(self, value: int) -> FastPlan | None:
+        try:
+            opcode = Opcode(value)
+        except ValueError:
+            plan = None
+        else:
+            plan = plan_for(opcode)
+        self[value] = plan
+        return plan
+
+
+PLANS: dict[int, FastPlan | None] = _PlanTable()
+"""Opcode byte -> its fast plan, or None if it has none: index it (``PLANS[byte]``), since
+``dict.get`` would not build a missing entry."""
+
+
+def all_plans() -> dict[int, FastPlan]:
+    """Every opcode's fast plan, built now if not yet (the tests and docs walk them all)."""
+    return {op.value: plan for op in Opcode if (plan := PLANS[op.value]) is not None}

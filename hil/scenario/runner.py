@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from emulator.device import CommandLedger
 from hil.errors import HilError, UsageError
 from hil.scenario import oracles
 from hil.scenario.backends import (
@@ -35,6 +34,7 @@ from protocol.prescription import InfusionMode, Prescription
 from protocol.units import MS_PER_DAY
 
 if TYPE_CHECKING:
+    from emulator.command_ledger import CommandLedger
     from hil.pump_at_url import PumpAtUrl
 
 _NO_TRUTH = SimpleNamespace(delivered_nl=0, reservoir_nl=0, withdrawn_nl=0)

@@ -38,8 +38,9 @@ from hil.programmer.client import Programmer
 from hil.programmer.core import Entropy, Outcome, RetryPolicy
 from hil.proxy.faults import FaultSpec
 from hil.pump_at_url import PumpAtUrl
-from hil.scenario.backends import ProgrammerSteps, SetupError, StepResult
+from hil.scenario.backends import SetupError, StepResult
 from hil.scenario.model import Setup
+from hil.scenario.wire_backend import ProgrammerSteps
 from protocol.device_state import EventKind, LogEntry, Role, TherapyState
 from protocol.messages import (
     CurrentPrescription,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.device import CommandLedger, fingerprint
+from emulator.command_ledger import CommandLedger, fingerprint
 from protocol.device_state import TherapyState
 from protocol.messages import Ack, Opcode
 from protocol.refusal import RefusalCode

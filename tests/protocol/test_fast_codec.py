@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from protocol import codec, wire
 from protocol.checksum import crc16
-from protocol.fast_codec import PLANS
+from protocol.fast_codec import _PlanTable, all_plans
 from protocol.messages import (
     MESSAGE_BY_OPCODE,
     Challenge,
@@ -32,6 +32,7 @@ from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
 from protocol.refusal import FieldId, RefusalCode
 from tests.protocol.conftest import message_strategy
 
+PLANS = all_plans()
 PLANNED = sorted(PLANS)
 
 
@@ -244,3 +245,22 @@ def test_an_unencodable_variable_message_is_refused_alike(forged: Message) -> No
     assert outcome(codec.encode, forged, seq=1) == outcome(codec.encode_reference, forged, seq=1)
     assert outcome(codec.encode, forged, seq=1)[0] == "error"
     assert outcome(codec.encode_payload, forged) == outcome(codec.encode_payload_reference, forged)
+
+
+def test_plans_are_built_on_first_use_and_kept() -> None:
+    """A process builds only the plans it uses (a campaign worker: one), each once."""
+    table = _PlanTable()
+    assert len(table) == 0
+    plan = table[Opcode.STATUS.value]
+    assert plan is not None
+    assert plan.opcode is Opcode.STATUS
+    assert table[Opcode.STATUS.value] is plan  # kept, not rebuilt
+    assert list(table) == [Opcode.STATUS.value]
+
+
+@pytest.mark.parametrize("byte", [0x00, 0x7F, 0xFE], ids=["0x00", "0x7F", "0xFE"])
+def test_a_byte_that_is_no_opcode_has_no_plan(byte: int) -> None:
+    # The decoder looks up the header's opcode byte before any check: an unknown one must
+    # give None (the reference then refuses it with UNKNOWN_OPCODE), never raise.
+    assert byte not in {op.value for op in Opcode}
+    assert _PlanTable()[byte] is None
