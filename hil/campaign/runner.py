@@ -59,10 +59,12 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def _append(file: Any, line: dict[str, Any]) -> None:
-    # Flushed at once: a killed campaign keeps every line written (the kernel has it).
-    # Synced to the disk at the end, not per line: that only matters for a power cut.
-    file.write(json.dumps(line, sort_keys=True) + "\n")
+def _append(file: Any, lines: list[dict[str, Any]]) -> None:
+    # The lines of one finished task, flushed at once: a killed campaign keeps every line
+    # of every task that came back (the kernel has them). One write per task, not per line:
+    # the lines arrive together. Synced to the disk at the end, not per task: that only
+    # matters for a power cut.
+    file.write("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
     file.flush()
 
 
@@ -102,8 +104,8 @@ def run_campaign(
                     why = f"{type(exc).__name__}: {exc}"
                     outcome.lost.extend((spec.id, why) for spec in group)
                     continue
+                _append(file, lines)
                 for line in lines:
-                    _append(file, line)
                     outcome.results.append(line)
                     if on_result is not None:
                         on_result(line)
