@@ -28,7 +28,6 @@ from hil.ctl import prescription_file
 from hil.errors import UsageError
 from hil.fault_builders import FAULT_ALIASES, FAULTS, build_fault
 from hil.hazards import is_hazard_id
-from hil.proxy.faults import FaultKind, FaultSpecError, parse_fault_table
 from hil.scenario.model import (
     ACTIONS,
     OUTCOMES,
@@ -740,6 +739,10 @@ def _plant_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
 
 
 def _link_fault(t: Mapping[str, Any], path: Path_) -> dict[str, Any]:
+    # The proxy's fault grammar, loaded by the files that use it: a campaign worker on a
+    # file without link faults never imports it (docs/campaigns.md, "Runs and ids").
+    from hil.proxy.faults import FaultKind, FaultSpecError, parse_fault_table  # noqa: PLC0415
+
     kind = _str(t, "kind", path)
     if kind not in {k.value for k in FaultKind}:
         known = ", ".join(k.value for k in FaultKind)

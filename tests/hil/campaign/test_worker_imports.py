@@ -28,6 +28,7 @@ WIRE_STACK = (
     "protocol.crypto",
     "hil.programmer.core",
     "hil.proxy.engine",
+    "hil.proxy.faults",
     "hil.two_peer",
     "hil.scenario.wire_backend",
 )
