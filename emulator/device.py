@@ -626,7 +626,7 @@ class PumpDevice:
 
     def _on_frame(self, data: bytes) -> None:
         try:
-            frame = codec.parse_frame(data)
+            frame = codec.parse_framed(data)
         except DecodeError as error:
             # CRC good, header not ours (version, opcode): say so, if there is a SEQ to name.
             _version, flags, seq, _ref, _opcode, _length = wire.parse_header(
@@ -910,9 +910,9 @@ class PumpDevice:
         opcode, plaintext = codec.encode_payload(message)
         seq = self._session.next_send_seq
         flags = wire.FLAG_REPLY | wire.FLAG_SEALED
-        header = codec.header_bytes(flags, seq, ref, opcode, len(plaintext) + wire.TAG_LEN)
-        body = self._session.seal(header, plaintext)
-        self._outbox += codec.build_frame(Frame(flags, seq, ref, opcode, body))
+        self._outbox += codec.seal_frame(
+            flags, seq, ref, opcode, plaintext, seal=self._session.seal
+        )
 
     def _send_unsealed(self, message: Message, ref: int) -> None:
         # Unsealed replies carry SEQ 1: outside a session SEQ is not checked (security.md 5).
