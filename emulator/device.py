@@ -60,6 +60,7 @@ from emulator.firmware.results import (
 from emulator.profile import Profile
 from emulator.pump import Pump
 from emulator.snapshot_rules import first_difference, need_int, need_keys
+from emulator.status_reply import status_payload
 from protocol import codec, wire
 from protocol.checksum import crc16
 from protocol.codec import DecodeError, Frame
@@ -704,11 +705,28 @@ class PumpDevice:
         if isinstance(result, SessionRefused):
             self._reply(self._session_nak(result.code), frame.seq)
             return
-        reply = self._handle_accepted(frame.opcode, result)
+        # READ_STATUS, the most frequent request, is answered from a plan: the same bytes
+        # as the reference ``_status`` (emulator/status_reply.py), or None and the reference.
+        status = None
+        if (
+            frame.opcode is Opcode.READ_STATUS
+            and result.action is Action.DELIVER
+            and not result.plaintext
+        ):
+            status = status_payload(self._pump)
+        reply: Message | None = None
+        if status is None:
+            reply = self._handle_accepted(frame.opcode, result)
         if not self.save_if_changed():
             # A reply never shows a time or a state a restart could lose (docs/serve.md).
-            reply = _nak(RefusalCode.NOT_STORED)
-        self._reply(reply, frame.seq)
+            reply, status = _nak(RefusalCode.NOT_STORED), None
+        if status is None:
+            assert reply is not None
+            self._reply(reply, frame.seq)
+        elif self._session.can_seal:
+            self._reply_sealed(Opcode.STATUS, status, frame.seq)
+        else:
+            self._reply(self._status(), frame.seq)  # as the reference answers it
 
     def _handle_accepted(self, opcode: Opcode, accepted: SessionAccepted) -> Message:
         if accepted.action is Action.ACK_KEEP_ALIVE or accepted.action is Action.END_SESSION:
@@ -908,6 +926,10 @@ class PumpDevice:
             self._send_unsealed(message, ref)
             return
         opcode, plaintext = codec.encode_payload(message)
+        self._reply_sealed(opcode, plaintext, ref)
+
+    def _reply_sealed(self, opcode: Opcode, plaintext: bytes, ref: int) -> None:
+        """Seal an encoded reply payload under the session's next SEQ."""
         seq = self._session.next_send_seq
         flags = wire.FLAG_REPLY | wire.FLAG_SEALED
         self._outbox += codec.seal_frame(
