@@ -984,6 +984,8 @@ class PumpDevice:
     def _end_security_runs(self, link_ms: int | None) -> None:
         """End the runs whose window is over at ``link_ms`` (None: every run), oldest
         window first."""
+        if not self._security_runs:
+            return  # the usual case: no run open, nothing to sort on every read
         due = sorted(
             (run.ends_link_ms, code)
             for code, run in self._security_runs.items()

@@ -122,6 +122,8 @@ class Framer:
         sync like any bad candidate, so complete frames buffered inside its claimed length
         are still found (docs/protocol.md, rule 3). Bytes may be fed again afterwards.
         """
+        if not self._buffer and not self._noise_length:
+            return []  # nothing held: the device asks after every read that left none
         events = self._scan(at_end=True)
         self._flush_noise(events)
         return events
