@@ -15,6 +15,10 @@ request at a time, waiting for each reply.
   system call. What a round trip cannot cost less than in this interpreter on this machine.
 - ``sealed_pty_rt_per_s`` (alias ``pty_rt_per_s``, its name before issue 15): sealed
   request/response round trips per second over the pty, unpaced.
+- ``pty_rt_process_cpu_us``: the CPU time (user and system, both threads) this process
+  spent per unpaced pty round trip: the protocol CPU as it runs after each wake-up, plus
+  the serve loop and the system calls. Against ``pty_rt_mean_us`` it shows how much of a
+  round trip is waiting, which is what a loaded or an idle machine changes.
 - ``pty_vs_protocol_cpu_ratio``: the mean pty round trip divided by the protocol-CPU one:
   how much the serve loop, the link, the system calls and two thread wake-ups add.
 - ``paced_vs_wire_ratio``: with the server pacing at ``--baud`` (115200), the mean measured
@@ -98,11 +102,13 @@ def measure(requests: int, baud: int | None) -> dict[str, float]:
                 assert programmer.status().outcome is Outcome.ANSWERED
             counts.update(tx=0, rx=0)
             times: list[float] = []
+            cpu_started = time.process_time()
             for _ in range(requests):
                 started = time.perf_counter()
                 result = programmer.status()
                 times.append(time.perf_counter() - started)
                 assert result.outcome is Outcome.ANSWERED, result
+            cpu_s = time.process_time() - cpu_started
             sent, received = counts["tx"], counts["rx"]
             programmer.close()
         finally:
@@ -113,6 +119,7 @@ def measure(requests: int, baud: int | None) -> dict[str, float]:
         "request_bytes": sent / requests,
         "reply_bytes": received / requests,
         "total_s": sum(times),
+        "cpu_s": cpu_s,
     }
 
 
@@ -140,6 +147,7 @@ def main() -> None:
         "pty_rt_per_s": sealed_per_s,
         "pty_rt_mean_us": round(unpaced["mean_s"] * 1e6, 1),
         "pty_rt_median_us": round(unpaced["median_s"] * 1e6, 1),
+        "pty_rt_process_cpu_us": round(unpaced["cpu_s"] / args.requests * 1e6, 1),
         "pty_vs_protocol_cpu_ratio": round(unpaced["mean_s"] / cpu["mean_s"], 3),
         "pty_vs_protocol_cpu_ratio_median": round(unpaced["median_s"] / cpu["median_s"], 3),
         "baud": args.baud,
