@@ -3,8 +3,10 @@
 Two levels, so the session layer can seal between them (architecture.md, handshake):
 
 - the *frame*: ``Frame`` (header fields plus an opaque body), ``build_frame``,
-  ``parse_frame`` (length and CRC checked, body not interpreted) and ``header_bytes``
-  (the 15 header bytes: the AEAD associated data of a sealed frame);
+  ``parse_frame`` (length and CRC checked, body not interpreted), ``parse_framed`` (the
+  same for a frame the ``Framer`` emitted, whose length and CRC it checked already),
+  ``header_bytes`` (the 15 header bytes: the AEAD associated data of a sealed frame) and
+  ``seal_frame`` (header, seal and CRC of a sealed frame in one pass);
 - the *payload*: ``encode_payload(msg) -> (opcode, plaintext)`` and
   ``decode_payload(opcode, plaintext) -> msg``.
 
