@@ -639,7 +639,9 @@ class PumpDevice:
         if frame.is_reply:
             return  # A reply sent to the pump is nobody's request: ignore it.
         if frame.is_sealed:
-            self._on_sealed(frame)
+            # The header as received is the AEAD associated data: the same bytes
+            # ``frame.header`` would pack again from the fields parsed out of it.
+            self._on_sealed(frame, data[: wire.HEADER_LEN])
         elif frame.opcode is Opcode.OPEN_SESSION or frame.opcode is Opcode.AUTHENTICATE:
             self._on_handshake(frame)
         else:
@@ -693,14 +695,14 @@ class PumpDevice:
             raise ValueError("the entropy source must return the number of bytes asked for")
         return nonce
 
-    def _on_sealed(self, frame: Frame) -> None:
+    def _on_sealed(self, frame: Frame, header: bytes) -> None:
         now = self._link_now
         kind = REQUEST_KIND.get(frame.opcode)
         if kind is None:
             # A sealed OPEN_SESSION or AUTHENTICATE: the handshake is never sealed.
             self._reply(_nak(RefusalCode.MALFORMED_PAYLOAD), frame.seq)
             return
-        result = self._session.receive_sealed(frame.header, frame.body, kind, now)
+        result = self._session.receive_sealed(header, frame.body, kind, now)
         self._drain_session_events(frame.opcode, frame.seq)
         if isinstance(result, SessionRefused):
             self._reply(self._session_nak(result.code), frame.seq)

@@ -358,8 +358,9 @@ class ProgrammerCore:
             return  # Our own request echoed (loop://, a miswired rig): not for us.
         try:
             if frame.is_sealed:
+                # The header as received is the AEAD associated data: not packed again.
                 message = codec.decode_payload(
-                    frame.opcode, self._session.open(frame.header, frame.body)
+                    frame.opcode, self._session.open(data[: wire.HEADER_LEN], frame.body)
                 )
             else:
                 message = codec.decode_payload(frame.opcode, frame.body)

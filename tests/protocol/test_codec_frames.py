@@ -49,7 +49,12 @@ def test_parse_framed_answers_as_parse_frame_on_what_the_framer_emits(
 ) -> None:
     emitted = [e for e in Framer().feed(noise + data) if isinstance(e, FrameBytes)]
     for event in emitted:
-        assert outcome(codec.parse_framed, event.data) == outcome(codec.parse_frame, event.data)
+        parsed = outcome(codec.parse_framed, event.data)
+        assert parsed == outcome(codec.parse_frame, event.data)
+        if parsed[0] == "ok":
+            # The device and the programmer open a sealed frame with the header as received:
+            # the very bytes ``Frame.header`` packs from the parsed fields.
+            assert parsed[1].header == event.data[: wire.HEADER_LEN]
 
 
 def test_parse_framed_refuses_header_rules_as_parse_frame_does() -> None:
