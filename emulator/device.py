@@ -520,13 +520,16 @@ class PumpDevice:
     def get_link_timer(self) -> int | None:
         """The next link-timeline instant something expires: the session's idle timeout or
         maximum length, a lockout's end, the stage lifetime, or a partial frame."""
-        times = (
-            self._session.get_timer(),
-            self._rx_idle_deadline,
-            self._stage_deadline,
-            *(run.ends_link_ms for run in self._security_runs.values()),
-        )
-        return min((t for t in times if t is not None), default=None)
+        # Compared as they come, no tuple or generator built: the serve loop asks after
+        # every chunk it hands over (docs/serve.md, "The serve loop's cost").
+        best = self._session.get_timer()
+        for t in (self._rx_idle_deadline, self._stage_deadline):
+            if t is not None and (best is None or t < best):
+                best = t
+        for run in self._security_runs.values():
+            if best is None or run.ends_link_ms < best:
+                best = run.ends_link_ms
+        return best
 
     def get_timer(self) -> int | None:
         """The next instant anything changes by itself, while the timelines are one.
