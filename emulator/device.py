@@ -59,6 +59,7 @@ from emulator.firmware.results import (
 from emulator.profile import Profile
 from emulator.pump import Pump
 from emulator.snapshot_rules import first_difference, need_int, need_keys
+from emulator.status_reply import status_payload
 from protocol import codec, wire
 from protocol.checksum import crc16
 from protocol.codec import DecodeError, Frame
@@ -439,13 +440,16 @@ class PumpDevice:
     def get_link_timer(self) -> int | None:
         """The next link-timeline instant something expires: the session's idle timeout or
         maximum length, a lockout's end, the stage lifetime, or a partial frame."""
-        times = (
-            self._session.get_timer(),
-            self._rx_idle_deadline,
-            self._stage_deadline,
-            *(run.ends_link_ms for run in self._security_runs.values()),
-        )
-        return min((t for t in times if t is not None), default=None)
+        # Compared as they come, no tuple or generator built: the serve loop asks after
+        # every chunk it hands over (docs/serve.md, "The serve loop's cost").
+        best = self._session.get_timer()
+        for t in (self._rx_idle_deadline, self._stage_deadline):
+            if t is not None and (best is None or t < best):
+                best = t
+        for run in self._security_runs.values():
+            if best is None or run.ends_link_ms < best:
+                best = run.ends_link_ms
+        return best
 
     def get_timer(self) -> int | None:
         """The next instant anything changes by itself, while the timelines are one.
@@ -546,7 +550,7 @@ class PumpDevice:
 
     def _on_frame(self, data: bytes) -> None:
         try:
-            frame = codec.parse_frame(data)
+            frame = codec.parse_framed(data)
         except DecodeError as error:
             # CRC good, header not ours (version, opcode): say so, if there is a SEQ to name.
             _version, flags, seq, _ref, _opcode, _length = wire.parse_header(
@@ -558,7 +562,9 @@ class PumpDevice:
         if frame.is_reply:
             return  # A reply sent to the pump is nobody's request: ignore it.
         if frame.is_sealed:
-            self._on_sealed(frame)
+            # The header as received is the AEAD associated data: the same bytes
+            # ``frame.header`` would pack again from the fields parsed out of it.
+            self._on_sealed(frame, data[: wire.HEADER_LEN])
         elif frame.opcode is Opcode.OPEN_SESSION or frame.opcode is Opcode.AUTHENTICATE:
             self._on_handshake(frame)
         else:
@@ -612,23 +618,40 @@ class PumpDevice:
             raise ValueError("the entropy source must return the number of bytes asked for")
         return nonce
 
-    def _on_sealed(self, frame: Frame) -> None:
+    def _on_sealed(self, frame: Frame, header: bytes) -> None:
         now = self._link_now
         kind = REQUEST_KIND.get(frame.opcode)
         if kind is None:
             # A sealed OPEN_SESSION or AUTHENTICATE: the handshake is never sealed.
             self._reply(_nak(RefusalCode.MALFORMED_PAYLOAD), frame.seq)
             return
-        result = self._session.receive_sealed(frame.header, frame.body, kind, now)
+        result = self._session.receive_sealed(header, frame.body, kind, now)
         self._drain_session_events(frame.opcode, frame.seq)
         if isinstance(result, SessionRefused):
             self._reply(self._session_nak(result.code), frame.seq)
             return
-        reply = self._handle_accepted(frame.opcode, result)
+        # READ_STATUS, the most frequent request, is answered from a plan: the same bytes
+        # as the reference ``_status`` (emulator/status_reply.py), or None and the reference.
+        status = None
+        if (
+            frame.opcode is Opcode.READ_STATUS
+            and result.action is Action.DELIVER
+            and not result.plaintext
+        ):
+            status = status_payload(self._pump)
+        reply: Message | None = None
+        if status is None:
+            reply = self._handle_accepted(frame.opcode, result)
         if not self.save_if_changed():
             # A reply never shows a time or a state a restart could lose (docs/serve.md).
-            reply = _nak(RefusalCode.NOT_STORED)
-        self._reply(reply, frame.seq)
+            reply, status = _nak(RefusalCode.NOT_STORED), None
+        if status is None:
+            assert reply is not None
+            self._reply(reply, frame.seq)
+        elif self._session.can_seal:
+            self._reply_sealed(Opcode.STATUS, status, frame.seq)
+        else:
+            self._reply(self._status(), frame.seq)  # as the reference answers it
 
     def _handle_accepted(self, opcode: Opcode, accepted: SessionAccepted) -> Message:
         if accepted.action is Action.ACK_KEEP_ALIVE or accepted.action is Action.END_SESSION:
@@ -828,11 +851,15 @@ class PumpDevice:
             self._send_unsealed(message, ref)
             return
         opcode, plaintext = codec.encode_payload(message)
+        self._reply_sealed(opcode, plaintext, ref)
+
+    def _reply_sealed(self, opcode: Opcode, plaintext: bytes, ref: int) -> None:
+        """Seal an encoded reply payload under the session's next SEQ."""
         seq = self._session.next_send_seq
         flags = wire.FLAG_REPLY | wire.FLAG_SEALED
-        header = codec.header_bytes(flags, seq, ref, opcode, len(plaintext) + wire.TAG_LEN)
-        body = self._session.seal(header, plaintext)
-        self._outbox += codec.build_frame(Frame(flags, seq, ref, opcode, body))
+        self._outbox += codec.seal_frame(
+            flags, seq, ref, opcode, plaintext, seal=self._session.seal
+        )
 
     def _send_unsealed(self, message: Message, ref: int) -> None:
         # Unsealed replies carry SEQ 1: outside a session SEQ is not checked (security.md 5).
@@ -882,6 +909,8 @@ class PumpDevice:
     def _end_security_runs(self, link_ms: int | None) -> None:
         """End the runs whose window is over at ``link_ms`` (None: every run), oldest
         window first."""
+        if not self._security_runs:
+            return  # the usual case: no run open, nothing to sort on every read
         due = sorted(
             (run.ends_link_ms, code)
             for code, run in self._security_runs.items()

@@ -56,7 +56,7 @@ from emulator.faults import (
     Reset,
 )
 from emulator.firmware.event_log import EventLog
-from emulator.firmware.firmware import Engine, Firmware, FirmwareStatus
+from emulator.firmware.firmware import Engine, Firmware, FirmwareStatus, StatusFigures
 from emulator.firmware.nvram import SnapshotError, canonical_json, decode_record, encode_record
 from emulator.firmware.readouts import CatheterReadout, DetailReadout, PatientReadout
 from emulator.firmware.results import (
@@ -483,6 +483,10 @@ class Pump:
     def status(self) -> FirmwareStatus:
         """Firmware belief now: ``time_ms`` internal, every other instant pump clock."""
         return self._fw.status(self._now)
+
+    def status_figures(self) -> StatusFigures:
+        """What STATUS carries, firmware belief now: ``Firmware.status_figures``."""
+        return self._fw.status_figures(self._now)
 
     def status_detail(self) -> DetailReadout:
         """STATUS_DETAIL: forecasts and delivered totals, firmware belief (H7)."""

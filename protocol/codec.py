@@ -3,8 +3,10 @@
 Two levels, so the session layer can seal between them (architecture.md, handshake):
 
 - the *frame*: ``Frame`` (header fields plus an opaque body), ``build_frame``,
-  ``parse_frame`` (length and CRC checked, body not interpreted) and ``header_bytes``
-  (the 15 header bytes: the AEAD associated data of a sealed frame);
+  ``parse_frame`` (length and CRC checked, body not interpreted), ``parse_framed`` (the
+  same for a frame the ``Framer`` emitted, whose length and CRC it checked already),
+  ``header_bytes`` (the 15 header bytes: the AEAD associated data of a sealed frame) and
+  ``seal_frame`` (header, seal and CRC of a sealed frame in one pass);
 - the *payload*: ``encode_payload(msg) -> (opcode, plaintext)`` and
   ``decode_payload(opcode, plaintext) -> msg``.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -39,6 +42,9 @@ from protocol.refusal import FieldId, RefusalCode
 from protocol.units import U32_MAX
 
 DIGEST_ALGORITHM = "SHA-256, first 16 bytes"
+
+Sealer = Callable[[bytes, bytes], bytes]
+"""(header, plaintext) -> sealed body: a session's ``seal``."""
 
 
 class DecodeError(ProtocolError):
@@ -87,8 +93,10 @@ class Frame:
     @property
     def header(self) -> bytes:
         """The 15 header bytes as sent: a sealed frame's AEAD associated data."""
-        # Fields were checked when the frame was built.
-        return wire.build_header(self.flags, self.seq, self.ref, self.opcode.value, len(self.body))
+        # Fields were checked when the frame was built. The Opcode packs as the int it is.
+        return _pack_header(
+            wire.SYNC, wire.VERSION, self.flags, self.seq, self.ref, self.opcode, len(self.body)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,19 +113,45 @@ def _frame_problem(
     """The first header rule (docs/protocol.md, "Frame") a frame breaks, as (path, why)."""
     if flags < 0 or flags & ~wire.FLAGS_DEFINED:
         return "header.flags", f"reserved bits set in {flags:#04x} (allowed bits 0x03)"
-    if not isinstance(opcode, Opcode):
+    if opcode.__class__ is not Opcode:
         return "header.opcode", "must be an Opcode"
-    if opcode.is_reply != bool(flags & wire.FLAG_REPLY):
+    # A set lookup, not ``opcode.is_reply``: an enum property costs more than the rest of
+    # these checks, and every frame both ways passes here (docs/serve.md, "The serve
+    # loop's cost").
+    is_reply = opcode in _REPLY_OPCODES
+    if is_reply != bool(flags & wire.FLAG_REPLY):
         return "header.flags", f"REPLY flag disagrees with opcode {opcode.name}"
     if not 1 <= seq <= U32_MAX:
         return "header.seq", f"{seq} outside 1..{U32_MAX}"
     if not 0 <= ref <= U32_MAX:
         return "header.ref", f"{ref} outside 0..{U32_MAX}"
-    if not opcode.is_reply and ref != 0:
+    if not is_reply and ref != 0:
         return "header.ref", "a request's REF must be 0"
     if len(body) > wire.MAX_BODY_LEN:
         return "body", f"{len(body)} bytes (allowed 0..{wire.MAX_BODY_LEN})"
     return None
+
+
+_REPLY_OPCODES = frozenset(op for op in Opcode if op.is_reply)
+
+_new_frame = object.__new__
+_set_flags = Frame.__dict__["flags"].__set__
+_set_seq = Frame.__dict__["seq"].__set__
+_set_ref = Frame.__dict__["ref"].__set__
+_set_opcode = Frame.__dict__["opcode"].__set__
+_set_body = Frame.__dict__["body"].__set__
+
+
+def _checked_frame(flags: int, seq: int, ref: int, opcode: Opcode, body: bytes) -> Frame:
+    """A ``Frame`` whose fields the caller has just checked against every rule of
+    ``_frame_problem``: built without checking them a second time."""
+    frame: Frame = _new_frame(Frame)
+    _set_flags(frame, flags)
+    _set_seq(frame, seq)
+    _set_ref(frame, ref)
+    _set_opcode(frame, opcode)
+    _set_body(frame, body)
+    return frame
 
 
 def header_bytes(flags: int, seq: int, ref: int, opcode: Opcode, body_length: int) -> bytes:
@@ -133,7 +167,29 @@ def header_bytes(flags: int, seq: int, ref: int, opcode: Opcode, body_length: in
         raise FieldValueError(
             "header.length", f"{body_length} outside 0..{wire.MAX_BODY_LEN}", wire.MAX_BODY_LEN
         )
-    return wire.build_header(flags, seq, ref, opcode.value, body_length)
+    return _pack_header(wire.SYNC, wire.VERSION, flags, seq, ref, opcode, body_length)
+
+
+_pack_header = wire.HEADER_STRUCT.pack
+_unpack_header = wire.HEADER_STRUCT.unpack_from
+_crc = crc16
+
+
+def seal_frame(
+    flags: int, seq: int, ref: int, opcode: Opcode, plaintext: bytes, *, seal: Sealer
+) -> bytes:
+    """One sealed frame's bytes, in one pass: the header for a body of ``plaintext`` + tag
+    (checked as ``header_bytes`` checks it), ``seal(header, plaintext)`` (a session's
+    ``seal``, which checks SEQ and key), then the CRC. The same bytes as ``build_frame`` of
+    a ``Frame`` of that body, without building one and checking its header twice."""
+    header = header_bytes(flags, seq, ref, opcode, len(plaintext) + wire.TAG_LEN)
+    body = seal(header, plaintext)
+    if len(body) != len(plaintext) + wire.TAG_LEN:
+        raise ValueError(
+            f"the sealer returned {len(body)} bytes for a {len(plaintext)}-byte plaintext"
+        )
+    head_and_body = header + body
+    return head_and_body + _crc(head_and_body[2:]).to_bytes(2, "little")
 
 
 def build_frame(frame: Frame) -> bytes:
@@ -150,6 +206,53 @@ def parse_frame(data: bytes | bytearray | memoryview) -> Frame:
     input).
     """
     data = bytes(data)
+    size = len(data)
+    if size >= wire.MIN_FRAME_LEN and _crc(data[2:-2]) == data[-2] | data[-1] << 8:
+        sync, version, flags, seq, ref, raw_opcode, length = _unpack_header(data)
+        if (
+            sync == wire.SYNC
+            and version == wire.VERSION
+            and length <= wire.MAX_BODY_LEN
+            and size == wire.MIN_FRAME_LEN + length
+        ):
+            frame = _header_frame(flags, seq, ref, raw_opcode, data)
+            if frame is not None:
+                return frame
+    return _parse_frame_reference(data)
+
+
+def parse_framed(data: bytes) -> Frame:
+    """``parse_frame`` of a frame the ``Framer`` emitted (``FrameBytes.data``).
+
+    The framer has checked the SYNC, the VERSION, the reserved FLAGS bits, the LENGTH
+    bound, the size and the CRC (docs/protocol.md section 3), so only the header rules the
+    framer does not know (the opcode, REPLY against it, SEQ, a request's REF) are checked
+    here. Equal to ``parse_frame`` on every frame the framer emits, value for value and
+    error for error (tests/protocol/test_codec_frames.py).
+    """
+    _sync, _version, flags, seq, ref, raw_opcode, _length = _unpack_header(data)
+    frame = _header_frame(flags, seq, ref, raw_opcode, data)
+    if frame is None:
+        return _parse_frame_reference(bytes(data))
+    return frame
+
+
+def _header_frame(flags: int, seq: int, ref: int, raw_opcode: int, data: bytes) -> Frame | None:
+    """The ``Frame`` of a frame whose size, SYNC, VERSION and CRC are good, if its header
+    keeps every rule of ``_frame_problem``; None otherwise (the reference says why)."""
+    opcode = _OPCODES.get(raw_opcode)
+    if opcode is None or flags & ~wire.FLAGS_DEFINED or not seq:
+        return None
+    if opcode in _REPLY_OPCODES:
+        if not flags & wire.FLAG_REPLY:
+            return None
+    elif flags & wire.FLAG_REPLY or ref:
+        return None
+    return _checked_frame(flags, seq, ref, opcode, data[wire.HEADER_LEN : -2])
+
+
+def _parse_frame_reference(data: bytes) -> Frame:
+    """``parse_frame`` check by check, in the order docs/protocol.md gives the errors."""
     size = len(data)
     if size < wire.MIN_FRAME_LEN:
         raise DecodeError(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hmac
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import sha256
 
 from cryptography.exceptions import InvalidTag
@@ -73,6 +73,9 @@ DIRECTION_TO_PUMP = 0
 """Nonce direction byte of a request (REPLY flag clear): programmer to pump."""
 DIRECTION_TO_PROGRAMMER = 1
 """Nonce direction byte of a reply (REPLY flag set): pump to programmer."""
+
+_LENGTH_FIELD = struct.Struct("<H").unpack_from
+_SEQ_FIELD = struct.Struct("<I").unpack_from
 
 
 def serial_bytes(serial: str) -> bytes:
@@ -174,12 +177,19 @@ class SessionKeys:
     """Seals requests, programmer to pump (HKDF output bytes 0-31)."""
     to_programmer: bytes
     """Seals replies, pump to programmer (HKDF output bytes 32-63)."""
+    to_pump_aead: AESGCM = field(init=False, repr=False, compare=False)
+    """AES-256-GCM under ``to_pump``, built once: every sealed frame of the session uses
+    it (``seal_under``, ``open_under``), so no frame pays for a key schedule."""
+    to_programmer_aead: AESGCM = field(init=False, repr=False, compare=False)
+    """AES-256-GCM under ``to_programmer``, built once."""
 
     def __post_init__(self) -> None:
         _check_len("to_pump", self.to_pump, KEY_LEN)
         _check_len("to_programmer", self.to_programmer, KEY_LEN)
         if self.to_pump == self.to_programmer:
             raise ValueError("the two directional keys must differ")
+        object.__setattr__(self, "to_pump_aead", AESGCM(bytes(self.to_pump)))
+        object.__setattr__(self, "to_programmer_aead", AESGCM(bytes(self.to_programmer)))
 
     def __repr__(self) -> str:
         return "SessionKeys(<secret>)"
@@ -199,8 +209,9 @@ def derive_session_keys(role_key: bytes, transcript: Transcript) -> SessionKeys:
 
 def header_seq(header: bytes) -> int:
     """The SEQ field (u32 LE at offset 4) of a 15-byte header."""
-    _check_len("header", header, HEADER_LEN)
-    seq: int = struct.unpack_from("<I", header, SEQ_OFFSET)[0]
+    if header.__class__ is not bytes or len(header) != HEADER_LEN:
+        _check_len("header", header, HEADER_LEN)
+    seq: int = _SEQ_FIELD(header, SEQ_OFFSET)[0]
     return seq
 
 
@@ -212,7 +223,8 @@ def header_length(header: bytes) -> int:
 
 
 def header_is_reply(header: bytes) -> bool:
-    _check_len("header", header, HEADER_LEN)
+    if header.__class__ is not bytes or len(header) != HEADER_LEN:
+        _check_len("header", header, HEADER_LEN)
     return bool(header[FLAGS_OFFSET] & FLAG_REPLY)
 
 
@@ -256,22 +268,30 @@ def seal(key: bytes, header: bytes, plaintext: bytes) -> bytes:
     responsible for never sealing twice with one (key, SEQ); the session objects enforce it.
     """
     _check_len("key", key, KEY_LEN)
-    _check_len("header", header, HEADER_LEN)
+    return seal_under(AESGCM(bytes(key)), header, plaintext)
+
+
+def seal_under(aead: AESGCM, header: bytes, plaintext: bytes) -> bytes:
+    """``seal`` with the key's AES-GCM already built (``SessionKeys.to_pump_aead`` or
+    ``to_programmer_aead``): every check but the key's, which was checked when it was built."""
+    if header.__class__ is not bytes or len(header) != HEADER_LEN:
+        _check_len("header", header, HEADER_LEN)
     if not header[FLAGS_OFFSET] & FLAG_SEALED:
         raise ValueError("header must have the SEALED flag (bit 1 of FLAGS) set")
-    if len(plaintext) > MAX_SEALED_PLAINTEXT_LEN:
+    size = len(plaintext)
+    if size > MAX_SEALED_PLAINTEXT_LEN:
         raise ValueError(
-            f"plaintext is {len(plaintext)} bytes; at most {MAX_SEALED_PLAINTEXT_LEN} fit "
+            f"plaintext is {size} bytes; at most {MAX_SEALED_PLAINTEXT_LEN} fit "
             f"in a {MAX_BODY_LEN}-byte body with the {TAG_LEN}-byte tag"
         )
-    want = len(plaintext) + TAG_LEN
-    length: int = struct.unpack_from("<H", header, LENGTH_OFFSET)[0]
+    want = size + TAG_LEN
+    length: int = _LENGTH_FIELD(header, LENGTH_OFFSET)[0]
     if length != want:
         raise ValueError(
             f"header LENGTH is {length}, but the sealed body will be {want} "
-            f"bytes (plaintext {len(plaintext)} + tag {TAG_LEN})"
+            f"bytes (plaintext {size} + tag {TAG_LEN})"
         )
-    return AESGCM(bytes(key)).encrypt(_nonce(header), bytes(plaintext), bytes(header))
+    return aead.encrypt(_nonce(header), bytes(plaintext), bytes(header))
 
 
 def open(key: bytes, header: bytes, body: bytes) -> bytes:
@@ -282,20 +302,27 @@ def open(key: bytes, header: bytes, body: bytes) -> bytes:
     verify (tampered header or body, wrong key or direction).
     """
     _check_len("key", key, KEY_LEN)
+    return open_under(AESGCM(bytes(key)), header, body)
+
+
+def open_under(aead: AESGCM, header: bytes, body: bytes) -> bytes:
+    """``open`` with the key's AES-GCM already built: every check but the key's."""
     if len(header) != HEADER_LEN:
         raise SessionError(f"header is {len(header)} bytes, not {HEADER_LEN}", path="header")
-    _check_len("header", header, HEADER_LEN)
+    if header.__class__ is not bytes:
+        _check_len("header", header, HEADER_LEN)
     if not header[FLAGS_OFFSET] & FLAG_SEALED:
         raise SessionError("frame is not marked SEALED", path="header.flags")
-    length: int = struct.unpack_from("<H", header, LENGTH_OFFSET)[0]
-    if length != len(body):
+    length: int = _LENGTH_FIELD(header, LENGTH_OFFSET)[0]
+    size = len(body)
+    if length != size:
         raise SessionError(
-            f"header LENGTH {length} does not match the {len(body)}-byte body",
+            f"header LENGTH {length} does not match the {size}-byte body",
             path="header.length",
         )
-    if len(body) < TAG_LEN:
-        raise SessionError(f"sealed body is {len(body)} bytes, shorter than the tag", "body")
+    if size < TAG_LEN:
+        raise SessionError(f"sealed body is {size} bytes, shorter than the tag", "body")
     try:
-        return AESGCM(bytes(key)).decrypt(_nonce(header), bytes(body), bytes(header))
+        return aead.decrypt(_nonce(header), bytes(body), bytes(header))
     except InvalidTag:
         raise SessionError("sealed frame failed authentication", path="body") from None

@@ -35,6 +35,7 @@ from protocol.wire import (
 )
 
 _SYNC_FIRST = SYNC[0]
+_SYNC_SECOND = SYNC[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +83,37 @@ class Framer:
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[FramerEvent]:
         """Add bytes; return the frames (and the noise before them) now complete."""
+        if not self._buffer:
+            whole = self._whole_frame(data)
+            if whole is not None:
+                return whole
         self._buffer += data
         return self._scan(at_end=False)
+
+    def _whole_frame(self, data: bytes | bytearray | memoryview) -> list[FramerEvent] | None:
+        """``feed``'s events when nothing is buffered and ``data`` is exactly one good frame,
+        the usual read on a quiet link; None otherwise, and ``_scan`` decides. The checks
+        are rules 1-4 of the module docstring on a candidate at offset 0, so the events are
+        the ones ``_scan`` would give (tests/protocol/test_framer.py compares the two)."""
+        size = len(data)
+        if size < MIN_FRAME_LEN or size > MAX_FRAME_LEN:
+            return None
+        frame = bytes(data)
+        length = frame[LENGTH_OFFSET] | frame[LENGTH_OFFSET + 1] << 8
+        if (
+            frame[0] != _SYNC_FIRST
+            or frame[1] != _SYNC_SECOND
+            or frame[2] != VERSION
+            or frame[3] & ~FLAGS_DEFINED
+            or size != MIN_FRAME_LEN + length
+            or crc16(frame[2:-CRC_LEN]) != frame[-2] | frame[-1] << 8
+        ):
+            return None
+        events: list[FramerEvent] = []
+        self._flush_noise(events)
+        events.append(FrameBytes(self._base, frame))
+        self._base += size
+        return events
 
     def finish(self) -> list[FramerEvent]:
         """No more bytes are coming: end of stream, or a link idle for longer than a frame.
@@ -92,6 +122,8 @@ class Framer:
         sync like any bad candidate, so complete frames buffered inside its claimed length
         are still found (docs/protocol.md, rule 3). Bytes may be fed again afterwards.
         """
+        if not self._buffer and not self._noise_length:
+            return []  # nothing held: the device asks after every read that left none
         events = self._scan(at_end=True)
         self._flush_noise(events)
         return events

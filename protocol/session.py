@@ -768,15 +768,19 @@ class PumpSession:
         """
         if self._state is SessionState.OPEN:
             assert self._session_keys is not None
-            key = self._session_keys.to_programmer
+            aead = self._session_keys.to_programmer_aead
+            farewell = None
         elif self._farewell is not None:
-            key = self._farewell
+            farewell = self._farewell
         else:
             raise SessionError("no open session: nothing to seal with")
         if not crypto.header_is_reply(header):
             raise ValueError("a pump frame is a reply: set the REPLY flag")
         self._check_send_seq(header)
-        body = crypto.seal(key, header, plaintext)
+        if farewell is None:
+            body = crypto.seal_under(aead, header, plaintext)
+        else:
+            body = crypto.seal(farewell, header, plaintext)
         self._send_seq += 1
         if self._state is not SessionState.OPEN:
             self._farewell = None
@@ -795,7 +799,7 @@ class PumpSession:
         if self._state is not SessionState.OPEN or self._session_keys is None:
             return _Input(SessionInput.SEALED_FORGED, "sealed frame without an open session")
         try:
-            plaintext = crypto.open(self._session_keys.to_pump, header, body)
+            plaintext = crypto.open_under(self._session_keys.to_pump_aead, header, body)
         except SessionError as exc:
             return _Input(SessionInput.SEALED_FORGED, f"sealed frame rejected: {exc}")
         seq = crypto.header_seq(header)
@@ -1098,7 +1102,7 @@ class ProgrammerSession:
         seq = crypto.header_seq(header)
         if seq != self._send_seq:
             raise ValueError(f"header SEQ is {seq}; this session's next SEQ is {self._send_seq}")
-        body = crypto.seal(keys.to_pump, header, plaintext)
+        body = crypto.seal_under(keys.to_pump_aead, header, plaintext)
         self._send_seq += 1
         return body
 
@@ -1109,7 +1113,7 @@ class ProgrammerSession:
         ``ReplayedFrameError`` if it is a replayed, reordered or stale reply.
         """
         keys = self._open_keys()
-        plaintext = crypto.open(keys.to_programmer, header, body)
+        plaintext = crypto.open_under(keys.to_programmer_aead, header, body)
         seq = crypto.header_seq(header)
         if seq <= self._last_received_seq:
             raise ReplayedFrameError(

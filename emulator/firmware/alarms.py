@@ -40,6 +40,10 @@ class AlarmSet:
         self._active[kind] = AlarmRecord(kind, record.since_ms, acknowledged=True)
         return True
 
+    def kinds(self) -> frozenset[AlarmKind]:
+        """The kinds of the active alarms: what STATUS reports, without building records."""
+        return frozenset(self._active)
+
     def is_active(self, kind: AlarmKind) -> bool:
         return kind in self._active
 

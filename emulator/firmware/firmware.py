@@ -214,6 +214,12 @@ class Engine(Protocol):
     def state(self) -> EngineState: ...
 
 
+StatusFigures = tuple[TherapyState, int, int, int, frozenset[AlarmKind], int | None, int]
+"""(state, basal rate nl/day, reservoir estimate nl, battery nAh, active alarm kinds, last
+command id or None, pump clock ms): ``Firmware.status_figures``, the ``FirmwareStatus``
+fields a STATUS reply carries, in the reply's order."""
+
+
 @dataclass(frozen=True, slots=True)
 class FirmwareStatus:
     """What the pump reports about itself (all firmware belief, never plant truth).
@@ -470,6 +476,21 @@ class Firmware:
             old_drug_in_path_nl=0 if self._change is None else self._change.old_in_path_nl,
             bridging=self._change is not None and self._change.bridging,
             waiting_prescription=None if self._change is None else self._change.next_rx,
+        )
+
+    def status_figures(self, now_ms: int) -> StatusFigures:
+        """The seven figures a STATUS reply carries, as ``status`` would give them, without
+        the forecasts, the alarm records and the rest ``status`` builds: a READ_STATUS, the
+        programmer's most frequent request, pays for nothing it does not send
+        (emulator/status_reply.py; docs/serve.md, "The serve loop's cost")."""
+        return (
+            self.state,
+            self.engine.basal_rate_nl_per_day,
+            self._estimate,
+            self._battery_nah,
+            self.alarms.kinds(),
+            self._last_command_id,
+            now_ms + self._clock_offset_ms,
         )
 
     def predictions(

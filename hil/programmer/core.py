@@ -336,9 +336,9 @@ class ProgrammerCore:
         request = ReadStatus() if pending.resolving else pending.request
         opcode, plaintext = codec.encode_payload(request)
         seq = self._session.next_send_seq
-        header = codec.header_bytes(wire.FLAG_SEALED, seq, 0, opcode, len(plaintext) + wire.TAG_LEN)
-        body = self._session.seal(header, plaintext)
-        self._outbox += codec.build_frame(Frame(wire.FLAG_SEALED, seq, 0, opcode, body))
+        self._outbox += codec.seal_frame(
+            wire.FLAG_SEALED, seq, 0, opcode, plaintext, seal=self._session.seal
+        )
         pending.seqs.add(seq)
         pending.last_seq = seq
         pending.attempts += 1
@@ -351,15 +351,16 @@ class ProgrammerCore:
 
     def _on_frame(self, data: bytes) -> None:
         try:
-            frame = codec.parse_frame(data)
+            frame = codec.parse_framed(data)
         except DecodeError:
             return  # Framer-checked bytes with a bad header: nothing we could act on.
         if not frame.is_reply:
             return  # Our own request echoed (loop://, a miswired rig): not for us.
         try:
             if frame.is_sealed:
+                # The header as received is the AEAD associated data: not packed again.
                 message = codec.decode_payload(
-                    frame.opcode, self._session.open(frame.header, frame.body)
+                    frame.opcode, self._session.open(data[: wire.HEADER_LEN], frame.body)
                 )
             else:
                 message = codec.decode_payload(frame.opcode, frame.body)

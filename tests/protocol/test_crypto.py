@@ -333,3 +333,43 @@ def test_the_nonce_is_direction_then_seven_zeros_then_seq_for_any_header(hdr: by
 def test_open_checks_the_header_type_before_anything_else() -> None:
     with pytest.raises(ValueError, match="header must be bytes"):
         crypto.open(KEY, "x" * crypto.HEADER_LEN, bytes(16))  # type: ignore[arg-type]
+
+
+@given(
+    plaintext=st.binary(max_size=40),
+    seq=st.integers(0, 0xFFFF_FFFF),
+    flags=st.integers(0, 3),
+    length_error=st.integers(-2, 2),
+    cut=st.integers(0, 20),
+)
+def test_seal_under_and_open_under_answer_as_seal_and_open(
+    plaintext: bytes, seq: int, flags: int, length_error: int, cut: int
+) -> None:
+    """The session's pre-built AES-GCM objects seal and open exactly as the key does:
+    the same body, the same plaintext, the same error for a wrong header or body."""
+    keys = crypto.SessionKeys(to_pump=KEY, to_programmer=bytes(32))
+    hdr = header(flags, seq, max(len(plaintext) + 16 + length_error, 0))
+
+    def result(call: Any, *args: Any) -> tuple[str, Any]:
+        try:
+            return "ok", call(*args)
+        except (ValueError, SessionError) as error:
+            return "error", (type(error), str(error))
+
+    sealed = result(crypto.seal, KEY, hdr, plaintext)
+    assert result(crypto.seal_under, keys.to_pump_aead, hdr, plaintext) == sealed
+    body = sealed[1] if sealed[0] == "ok" else bytes(len(plaintext) + 16)
+    for candidate in (body, body[cut:]):
+        opened = result(crypto.open, KEY, hdr, candidate)
+        assert result(crypto.open_under, keys.to_pump_aead, hdr, candidate) == opened
+    assert result(crypto.open_under, keys.to_pump_aead, hdr[:14], body) == result(
+        crypto.open, KEY, hdr[:14], body
+    )
+
+
+def test_session_keys_hide_their_aes_objects_and_compare_by_key() -> None:
+    a = crypto.SessionKeys(to_pump=KEY, to_programmer=bytes(32))
+    b = crypto.SessionKeys(to_pump=KEY, to_programmer=bytes(32))
+    assert a == b  # the AES-GCM objects are not compared
+    assert repr(a) == "SessionKeys(<secret>)"
+    assert a.to_pump_aead is not a.to_programmer_aead

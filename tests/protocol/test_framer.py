@@ -184,3 +184,61 @@ def test_an_implausible_header_is_skipped_at_once(header: str) -> None:
     frame = frame_for(ReadStatus())
     events = Framer().feed(bytes.fromhex(header) + frame)
     assert events == [Noise(0, 15), FrameBytes(15, frame)]
+
+
+class _ScanOnly(Framer):
+    """The framer without its whole-frame read: every byte goes through ``_scan``."""
+
+    def _whole_frame(self, data: bytes | bytearray | memoryview) -> list[FramerEvent] | None:
+        return None
+
+
+@st.composite
+def reads(draw: st.DrawFn) -> list[bytes]:
+    """Reads as a link delivers them: whole frames (the whole-frame read's case), frames
+    damaged (a byte changed, cut, extended), noise, and frames split across reads."""
+    out: list[bytes] = []
+    for seq in range(1, draw(st.integers(1, 6)) + 1):
+        frame = bytearray(frame_for(draw(st.from_type(Message)), seq))
+        how = draw(st.sampled_from(["whole", "whole", "byte", "cut", "extend", "noise", "split"]))
+        if how == "byte":
+            frame[draw(st.integers(0, len(frame) - 1))] = draw(st.integers(0, 255))
+        elif how == "cut":
+            frame = frame[: draw(st.integers(0, len(frame) - 1))]
+        elif how == "extend":
+            frame += draw(st.binary(min_size=1, max_size=4))
+        elif how == "noise":
+            frame = bytearray(draw(st.binary(max_size=20))) + frame
+        if how == "split" and len(frame) > 1:
+            at = draw(st.integers(1, len(frame) - 1))
+            out += [bytes(frame[:at]), bytes(frame[at:])]
+        else:
+            out.append(bytes(frame))
+    return out
+
+
+@pytest.mark.hazard("C2")
+@given(reads(), st.lists(st.booleans(), max_size=12))
+def test_the_whole_frame_read_gives_what_the_scan_gives(
+    chunks: list[bytes], finishes: list[bool]
+) -> None:
+    """``feed`` takes a read that is exactly one good frame, with nothing buffered, without
+    scanning: the same events, offsets and state as the scan, read after read, with or
+    without a ``finish`` (a quiet link) between reads and noise still pending."""
+    fast, scan = Framer(), _ScanOnly()
+    for index, chunk in enumerate(chunks):
+        read = bytearray(chunk) if index % 2 else chunk  # a link may hand either
+        assert fast.feed(read) == scan.feed(read)
+        assert (fast.buffered, fast.position) == (scan.buffered, scan.position)
+        if index < len(finishes) and finishes[index]:
+            assert fast.finish() == scan.finish()
+    assert fast.finish() == scan.finish()
+
+
+def test_a_whole_frame_read_after_noise_reports_the_noise_first() -> None:
+    framer = Framer()
+    good = frame_for(ReadStatus(), 7)
+    assert framer.feed(b"\x01\x02\x03") == []
+    assert framer.buffered == 0  # the noise is counted, not held
+    assert framer.feed(good) == [Noise(0, 3), FrameBytes(3, good)]
+    assert framer.position == 3 + len(good)
