@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -548,6 +549,12 @@ def profile_from_fields(fields: object, source: str) -> Profile:
 
 def builtin_profile_names() -> tuple[str, ...]:
     """The profiles shipped with pumpemu, by name (the file stem)."""
+    return _builtin_names()
+
+
+@cache
+def _builtin_names() -> tuple[str, ...]:
+    # Package data: fixed for the life of the process, so listed once.
     folder = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR)
     return tuple(
         sorted(
@@ -558,9 +565,19 @@ def builtin_profile_names() -> tuple[str, ...]:
     )
 
 
+_PARSED_LIMIT = 32
+"""How many parsed profiles ``load_profile`` keeps (by source and exact text)."""
+_parsed: dict[tuple[str, str], Profile] = {}
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a built-in profile by name, or any profile file by path."""
-    if isinstance(name_or_path, str) and name_or_path in builtin_profile_names():
+    """Load a built-in profile by name, or any profile file by path.
+
+    The file is read on every call; a text already parsed under the same source gives the
+    same (frozen) Profile again, so implanting many pumps parses each profile once (the
+    TOML parse was most of an implant's cost, benchmarks/delivery.py). An edited file is a
+    new text, parsed and checked afresh."""
+    if isinstance(name_or_path, str) and name_or_path in _builtin_names():
         resource = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR, f"{name_or_path}.toml")
         text = resource.read_text(encoding="utf-8")
         source = f"built-in profile {name_or_path}"
@@ -569,15 +586,23 @@ def load_profile(name_or_path: str | Path) -> Profile:
         if not path.is_file():
             raise ProfileError(
                 f"no profile {str(name_or_path)!r}: not a built-in "
-                f"({', '.join(builtin_profile_names())}) and not a file"
+                f"({', '.join(_builtin_names())}) and not a file"
             )
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
         source = str(path)
+    key = (source, text)
+    profile = _parsed.get(key)
+    if profile is not None:
+        return profile
     try:
         data = parse_toml(text)
     except DocumentError as exc:
         raise ProfileError(f"{source}: {exc}") from None
-    return parse_profile(data, source)
+    profile = parse_profile(data, source)
+    if len(_parsed) >= _PARSED_LIMIT:
+        _parsed.clear()  # bounded: a long campaign over many profile files stays small
+    _parsed[key] = profile
+    return profile

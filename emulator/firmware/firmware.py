@@ -35,7 +35,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from emulator.delivery import EngineState, Strokes
 from emulator.drug_library import DrugLibrary, default_library
-from emulator.firmware import readouts, service
+from emulator.firmware import deadlines, readouts, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.basal_plan import PlanCache, next_rate_change
 from emulator.firmware.concentration_change import (
@@ -76,7 +76,18 @@ from emulator.firmware.results import (
 )
 from emulator.firmware.schedule import Schedule
 from emulator.firmware.service import CatheterBelief
-from emulator.firmware.therapy_table import FIXED_TARGETS, Go, Refuse, Target, TherapyInput, lookup
+from emulator.firmware.therapy_table import (
+    BASAL_UNDER_BOLUS_STATES,
+    BOLUS_STATES,
+    DELIVERING_STATES,
+    FIXED_TARGETS,
+    RUNNING_STATES,
+    Go,
+    Refuse,
+    Target,
+    TherapyInput,
+    lookup,
+)
 from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
 from emulator.rate_plan import RatePlan
@@ -90,9 +101,9 @@ __all__ = ["BY_COMMAND", "NV_MAGIC", "Commanded", "Engine", "Firmware", "Firmwar
 
 NV_MAGIC = b"PEMU-NV1"
 
-_RUNNING = frozenset({TherapyState.CONTINUOUS, TherapyState.FLEX})
-_BOLUS = frozenset({TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS, TherapyState.PRIMING})
-_DELIVERING = _RUNNING | _BOLUS
+_RUNNING = RUNNING_STATES
+_BOLUS = BOLUS_STATES
+_DELIVERING = DELIVERING_STATES
 
 BY_COMMAND = frozenset(
     {
@@ -482,7 +493,7 @@ class Firmware:
         "empty" is when less than one stroke is left. The schedule runs on the pump clock,
         so the answer is on it already: what STATUS and PRESCRIPTION_STAGED report,
         never a deadline to advance to (the pump steps to the crossing by stroke
-        count, ``_next_reservoir_crossing``).
+        count, deadlines.py ``next_reservoir_crossing``).
         """
         if rx is None:
             rx = self.rx
@@ -520,29 +531,7 @@ class Firmware:
         return self._deadline
 
     def _compute_next_deadline(self, now_ms: int) -> int | None:
-        # Once per change: the earliest kept as candidates come, no list built.
-        horizon: int | None = None
-        if self.state is not TherapyState.END_OF_SERVICE:
-            horizon = self._next_battery_check_ms
-            eos = self._eos_ms
-            if eos is not None and eos < horizon:
-                horizon = eos
-            design_eos = self._design_eos_ms
-            if design_eos is not None and self._eri_ms is None:
-                eri = design_eos - self._eri_lead_ms  # design-life ERI
-                horizon = min(horizon, eri)
-        end = self._bolus_end_ms
-        if end is not None and (horizon is None or end < horizon):
-            horizon = end
-        if self._basal_applies() and self.engine.plan is not self._rate_plan():
-            change = self.next_rate_change(now_ms)  # an engine not following the schedule
-            if change is not None and (horizon is None or change < horizon):
-                horizon = change
-        if self.state in _DELIVERING:
-            crossing = self._next_reservoir_crossing(horizon)
-            if crossing is not None and (horizon is None or crossing < horizon):
-                return crossing
-        return horizon
+        return deadlines.next_deadline(self, now_ms)
 
     def next_rate_change(self, now_ms: int) -> int | None:
         """The next flex boundary after now (internal; basal_plan.py), None if none."""
@@ -555,43 +544,9 @@ class Firmware:
     def _run_schedule(self, applies: bool = True) -> None:
         self._plans.run(self.engine, self._schedule, self._clock_offset_ms, applies)
 
-    def _next_reservoir_crossing(self, horizon: int | None) -> int | None:
-        """When the next stroke-counted reservoir event (low, empty) falls, if before horizon.
-
-        Asking the engine for the k-th stroke only when it falls before the horizon keeps
-        this O(1) with the real engine and bounded with the reference stepper.
-        """
-        stroke = self._stroke
-        estimate = self._estimate
-        k = estimate // stroke if estimate >= stroke else 0  # 0: no such crossing
-        to_low = estimate - self.low_threshold_nl
-        if to_low > 0:
-            low = -(-to_low // stroke)
-            if not k or low < k:
-                k = low
-        change = self._change
-        if change is not None and change.old_in_path_nl > 0:
-            # The stroke that pushes the last old drug out of the tip (the bridge's end).
-            bridge = -(-change.old_in_path_nl // stroke)
-            if not k or bridge < k:
-                k = bridge
-        if not k:
-            return None
-        if horizon is not None and self.engine.strokes_between(horizon) < k:
-            return None
-        return self.engine.time_of_stroke(k)
-
     def user_deadlines(self, now_ms: int) -> list[int]:
         """Times after now when what the pump accepts changes (lockout end, stage expiry)."""
-        out = []
-        if self._lockout_until_ms > now_ms:
-            out.append(self._lockout_until_ms)
-        expires = None if self._staged is None else self._staged.expires_ms
-        if expires is not None and expires > now_ms:
-            out.append(expires + 1)
-        if self._patient_grants:
-            out.append(self._patient_grants[0] + MS_PER_DAY)
-        return out
+        return deadlines.user_deadlines(self, now_ms)
 
     # -- the step hooks the pump calls ---------------------------------------------------
 
@@ -1441,9 +1396,7 @@ class Firmware:
         state = self.state
         if state in _RUNNING:
             return True
-        return state in (TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS) and (
-            self._intent_running
-        )
+        return state in BASAL_UNDER_BOLUS_STATES and self._intent_running
 
     def _transition(self, go: Go, now_ms: int) -> int:
         """Enter the target state and set the engine to match. Returns a log seq or 0."""

@@ -79,6 +79,26 @@ def test_user_file_by_path(tmp_path: Path) -> None:
     assert load_profile(str(path)).source == str(path)
 
 
+def test_a_profile_text_is_parsed_once() -> None:
+    # Implanting many pumps parses the profile once (benchmarks/delivery.py): the same
+    # text under the same source gives the same frozen Profile.
+    assert load_profile("peristaltic-40") is load_profile("peristaltic-40")
+    assert load_profile("peristaltic-40") is not load_profile("peristaltic-20")
+
+
+def test_an_edited_file_is_read_and_checked_again(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine"'))
+    first = load_profile(path)
+    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine-2"'))
+    assert load_profile(path).name == "mine-2"
+    path.write_text(BASE.replace("stroke_nl = 200 ", "stroke_nl = 200.5 "))
+    with pytest.raises(ProfileError, match="stroke_nl must be an integer"):
+        load_profile(path)
+    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine"'))
+    assert load_profile(path) == first
+
+
 def edit(old: str, new: str) -> str:
     assert old in BASE, old
     return BASE.replace(old, new)
