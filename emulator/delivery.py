@@ -360,7 +360,9 @@ class DeliveryEngine:
 
     def _bolus_fired_by(self, t: int) -> int:
         """Bolus strokes with time <= t (t >= t0), from the inverted closed form."""
-        return min(self._bolus_n, (t - self._bolus_t0) * self._bolus_n // self._bolus_d)
+        n = self._bolus_n
+        fired = (t - self._bolus_t0) * n // self._bolus_d
+        return fired if fired < n else n
 
     def _bolus_between(self, until_ms: int) -> int:
         if not self._bolus_n:

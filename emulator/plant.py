@@ -303,13 +303,13 @@ class Plant:
         """Charge left at ``now_ms`` (default: the plant's now), floored at 0."""
         t = self._now if now_ms is None else now_ms
         p = self._profile
-        used = (
+        left = p.battery_capacity_nah - (
             p.battery_nah_per_hour_idle * (t - self._start_ms) // MS_PER_HOUR
             + p.battery_nah_per_stroke * self._strokes_attempted
             + p.battery_nah_per_session * self._sessions
             + self._drained_nah
         )
-        return max(0, p.battery_capacity_nah - used)
+        return left if left > 0 else 0  # several times a step: no max() call
 
     def can_move(self) -> bool:
         """Would a commanded stroke move fluid now? (The firmware may only sense part of it.)"""
@@ -394,7 +394,11 @@ class Plant:
         # The strokes fell in (now, now_ms], under the state the plant had since now: a
         # change due at now_ms (a recovery) applies to later strokes only.
         moved = self._move(strokes, now_ms) if strokes > 0 else 0
-        self.update(now_ms)
+        change = self._motor_change_ms
+        if change is not None and change <= now_ms:
+            self.update(now_ms)
+        else:
+            self._now = now_ms  # update's whole effect when no motor change falls due
         return moved
 
     def _move(self, strokes: int, until_ms: int | None = None) -> int:
@@ -404,15 +408,20 @@ class Plant:
         self._strokes_attempted += strokes
         if not moving:
             return 0
-        before = self._bias_volume(self._bias_strokes)
+        # _bias_volume(after) - _bias_volume(before), inlined (every pump step); the base
+        # cancels out.
+        stroke_nl = self._stroke_nl
+        bias_ppm = self._bias_ppm
+        nominal = self._bias_strokes * stroke_nl
         self._bias_strokes += strokes
-        wanted = self._bias_volume(self._bias_strokes) - before
+        total = self._bias_strokes * stroke_nl
+        wanted = total + total * bias_ppm // PPM - nominal - nominal * bias_ppm // PPM
         if self._stroke_seed is not None:  # a closed form over the stroke indices: O(1)
             wanted += jitter_volume_nl(
                 self._stroke_seed, self._spread_ppm, self._stroke_nl, first, first + strokes
             )
         end = self._now if until_ms is None else until_ms
-        return self._fluid.displace(max(wanted, 0), self._now, end)
+        return self._fluid.displace(wanted if wanted > 0 else 0, self._now, end)
 
     def _bias_volume(self, strokes: int) -> int:
         nominal = strokes * self._stroke_nl

@@ -530,8 +530,8 @@ class Firmware:
         """The cache behind ``next_deadline`` (its ``check`` flag turns on check mode)."""
         return self._deadline
 
-    def _compute_next_deadline(self, now_ms: int) -> int | None:
-        return deadlines.next_deadline(self, now_ms)
+    _compute_next_deadline = deadlines.next_deadline
+    """The computation behind ``next_deadline`` (deadlines.py), called as a method."""
 
     def next_rate_change(self, now_ms: int) -> int | None:
         """The next flex boundary after now (internal; basal_plan.py), None if none."""
@@ -559,7 +559,7 @@ class Firmware:
         (the bolus is then dropped by the empty suspension and logged as not delivered).
         """
         engine = self.engine
-        bolus_before = engine.bolus_strokes_remaining
+        bolus_before = engine.bolus_strokes_remaining  # 0, at one call, with no bolus
         # A step that crosses the pump clock's midnight: count exactly how many strokes
         # fell before the new day began, so the day's mass is exact (totals.py).
         offset = self._clock_offset_ms
@@ -571,11 +571,13 @@ class Firmware:
         count = engine.advance_count(now_ms)
         if not count:
             return _NOTHING
-        bolus = bolus_before - engine.bolus_strokes_remaining
-        allowed = min(count, self._estimate // self._stroke)
-        if allowed < count:
-            self._deadline.invalidate()  # strokes cut: the estimate no longer moves with k
-        return Commanded(allowed, max(0, bolus - (count - allowed)))
+        bolus = bolus_before - engine.bolus_strokes_remaining if bolus_before else 0
+        allowed = self._estimate // self._stroke
+        if allowed >= count:
+            return Commanded(count, bolus)  # every step but the one that empties
+        self._deadline.invalidate()  # strokes cut: the estimate no longer moves with k
+        bolus -= count - allowed
+        return Commanded(allowed, bolus if bolus > 0 else 0)
 
     def on_strokes_delivered(self, commanded: Commanded) -> None:
         """The motor turned the commanded strokes (as far as the firmware can tell). Never
@@ -594,7 +596,9 @@ class Firmware:
         if before:  # the step crossed midnight: the strokes before it count on the old day
             before = min(before, count)
             totals.add(before * stroke * conc)
-        totals.roll_to((self.engine.now_ms + self._clock_offset_ms) // MS_PER_DAY)
+        day = (self.engine.now_ms + self._clock_offset_ms) // MS_PER_DAY
+        if day != totals.day:
+            totals.roll_to(day)
         totals.add((count - before) * stroke * conc)
         if self._change is not None:
             self._change = self._change.delivered(volume)
@@ -604,7 +608,10 @@ class Firmware:
     def after_step(self, now_ms: int, battery_nah: int) -> None:
         """Act on everything due at ``now_ms``, after the strokes up to it were counted."""
         self._before_day = 0
-        self._totals.roll_to((now_ms + self._clock_offset_ms) // MS_PER_DAY)  # day_of
+        day = (now_ms + self._clock_offset_ms) // MS_PER_DAY  # day_of
+        totals = self._totals
+        if day != totals.day:
+            totals.roll_to(day)
         if self._nv_fault is not None and not self._memory_error:
             # The firmware writes its record at every step; a write that does not verify is
             # a memory error (H8). The pump steps 1 ms after the fault (emulator/pump.py).
@@ -612,15 +619,29 @@ class Firmware:
         end = self._bolus_end_ms
         if end is not None and now_ms >= end and not self.engine.bolus_active:
             self._complete_bolus(now_ms)
-        if self._basal_applies():
-            self._run_schedule()  # a no-op while the engine follows the schedule
+        state = self.state
+        if state in _RUNNING or (state in BASAL_UNDER_BOLUS_STATES and self._intent_running):
+            # _basal_applies, inlined (every step); a no-op while the engine follows the
+            # schedule.
+            self._plans.run(self.engine, self._schedule, self._clock_offset_ms, True)
         if self._change is not None:  # otherwise at_tip has nothing to do
             self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
             self._empty = True
             self._internal(TherapyInput.RESERVOIR_EMPTY, now_ms)
-        self._check_reservoir_alarms(now_ms)
+        rx = self.rx
+        threshold = (
+            self.profile.low_reservoir_threshold_default_nl
+            if rx is None
+            else rx.low_reservoir_threshold_nl
+        )
+        if (
+            self._estimate <= threshold
+            or self._empty
+            or self.alarms.is_active(AlarmKind.LOW_RESERVOIR)
+        ):  # otherwise (most steps) _check_reservoir_alarms has nothing to raise or clear
+            self._check_reservoir_alarms(now_ms)
         if battery_nah == 0 or now_ms >= self._next_battery_check_ms:
             self._battery_check(now_ms, battery_nah)
         design_eos = self._design_eos_ms

@@ -257,7 +257,8 @@ class FluidPath:
         stored = 0
         if kind is Flow.OPEN:
             # The common case, every pump step: no restriction, nothing held back.
-            moved = min(wanted, self._reservoir)
+            reservoir = self._reservoir
+            moved = wanted if wanted < reservoir else reservoir
             self._dry += wanted - moved
             if moved:
                 self._pumped += moved
@@ -290,10 +291,15 @@ class FluidPath:
 
     def _draw(self, volume: int) -> int:
         """Take ``volume`` out of the well-mixed reservoir; returns its drug mass."""
-        segment_nl, segment_pg = self._res_segment_nl, self._res_segment_pg
-        before = mass_left(self._reservoir, segment_nl, segment_pg)
-        self._reservoir -= volume
-        return before - mass_left(self._reservoir, segment_nl, segment_pg)
+        # mass_left before and after, inlined (every pump step).
+        segment_nl = self._res_segment_nl
+        reservoir = self._reservoir
+        self._reservoir = left = reservoir - volume
+        if reservoir <= 0 or segment_nl <= 0:
+            return 0  # nothing was left before (left <= reservoir), nothing is now
+        segment_pg = self._res_segment_pg
+        after = segment_pg * left // segment_nl if left > 0 else 0
+        return segment_pg * reservoir // segment_nl - after
 
     def _route(self, volume: int, mass: int) -> None:
         """Solution that left the reservoir goes through the internal path (first in, first
