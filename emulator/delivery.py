@@ -365,9 +365,15 @@ class DeliveryEngine:
         return fired if fired < n else n
 
     def _bolus_between(self, until_ms: int) -> int:
-        if not self._bolus_n:
+        n = self._bolus_n
+        if not n:
             return 0
-        return self._bolus_fired_by(until_ms) - self._bolus_fired_by(self._now)
+        # _bolus_fired_by at both ends, inlined (every step of a bolus).
+        t0 = self._bolus_t0
+        d = self._bolus_d
+        then = (until_ms - t0) * n // d
+        now = (self._now - t0) * n // d
+        return (then if then < n else n) - (now if now < n else n)
 
     def _bolus_time(self, k: int) -> int:
         """Time of the k-th bolus stroke still to come (caller checks k <= remaining)."""

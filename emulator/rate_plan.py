@@ -28,7 +28,17 @@ class RatePlan:
     """Rates ``rates[i]`` from offset ``starts[i]`` (ms into the period) to the next start;
     internal time t sits at offset ``(t + shift_ms) % period_ms``."""
 
-    __slots__ = ("_per_period", "_period", "_prefix", "_rates", "_shift", "_starts", "constant")
+    __slots__ = (
+        "_near",
+        "_other",
+        "_per_period",
+        "_period",
+        "_prefix",
+        "_rates",
+        "_shift",
+        "_starts",
+        "constant",
+    )
 
     def __init__(
         self, starts: tuple[int, ...], rates: tuple[int, ...], period_ms: int, shift_ms: int
@@ -55,6 +65,12 @@ class RatePlan:
         self._per_period = prefix[-1]
         self.constant = len(set(rates)) == 1
         """True when the rate never changes: the plan has no boundary that matters."""
+        # The last two steps looked up, each (start, end, cumulative at start, rate) on the
+        # internal timeline: the pump asks about now and about its next deadline, step
+        # after step, and a deadline is often the next step's now. Within a step every
+        # answer is linear in t, so a hit needs no divmod and no bisection, and gives
+        # exactly what the full lookup gives (tests/emulator/test_rate_plan.py).
+        self._near = self._other = (0, 0, 0, 0)  # empty intervals: the first lookup misses
 
     @property
     def per_period(self) -> int:
@@ -63,21 +79,45 @@ class RatePlan:
 
     def rate_at(self, t: int) -> int:
         """The rate in force at internal time t (a step starting exactly then included)."""
-        return self._rates[bisect_right(self._starts, (t + self._shift) % self._period) - 1]
+        step = self._near
+        if not step[0] <= t < step[1]:
+            step = self._step_at(t)
+        return step[3]
 
     def next_change_ms(self, t: int) -> int:
         """The first internal time after t where a step starts."""
-        offset = (t + self._shift) % self._period
-        index = bisect_right(self._starts, offset)
-        end = self._starts[index] if index < len(self._starts) else self._period
-        return t - offset + end
+        step = self._near
+        if not step[0] <= t < step[1]:
+            step = self._step_at(t)
+        return step[1]
 
     def cumulative(self, t: int) -> int:
         """The gain from the plan's origin to internal time t (nL*ms/day)."""
+        step = self._near
+        if not step[0] <= t < step[1]:
+            step = self._step_at(t)
+        return step[2] + step[3] * (t - step[0])
+
+    def _step_at(self, t: int) -> tuple[int, int, int, int]:
+        """The step holding internal time t: (start, end, cumulative at start, rate); made
+        the nearest of the two kept."""
+        other = self._other
+        self._other = self._near
+        if other[0] <= t < other[1]:
+            self._near = other
+            return other
         periods, offset = divmod(t + self._shift, self._period)
-        i = bisect_right(self._starts, offset) - 1
-        within = self._rates[i] * (offset - self._starts[i])
-        return periods * self._per_period + self._prefix[i] + within
+        starts = self._starts
+        i = bisect_right(starts, offset) - 1
+        start = t - offset + starts[i]
+        end = t - offset + (starts[i + 1] if i + 1 < len(starts) else self._period)
+        step = self._near = (
+            start,
+            end,
+            periods * self._per_period + self._prefix[i],
+            self._rates[i],
+        )
+        return step
 
     def gain(self, t0: int, t1: int) -> int:
         """The gain over (t0, t1], t0 <= t1."""

@@ -284,11 +284,12 @@ class FirmwareStatus:
 
 @dataclass(frozen=True, slots=True)
 class Commanded:
-    """The strokes the firmware commanded in one step: ``count`` in all, ``bolus`` of them
-    on the bolus channel (the rest are basal)."""
+    """The strokes the firmware commanded in one step ending at ``at_ms``: ``count`` in
+    all, ``bolus`` of them on the bolus channel (the rest are basal)."""
 
     count: int
     bolus: int
+    at_ms: int = 0
 
 
 _NOTHING = Commanded(0, 0)
@@ -574,10 +575,10 @@ class Firmware:
         bolus = bolus_before - engine.bolus_strokes_remaining if bolus_before else 0
         allowed = self._estimate // self._stroke
         if allowed >= count:
-            return Commanded(count, bolus)  # every step but the one that empties
+            return Commanded(count, bolus, now_ms)  # every step but the one that empties
         self._deadline.invalidate()  # strokes cut: the estimate no longer moves with k
         bolus -= count - allowed
-        return Commanded(allowed, bolus if bolus > 0 else 0)
+        return Commanded(allowed, bolus if bolus > 0 else 0, now_ms)
 
     def on_strokes_delivered(self, commanded: Commanded) -> None:
         """The motor turned the commanded strokes (as far as the firmware can tell). Never
@@ -596,7 +597,7 @@ class Firmware:
         if before:  # the step crossed midnight: the strokes before it count on the old day
             before = min(before, count)
             totals.add(before * stroke * conc)
-        day = (self.engine.now_ms + self._clock_offset_ms) // MS_PER_DAY
+        day = (commanded.at_ms + self._clock_offset_ms) // MS_PER_DAY  # the engine's now
         if day != totals.day:
             totals.roll_to(day)
         totals.add((count - before) * stroke * conc)
