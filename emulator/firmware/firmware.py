@@ -947,14 +947,12 @@ class Firmware:
                 FieldId.PATIENT_BOLUS_MAX_PER_24H,
                 pb.max_per_24h,
             )
-        elif whole_strokes(pb.dose_nl, self._stroke) * self._stroke > self._estimate:
+        elif (strokes := whole_strokes(pb.dose_nl, self._stroke)) * self._stroke > self._estimate:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.PATIENT_BOLUS_DOSE, self._estimate
             )
-        else:
-            refusal = self._concentration_block(
-                whole_strokes(pb.dose_nl, self._stroke) * self._stroke
-            )
+        elif self._change is not None:  # otherwise nothing can block (concentration_change.py)
+            refusal = self._concentration_block(strokes * self._stroke)
         if refusal is not None or pb is None:
             assert refusal is not None
             return self._refuse(refusal, what, now_ms, command_id, patient=True)
@@ -962,7 +960,7 @@ class Firmware:
         self._lockout_until_ms = now_ms + pb.lockout_s * MS_PER_S
         return self._begin_bolus(
             gate,
-            strokes=whole_strokes(pb.dose_nl, self._stroke),
+            strokes=strokes,
             duration_ms=pb.duration_s * MS_PER_S,
             event=EventKind.PATIENT_BOLUS_GRANTED,
             now_ms=now_ms,
@@ -1399,18 +1397,17 @@ class Firmware:
         return TherapyState.CONTINUOUS if rx.mode is InfusionMode.CONTINUOUS else TherapyState.FLEX
 
     def _resolve(self, target: Target) -> TherapyState:
-        running_or_stopped = self._basal_state() if self._intent_running else TherapyState.STOPPED
         if target is Target.SAME:
             return self.state
         if target is Target.BASAL:
             return self._basal_state()
         if target is Target.AFTER_BOLUS:
-            return running_or_stopped
+            return self._basal_state() if self._intent_running else TherapyState.STOPPED
         if target is Target.RESUME:
             suspended_change = self._change is not None and self._change.suspended
             if self._stalled or self._empty or self._memory_error or suspended_change:
                 return self.state
-            return running_or_stopped
+            return self._basal_state() if self._intent_running else TherapyState.STOPPED
         return FIXED_TARGETS[target]
 
     def _basal_applies(self) -> bool:
@@ -1432,7 +1429,9 @@ class Firmware:
         seq = 0
         if new not in _BOLUS and self._bolus_end_ms is not None:
             seq = self._drop_bolus(now_ms)
-        self._run_schedule(self._basal_applies())
+        # _run_schedule(_basal_applies()), inlined: every bolus begins and ends here.
+        applies = new in _RUNNING or (new in BASAL_UNDER_BOLUS_STATES and self._intent_running)
+        self._plans.run(self.engine, self._schedule, self._clock_offset_ms, applies)
         return seq
 
     def _drop_bolus(self, now_ms: int) -> int:
@@ -1464,20 +1463,16 @@ class Firmware:
     ) -> BolusStarted:
         self._transition(go, now_ms)
         self.engine.start_bolus(strokes, duration_ms)
-        self._bolus_end_ms = now_ms + duration_ms
-        self._bolus_volume = strokes * self._stroke
+        end = self._bolus_end_ms = now_ms + duration_ms
+        volume = self._bolus_volume = strokes * self._stroke
         self._bolus_done = 0
-        seq = self._log(now_ms, event, 0, self._bolus_volume)
-        self._note_command(command_id)
-        # The ACK's end time (docs/protocol.md 8.1): on the pump clock, like STATUS.
-        return BolusStarted(
-            command_id,
-            self._stamp(now_ms),
-            seq,
-            self._bolus_volume,
-            strokes,
-            self.local_ms(self._bolus_end_ms),
-        )
+        seq = self._log(now_ms, event, 0, volume)
+        if command_id is not None:
+            self._last_command_id = command_id  # _note_command
+        # The ACK's stamp and end time (docs/protocol.md 8.1): on the pump clock, like
+        # STATUS (_stamp and local_ms, inlined).
+        offset = self._clock_offset_ms
+        return BolusStarted(command_id, now_ms + offset, seq, volume, strokes, end + offset)
 
     def _complete_bolus(self, now_ms: int) -> None:
         if (
@@ -1489,7 +1484,7 @@ class Firmware:
         event = _BOLUS_EVENTS.get(self.state)
         self._bolus_end_ms = None
         if event is not None:
-            self._log(now_ms, event, 0, self._bolus_delivered())
+            self._log(now_ms, event, 0, self._bolus_done * self._stroke)  # _bolus_delivered
         self._internal(TherapyInput.BOLUS_COMPLETE, now_ms)
 
     def _internal(self, what: TherapyInput, now_ms: int) -> None:
