@@ -39,6 +39,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _require_int(name: str, value: object, minimum: int) -> int:
+    if type(value) is int and value >= minimum:
+        return value  # the common case, without isinstance calls (every bolus)
     # bool is an int subclass; a True where a rate belongs is a caller bug, not a 1.
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -234,7 +236,14 @@ class DeliveryEngine:
         threshold = self._threshold
         basal_n = basal_total // threshold
         bolus_n = self._bolus_between(now_ms) if self._bolus_n else 0
-        self._move(now_ms, basal_total - basal_n * threshold, base_then)
+        # _move, inlined (once per pump step).
+        self._acc = basal_total - basal_n * threshold
+        self._now = now_ms
+        if plan is not None:
+            self._rate = plan.rate_at(now_ms)
+            self._base = base_then
+        if self._bolus_n and self._bolus_fired_by(now_ms) == self._bolus_n:
+            self._clear_bolus()
         return basal_n + bolus_n
 
     def _basal_total(self, now_ms: int) -> tuple[int, int]:

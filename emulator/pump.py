@@ -199,7 +199,7 @@ class Pump:
     def advance_to(self, time_ms: int) -> None:
         """Let internal time reach ``time_ms``, stepping from event to event. To reach a
         pump-clock instant ``t``, advance to ``t - (status.local_time_ms - status.time_ms)``."""
-        if isinstance(time_ms, bool) or not isinstance(time_ms, int):
+        if type(time_ms) is not int and (isinstance(time_ms, bool) or not isinstance(time_ms, int)):
             raise TypeError("time_ms must be an int")
         if time_ms < self._now:
             raise TimeError(f"time went backwards: {time_ms} < now {self._now}")

@@ -29,6 +29,7 @@ class RatePlan:
     internal time t sits at offset ``(t + shift_ms) % period_ms``."""
 
     __slots__ = (
+        "_count",
         "_near",
         "_other",
         "_per_period",
@@ -54,6 +55,7 @@ class RatePlan:
             # period): make that explicit so every offset has a step at or before it.
             starts, rates = (0, *starts), (rates[-1], *rates)
         self._starts = starts
+        self._count = len(starts)
         self._rates = rates
         self._period = period_ms
         self._shift = shift_ms
@@ -110,7 +112,7 @@ class RatePlan:
         starts = self._starts
         i = bisect_right(starts, offset) - 1
         start = t - offset + starts[i]
-        end = t - offset + (starts[i + 1] if i + 1 < len(starts) else self._period)
+        end = t - offset + (starts[i + 1] if i + 1 < self._count else self._period)
         step = self._near = (
             start,
             end,

@@ -181,7 +181,12 @@ def _command(
         else:
             command_id = default
         outer = self._command_in_effect
-        cid = command_id if isinstance(command_id, int) and not isinstance(command_id, bool) else 0
+        cid = 0
+        # type() first: the common case needs no isinstance call.
+        if type(command_id) is int or (
+            isinstance(command_id, int) and not isinstance(command_id, bool)
+        ):
+            cid = command_id
         self._command_in_effect = cid if 1 <= cid <= U64_MAX else 0
         try:
             return method(self, *args, **kwargs)
@@ -600,7 +605,9 @@ class Firmware:
         day = (commanded.at_ms + self._clock_offset_ms) // MS_PER_DAY  # the engine's now
         if day != totals.day:
             totals.roll_to(day)
-        totals.add((count - before) * stroke * conc)
+        mass = (count - before) * stroke * conc  # totals.add, inlined (every step)
+        totals.delivered_pg += mass
+        totals.today_pg += mass
         if self._change is not None:
             self._change = self._change.delivered(volume)
         if self._bolus_end_ms is not None:
