@@ -228,10 +228,10 @@ class DeliveryEngine:
         # Once per pump step: _basal_total inlined, no tuple built for its two results.
         plan = self._plan
         if plan is None:
-            base_then = 0
+            base_then = rate = 0
             basal_total = self._acc + self._rate * (now_ms - self._now)
         else:
-            base_then = plan.cumulative(now_ms)
+            base_then, rate = plan.gain_and_rate(now_ms)
             basal_total = self._acc + base_then - self._base
         threshold = self._threshold
         basal_n = basal_total // threshold
@@ -240,7 +240,7 @@ class DeliveryEngine:
         self._acc = basal_total - basal_n * threshold
         self._now = now_ms
         if plan is not None:
-            self._rate = plan.rate_at(now_ms)
+            self._rate = rate
             self._base = base_then
         if self._bolus_n and self._bolus_fired_by(now_ms) == self._bolus_n:
             self._clear_bolus()
@@ -300,7 +300,14 @@ class DeliveryEngine:
         """How many strokes would fire in (now_ms, until_ms] at current settings, no advance."""
         if type(until_ms) is not int or until_ms < self._now:
             self._check_not_past(until_ms)  # raises, unless an int subclass (as before)
-        return self._between(until_ms)
+        # _between, inlined (the firmware asks once per step, deadlines.py).
+        plan = self._plan
+        if plan is None:
+            gained = self._rate * (until_ms - self._now)
+        else:
+            gained = plan.cumulative(until_ms) - self._base
+        basal = (self._acc + gained) // self._threshold
+        return basal + self._bolus_between(until_ms) if self._bolus_n else basal
 
     # -- persistence (H4: restore exactly after a reset) -------------------------------------
 

@@ -300,7 +300,11 @@ class Pump:
                 fw.on_stall_detected(t)
             else:
                 fw.on_strokes_delivered(commanded)
-        self._blocked = blocked = self._sensed_blocked()
+        # _sensed_blocked, inlined (every step).
+        p = self._profile
+        self._blocked = blocked = (p.sensor_motor_stall and plant.motor is not MotorState.OK) or (
+            p.sensor_flow_valve and plant.truth().valve_closed
+        )
         if fw.stall_detected and not blocked and self._next_retry_ms() == t:
             fw.on_motor_recovered(t)
         fw.after_step(t, plant.battery_nah(t))

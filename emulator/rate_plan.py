@@ -100,6 +100,13 @@ class RatePlan:
             step = self._step_at(t)
         return step[2] + step[3] * (t - step[0])
 
+    def gain_and_rate(self, t: int) -> tuple[int, int]:
+        """``(cumulative(t), rate_at(t))`` in one look-up (the engine's step needs both)."""
+        step = self._near
+        if not step[0] <= t < step[1]:
+            step = self._step_at(t)
+        return step[2] + step[3] * (t - step[0]), step[3]
+
     def _step_at(self, t: int) -> tuple[int, int, int, int]:
         """The step holding internal time t: (start, end, cumulative at start, rate); made
         the nearest of the two kept."""

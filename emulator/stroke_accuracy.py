@@ -47,7 +47,11 @@ def _splitmix64(x: int) -> int:
 def _level(key: int, half: int, stroke_nl: int, index: int) -> int:
     # Cached: the plant asks for [m, n) then [n, p), so each level is hashed once (a pure
     # function of its arguments; the cache changes the cost, never a result).
-    draw = _splitmix64(key ^ (index & _MASK))
+    # _splitmix64(key ^ index), inlined: one new level every pump step.
+    z = ((key ^ (index & _MASK)) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    draw = z ^ (z >> 31)
     return stroke_nl * (draw % (2 * half + 1) - half) // PPM
 
 

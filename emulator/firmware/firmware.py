@@ -82,6 +82,7 @@ from emulator.firmware.therapy_table import (
     DELIVERING_STATES,
     FIXED_TARGETS,
     RUNNING_STATES,
+    TABLE,
     Go,
     Refuse,
     Target,
@@ -1322,7 +1323,7 @@ class Firmware:
                 patient=patient,
                 opcode=opcode,
             )
-        entry = lookup(self.state, what)
+        entry = TABLE[self.state][what]  # lookup, inlined (every command)
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
             return self._refuse(
@@ -1378,7 +1379,8 @@ class Firmware:
         if kind in BY_COMMAND:
             assert value_b == 0, f"{kind.name}: value_b is the command id"
             value_b = self._command_in_effect
-        return self.log.append(self._stamp(now_ms), kind, int(detail), int(value_a), value_b)
+        stamp = now_ms + self._clock_offset_ms  # _stamp, inlined (every entry)
+        return self.log.append(stamp, kind, int(detail), int(value_a), value_b)
 
     def battery_percent(self, battery_nah: int) -> int:
         """A battery reading in whole percent of capacity, as STATUS reports it."""
@@ -1496,7 +1498,7 @@ class Firmware:
 
     def _internal(self, what: TherapyInput, now_ms: int) -> None:
         """An input from the firmware's own sensing. A refusal here is logged, not dropped."""
-        entry = lookup(self.state, what)
+        entry = TABLE[self.state][what]  # lookup, inlined (every bolus end)
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
             # The firmware's own input has no request opcode: value_a 0, never the enum.

@@ -262,7 +262,16 @@ class FluidPath:
             self._dry += wanted - moved
             if moved:
                 self._pumped += moved
-                self._route(moved, self._draw(moved))
+                mass = self._draw(moved)
+                # _route's common case, inlined: a steady internal path passes it through.
+                path = self._path
+                if path.volume_nl:
+                    out = path.through(moved, mass)
+                    if out is None:  # a slug boundary in the path: nothing was done
+                        self._route(moved, mass)
+                        return moved
+                    mass = out
+                self._to_catheter(moved, mass)
             return moved
         restriction = self.restriction()
         if t1 > t0:

@@ -27,7 +27,7 @@ def full_lookup(plan: RatePlan, t: int) -> tuple[int, int, int]:
 @given(
     plans(),
     st.lists(
-        st.tuples(st.integers(-(10**7), 10**13), st.sampled_from(["rate", "change", "gain"])),
+        st.tuples(st.integers(-(10**7), 10**13), st.sampled_from(["rate", "change", "gain", "both"])),
         min_size=1,
         max_size=60,
     ),
@@ -41,6 +41,8 @@ def test_kept_steps_answer_as_the_full_lookup(
             assert plan.rate_at(t) == rate, t
         elif what == "change":
             assert plan.next_change_ms(t) == change, t
+        elif what == "both":
+            assert plan.gain_and_rate(t) == (gain, rate), t
         else:
             assert plan.cumulative(t) == gain, t
 
