@@ -288,10 +288,12 @@ class FirmwareStatus:
     reports it: it is the committed one; ``prescription`` is the one running)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commanded:
     """The strokes the firmware commanded in one step ending at ``at_ms``: ``count`` in
-    all, ``bolus`` of them on the bolus channel (the rest are basal)."""
+    all, ``bolus`` of them on the bolus channel (the rest are basal). Not frozen: one is
+    built every pump step and handed straight to the pump, and a frozen dataclass sets
+    each field through ``object.__setattr__``."""
 
     count: int
     bolus: int
