@@ -43,10 +43,7 @@ def _splitmix64(x: int) -> int:
     return z ^ (z >> 31)
 
 
-@lru_cache(maxsize=64)
 def _level(key: int, half: int, stroke_nl: int, index: int) -> int:
-    # Cached: the plant asks for [m, n) then [n, p), so each level is hashed once (a pure
-    # function of its arguments; the cache changes the cost, never a result).
     # _splitmix64(key ^ index), inlined: one new level every pump step.
     z = ((key ^ (index & _MASK)) + _GOLDEN) & _MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
@@ -68,6 +65,14 @@ def jitter_level_nl(seed: int, spread_ppm: int, stroke_nl: int, index: int) -> i
     return _level(_key(seed), half, stroke_nl, index)
 
 
+_last: list[tuple[int, int, int, int, int]] = [(-1, -1, -1, -1, 0)]
+"""The level computed last, as (key, half, stroke_nl, index, level): the plant asks for
+[m, n) then [n, p), so J(n) is hashed once, not twice (a pure function of its arguments:
+the memo changes the cost, never a result). One tuple, read and replaced whole, so two
+threads driving two pumps can only miss it, never mix one's level into the other's (a
+one-item list: the tuple is swapped, never edited)."""
+
+
 def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end: int) -> int:
     """The jitter, in nL, of strokes ``[first, end)``: ``J(end) - J(first)``, exactly."""
     if end < first:
@@ -76,7 +81,14 @@ def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end
     if end == first or half == 0:
         return 0
     key = _key(seed)
-    return _level(key, half, stroke_nl, end) - _level(key, half, stroke_nl, first)
+    last = _last[0]
+    if last[3] == first and last[0] == key and last[1] == half and last[2] == stroke_nl:
+        low = last[4]
+    else:
+        low = _level(key, half, stroke_nl, first)
+    high = _level(key, half, stroke_nl, end)
+    _last[0] = (key, half, stroke_nl, end, high)
+    return high - low
 
 
 def stroke_volumes_nl(

@@ -146,3 +146,26 @@ def test_the_run_is_the_difference_of_its_two_levels(
     assert jitter_volume_nl(seed, spread, stroke, first, end) == jitter_level_nl(
         seed, spread, stroke, end
     ) - jitter_level_nl(seed, spread, stroke, first)
+
+
+@given(
+    st.lists(st.tuples(seeds, spreads, strokes), min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 50)), max_size=40),
+)
+def test_interleaved_walks_keep_their_own_levels(
+    walkers: list[tuple[int, int, int]], moves: list[tuple[int, int]]
+) -> None:
+    # The plant asks [m, n) then [n, p): the last level is remembered (one memo for the
+    # process). Pumps with other seeds, spreads or strokes asking in between, and runs that
+    # do not start where the last one ended, still get exactly J(end) - J(first).
+    at = [0] * len(walkers)
+    for which, length in moves:
+        which %= len(walkers)
+        seed, spread, stroke = walkers[which]
+        first = at[which] if length % 3 else at[which] + 1  # sometimes a gap
+        end = first + length
+        expected = jitter_level_nl(seed, spread, stroke, end) - jitter_level_nl(
+            seed, spread, stroke, first
+        )
+        assert jitter_volume_nl(seed, spread, stroke, first, end) == expected
+        at[which] = end
