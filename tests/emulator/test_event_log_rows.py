@@ -18,9 +18,7 @@ kinds = st.sampled_from(list(EventKind))
 
 
 @given(
-    st.lists(
-        st.tuples(values, kinds, st.integers(0, U16_MAX), values, values), max_size=40
-    ),
+    st.lists(st.tuples(values, kinds, st.integers(0, U16_MAX), values, values), max_size=40),
     st.integers(1, 12),
 )
 def test_readers_see_the_entries_written(

@@ -27,14 +27,14 @@ def full_lookup(plan: RatePlan, t: int) -> tuple[int, int, int]:
 @given(
     plans(),
     st.lists(
-        st.tuples(st.integers(-(10**7), 10**13), st.sampled_from(["rate", "change", "gain", "both"])),
+        st.tuples(
+            st.integers(-(10**7), 10**13), st.sampled_from(["rate", "change", "gain", "both"])
+        ),
         min_size=1,
         max_size=60,
     ),
 )
-def test_kept_steps_answer_as_the_full_lookup(
-    plan: RatePlan, asks: list[tuple[int, str]]
-) -> None:
+def test_kept_steps_answer_as_the_full_lookup(plan: RatePlan, asks: list[tuple[int, str]]) -> None:
     for t, what in asks:
         rate, change, gain = full_lookup(plan, t)
         if what == "rate":

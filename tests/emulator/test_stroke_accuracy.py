@@ -159,8 +159,8 @@ def test_interleaved_walks_keep_their_own_levels(
     # process). Pumps with other seeds, spreads or strokes asking in between, and runs that
     # do not start where the last one ended, still get exactly J(end) - J(first).
     at = [0] * len(walkers)
-    for which, length in moves:
-        which %= len(walkers)
+    for pick, length in moves:
+        which = pick % len(walkers)
         seed, spread, stroke = walkers[which]
         first = at[which] if length % 3 else at[which] + 1  # sometimes a gap
         end = first + length
