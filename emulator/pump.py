@@ -207,7 +207,7 @@ class Pump:
         # to step: only a step (the plant's update) changes it between two commands.
         self._blocked = self._sensed_blocked()
         while True:
-            due = self._next_event(self._blocked)
+            due = self._next_event(self._blocked, time_ms)
             if due is None or due > time_ms:
                 break
             self._step(due)
@@ -228,9 +228,10 @@ class Pump:
         future = [t for t in times if t is not None and t > self._now]
         return min(future, default=None)
 
-    def _next_event(self, blocked: bool) -> int | None:
+    def _next_event(self, blocked: bool, until_ms: int | None = None) -> int | None:
         # Once per step: candidates are compared as they come, no list or generator built.
         # ``blocked``: what the sensors see of the mechanism now (``_sensed_blocked``).
+        # ``until_ms``: the caller steps only to an event at or before it (advance_to).
         now = self._now
         fw = self._fw
         due = fw.next_deadline(now)
@@ -260,6 +261,8 @@ class Pump:
         change = plan.next_change_ms(now)
         if due is not None and change >= due:
             return due
+        if until_ms is not None and change > until_ms:
+            return change  # no step before until_ms either way: nothing to decide
         # The engine integrates the schedule across flex boundaries; the plant needs a step
         # at one only when its results would depend on where steps fall (a restriction, a
         # mixed concentration, a battery near flat): then it steps there as it always did.

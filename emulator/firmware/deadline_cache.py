@@ -50,16 +50,19 @@ class DeadlineCache:
     collector, and a replaced pump's memory would linger (benchmarks/delivery.py's
     ``memory_decade_vs_year``)."""
 
-    __slots__ = ("_valid", "_value", "check")
+    __slots__ = ("_value", "check", "valid")
 
     def __init__(self, *, check: bool = False) -> None:
-        self._valid = False
+        self.valid = False
+        """Whether the kept answer may serve the next request; ``invalidate`` clears it.
+        Public so the firmware's hottest paths (every command, log entry and transition)
+        clear it with a store rather than a call."""
         self._value: int | None = None
         self.check = check
 
     def get(self, now_ms: int, compute: Callable[[int], int | None]) -> int | None:
         value = self._value
-        if self._valid and (value is None or value > now_ms):
+        if self.valid and (value is None or value > now_ms):
             if self.check:
                 fresh = compute(now_ms)
                 if fresh != value:
@@ -68,8 +71,8 @@ class DeadlineCache:
                     )
             return value
         value = self._value = compute(now_ms)
-        self._valid = True
+        self.valid = True
         return value
 
     def invalidate(self) -> None:
-        self._valid = False
+        self.valid = False

@@ -193,7 +193,7 @@ def _command(
             return method(self, *args, **kwargs)
         finally:
             self._command_in_effect = outer
-            self._deadline.invalidate()  # a command may move any deadline
+            self._deadline.valid = False  # a command may move any deadline (invalidate)
 
     return run
 
@@ -451,8 +451,12 @@ class Firmware:
         return None if at_ms is None else at_ms + self._clock_offset_ms
 
     def patient_boluses_in_24h(self, now_ms: int) -> int:
-        self._prune(now_ms)
-        return len(self._patient_grants)
+        grants = self._patient_grants
+        clinician = self._clinician_boluses
+        horizon = now_ms - MS_PER_DAY
+        if (grants and grants[0] <= horizon) or (clinician and clinician[0][0] <= horizon):
+            self._prune(now_ms)  # otherwise (most requests) there is nothing to forget
+        return len(grants)
 
     def lockout_until_ms(self) -> int:
         return self._lockout_until_ms
@@ -1220,9 +1224,12 @@ class Firmware:
     def acknowledge_alarm(
         self, kind: AlarmKind, now_ms: int, command_id: int | None
     ) -> Accepted | Refused:
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         if not self.alarms.acknowledge(kind):
             refusal = Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, 0)
             self._log(
@@ -1235,9 +1242,12 @@ class Firmware:
     @_command
     def alarm_test(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Sound both tones for the clinician; no therapy change."""
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         seq = self._log(now_ms, EventKind.ALARM_TEST)
         return self._accepted(command_id, now_ms, seq)
 
@@ -1250,9 +1260,12 @@ class Firmware:
         of the jump; every later stamp is on the new clock, and nothing written before is
         rewritten (docs/protocol.md section 11). The internal timeline does not move.
         """
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         if not 0 <= local_ms <= PUMP_CLOCK_MAX_MS:
             # Beyond it later stamps could overflow the u64 on the wire (protocol.md 8.1).
             limit = 0 if local_ms < 0 else PUMP_CLOCK_MAX_MS
@@ -1312,9 +1325,12 @@ class Firmware:
         """The checks every therapy command passes first: the command id, a memory error
         (H8), the state table, and a detected stall for a transition that would start
         delivery (``delivers``: the request would, if accepted; H5, H12)."""
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         if self._memory_error and what is not TherapyInput.CLEAR_MEMORY_ERROR:
             # H8: a memory error blocks every update until a clinician clears it.
             return self._refuse(
@@ -1377,7 +1393,7 @@ class Firmware:
         BY_COMMAND kind gets the command id in effect in value_b."""
         # Every transition, alarm, battery and concentration event is logged: any of them
         # may move the next deadline (deadline_cache.py).
-        self._deadline.invalidate()
+        self._deadline.valid = False  # invalidate, as a store: every entry passes here
         if kind in BY_COMMAND:
             assert value_b == 0, f"{kind.name}: value_b is the command id"
             value_b = self._command_in_effect
@@ -1412,8 +1428,15 @@ class Firmware:
             return self.state
         if target is Target.BASAL:
             return self._basal_state()
-        if target is Target.AFTER_BOLUS:
-            return self._basal_state() if self._intent_running else TherapyState.STOPPED
+        if target is Target.AFTER_BOLUS:  # every bolus end: _basal_state, inlined
+            if not self._intent_running:
+                return TherapyState.STOPPED
+            rx = self.rx
+            if rx is None or rx.mode is InfusionMode.STOPPED:
+                return TherapyState.STOPPED
+            return (
+                TherapyState.CONTINUOUS if rx.mode is InfusionMode.CONTINUOUS else TherapyState.FLEX
+            )
         if target is Target.RESUME:
             suspended_change = self._change is not None and self._change.suspended
             if self._stalled or self._empty or self._memory_error or suspended_change:
@@ -1430,7 +1453,7 @@ class Firmware:
 
     def _transition(self, go: Go, now_ms: int) -> int:
         """Enter the target state and set the engine to match. Returns a log seq or 0."""
-        self._deadline.invalidate()  # the state and the engine's settings may change
+        self._deadline.valid = False  # invalidate: the state and the engine may change
         new = self._resolve(go.target)
         if new in _DELIVERING and self._stalled:
             # Every path into delivery is gated (_gate, Target.RESUME); reaching here is a
