@@ -333,7 +333,14 @@ class Plant:
         then skips the steps flex boundaries would make (docs/pump-model.md, "Time")."""
         if (PPM + self._bias_ppm - self._spread_ppm) * self._stroke_nl <= 2 * PPM:
             return False
-        if self.battery_nah(until_ms) <= self._profile.battery_nah_per_stroke * strokes:
+        p = self._profile
+        left = p.battery_capacity_nah - (  # battery_nah(until_ms), inlined (unfloored)
+            p.battery_nah_per_hour_idle * (until_ms - self._start_ms) // MS_PER_HOUR
+            + p.battery_nah_per_stroke * self._strokes_attempted
+            + p.battery_nah_per_session * self._sessions
+            + self._drained_nah
+        )
+        if left <= p.battery_nah_per_stroke * strokes:
             return False
         return self._fluid.slicing_invariant()
 

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.drug_library import default_library
 from emulator.errors import ProfileError
 from protocol.documents import DocumentError, parse_toml
@@ -595,13 +596,18 @@ def load_profile(name_or_path: str | Path) -> Profile:
         source = str(path)
     key = (source, text)
     profile = _parsed.get(key)
-    if profile is not None:
+    if profile is not None and not CHECK_ALL.on:
         return profile
+    kept = profile
     try:
         data = parse_toml(text)
     except DocumentError as exc:
         raise ProfileError(f"{source}: {exc}") from None
     profile = parse_profile(data, source)
+    if kept is not None:  # check mode (emulator/cache_checks.py): the kept one must match
+        if kept != profile:
+            raise CacheCheckError(f"{source}: the kept parse differs from a fresh one")
+        return kept
     if len(_parsed) >= _PARSED_LIMIT:
         _parsed.clear()  # bounded: a long campaign over many profile files stays small
     _parsed[key] = profile

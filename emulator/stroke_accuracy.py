@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
+
 __all__ = ["jitter_level_nl", "jitter_volume_nl", "stroke_volumes_nl"]
 
 PPM = 1_000_000
@@ -84,6 +86,8 @@ def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end
     last = _last[0]
     if last[3] == first and last[0] == key and last[1] == half and last[2] == stroke_nl:
         low = last[4]
+        if CHECK_ALL.on and low != _level(key, half, stroke_nl, first):
+            raise CacheCheckError(f"kept jitter level {low} at stroke {first} is stale")
     else:
         low = _level(key, half, stroke_nl, first)
     high = _level(key, half, stroke_nl, end)

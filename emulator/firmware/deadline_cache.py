@@ -12,7 +12,8 @@ check, a stroke the sensor saw blocked or an empty estimate cut, a reboot; and a
 at or before now is always recomputed (the deadline came: acting on it changes state).
 
 Check mode (``check=True`` on one cache, or ``CHECK_ALL.on = True`` for every pump built
-afterwards; tests/conftest.py turns it on for the whole suite) recomputes on every request
+afterwards, the engine's one switch in emulator/cache_checks.py; tests/conftest.py turns it
+on for the whole suite) recomputes on every request
 and raises ``DeadlineCacheError`` if the kept answer differs, so a missed invalidation fails
 a test rather than shifting a stroke. The emulator reads no environment (it is a library:
 tests/test_layering.py), so a debugging caller sets the switch itself.
@@ -22,22 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError, CheckSwitch
+
 __all__ = ["CHECK_ALL", "CheckSwitch", "DeadlineCache", "DeadlineCacheError"]
 
 
-class CheckSwitch:
-    """Whether caches built from now on start in check mode (one process-wide switch)."""
-
-    __slots__ = ("on",)
-
-    def __init__(self) -> None:
-        self.on = False
-
-
-CHECK_ALL = CheckSwitch()
-
-
-class DeadlineCacheError(AssertionError):
+class DeadlineCacheError(CacheCheckError):
     """Check mode found a kept deadline that a fresh computation contradicts: a firmware
     change that can move the deadline does not invalidate the cache."""
 

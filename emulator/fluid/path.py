@@ -233,9 +233,9 @@ class FluidPath:
         catheter = self._catheter
         if catheter.volume_nl < self._catheter_volume or len(catheter) != 1:
             return False
-        strength, rest = divmod(catheter.mass_pg, catheter.volume_nl)
-        if rest:
+        if catheter.mass_pg % catheter.volume_nl:
             return False
+        strength = catheter.mass_pg // catheter.volume_nl
         path = self._path
         if len(path) > 1 or path.mass_pg != strength * path.volume_nl:
             return False

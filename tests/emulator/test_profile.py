@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from emulator import profile as profile_module
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.errors import ProfileError
 from emulator.profile import (
     builtin_profile_names,
@@ -97,6 +100,16 @@ def test_an_edited_file_is_read_and_checked_again(tmp_path: Path) -> None:
         load_profile(path)
     path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine"'))
     assert load_profile(path) == first
+
+
+def test_check_mode_catches_a_wrong_kept_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CHECK_ALL, "on", True)
+    kept = load_profile("peristaltic-40")
+    assert load_profile("peristaltic-40") is kept  # checked, and the same
+    (key,) = [k for k, v in profile_module._parsed.items() if v is kept]
+    monkeypatch.setitem(profile_module._parsed, key, replace(kept, stroke_nl=1))
+    with pytest.raises(CacheCheckError, match="kept parse differs"):
+        load_profile("peristaltic-40")
 
 
 def edit(old: str, new: str) -> str:

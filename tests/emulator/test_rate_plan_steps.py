@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.rate_plan import RatePlan
 from tests.emulator.test_rate_plan import plans
 
@@ -63,3 +65,21 @@ def test_times_near_each_other_and_on_step_edges(
                 change,
                 gain,
             ), u
+
+
+def test_check_mode_catches_a_wrong_kept_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # tests/conftest.py turns CHECK_ALL on for the suite; a plan built meanwhile checks
+    # every answer it gives from its kept step against the full look-up.
+    monkeypatch.setattr(CHECK_ALL, "on", True)
+    plan = RatePlan((0, 500), (100, 300), 1_000, 0)
+    assert plan.rate_at(200) == 100  # keeps the step holding 200
+    start, end, gained, rate = plan._near
+    plan._near = (start, end, gained, rate + 1)  # a step kept wrong: the bug checked for
+    with pytest.raises(CacheCheckError, match="rate plan kept step"):
+        plan.cumulative(300)
+    monkeypatch.setattr(CHECK_ALL, "on", False)
+    unchecked = RatePlan((0, 500), (100, 300), 1_000, 0)
+    unchecked.rate_at(200)
+    start, end, gained, rate = unchecked._near
+    unchecked._near = (start, end, gained, rate + 1)
+    assert unchecked.cumulative(300) == 30_300  # no check mode: the kept step is trusted

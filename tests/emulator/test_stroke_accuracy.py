@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emulator import stroke_accuracy
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
 from emulator.plant import Plant
 from emulator.profile import load_profile
@@ -169,3 +171,15 @@ def test_interleaved_walks_keep_their_own_levels(
         )
         assert jitter_volume_nl(seed, spread, stroke, first, end) == expected
         at[which] = end
+
+
+def test_check_mode_catches_a_stale_jitter_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CHECK_ALL, "on", True)
+    jitter_volume_nl(7, 20_000, 200, 0, 10)
+    key, half, stroke, index, level = stroke_accuracy._last[0]
+    stroke_accuracy._last[0] = (key, half, stroke, index, level + 1)  # kept wrong
+    try:
+        with pytest.raises(CacheCheckError, match="kept jitter level"):
+            jitter_volume_nl(7, 20_000, 200, 10, 20)
+    finally:
+        stroke_accuracy._last[0] = (-1, -1, -1, -1, 0)  # forget the wrong level
