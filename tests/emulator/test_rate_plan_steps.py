@@ -1,4 +1,4 @@
-"""RatePlan's two kept steps (emulator/rate_plan.py): whatever order times are asked in,
+"""RatePlan's kept step (emulator/rate_plan.py): whatever order times are asked in,
 near or far, before or after the plan's origin, every answer equals the full lookup from
 the definition (divmod over the period, bisection over the steps), computed here without
 the plan's kept steps."""
