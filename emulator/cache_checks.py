@@ -2,7 +2,8 @@
 
 The delivery engine keeps answers it would otherwise recompute: the firmware's next
 deadline (firmware/deadline_cache.py), the rate plan's step holding now (rate_plan.py), the
-last stroke-jitter level (stroke_accuracy.py), a parsed profile text (profile.py). Each is
+last stroke-jitter level (stroke_accuracy.py), the fluid path's slicing verdict
+(fluid/path.py), a parsed profile text (profile.py). Each is
 a pure shortcut: it changes the cost, never a result. In check mode each one also
 recomputes what it kept and raises ``CacheCheckError`` if the two differ, so a shortcut that
 went wrong fails a test rather than shifting a stroke.
