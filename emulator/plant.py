@@ -400,35 +400,34 @@ class Plant:
             raise ValueError(f"plant time went backwards: {now_ms} < {self._now}")
         # The strokes fell in (now, now_ms], under the state the plant had since now: a
         # change due at now_ms (a recovery) applies to later strokes only.
-        moved = self._move(strokes, now_ms) if strokes > 0 else 0
+        moved = 0
+        if strokes > 0:
+            # The move, inline (once per pump step). can_move, inlined: the battery only
+            # when the rest would move.
+            first = self._strokes_attempted
+            moving = (
+                self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
+            )
+            self._strokes_attempted = first + strokes
+            if moving:
+                # _bias_volume(after) - _bias_volume(before), inlined; the base cancels.
+                stroke_nl = self._stroke_nl
+                bias_ppm = self._bias_ppm
+                nominal = self._bias_strokes * stroke_nl
+                self._bias_strokes += strokes
+                total = self._bias_strokes * stroke_nl
+                wanted = total + total * bias_ppm // PPM - nominal - nominal * bias_ppm // PPM
+                if self._stroke_seed is not None:  # a closed form over the stroke indices
+                    wanted += jitter_volume_nl(
+                        self._stroke_seed, self._spread_ppm, stroke_nl, first, first + strokes
+                    )
+                moved = self._fluid.displace(wanted if wanted > 0 else 0, self._now, now_ms)
         change = self._motor_change_ms
         if change is not None and change <= now_ms:
             self.update(now_ms)
         else:
             self._now = now_ms  # update's whole effect when no motor change falls due
         return moved
-
-    def _move(self, strokes: int, until_ms: int | None = None) -> int:
-        # can_move, inlined (every pump step): the battery only when the rest would move.
-        moving = self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
-        first = self._strokes_attempted
-        self._strokes_attempted += strokes
-        if not moving:
-            return 0
-        # _bias_volume(after) - _bias_volume(before), inlined (every pump step); the base
-        # cancels out.
-        stroke_nl = self._stroke_nl
-        bias_ppm = self._bias_ppm
-        nominal = self._bias_strokes * stroke_nl
-        self._bias_strokes += strokes
-        total = self._bias_strokes * stroke_nl
-        wanted = total + total * bias_ppm // PPM - nominal - nominal * bias_ppm // PPM
-        if self._stroke_seed is not None:  # a closed form over the stroke indices: O(1)
-            wanted += jitter_volume_nl(
-                self._stroke_seed, self._spread_ppm, self._stroke_nl, first, first + strokes
-            )
-        end = self._now if until_ms is None else until_ms
-        return self._fluid.displace(wanted if wanted > 0 else 0, self._now, end)
 
     def _bias_volume(self, strokes: int) -> int:
         nominal = strokes * self._stroke_nl
