@@ -566,6 +566,13 @@ def _builtin_names() -> tuple[str, ...]:
     )
 
 
+@cache
+def _builtin_text(name: str) -> str:
+    # Package data, like the names: read once per process.
+    resource = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR, f"{name}.toml")
+    return resource.read_text(encoding="utf-8")
+
+
 _PARSED_LIMIT = 32
 """How many parsed profiles ``load_profile`` keeps (by source and exact text)."""
 _parsed: dict[tuple[str, str], Profile] = {}
@@ -574,13 +581,13 @@ _parsed: dict[tuple[str, str], Profile] = {}
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a built-in profile by name, or any profile file by path.
 
-    The file is read on every call; a text already parsed under the same source gives the
-    same (frozen) Profile again, so implanting many pumps parses each profile once (the
-    TOML parse was most of an implant's cost, benchmarks/delivery.py). An edited file is a
-    new text, parsed and checked afresh."""
+    A file given by path is read on every call (a built-in, package data, once per
+    process); a text already parsed under the same source gives the same (frozen) Profile
+    again, so implanting many pumps parses each profile once (the TOML parse was most of
+    an implant's cost, benchmarks/delivery.py). An edited file is a new text, parsed and
+    checked afresh."""
     if isinstance(name_or_path, str) and name_or_path in _builtin_names():
-        resource = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR, f"{name_or_path}.toml")
-        text = resource.read_text(encoding="utf-8")
+        text = _builtin_text(name_or_path)
         source = f"built-in profile {name_or_path}"
     else:
         path = Path(name_or_path)
