@@ -109,3 +109,51 @@ def test_check_mode_catches_a_verdict_kept_wrongly(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(CHECK_ALL, "on", True)
     with pytest.raises(CacheCheckError, match="kept steady"):
         fluid.slicing_invariant()
+
+
+@settings(max_examples=15)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 30 * MS_PER_HOUR),
+            st.sampled_from(["fault", "refill", "none"]),
+            st.integers(0, len(FAULTS) - 1),
+        ),
+        max_size=10,
+    )
+)
+def test_the_steady_pass_through_saves_what_the_general_path_saves(
+    moves: list[tuple[int, str, int]],
+) -> None:
+    # Check mode runs the general path (and checks the steady claim); without it a steady
+    # path only moves the totals. Both must save the same pump, byte for byte.
+    def run(check: bool) -> bytes:
+        saved = CHECK_ALL.on
+        CHECK_ALL.on = check
+        try:
+            pump = _pump()
+            for dt, action, which in moves:
+                pump.advance_to(pump.now_ms + dt)
+                if action == "fault":
+                    pump.inject(FAULTS[which])
+                elif action == "refill" and pump.refill_begin().ok:
+                    pump.refill_complete(20_000_000)
+            pump.advance_to(pump.now_ms + 3 * MS_PER_HOUR)
+            return pump.snapshot()
+        finally:
+            CHECK_ALL.on = saved
+
+    assert run(check=False) == run(check=True)
+
+
+def test_check_mode_catches_a_pass_through_that_was_not_steady(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pump = _pump()
+    fluid = pump._plant._fluid
+    pump.advance_to(2 * MS_PER_HOUR)
+    pump.inject(CapInjection(volume_nl=50_000, concentration_ug_per_ml=2_000))
+    fluid._steady = True  # wrongly: the catheter now holds two strengths
+    monkeypatch.setattr(CHECK_ALL, "on", True)
+    with pytest.raises(CacheCheckError):
+        pump.advance_to(4 * MS_PER_HOUR)
