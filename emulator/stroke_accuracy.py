@@ -67,12 +67,15 @@ def jitter_level_nl(seed: int, spread_ppm: int, stroke_nl: int, index: int) -> i
     return _level(_key(seed), half, stroke_nl, index)
 
 
-_last: list[tuple[int, int, int, int, int]] = [(-1, -1, -1, -1, 0)]
-"""The level computed last, as (key, half, stroke_nl, index, level): the plant asks for
-[m, n) then [n, p), so J(n) is hashed once, not twice (a pure function of its arguments:
-the memo changes the cost, never a result). One tuple, read and replaced whole, so two
-threads driving two pumps can only miss it, never mix one's level into the other's (a
-one-item list: the tuple is swapped, never edited)."""
+_last: list[tuple[int, int, int, int, int, int]] = [
+    (-1, 1, 1, 0, _level(_key(-1), 1, 1, 0), _key(-1))  # a true entry, as every one is
+]
+"""The level computed last, as (seed, half, stroke_nl, index, level, the seed's key): the
+plant asks for [m, n) then [n, p), so J(n) is hashed once, not twice, and the seed's key is
+not looked up again (pure functions of their arguments: the memo changes the cost, never a
+result). One tuple, read and replaced whole, so two threads driving two pumps can only miss
+it, never mix one's level into the other's (a one-item list: the tuple is swapped, never
+edited)."""
 
 
 def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end: int) -> int:
@@ -82,16 +85,20 @@ def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end
     half = spread_ppm // 2
     if end == first or half == 0:
         return 0
-    key = _key(seed)
     last = _last[0]
-    if last[3] == first and last[0] == key and last[1] == half and last[2] == stroke_nl:
-        low = last[4]
-        if CHECK_ALL.on and low != _level(key, half, stroke_nl, first):
-            raise CacheCheckError(f"kept jitter level {low} at stroke {first} is stale")
+    if last[0] == seed:
+        key = last[5]
+        if last[3] == first and last[1] == half and last[2] == stroke_nl:
+            low = last[4]
+            if CHECK_ALL.on and (key != _key(seed) or low != _level(key, half, stroke_nl, first)):
+                raise CacheCheckError(f"kept jitter level {low} at stroke {first} is stale")
+        else:
+            low = _level(key, half, stroke_nl, first)
     else:
+        key = _key(seed)
         low = _level(key, half, stroke_nl, first)
     high = _level(key, half, stroke_nl, end)
-    _last[0] = (key, half, stroke_nl, end, high)
+    _last[0] = (seed, half, stroke_nl, end, high, key)
     return high - low
 
 

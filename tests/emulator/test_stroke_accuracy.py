@@ -176,10 +176,10 @@ def test_interleaved_walks_keep_their_own_levels(
 def test_check_mode_catches_a_stale_jitter_level(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CHECK_ALL, "on", True)
     jitter_volume_nl(7, 20_000, 200, 0, 10)
-    key, half, stroke, index, level = stroke_accuracy._last[0]
-    stroke_accuracy._last[0] = (key, half, stroke, index, level + 1)  # kept wrong
+    seed, half, stroke, index, level, key = stroke_accuracy._last[0]
+    stroke_accuracy._last[0] = (seed, half, stroke, index, level + 1, key)  # kept wrong
     try:
         with pytest.raises(CacheCheckError, match="kept jitter level"):
             jitter_volume_nl(7, 20_000, 200, 10, 20)
     finally:
-        stroke_accuracy._last[0] = (-1, -1, -1, -1, 0)  # forget the wrong level
+        stroke_accuracy._last[0] = (seed, half, stroke, index, level, key)  # the true one
