@@ -26,18 +26,15 @@ the firmware converts.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any
 
-from emulator.delivery import EngineState, Strokes
 from emulator.drug_library import DrugLibrary, default_library
 from emulator.firmware import deadlines, readouts, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.basal_plan import PlanCache, next_rate_change
+from emulator.firmware.command_scope import command as _command
 from emulator.firmware.concentration_change import (
     PendingChange,
     TipAction,
@@ -48,6 +45,7 @@ from emulator.firmware.concentration_change import (
 )
 from emulator.firmware.deadline_cache import CHECK_ALL, DeadlineCache
 from emulator.firmware.drug_checks import Review, check_stage
+from emulator.firmware.engine_api import Engine
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.forecast import reservoir_crossings
 from emulator.firmware.interlocks import (
@@ -154,81 +152,11 @@ _OPCODES: dict[TherapyInput, Opcode] = {
 without one (the firmware's own sensor and timer inputs) are logged with 0: an internal
 enumeration value never reaches the log."""
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _command(
-    method: Callable[Concatenate[Firmware, _P], _R],
-) -> Callable[Concatenate[Firmware, _P], _R]:
-    """Run a command method with its command id in effect: every entry of a BY_COMMAND
-    kind written meanwhile (the command's own, an alarm it raised or cleared, a bolus it
-    cancelled) carries that id in ``value_b``."""
-    # Where command_id sits, found once: binding the signature on every call cost a sixth
-    # of a simulated year (benchmarks/delivery.py).
-    parameters = list(inspect.signature(method).parameters.values())[1:]  # without self
-    names = [p.name for p in parameters]
-    position = names.index("command_id") if "command_id" in names else None
-    default = parameters[position].default if position is not None else None
-    if default is inspect.Parameter.empty:
-        default = None
-
-    @functools.wraps(method)
-    def run(self: Firmware, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if "command_id" in kwargs:
-            command_id = kwargs["command_id"]
-        elif position is not None and position < len(args):
-            command_id = args[position]
-        else:
-            command_id = default
-        outer = self._command_in_effect
-        cid = 0
-        # type() first: the common case needs no isinstance call.
-        if type(command_id) is int or (
-            isinstance(command_id, int) and not isinstance(command_id, bool)
-        ):
-            cid = command_id
-        self._command_in_effect = cid if 1 <= cid <= U64_MAX else 0
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._command_in_effect = outer
-            self._deadline.valid = False  # a command may move any deadline (invalidate)
-
-    return run
-
-
 _BOLUS_EVENTS = {
     TherapyState.CLINICIAN_BOLUS: EventKind.CLINICIAN_BOLUS_COMPLETED,
     TherapyState.PATIENT_BOLUS: EventKind.PATIENT_BOLUS_COMPLETED,
     TherapyState.PRIMING: EventKind.PRIMING_COMPLETED,
 }
-
-
-class Engine(Protocol):
-    """The delivery engine's pinned API (docs/architecture.md): the real engine or the
-    reference stepper can drive the firmware."""
-
-    @property
-    def now_ms(self) -> int: ...
-    @property
-    def basal_rate_nl_per_day(self) -> int: ...
-    @property
-    def bolus_active(self) -> bool: ...
-    @property
-    def bolus_strokes_remaining(self) -> int: ...
-    @property
-    def plan(self) -> RatePlan | None: ...
-    def set_basal(self, rate_nl_per_day: int) -> None: ...
-    def follow(self, plan: RatePlan) -> None: ...
-    def start_bolus(self, strokes: int, duration_ms: int) -> None: ...
-    def cancel_bolus(self) -> int: ...
-    def advance(self, now_ms: int) -> Strokes: ...
-    def advance_count(self, now_ms: int) -> int: ...
-    def next_stroke_ms(self) -> int | None: ...
-    def time_of_stroke(self, k: int) -> int | None: ...
-    def strokes_between(self, until_ms: int) -> int: ...
-    def state(self) -> EngineState: ...
 
 
 @dataclass(frozen=True, slots=True)
