@@ -94,7 +94,20 @@ class EventLog:
             and 0 <= value_a <= U64_MAX and 0 <= value_b <= U64_MAX
         ):  # fmt: skip
             LogEntry(*row)  # the per-field checks, with their messages (or an int subclass)
-        self._keep(row)
+        if kind in _SHARE_OF:
+            self._keep(row)
+        else:  # _keep for an entry of no flood share (nearly every one), inlined
+            other = self._other
+            if self._held < self._capacity:
+                self._held += 1
+            else:
+                for queue in self._shares:
+                    if queue:
+                        self._drop_oldest()  # a share may hold the oldest entry
+                        break
+                else:
+                    other.popleft()  # every share empty: the oldest is here
+            other.append(row)
         self._next_seq = seq + 1
         return seq
 
