@@ -279,7 +279,16 @@ class FluidPath:
             self._dry += wanted - moved
             if moved:
                 self._pumped += moved
-                mass = self._draw(moved)
+                # _draw, inlined: the reservoir holds one whole strength (steady), so the
+                # mass drawn is the segment's share of what left, exactly as _draw gives.
+                segment_nl = self._res_segment_nl
+                self._reservoir = left = reservoir - moved
+                if segment_nl <= 0:
+                    mass = 0
+                else:
+                    segment_pg = self._res_segment_pg
+                    after = segment_pg * left // segment_nl if left > 0 else 0
+                    mass = segment_pg * reservoir // segment_nl - after
                 if self._catheter_state is CatheterState.MIGRATED:
                     self._misplaced += moved
                     self._misplaced_pg += mass
