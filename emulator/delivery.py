@@ -39,6 +39,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _require_int(name: str, value: object, minimum: int) -> int:
+    if type(value) is int and value >= minimum:
+        return value  # the common case, without isinstance calls (every bolus)
     # bool is an int subclass; a True where a rate belongs is a caller bug, not a 1.
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -226,15 +228,22 @@ class DeliveryEngine:
         # Once per pump step: _basal_total inlined, no tuple built for its two results.
         plan = self._plan
         if plan is None:
-            base_then = 0
+            base_then = rate = 0
             basal_total = self._acc + self._rate * (now_ms - self._now)
         else:
-            base_then = plan.cumulative(now_ms)
+            base_then, rate = plan.gain_and_rate(now_ms)
             basal_total = self._acc + base_then - self._base
         threshold = self._threshold
         basal_n = basal_total // threshold
         bolus_n = self._bolus_between(now_ms) if self._bolus_n else 0
-        self._move(now_ms, basal_total - basal_n * threshold, base_then)
+        # _move, inlined (once per pump step).
+        self._acc = basal_total - basal_n * threshold
+        self._now = now_ms
+        if plan is not None:
+            self._rate = rate
+            self._base = base_then
+        if self._bolus_n and self._bolus_fired_by(now_ms) == self._bolus_n:
+            self._clear_bolus()
         return basal_n + bolus_n
 
     def _basal_total(self, now_ms: int) -> tuple[int, int]:
@@ -291,7 +300,14 @@ class DeliveryEngine:
         """How many strokes would fire in (now_ms, until_ms] at current settings, no advance."""
         if type(until_ms) is not int or until_ms < self._now:
             self._check_not_past(until_ms)  # raises, unless an int subclass (as before)
-        return self._between(until_ms)
+        # _between, inlined (the firmware asks once per step, deadlines.py).
+        plan = self._plan
+        if plan is None:
+            gained = self._rate * (until_ms - self._now)
+        else:
+            gained = plan.cumulative(until_ms) - self._base
+        basal = (self._acc + gained) // self._threshold
+        return basal + self._bolus_between(until_ms) if self._bolus_n else basal
 
     # -- persistence (H4: restore exactly after a reset) -------------------------------------
 
@@ -360,12 +376,20 @@ class DeliveryEngine:
 
     def _bolus_fired_by(self, t: int) -> int:
         """Bolus strokes with time <= t (t >= t0), from the inverted closed form."""
-        return min(self._bolus_n, (t - self._bolus_t0) * self._bolus_n // self._bolus_d)
+        n = self._bolus_n
+        fired = (t - self._bolus_t0) * n // self._bolus_d
+        return fired if fired < n else n
 
     def _bolus_between(self, until_ms: int) -> int:
-        if not self._bolus_n:
+        n = self._bolus_n
+        if not n:
             return 0
-        return self._bolus_fired_by(until_ms) - self._bolus_fired_by(self._now)
+        # _bolus_fired_by at both ends, inlined (every step of a bolus).
+        t0 = self._bolus_t0
+        d = self._bolus_d
+        then = (until_ms - t0) * n // d
+        now = (self._now - t0) * n // d
+        return (then if then < n else n) - (now if now < n else n)
 
     def _bolus_time(self, k: int) -> int:
         """Time of the k-th bolus stroke still to come (caller checks k <= remaining)."""

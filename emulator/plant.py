@@ -303,13 +303,13 @@ class Plant:
         """Charge left at ``now_ms`` (default: the plant's now), floored at 0."""
         t = self._now if now_ms is None else now_ms
         p = self._profile
-        used = (
+        left = p.battery_capacity_nah - (
             p.battery_nah_per_hour_idle * (t - self._start_ms) // MS_PER_HOUR
             + p.battery_nah_per_stroke * self._strokes_attempted
             + p.battery_nah_per_session * self._sessions
             + self._drained_nah
         )
-        return max(0, p.battery_capacity_nah - used)
+        return left if left > 0 else 0  # several times a step: no max() call
 
     def can_move(self) -> bool:
         """Would a commanded stroke move fluid now? (The firmware may only sense part of it.)"""
@@ -333,7 +333,14 @@ class Plant:
         then skips the steps flex boundaries would make (docs/pump-model.md, "Time")."""
         if (PPM + self._bias_ppm - self._spread_ppm) * self._stroke_nl <= 2 * PPM:
             return False
-        if self.battery_nah(until_ms) <= self._profile.battery_nah_per_stroke * strokes:
+        p = self._profile
+        left = p.battery_capacity_nah - (  # battery_nah(until_ms), inlined (unfloored)
+            p.battery_nah_per_hour_idle * (until_ms - self._start_ms) // MS_PER_HOUR
+            + p.battery_nah_per_stroke * self._strokes_attempted
+            + p.battery_nah_per_session * self._sessions
+            + self._drained_nah
+        )
+        if left <= p.battery_nah_per_stroke * strokes:
             return False
         return self._fluid.slicing_invariant()
 
@@ -393,26 +400,34 @@ class Plant:
             raise ValueError(f"plant time went backwards: {now_ms} < {self._now}")
         # The strokes fell in (now, now_ms], under the state the plant had since now: a
         # change due at now_ms (a recovery) applies to later strokes only.
-        moved = self._move(strokes, now_ms) if strokes > 0 else 0
-        self.update(now_ms)
-        return moved
-
-    def _move(self, strokes: int, until_ms: int | None = None) -> int:
-        # can_move, inlined (every pump step): the battery only when the rest would move.
-        moving = self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
-        first = self._strokes_attempted
-        self._strokes_attempted += strokes
-        if not moving:
-            return 0
-        before = self._bias_volume(self._bias_strokes)
-        self._bias_strokes += strokes
-        wanted = self._bias_volume(self._bias_strokes) - before
-        if self._stroke_seed is not None:  # a closed form over the stroke indices: O(1)
-            wanted += jitter_volume_nl(
-                self._stroke_seed, self._spread_ppm, self._stroke_nl, first, first + strokes
+        moved = 0
+        if strokes > 0:
+            # The move, inline (once per pump step). can_move, inlined: the battery only
+            # when the rest would move.
+            first = self._strokes_attempted
+            moving = (
+                self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
             )
-        end = self._now if until_ms is None else until_ms
-        return self._fluid.displace(max(wanted, 0), self._now, end)
+            self._strokes_attempted = first + strokes
+            if moving:
+                # _bias_volume(after) - _bias_volume(before), inlined; the base cancels.
+                stroke_nl = self._stroke_nl
+                bias_ppm = self._bias_ppm
+                nominal = self._bias_strokes * stroke_nl
+                self._bias_strokes += strokes
+                total = self._bias_strokes * stroke_nl
+                wanted = total + total * bias_ppm // PPM - nominal - nominal * bias_ppm // PPM
+                if self._stroke_seed is not None:  # a closed form over the stroke indices
+                    wanted += jitter_volume_nl(
+                        self._stroke_seed, self._spread_ppm, stroke_nl, first, first + strokes
+                    )
+                moved = self._fluid.displace(wanted if wanted > 0 else 0, self._now, now_ms)
+        change = self._motor_change_ms
+        if change is not None and change <= now_ms:
+            self.update(now_ms)
+        else:
+            self._now = now_ms  # update's whole effect when no motor change falls due
+        return moved
 
     def _bias_volume(self, strokes: int) -> int:
         nominal = strokes * self._stroke_nl

@@ -15,13 +15,14 @@ a float in a profile is refused like any other wrong type (docs/architecture.md 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.drug_library import default_library
 from emulator.errors import ProfileError
 from protocol.documents import DocumentError, parse_toml
@@ -547,10 +548,14 @@ def profile_from_fields(fields: object, source: str) -> Profile:
     return replace(profile, source=saved_source)
 
 
-@functools.cache
 def builtin_profile_names() -> tuple[str, ...]:
-    """The profiles shipped with pumpemu, by name (the file stem). Read once per process:
-    the shipped files do not change under a running program."""
+    """The profiles shipped with pumpemu, by name (the file stem)."""
+    return _builtin_names()
+
+
+@cache
+def _builtin_names() -> tuple[str, ...]:
+    # Package data: fixed for the life of the process, so listed once.
     folder = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR)
     return tuple(
         sorted(
@@ -561,36 +566,56 @@ def builtin_profile_names() -> tuple[str, ...]:
     )
 
 
-@functools.cache
-def _builtin_profile(name: str) -> Profile:
-    """A built-in profile, parsed once per process. A ``Profile`` is frozen and never
-    edited, so every caller can share one: a campaign worker builds two pumps' worth of
-    profile per run, and parsing the TOML each time was a fifth of a 30-day run's cost."""
+@cache
+def _builtin_text(name: str) -> str:
+    # Package data, like the names: read once per process.
     resource = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR, f"{name}.toml")
-    return _parse_profile_text(resource.read_text(encoding="utf-8"), f"built-in profile {name}")
+    return resource.read_text(encoding="utf-8")
+
+
+_PARSED_LIMIT = 32
+"""How many parsed profiles ``load_profile`` keeps (by source and exact text)."""
+_parsed: dict[tuple[str, str], Profile] = {}
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a built-in profile by name, or any profile file by path (read each time: a
-    user's file may change between loads)."""
-    if isinstance(name_or_path, str) and name_or_path in builtin_profile_names():
-        return _builtin_profile(name_or_path)
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise ProfileError(
-            f"no profile {str(name_or_path)!r}: not a built-in "
-            f"({', '.join(builtin_profile_names())}) and not a file"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
-    return _parse_profile_text(text, str(path))
+    """Load a built-in profile by name, or any profile file by path.
 
-
-def _parse_profile_text(text: str, source: str) -> Profile:
+    A file given by path is read on every call (a built-in, package data, once per
+    process); a text already parsed under the same source gives the same (frozen) Profile
+    again, so implanting many pumps parses each profile once (the TOML parse was most of
+    an implant's cost, benchmarks/delivery.py). An edited file is a new text, parsed and
+    checked afresh."""
+    if isinstance(name_or_path, str) and name_or_path in _builtin_names():
+        text = _builtin_text(name_or_path)
+        source = f"built-in profile {name_or_path}"
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ProfileError(
+                f"no profile {str(name_or_path)!r}: not a built-in "
+                f"({', '.join(_builtin_names())}) and not a file"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
+        source = str(path)
+    key = (source, text)
+    profile = _parsed.get(key)
+    if profile is not None and not CHECK_ALL.on:
+        return profile
+    kept = profile
     try:
         data = parse_toml(text)
     except DocumentError as exc:
         raise ProfileError(f"{source}: {exc}") from None
-    return parse_profile(data, source)
+    profile = parse_profile(data, source)
+    if kept is not None:  # check mode (emulator/cache_checks.py): the kept one must match
+        if kept != profile:
+            raise CacheCheckError(f"{source}: the kept parse differs from a fresh one")
+        return kept
+    if len(_parsed) >= _PARSED_LIMIT:
+        _parsed.clear()  # bounded: a long campaign over many profile files stays small
+    _parsed[key] = profile
+    return profile

@@ -167,6 +167,7 @@ class Pump:
             catheter_primed=catheter_primed,
         )
         self._last_withdrawn = 0
+        self._blocked = False  # set by advance_to before any step (_step)
 
     # ====================================================================================
     # Time
@@ -198,12 +199,15 @@ class Pump:
     def advance_to(self, time_ms: int) -> None:
         """Let internal time reach ``time_ms``, stepping from event to event. To reach a
         pump-clock instant ``t``, advance to ``t - (status.local_time_ms - status.time_ms)``."""
-        if isinstance(time_ms, bool) or not isinstance(time_ms, int):
+        if type(time_ms) is not int and (isinstance(time_ms, bool) or not isinstance(time_ms, int)):
             raise TypeError("time_ms must be an int")
         if time_ms < self._now:
             raise TimeError(f"time went backwards: {time_ms} < now {self._now}")
+        # What the sensors see of the mechanism, found once here and then carried from step
+        # to step: only a step (the plant's update) changes it between two commands.
+        self._blocked = self._sensed_blocked()
         while True:
-            due = self._next_event()
+            due = self._next_event(self._blocked, time_ms)
             if due is None or due > time_ms:
                 break
             self._step(due)
@@ -216,12 +220,18 @@ class Pump:
         boundary counts (the basal rate changes there), though ``advance_to`` need not
         step there."""
         fw = self._fw
-        times = [self._next_event(), fw.next_rate_change(self._now), *fw.user_deadlines(self._now)]
+        times = [
+            self._next_event(self._sensed_blocked()),
+            fw.next_rate_change(self._now),
+            *fw.user_deadlines(self._now),
+        ]
         future = [t for t in times if t is not None and t > self._now]
         return min(future, default=None)
 
-    def _next_event(self) -> int | None:
+    def _next_event(self, blocked: bool, until_ms: int | None = None) -> int | None:
         # Once per step: candidates are compared as they come, no list or generator built.
+        # ``blocked``: what the sensors see of the mechanism now (``_sensed_blocked``).
+        # ``until_ms``: the caller steps only to an event at or before it (advance_to).
         now = self._now
         fw = self._fw
         due = fw.next_deadline(now)
@@ -231,11 +241,11 @@ class Pump:
         if t is not None and t > now and (due is None or t < due):
             due = t
         if fw.stall_detected:
-            if not self._sensed_blocked():
+            if not blocked:
                 t = self._next_retry_ms()
                 if t > now and (due is None or t < due):
                     due = t
-        elif self._sensed_blocked():
+        elif blocked:
             # The sensor notices at the first stroke the firmware commands.
             stroke = fw.engine.next_stroke_ms()
             if stroke is not None and stroke > now and (due is None or stroke < due):
@@ -251,6 +261,8 @@ class Pump:
         change = plan.next_change_ms(now)
         if due is not None and change >= due:
             return due
+        if until_ms is not None and change > until_ms:
+            return change  # no step before until_ms either way: nothing to decide
         # The engine integrates the schedule across flex boundaries; the plant needs a step
         # at one only when its results would depend on where steps fall (a restriction, a
         # mixed concentration, a battery near flat): then it steps there as it always did.
@@ -275,11 +287,12 @@ class Pump:
         return motor or (p.sensor_flow_valve and truth.truth().valve_closed)
 
     def _step(self, t: int) -> None:
+        """Step to ``t`` (``advance_to`` only). ``_blocked`` is what the sensors see of the
+        mechanism over (now, t]: a change due at t (a recovery) applies to later strokes
+        only, as in Plant.pump. The step leaves it as they see it after."""
         fw = self._fw
         plant = self._plant
-        # What the sensors see of the mechanism over (now, t]: a change due at t (a
-        # recovery) applies to later strokes only, as in Plant.pump.
-        blocked = self._sensed_blocked()
+        blocked = self._blocked
         commanded = fw.command_strokes(t)
         plant.pump(commanded.count, t)  # tried, whether or not the rotor turns
         self._now = t
@@ -290,7 +303,12 @@ class Pump:
                 fw.on_stall_detected(t)
             else:
                 fw.on_strokes_delivered(commanded)
-        if fw.stall_detected and not self._sensed_blocked() and self._next_retry_ms() == t:
+        # _sensed_blocked, inlined (every step).
+        p = self._profile
+        self._blocked = blocked = (p.sensor_motor_stall and plant.motor is not MotorState.OK) or (
+            p.sensor_flow_valve and plant.truth().valve_closed
+        )
+        if fw.stall_detected and not blocked and self._next_retry_ms() == t:
             fw.on_motor_recovered(t)
         fw.after_step(t, plant.battery_nah(t))
 
@@ -673,6 +691,7 @@ class Pump:
         pump._engine_factory = DeliveryEngine
         pump._catheter_length_cm = record["catheter_length_cm"]
         pump._last_withdrawn = record["last_withdrawn"]
+        pump._blocked = False
         pump._plant = Plant.from_dict(profile, record["plant"])
         pump._fw = Firmware.from_snapshot_state(profile, engine, log, record["firmware"])
         if engine.now_ms != pump._now:

@@ -21,6 +21,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from itertools import pairwise
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
+
 __all__ = ["RatePlan"]
 
 
@@ -28,7 +30,18 @@ class RatePlan:
     """Rates ``rates[i]`` from offset ``starts[i]`` (ms into the period) to the next start;
     internal time t sits at offset ``(t + shift_ms) % period_ms``."""
 
-    __slots__ = ("_per_period", "_period", "_prefix", "_rates", "_shift", "_starts", "constant")
+    __slots__ = (
+        "_check",
+        "_count",
+        "_near",
+        "_per_period",
+        "_period",
+        "_prefix",
+        "_rates",
+        "_shift",
+        "_starts",
+        "constant",
+    )
 
     def __init__(
         self, starts: tuple[int, ...], rates: tuple[int, ...], period_ms: int, shift_ms: int
@@ -44,6 +57,7 @@ class RatePlan:
             # period): make that explicit so every offset has a step at or before it.
             starts, rates = (0, *starts), (rates[-1], *rates)
         self._starts = starts
+        self._count = len(starts)
         self._rates = rates
         self._period = period_ms
         self._shift = shift_ms
@@ -55,6 +69,13 @@ class RatePlan:
         self._per_period = prefix[-1]
         self.constant = len(set(rates)) == 1
         """True when the rate never changes: the plan has no boundary that matters."""
+        # The step holding the time last asked about by the engine's step or the pump's
+        # look-ahead (start, end, cumulative at start, rate, on the internal timeline):
+        # within one step every answer is linear in t, so times inside it need no divmod
+        # and no bisection, and get exactly what the full look-up gives
+        # (tests/emulator/test_rate_plan_steps.py).
+        self._near = (0, 0, 0, 0)  # an empty interval: the first look-up misses
+        self._check = CHECK_ALL.on  # check mode (emulator/cache_checks.py)
 
     @property
     def per_period(self) -> int:
@@ -63,21 +84,62 @@ class RatePlan:
 
     def rate_at(self, t: int) -> int:
         """The rate in force at internal time t (a step starting exactly then included)."""
-        return self._rates[bisect_right(self._starts, (t + self._shift) % self._period) - 1]
+        step = self._near
+        if not step[0] <= t < step[1]:
+            step = self._near = self._step(t)
+        elif self._check:
+            self._verify(t, step)
+        return step[3]
 
     def next_change_ms(self, t: int) -> int:
         """The first internal time after t where a step starts."""
-        offset = (t + self._shift) % self._period
-        index = bisect_right(self._starts, offset)
-        end = self._starts[index] if index < len(self._starts) else self._period
-        return t - offset + end
+        step = self._near
+        if not step[0] <= t < step[1]:
+            step = self._near = self._step(t)
+        elif self._check:
+            self._verify(t, step)
+        return step[1]
 
     def cumulative(self, t: int) -> int:
         """The gain from the plan's origin to internal time t (nL*ms/day)."""
+        step = self._near
+        if step[0] <= t < step[1]:
+            if self._check:
+                self._verify(t, step)
+            return step[2] + step[3] * (t - step[0])
+        # Elsewhere (a far deadline): looked up, not kept, so the step holding now stays.
         periods, offset = divmod(t + self._shift, self._period)
         i = bisect_right(self._starts, offset) - 1
         within = self._rates[i] * (offset - self._starts[i])
         return periods * self._per_period + self._prefix[i] + within
+
+    def gain_and_rate(self, t: int) -> tuple[int, int]:
+        """``(cumulative(t), rate_at(t))`` in one look-up (the engine's step needs both)."""
+        step = self._near
+        if not step[0] <= t < step[1]:
+            step = self._near = self._step(t)
+        elif self._check:
+            self._verify(t, step)
+        return step[2] + step[3] * (t - step[0]), step[3]
+
+    def _verify(self, t: int, kept: tuple[int, int, int, int]) -> None:
+        fresh = self._step(t)
+        if fresh != kept:
+            raise CacheCheckError(f"rate plan kept step {kept} but t={t} lies in {fresh}")
+
+    def _step(self, t: int) -> tuple[int, int, int, int]:
+        """The step holding internal time t: (start, end, cumulative at start, rate)."""
+        periods, offset = divmod(t + self._shift, self._period)
+        starts = self._starts
+        i = bisect_right(starts, offset) - 1
+        base = t - offset
+        end = starts[i + 1] if i + 1 < self._count else self._period
+        return (
+            base + starts[i],
+            base + end,
+            periods * self._per_period + self._prefix[i],
+            self._rates[i],
+        )
 
     def gain(self, t0: int, t1: int) -> int:
         """The gain over (t0, t1], t0 <= t1."""

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
+
 __all__ = ["jitter_level_nl", "jitter_volume_nl", "stroke_volumes_nl"]
 
 PPM = 1_000_000
@@ -43,11 +45,12 @@ def _splitmix64(x: int) -> int:
     return z ^ (z >> 31)
 
 
-@lru_cache(maxsize=64)
 def _level(key: int, half: int, stroke_nl: int, index: int) -> int:
-    # Cached: the plant asks for [m, n) then [n, p), so each level is hashed once (a pure
-    # function of its arguments; the cache changes the cost, never a result).
-    draw = _splitmix64(key ^ (index & _MASK))
+    # _splitmix64(key ^ index), inlined: one new level every pump step.
+    z = ((key ^ (index & _MASK)) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    draw = z ^ (z >> 31)
     return stroke_nl * (draw % (2 * half + 1) - half) // PPM
 
 
@@ -64,6 +67,17 @@ def jitter_level_nl(seed: int, spread_ppm: int, stroke_nl: int, index: int) -> i
     return _level(_key(seed), half, stroke_nl, index)
 
 
+_last: list[tuple[int, int, int, int, int, int]] = [
+    (-1, 1, 1, 0, _level(_key(-1), 1, 1, 0), _key(-1))  # a true entry, as every one is
+]
+"""The level computed last, as (seed, half, stroke_nl, index, level, the seed's key): the
+plant asks for [m, n) then [n, p), so J(n) is hashed once, not twice, and the seed's key is
+not looked up again (pure functions of their arguments: the memo changes the cost, never a
+result). One tuple, read and replaced whole, so two threads driving two pumps can only miss
+it, never mix one's level into the other's (a one-item list: the tuple is swapped, never
+edited)."""
+
+
 def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end: int) -> int:
     """The jitter, in nL, of strokes ``[first, end)``: ``J(end) - J(first)``, exactly."""
     if end < first:
@@ -71,8 +85,21 @@ def jitter_volume_nl(seed: int, spread_ppm: int, stroke_nl: int, first: int, end
     half = spread_ppm // 2
     if end == first or half == 0:
         return 0
-    key = _key(seed)
-    return _level(key, half, stroke_nl, end) - _level(key, half, stroke_nl, first)
+    last = _last[0]
+    if last[0] == seed:
+        key = last[5]
+        if last[3] == first and last[1] == half and last[2] == stroke_nl:
+            low = last[4]
+            if CHECK_ALL.on and (key != _key(seed) or low != _level(key, half, stroke_nl, first)):
+                raise CacheCheckError(f"kept jitter level {low} at stroke {first} is stale")
+        else:
+            low = _level(key, half, stroke_nl, first)
+    else:
+        key = _key(seed)
+        low = _level(key, half, stroke_nl, first)
+    high = _level(key, half, stroke_nl, end)
+    _last[0] = (seed, half, stroke_nl, end, high, key)
+    return high - low
 
 
 def stroke_volumes_nl(

@@ -67,6 +67,8 @@ class PlanCache:
         if not applies:
             engine.set_basal(0)
             return
-        plan = self.plan(schedule, clock_offset_ms)
+        plan = self._plan  # ``plan``, inlined: the firmware runs the schedule every step
+        if plan is None or schedule is not self._schedule or clock_offset_ms != self._offset:
+            plan = self.plan(schedule, clock_offset_ms)
         if engine.plan is not plan:
             engine.follow(plan)

@@ -12,7 +12,8 @@ check, a stroke the sensor saw blocked or an empty estimate cut, a reboot; and a
 at or before now is always recomputed (the deadline came: acting on it changes state).
 
 Check mode (``check=True`` on one cache, or ``CHECK_ALL.on = True`` for every pump built
-afterwards; tests/conftest.py turns it on for the whole suite) recomputes on every request
+afterwards, the engine's one switch in emulator/cache_checks.py; tests/conftest.py turns it
+on for the whole suite) recomputes on every request
 and raises ``DeadlineCacheError`` if the kept answer differs, so a missed invalidation fails
 a test rather than shifting a stroke. The emulator reads no environment (it is a library:
 tests/test_layering.py), so a debugging caller sets the switch itself.
@@ -22,22 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError, CheckSwitch
+
 __all__ = ["CHECK_ALL", "CheckSwitch", "DeadlineCache", "DeadlineCacheError"]
 
 
-class CheckSwitch:
-    """Whether caches built from now on start in check mode (one process-wide switch)."""
-
-    __slots__ = ("on",)
-
-    def __init__(self) -> None:
-        self.on = False
-
-
-CHECK_ALL = CheckSwitch()
-
-
-class DeadlineCacheError(AssertionError):
+class DeadlineCacheError(CacheCheckError):
     """Check mode found a kept deadline that a fresh computation contradicts: a firmware
     change that can move the deadline does not invalidate the cache."""
 
@@ -50,16 +41,19 @@ class DeadlineCache:
     collector, and a replaced pump's memory would linger (benchmarks/delivery.py's
     ``memory_decade_vs_year``)."""
 
-    __slots__ = ("_valid", "_value", "check")
+    __slots__ = ("_value", "check", "valid")
 
     def __init__(self, *, check: bool = False) -> None:
-        self._valid = False
+        self.valid = False
+        """Whether the kept answer may serve the next request; ``invalidate`` clears it.
+        Public so the firmware's hottest paths (every command, log entry and transition)
+        clear it with a store rather than a call."""
         self._value: int | None = None
         self.check = check
 
     def get(self, now_ms: int, compute: Callable[[int], int | None]) -> int | None:
         value = self._value
-        if self._valid and (value is None or value > now_ms):
+        if self.valid and (value is None or value > now_ms):
             if self.check:
                 fresh = compute(now_ms)
                 if fresh != value:
@@ -68,8 +62,8 @@ class DeadlineCache:
                     )
             return value
         value = self._value = compute(now_ms)
-        self._valid = True
+        self.valid = True
         return value
 
     def invalidate(self) -> None:
-        self._valid = False
+        self.valid = False

@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from protocol.device_state import SECURITY_KINDS, EventKind, LogEntry
+from protocol.units import U16_MAX, U32_MAX, U64_MAX
 
 __all__ = ["SECURITY_SHARE_DIVISOR", "EventLog"]
 
@@ -45,6 +46,12 @@ for _index, _kinds in enumerate(FLOOD_SHARES):
         _SHARE_OF.setdefault(_kind, _index)  # the first share naming a kind holds it
 """Each flood-share kind's share, looked up once per entry instead of scanning the shares."""
 
+_Row = tuple[int, int, EventKind, int, int, int]
+"""A held entry: LogEntry's fields in order (seq first, so rows sort by seq). The log
+keeps rows and builds a LogEntry only for a reader: a frozen dataclass per entry written
+was a tenth of a simulated year (benchmarks/delivery.py), and most entries are never read
+before they are dropped."""
+
 
 class EventLog:
     __slots__ = ("_capacity", "_held", "_next_seq", "_other", "_share_capacity", "_shares")
@@ -54,8 +61,8 @@ class EventLog:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
         self._share_capacity = max(1, capacity // SECURITY_SHARE_DIVISOR)
-        self._other: deque[LogEntry] = deque()
-        self._shares: tuple[deque[LogEntry], ...] = tuple(deque() for _ in FLOOD_SHARES)
+        self._other: deque[_Row] = deque()
+        self._shares: tuple[deque[_Row], ...] = tuple(deque() for _ in FLOOD_SHARES)
         self._next_seq = next_seq
         self._held = 0  # entries held over all queues (len)
 
@@ -76,14 +83,36 @@ class EventLog:
     def append(
         self, time_ms: int, kind: EventKind, detail: int = 0, value_a: int = 0, value_b: int = 0
     ) -> int:
-        """Record one event; return its sequence number."""
+        """Record one event; return its sequence number. The values are checked as a
+        LogEntry checks them (its wire ranges), when written."""
         seq = self._next_seq
-        self._keep(LogEntry(seq, time_ms, kind, detail, value_a, value_b))
+        row = (seq, time_ms, kind, detail, value_a, value_b)
+        if not (
+            type(time_ms) is int and type(detail) is int
+            and type(value_a) is int and type(value_b) is int
+            and seq <= U32_MAX and 0 <= time_ms <= U64_MAX and 0 <= detail <= U16_MAX
+            and 0 <= value_a <= U64_MAX and 0 <= value_b <= U64_MAX
+        ):  # fmt: skip
+            LogEntry(*row)  # the per-field checks, with their messages (or an int subclass)
+        if kind in _SHARE_OF:
+            self._keep(row)
+        else:  # _keep for an entry of no flood share (nearly every one), inlined
+            other = self._other
+            if self._held < self._capacity:
+                self._held += 1
+            else:
+                for queue in self._shares:
+                    if queue:
+                        self._drop_oldest()  # a share may hold the oldest entry
+                        break
+                else:
+                    other.popleft()  # every share empty: the oldest is here
+            other.append(row)
         self._next_seq = seq + 1
         return seq
 
-    def _keep(self, entry: LogEntry) -> None:
-        share = _SHARE_OF.get(entry.kind)
+    def _keep(self, entry: _Row) -> None:
+        share = _SHARE_OF.get(entry[2])
         if share is not None:
             queue = self._shares[share]
             if len(queue) >= self._share_capacity:
@@ -103,18 +132,18 @@ class EventLog:
         # building a list (seqs are unique, so there is no tie).
         oldest = self._other
         for queue in self._shares:
-            if queue and (not oldest or queue[0].seq < oldest[0].seq):
+            if queue and (not oldest or queue[0][0] < oldest[0][0]):
                 oldest = queue
         oldest.popleft()
 
     def entries(self, since_seq: int = 0) -> tuple[LogEntry, ...]:
         """The retained entries with ``seq >= since_seq``, oldest first."""
-        merged = heapq.merge(self._other, *self._shares, key=lambda e: e.seq)
-        return tuple(e for e in merged if e.seq >= since_seq)
+        merged = heapq.merge(self._other, *self._shares)  # rows sort by seq (unique)
+        return tuple(LogEntry(*row) for row in merged if row[0] >= since_seq)
 
     def oldest_seq(self) -> int | None:
         """The seq of the oldest entry held, None if the log is empty."""
-        heads = [d[0].seq for d in (self._other, *self._shares) if d]
+        heads = [d[0][0] for d in (self._other, *self._shares) if d]
         return min(heads, default=None)
 
     def __len__(self) -> int:
@@ -125,8 +154,8 @@ class EventLog:
             "capacity": self.capacity,
             "next_seq": self._next_seq,
             "entries": [
-                [e.seq, e.time_ms, int(e.kind), e.detail, e.value_a, e.value_b]
-                for e in self.entries()
+                [seq, t, int(kind), detail, a, b]
+                for seq, t, kind, detail, a, b in heapq.merge(self._other, *self._shares)
             ],
         }
 
@@ -153,5 +182,7 @@ class EventLog:
         for entry in entries:
             if entry.seq < self._next_seq:
                 raise ValueError("log sequence numbers must strictly increase")
-            self._keep(entry)
+            self._keep(
+                (entry.seq, entry.time_ms, entry.kind, entry.detail, entry.value_a, entry.value_b)
+            )
             self._next_seq = entry.seq + 1

@@ -26,18 +26,15 @@ the firmware converts.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any
 
-from emulator.delivery import EngineState, Strokes
 from emulator.drug_library import DrugLibrary, default_library
-from emulator.firmware import readouts, service
+from emulator.firmware import deadlines, readouts, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.basal_plan import PlanCache, next_rate_change
+from emulator.firmware.command_scope import command as _command
 from emulator.firmware.concentration_change import (
     PendingChange,
     TipAction,
@@ -48,6 +45,7 @@ from emulator.firmware.concentration_change import (
 )
 from emulator.firmware.deadline_cache import CHECK_ALL, DeadlineCache
 from emulator.firmware.drug_checks import Review, check_stage
+from emulator.firmware.engine_api import Engine
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.forecast import reservoir_crossings
 from emulator.firmware.interlocks import (
@@ -76,7 +74,19 @@ from emulator.firmware.results import (
 )
 from emulator.firmware.schedule import Schedule
 from emulator.firmware.service import CatheterBelief
-from emulator.firmware.therapy_table import FIXED_TARGETS, Go, Refuse, Target, TherapyInput, lookup
+from emulator.firmware.therapy_table import (
+    BASAL_UNDER_BOLUS_STATES,
+    BOLUS_STATES,
+    DELIVERING_STATES,
+    FIXED_TARGETS,
+    RUNNING_STATES,
+    TABLE,
+    Go,
+    Refuse,
+    Target,
+    TherapyInput,
+    lookup,
+)
 from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
 from emulator.rate_plan import RatePlan
@@ -90,9 +100,9 @@ __all__ = ["BY_COMMAND", "NV_MAGIC", "Commanded", "Engine", "Firmware", "Firmwar
 
 NV_MAGIC = b"PEMU-NV1"
 
-_RUNNING = frozenset({TherapyState.CONTINUOUS, TherapyState.FLEX})
-_BOLUS = frozenset({TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS, TherapyState.PRIMING})
-_DELIVERING = _RUNNING | _BOLUS
+_RUNNING = RUNNING_STATES
+_BOLUS = BOLUS_STATES
+_DELIVERING = DELIVERING_STATES
 
 BY_COMMAND = frozenset(
     {
@@ -142,76 +152,11 @@ _OPCODES: dict[TherapyInput, Opcode] = {
 without one (the firmware's own sensor and timer inputs) are logged with 0: an internal
 enumeration value never reaches the log."""
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _command(
-    method: Callable[Concatenate[Firmware, _P], _R],
-) -> Callable[Concatenate[Firmware, _P], _R]:
-    """Run a command method with its command id in effect: every entry of a BY_COMMAND
-    kind written meanwhile (the command's own, an alarm it raised or cleared, a bolus it
-    cancelled) carries that id in ``value_b``."""
-    # Where command_id sits, found once: binding the signature on every call cost a sixth
-    # of a simulated year (benchmarks/delivery.py).
-    parameters = list(inspect.signature(method).parameters.values())[1:]  # without self
-    names = [p.name for p in parameters]
-    position = names.index("command_id") if "command_id" in names else None
-    default = parameters[position].default if position is not None else None
-    if default is inspect.Parameter.empty:
-        default = None
-
-    @functools.wraps(method)
-    def run(self: Firmware, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if "command_id" in kwargs:
-            command_id = kwargs["command_id"]
-        elif position is not None and position < len(args):
-            command_id = args[position]
-        else:
-            command_id = default
-        outer = self._command_in_effect
-        cid = command_id if isinstance(command_id, int) and not isinstance(command_id, bool) else 0
-        self._command_in_effect = cid if 1 <= cid <= U64_MAX else 0
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._command_in_effect = outer
-            self._deadline.invalidate()  # a command may move any deadline
-
-    return run
-
-
 _BOLUS_EVENTS = {
     TherapyState.CLINICIAN_BOLUS: EventKind.CLINICIAN_BOLUS_COMPLETED,
     TherapyState.PATIENT_BOLUS: EventKind.PATIENT_BOLUS_COMPLETED,
     TherapyState.PRIMING: EventKind.PRIMING_COMPLETED,
 }
-
-
-class Engine(Protocol):
-    """The delivery engine's pinned API (docs/architecture.md): the real engine or the
-    reference stepper can drive the firmware."""
-
-    @property
-    def now_ms(self) -> int: ...
-    @property
-    def basal_rate_nl_per_day(self) -> int: ...
-    @property
-    def bolus_active(self) -> bool: ...
-    @property
-    def bolus_strokes_remaining(self) -> int: ...
-    @property
-    def plan(self) -> RatePlan | None: ...
-    def set_basal(self, rate_nl_per_day: int) -> None: ...
-    def follow(self, plan: RatePlan) -> None: ...
-    def start_bolus(self, strokes: int, duration_ms: int) -> None: ...
-    def cancel_bolus(self) -> int: ...
-    def advance(self, now_ms: int) -> Strokes: ...
-    def advance_count(self, now_ms: int) -> int: ...
-    def next_stroke_ms(self) -> int | None: ...
-    def time_of_stroke(self, k: int) -> int | None: ...
-    def strokes_between(self, until_ms: int) -> int: ...
-    def state(self) -> EngineState: ...
 
 
 StatusFigures = tuple[TherapyState, int, int, int, frozenset[AlarmKind], int | None, int]
@@ -277,13 +222,16 @@ class FirmwareStatus:
     reports it: it is the committed one; ``prescription`` is the one running)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commanded:
-    """The strokes the firmware commanded in one step: ``count`` in all, ``bolus`` of them
-    on the bolus channel (the rest are basal)."""
+    """The strokes the firmware commanded in one step ending at ``at_ms``: ``count`` in
+    all, ``bolus`` of them on the bolus channel (the rest are basal). Not frozen: one is
+    built every pump step and handed straight to the pump, and a frozen dataclass sets
+    each field through ``object.__setattr__``."""
 
     count: int
     bolus: int
+    at_ms: int = 0
 
 
 _NOTHING = Commanded(0, 0)
@@ -437,8 +385,12 @@ class Firmware:
         return None if at_ms is None else at_ms + self._clock_offset_ms
 
     def patient_boluses_in_24h(self, now_ms: int) -> int:
-        self._prune(now_ms)
-        return len(self._patient_grants)
+        grants = self._patient_grants
+        clinician = self._clinician_boluses
+        horizon = now_ms - MS_PER_DAY
+        if (grants and grants[0] <= horizon) or (clinician and clinician[0][0] <= horizon):
+            self._prune(now_ms)  # otherwise (most requests) there is nothing to forget
+        return len(grants)
 
     def lockout_until_ms(self) -> int:
         return self._lockout_until_ms
@@ -503,7 +455,7 @@ class Firmware:
         "empty" is when less than one stroke is left. The schedule runs on the pump clock,
         so the answer is on it already: what STATUS and PRESCRIPTION_STAGED report,
         never a deadline to advance to (the pump steps to the crossing by stroke
-        count, ``_next_reservoir_crossing``).
+        count, deadlines.py ``next_reservoir_crossing``).
         """
         if rx is None:
             rx = self.rx
@@ -540,30 +492,8 @@ class Firmware:
         """The cache behind ``next_deadline`` (its ``check`` flag turns on check mode)."""
         return self._deadline
 
-    def _compute_next_deadline(self, now_ms: int) -> int | None:
-        # Once per change: the earliest kept as candidates come, no list built.
-        horizon: int | None = None
-        if self.state is not TherapyState.END_OF_SERVICE:
-            horizon = self._next_battery_check_ms
-            eos = self._eos_ms
-            if eos is not None and eos < horizon:
-                horizon = eos
-            design_eos = self._design_eos_ms
-            if design_eos is not None and self._eri_ms is None:
-                eri = design_eos - self._eri_lead_ms  # design-life ERI
-                horizon = min(horizon, eri)
-        end = self._bolus_end_ms
-        if end is not None and (horizon is None or end < horizon):
-            horizon = end
-        if self._basal_applies() and self.engine.plan is not self._rate_plan():
-            change = self.next_rate_change(now_ms)  # an engine not following the schedule
-            if change is not None and (horizon is None or change < horizon):
-                horizon = change
-        if self.state in _DELIVERING:
-            crossing = self._next_reservoir_crossing(horizon)
-            if crossing is not None and (horizon is None or crossing < horizon):
-                return crossing
-        return horizon
+    _compute_next_deadline = deadlines.next_deadline
+    """The computation behind ``next_deadline`` (deadlines.py), called as a method."""
 
     def next_rate_change(self, now_ms: int) -> int | None:
         """The next flex boundary after now (internal; basal_plan.py), None if none."""
@@ -576,43 +506,9 @@ class Firmware:
     def _run_schedule(self, applies: bool = True) -> None:
         self._plans.run(self.engine, self._schedule, self._clock_offset_ms, applies)
 
-    def _next_reservoir_crossing(self, horizon: int | None) -> int | None:
-        """When the next stroke-counted reservoir event (low, empty) falls, if before horizon.
-
-        Asking the engine for the k-th stroke only when it falls before the horizon keeps
-        this O(1) with the real engine and bounded with the reference stepper.
-        """
-        stroke = self._stroke
-        estimate = self._estimate
-        k = estimate // stroke if estimate >= stroke else 0  # 0: no such crossing
-        to_low = estimate - self.low_threshold_nl
-        if to_low > 0:
-            low = -(-to_low // stroke)
-            if not k or low < k:
-                k = low
-        change = self._change
-        if change is not None and change.old_in_path_nl > 0:
-            # The stroke that pushes the last old drug out of the tip (the bridge's end).
-            bridge = -(-change.old_in_path_nl // stroke)
-            if not k or bridge < k:
-                k = bridge
-        if not k:
-            return None
-        if horizon is not None and self.engine.strokes_between(horizon) < k:
-            return None
-        return self.engine.time_of_stroke(k)
-
     def user_deadlines(self, now_ms: int) -> list[int]:
         """Times after now when what the pump accepts changes (lockout end, stage expiry)."""
-        out = []
-        if self._lockout_until_ms > now_ms:
-            out.append(self._lockout_until_ms)
-        expires = None if self._staged is None else self._staged.expires_ms
-        if expires is not None and expires > now_ms:
-            out.append(expires + 1)
-        if self._patient_grants:
-            out.append(self._patient_grants[0] + MS_PER_DAY)
-        return out
+        return deadlines.user_deadlines(self, now_ms)
 
     # -- the step hooks the pump calls ---------------------------------------------------
 
@@ -625,7 +521,7 @@ class Firmware:
         (the bolus is then dropped by the empty suspension and logged as not delivered).
         """
         engine = self.engine
-        bolus_before = engine.bolus_strokes_remaining
+        bolus_before = engine.bolus_strokes_remaining  # 0, at one call, with no bolus
         # A step that crosses the pump clock's midnight: count exactly how many strokes
         # fell before the new day began, so the day's mass is exact (totals.py).
         offset = self._clock_offset_ms
@@ -637,11 +533,13 @@ class Firmware:
         count = engine.advance_count(now_ms)
         if not count:
             return _NOTHING
-        bolus = bolus_before - engine.bolus_strokes_remaining
-        allowed = min(count, self._estimate // self._stroke)
-        if allowed < count:
-            self._deadline.invalidate()  # strokes cut: the estimate no longer moves with k
-        return Commanded(allowed, max(0, bolus - (count - allowed)))
+        bolus = bolus_before - engine.bolus_strokes_remaining if bolus_before else 0
+        allowed = self._estimate // self._stroke
+        if allowed >= count:
+            return Commanded(count, bolus, now_ms)  # every step but the one that empties
+        self._deadline.invalidate()  # strokes cut: the estimate no longer moves with k
+        bolus -= count - allowed
+        return Commanded(allowed, bolus if bolus > 0 else 0, now_ms)
 
     def on_strokes_delivered(self, commanded: Commanded) -> None:
         """The motor turned the commanded strokes (as far as the firmware can tell). Never
@@ -660,8 +558,12 @@ class Firmware:
         if before:  # the step crossed midnight: the strokes before it count on the old day
             before = min(before, count)
             totals.add(before * stroke * conc)
-        totals.roll_to((self.engine.now_ms + self._clock_offset_ms) // MS_PER_DAY)
-        totals.add((count - before) * stroke * conc)
+        day = (commanded.at_ms + self._clock_offset_ms) // MS_PER_DAY  # the engine's now
+        if day != totals.day:
+            totals.roll_to(day)
+        mass = (count - before) * stroke * conc  # totals.add, inlined (every step)
+        totals.delivered_pg += mass
+        totals.today_pg += mass
         if self._change is not None:
             self._change = self._change.delivered(volume)
         if self._bolus_end_ms is not None:
@@ -670,7 +572,10 @@ class Firmware:
     def after_step(self, now_ms: int, battery_nah: int) -> None:
         """Act on everything due at ``now_ms``, after the strokes up to it were counted."""
         self._before_day = 0
-        self._totals.roll_to((now_ms + self._clock_offset_ms) // MS_PER_DAY)  # day_of
+        day = (now_ms + self._clock_offset_ms) // MS_PER_DAY  # day_of
+        totals = self._totals
+        if day != totals.day:
+            totals.roll_to(day)
         if self._nv_fault is not None and not self._memory_error:
             # The firmware writes its record at every step; a write that does not verify is
             # a memory error (H8). The pump steps 1 ms after the fault (emulator/pump.py).
@@ -678,15 +583,29 @@ class Firmware:
         end = self._bolus_end_ms
         if end is not None and now_ms >= end and not self.engine.bolus_active:
             self._complete_bolus(now_ms)
-        if self._basal_applies():
-            self._run_schedule()  # a no-op while the engine follows the schedule
+        state = self.state
+        if state in _RUNNING or (state in BASAL_UNDER_BOLUS_STATES and self._intent_running):
+            # _basal_applies, inlined (every step); a no-op while the engine follows the
+            # schedule.
+            self._plans.run(self.engine, self._schedule, self._clock_offset_ms, True)
         if self._change is not None:  # otherwise at_tip has nothing to do
             self._check_concentration_change(now_ms)
         if self.state in _DELIVERING and self._estimate < self._stroke:
             # No delivery past an empty estimate: suspend, critical alarm.
             self._empty = True
             self._internal(TherapyInput.RESERVOIR_EMPTY, now_ms)
-        self._check_reservoir_alarms(now_ms)
+        rx = self.rx
+        threshold = (
+            self.profile.low_reservoir_threshold_default_nl
+            if rx is None
+            else rx.low_reservoir_threshold_nl
+        )
+        if (
+            self._estimate <= threshold
+            or self._empty
+            or self.alarms.is_active(AlarmKind.LOW_RESERVOIR)
+        ):  # otherwise (most steps) _check_reservoir_alarms has nothing to raise or clear
+            self._check_reservoir_alarms(now_ms)
         if battery_nah == 0 or now_ms >= self._next_battery_check_ms:
             self._battery_check(now_ms, battery_nah)
         design_eos = self._design_eos_ms
@@ -991,14 +910,12 @@ class Firmware:
                 FieldId.PATIENT_BOLUS_MAX_PER_24H,
                 pb.max_per_24h,
             )
-        elif whole_strokes(pb.dose_nl, self._stroke) * self._stroke > self._estimate:
+        elif (strokes := whole_strokes(pb.dose_nl, self._stroke)) * self._stroke > self._estimate:
             refusal = Refused(
                 RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.PATIENT_BOLUS_DOSE, self._estimate
             )
-        else:
-            refusal = self._concentration_block(
-                whole_strokes(pb.dose_nl, self._stroke) * self._stroke
-            )
+        elif self._change is not None:  # otherwise nothing can block (concentration_change.py)
+            refusal = self._concentration_block(strokes * self._stroke)
         if refusal is not None or pb is None:
             assert refusal is not None
             return self._refuse(refusal, what, now_ms, command_id, patient=True)
@@ -1006,7 +923,7 @@ class Firmware:
         self._lockout_until_ms = now_ms + pb.lockout_s * MS_PER_S
         return self._begin_bolus(
             gate,
-            strokes=whole_strokes(pb.dose_nl, self._stroke),
+            strokes=strokes,
             duration_ms=pb.duration_s * MS_PER_S,
             event=EventKind.PATIENT_BOLUS_GRANTED,
             now_ms=now_ms,
@@ -1256,9 +1173,12 @@ class Firmware:
     def acknowledge_alarm(
         self, kind: AlarmKind, now_ms: int, command_id: int | None
     ) -> Accepted | Refused:
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         if not self.alarms.acknowledge(kind):
             refusal = Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, 0)
             self._log(
@@ -1271,9 +1191,12 @@ class Firmware:
     @_command
     def alarm_test(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Sound both tones for the clinician; no therapy change."""
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         seq = self._log(now_ms, EventKind.ALARM_TEST)
         return self._accepted(command_id, now_ms, seq)
 
@@ -1286,9 +1209,12 @@ class Firmware:
         of the jump; every later stamp is on the new clock, and nothing written before is
         rewritten (docs/protocol.md section 11). The internal timeline does not move.
         """
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         if not 0 <= local_ms <= PUMP_CLOCK_MAX_MS:
             # Beyond it later stamps could overflow the u64 on the wire (protocol.md 8.1).
             limit = 0 if local_ms < 0 else PUMP_CLOCK_MAX_MS
@@ -1348,9 +1274,12 @@ class Firmware:
         """The checks every therapy command passes first: the command id, a memory error
         (H8), the state table, and a detected stall for a transition that would start
         delivery (``delivers``: the request would, if accepted; H5, H12)."""
-        bad_id = self._check_command_id(command_id)
-        if bad_id is not None:
-            return bad_id
+        if command_id is not None and (
+            type(command_id) is not int or not 1 <= command_id <= U64_MAX
+        ):  # otherwise (every valid id) _check_command_id finds nothing
+            bad_id = self._check_command_id(command_id)
+            if bad_id is not None:
+                return bad_id
         if self._memory_error and what is not TherapyInput.CLEAR_MEMORY_ERROR:
             # H8: a memory error blocks every update until a clinician clears it.
             return self._refuse(
@@ -1361,7 +1290,7 @@ class Firmware:
                 patient=patient,
                 opcode=opcode,
             )
-        entry = lookup(self.state, what)
+        entry = TABLE[self.state][what]  # lookup, inlined (every command)
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
             return self._refuse(
@@ -1413,11 +1342,12 @@ class Firmware:
         BY_COMMAND kind gets the command id in effect in value_b."""
         # Every transition, alarm, battery and concentration event is logged: any of them
         # may move the next deadline (deadline_cache.py).
-        self._deadline.invalidate()
+        self._deadline.valid = False  # invalidate, as a store: every entry passes here
         if kind in BY_COMMAND:
             assert value_b == 0, f"{kind.name}: value_b is the command id"
             value_b = self._command_in_effect
-        return self.log.append(self._stamp(now_ms), kind, int(detail), int(value_a), value_b)
+        stamp = now_ms + self._clock_offset_ms  # _stamp, inlined (every entry)
+        return self.log.append(stamp, kind, int(detail), int(value_a), value_b)
 
     def battery_percent(self, battery_nah: int) -> int:
         """A battery reading in whole percent of capacity, as STATUS reports it."""
@@ -1443,18 +1373,24 @@ class Firmware:
         return TherapyState.CONTINUOUS if rx.mode is InfusionMode.CONTINUOUS else TherapyState.FLEX
 
     def _resolve(self, target: Target) -> TherapyState:
-        running_or_stopped = self._basal_state() if self._intent_running else TherapyState.STOPPED
         if target is Target.SAME:
             return self.state
         if target is Target.BASAL:
             return self._basal_state()
-        if target is Target.AFTER_BOLUS:
-            return running_or_stopped
+        if target is Target.AFTER_BOLUS:  # every bolus end: _basal_state, inlined
+            if not self._intent_running:
+                return TherapyState.STOPPED
+            rx = self.rx
+            if rx is None or rx.mode is InfusionMode.STOPPED:
+                return TherapyState.STOPPED
+            return (
+                TherapyState.CONTINUOUS if rx.mode is InfusionMode.CONTINUOUS else TherapyState.FLEX
+            )
         if target is Target.RESUME:
             suspended_change = self._change is not None and self._change.suspended
             if self._stalled or self._empty or self._memory_error or suspended_change:
                 return self.state
-            return running_or_stopped
+            return self._basal_state() if self._intent_running else TherapyState.STOPPED
         return FIXED_TARGETS[target]
 
     def _basal_applies(self) -> bool:
@@ -1462,13 +1398,11 @@ class Firmware:
         state = self.state
         if state in _RUNNING:
             return True
-        return state in (TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS) and (
-            self._intent_running
-        )
+        return state in BASAL_UNDER_BOLUS_STATES and self._intent_running
 
     def _transition(self, go: Go, now_ms: int) -> int:
         """Enter the target state and set the engine to match. Returns a log seq or 0."""
-        self._deadline.invalidate()  # the state and the engine's settings may change
+        self._deadline.valid = False  # invalidate: the state and the engine may change
         new = self._resolve(go.target)
         if new in _DELIVERING and self._stalled:
             # Every path into delivery is gated (_gate, Target.RESUME); reaching here is a
@@ -1478,7 +1412,9 @@ class Firmware:
         seq = 0
         if new not in _BOLUS and self._bolus_end_ms is not None:
             seq = self._drop_bolus(now_ms)
-        self._run_schedule(self._basal_applies())
+        # _run_schedule(_basal_applies()), inlined: every bolus begins and ends here.
+        applies = new in _RUNNING or (new in BASAL_UNDER_BOLUS_STATES and self._intent_running)
+        self._plans.run(self.engine, self._schedule, self._clock_offset_ms, applies)
         return seq
 
     def _drop_bolus(self, now_ms: int) -> int:
@@ -1510,20 +1446,16 @@ class Firmware:
     ) -> BolusStarted:
         self._transition(go, now_ms)
         self.engine.start_bolus(strokes, duration_ms)
-        self._bolus_end_ms = now_ms + duration_ms
-        self._bolus_volume = strokes * self._stroke
+        end = self._bolus_end_ms = now_ms + duration_ms
+        volume = self._bolus_volume = strokes * self._stroke
         self._bolus_done = 0
-        seq = self._log(now_ms, event, 0, self._bolus_volume)
-        self._note_command(command_id)
-        # The ACK's end time (docs/protocol.md 8.1): on the pump clock, like STATUS.
-        return BolusStarted(
-            command_id,
-            self._stamp(now_ms),
-            seq,
-            self._bolus_volume,
-            strokes,
-            self.local_ms(self._bolus_end_ms),
-        )
+        seq = self._log(now_ms, event, 0, volume)
+        if command_id is not None:
+            self._last_command_id = command_id  # _note_command
+        # The ACK's stamp and end time (docs/protocol.md 8.1): on the pump clock, like
+        # STATUS (_stamp and local_ms, inlined).
+        offset = self._clock_offset_ms
+        return BolusStarted(command_id, now_ms + offset, seq, volume, strokes, end + offset)
 
     def _complete_bolus(self, now_ms: int) -> None:
         if (
@@ -1535,12 +1467,12 @@ class Firmware:
         event = _BOLUS_EVENTS.get(self.state)
         self._bolus_end_ms = None
         if event is not None:
-            self._log(now_ms, event, 0, self._bolus_delivered())
+            self._log(now_ms, event, 0, self._bolus_done * self._stroke)  # _bolus_delivered
         self._internal(TherapyInput.BOLUS_COMPLETE, now_ms)
 
     def _internal(self, what: TherapyInput, now_ms: int) -> None:
         """An input from the firmware's own sensing. A refusal here is logged, not dropped."""
-        entry = lookup(self.state, what)
+        entry = TABLE[self.state][what]  # lookup, inlined (every bolus end)
         if isinstance(entry, Refuse):
             code = entry.code if entry.code is not None else self._suspension_code()
             # The firmware's own input has no request opcode: value_a 0, never the enum.

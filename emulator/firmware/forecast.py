@@ -3,7 +3,7 @@
 Everything here is a pure function of what the firmware believes: the reservoir estimate,
 the running schedule, its last battery reading and the profile's design figures. Nothing
 reads the plant (docs/architecture.md principle 3), and nothing steps through time: each
-answer is an integral of the schedule (``Schedule.time_to_deliver``, O(steps) however far
+answer is an integral of the schedule (``Schedule.time_to_deliver``, O(log steps) however far
 ahead) or one exact integer division (docs/architecture.md principle 5).
 
 Rounding, as docs/protocol.md documents it:

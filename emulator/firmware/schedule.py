@@ -3,8 +3,9 @@
 A schedule maps a local time (ms since 1970-01-01 00:00 local) to a basal rate, and names
 the next instant the rate changes, so the firmware can put flex boundaries on the event
 timeline instead of polling (docs/architecture.md principle 5). ``time_to_deliver`` predicts when a
-volume will have been delivered, in O(steps) however far ahead, by skipping whole periods:
-the status' predicted low-reservoir and empty dates come from it.
+volume will have been delivered, in O(log steps) however far ahead (the schedule's integral
+inverted in closed form, emulator/rate_plan.py): the status' predicted low-reservoir and
+empty dates come from it.
 
 All arithmetic is integer: volumes x time in nL*ms/day, the engine's own unit.
 """
@@ -23,10 +24,11 @@ __all__ = ["Schedule"]
 class Schedule:
     """A prescription's basal steps, ready for O(log steps) lookups."""
 
-    __slots__ = ("_constant", "_origin", "_period", "_rates", "_starts")
+    __slots__ = ("_constant", "_local", "_origin", "_period", "_rates", "_starts")
 
     def __init__(self, prescription: Prescription | None) -> None:
         rx = prescription
+        self._local: RatePlan | None = None  # time_to_accumulate's plan, built on first use
         if rx is None or rx.mode is InfusionMode.STOPPED or not rx.steps:
             self._starts: tuple[int, ...] = (0,)
             self._rates: tuple[int, ...] = (0,)
@@ -105,21 +107,10 @@ class Schedule:
         from ``local_ms`` at this schedule; None if it never does. ``need <= 0`` is now."""
         if need <= 0:
             return local_ms
-        per_period = self.volume_per_period_nlms()
-        if per_period == 0:
-            return None
-        t = local_ms
-        # Walk to the first step boundary, then skip whole periods, then walk again.
-        walked_period = False
-        while True:
-            rate, end = self._segment(t)
-            chunk = rate * (end - t)
-            if chunk >= need:
-                return t + -(-need // rate)
-            need -= chunk
-            t = end
-            if not walked_period and self._offset(t) == self._starts[0]:
-                walked_period = True
-                skip = (need - 1) // per_period
-                t += skip * self._period
-                need -= skip * per_period
+        # The schedule as a RatePlan on the pump clock (shift: the weekly origin), built
+        # once: the same integral the engine follows, inverted in O(log steps) however
+        # far ahead, where walking step by step cost O(steps) (every STAGE and STATUS).
+        plan = self._local
+        if plan is None:
+            plan = self._local = RatePlan(self._starts, self._rates, self._period, self._origin)
+        return plan.time_to_gain(local_ms, need)

@@ -39,7 +39,30 @@ from enum import Enum, IntEnum
 from protocol.device_state import TherapyState
 from protocol.refusal import RefusalCode
 
-__all__ = ["FIXED_TARGETS", "TABLE", "Go", "Refuse", "Target", "TherapyInput", "lookup"]
+__all__ = [
+    "BASAL_UNDER_BOLUS_STATES",
+    "BOLUS_STATES",
+    "DELIVERING_STATES",
+    "FIXED_TARGETS",
+    "RUNNING_STATES",
+    "TABLE",
+    "Go",
+    "Refuse",
+    "Target",
+    "TherapyInput",
+    "lookup",
+]
+
+RUNNING_STATES = frozenset({TherapyState.CONTINUOUS, TherapyState.FLEX})
+"""The basal schedule runs (no bolus on top)."""
+BOLUS_STATES = frozenset(
+    {TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS, TherapyState.PRIMING}
+)
+DELIVERING_STATES = RUNNING_STATES | BOLUS_STATES
+"""The motor is commanded: the reservoir crossings and an empty estimate matter."""
+BASAL_UNDER_BOLUS_STATES = frozenset({TherapyState.CLINICIAN_BOLUS, TherapyState.PATIENT_BOLUS})
+"""A bolus on top of the basal, which keeps running if therapy was running (a priming
+bolus replaces the basal)."""
 
 
 class TherapyInput(IntEnum):

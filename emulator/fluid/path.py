@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.fluid.catheter import (
     PPM,
     AspirationResult,
@@ -80,6 +81,7 @@ class FluidPath:
         "_reservoir",
         "_retained",
         "_retained_pg",
+        "_steady",
         "_withdrawn",
         "_withdrawn_pg",
     )
@@ -132,6 +134,7 @@ class FluidPath:
         self._flow_closed_ms = 0
         self._exposed = False
         self._flipped = False
+        self._steady = False  # slicing_invariant's last answer still holds (not saved)
 
     # -- observation -----------------------------------------------------------------------
 
@@ -226,6 +229,16 @@ class FluidPath:
         slug. Then every mass split (``_draw``, ``SlugSeries.through``) is exact, so no
         rounding depends on how time was sliced into steps, and the pump may skip the
         steps a flex boundary would otherwise make (docs/pump-model.md, "Time")."""
+        if self._steady:
+            # Known from the last answer: only solution of the tubes' own strength passed
+            # since (``displace``), and every other change cleared it.
+            if CHECK_ALL.on and not self._compute_slicing_invariant():
+                raise CacheCheckError("the fluid path was kept steady but no longer is")
+            return True
+        steady = self._steady = self._compute_slicing_invariant()
+        return steady
+
+    def _compute_slicing_invariant(self) -> bool:
         if self._flow_kind is not Flow.OPEN or self._leak_ppm:
             return False
         if self._catheter_state not in (CatheterState.OK, CatheterState.MIGRATED):
@@ -233,9 +246,9 @@ class FluidPath:
         catheter = self._catheter
         if catheter.volume_nl < self._catheter_volume or len(catheter) != 1:
             return False
-        strength, rest = divmod(catheter.mass_pg, catheter.volume_nl)
-        if rest:
+        if catheter.mass_pg % catheter.volume_nl:
             return False
+        strength = catheter.mass_pg // catheter.volume_nl
         path = self._path
         if len(path) > 1 or path.mass_pg != strength * path.volume_nl:
             return False
@@ -253,16 +266,72 @@ class FluidPath:
         """
         if wanted <= 0:
             return 0
-        kind = self._flow_kind
-        stored = 0
-        if kind is Flow.OPEN:
-            # The common case, every pump step: no restriction, nothing held back.
-            moved = min(wanted, self._reservoir)
+        steady = self._steady
+        if steady and not CHECK_ALL.on:
+            # Steady (slicing_invariant holds): open flow, no leak, a full catheter, and
+            # the reservoir, the internal path and the catheter each one slug of one whole
+            # strength. Solution of that strength passing through leaves both tubes exactly
+            # as they were (SlugSeries.through gives out what went in, to the picogram), so
+            # only the totals move. In check mode the general path below runs instead and
+            # checks that it did just this.
+            reservoir = self._reservoir
+            moved = wanted if wanted < reservoir else reservoir
             self._dry += wanted - moved
             if moved:
                 self._pumped += moved
-                self._route(moved, self._draw(moved))
+                # _draw, inlined: the reservoir holds one whole strength (steady), so the
+                # mass drawn is the segment's share of what left, exactly as _draw gives.
+                segment_nl = self._res_segment_nl
+                self._reservoir = left = reservoir - moved
+                if segment_nl <= 0:
+                    mass = 0
+                else:
+                    segment_pg = self._res_segment_pg
+                    after = segment_pg * left // segment_nl if left > 0 else 0
+                    mass = segment_pg * reservoir // segment_nl - after
+                if self._catheter_state is CatheterState.MIGRATED:
+                    self._misplaced += moved
+                    self._misplaced_pg += mass
+                else:
+                    self._delivered += moved
+                    self._delivered_pg += mass
             return moved
+        self._steady = False  # kept below only where the slugs stay as they were
+        if self._flow_kind is Flow.OPEN:
+            # The common case, every pump step: no restriction, nothing held back.
+            reservoir = self._reservoir
+            moved = wanted if wanted < reservoir else reservoir
+            self._dry += wanted - moved
+            if moved:
+                self._pumped += moved
+                drawn = mass = self._draw(moved)
+                tubes = (self._path.slugs(), self._catheter.slugs()) if steady else None
+                # _route's common case, inlined: a steady internal path passes it through.
+                path = self._path
+                if path.volume_nl:
+                    out = path.through(moved, mass)
+                    if out is None:  # a slug boundary in the path: nothing was done
+                        self._route(moved, mass)
+                        return moved
+                    mass = out
+                if self._to_catheter(moved, mass):
+                    # Solution of the tubes' own strength passed through both as one slug
+                    # each, drawn from a reservoir of that strength: slicing_invariant's
+                    # answer is unchanged (a whole-strength slug stays whole, exactly).
+                    self._steady = steady
+                if tubes is not None and (
+                    mass != drawn or tubes != (self._path.slugs(), self._catheter.slugs())
+                ):  # check mode (steady, above): the fast path's claim, checked
+                    raise CacheCheckError("a steady fluid path changed as solution passed")
+            else:
+                self._steady = steady  # nothing moved
+            return moved
+        return self._displace_restricted(wanted, t0, t1)
+
+    def _displace_restricted(self, wanted: int, t0: int, t1: int) -> int:
+        """``displace`` against a flow restriction (any flow but OPEN)."""
+        kind = self._flow_kind
+        stored = 0
         restriction = self.restriction()
         if t1 > t0:
             num, den = restriction.integral(t0, t1)
@@ -290,10 +359,15 @@ class FluidPath:
 
     def _draw(self, volume: int) -> int:
         """Take ``volume`` out of the well-mixed reservoir; returns its drug mass."""
-        segment_nl, segment_pg = self._res_segment_nl, self._res_segment_pg
-        before = mass_left(self._reservoir, segment_nl, segment_pg)
-        self._reservoir -= volume
-        return before - mass_left(self._reservoir, segment_nl, segment_pg)
+        # mass_left before and after, inlined (every pump step).
+        segment_nl = self._res_segment_nl
+        reservoir = self._reservoir
+        self._reservoir = left = reservoir - volume
+        if reservoir <= 0 or segment_nl <= 0:
+            return 0  # nothing was left before (left <= reservoir), nothing is now
+        segment_pg = self._res_segment_pg
+        after = segment_pg * left // segment_nl if left > 0 else 0
+        return segment_pg * reservoir // segment_nl - after
 
     def _route(self, volume: int, mass: int) -> None:
         """Solution that left the reservoir goes through the internal path (first in, first
@@ -316,20 +390,23 @@ class FluidPath:
         for piece, piece_pg in pieces:
             self._to_catheter(piece, piece_pg)
 
-    def _to_catheter(self, volume: int, mass: int) -> None:
-        """Solution at the catheter's connector (from the path, a repair, or the CAP)."""
+    def _to_catheter(self, volume: int, mass: int) -> bool:
+        """Solution at the catheter's connector (from the path, a repair, or the CAP).
+        True when it passed a full, whole catheter of its own strength as one slug
+        (``SlugSeries.through``): the catheter's slugs are as they were."""
         if volume <= 0:
-            return
+            return False
         state = self._catheter_state
         if state is CatheterState.DISCONNECTED:
             self._leaked += volume
             self._leaked_pg += mass
-            return
+            return False
         catheter = self._catheter
         if not self._leak_ppm and catheter.volume_nl >= self._catheter_volume:
             # The common case, every pump step: a full, whole catheter pushes out what
             # goes in.
             out = catheter.through(volume, mass)
+            passed = out is not None
             if out is None:
                 catheter.push(volume, mass)
                 out = catheter.pop(volume)
@@ -339,7 +416,7 @@ class FluidPath:
             else:
                 self._delivered += volume
                 self._delivered_pg += out
-            return
+            return passed
         lost = 0
         lost_pg = 0
         if self._leak_ppm:
@@ -350,6 +427,7 @@ class FluidPath:
             self._leaked += lost
             self._leaked_pg += lost_pg
         self._into_catheter(volume - lost, mass - lost_pg)
+        return False
 
     def _into_catheter(self, volume: int, mass: int) -> None:
         """Solution enters the catheter; what it pushes out of the tip arrives.
@@ -398,6 +476,7 @@ class FluidPath:
         behind a block: at most ``catheter_compliance_nl``, never the drug that stayed in
         the reservoir (H13).
         """
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         if state is CatheterState.LEAKING:
             if not 1 <= leak_ppm <= PPM:
                 raise ValueError("a leaking catheter needs 1 <= leak_ppm <= 1_000_000")
@@ -420,6 +499,7 @@ class FluidPath:
         (0: a full occlusion); ``GROWING`` falls from fully open to ``ppm`` over
         ``span_ms``; ``KINKED`` is closed ``closed_ms`` of every ``span_ms``. Returns the
         retained volume released (a restriction that is not a lasting block lets it go)."""
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         if kind is Flow.OPEN:
             raise ValueError("restrict_flow needs PARTIAL, GROWING or KINKED")
         if not 0 <= ppm <= PPM:
@@ -454,12 +534,14 @@ class FluidPath:
 
     def erode(self, leak_ppm: int, now_ms: int) -> None:
         """Erosion through the skin: the device is exposed and the catheter leaks."""
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         self.set_catheter(CatheterState.LEAKING, now_ms, leak_ppm)
         self._exposed = True
 
     def set_flipped(self, flipped: bool) -> None:
         """The pump flips in its pocket (or is put back): a needle aimed at its septa
         misses them, so a refill goes into the pocket (H1)."""
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         self._flipped = flipped
 
     # -- the catheter access port (CAP) -----------------------------------------------------
@@ -473,6 +555,7 @@ class FluidPath:
         catheter's solution, then nothing (no CSF). Disconnected: no CSF, and the catheter's
         contents are not reached (docs/pump-model.md, "Catheter faults").
         """
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         if volume_nl < 0:
             raise ValueError("volume_nl must be >= 0")
         state = self._catheter_state
@@ -496,6 +579,7 @@ class FluidPath:
         reservoir, the mechanism and every limit, and pushes the catheter's contents out
         of the tip ahead of it. A blocked catheter takes nothing; a flipped pump's port is
         missed and the injection goes into the pocket."""
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         if volume_nl < 0:
             raise ValueError("volume_nl must be >= 0")
         conc = _concentration(concentration_ug_per_ml)
@@ -519,6 +603,7 @@ class FluidPath:
     def withdraw_all(self) -> int:
         """Draw the whole residual out of the reservoir; return its volume (truth). A
         flipped pump's septum is missed: nothing comes back."""
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         if self._flipped:
             return 0
         mass = self.reservoir_pg
@@ -537,6 +622,7 @@ class FluidPath:
         What does not fit in the reservoir's capacity overflows into the pocket too; on a
         flipped pump all of it does. Returns the volume that reached the reservoir.
         """
+        self._steady = False  # any change but a pass-through (slicing_invariant)
         if volume_nl < 0 or pocket_nl < 0:
             raise ValueError("volumes must be >= 0")
         conc = self._conc if concentration_ug_per_ml is None else concentration_ug_per_ml
@@ -586,10 +672,14 @@ class FluidPath:
             object.__setattr__(fluid, name, value)
         fluid._catheter_state = CatheterState(fluid._catheter_state)
         fluid._flow_kind = Flow(fluid._flow_kind)
+        fluid._steady = False
         return fluid
 
 
-FLUID_FIELDS: tuple[str, ...] = tuple(n for n in FluidPath.__slots__ if n != "_profile")
+FLUID_FIELDS: tuple[str, ...] = tuple(
+    n for n in FluidPath.__slots__ if n not in ("_profile", "_steady")
+)
+"""The saved fields: every slot but the profile and ``_steady`` (a kept answer, not state)."""
 
 
 MAX_CONCENTRATION_UG_PER_ML = 1_000_000

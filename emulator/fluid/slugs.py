@@ -80,7 +80,11 @@ class SlugSeries:
             return None
         only = slugs[0]
         held, held_pg = only
-        if abs(mass_pg * held - held_pg * volume_nl) > max(held, volume_nl):
+        # Every pump step: the same test as push's, without abs() and max() calls.
+        diff = mass_pg * held - held_pg * volume_nl
+        if diff < 0:
+            diff = -diff
+        if diff > held and diff > volume_nl:
             return None
         total_pg = held_pg + mass_pg
         out = total_pg * volume_nl // (held + volume_nl)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from emulator import profile as profile_module
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.errors import ProfileError
 from emulator.profile import (
     builtin_profile_names,
@@ -77,6 +80,36 @@ def test_user_file_by_path(tmp_path: Path) -> None:
     path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine"'))
     assert load_profile(path).name == "mine"
     assert load_profile(str(path)).source == str(path)
+
+
+def test_a_profile_text_is_parsed_once() -> None:
+    # Implanting many pumps parses the profile once (benchmarks/delivery.py): the same
+    # text under the same source gives the same frozen Profile.
+    assert load_profile("peristaltic-40") is load_profile("peristaltic-40")
+    assert load_profile("peristaltic-40") is not load_profile("peristaltic-20")
+
+
+def test_an_edited_file_is_read_and_checked_again(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine"'))
+    first = load_profile(path)
+    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine-2"'))
+    assert load_profile(path).name == "mine-2"
+    path.write_text(BASE.replace("stroke_nl = 200 ", "stroke_nl = 200.5 "))
+    with pytest.raises(ProfileError, match="stroke_nl must be an integer"):
+        load_profile(path)
+    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine"'))
+    assert load_profile(path) == first
+
+
+def test_check_mode_catches_a_wrong_kept_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CHECK_ALL, "on", True)
+    kept = load_profile("peristaltic-40")
+    assert load_profile("peristaltic-40") is kept  # checked, and the same
+    (key,) = [k for k, v in profile_module._parsed.items() if v is kept]
+    monkeypatch.setitem(profile_module._parsed, key, replace(kept, stroke_nl=1))
+    with pytest.raises(CacheCheckError, match="kept parse differs"):
+        load_profile("peristaltic-40")
 
 
 def edit(old: str, new: str) -> str:

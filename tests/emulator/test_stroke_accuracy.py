@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emulator import stroke_accuracy
+from emulator.cache_checks import CHECK_ALL, CacheCheckError
 from emulator.firmware.nvram import SnapshotError, decode_record, encode_record
 from emulator.plant import Plant
 from emulator.profile import load_profile
@@ -146,3 +148,38 @@ def test_the_run_is_the_difference_of_its_two_levels(
     assert jitter_volume_nl(seed, spread, stroke, first, end) == jitter_level_nl(
         seed, spread, stroke, end
     ) - jitter_level_nl(seed, spread, stroke, first)
+
+
+@given(
+    st.lists(st.tuples(seeds, spreads, strokes), min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 50)), max_size=40),
+)
+def test_interleaved_walks_keep_their_own_levels(
+    walkers: list[tuple[int, int, int]], moves: list[tuple[int, int]]
+) -> None:
+    # The plant asks [m, n) then [n, p): the last level is remembered (one memo for the
+    # process). Pumps with other seeds, spreads or strokes asking in between, and runs that
+    # do not start where the last one ended, still get exactly J(end) - J(first).
+    at = [0] * len(walkers)
+    for pick, length in moves:
+        which = pick % len(walkers)
+        seed, spread, stroke = walkers[which]
+        first = at[which] if length % 3 else at[which] + 1  # sometimes a gap
+        end = first + length
+        expected = jitter_level_nl(seed, spread, stroke, end) - jitter_level_nl(
+            seed, spread, stroke, first
+        )
+        assert jitter_volume_nl(seed, spread, stroke, first, end) == expected
+        at[which] = end
+
+
+def test_check_mode_catches_a_stale_jitter_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CHECK_ALL, "on", True)
+    jitter_volume_nl(7, 20_000, 200, 0, 10)
+    seed, half, stroke, index, level, key = stroke_accuracy._last[0]
+    stroke_accuracy._last[0] = (seed, half, stroke, index, level + 1, key)  # kept wrong
+    try:
+        with pytest.raises(CacheCheckError, match="kept jitter level"):
+            jitter_volume_nl(7, 20_000, 200, 10, 20)
+    finally:
+        stroke_accuracy._last[0] = (seed, half, stroke, index, level, key)  # the true one
