@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from construct import (
     Array,
@@ -456,26 +456,46 @@ def _describe_array(name: str, inner: Any) -> LayoutItem | None:
 
 Parser = Callable[[bytes], Any]
 Builder = Callable[[dict[str, Any]], bytes]
+_Code = TypeVar("_Code", Parser, Builder)
 
 
-def _parsers() -> tuple[dict[int, Parser], dict[int, Builder]]:
-    parsers: dict[int, Parser] = {}
-    builders: dict[int, Builder] = {}
-    for opcode, layout in PAYLOADS.items():
-        if fixed_size(opcode) is not None:
-            compiled = layout.compile()
-            parsers[opcode] = compiled.parse
-            builders[opcode] = compiled.build
-        else:
-            parsers[opcode] = layout.parse
-            builders[opcode] = layout.build
-    return parsers, builders
+class _CodeTable(dict[int, _Code]):
+    """Opcode -> its payload parser or builder, made on first use.
+
+    A fixed-size payload gets construct's compiled code (safe once the caller has checked
+    the exact length), the rest the interpreted declaration (bounds-checked). Compiling
+    all 39 fixed layouts at import cost every process about 25 ms, most of it in processes
+    that never use this reference path (a campaign worker, whose codec works through the
+    fast plans: protocol/fast_codec.py); each is compiled once, when first needed. An
+    opcode with no declared payload raises KeyError, as a plain dict would.
+    """
+
+    def __init__(self, pick: Callable[[Any], _Code]) -> None:
+        super().__init__()
+        self._pick: Callable[[Any], _Code] = pick
+
+    def __missing__(self, opcode: int) -> _Code:
+        layout = PAYLOADS[opcode]
+        made: _Code = self._pick(layout.compile() if fixed_size(opcode) is not None else layout)
+        self[opcode] = made
+        return made
 
 
-PAYLOAD_PARSERS, PAYLOAD_BUILDERS = _parsers()
+def _parser(code: Any) -> Parser:
+    parse: Parser = code.parse
+    return parse
+
+
+def _builder(code: Any) -> Builder:
+    build: Builder = code.build
+    return build
+
+
+PAYLOAD_PARSERS: dict[int, Parser] = _CodeTable(_parser)
+PAYLOAD_BUILDERS: dict[int, Builder] = _CodeTable(_builder)
 """Per opcode: compiled for fixed-size payloads (safe once the caller has checked the exact
-length), interpreted for the rest (bounds-checked). Parse results are dict-like containers
-keyed by the message field names."""
+length), interpreted for the rest (bounds-checked), each made on first use. Parse results
+are dict-like containers keyed by the message field names."""
 
 
 def construct_path(error: ConstructError) -> str:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from protocol import wire
 from protocol.codec import encode, encode_payload
 from protocol.errors import ProtocolError
-from protocol.messages import MESSAGE_TYPES, Message, Opcode
+from protocol.messages import MESSAGE_TYPES, Message, Opcode, ReadEventLog
 from protocol.units import U32_MAX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,3 +118,26 @@ def test_every_payload_is_described_without_construct() -> None:
     status = wire.payload_layout(Opcode.STATUS.value)
     assert status is not None
     assert [item.code for item in status] == ["B", "L", "L", "B", "L", "L", "Q"]
+
+
+def test_payload_code_is_made_on_first_use_and_kept() -> None:
+    # Compiled per opcode when first needed (a process that never takes the reference
+    # path compiles nothing), then the same code serves every later call.
+    opcode, body = encode_payload(ReadEventLog(from_seq=7, count=32))
+    parsers = wire._CodeTable(wire._parser)
+    builders = wire._CodeTable(wire._builder)
+    assert len(parsers) == len(builders) == 0
+    parse = parsers[opcode.value]
+    assert parsers[opcode.value] is parse
+    assert list(parsers) == [opcode.value]
+    fields = parse(body)
+    assert (fields.from_seq, fields.count) == (7, 32)
+    assert builders[opcode.value](dict(fields)) == body
+
+
+@pytest.mark.parametrize("side", ["parse", "build"], ids=["parsers", "builders"])
+def test_an_opcode_without_a_payload_has_no_code(side: str) -> None:
+    table = wire.PAYLOAD_PARSERS if side == "parse" else wire.PAYLOAD_BUILDERS
+    assert 0xFE not in wire.PAYLOADS
+    with pytest.raises(KeyError):
+        table[0xFE]
