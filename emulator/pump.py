@@ -232,6 +232,9 @@ class Pump:
         # Once per step: candidates are compared as they come, no list or generator built.
         # ``blocked``: what the sensors see of the mechanism now (``_sensed_blocked``).
         # ``until_ms``: the caller steps only to an event at or before it (advance_to).
+        # Here and in _step the firmware's and the plant's flags are read as attributes,
+        # not through their properties, as firmware/deadlines.py reads the firmware: this
+        # runs at every step, and the property calls were 3 % of a simulated year.
         now = self._now
         fw = self._fw
         due = fw.next_deadline(now)
@@ -240,7 +243,7 @@ class Pump:
         t = self._plant.next_event_ms()
         if t is not None and t > now and (due is None or t < due):
             due = t
-        if fw.stall_detected:
+        if fw._stalled:
             if not blocked:
                 t = self._next_retry_ms()
                 if t > now and (due is None or t < due):
@@ -250,7 +253,7 @@ class Pump:
             stroke = fw.engine.next_stroke_ms()
             if stroke is not None and stroke > now and (due is None or stroke < due):
                 due = stroke
-        if fw.memory_fault_pending and (due is None or now + 1 < due):
+        if fw._nv_fault is not None and not fw._memory_error and (due is None or now + 1 < due):
             # The firmware writes its record continually: a corrupted record is found 1 ms
             # after the fault, an instant that never depends on how the caller slices time
             # (H8; the api and wire scenario backends step at different instants).
@@ -305,10 +308,10 @@ class Pump:
                 fw.on_strokes_delivered(commanded)
         # _sensed_blocked, inlined (every step).
         p = self._profile
-        self._blocked = blocked = (p.sensor_motor_stall and plant.motor is not MotorState.OK) or (
+        self._blocked = blocked = (p.sensor_motor_stall and plant._motor is not MotorState.OK) or (
             p.sensor_flow_valve and plant.truth().valve_closed
         )
-        if fw.stall_detected and not blocked and self._next_retry_ms() == t:
+        if fw._stalled and not blocked and self._next_retry_ms() == t:
             fw.on_motor_recovered(t)
         fw.after_step(t, plant.battery_nah(t))
 
