@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from emulator.drug_library import DrugLibrary, default_library
-from emulator.firmware import deadlines, readouts, service
+from emulator.firmware import deadlines, readouts, refill, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.basal_plan import PlanCache, next_rate_change
 from emulator.firmware.command_scope import command as _command
@@ -41,7 +41,6 @@ from emulator.firmware.concentration_change import (
     at_tip,
     bridge_refusal,
     delivery_block,
-    path_volume_nl,
 )
 from emulator.firmware.deadline_cache import CHECK_ALL, DeadlineCache
 from emulator.firmware.drug_checks import Review, check_stage
@@ -63,7 +62,6 @@ from emulator.firmware.nvram import (
 )
 from emulator.firmware.readouts import CatheterReadout, DetailReadout, PatientReadout
 from emulator.firmware.record import load_into, record_of
-from emulator.firmware.refill import check_refill_entry
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
@@ -85,7 +83,6 @@ from emulator.firmware.therapy_table import (
     Refuse,
     Target,
     TherapyInput,
-    lookup,
 )
 from emulator.firmware.totals import DeliveryTotals, day_of
 from emulator.profile import Profile
@@ -1000,25 +997,12 @@ class Firmware:
     @_command
     def check_refill_begin(self, now_ms: int, command_id: int | None) -> Refused | None:
         """Would refill-begin be accepted? The pump asks before the needle withdraws."""
-        gate = self._gate(TherapyInput.REFILL_BEGIN, now_ms, command_id)
-        if isinstance(gate, Refused):
-            return gate
-        if self._refill_predicted is not None:
-            return self._refuse(
-                Refused(RefusalCode.REFILL_IN_PROGRESS),
-                TherapyInput.REFILL_BEGIN,
-                now_ms,
-                command_id,
-            )
-        return None
+        return refill.check_begin(self, now_ms, command_id)
 
     @_command
     def refill_begin(self, now_ms: int, withdrawn_nl: int, command_id: int | None) -> RefillBegun:
         """Record the predicted residual (call after ``check_refill_begin`` passed)."""
-        self._refill_predicted = self._estimate
-        seq = self._log(now_ms, EventKind.REFILL_BEGUN, 0, self._estimate)
-        self._note_command(command_id)
-        return RefillBegun(command_id, self._stamp(now_ms), seq, self._estimate, withdrawn_nl)
+        return refill.begin(self, now_ms, withdrawn_nl, command_id)
 
     @_command
     def check_refill_complete(
@@ -1029,26 +1013,10 @@ class Firmware:
         command_id: int | None,
         concentration: int | None = None,
     ) -> Refused | None:
-        what = TherapyInput.REFILL_COMPLETE
-        gate = self._gate(what, now_ms, command_id)
-        if isinstance(gate, Refused):
-            return gate
-        refusal: Refused | None
-        if self._refill_predicted is None:
-            refusal = Refused(RefusalCode.REFILL_NOT_STARTED)
-        else:
-            refusal = check_refill_entry(
-                self.profile,
-                self.library,
-                self.rx,
-                self._change,
-                new_volume_nl=new_volume_nl,
-                withdrawn_nl=withdrawn_nl,
-                concentration=concentration,
-            )
-        if refusal is not None:
-            return self._refuse(refusal, what, now_ms, command_id)
-        return None
+        """Would this refill entry be accepted? (refill.py ``check_complete``)"""
+        return refill.check_complete(
+            self, new_volume_nl, withdrawn_nl, now_ms, command_id, concentration=concentration
+        )
 
     @_command
     def refill_complete(
@@ -1059,47 +1027,10 @@ class Firmware:
         command_id: int | None,
         concentration: int | None = None,
     ) -> RefillCompleted:
-        """Apply a refill (call after ``check_refill_complete`` passed).
-
-        A new concentration never changes the prescription in effect (its rates were worked
-        out for the old drug, which still fills the path): the firmware records a pending
-        change (emulator/firmware/concentration_change.py) and keeps running the old rates
-        over the old drug; a prescription for the new concentration must be staged and
-        committed before the new drug reaches the tip (docs/pump-model.md).
-        """
-        predicted = self._refill_predicted
-        assert predicted is not None
-        self._refill_predicted = None
-        gate = lookup(self.state, TherapyInput.REFILL_COMPLETE)
-        assert isinstance(gate, Go)
-        discrepancy = withdrawn_nl - predicted
-        flagged = abs(discrepancy) > self.profile.refill_discrepancy_threshold_nl
-        if flagged:
-            # H1 (pocket fill), H10 (wrong volume entered), mechanical drift: the residual is
-            # not what the pump believed. Logged for the clinician; the pump cannot know why.
-            self._log(now_ms, EventKind.REFILL_DISCREPANCY, int(discrepancy > 0), abs(discrepancy))
-        self._estimate = new_volume_nl
-        self._totals.mark_refill()
-        changed = False
-        if concentration is not None and self.rx is not None:
-            changed = concentration != self.rx.concentration_ug_per_ml
-            if changed and self._change is None:
-                path = path_volume_nl(self.profile, self._catheter_nl)
-                self._change = PendingChange(concentration, path)
-        pb = None if self.rx is None else self.rx.patient_bolus
-        if pb is not None:
-            # A lockout starts right after a refill (docs/domain.md section 2).
-            self._lockout_until_ms = max(self._lockout_until_ms, now_ms + pb.lockout_s * MS_PER_S)
-        if self._estimate >= self._stroke and self._empty:
-            self._empty = False
-            self._clear_alarm(AlarmKind.RESERVOIR_EMPTY, now_ms)
-        self._check_reservoir_alarms(now_ms)
-        seq = self._log(now_ms, EventKind.REFILL_COMPLETED, int(changed), new_volume_nl)
-        self._transition(gate, now_ms)
-        self._note_command(command_id)
-        low, empty = self.predictions(now_ms)
-        return RefillCompleted(
-            command_id, self._stamp(now_ms), seq, discrepancy, flagged, low, empty
+        """Apply a refill (call after ``check_refill_complete`` passed; refill.py
+        ``complete``)."""
+        return refill.complete(
+            self, new_volume_nl, withdrawn_nl, now_ms, command_id, concentration=concentration
         )
 
     @_command
