@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from emulator.drug_library import DrugLibrary, default_library
-from emulator.firmware import deadlines, readouts, refill, service
+from emulator.firmware import boluses, deadlines, readouts, refill, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.basal_plan import PlanCache, next_rate_change
 from emulator.firmware.command_scope import command as _command
@@ -48,10 +48,8 @@ from emulator.firmware.engine_api import Engine
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.forecast import reservoir_crossings
 from emulator.firmware.interlocks import (
-    check_clinician_bolus,
     daily_volume_with_boluses_nl,
     prescription_digest,
-    whole_strokes,
 )
 from emulator.firmware.nvram import (
     SnapshotError,
@@ -148,12 +146,6 @@ _OPCODES: dict[TherapyInput, Opcode] = {
 """The request opcode a refused input is logged with (COMMAND_REFUSED ``value_a``). Inputs
 without one (the firmware's own sensor and timer inputs) are logged with 0: an internal
 enumeration value never reaches the log."""
-
-_BOLUS_EVENTS = {
-    TherapyState.CLINICIAN_BOLUS: EventKind.CLINICIAN_BOLUS_COMPLETED,
-    TherapyState.PATIENT_BOLUS: EventKind.PATIENT_BOLUS_COMPLETED,
-    TherapyState.PRIMING: EventKind.PRIMING_COMPLETED,
-}
 
 
 StatusFigures = tuple[TherapyState, int, int, int, frozenset[AlarmKind], int | None, int]
@@ -835,97 +827,11 @@ class Firmware:
         seq = self._log(now_ms, EventKind.THERAPY_STOPPED, 0, self._estimate)
         return self._accepted(command_id, now_ms, seq)
 
-    @_command
-    def clinician_bolus(
-        self, dose_nl: int, duration_s: int, now_ms: int, command_id: int | None
-    ) -> BolusStarted | Refused:
-        what = TherapyInput.CLINICIAN_BOLUS
-        gate = self._gate(what, now_ms, command_id)
-        if isinstance(gate, Refused):
-            return gate
-        rx = self.rx
-        if self._refill_predicted is not None:
-            return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
-        if rx is None:
-            # Without a prescription the pump knows no drug or concentration to check.
-            return self._refuse(
-                Refused(RefusalCode.BAD_STATE, FieldId.CONCENTRATION), what, now_ms, command_id
-            )
-        if self._estimate < self._stroke:
-            return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
-        basal_max = rx.max_rate_nl_per_day() if self._intent_running else 0
-        self._prune(now_ms)
-        recent = sum(volume for _, volume in self._clinician_boluses)
-        refusal = check_clinician_bolus(
-            self.profile,
-            rx,
-            dose_nl,
-            duration_s,
-            basal_max_nl_per_day=basal_max,
-            recent_bolus_nl=recent,
-        )
-        if refusal is None and dose_nl > self._estimate:
-            refusal = Refused(
-                RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.BOLUS_DOSE, self._estimate
-            )
-        if refusal is None:
-            refusal = self._concentration_block(whole_strokes(dose_nl, self._stroke) * self._stroke)
-        if refusal is not None:
-            return self._refuse(refusal, what, now_ms, command_id)
-        strokes = whole_strokes(dose_nl, self._stroke)
-        # As asked, like every limit input (interlocks' rounding policy).
-        self._clinician_boluses.append((now_ms, dose_nl))
-        return self._begin_bolus(
-            gate,
-            strokes=strokes,
-            duration_ms=duration_s * MS_PER_S,
-            event=EventKind.CLINICIAN_BOLUS_STARTED,
-            now_ms=now_ms,
-            command_id=command_id,
-        )
-
-    @_command
-    def patient_bolus(self, now_ms: int, command_id: int | None) -> BolusStarted | Refused:
-        what = TherapyInput.PATIENT_BOLUS
-        gate = self._gate(what, now_ms, command_id, patient=True)
-        if isinstance(gate, Refused):
-            return gate
-        rx = self.rx
-        pb = None if rx is None else rx.patient_bolus
-        refusal: Refused | None = None
-        if self._refill_predicted is not None:
-            refusal = Refused(RefusalCode.REFILL_IN_PROGRESS)
-        elif pb is None:
-            refusal = Refused(RefusalCode.NO_PATIENT_BOLUS)
-        elif now_ms < self._lockout_until_ms:
-            # Whole seconds left, rounded up: clock-independent (protocol.md section 12).
-            left_s = -(-(self._lockout_until_ms - now_ms) // MS_PER_S)
-            refusal = Refused(RefusalCode.LOCKOUT_ACTIVE, FieldId.PATIENT_BOLUS_LOCKOUT, left_s)
-        elif self.patient_boluses_in_24h(now_ms) >= pb.max_per_24h:
-            refusal = Refused(
-                RefusalCode.DAILY_BOLUS_COUNT_REACHED,
-                FieldId.PATIENT_BOLUS_MAX_PER_24H,
-                pb.max_per_24h,
-            )
-        elif (strokes := whole_strokes(pb.dose_nl, self._stroke)) * self._stroke > self._estimate:
-            refusal = Refused(
-                RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.PATIENT_BOLUS_DOSE, self._estimate
-            )
-        elif self._change is not None:  # otherwise nothing can block (concentration_change.py)
-            refusal = self._concentration_block(strokes * self._stroke)
-        if refusal is not None or pb is None:
-            assert refusal is not None
-            return self._refuse(refusal, what, now_ms, command_id, patient=True)
-        self._patient_grants.append(now_ms)
-        self._lockout_until_ms = now_ms + pb.lockout_s * MS_PER_S
-        return self._begin_bolus(
-            gate,
-            strokes=strokes,
-            duration_ms=pb.duration_s * MS_PER_S,
-            event=EventKind.PATIENT_BOLUS_GRANTED,
-            now_ms=now_ms,
-            command_id=command_id,
-        )
+    clinician_bolus = _command(boluses.clinician)
+    """CLINICIAN_BOLUS: a dose over a duration, within the interlocks (boluses.py)."""
+    patient_bolus = _command(boluses.patient)
+    """PATIENT_BOLUS_REQUEST: the prescription's patient bolus, within its lockout and
+    daily count (boluses.py)."""
 
     @_command
     def prime(
@@ -942,49 +848,8 @@ class Firmware:
             return self._refuse(refusal, TherapyInput.PRIME, now_ms, command_id)
         return self.prime_volume(p.catheter_volume_nl(catheter_length_cm), now_ms, command_id)
 
-    @_command
-    def prime_volume(
-        self, volume_nl: int, now_ms: int, command_id: int | None
-    ) -> BolusStarted | Refused:
-        """Priming bolus of ``volume_nl`` at the maximum rate, basal paused (H3). The volume
-        is rounded up to whole strokes: a priming bolus must fill the catheter."""
-        what = TherapyInput.PRIME
-        gate = self._gate(what, now_ms, command_id)
-        if isinstance(gate, Refused):
-            return gate
-        p = self.profile
-        refusal: Refused | None = None
-        most = p.catheter_volume_nl(p.catheter_max_length_cm)
-        if self._refill_predicted is not None:
-            refusal = Refused(RefusalCode.REFILL_IN_PROGRESS)
-        elif volume_nl > most:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, most)
-        elif volume_nl < self._stroke:
-            refusal = Refused(RefusalCode.INVALID_FIELD, FieldId.CATHETER_VOLUME, self._stroke)
-        elif self._estimate < self._stroke:
-            refusal = Refused(RefusalCode.RESERVOIR_EMPTY)
-        elif volume_nl > self._estimate:
-            refusal = Refused(
-                RefusalCode.INSUFFICIENT_RESERVOIR, FieldId.CATHETER_VOLUME, self._estimate
-            )
-        elif self._change is not None:
-            # Priming pushes the whole path out at the maximum rate: the old drug as a bolus,
-            # then the new one at no prescription's rate. Commit the new prescription first.
-            refusal = Refused(RefusalCode.CONCENTRATION_CHANGE_PENDING)
-        if refusal is not None:
-            return self._refuse(refusal, what, now_ms, command_id)
-        strokes = -(-volume_nl // self._stroke)
-        # What the firmware believes the catheter holds from now on (the bridge's volume).
-        self._catheter_nl = volume_nl
-        duration_ms = -(-strokes * self._stroke * MS_PER_DAY // p.rate_max_nl_per_day)
-        return self._begin_bolus(
-            gate,
-            strokes=strokes,
-            duration_ms=max(duration_ms, 1),
-            event=EventKind.PRIMING_STARTED,
-            now_ms=now_ms,
-            command_id=command_id,
-        )
+    prime_volume = _command(boluses.prime_volume)
+    """Priming bolus of a volume at the maximum rate, basal paused (H3; boluses.py)."""
 
     @_command
     def cancel_bolus(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
@@ -1348,58 +1213,11 @@ class Firmware:
         self._plans.run(self.engine, self._schedule, self._clock_offset_ms, applies)
         return seq
 
-    def _drop_bolus(self, now_ms: int) -> int:
-        """Cancel the running bolus; what it did not deliver is never caught up (H12).
-
-        Logged as docs/protocol.md section 11 says: value_a the volume delivered before the
-        cancel (strokes counted as delivered: a stroke the sensor saw blocked is not), like
-        a completed bolus's; value_b the command that cancelled it (CANCEL_BOLUS, STOP), 0
-        when the pump dropped it itself. The rest of the bolus's volume (its STARTED entry's
-        value_a) was not delivered and is never caught up.
-        """
-        self.engine.cancel_bolus()
-        self._bolus_end_ms = None
-        return self._log(now_ms, EventKind.BOLUS_CANCELLED, 0, self._bolus_delivered())
-
-    def _bolus_delivered(self) -> int:
-        """nL of the running or last bolus counted as delivered."""
-        return self._bolus_done * self._stroke
-
-    def _begin_bolus(
-        self,
-        go: Go,
-        *,
-        strokes: int,
-        duration_ms: int,
-        event: EventKind,
-        now_ms: int,
-        command_id: int | None,
-    ) -> BolusStarted:
-        self._transition(go, now_ms)
-        self.engine.start_bolus(strokes, duration_ms)
-        end = self._bolus_end_ms = now_ms + duration_ms
-        volume = self._bolus_volume = strokes * self._stroke
-        self._bolus_done = 0
-        seq = self._log(now_ms, event, 0, volume)
-        if command_id is not None:
-            self._last_command_id = command_id  # _note_command
-        # The ACK's stamp and end time (docs/protocol.md 8.1): on the pump clock, like
-        # STATUS (_stamp and local_ms, inlined).
-        offset = self._clock_offset_ms
-        return BolusStarted(command_id, now_ms + offset, seq, volume, strokes, end + offset)
-
-    def _complete_bolus(self, now_ms: int) -> None:
-        if (
-            self.state is TherapyState.PRIMING
-            and self._bolus_delivered() >= self._catheter.dead_volume_nl(self.profile)
-        ):
-            # A priming bolus that delivered the catheter's dead volume primed it (H3).
-            self._catheter.primed = True
-        event = _BOLUS_EVENTS.get(self.state)
-        self._bolus_end_ms = None
-        if event is not None:
-            self._log(now_ms, event, 0, self._bolus_done * self._stroke)  # _bolus_delivered
-        self._internal(TherapyInput.BOLUS_COMPLETE, now_ms)
+    # The bolus life cycle, called as methods (boluses.py).
+    _drop_bolus = boluses.drop
+    _bolus_delivered = boluses.delivered
+    _begin_bolus = boluses.begin
+    _complete_bolus = boluses.complete
 
     def _internal(self, what: TherapyInput, now_ms: int) -> None:
         """An input from the firmware's own sensing. A refusal here is logged, not dropped."""
