@@ -969,12 +969,9 @@ class Firmware:
     def acknowledge_alarm(
         self, kind: AlarmKind, now_ms: int, command_id: int | None
     ) -> Accepted | Refused:
-        if command_id is not None and (
-            type(command_id) is not int or not 1 <= command_id <= U64_MAX
-        ):  # otherwise (every valid id) _check_command_id finds nothing
-            bad_id = self._check_command_id(command_id)
-            if bad_id is not None:
-                return bad_id
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
         if not self.alarms.acknowledge(kind):
             refusal = Refused(RefusalCode.NO_SUCH_ALARM, FieldId.ALARM, 0)
             self._log(
@@ -987,12 +984,9 @@ class Firmware:
     @_command
     def alarm_test(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
         """Sound both tones for the clinician; no therapy change."""
-        if command_id is not None and (
-            type(command_id) is not int or not 1 <= command_id <= U64_MAX
-        ):  # otherwise (every valid id) _check_command_id finds nothing
-            bad_id = self._check_command_id(command_id)
-            if bad_id is not None:
-                return bad_id
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
         seq = self._log(now_ms, EventKind.ALARM_TEST)
         return self._accepted(command_id, now_ms, seq)
 
@@ -1005,12 +999,9 @@ class Firmware:
         of the jump; every later stamp is on the new clock, and nothing written before is
         rewritten (docs/protocol.md section 11). The internal timeline does not move.
         """
-        if command_id is not None and (
-            type(command_id) is not int or not 1 <= command_id <= U64_MAX
-        ):  # otherwise (every valid id) _check_command_id finds nothing
-            bad_id = self._check_command_id(command_id)
-            if bad_id is not None:
-                return bad_id
+        bad_id = self._check_command_id(command_id)
+        if bad_id is not None:
+            return bad_id
         if not 0 <= local_ms <= PUMP_CLOCK_MAX_MS:
             # Beyond it later stamps could overflow the u64 on the wire (protocol.md 8.1).
             limit = 0 if local_ms < 0 else PUMP_CLOCK_MAX_MS

@@ -182,18 +182,3 @@ def test_a_profile_saved_without_the_internal_path_is_refused() -> None:
     del fields["internal_path_nl"]
     with pytest.raises(ProfileError, match="internal_path_nl"):
         profile_from_fields(fields, "old state")
-
-
-def test_a_builtin_is_parsed_once_and_shared() -> None:
-    # A campaign worker loads the same built-in for every run: one frozen instance serves all.
-    assert load_profile("peristaltic-40") is load_profile("peristaltic-40")
-    assert load_profile("peristaltic-40") is not load_profile("peristaltic-20")
-
-
-def test_a_user_file_is_read_again_on_every_load(tmp_path: Path) -> None:
-    # A user's file may be edited between two runs of a long-lived process: never cached.
-    path = tmp_path / "mine.toml"
-    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "mine"'))
-    first = load_profile(path)
-    path.write_text(BASE.replace('name = "peristaltic-20"', 'name = "edited"'))
-    assert (first.name, load_profile(path).name) == ("mine", "edited")
