@@ -384,14 +384,8 @@ def decode(data: bytes | bytearray | memoryview) -> DecodedFrame:
             found = plan.decode(bytes(data))
             if found is not None:
                 flags, seq, ref, body, message = found
-                frame = _new(Frame)
-                _FRAME_FLAGS(frame, flags)
-                _FRAME_SEQ(frame, seq)
-                _FRAME_REF(frame, ref)
-                _FRAME_OPCODE(frame, plan.opcode)
-                _FRAME_BODY(frame, body)
                 decoded = _new(DecodedFrame)
-                _DECODED_FRAME(decoded, frame)
+                _DECODED_FRAME(decoded, _checked_frame(flags, seq, ref, plan.opcode, body))
                 _DECODED_MESSAGE(decoded, message)
                 return decoded
     return decode_reference(data)
@@ -411,11 +405,6 @@ def decode_reference(data: bytes | bytearray | memoryview) -> DecodedFrame:
 
 # The fast path builds these already-checked values without running their checks again.
 _new = object.__new__
-_FRAME_FLAGS = Frame.__dict__["flags"].__set__
-_FRAME_SEQ = Frame.__dict__["seq"].__set__
-_FRAME_REF = Frame.__dict__["ref"].__set__
-_FRAME_OPCODE = Frame.__dict__["opcode"].__set__
-_FRAME_BODY = Frame.__dict__["body"].__set__
 _DECODED_FRAME = DecodedFrame.__dict__["frame"].__set__
 _DECODED_MESSAGE = DecodedFrame.__dict__["message"].__set__
 
