@@ -434,14 +434,16 @@ class Pump:
         reported = self._last_withdrawn if withdrawn_nl is None else withdrawn_nl
         conc = new_concentration_ug_per_ml
         refusal = self._fw.check_refill_complete(
-            new_volume_nl, reported, self._now, command_id, conc
+            new_volume_nl, reported, self._now, command_id, concentration=conc
         )
         if refusal is not None:
             return refusal
         self._plant.inject(
             new_volume_nl if injected_nl is None else injected_nl, pocket_nl, real_conc
         )
-        return self._fw.refill_complete(new_volume_nl, reported, self._now, command_id, conc)
+        return self._fw.refill_complete(
+            new_volume_nl, reported, self._now, command_id, concentration=conc
+        )
 
     def bridge_bolus(self, *, command_id: int | None = None) -> BolusStarted | Refused:
         """After a refill with a new concentration: deliver the old drug still in the path

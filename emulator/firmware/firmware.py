@@ -63,8 +63,6 @@ from emulator.firmware.record import load_into, record_of
 from emulator.firmware.results import (
     Accepted,
     BolusStarted,
-    RefillBegun,
-    RefillCompleted,
     Refused,
     Staged,
 )
@@ -859,44 +857,15 @@ class Firmware:
         seq = self._transition(gate, now_ms)
         return self._accepted(command_id, now_ms, seq if seq else self.log.next_seq - 1)
 
-    @_command
-    def check_refill_begin(self, now_ms: int, command_id: int | None) -> Refused | None:
-        """Would refill-begin be accepted? The pump asks before the needle withdraws."""
-        return refill.check_begin(self, now_ms, command_id)
-
-    @_command
-    def refill_begin(self, now_ms: int, withdrawn_nl: int, command_id: int | None) -> RefillBegun:
-        """Record the predicted residual (call after ``check_refill_begin`` passed)."""
-        return refill.begin(self, now_ms, withdrawn_nl, command_id)
-
-    @_command
-    def check_refill_complete(
-        self,
-        new_volume_nl: int,
-        withdrawn_nl: int,
-        now_ms: int,
-        command_id: int | None,
-        concentration: int | None = None,
-    ) -> Refused | None:
-        """Would this refill entry be accepted? (refill.py ``check_complete``)"""
-        return refill.check_complete(
-            self, new_volume_nl, withdrawn_nl, now_ms, command_id, concentration=concentration
-        )
-
-    @_command
-    def refill_complete(
-        self,
-        new_volume_nl: int,
-        withdrawn_nl: int,
-        now_ms: int,
-        command_id: int | None,
-        concentration: int | None = None,
-    ) -> RefillCompleted:
-        """Apply a refill (call after ``check_refill_complete`` passed; refill.py
-        ``complete``)."""
-        return refill.complete(
-            self, new_volume_nl, withdrawn_nl, now_ms, command_id, concentration=concentration
-        )
+    # Refills (refill.py), called as methods within the command scope.
+    check_refill_begin = _command(refill.check_begin)
+    """Would REFILL_BEGIN be accepted? The pump asks before the needle withdraws."""
+    refill_begin = _command(refill.begin)
+    """Record the predicted residual (after ``check_refill_begin`` passed)."""
+    check_refill_complete = _command(refill.check_complete)
+    """Would this REFILL_COMPLETE entry be accepted?"""
+    refill_complete = _command(refill.complete)
+    """Apply a refill (after ``check_refill_complete`` passed)."""
 
     @_command
     def bridge_bolus(self, now_ms: int, command_id: int | None) -> BolusStarted | Refused:
