@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from emulator.drug_library import DrugLibrary, default_library
-from emulator.firmware import boluses, deadlines, readouts, refill, service
+from emulator.firmware import battery, boluses, deadlines, readouts, refill, service
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.basal_plan import PlanCache, next_rate_change
 from emulator.firmware.command_scope import command as _command
@@ -85,7 +85,7 @@ from emulator.profile import Profile
 from emulator.rate_plan import RatePlan
 from protocol.device_state import AlarmKind, AlarmRecord, EventKind, TherapyState
 from protocol.messages import Opcode
-from protocol.prescription import FlexStep, InfusionMode, Prescription, Repeat
+from protocol.prescription import InfusionMode, Prescription
 from protocol.refusal import FieldId, RefusalCode
 from protocol.units import MS_PER_DAY, MS_PER_S, PUMP_CLOCK_MAX_MS, U64_MAX
 
@@ -1217,81 +1217,11 @@ class Firmware:
         self._raise(AlarmKind.MEMORY_ERROR, now_ms)
         self._internal(TherapyInput.MEMORY_ERROR, now_ms)
 
-    def _battery_check(self, now_ms: int, battery_nah: int) -> None:
-        self._deadline.invalidate()  # the next check moves
-        p = self.profile
-        self._battery_nah = battery_nah
-        self._battery_read_ms = now_ms
-        self._battery_read_delivered_nl = self._delivered
-        interval = p.battery_check_interval_s * MS_PER_S
-        while self._next_battery_check_ms <= now_ms:
-            self._next_battery_check_ms += interval
-        if battery_nah <= p.battery_eri_threshold_nah and self._eri_ms is None:
-            self._elective_replacement(now_ms, battery_nah)
-        if battery_nah <= p.battery_low_reset_threshold_nah and not self._low_reset_done:
-            self._low_battery_reset(now_ms)
-        if battery_nah == 0:
-            self._reach_end_of_service(now_ms)
-
-    def _elective_replacement(self, now_ms: int, battery_nah: int) -> None:
-        """ERI: from the charge (days_eri_to_eos of service left) or from the design life,
-        whichever comes first; end of service is never later than the design life (H6)."""
-        eos = now_ms + self.profile.days_eri_to_eos * MS_PER_DAY
-        if self._design_eos_ms is not None:
-            eos = min(eos, self._design_eos_ms)
-        self._eri_ms = self._stamp(now_ms)
-        self._eos_ms = eos
-        self._log(
-            now_ms,
-            EventKind.ELECTIVE_REPLACEMENT,
-            0,
-            self.battery_percent(battery_nah),
-            self.local_ms(eos),
-        )
-        self._raise(AlarmKind.ELECTIVE_REPLACEMENT, now_ms)
-
-    def _low_battery_reset(self, now_ms: int) -> None:
-        """Early depletion: reset the flow to the profile's very low rate (H4, H6)."""
-        self._low_reset_done = True
-        rate = self.profile.battery_low_reset_rate_nl_per_day
-        old = self.rx
-        if old is not None:
-            self._install(
-                Prescription(
-                    drug_name=old.drug_name,
-                    concentration_ug_per_ml=old.concentration_ug_per_ml,
-                    mode=InfusionMode.CONTINUOUS,
-                    repeat=Repeat.DAILY,
-                    steps=(FlexStep(0, rate),),
-                    patient_bolus=None,
-                    low_reservoir_threshold_nl=old.low_reservoir_threshold_nl,
-                )
-            )
-        change = self._change
-        if change is not None and change.next_rx is not None:
-            # A prescription waiting for the bridge's end must not bring back the full
-            # rates after the reset: it becomes the low rate too, at its own concentration.
-            waiting = change.next_rx
-            low = Prescription(
-                drug_name=waiting.drug_name,
-                concentration_ug_per_ml=waiting.concentration_ug_per_ml,
-                mode=InfusionMode.CONTINUOUS,
-                repeat=Repeat.DAILY,
-                steps=(FlexStep(0, rate),),
-                patient_bolus=None,
-                low_reservoir_threshold_nl=waiting.low_reservoir_threshold_nl,
-            )
-            self._change = replace(change, next_rx=low)
-        self._raise(AlarmKind.LOW_BATTERY_RESET, now_ms)
-        self._internal(TherapyInput.LOW_BATTERY_RESET, now_ms)
-
-    def _reach_end_of_service(self, now_ms: int) -> None:
-        if self.state is TherapyState.END_OF_SERVICE:
-            return
-        self._log(now_ms, EventKind.END_OF_SERVICE, 0, self.battery_percent(self._battery_nah))
-        self._raise(AlarmKind.END_OF_SERVICE, now_ms)
-        self._internal(TherapyInput.END_OF_SERVICE, now_ms)
-        self._eos_ms = self._eos_ms if self._eos_ms is not None else now_ms
+    # The battery's milestones (battery.py), called as methods.
+    _battery_check = battery.check
+    _elective_replacement = battery.elective_replacement
+    _low_battery_reset = battery.low_battery_reset
+    _reach_end_of_service = battery.reach_end_of_service
 
     def _prune(self, now_ms: int) -> None:
         """Forget boluses older than 24 h: the rolling window, bounded memory."""
