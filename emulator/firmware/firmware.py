@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from emulator.drug_library import DrugLibrary, default_library
-from emulator.firmware import battery, boluses, deadlines, readouts, refill, service
+from emulator.firmware import battery, boluses, deadlines, readouts, refill, service, staging
 from emulator.firmware.alarms import AlarmSet
 from emulator.firmware.basal_plan import PlanCache, next_rate_change
 from emulator.firmware.command_scope import command as _command
@@ -43,12 +43,10 @@ from emulator.firmware.concentration_change import (
     delivery_block,
 )
 from emulator.firmware.deadline_cache import CHECK_ALL, DeadlineCache
-from emulator.firmware.drug_checks import Review, check_stage
 from emulator.firmware.engine_api import Engine
 from emulator.firmware.event_log import EventLog
 from emulator.firmware.forecast import reservoir_crossings
 from emulator.firmware.interlocks import (
-    daily_volume_with_boluses_nl,
     prescription_digest,
 )
 from emulator.firmware.nvram import (
@@ -64,10 +62,10 @@ from emulator.firmware.results import (
     Accepted,
     BolusStarted,
     Refused,
-    Staged,
 )
 from emulator.firmware.schedule import Schedule
 from emulator.firmware.service import CatheterBelief
+from emulator.firmware.staging import StagedPrescription
 from emulator.firmware.therapy_table import (
     BASAL_UNDER_BOLUS_STATES,
     BOLUS_STATES,
@@ -224,18 +222,6 @@ class Commanded:
 _NOTHING = Commanded(0, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Staged:
-    rx: Prescription
-    digest: bytes
-    expires_ms: int | None
-    """None: the stage lifetime runs on a timeline the pump does not keep (the device's link
-    timeline, docs/security.md section 6), which ends it with ``expire_staged``."""
-    expired: bool = False
-    overrides_used: int = 0
-    """The drug library overrides this stage needed (logged again at its commit)."""
-
-
 class Firmware:
     """The pump's decisions. ``now_ms`` arguments never go backwards (the pump ensures it)."""
 
@@ -306,7 +292,7 @@ class Firmware:
         self._catheter_nl = profile.catheter_volume_nl(self._catheter.length_cm)
         self.library: DrugLibrary = default_library()
         # -- volatile (lost on reset: C5, a staged prescription never survives) --
-        self._staged: _Staged | None = None
+        self._staged: StagedPrescription | None = None
         self._refill_predicted: int | None = None
         self._nv_fault: bytes | None = None
         self._schedule = Schedule(None)
@@ -645,142 +631,12 @@ class Firmware:
     # Commands
     # ====================================================================================
 
-    @_command
-    def stage(
-        self, rx: Prescription, now_ms: int, *, expires: bool = True, overrides: int = 0
-    ) -> Staged | Refused:
-        """Check a prescription and compute what it means, without applying it (C5).
-
-        ``expires=False``: the caller times the stage lifetime on its own timeline and ends
-        it with ``expire_staged`` (the device does, on link time). ``overrides``: the
-        STAGE_PRESCRIPTION_OVERRIDE flags (protocol.messages.OVERRIDE_*); 0 is a plain
-        STAGE_PRESCRIPTION, which the drug library's soft limits refuse."""
-        what = TherapyInput.STAGE
-        opcode = Opcode.STAGE_PRESCRIPTION_OVERRIDE if overrides else Opcode.STAGE_PRESCRIPTION
-        gate = self._gate(what, now_ms, None, opcode=opcode)
-        if isinstance(gate, Refused):
-            return gate
-        if self._refill_predicted is not None:
-            return self._refuse(
-                Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, None, opcode=opcode
-            )
-        pending = None if self._change is None else self._change.new_concentration
-        review = check_stage(
-            self.library,
-            self.profile,
-            rx,
-            running=self.rx,
-            pending_concentration=pending,
-            overrides=overrides,
-        )
-        if isinstance(review, Refused):
-            return self._refuse(review, what, now_ms, None, opcode=opcode)
-        return self._stage_reviewed(rx, review, now_ms, expires)
-
-    def _stage_reviewed(
-        self, rx: Prescription, review: Review, now_ms: int, expires: bool
-    ) -> Staged:
-        digest = prescription_digest(rx)
-        # The figure the daily mass limit was checked on (interlocks), so the review shows
-        # exactly what the pump accepted: mass = volume x concentration (protocol.md 7).
-        daily_volume = daily_volume_with_boluses_nl(rx)
-        daily_mass = daily_volume * rx.concentration_ug_per_ml
-        lifetime_ms = self.profile.stage_lifetime_s * MS_PER_S
-        self._staged = _Staged(
-            rx, digest, now_ms + lifetime_ms if expires else None, False, review.overrides_used
-        )
-        low, empty = self.predictions(now_ms, rx, running=rx.mode is not InfusionMode.STOPPED)
-        seq = self._log(
-            now_ms, EventKind.PRESCRIPTION_STAGED, int(rx.mode), daily_volume, daily_mass
-        )
-        if review.overrides_used:
-            # Every override is in the log, with what it let through (H9).
-            self._log(
-                now_ms,
-                EventKind.OVERRIDE_STAGED,
-                review.overrides_used,
-                daily_mass,
-                review.reference_daily_mass_pg,
-            )
-        return Staged(
-            digest,
-            daily_volume,
-            daily_mass,
-            low,
-            empty,
-            self.local_ms(now_ms + lifetime_ms),
-            self._stamp(now_ms),
-            seq,
-            overrides_used=review.overrides_used,
-            soft_limit_pg=review.soft_limit_pg,
-            reference_daily_mass_pg=review.reference_daily_mass_pg,
-        )
-
-    def expire_staged(self) -> None:
-        """The stage lifetime ran out on the caller's timeline: COMMIT now refuses it with
-        STAGE_EXPIRED, exactly as when it runs out on pump time."""
-        if self._staged is not None:
-            self._staged = replace(self._staged, expired=True)
-
-    def discard_staged(self) -> None:
-        """A session cut between stage and commit: the staged prescription is gone (C5)."""
-        self._staged = None
-
-    @_command
-    def commit(self, digest: bytes, now_ms: int, command_id: int | None) -> Accepted | Refused:
-        what = TherapyInput.COMMIT
-        staged = self._staged
-        # Committing a stopped prescription starts nothing, so a stall does not block it.
-        delivers = staged is not None and staged.rx.mode is not InfusionMode.STOPPED
-        gate = self._gate(what, now_ms, command_id, delivers=delivers)
-        if isinstance(gate, Refused):
-            return gate
-        if self._refill_predicted is not None:
-            return self._refuse(Refused(RefusalCode.REFILL_IN_PROGRESS), what, now_ms, command_id)
-        if staged is None:
-            return self._refuse(Refused(RefusalCode.NOTHING_STAGED), what, now_ms, command_id)
-        if staged.expired or (staged.expires_ms is not None and now_ms > staged.expires_ms):
-            self._staged = None
-            return self._refuse(
-                Refused(RefusalCode.STAGE_EXPIRED, FieldId.NONE, self.profile.stage_lifetime_s),
-                what,
-                now_ms,
-                command_id,
-            )
-        if digest != staged.digest:
-            return self._refuse(
-                Refused(RefusalCode.DIGEST_MISMATCH, FieldId.DIGEST), what, now_ms, command_id
-            )
-        if delivers and gate.starts_delivery and self._estimate < self._stroke:
-            # Like START: a command that would start the motor on an empty estimate is
-            # refused with the specific code, not accepted and suspended at the next step.
-            return self._refuse(Refused(RefusalCode.RESERVOIR_EMPTY), what, now_ms, command_id)
-        self._staged = None
-        change = self._change
-        bridge_runs = change is not None and change.bridging and not change.new_drug_at_tip
-        if change is not None and bridge_runs and self._intent_running:
-            # The bridge (docs/pump-model.md): the old drug keeps its old rates until it is
-            # out of the tip, then this prescription takes effect (_check_concentration_change).
-            self._change = replace(change, next_rx=staged.rx)
-        else:
-            self._change = None  # the prescription in effect is for what is in the reservoir
-            self._install(staged.rx)
-            self._intent_running = staged.rx.mode is not InfusionMode.STOPPED
-        pb = staged.rx.patient_bolus
-        # A lockout starts right after programming (docs/domain.md section 2).
-        self._lockout_until_ms = now_ms + (pb.lockout_s * MS_PER_S if pb else 0)
-        self._transition(gate, now_ms)
-        if change is not None and change.suspended and self._change is None:
-            # The prescription for the new concentration: the suspension's cause is gone.
-            self._clear_alarm(AlarmKind.CONCENTRATION_UNPROGRAMMED, now_ms)
-            if self.state is TherapyState.SUSPENDED_BY_ALARM:
-                self._transition(Go(Target.RESUME), now_ms)
-        self._check_reservoir_alarms(now_ms)
-        digest_u64 = int.from_bytes(staged.digest[:8], "little")
-        seq = self._log(now_ms, EventKind.PRESCRIPTION_COMMITTED, int(staged.rx.mode), digest_u64)
-        if staged.overrides_used:
-            self._log(now_ms, EventKind.OVERRIDE_COMMITTED, staged.overrides_used, digest_u64)
-        return self._accepted(command_id, now_ms, seq)
+    # Staging and committing a prescription (staging.py), called as methods.
+    stage = _command(staging.stage)
+    _stage_reviewed = staging.stage_reviewed
+    expire_staged = staging.expire
+    discard_staged = staging.discard
+    commit = _command(staging.commit)
 
     @_command
     def start(self, now_ms: int, command_id: int | None) -> Accepted | Refused:
@@ -1283,7 +1139,9 @@ class Firmware:
                     raise SnapshotError("staged prescription missing")
                 expires = None if staged[2] is None else int(staged[2])
                 overrides = int(staged[3]) if len(staged) > 3 else 0
-                fw._staged = _Staged(rx, bytes.fromhex(staged[1]), expires, False, overrides)
+                fw._staged = StagedPrescription(
+                    rx, bytes.fromhex(staged[1]), expires, False, overrides
+                )
             fw._refill_predicted = data["refill_predicted"]
             fault = data["nv_fault"]
             fw._nv_fault = None if fault is None else bytes.fromhex(fault)
