@@ -101,10 +101,10 @@ class DeliveryEngine:
         "_bolus_n",
         "_bolus_t0",
         "_now",
-        "_plan",
         "_rate",
         "_stroke_nl",
         "_threshold",
+        "plan",
     )
 
     def __init__(self, stroke_nl: int, start_ms: int) -> None:
@@ -112,8 +112,11 @@ class DeliveryEngine:
         self._now = _require_int("start_ms", start_ms, 0)
         self._threshold = stroke_nl * MS_PER_DAY
         self._rate = 0
-        # A basal plan the engine integrates itself (``follow``); None: the constant _rate.
-        self._plan: RatePlan | None = None
+        self.plan: RatePlan | None = None
+        """The basal plan being followed (``follow``), None at a constant rate. A plain
+        attribute, not a property: the pump and the firmware read it several times a step
+        (a property call was about 3 % of a simulated year). Set only by ``follow`` and
+        ``set_basal``."""
         self._base = 0  # the plan's cumulative gain at now_ms (one lookup per advance)
         self._acc = 0
         # _bolus_n == 0 means no bolus; see EngineState.
@@ -136,11 +139,6 @@ class DeliveryEngine:
         return self._rate
 
     @property
-    def plan(self) -> RatePlan | None:
-        """The basal plan being followed (``follow``), None at a constant rate."""
-        return self._plan
-
-    @property
     def bolus_active(self) -> bool:
         return self._bolus_n > 0
 
@@ -157,7 +155,7 @@ class DeliveryEngine:
         adds volume (and never catches up on the stopped time: H12).
         """
         self._rate = _require_int("rate_nl_per_day", rate_nl_per_day, 0)
-        self._plan = None
+        self.plan = None
 
     def follow(self, plan: RatePlan) -> None:
         """Run the basal on ``plan`` from now_ms until the next ``set_basal`` or ``follow``.
@@ -167,7 +165,7 @@ class DeliveryEngine:
         either way), without the steps: ``advance`` and the look-ahead integrate the plan
         in closed form across its boundaries (emulator/rate_plan.py).
         """
-        self._plan = plan
+        self.plan = plan
         self._rate = plan.rate_at(self._now)
         self._base = plan.cumulative(self._now)
 
@@ -226,7 +224,7 @@ class DeliveryEngine:
         if type(now_ms) is not int or now_ms < self._now:
             self._check_not_past(now_ms)  # raises, unless an int subclass (as before)
         # Once per pump step: _basal_total inlined, no tuple built for its two results.
-        plan = self._plan
+        plan = self.plan
         if plan is None:
             base_then = rate = 0
             basal_total = self._acc + self._rate * (now_ms - self._now)
@@ -248,7 +246,7 @@ class DeliveryEngine:
 
     def _basal_total(self, now_ms: int) -> tuple[int, int]:
         """(accumulator + basal gain over (now, now_ms], the plan's cumulative at now_ms)."""
-        plan = self._plan
+        plan = self.plan
         if plan is None:
             return self._acc + self._rate * (now_ms - self._now), 0
         base_then = plan.cumulative(now_ms)
@@ -257,7 +255,7 @@ class DeliveryEngine:
     def _move(self, now_ms: int, acc: int, base_then: int) -> None:
         self._acc = acc
         self._now = now_ms
-        plan = self._plan
+        plan = self.plan
         if plan is not None:
             self._rate = plan.rate_at(now_ms)
             self._base = base_then
@@ -277,7 +275,7 @@ class DeliveryEngine:
         already reaches k by then): O(log(u - now_ms)) steps, about 40 for a year ahead.
         """
         _require_int("k", k, 1)
-        plan = self._plan
+        plan = self.plan
         delivers = self._rate if plan is None else plan.per_period
         basal = self._basal_time(k) if delivers else None
         remaining = self.bolus_strokes_remaining
@@ -301,7 +299,7 @@ class DeliveryEngine:
         if type(until_ms) is not int or until_ms < self._now:
             self._check_not_past(until_ms)  # raises, unless an int subclass (as before)
         # _between, inlined (the firmware asks once per step, deadlines.py).
-        plan = self._plan
+        plan = self.plan
         if plan is None:
             gained = self._rate * (until_ms - self._now)
         else:
@@ -355,7 +353,7 @@ class DeliveryEngine:
             raise TimeError(f"time went backwards: {t} < now {self._now}")
 
     def _between(self, until_ms: int) -> int:
-        plan = self._plan
+        plan = self.plan
         if plan is None:
             gained = self._rate * (until_ms - self._now)
         else:
@@ -367,7 +365,7 @@ class DeliveryEngine:
         # Least dt with acc + gain(dt) >= k*threshold. dt >= 1 because acc < threshold.
         # Callers ask only when the basal delivers (a rate, or a plan with a gain).
         need = k * self._threshold - self._acc
-        plan = self._plan
+        plan = self.plan
         if plan is None:
             return self._now + _ceil_div(need, self._rate)
         t = plan.time_to_reach(self._base + need)

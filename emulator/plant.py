@@ -405,9 +405,15 @@ class Plant:
             # The move, inline (once per pump step). can_move, inlined: the battery only
             # when the rest would move.
             first = self._strokes_attempted
-            moving = (
-                self._motor is MotorState.OK and not self._valve_closed and self.battery_nah() > 0
-            )
+            moving = self._motor is MotorState.OK and not self._valve_closed
+            if moving:  # battery_nah() > 0, inlined (every stroke step)
+                p = self._profile
+                moving = p.battery_capacity_nah > (
+                    p.battery_nah_per_hour_idle * (self._now - self._start_ms) // MS_PER_HOUR
+                    + p.battery_nah_per_stroke * first
+                    + p.battery_nah_per_session * self._sessions
+                    + self._drained_nah
+                )
             self._strokes_attempted = first + strokes
             if moving:
                 # _bias_volume(after) - _bias_volume(before), inlined; the base cancels.
