@@ -288,7 +288,7 @@ class DeliveryEngine:
         hi = basal if bolus is None else min(basal, bolus)  # strokes_between(hi) >= k
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self._between(mid) >= k:
+            if self.strokes_between(mid) >= k:
                 hi = mid
             else:
                 lo = mid
@@ -298,7 +298,6 @@ class DeliveryEngine:
         """How many strokes would fire in (now_ms, until_ms] at current settings, no advance."""
         if type(until_ms) is not int or until_ms < self._now:
             self._check_not_past(until_ms)  # raises, unless an int subclass (as before)
-        # _between, inlined (the firmware asks once per step, deadlines.py).
         plan = self.plan
         if plan is None:
             gained = self._rate * (until_ms - self._now)
@@ -351,15 +350,6 @@ class DeliveryEngine:
             raise TypeError(f"time must be an int, got {type(t).__name__}")
         if t < self._now:
             raise TimeError(f"time went backwards: {t} < now {self._now}")
-
-    def _between(self, until_ms: int) -> int:
-        plan = self.plan
-        if plan is None:
-            gained = self._rate * (until_ms - self._now)
-        else:
-            gained = plan.cumulative(until_ms) - self._base
-        basal = (self._acc + gained) // self._threshold
-        return basal + self._bolus_between(until_ms)
 
     def _basal_time(self, k: int) -> int:
         # Least dt with acc + gain(dt) >= k*threshold. dt >= 1 because acc < threshold.

@@ -548,13 +548,9 @@ def profile_from_fields(fields: object, source: str) -> Profile:
     return replace(profile, source=saved_source)
 
 
+@cache
 def builtin_profile_names() -> tuple[str, ...]:
     """The profiles shipped with pumpemu, by name (the file stem)."""
-    return _builtin_names()
-
-
-@cache
-def _builtin_names() -> tuple[str, ...]:
     # Package data: fixed for the life of the process, so listed once.
     folder = resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR)
     return tuple(
@@ -586,7 +582,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     again, so implanting many pumps parses each profile once (the TOML parse was most of
     an implant's cost, benchmarks/delivery.py). An edited file is a new text, parsed and
     checked afresh."""
-    if isinstance(name_or_path, str) and name_or_path in _builtin_names():
+    if isinstance(name_or_path, str) and name_or_path in builtin_profile_names():
         text = _builtin_text(name_or_path)
         source = f"built-in profile {name_or_path}"
     else:
@@ -594,7 +590,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         if not path.is_file():
             raise ProfileError(
                 f"no profile {str(name_or_path)!r}: not a built-in "
-                f"({', '.join(_builtin_names())}) and not a file"
+                f"({', '.join(builtin_profile_names())}) and not a file"
             )
         try:
             text = path.read_text(encoding="utf-8")

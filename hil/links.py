@@ -197,22 +197,16 @@ class SerialLink:
 
     def _write_fd(self, fd: int, data: bytes) -> None:
         """Write everything, waiting for room at most ``WRITE_TIMEOUT_S`` at a time."""
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(fd, view)
-            except BlockingIOError:
-                written = 0
-            except (OSError, ValueError) as exc:
-                raise LinkClosedError(
-                    f"{self._url}: link lost while writing: {_reason(exc)}"
-                ) from exc
-            view = view[written:]
-            if view and not select.select([], [fd], [], WRITE_TIMEOUT_S)[1]:
-                raise LinkClosedError(
-                    f"{self._url}: write timed out: the device took no bytes for "
-                    f"{WRITE_TIMEOUT_S:g} s; {len(view)} bytes dropped"
-                )
+        try:
+            left = _write_all(fd, data, WRITE_TIMEOUT_S)
+        except (OSError, ValueError) as exc:
+            # ValueError: the descriptor was closed under us.
+            raise LinkClosedError(f"{self._url}: link lost while writing: {_reason(exc)}") from exc
+        if left:
+            raise LinkClosedError(
+                f"{self._url}: write timed out: the device took no bytes for "
+                f"{WRITE_TIMEOUT_S:g} s; {left} bytes dropped"
+            )
 
     def close(self) -> None:
         self._fd = None
@@ -274,19 +268,14 @@ class PtyLink:
         pump, so after ``_write_timeout_s`` without room the rest is dropped and reported.
         """
         fd = self._fd()
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(fd, view)
-            except BlockingIOError:
-                written = 0
-            except OSError as exc:
-                raise LinkClosedError(f"{self._path}: link lost while writing: {exc}") from exc
-            view = view[written:]
-            if view and not select.select([], [fd], [], self._write_timeout_s)[1]:
-                raise LinkClosedError(
-                    f"{self._path}: the programmer is not reading; {len(view)} bytes dropped"
-                )
+        try:
+            left = _write_all(fd, data, self._write_timeout_s)
+        except OSError as exc:
+            raise LinkClosedError(f"{self._path}: link lost while writing: {exc}") from exc
+        if left:
+            raise LinkClosedError(
+                f"{self._path}: the programmer is not reading; {left} bytes dropped"
+            )
 
     def close(self) -> None:
         for fd in (self._master, self._slave):
@@ -390,3 +379,19 @@ def _reason(exc: BaseException) -> str:
         return os.strerror(exc.errno)
     text = str(exc).strip()
     return text or type(exc).__name__
+
+
+def _write_all(fd: int, data: bytes, timeout_s: float) -> int:
+    """Write all of ``data`` to the non-blocking ``fd``, waiting at most ``timeout_s`` at a
+    time for room: 0 when everything went, else how many bytes no room came for. A lost
+    descriptor raises (OSError, or ValueError for one closed under the caller)."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            written = 0
+        view = view[written:]
+        if view and not select.select([], [fd], [], timeout_s)[1]:
+            return len(view)
+    return 0

@@ -68,32 +68,12 @@ def low_battery_reset(fw: Firmware, now_ms: int) -> None:
     rate = fw.profile.battery_low_reset_rate_nl_per_day
     old = fw.rx
     if old is not None:
-        fw._install(
-            Prescription(
-                drug_name=old.drug_name,
-                concentration_ug_per_ml=old.concentration_ug_per_ml,
-                mode=InfusionMode.CONTINUOUS,
-                repeat=Repeat.DAILY,
-                steps=(FlexStep(0, rate),),
-                patient_bolus=None,
-                low_reservoir_threshold_nl=old.low_reservoir_threshold_nl,
-            )
-        )
+        fw._install(_at_low_rate(old, rate))
     change = fw._change
     if change is not None and change.next_rx is not None:
         # A prescription waiting for the bridge's end must not bring back the full
         # rates after the reset: it becomes the low rate too, at its own concentration.
-        waiting = change.next_rx
-        low = Prescription(
-            drug_name=waiting.drug_name,
-            concentration_ug_per_ml=waiting.concentration_ug_per_ml,
-            mode=InfusionMode.CONTINUOUS,
-            repeat=Repeat.DAILY,
-            steps=(FlexStep(0, rate),),
-            patient_bolus=None,
-            low_reservoir_threshold_nl=waiting.low_reservoir_threshold_nl,
-        )
-        fw._change = replace(change, next_rx=low)
+        fw._change = replace(change, next_rx=_at_low_rate(change.next_rx, rate))
     fw._raise(AlarmKind.LOW_BATTERY_RESET, now_ms)
     fw._internal(TherapyInput.LOW_BATTERY_RESET, now_ms)
 
@@ -106,3 +86,17 @@ def reach_end_of_service(fw: Firmware, now_ms: int) -> None:
     fw._raise(AlarmKind.END_OF_SERVICE, now_ms)
     fw._internal(TherapyInput.END_OF_SERVICE, now_ms)
     fw._eos_ms = fw._eos_ms if fw._eos_ms is not None else now_ms
+
+
+def _at_low_rate(rx: Prescription, rate_nl_per_day: int) -> Prescription:
+    """``rx``'s drug, strength and low-reservoir threshold at one continuous low rate, with
+    no patient bolus: what a low-battery reset leaves running."""
+    return Prescription(
+        drug_name=rx.drug_name,
+        concentration_ug_per_ml=rx.concentration_ug_per_ml,
+        mode=InfusionMode.CONTINUOUS,
+        repeat=Repeat.DAILY,
+        steps=(FlexStep(0, rate_nl_per_day),),
+        patient_bolus=None,
+        low_reservoir_threshold_nl=rx.low_reservoir_threshold_nl,
+    )
