@@ -6,7 +6,7 @@ h17-catheter-leak.toml: continuous morphine, a leak from day 5, a refill at day 
 the api backend, in one run:
 
 - ``campaign_1000x30d_s``: wall time of the whole campaign on 2 local worker processes
-  (spawned, so their start-up is included), the best of ``--repeat`` (3) campaigns;
+  (their start-up included), the best of ``--repeat`` (3) campaigns;
 - ``runs_per_s``: 1,000 / that;
 - ``one_worker_s``: the same campaign on 1 worker, the best of as many;
 - ``two_worker_samples_s`` / ``one_worker_samples_s``: every campaign's wall time. The
@@ -22,12 +22,19 @@ the api backend, in one run:
   core is not free;
 - ``load_average``: the 1-minute load when the run ended.
 
-Inside each timed region, the same for both runs: starting the pool (spawned worker
-processes, their interpreter start and imports), each worker parsing the sweep file and
+Workers start as ``pumpemu campaign run`` starts them (hil/local_pool.py, printed as
+``start_method``): forked on Linux from a parent that runs no other thread, so they inherit
+the run stack the parent loaded; spawned elsewhere, each importing it (``--start-method``
+forces one or the other, to compare).
+
+Inside each timed region, the same for both runs: starting the pool (the worker processes,
+and for spawned ones their interpreter start and imports), each worker parsing the sweep file and
 building the runs it is given, running all 1,000 runs, sending the result lines back, the
 parent appending every line to a fresh JSONL results file, and shutting the pool down. Outside
 it: writing the sweep file and the parent's plan (``expand``: the run ids), done once per
-run before the clock starts. Both runs go through ``run_campaign``, the code
+run before the clock starts, and the parent's import of the few run modules its plan had
+not loaded (``parent_preload_s``, once per process, whatever the number of workers: the
+command pays it once too). Both runs go through ``run_campaign``, the code
 ``pumpemu campaign run`` uses; neither has a progress bar (the command draws one only on a
 terminal).
 
@@ -38,14 +45,13 @@ least 1.7. Usage: ``python benchmarks/campaign.py [--json] [--runs N] [--repeat 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import multiprocessing
 import os
 import resource
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 # Run as a script, this directory comes first on sys.path, and benchmarks/serial.py would
@@ -53,8 +59,10 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
+from hil.campaign.command import RUN_STACK  # noqa: E402
 from hil.campaign.plan import expand  # noqa: E402
 from hil.campaign.runner import run_campaign  # noqa: E402
+from hil.local_pool import local_pool, start_method  # noqa: E402
 
 STORY = (
     Path(__file__).resolve().parents[1] / "hil" / "scenario" / "builtin" / "h17-catheter-leak.toml"
@@ -77,14 +85,13 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def campaign_s(path: Path, workers: int, out: Path) -> tuple[float, float, int]:
+def campaign_s(path: Path, workers: int, out: Path, method: str) -> tuple[float, float, int]:
     """Wall time, CPU time (parent and workers) and runs passed of one campaign."""
     specs = expand([path])
-    context = multiprocessing.get_context("spawn")
     cpu = _cpu_s()
     start = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        outcome = run_campaign(specs, pool, out)
+    with local_pool(workers, preload=RUN_STACK, method=method) as pool:
+        outcome = run_campaign(specs, pool, out, workers=workers)
     seconds = time.perf_counter() - start
     cpu = _cpu_s() - cpu
     passed = sum(line["verdict"] == "pass" for line in outcome.results)
@@ -98,19 +105,34 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="campaigns of each size, interleaved (3)"
     )
+    parser.add_argument(
+        "--start-method",
+        choices=["fork", "spawn"],
+        default=None,
+        help="how workers start (default: what pumpemu campaign run picks here)",
+    )
     args = parser.parse_args()
+    # Chosen once, before any campaign: the command decides it the same way, at its start.
+    method = args.start_method or start_method()
     samples: dict[int, list[tuple[float, float, int]]] = {2: [], 1: []}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         path = sweep_file(directory, args.runs)
+        expand([path])  # the planner's own imports, as the command has them before its pool
+        preload = time.perf_counter()
+        if method == "fork":
+            for name in RUN_STACK:
+                importlib.import_module(name)
+        preload_s = time.perf_counter() - preload
         for rep in range(args.repeat):
             for workers in (2, 1):  # interleaved: a drift of the machine hits both alike
                 out = directory / f"w{workers}-{rep}.jsonl"
-                samples[workers].append(campaign_s(path, workers, out))
+                samples[workers].append(campaign_s(path, workers, out, method))
     two_s, two_cpu_s, passed_two = min(samples[2])
     one_s, one_cpu_s, passed_one = min(samples[1])
     figures = {
         "runs": args.runs,
+        "start_method": method,
         "campaign_1000x30d_s": round(two_s, 2),
         "runs_per_s": round(args.runs / two_s, 1),
         "one_worker_s": round(one_s, 2),
@@ -119,6 +141,7 @@ def main() -> None:
         "two_worker_samples_s": [round(sample[0], 2) for sample in samples[2]],
         "one_worker_samples_s": [round(sample[0], 2) for sample in samples[1]],
         "passed": [passed_two, passed_one],
+        "parent_preload_s": round(preload_s, 3),
         "load_average": round(os.getloadavg()[0], 2),
         "target_campaign_1000x30d_s": 10,
         "target_parallel_efficiency": 1.7,

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import multiprocessing
 import os
 import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,15 @@ Examples:
 
 DEFAULT_OUT = "campaign-results.jsonl"
 
+RUN_STACK = ("hil.campaign.execute", "hil.scenario.runner", "hil.scenario.backends")
+"""What a worker needs to run a scenario on the api backend: loaded by this process before
+it forks its workers (planning loaded most of it already)."""
+
+WIRE_STACK = ("hil.scenario.wire_backend",)
+"""And on the wire backend: the device, its session and the reference programmer."""
+
+FORKED = {"fork": "forked from this one", "spawn": "spawned"}
+
 
 @click.group("campaign", epilog=EPILOG)
 def campaign() -> None:
@@ -55,13 +63,18 @@ def _files(paths: tuple[str, ...], builtin: bool) -> list[Path]:
 
 
 @contextmanager
-def _executor(workers: int, cluster: str | None) -> Iterator[tuple[Executor, str]]:
+def _executor(workers: int, cluster: str | None, backend: str) -> Iterator[tuple[Executor, str]]:
     """A process pool, or a Dask cluster's executor: ``run_campaign`` takes either."""
     if cluster is None:
-        # spawn: a worker never inherits this process's threads (the progress bar's).
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        from hil.local_pool import local_pool, start_method  # noqa: PLC0415
+
+        # Started here, before the progress bar's thread: a forked worker inherits the run
+        # stack this process loaded to plan the campaign (hil/local_pool.py).
+        method = start_method()
+        stack = (*RUN_STACK, *WIRE_STACK) if backend == "wire" else RUN_STACK
+        pool = local_pool(workers, preload=stack, method=method)
         try:
-            yield pool, f"{workers} local process(es)"
+            yield pool, f"{workers} local process(es), {FORKED.get(method, method)}"
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return
@@ -235,7 +248,7 @@ def _run(  # noqa: PLR0917 (the campaign's settings, passed on from its options)
     from hil.campaign.runner import read_results, run_campaign  # noqa: PLC0415
 
     already = len({line["id"] for line in read_results(out)} & {s.id for s in specs})
-    with _executor(workers, cluster) as (executor, where):
+    with _executor(workers, cluster, backend) as (executor, where):
         from hil.console import make_console  # noqa: PLC0415 (rich: on use)
 
         console = make_console(sys.stderr)
@@ -258,7 +271,9 @@ def _run(  # noqa: PLR0917 (the campaign's settings, passed on from its options)
 
         with progress:
             task = progress.add_task("runs", total=len(specs), completed=already)
-            outcome = run_campaign(specs, executor, out, backend=backend, on_result=finished)
+            outcome = run_campaign(
+                specs, executor, out, backend=backend, on_result=finished, workers=workers
+            )
     if outcome.interrupted:
         log(
             f"interrupted: {len(outcome.results)} of {len(specs)} runs kept in {out}; run the "

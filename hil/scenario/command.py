@@ -319,10 +319,12 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         finally:
             target.close()
     elif jobs > 1 and len(scenarios) > 1:
-        from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415 (lazy)
+        from hil.local_pool import local_pool  # noqa: PLC0415 (lazy)
 
         chunk = max(1, len(scenarios) // (4 * jobs))
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # Forked where safe (hil/local_pool.py): the runner is loaded already.
+        stack = ("hil.scenario.wire_backend",) if backend == "wire" else ()
+        with local_pool(jobs, preload=stack) as pool:
             results = list(pool.map(run, scenarios, [backend] * len(scenarios), chunksize=chunk))
     else:
         results = [run(sc, backend) for sc in scenarios]

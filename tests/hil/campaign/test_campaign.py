@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hil.campaign.execute import execute
 from hil.campaign.plan import RunSpec, expand
-from hil.campaign.runner import read_results, run_campaign
+from hil.campaign.runner import (
+    LARGEST_TASK,
+    SMALLEST_TASK,
+    read_results,
+    run_campaign,
+    task_sizes,
+)
 from hil.cli import main
 from hil.errors import UsageError
 
@@ -116,3 +124,25 @@ def test_rerun_of_an_unknown_id_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["campaign", "run", str(SWEEP), "--rerun", "nope"])
     assert result.exit_code == 2
     assert "no run has that id" in result.output
+
+
+@given(count=st.integers(0, 5_000), workers=st.integers(1, 64))
+def test_task_sizes_cover_every_run_largest_first(count: int, workers: int) -> None:
+    sizes = task_sizes(count, workers)
+    assert sum(sizes) == count
+    assert all(1 <= size <= LARGEST_TASK for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # the tail is where the workers even out
+    assert len(sizes) >= min(count, workers)  # no worker left without a task
+
+
+@pytest.mark.parametrize(
+    ("count", "workers", "tasks"),
+    [(1000, 2, 32), (8, 2, 8), (200, 2, 17)],
+    ids=["benchmark-campaign", "eight-runs", "two-hundred"],
+)
+def test_task_sizes_of_known_campaigns(count: int, workers: int, tasks: int) -> None:
+    sizes = task_sizes(count, workers)
+    assert len(sizes) == tasks
+    assert sizes[0] == min(LARGEST_TASK, max(1, count // (4 * workers)))
+    if count >= 4 * workers * SMALLEST_TASK:
+        assert min(sizes[:-1]) == SMALLEST_TASK
