@@ -19,6 +19,12 @@ request at a time, waiting for each reply.
   spent per unpaced pty round trip: the protocol CPU as it runs after each wake-up, plus
   the serve loop and the system calls. Against ``pty_rt_mean_us`` it shows how much of a
   round trip is waiting, which is what a loaded or an idle machine changes.
+- ``sealed_pty_low_latency_rt_per_s`` / ``pty_low_latency_process_cpu_us``: the same
+  unpaced round trips while this process holds a CPU wake-up latency request of 0 us
+  (hil/cpu_latency.py, what ``pumpemu serve --low-latency`` holds): idle CPUs poll instead
+  of halting, so neither wake-up of a round trip starts from a halted vCPU. ``null``, with
+  ``low_latency_unavailable`` saying why, where the request cannot be made (not Linux, not
+  root). The request ends with the measurement.
 - ``pty_vs_protocol_cpu_ratio``: the mean pty round trip divided by the protocol-CPU one:
   how much the serve loop, the link, the system calls and two thread wake-ups add.
 - ``paced_vs_wire_ratio``: with the server pacing at ``--baud`` (115200), the mean measured
@@ -62,6 +68,7 @@ from emulator.clock import ManualClock  # noqa: E402
 from emulator.device import PumpDevice  # noqa: E402
 from emulator.pump import Pump  # noqa: E402
 from hil.clock import SystemClock  # noqa: E402
+from hil.cpu_latency import CpuLatencyError, CpuLatencyRequest  # noqa: E402
 from hil.device_link import DeviceLink  # noqa: E402
 from hil.links import PtyLink, SerialLink  # noqa: E402
 from hil.programmer.client import Programmer  # noqa: E402
@@ -148,6 +155,13 @@ def main() -> None:
 
     cpu = measure_protocol_cpu(args.requests)
     unpaced = measure(args.requests, None)
+    low_latency: dict[str, float] | None = None
+    why_not = None
+    try:
+        with CpuLatencyRequest(0):
+            low_latency = measure(args.requests, None)
+    except CpuLatencyError as exc:
+        why_not = str(exc)
     paced = measure(args.paced_requests, args.baud)
     frame_bytes = paced["request_bytes"] + paced["reply_bytes"]
     wire_floor_s = frame_bytes * 10 / args.baud
@@ -161,6 +175,13 @@ def main() -> None:
         "pty_rt_mean_us": round(unpaced["mean_s"] * 1e6, 1),
         "pty_rt_median_us": round(unpaced["median_s"] * 1e6, 1),
         "pty_rt_process_cpu_us": round(unpaced["cpu_s"] / args.requests * 1e6, 1),
+        "sealed_pty_low_latency_rt_per_s": (
+            None if low_latency is None else round(args.requests / low_latency["total_s"], 1)
+        ),
+        "pty_low_latency_process_cpu_us": (
+            None if low_latency is None else round(low_latency["cpu_s"] / args.requests * 1e6, 1)
+        ),
+        "low_latency_unavailable": why_not,
         "pty_vs_protocol_cpu_ratio": round(unpaced["mean_s"] / cpu["mean_s"], 3),
         "pty_vs_protocol_cpu_ratio_median": round(unpaced["median_s"] / cpu["median_s"], 3),
         "baud": args.baud,

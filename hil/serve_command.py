@@ -116,6 +116,8 @@ Examples:
   pumpemu serve --pty --keys pe.keys --capture serve.jsonl --profile valve-gated-20
   pumpemu serve --pty --keys pe.keys --state pe.state
       (resumes the pump saved in pe.state, or starts fresh and creates it)
+  sudo pumpemu serve --pty --keys pe.keys --low-latency
+      (a timing rig: idle CPUs poll instead of halting, see docs/serve.md)
 
 \b
 Clocks: real (pump time = real time), xN (N times faster), manual (time moves only
@@ -212,6 +214,13 @@ through the control API: pumpemu time advance). See docs/serve.md.
     help="Resume the pump saved in FILE (if it exists) and keep FILE up to date: therapy, "
     "event log, exactly-once memory, lockout.",
 )
+@click.option(
+    "--low-latency",
+    is_flag=True,
+    help="Keep idle CPUs polling instead of halting while serving (a Linux PM QoS request "
+    "of 0 us on /dev/cpu_dma_latency; needs root or a udev rule): round trips skip a slow "
+    "wake-up, about half their cost on an idle virtual machine. Idle CPUs spin: more power.",
+)
 @conformance_options(
     "Judge the programmer against docs/conformance.md's rules and write a report "
     "(JSON, markdown, JUnit) when serve stops."
@@ -282,6 +291,7 @@ class ServeOptions:
     stroke_seed: int | None = None
     conformance: str | None = None
     conformance_report: Path | None = None
+    low_latency: bool = False
 
 
 def _check_control_options(opts: ServeOptions) -> None:
@@ -413,7 +423,12 @@ class _Serve:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         started = time.monotonic()
+        latency = None
         try:
+            if opts.low_latency:
+                from hil.cpu_latency import CpuLatencyRequest  # noqa: PLC0415
+
+                latency = CpuLatencyRequest(0).__enter__()  # released in finally
             self.link, announce = self._open_link()
             if opts.capture_file is not None:
                 self.capture = CaptureWriter(opts.capture_file, "serve")
@@ -447,6 +462,11 @@ class _Serve:
                     f"conformance ({self.conformance.mode}): judging the programmer; reports "
                     f"to {self.conformance.report_dir}/ when serve stops"
                 )
+            if latency is not None:
+                self.log(
+                    f"low latency: idle CPUs poll instead of halting ({latency.device} held "
+                    "at 0 us until serve stops)"
+                )
             if opts.state_file is not None:
                 how = "resumed from" if self.resumed else "new pump; saving to"
                 self.log(f"state {how} {opts.state_file} at pump time {self._pump_instant()}")
@@ -457,6 +477,8 @@ class _Serve:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._shut_down()
+            if latency is not None:
+                latency.release()
         self._summarize(time.monotonic() - started)
 
     def _announce_control(self, control: ControlServer) -> None:
