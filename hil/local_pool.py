@@ -25,8 +25,16 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
-__all__ = ["local_pool", "start_method"]
+from hil.errors import HilError
+
+__all__ = ["WorkerStartError", "local_pool", "start_method"]
+
+
+class WorkerStartError(HilError):
+    """The pool's worker processes could not start (out of processes or memory, or a
+    worker that died on start-up)."""
 
 
 def start_method() -> str:
@@ -54,5 +62,11 @@ def local_pool(
     # A first task starts the workers now: under fork, every one of them at once and before
     # the pool's manager thread (CPython gh-90622), so no fork ever happens while a thread
     # runs; under spawn, a worker that cannot start fails here, before any run is sent.
-    pool.submit(os.getpid).result()
+    try:
+        pool.submit(os.getpid).result()
+    except (BrokenProcessPool, OSError) as exc:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise WorkerStartError(
+            f"could not start {workers} worker process(es) ({chosen}): {exc}"
+        ) from None
     return pool

@@ -7,11 +7,14 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hil.local_pool import local_pool, start_method
+from hil import local_pool as pool_module
+from hil.local_pool import WorkerStartError, local_pool, start_method
 
 SWEEP = Path(__file__).parent / "campaign" / "sweep.toml"
 
@@ -70,3 +73,13 @@ def test_the_campaign_command_forks_its_workers_and_they_run_the_sweep(tmp_path:
     assert json.loads(done.stdout)["verdicts"] == {"pass": 8}
     expected = "forked from this one" if sys.platform.startswith("linux") else "spawned"
     assert f"2 local process(es), {expected}" in done.stderr
+
+
+def test_workers_that_cannot_start_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NoProcesses(ProcessPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(pool_module, "ProcessPoolExecutor", NoProcesses)
+    with pytest.raises(WorkerStartError, match=r"could not start 2 worker process\(es\) \(spawn\)"):
+        local_pool(2, method="spawn")
