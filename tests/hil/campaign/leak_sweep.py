@@ -50,3 +50,31 @@ def write_leak_sweep(directory: Path) -> Path:
     path = directory / "leak-sweep.toml"
     path.write_text(LEAK_SWEEP, encoding="utf-8")
     return path
+
+
+def seeded_leak_sweep(campaign_id: str, advance_to: str, seeds: int) -> str:
+    """A campaign's worth of runs with no oracle: a leak of four sizes from 01:00, the pump
+    advanced to ``advance_to``, over ``seeds`` seeds (4 x ``seeds`` runs, all passing)."""
+    return f"""
+id = "{campaign_id}"
+title = "A leak until {advance_to}, {seeds} seeds and four sizes"
+hazards = ["H17"]
+
+[setup]
+prescription = {{ drug = "morphine", concentration = "10 mg/mL", mode = "continuous", \
+rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }}
+
+[[steps]]
+at = "0d 01:00"
+do = "fault"
+fault = "leak"
+params = {{ ppm = 100000 }}
+
+[[steps]]
+at = "{advance_to}"
+do = "advance"
+
+[sweep]
+seed = {{ from = 1, to = {seeds} }}
+"steps.0.params.ppm" = [50000, 100000, 200000, 400000]
+"""

@@ -10,29 +10,9 @@ from pathlib import Path
 
 import pytest
 
-SWEEP = """
-id = "campaign-200"
-title = "A leak over two hours, 200 seeds and sizes"
-hazards = ["H17"]
+from tests.hil.campaign.leak_sweep import seeded_leak_sweep
 
-[setup]
-prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", \
-rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }
-
-[[steps]]
-at = "0d 01:00"
-do = "fault"
-fault = "leak"
-params = { ppm = 100000 }
-
-[[steps]]
-at = "0d 02:00"
-do = "advance"
-
-[sweep]
-seed = { from = 1, to = 50 }
-"steps.0.params.ppm" = [50000, 100000, 200000, 400000]
-"""
+SWEEP = seeded_leak_sweep("campaign-200", "0d 02:00", 50)
 
 
 def campaign(tmp_path: Path, out: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -14,30 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.hil.campaign.leak_sweep import seeded_leak_sweep
+
 # 1,000 runs of four years each: long enough to be stopped in the middle.
-SWEEP = """
-id = "interrupted"
-title = "A leak over four years, 250 seeds and four sizes"
-hazards = ["H17"]
-
-[setup]
-prescription = { drug = "morphine", concentration = "10 mg/mL", mode = "continuous", \
-rate = "0.5 mL/day", low_reservoir_threshold = "2 mL" }
-
-[[steps]]
-at = "0d 01:00"
-do = "fault"
-fault = "leak"
-params = { ppm = 100000 }
-
-[[steps]]
-at = "1500d 02:00"
-do = "advance"
-
-[sweep]
-seed = { from = 1, to = 250 }
-"steps.0.params.ppm" = [50000, 100000, 200000, 400000]
-"""
+SWEEP = seeded_leak_sweep("interrupted", "1500d 02:00", 250)
 
 COMMAND = [sys.executable, "-c", "from hil.cli import main; main()", "campaign", "run",
            "sweep.toml", "--out", "out.jsonl", "--workers", "2"]  # fmt: skip
