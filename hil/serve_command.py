@@ -218,8 +218,9 @@ through the control API: pumpemu time advance). See docs/serve.md.
     "--low-latency",
     is_flag=True,
     help="Keep idle CPUs polling instead of halting while serving (a Linux PM QoS request "
-    "of 0 us on /dev/cpu_dma_latency; needs root or a udev rule): round trips skip a slow "
-    "wake-up, about half their cost on an idle virtual machine. Idle CPUs spin: more power.",
+    "of 0 us on /dev/cpu_dma_latency; needs root or a udev rule): round trips skip two slow "
+    "wake-ups, about half their cost on an idle virtual machine. System-wide: every CPU "
+    "polls while serve runs, connected or not, which costs power.",
 )
 @conformance_options(
     "Judge the programmer against docs/conformance.md's rules and write a report "

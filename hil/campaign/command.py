@@ -25,13 +25,13 @@ import click
 from hil.errors import UsageError
 from hil.logs import LogConfig, log_options
 
-EPILOG = """\\b
+EPILOG = """\b
 Examples:
   pumpemu campaign run sweeps/ --out results.jsonl          all local cores
   pumpemu campaign run sweep.toml --workers 2 --junit campaign.xml
   pumpemu campaign run sweep.toml --cluster tcp://scheduler:8786
   pumpemu campaign run sweep.toml --cluster local --workers 4   a Dask LocalCluster
-  pumpemu campaign run sweep.toml --rerun leak-ppm-2000      one run again, compared
+  pumpemu campaign run sweep.toml --rerun 'leak[seed=3,ppm=200000]'   one run again
   pumpemu campaign run sweep.toml --report campaign-report   an HTML page with the plots
 """
 
@@ -75,8 +75,10 @@ def _executor(workers: int, cluster: str | None, backend: str) -> Iterator[tuple
         pool = local_pool(workers, preload=stack, method=method)
         try:
             yield pool, f"{workers} local process(es), {FORKED.get(method, method)}"
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            pool.stop()  # not a wait for every task already handed to a worker
+            raise
+        pool.shutdown(wait=True, cancel_futures=True)
         return
     try:
         # Optional (the cluster extra), and typed only in part: used through Any.
@@ -172,9 +174,10 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
 ) -> None:
     """Expand scenario FILES (sweeps included) into runs and execute them in parallel.
 
-    Each finished run is a line of --out at once, so an interrupted campaign keeps its
-    results and the same command resumes it. The same files give the same lines on a
-    process pool and on a cluster (order aside).
+    Runs go to workers in tasks of up to 64; each finished task's runs are lines of --out
+    at once, so an interrupted campaign keeps its results and the same command resumes
+    it. The same files give the same lines on a process pool and on a cluster (order
+    aside).
 
     Logs go to stderr (-q: no progress bar, only the summary on stdout; -v: a line per
     finished run; --log-format json: JSON lines); the summary on stdout is the same.
@@ -274,20 +277,44 @@ def _run(  # noqa: PLR0917 (the campaign's settings, passed on from its options)
             outcome = run_campaign(
                 specs, executor, out, backend=backend, on_result=finished, workers=workers
             )
+        stop = getattr(executor, "stop", None)  # the local pool (hil/local_pool.py)
+        if outcome.interrupted and stop is not None:
+            stop()  # the runs in the workers' hands are thrown away: resumed next time
     if outcome.interrupted:
         log(
             f"interrupted: {len(outcome.results)} of {len(specs)} runs kept in {out}; run the "
             "same command again to resume",
             "warning",
         )
+    if outcome.foreign:
+        log(
+            f"{outcome.foreign} line(s) in {out} are no run of these files (another "
+            "campaign's results?): kept in the file, not counted here",
+            "warning",
+        )
+    for line in lost_warnings(outcome.lost):
+        log(line, "warning")
     for run_id, why in outcome.lost:
-        log(f"lost {run_id}: {why} (run again to retry it)", "warning")
+        log(f"lost {run_id}: {why}", "debug")
     return {
         "results": outcome.results,
         "resumed": outcome.resumed,
         "lost": [run_id for run_id, _why in outcome.lost],
         "interrupted": outcome.interrupted,
     }
+
+
+def lost_warnings(lost: list[tuple[str, str]]) -> list[str]:
+    """One warning per cause of lost runs: a worker that dies breaks a local pool, and
+    every run not yet written is lost with it (hundreds of runs, one reason)."""
+    lines = []
+    for why, count in Counter(why for _id, why in lost).items():
+        ids = [run_id for run_id, reason in lost if reason == why]
+        shown = ", ".join(ids[:3]) + (f" and {count - 3} more" if count > 3 else "")
+        lines.append(
+            f"lost {count} run(s) ({shown}): {why}; run the same command again to run them"
+        )
+    return lines
 
 
 def _print_summary(report: dict[str, Any]) -> None:

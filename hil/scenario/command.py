@@ -310,7 +310,7 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
         control = None  # PUMPEMU_CONTROL is for pumpemu fault/time/truth too: not an error
     log = LogConfig.from_options("scenario", verbose, quiet, log_level, log_format)
     target = _target(backend, port, keys_file, control, token_file, jobs)
-    where = f"{jobs} processes" if target is None and jobs > 1 else "this process"
+    where = _processes(jobs) if target is None and jobs > 1 else "this process"
     # Debug, as the per-run lines: by default stderr stays empty, as it always was.
     log(f"{len(scenarios)} run(s) on the {backend} backend in {where}", "debug")
     if target is not None:
@@ -351,6 +351,14 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
 def _from_environment(parameter: str) -> bool:
     source = click.get_current_context().get_parameter_source(parameter)
     return source is click.core.ParameterSource.ENVIRONMENT
+
+
+def _processes(jobs: int) -> str:
+    """Where --jobs runs go, as the log says it: how the workers start (hil/local_pool.py)."""
+    from hil.local_pool import start_method  # noqa: PLC0415 (lazy)
+
+    how = "forked from this one" if start_method() == "fork" else "spawned"
+    return f"{jobs} processes, {how}"
 
 
 def _target(  # noqa: PLR0917 (the url backend's options, checked together)

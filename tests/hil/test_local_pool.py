@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hil import local_pool as pool_module
-from hil.local_pool import WorkerStartError, local_pool, start_method
+from hil.local_pool import LocalPool, WorkerStartError, local_pool, start_method
 
 SWEEP = Path(__file__).parent / "campaign" / "sweep.toml"
 
@@ -76,10 +77,46 @@ def test_the_campaign_command_forks_its_workers_and_they_run_the_sweep(tmp_path:
 
 
 def test_workers_that_cannot_start_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    class NoProcesses(ProcessPoolExecutor):
-        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-            raise OSError(11, "Resource temporarily unavailable")
+    def no_processes(self: LocalPool, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        raise OSError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(pool_module, "ProcessPoolExecutor", NoProcesses)
+    monkeypatch.setattr(LocalPool, "submit", no_processes)
     with pytest.raises(WorkerStartError, match=r"could not start 2 worker process\(es\) \(spawn\)"):
         local_pool(2, method="spawn")
+
+
+def _worker_signals() -> tuple[object, int]:
+    """In a worker: its SIGINT handler, and the signal the kernel sends it when its parent
+    dies (prctl PR_GET_PDEATHSIG)."""
+    import ctypes  # noqa: PLC0415
+
+    death = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(death), 0, 0, 0)
+    return signal.getsignal(signal.SIGINT), death.value
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_worker_leaves_ctrl_c_to_the_parent_and_dies_with_it() -> None:
+    with local_pool(1, method="spawn") as pool:
+        handler, death = pool.submit(_worker_signals).result(timeout=60)
+    assert handler == signal.SIG_IGN
+    assert death == signal.SIGKILL
+
+
+def stopped_by(pool: LocalPool) -> None:
+    """Ctrl-C in the middle of a ``with`` block over the pool."""
+    with pool:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)  # a pool that waited for the task would take 600 s
+def test_leaving_the_block_on_ctrl_c_stops_the_workers_mid_task() -> None:
+    pool = local_pool(1, method="spawn")
+    running = pool.submit(time.sleep, 600)
+    workers = list(pool._processes.values())
+    with pytest.raises(KeyboardInterrupt):
+        stopped_by(pool)
+    assert all(not worker.is_alive() for worker in workers)
+    assert running.done()

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hil.campaign.command import lost_warnings
 from hil.campaign.execute import execute
 from hil.campaign.plan import RunSpec, expand
 from hil.campaign.runner import (
@@ -146,3 +147,58 @@ def test_task_sizes_of_known_campaigns(count: int, workers: int, tasks: int) -> 
     assert sizes[0] == min(LARGEST_TASK, max(1, count // (4 * workers)))
     if count >= 4 * workers * SMALLEST_TASK:
         assert min(sizes[:-1]) == SMALLEST_TASK
+
+
+def test_lines_of_another_campaign_are_kept_but_not_counted(tmp_path: Path) -> None:
+    specs = expand([SWEEP])
+    out = tmp_path / "results.jsonl"
+    stranger = {"id": "another-campaign", "verdict": "fail"}
+    out.write_text(json.dumps(stranger) + "\n")
+    outcome = run_campaign(specs[:2], InlineExecutor(), out)
+    assert outcome.foreign == 1
+    assert outcome.resumed == 0
+    assert sorted(line["id"] for line in outcome.results) == sorted(s.id for s in specs[:2])
+    assert stranger in read_results(out)  # the user's data stays in the file
+    again = run_campaign(specs[:2], InlineExecutor(), out)  # nothing left to run
+    assert (again.resumed, again.foreign, len(again.results)) == (2, 1, 2)
+
+
+@pytest.mark.e2e  # a process pool
+def test_the_summary_counts_only_this_campaigns_runs(
+    tmp_path: Path,
+) -> None:
+    # The summary counts this campaign's runs only, so a pass of another campaign in --out
+    # cannot stand in for one of these.
+    specs = expand([SWEEP])
+    out = tmp_path / "results.jsonl"
+    out.write_text(json.dumps({"id": "another-campaign", "verdict": "pass"}) + "\n")
+    result = CliRunner().invoke(
+        main, ["campaign", "run", str(SWEEP), "--out", str(out), "--workers", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.splitlines()[-1])
+    assert summary["runs"] == len(specs)
+    assert sum(summary["verdicts"].values()) == len(specs)  # the stranger is not counted
+    assert "1 line(s) in" in result.output  # the warning (CliRunner mixes stderr in)
+
+
+@pytest.mark.parametrize(
+    ("lost", "expected"),
+    [
+        ([("a", "worker died")], ["lost 1 run(s) (a): worker died"]),
+        (
+            [(f"r{i}", "BrokenProcessPool: gone") for i in range(800)],
+            ["lost 800 run(s) (r0, r1, r2 and 797 more): BrokenProcessPool: gone"],
+        ),
+        (
+            [("a", "x"), ("b", "y"), ("c", "x")],
+            ["lost 2 run(s) (a, c): x", "lost 1 run(s) (b): y"],
+        ),
+    ],
+    ids=["one", "a-broken-pool", "two-causes"],
+)
+def test_lost_runs_are_one_warning_per_cause(
+    lost: list[tuple[str, str]], expected: list[str]
+) -> None:
+    suffix = "; run the same command again to run them"
+    assert lost_warnings(lost) == [line + suffix for line in expected]
