@@ -7,7 +7,8 @@ re-exports them.
 
 - The pump in-process: ``Pump`` and its results, profiles, faults, ``PlantTruth``.
 - The pump behind the wire: ``PumpDevice`` (sans-IO), ``PumpServer`` (serves a device on a
-  link, as ``pumpemu serve`` does).
+  link, as ``pumpemu serve`` does), ``CpuLatencyRequest`` (idle CPUs kept from halting
+  while a rig times round trips, as ``pumpemu serve --low-latency`` does).
 - The reference programmer: ``Programmer`` (blocking, on a link), ``ProgrammerCore``
   (sans-IO), ``Result``, ``Outcome``, ``RetryPolicy``, and ``TwoPeer`` (a device and a
   programmer core on one manual clock, no threads).
@@ -72,6 +73,7 @@ from emulator.trial import (
 from hil.capture import CaptureWriter, read_capture
 from hil.clock import ScaledClock, SystemClock
 from hil.control import ControlClient
+from hil.cpu_latency import CpuLatencyError, CpuLatencyRequest
 from hil.errors import HilError
 from hil.key_files import load_keys, write_key_file
 from hil.links import PtyLink, memory_pair, open_link
@@ -104,6 +106,8 @@ __all__ = [
     "CatheterRepair",
     "ControlClient",
     "Conversion",
+    "CpuLatencyError",
+    "CpuLatencyRequest",
     "EmulatorError",
     "EventKind",
     "Fault",
