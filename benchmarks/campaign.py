@@ -6,7 +6,7 @@ h17-catheter-leak.toml: continuous morphine, a leak from day 5, a refill at day 
 the api backend, in one run:
 
 - ``campaign_1000x30d_s``: wall time of the whole campaign on 2 local worker processes
-  (their start-up included), the best of ``--repeat`` (5) campaigns;
+  (their start-up included), the best of ``--repeat`` (7) campaigns;
 - ``runs_per_s``: 1,000 / that;
 - ``one_worker_s``: the same campaign on 1 worker, the best of as many;
 - ``two_worker_samples_s`` / ``one_worker_samples_s``: every campaign's wall time. The
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--runs", type=int, default=1_000, help="runs in the campaign (1000)")
     parser.add_argument(
-        "--repeat", type=int, default=5, help="campaigns of each size, interleaved (5)"
+        "--repeat", type=int, default=7, help="campaigns of each size, interleaved (7)"
     )
     parser.add_argument(
         "--start-method",
