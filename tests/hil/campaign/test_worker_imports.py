@@ -3,11 +3,11 @@
 A spawned worker (macOS, Windows, or a parent that runs threads: hil/local_pool.py) pays
 for its imports before its first run, and both the one-worker and the two-worker campaign
 pay it: the smaller it is, the closer two workers come to twice one (``parallel_efficiency``,
-benchmarks/campaign.py ``--start-method spawn``); a forked one inherits the parent's. The api backend calls ``Pump`` directly,
-so a worker that runs it must not import the device behind the wire, its session and
-crypto, the reference programmer or the proxy's engine (hil/scenario/backends.py imports
-the wire backend only when one is made), and builds only the codec plans it uses
-(protocol/fast_codec.py).
+benchmarks/campaign.py ``--start-method spawn``); a forked one inherits the parent's. The
+api backend calls ``Pump`` directly, so a worker that runs it must not import the device
+behind the wire, its session and crypto, the reference programmer or the proxy's engine
+(hil/scenario/backends.py imports the wire backend only when one is made), and builds only
+the codec plans it uses (protocol/fast_codec.py).
 """
 
 from __future__ import annotations
