@@ -51,6 +51,12 @@ class CpuLatencyRequest:
         return self._fd is not None
 
     def __enter__(self) -> CpuLatencyRequest:
+        return self.acquire()
+
+    def acquire(self) -> CpuLatencyRequest:
+        """Make the request (held until ``release``); ``CpuLatencyError`` if it cannot be."""
+        if self._fd is not None:
+            return self  # held already: one request, one descriptor
         try:
             fd = os.open(self.device, os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:

@@ -39,7 +39,7 @@ from types import TracebackType
 
 from hil.errors import HilError
 
-__all__ = ["LocalPool", "WorkerStartError", "local_pool", "start_method"]
+__all__ = ["LocalPool", "WorkerStartError", "local_pool", "start_method", "started_as"]
 
 
 class WorkerStartError(HilError):
@@ -53,6 +53,11 @@ def start_method() -> str:
     if sys.platform.startswith("linux") and threading.active_count() == 1:
         return "fork"
     return "spawn"
+
+
+def started_as(method: str) -> str:
+    """How the workers of a pool with start ``method`` start, as the commands log it."""
+    return "forked from this one" if method == "fork" else "spawned"
 
 
 PR_SET_PDEATHSIG = 1

@@ -429,7 +429,7 @@ class _Serve:
             if opts.low_latency:
                 from hil.cpu_latency import CpuLatencyRequest  # noqa: PLC0415
 
-                latency = CpuLatencyRequest(0).__enter__()  # released in finally
+                latency = CpuLatencyRequest(0).acquire()  # released in finally
             self.link, announce = self._open_link()
             if opts.capture_file is not None:
                 self.capture = CaptureWriter(opts.capture_file, "serve")

@@ -41,11 +41,6 @@ RUN_STACK = ("hil.campaign.execute", "hil.scenario.runner", "hil.scenario.backen
 """What a worker needs to run a scenario on the api backend: loaded by this process before
 it forks its workers (planning loaded most of it already)."""
 
-WIRE_STACK = ("hil.scenario.wire_backend",)
-"""And on the wire backend: the device, its session and the reference programmer."""
-
-FORKED = {"fork": "forked from this one", "spawn": "spawned"}
-
 
 @click.group("campaign", epilog=EPILOG)
 def campaign() -> None:
@@ -66,15 +61,16 @@ def _files(paths: tuple[str, ...], builtin: bool) -> list[Path]:
 def _executor(workers: int, cluster: str | None, backend: str) -> Iterator[tuple[Executor, str]]:
     """A process pool, or a Dask cluster's executor: ``run_campaign`` takes either."""
     if cluster is None:
-        from hil.local_pool import local_pool, start_method  # noqa: PLC0415
+        from hil.local_pool import local_pool, start_method, started_as  # noqa: PLC0415
+        from hil.scenario.backends import backend_modules  # noqa: PLC0415
 
         # Started here, before the progress bar's thread: a forked worker inherits the run
         # stack this process loaded to plan the campaign (hil/local_pool.py).
         method = start_method()
-        stack = (*RUN_STACK, *WIRE_STACK) if backend == "wire" else RUN_STACK
+        stack = (*RUN_STACK, *backend_modules(backend))
         pool = local_pool(workers, preload=stack, method=method)
         try:
-            yield pool, f"{workers} local process(es), {FORKED.get(method, method)}"
+            yield pool, f"{workers} local process(es), {started_as(method)}"
         except BaseException:
             pool.stop()  # not a wait for every task already handed to a worker
             raise

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -131,13 +132,14 @@ def run_campaign(
         for line in done:
             file.write(json.dumps(line, sort_keys=True) + "\n")
         file.flush()
-        sizes = task_sizes(len(todo), workers) if batch is None else [max(batch, 1)] * len(todo)
-        groups, start = [], 0
-        for size in sizes:
-            if start >= len(todo):
-                break
-            groups.append(list(todo[start : start + size]))
-            start += size
+        if batch is None:
+            sizes = task_sizes(len(todo), workers)
+        else:
+            sizes = [max(batch, 1)] * -(-len(todo) // max(batch, 1))
+        starts = accumulate(sizes, initial=0)  # one more than sizes: the end, unused
+        groups = [
+            list(todo[start : start + size]) for start, size in zip(starts, sizes, strict=False)
+        ]
         futures: dict[Future[list[dict[str, Any]]], list[RunSpec]] = {
             executor.submit(execute_batch, group, backend): group for group in groups
         }

@@ -277,6 +277,20 @@ class ApiBackend:
         return StepResult("applied", command_ids=ids)
 
 
+_IMPORTED_WHEN_MADE = {
+    "wire": ("hil.scenario.wire_backend",),
+    "url": ("hil.scenario.url_backend",),
+    "serve": ("hil.scenario.serve_backend",),
+}
+
+
+def backend_modules(name: str) -> tuple[str, ...]:
+    """The modules ``make_backend`` imports only when it makes backend ``name``: what a
+    parent that forks run workers (hil/local_pool.py) loads first, so each worker inherits
+    them rather than importing them itself."""
+    return _IMPORTED_WHEN_MADE.get(name, ())
+
+
 def make_backend(
     name: str,
     setup: Setup,

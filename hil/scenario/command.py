@@ -320,11 +320,11 @@ def run_command(  # noqa: PLR0917 (click passes every option as an argument)
             target.close()
     elif jobs > 1 and len(scenarios) > 1:
         from hil.local_pool import local_pool  # noqa: PLC0415 (lazy)
+        from hil.scenario.backends import backend_modules  # noqa: PLC0415
 
         chunk = max(1, len(scenarios) // (4 * jobs))
         # Forked where safe (hil/local_pool.py): the runner is loaded already.
-        stack = ("hil.scenario.wire_backend",) if backend == "wire" else ()
-        with local_pool(jobs, preload=stack) as pool:
+        with local_pool(jobs, preload=backend_modules(backend)) as pool:
             results = list(pool.map(run, scenarios, [backend] * len(scenarios), chunksize=chunk))
     else:
         results = [run(sc, backend) for sc in scenarios]
@@ -355,10 +355,9 @@ def _from_environment(parameter: str) -> bool:
 
 def _processes(jobs: int) -> str:
     """Where --jobs runs go, as the log says it: how the workers start (hil/local_pool.py)."""
-    from hil.local_pool import start_method  # noqa: PLC0415 (lazy)
+    from hil.local_pool import start_method, started_as  # noqa: PLC0415 (lazy)
 
-    how = "forked from this one" if start_method() == "fork" else "spawned"
-    return f"{jobs} processes, {how}"
+    return f"{jobs} processes, {started_as(start_method())}"
 
 
 def _target(  # noqa: PLR0917 (the url backend's options, checked together)

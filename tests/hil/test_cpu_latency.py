@@ -42,7 +42,7 @@ def test_the_bound_is_written_as_a_native_int32_and_held_until_the_end(
 
 def test_a_machine_without_the_device_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CpuLatencyError, match=r"does not exist: .* Linux PM QoS device"):
-        CpuLatencyRequest(0, tmp_path / "missing").__enter__()
+        CpuLatencyRequest(0, tmp_path / "missing").acquire()
 
 
 def test_no_permission_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,7 @@ def test_no_permission_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(CpuLatencyError, match="run as root, or let your group write it"):
-        CpuLatencyRequest(0, tmp_path / "dev").__enter__()
+        CpuLatencyRequest(0, tmp_path / "dev").acquire()
 
 
 @pytest.mark.parametrize("max_us", [-1, 2**31], ids=["negative", "too-large"])
