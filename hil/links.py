@@ -26,6 +26,12 @@ own ``read`` costs an ioctl, a ``select`` and a read per call and ``write`` a ``
 every write: three times the system calls of a round trip (docs/serve.md "The serve loop's
 cost"). URL handlers (``socket://``, ``loop://``, ``rfc2217://``) have no such descriptor and
 keep pyserial's path.
+
+On such a descriptor a ``SerialLink`` spins before it blocks on the first read after each
+write (hil/spin.py, ``spin_us``): the programmer has just sent a request and a pump's reply
+over a pty is microseconds away. Not when the path is a ``PtyLink`` of this same process (a
+server in a test's own interpreter): two threads of one interpreter spinning and answering
+each other are slower than two that block.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from typing import Protocol, cast
 import serial
 
 from hil.errors import HilError, UsageError
+from hil.spin import DEFAULT_SPIN_US, Spinner
 
 MAX_BAUD = 4_000_000
 """The fastest baud rate a serial side accepts (serve --baud, proxy --baud): what common
@@ -54,6 +61,11 @@ MAX_READ = 4096
 WRITE_TIMEOUT_S = 5.0
 """How long a serial write waits for the device to take more bytes before the link is
 called lost: a device that stops draining must not hang its writer."""
+
+
+_LOCAL_PTYS: set[str] = set()
+"""The terminal paths of the open ``PtyLink`` objects of this process: a ``SerialLink`` opening one
+talks to a server in its own interpreter and does not spin."""
 
 
 class LinkClosedError(HilError):
@@ -103,10 +115,22 @@ class _Port(Protocol):
 class SerialLink:
     """A pyserial port opened from a URL or a device path."""
 
-    def __init__(self, url: str, *, baudrate: int = 115_200, exclusive: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int = 115_200,
+        exclusive: bool = True,
+        spin_us: int = DEFAULT_SPIN_US,
+    ) -> None:
         self._url = url
         self._baudrate = baudrate
         self._exclusive = exclusive
+        local = os.path.realpath(url) in _LOCAL_PTYS
+        self._spinner = Spinner(0 if local else spin_us)
+        """Polls the descriptor on the first read after a write (POSIX devices only)."""
+        self._reply_due = False
+        """A write went out since the last read: the next read spins first."""
         self._timeout: float | None = 0.0
         """The read timeout the port is configured with now (pyserial's path only)."""
         self._fd: int | None = None
@@ -143,6 +167,12 @@ class SerialLink:
     def read(self, timeout_s: float) -> bytes:
         fd = self._fd
         if fd is not None:
+            if self._reply_due:
+                self._reply_due = False
+                data, spent_ns = self._spinner.spin(self.read_now)
+                if data:
+                    return data
+                timeout_s -= spent_ns / 1e9
             return self._read_fd(fd, timeout_s)
         port = self._port
         try:
@@ -185,10 +215,27 @@ class SerialLink:
             )
         return data
 
+    def read_now(self) -> bytes:
+        """What has arrived, without waiting (b"" if nothing). A POSIX device: one
+        non-blocking ``os.read``; a URL handler: ``read(0)``."""
+        fd = self._fd
+        if fd is None:
+            return self.read(0.0)
+        try:
+            data = os.read(fd, MAX_READ)
+        except BlockingIOError:
+            return b""
+        except (OSError, ValueError) as exc:
+            raise LinkClosedError(f"{self._url}: link lost: {_reason(exc)}") from exc
+        # A raw tty with nothing to read returns b"" (VMIN 0): the same as a vanished
+        # device, which the next blocking read tells apart (its select says readable).
+        return data
+
     def write(self, data: bytes) -> None:
         fd = self._fd
         if fd is not None:
             self._write_fd(fd, data)
+            self._reply_due = True
             return
         try:
             self._port.write(data)
@@ -233,6 +280,7 @@ class PtyLink:
         self._master: int | None = master
         self._slave: int | None = slave
         self._path = os.ttyname(slave)
+        _LOCAL_PTYS.add(os.path.realpath(self._path))
         self._write_timeout_s = 2.0
 
     @property
@@ -261,6 +309,16 @@ class PtyLink:
         except OSError as exc:
             raise LinkClosedError(f"{self._path}: link lost: {_reason(exc)}") from exc
 
+    def read_now(self) -> bytes:
+        """What has arrived, without waiting: one non-blocking ``os.read`` (b"" if nothing),
+        a system call fewer than ``read(0)``: the serve loop's spin polls with it."""
+        try:
+            return os.read(self._fd(), MAX_READ)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            raise LinkClosedError(f"{self._path}: link lost: {_reason(exc)}") from exc
+
     def write(self, data: bytes) -> None:
         """Write everything, waiting for room; give up if the programmer stops reading.
 
@@ -278,6 +336,8 @@ class PtyLink:
             )
 
     def close(self) -> None:
+        if self._master is not None:
+            _LOCAL_PTYS.discard(os.path.realpath(self._path))
         for fd in (self._master, self._slave):
             if fd is not None:
                 os.close(fd)
@@ -351,11 +411,13 @@ def memory_pair(name: str = "memory") -> tuple[MemoryLink, MemoryLink]:
     )
 
 
-def open_link(url: str, *, baudrate: int = 115_200) -> SerialLink:
-    """Open a pyserial URL or device path, with a one-line error if it cannot be opened."""
+def open_link(url: str, *, baudrate: int = 115_200, spin_us: int = DEFAULT_SPIN_US) -> SerialLink:
+    """Open a pyserial URL or device path, with a one-line error if it cannot be opened.
+    ``spin_us``: ``SerialLink``'s; 0 for a link that is not a programmer's (serve's, which
+    spins in its own loop, and the proxy's, whose reader threads share one interpreter)."""
     if not url:
         raise LinkOpenError("no port given: pass a device path or a pyserial URL")
-    return SerialLink(url, baudrate=baudrate)
+    return SerialLink(url, baudrate=baudrate, spin_us=spin_us)
 
 
 def _device_fd(port: object) -> int | None:

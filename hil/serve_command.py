@@ -29,6 +29,7 @@ from hil.control_catalogue import DEFAULT_CONTROL
 from hil.errors import HilError, UsageError
 from hil.logs import LogConfig, log_options
 from hil.pty_name import PtyName
+from hil.spin import DEFAULT_SPIN_US
 
 if TYPE_CHECKING:
     from hil.conformance.rules import Violation
@@ -222,6 +223,17 @@ through the control API: pumpemu time advance). See docs/serve.md.
     "wake-ups, about half their cost on an idle virtual machine. System-wide: every CPU "
     "polls while serve runs, connected or not, which costs power.",
 )
+@click.option(
+    "--spin-us",
+    type=click.IntRange(0, 1_000_000),
+    default=DEFAULT_SPIN_US,
+    show_default=True,
+    metavar="US",
+    help="After bytes arrive, keep polling the link this many microseconds (yielding the "
+    "CPU) before blocking, so a programmer's next request is answered without a slow "
+    "wake-up. Costs at most this much CPU per request; an idle link costs nothing. 0: "
+    "always block. Ignored with --baud.",
+)
 @conformance_options(
     "Judge the programmer against docs/conformance.md's rules and write a report "
     "(JSON, markdown, JUnit) when serve stops."
@@ -293,6 +305,7 @@ class ServeOptions:
     conformance: str | None = None
     conformance_report: Path | None = None
     low_latency: bool = False
+    spin_us: int = DEFAULT_SPIN_US
 
 
 def _check_control_options(opts: ServeOptions) -> None:
@@ -412,7 +425,10 @@ class _Serve:
             tcp_link = TcpListenerLink(self.tcp[0], self.tcp[1], log=self.log)
             return tcp_link, tcp_link.name
         assert self.opts.port_url is not None
-        return open_link(self.opts.port_url, baudrate=self.opts.baud or 115_200), ""
+        return (
+            open_link(self.opts.port_url, baudrate=self.opts.baud or 115_200, spin_us=0),
+            "",
+        )
 
     def run(self) -> None:
         from hil.capture import CaptureWriter  # noqa: PLC0415
@@ -441,6 +457,7 @@ class _Serve:
                 capture=self.capture,
                 baud=opts.baud,
                 conformance=self.conformance,
+                spin_us=opts.spin_us,
             )
             self.server = server
             if opts.control_address is not None:

@@ -109,7 +109,7 @@ def _open_side(name: str, url: str, baud: int) -> Link:
         except OSError as error:
             raise UsageError(f"--{name} pty: cannot create a pty: {error.strerror}") from None
     try:
-        return open_link(url, baudrate=baud)
+        return open_link(url, baudrate=baud, spin_us=0)
     except UsageError as error:
         raise UsageError(f"--{name}: {error}") from None
 

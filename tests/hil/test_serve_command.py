@@ -67,16 +67,32 @@ def test_a_bad_key_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "choose exactly one of --pty, --port URL or --tcp HOST:PORT"),
-        (("--pty", "--tcp", "127.0.0.1:0"), "(got --pty and --tcp)"),
-        (("--pty", "--profile", "no-such-pump"), "no profile 'no-such-pump'"),
-        (("--pty", "--clock", "fast"), "--clock: expected real, manual or xN"),
-        (("--pty", "--start-time", "yesterday"), "--start-time: not an ISO 8601"),
-        (("--tcp", "0.0.0.0:5555"), "only loopback addresses"),
-        (("--tcp", "127.0.0.1"), "expected HOST:PORT"),
-        (("--port", "/dev/no-such-serial-port"), "cannot open '/dev/no-such-serial-port'"),
-        (("--port", "nonsense://x"), "cannot open 'nonsense://x'"),
-        (("--pty", "--control", "0.0.0.0:7001"), "--control: refusing to listen on 0.0.0.0"),
+        pytest.param(
+            (), "choose exactly one of --pty, --port URL or --tcp HOST:PORT", id="no-link"
+        ),
+        pytest.param(("--pty", "--tcp", "127.0.0.1:0"), "(got --pty and --tcp)", id="two-links"),
+        pytest.param(
+            ("--pty", "--profile", "no-such-pump"), "no profile 'no-such-pump'", id="profile"
+        ),
+        pytest.param(
+            ("--pty", "--clock", "fast"), "--clock: expected real, manual or xN", id="clock"
+        ),
+        pytest.param(
+            ("--pty", "--start-time", "yesterday"), "--start-time: not an ISO 8601", id="start"
+        ),
+        pytest.param(("--tcp", "0.0.0.0:5555"), "only loopback addresses", id="remote-tcp"),
+        pytest.param(("--tcp", "127.0.0.1"), "expected HOST:PORT", id="tcp-no-port"),
+        pytest.param(
+            ("--port", "/dev/no-such-serial-port"),
+            "cannot open '/dev/no-such-serial-port'",
+            id="missing-port",
+        ),
+        pytest.param(("--port", "nonsense://x"), "cannot open 'nonsense://x'", id="bad-url"),
+        pytest.param(
+            ("--pty", "--control", "0.0.0.0:7001"),
+            "--control: refusing to listen on 0.0.0.0",
+            id="remote-control",
+        ),
     ],
 )
 def test_user_errors_are_one_line_and_exit_code_2(
@@ -98,6 +114,14 @@ def test_help_has_examples() -> None:
     assert result.exit_code == 0
     assert "pumpemu serve --pty --keys pe.keys" in result.output
     assert "--baud" in result.output
+    assert "--spin-us US" in result.output
+    assert "[default: 200;" in result.output
+
+
+def test_a_negative_spin_is_a_usage_error(key_file: str) -> None:
+    code, out = run("--pty", "--keys", key_file, "--spin-us", "-1")
+    assert code == 2
+    assert "Invalid value for '--spin-us': -1 is not in the range 0<=x<=1000000" in out
 
 
 def test_parse_clock() -> None:

@@ -66,10 +66,31 @@ class CountingDevice(PumpDevice):
         return super().get_pump_timer()
 
 
-def make_server(*, baud: int | None = None) -> tuple[PumpServer, CountingDevice, ScriptedLink]:
+class PollableLink(ScriptedLink):
+    """A scripted link with ``read_now``: each poll takes ``POLL_NS`` of the source's time
+    and returns what ``arrives_at_poll`` queued for that poll (1-based), else b""."""
+
+    def __init__(self, now_ns: list[int]) -> None:
+        super().__init__(now_ns)
+        self.polls = 0
+        self.arrives_at_poll: dict[int, bytes] = {}
+
+    def read_now(self) -> bytes:
+        self.polls += 1
+        self._now_ns[0] += POLL_NS
+        return self.arrives_at_poll.pop(self.polls, b"")
+
+
+POLL_NS = 10_000
+SPIN_US = 200
+
+
+def make_server(
+    *, baud: int | None = None, spin_us: int = 0
+) -> tuple[PumpServer, CountingDevice, PollableLink]:
     now_ns = [1_000_000_000]
     device = CountingDevice(Pump("peristaltic-20"), KEYS, secrets.token_bytes)
-    link = ScriptedLink(now_ns)
+    link = PollableLink(now_ns)
     server = PumpServer(
         device,
         link,
@@ -78,6 +99,7 @@ def make_server(*, baud: int | None = None) -> tuple[PumpServer, CountingDevice,
         log=lambda _line: None,
         poll_s=POLL_S,
         monotonic_ns=lambda: now_ns[0],
+        spin_us=spin_us,
     )
     server.now_ns = now_ns  # type: ignore[attr-defined]
     return server, device, link
@@ -185,3 +207,51 @@ def test_a_paced_reply_starts_on_the_wire_when_its_request_became_visible() -> N
     server._turn()
     assert link.sent() == reply
     assert isinstance(codec.decode(reply).message, Nak)
+
+
+def test_the_turn_after_a_request_polls_the_link_before_it_blocks() -> None:
+    """docs/serve.md "The serve loop's cost": the next request, microseconds behind the
+    reply, is taken by a poll; no blocking read is made for it."""
+    server, _device, link = make_server(spin_us=SPIN_US)
+    server._turn()
+    link.inbox.append(unsealed_status_request())
+    server._turn()  # answered; the next turn spins
+    link.arrives_at_poll[3] = unsealed_status_request()
+    reads_before = len(link.timeouts)
+    server._turn()
+    assert link.polls == 3
+    assert len(link.timeouts) == reads_before  # no blocking read: the poll got the request
+    assert [isinstance(codec.decode(data).message, Nak) for _, data in link.written] == [
+        True,
+        True,
+    ]
+
+
+def test_a_spin_that_finds_nothing_blocks_for_the_rest_of_the_wait() -> None:
+    server, _device, link = make_server(spin_us=SPIN_US)
+    server._turn()
+    link.inbox.append(unsealed_status_request())
+    server._turn()
+    server._turn()  # spins the whole window, then blocks
+    assert link.polls == SPIN_US * 1_000 // POLL_NS
+    assert link.timeouts[-1] == pytest.approx(POLL_S - SPIN_US / 1e6)
+    server._turn()  # no bytes came: the link is idle, the next turn blocks at once
+    assert link.polls == SPIN_US * 1_000 // POLL_NS
+    assert link.timeouts[-1] == POLL_S
+
+
+@pytest.mark.parametrize(
+    ("baud", "spin_us"),
+    [pytest.param(None, 0, id="spin-off"), pytest.param(115_200, SPIN_US, id="paced")],
+)
+def test_no_spin_when_off_or_paced(baud: int | None, spin_us: int) -> None:
+    server, _device, link = make_server(baud=baud, spin_us=spin_us)
+    for _ in range(3):
+        link.inbox.append(unsealed_status_request())
+        server._turn()
+    assert link.polls == 0
+
+
+def test_a_negative_spin_is_refused() -> None:
+    with pytest.raises(ValueError, match="spin_us must be >= 0"):
+        make_server(spin_us=-1)
