@@ -163,13 +163,15 @@ class SerialLink:
         self.close()
         self._port = self._open()
         self._timeout = 0.0
+        self._reply_due = False
+        self._spinner.reset()
 
     def read(self, timeout_s: float) -> bytes:
         fd = self._fd
         if fd is not None:
             if self._reply_due:
                 self._reply_due = False
-                data, spent_ns = self._spinner.spin(self.read_now)
+                data, spent_ns = self._spinner.spin(self.read_now, int(timeout_s * 1e9))
                 if data:
                     return data
                 timeout_s -= spent_ns / 1e9

@@ -442,6 +442,11 @@ class PumpServer:
         self._events.status_changed(self._device, self.clock_name(), self.link_ms())
 
     @property
+    def spin_us(self) -> int:
+        """How long a read after received bytes polls first (0: never; always 0 paced)."""
+        return self._spinner.spin_ns // 1_000
+
+    @property
     def baud(self) -> int | None:
         return self._wire.baud if self._wire is not None else None
 
@@ -709,7 +714,7 @@ class PumpServer:
         wake-up. An idle link costs nothing: no bytes, no spin."""
         link = self._link
         read_now = getattr(link, "read_now", None)
-        data, spent_ns = self._spinner.spin(read_now or self._read_at_once)
+        data, spent_ns = self._spinner.spin(read_now or self._read_at_once, int(wait_s * 1e9))
         return data or link.read(max(wait_s - spent_ns / 1e9, 0.0))
 
     def _read_at_once(self) -> bytes:
@@ -828,6 +833,8 @@ class PumpServer:
         self._losses += 1
         self._rx_pending.clear()
         self._tx_pending.clear()
+        self._spin_next = False
+        self._spinner.reset()  # the programmer that comes back may be another
         if self._wire is not None:
             self._wire.reset()
         link = self._link

@@ -225,14 +225,15 @@ through the control API: pumpemu time advance). See docs/serve.md.
 )
 @click.option(
     "--spin-us",
-    type=click.IntRange(0, 1_000_000),
+    type=click.IntRange(0, 50_000),
     default=DEFAULT_SPIN_US,
     show_default=True,
     metavar="US",
-    help="After bytes arrive, keep polling the link this many microseconds (yielding the "
-    "CPU) before blocking, so a programmer's next request is answered without a slow "
-    "wake-up. Costs at most this much CPU per request; an idle link costs nothing. 0: "
-    "always block. Ignored with --baud.",
+    help="After bytes arrive, keep polling the link up to this many microseconds (yielding "
+    "the CPU) before blocking, so a programmer's next request is answered without a slow "
+    "wake-up. Costs at most one window per read that brought bytes, fewer when windows "
+    "find nothing; an idle link costs nothing. A window longer than the programmer's pause "
+    "between requests keeps serve busy throughout. 0: always block. Ignored with --baud.",
 )
 @conformance_options(
     "Judge the programmer against docs/conformance.md's rules and write a report "
@@ -467,9 +468,10 @@ class _Serve:
                 sys.stdout.write(announce + "\n")
                 sys.stdout.flush()
             pace = f", paced at {opts.baud} baud" if opts.baud else ""
+            spin = f"; spin {server.spin_us} us" if server.spin_us else ""
             self.log(
                 f"pump {self.keys.serial} ({self.pump.profile.name}) serving on "
-                f"{self.link.name}; clock {server.clock_name()}{pace}"
+                f"{self.link.name}; clock {server.clock_name()}{pace}{spin}"
             )
             if self.control is not None:
                 self._announce_control(self.control)

@@ -12,8 +12,14 @@ same CPU runs at once instead of after the spinner's time slice.
 
 The spin adapts. A spin that found nothing (a peer slower than the window: a real UART at
 115200 baud takes milliseconds per frame) makes the next 1, 2, 4 ... 64 reads skip it; one
-that found bytes resets that. A slow peer costs one window in up to 64 reads, not one in
-every read.
+that found bytes resets that. A peer that is always slower costs one window in up to 64
+reads; one that answers in bursts (a programmer's session: a few requests back to back,
+then a pause) costs about one window per burst, the one after its last request.
+
+A spin never outlasts the caller's own wait (a timer due sooner, a read's timeout), and it
+polls at most once per microsecond of its window, so a clock that does not move (a test's)
+or moves coarsely (Windows' monotonic clock before Python 3.13 ticks every 15.6 ms) cannot
+keep it spinning.
 
 Only where the peer runs in another process: two threads of one interpreter spinning and
 answering each other contend for its lock, which is slower than blocking (measured in the
@@ -35,8 +41,9 @@ trip over a pty on the 2-vCPU machine of issue 15 (about 100-150 us)."""
 MAX_SKIP = 64
 """After misses in a row, the most reads that skip the spin before it is tried again."""
 
-yield_cpu: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
-"""Give the CPU to anything runnable on it; a no-op where the system has no such call."""
+yield_cpu: Callable[[], None] = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
+"""Give the CPU to anything runnable on it (``time.sleep(0)`` where there is no
+``sched_yield``: Windows)."""
 
 
 class Spinner:
@@ -45,7 +52,7 @@ class Spinner:
     __slots__ = ("_clock", "_misses", "_skip", "spin_ns")
 
     def __init__(
-        self, spin_us: int, *, monotonic_ns: Callable[[], int] = time.monotonic_ns
+        self, spin_us: int, *, monotonic_ns: Callable[[], int] = time.perf_counter_ns
     ) -> None:
         if spin_us < 0:
             raise ValueError("spin_us must be >= 0")
@@ -54,24 +61,32 @@ class Spinner:
         self._misses = 0
         self._skip = 0
 
-    def spin(self, read_now: Callable[[], bytes]) -> tuple[bytes, int]:
+    def reset(self) -> None:
+        """Forget the misses: a new link, or a new peer on it."""
+        self._misses = self._skip = 0
+
+    def spin(self, read_now: Callable[[], bytes], limit_ns: int) -> tuple[bytes, int]:
         """``(bytes, 0)`` as soon as ``read_now`` returns some, else ``(b"", ns spent)`` once
-        the window has passed (at once when the spin is off or skipped): the caller then
-        blocks for what is left of its own wait."""
-        if not self.spin_ns:
+        the window, or ``limit_ns`` if shorter (the caller's own wait), has passed; at once
+        when the spin is off or skipped. The caller then blocks for what is left of its
+        wait."""
+        window = self.spin_ns if self.spin_ns < limit_ns else limit_ns
+        if window <= 0:
             return b"", 0
         if self._skip:
             self._skip -= 1
             return b"", 0
         clock = self._clock
         started = now = clock()
-        until = started + self.spin_ns
-        while now < until:
+        until = started + window
+        polls = window // 1_000 + 1  # at most one a microsecond, whatever the clock does
+        while now < until and polls:
             data = read_now()
             if data:
                 self._misses = 0
                 return data, 0
             yield_cpu()
+            polls -= 1
             now = clock()
         self._skip = min(1 << self._misses, MAX_SKIP)
         self._misses = min(self._misses + 1, MAX_SKIP.bit_length())

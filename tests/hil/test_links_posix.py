@@ -1,6 +1,8 @@
 """``SerialLink`` on a POSIX device reads and writes its descriptor itself (docs/serve.md "The
 serve loop's cost"): every byte both ways, what has arrived in one read, no read timeout set
-on the port, and a vanished device reported as lost. Real ptys, so the e2e layer."""
+on the port, and a vanished device reported as lost. It spins before the read after a write
+(hil/spin.py), within the read's timeout, and not against a server of its own process nor
+where it is not a programmer's link. Real ptys, so the e2e layer."""
 
 from __future__ import annotations
 
@@ -9,12 +11,17 @@ import os
 import select
 import tty
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hil import links
+from hil.key_files import write_key_file
 from hil.links import LinkClosedError, PtyLink, SerialLink
+from hil.proxy.command import _open_side
+from hil.serve_command import ServeOptions, _Serve
 from hil.spin import DEFAULT_SPIN_US
+from protocol.keys import generate_keys
 
 TIMEOUT_S = 2.0
 
@@ -208,3 +215,110 @@ def test_a_link_to_a_pty_of_this_process_does_not_spin() -> None:
     finally:
         pty_link.close()
     assert os.path.realpath(path) not in links._LOCAL_PTYS  # forgotten once closed
+
+
+class RecordingSpinner:
+    """Stands in for a link's spinner: records the limit it is given, finds nothing and
+    reports the whole limit spent."""
+
+    def __init__(self) -> None:
+        self.limits: list[int] = []
+
+    def spin(self, read_now: object, limit_ns: int) -> tuple[bytes, int]:
+        self.limits.append(limit_ns)
+        return b"", limit_ns
+
+    def reset(self) -> None:
+        self.limits.append(-1)
+
+
+@pytest.mark.e2e
+def test_a_spin_and_the_read_after_it_keep_to_the_reads_timeout(
+    foreign_pty: ForeignPty,
+) -> None:
+    link = SerialLink(foreign_pty.path)
+    spinner = RecordingSpinner()
+    link._spinner = spinner  # type: ignore[assignment]
+    waits: list[float] = []
+    read_fd = link._read_fd
+
+    def recording_read_fd(fd: int, timeout_s: float) -> bytes:
+        waits.append(timeout_s)
+        return read_fd(fd, timeout_s)
+
+    link._read_fd = recording_read_fd  # type: ignore[method-assign]
+    try:
+        link.write(b"request")
+        assert link.read(0.02) == b""
+        assert spinner.limits == [20_000_000]  # the spin is bounded by the read's timeout
+        assert waits == [pytest.approx(0.0)]  # and the spin's time is taken off the wait
+    finally:
+        link.close()
+
+
+@pytest.mark.e2e
+def test_read_now_reports_a_descriptor_gone_under_it(foreign_pty: ForeignPty) -> None:
+    """An OS error on the poll is a lost link, as on a blocking read. (A pty whose server
+    end closed reads b"" here, not EIO, as "nothing yet": the next blocking read reports
+    it, test_a_spinning_read_reports_a_vanished_device.)"""
+    link = SerialLink(foreign_pty.path)
+    fd = link._fd
+    try:
+        link._fd = -1  # a descriptor that is gone: os.read raises EBADF
+        with pytest.raises(LinkClosedError, match=r"link lost: .*Bad file descriptor"):
+            link.read_now()
+    finally:
+        link._fd = fd
+        link.close()
+
+
+@pytest.mark.e2e
+def test_a_reopened_link_starts_the_spin_afresh(foreign_pty: ForeignPty) -> None:
+    link = SerialLink(foreign_pty.path)
+    spinner = RecordingSpinner()
+    link._spinner = spinner  # type: ignore[assignment]
+    try:
+        link.write(b"request")
+        link.reopen()
+        assert spinner.limits == [-1]  # reset
+        assert link.read(0.0) == b""
+        assert spinner.limits == [-1]  # no reply is due on the reopened port: no spin
+    finally:
+        link.close()
+
+
+@pytest.mark.e2e
+def test_links_that_are_not_a_programmers_do_not_spin(
+    foreign_pty: ForeignPty, tmp_path: Path
+) -> None:
+    """serve --port (its loop spins itself) and the proxy's sides (threads of one
+    interpreter)."""
+    proxy_side = _open_side("pump", foreign_pty.path, 115_200)
+    try:
+        assert isinstance(proxy_side, SerialLink)
+        assert proxy_side._spinner.spin_ns == 0
+    finally:
+        proxy_side.close()
+    keys = generate_keys("PE-000001", bytes(range(64)))
+    write_key_file(tmp_path / "k.keys", keys)
+    run = _Serve(
+        ServeOptions(
+            use_pty=False,
+            port_url=foreign_pty.path,
+            tcp=None,
+            allow_remote=False,
+            profile="peristaltic-20",
+            keys_file=str(tmp_path / "k.keys"),
+            clock_text="real",
+            baud=None,
+            capture_file=None,
+            control_address=None,
+            start_time=None,
+        )
+    )
+    serve_link, _announce = run._open_link()
+    try:
+        assert isinstance(serve_link, SerialLink)
+        assert serve_link._spinner.spin_ns == 0
+    finally:
+        serve_link.close()

@@ -121,7 +121,7 @@ def test_help_has_examples() -> None:
 def test_a_negative_spin_is_a_usage_error(key_file: str) -> None:
     code, out = run("--pty", "--keys", key_file, "--spin-us", "-1")
     assert code == 2
-    assert "Invalid value for '--spin-us': -1 is not in the range 0<=x<=1000000" in out
+    assert "Invalid value for '--spin-us': -1 is not in the range 0<=x<=50000" in out
 
 
 def test_parse_clock() -> None:

@@ -18,6 +18,7 @@ from emulator.clock import ManualClock
 from emulator.device import PumpDevice
 from emulator.faults import MotorStall
 from emulator.pump import Pump
+from hil.links import LinkClosedError
 from hil.serve import PumpServer, WireModel
 from protocol import codec
 from protocol.keys import generate_keys
@@ -86,23 +87,29 @@ SPIN_US = 200
 
 
 def make_server(
-    *, baud: int | None = None, spin_us: int = 0
+    *,
+    baud: int | None = None,
+    spin_us: int = 0,
+    poll_s: float = POLL_S,
+    link_type: type[ScriptedLink] = PollableLink,
 ) -> tuple[PumpServer, CountingDevice, PollableLink]:
     now_ns = [1_000_000_000]
     device = CountingDevice(Pump("peristaltic-20"), KEYS, secrets.token_bytes)
-    link = PollableLink(now_ns)
+    link = link_type(now_ns)
     server = PumpServer(
         device,
         link,
         ManualClock(),
         baud=baud,
         log=lambda _line: None,
-        poll_s=POLL_S,
+        poll_s=poll_s,
         monotonic_ns=lambda: now_ns[0],
         spin_us=spin_us,
+        reopen_delays_s=(0.0,),
     )
     server.now_ns = now_ns  # type: ignore[attr-defined]
-    return server, device, link
+    assert isinstance(link, PollableLink) or link_type is ScriptedLink
+    return server, device, link  # type: ignore[return-value]
 
 
 def unsealed_status_request() -> bytes:
@@ -255,3 +262,49 @@ def test_no_spin_when_off_or_paced(baud: int | None, spin_us: int) -> None:
 def test_a_negative_spin_is_refused() -> None:
     with pytest.raises(ValueError, match="spin_us must be >= 0"):
         make_server(spin_us=-1)
+
+
+def test_a_spin_never_outlasts_the_loops_wait() -> None:
+    """A wait shorter than the window (a timer due in 100 us here): the spin ends with it
+    and the blocking read is asked for nothing more."""
+    server, _device, link = make_server(spin_us=SPIN_US, poll_s=0.0001)
+    link.inbox.append(unsealed_status_request())
+    server._turn()
+    server._turn()
+    assert link.polls == 100_000 // POLL_NS
+    assert link.timeouts[-1] == 0.0
+
+
+def test_a_link_without_read_now_is_polled_with_reads_of_no_wait() -> None:
+    """A TCP listener or an in-memory link: the spin polls with ``read(0)``."""
+    server, _device, link = make_server(spin_us=SPIN_US, link_type=ScriptedLink)
+    link.inbox.append(unsealed_status_request())
+    server._turn()
+    link.inbox.append(unsealed_status_request())
+    server._turn()
+    assert link.timeouts[-1] == 0.0  # taken by the first poll
+    assert len(link.written) == 2
+
+
+class ReopenableLink(PollableLink):
+    def reopen(self) -> None:
+        """The port is back at once."""
+
+
+def test_a_lost_link_starts_the_spin_afresh() -> None:
+    """The programmer after a reconnect may be another: no skips carried over to it."""
+    server, _device, link = make_server(spin_us=SPIN_US, link_type=ReopenableLink)
+    link.inbox.append(unsealed_status_request())
+    server._turn()
+    server._turn()  # a window that found nothing: the next spin is skipped
+    link.inbox.append(unsealed_status_request())
+    server._turn()
+    assert server._recover(LinkClosedError("pulled"))
+    assert not server._spin_next  # no bytes since the loss: the next read blocks
+    link.inbox.append(unsealed_status_request())
+    server._turn()
+    polls = link.polls
+    link.arrives_at_poll[polls + 1] = unsealed_status_request()
+    server._turn()  # spins at once, no skip left from before the loss
+    assert link.polls == polls + 1
+    assert len(link.written) == 4

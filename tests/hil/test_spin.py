@@ -15,6 +15,8 @@ from hil.spin import MAX_SKIP, Spinner
 
 POLL_NS = 10_000
 SPIN_US = 200
+LONG_NS = 10**12
+"""A caller's wait far longer than any window."""
 
 
 class Peer:
@@ -38,14 +40,14 @@ def spinner_on(clock: list[int], spin_us: int = SPIN_US) -> Spinner:
 def test_bytes_that_come_within_the_window_are_returned_at_once() -> None:
     clock = [0]
     peer = Peer(clock, answer_at=3)
-    assert spinner_on(clock).spin(peer.read_now) == (b"reply", 0)
+    assert spinner_on(clock).spin(peer.read_now, LONG_NS) == (b"reply", 0)
     assert peer.polls == 3
 
 
 def test_a_window_with_no_bytes_reports_the_time_it_spent() -> None:
     clock = [0]
     peer = Peer(clock, answer_at=None)
-    data, spent_ns = spinner_on(clock).spin(peer.read_now)
+    data, spent_ns = spinner_on(clock).spin(peer.read_now, LONG_NS)
     assert data == b""
     assert spent_ns == SPIN_US * 1_000  # 20 polls of 10 us: the window, not a poll more
     assert peer.polls == SPIN_US * 1_000 // POLL_NS
@@ -54,7 +56,7 @@ def test_a_window_with_no_bytes_reports_the_time_it_spent() -> None:
 def test_a_spinner_of_zero_never_polls() -> None:
     clock = [0]
     peer = Peer(clock, answer_at=1)
-    assert spinner_on(clock, 0).spin(peer.read_now) == (b"", 0)
+    assert spinner_on(clock, 0).spin(peer.read_now, LONG_NS) == (b"", 0)
     assert peer.polls == 0
 
 
@@ -70,7 +72,7 @@ def test_misses_in_a_row_skip_1_2_4_up_to_64_spins_and_a_hit_resets() -> None:
     skipped = -1
     for _ in range(400):
         peer = Peer(clock, None)
-        spinner.spin(peer.read_now)
+        spinner.spin(peer.read_now, LONG_NS)
         if peer.polls:
             if skipped >= 0:
                 runs.append(skipped)
@@ -80,13 +82,13 @@ def test_misses_in_a_row_skip_1_2_4_up_to_64_spins_and_a_hit_resets() -> None:
     assert runs[:8] == [1, 2, 4, 8, 16, 32, 64, 64]
     assert set(runs[6:]) == {MAX_SKIP}
     while spinner._skip:  # let the skips run out, then a peer that answers resets the rule
-        spinner.spin(Peer(clock, 1).read_now)
-    assert spinner.spin(Peer(clock, 1).read_now) == (b"reply", 0)
-    assert spinner.spin(Peer(clock, None).read_now)[0] == b""
+        spinner.spin(Peer(clock, 1).read_now, LONG_NS)
+    assert spinner.spin(Peer(clock, 1).read_now, LONG_NS) == (b"reply", 0)
+    assert spinner.spin(Peer(clock, None).read_now, LONG_NS)[0] == b""
     peer = Peer(clock, 1)
-    assert spinner.spin(peer.read_now) == (b"", 0)  # one skipped read after a first miss
+    assert spinner.spin(peer.read_now, LONG_NS) == (b"", 0)  # one skipped read after a first miss
     assert peer.polls == 0
-    assert spinner.spin(Peer(clock, 1).read_now) == (b"reply", 0)
+    assert spinner.spin(Peer(clock, 1).read_now, LONG_NS) == (b"reply", 0)
 
 
 def model_skips(misses: int) -> int:
@@ -107,7 +109,7 @@ def test_the_spinner_follows_the_adaptive_rule_for_any_peers(
     misses = skip = 0
     for answer_at in answers:
         peer = Peer(clock, answer_at)
-        data, spent_ns = spinner.spin(peer.read_now)
+        data, spent_ns = spinner.spin(peer.read_now, LONG_NS)
         if skip:
             skip -= 1
             assert (data, spent_ns, peer.polls) == (b"", 0, 0)
@@ -118,3 +120,45 @@ def test_the_spinner_follows_the_adaptive_rule_for_any_peers(
             assert (data, spent_ns, peer.polls) == (b"", SPIN_US * 1_000, window_polls)
             skip = model_skips(misses)
             misses += 1
+
+
+@pytest.mark.parametrize(
+    ("limit_ns", "polls"),
+    [
+        pytest.param(50_000, 5, id="shorter-wait"),
+        pytest.param(0, 0, id="no-wait"),
+        pytest.param(-5, 0, id="overdue"),
+    ],
+)
+def test_a_spin_never_outlasts_the_callers_wait(limit_ns: int, polls: int) -> None:
+    """A timer due sooner than the window ends the spin (docs/serve.md, "--spin-us")."""
+    clock = [0]
+    peer = Peer(clock, None)
+    data, spent_ns = spinner_on(clock).spin(peer.read_now, limit_ns)
+    assert data == b""
+    assert peer.polls == polls
+    assert spent_ns == max(limit_ns, 0)
+
+
+def test_a_clock_that_does_not_move_cannot_keep_it_spinning() -> None:
+    """At most one poll a microsecond of the window: a test's frozen clock, or a coarse one
+    (Windows before Python 3.13), still ends the spin."""
+    polls = [0]
+
+    def read_now() -> bytes:
+        polls[0] += 1
+        return b""
+
+    spinner = Spinner(SPIN_US, monotonic_ns=lambda: 0)
+    assert spinner.spin(read_now, LONG_NS) == (b"", 0)
+    assert polls[0] == SPIN_US + 1
+
+
+def test_reset_forgets_the_misses() -> None:
+    clock = [0]
+    spinner = spinner_on(clock)
+    for _ in range(3):
+        spinner.spin(Peer(clock, None).read_now, LONG_NS)  # a miss, a skip, a miss
+    spinner.reset()
+    peer = Peer(clock, 1)
+    assert spinner.spin(peer.read_now, LONG_NS) == (b"reply", 0)  # not skipped
