@@ -7,8 +7,10 @@ caches), and those wake-ups, not the code, set a round trip's pace (docs/serve.m
 serve loop's cost", has the measurements). A reader that knows bytes are due (serve, right
 after it answered; a programmer, right after it sent a request) keeps polling for a moment
 instead: the bytes are taken while the thread still runs, and the CPU it runs on never
-halts. Between polls it yields the CPU, so the kernel worker, or the peer, scheduled on the
-same CPU runs at once instead of after the spinner's time slice.
+halts. The links poll with ``FIONREAD`` (hil/links.py ``_bytes_waiting``), which never
+waits: a tty's ``read`` and ``select`` can sleep until the kernel worker is done. Between
+polls the reader yields the CPU, so the kernel worker, or the peer, scheduled on the same
+CPU runs at once instead of after the spinner's time slice.
 
 The spin adapts. A spin that found nothing (a peer slower than the window: a real UART at
 115200 baud takes milliseconds per frame) makes the next 1, 2, 4 ... 64 reads skip it; one

@@ -10,6 +10,7 @@ import contextlib
 import os
 import select
 import tty
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -264,8 +265,8 @@ def test_read_now_reports_a_descriptor_gone_under_it(foreign_pty: ForeignPty) ->
     link = SerialLink(foreign_pty.path)
     fd = link._fd
     try:
-        link._fd = -1  # a descriptor that is gone: os.read raises EBADF
-        with pytest.raises(LinkClosedError, match=r"link lost: .*Bad file descriptor"):
+        link._fd = -1  # a descriptor that is gone
+        with pytest.raises(LinkClosedError, match=r"link lost: file descriptor cannot"):
             link.read_now()
     finally:
         link._fd = fd
@@ -322,3 +323,25 @@ def test_links_that_are_not_a_programmers_do_not_spin(
         assert serve_link._spinner.spin_ns == 0
     finally:
         serve_link.close()
+
+
+@pytest.mark.e2e
+def test_bytes_waiting_counts_what_a_read_would_return_without_reading_it(
+    foreign_pty: ForeignPty,
+) -> None:
+    """The spin's poll (FIONREAD): it counts, it never consumes, and it never waits."""
+    link = SerialLink(foreign_pty.path)
+    count = array("i", [0])
+    try:
+        assert link._fd is not None
+        assert links._bytes_waiting(link._fd, count) == 0
+        os.write(foreign_pty.peer, b"12345")
+        for _ in range(200):
+            if links._bytes_waiting(link._fd, count) == 5:
+                break
+            select.select([], [], [], 0.005)
+        assert links._bytes_waiting(link._fd, count) == 5  # asked twice: nothing consumed
+        assert link.read_now() == b"12345"
+        assert links._bytes_waiting(link._fd, count) == 0
+    finally:
+        link.close()
