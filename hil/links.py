@@ -228,17 +228,9 @@ class SerialLink:
         fd = self._fd
         if fd is None:
             return self.read(0.0)
-        try:
-            if not _bytes_waiting(fd, self._count):
-                return b""
-            data = os.read(fd, MAX_READ)
-        except BlockingIOError:
-            return b""
-        except (OSError, ValueError) as exc:
-            raise LinkClosedError(f"{self._url}: link lost: {_reason(exc)}") from exc
-        # A raw tty with nothing to read returns b"" (VMIN 0): the same as a vanished
-        # device, which the next blocking read tells apart (its select says readable).
-        return data
+        # A vanished device reads b"" here, as "nothing yet": the next blocking read tells
+        # the two apart (its select says readable).
+        return _read_waiting(fd, self._count, self._url)
 
     def write(self, data: bytes) -> None:
         fd = self._fd
@@ -323,15 +315,7 @@ class PtyLink:
         """What has arrived, without waiting (b"" if nothing): a ``FIONREAD``
         (``_bytes_waiting``), then an ``os.read`` only if bytes are there. The serve loop's
         spin polls with it."""
-        fd = self._fd()
-        try:
-            if not _bytes_waiting(fd, self._count):
-                return b""
-            return os.read(fd, MAX_READ)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            raise LinkClosedError(f"{self._path}: link lost: {_reason(exc)}") from exc
+        return _read_waiting(self._fd(), self._count, self._path)
 
     def write(self, data: bytes) -> None:
         """Write everything, waiting for room; give up if the programmer stops reading.
@@ -444,6 +428,20 @@ def _bytes_waiting(fd: int, count: array[int]) -> int:
     without waiting (docs/field-notes.md, "pyserial 3.5")."""
     fcntl.ioctl(fd, termios.FIONREAD, count, True)
     return count[0]
+
+
+def _read_waiting(fd: int, count: array[int], name: str) -> bytes:
+    """What the terminal ``fd`` holds, without waiting: b"" if ``_bytes_waiting`` counts
+    nothing, else one ``os.read``. An OS error is a lost link."""
+    try:
+        if not _bytes_waiting(fd, count):
+            return b""
+        return os.read(fd, MAX_READ)
+    except BlockingIOError:
+        return b""
+    except (OSError, ValueError) as exc:
+        # ValueError: the descriptor was closed under the caller (-1).
+        raise LinkClosedError(f"{name}: link lost: {_reason(exc)}") from exc
 
 
 def _device_fd(port: object) -> int | None:
