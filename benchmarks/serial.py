@@ -97,16 +97,27 @@ def measure_protocol_cpu(requests: int) -> Figures:
     device = PumpDevice(Pump("peristaltic-20"), keys, secrets.token_bytes)
     link = DeviceLink(device, ManualClock())
     programmer = Programmer(link, keys.serial, Role.CLINICIAN, keys.clinician, clock=ManualClock())
-    for _ in range(5):  # open the session and warm up
+    warm_up(programmer)
+    times = timed_status(programmer, requests)
+    programmer.close()
+    return {"mean_s": statistics.fmean(times), "median_s": statistics.median(times)}
+
+
+def warm_up(programmer: Programmer) -> None:
+    """Open the session and warm up: five READ_STATUS round trips, not timed."""
+    for _ in range(5):
         assert programmer.status().outcome is Outcome.ANSWERED
+
+
+def timed_status(programmer: Programmer, requests: int) -> list[float]:
+    """``requests`` READ_STATUS round trips, one at a time: each one's seconds."""
     times: list[float] = []
     for _ in range(requests):
         started = time.perf_counter()
         result = programmer.status()
         times.append(time.perf_counter() - started)
         assert result.outcome is Outcome.ANSWERED, result
-    programmer.close()
-    return {"mean_s": statistics.fmean(times), "median_s": statistics.median(times)}
+    return times
 
 
 def round_trips(
@@ -122,16 +133,10 @@ def round_trips(
     link = SerialLink(path, spin_us=spin_us)
     try:
         programmer = Programmer(link, keys.serial, Role.CLINICIAN, keys.clinician, on_traffic=count)
-        for _ in range(5):  # open the session and warm up
-            assert programmer.status().outcome is Outcome.ANSWERED
+        warm_up(programmer)
         counts.update(tx=0, rx=0)
-        times: list[float] = []
         cpu_started = time.process_time()
-        for _ in range(requests):
-            started = time.perf_counter()
-            result = programmer.status()
-            times.append(time.perf_counter() - started)
-            assert result.outcome is Outcome.ANSWERED, result
+        times = timed_status(programmer, requests)
         cpu_s = time.process_time() - cpu_started
         programmer.close()
     finally:

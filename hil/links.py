@@ -47,6 +47,7 @@ import threading
 import tty
 from array import array
 from collections import deque
+from functools import partial
 from typing import Protocol, cast
 
 import serial
@@ -175,10 +176,7 @@ class SerialLink:
         if fd is not None:
             if self._reply_due:
                 self._reply_due = False
-                data, spent_ns = self._spinner.spin(self.read_now, int(timeout_s * 1e9))
-                if data:
-                    return data
-                timeout_s -= spent_ns / 1e9
+                return self._spinner.read(self.read_now, partial(self._read_fd, fd), timeout_s)
             return self._read_fd(fd, timeout_s)
         port = self._port
         try:

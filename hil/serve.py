@@ -713,9 +713,8 @@ class PumpServer:
         microseconds of reading a reply; caught while this thread still runs, it costs no
         wake-up. An idle link costs nothing: no bytes, no spin."""
         link = self._link
-        read_now = getattr(link, "read_now", None)
-        data, spent_ns = self._spinner.spin(read_now or self._read_at_once, int(wait_s * 1e9))
-        return data or link.read(max(wait_s - spent_ns / 1e9, 0.0))
+        read_now = getattr(link, "read_now", None) or self._read_at_once
+        return self._spinner.read(read_now, link.read, wait_s)
 
     def _read_at_once(self) -> bytes:
         return self._link.read(0.0)

@@ -93,3 +93,11 @@ class Spinner:
         self._skip = min(1 << self._misses, MAX_SKIP)
         self._misses = min(self._misses + 1, MAX_SKIP.bit_length())
         return b"", now - started
+
+    def read(
+        self, read_now: Callable[[], bytes], read: Callable[[float], bytes], wait_s: float
+    ) -> bytes:
+        """Spin within ``wait_s`` (``spin``), then block in ``read`` for what is left of it:
+        the one spin-then-block read of serve's loop and of a programmer's link."""
+        data, spent_ns = self.spin(read_now, int(wait_s * 1e9))
+        return data or read(max(wait_s - spent_ns / 1e9, 0.0))

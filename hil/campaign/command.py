@@ -68,13 +68,9 @@ def _executor(workers: int, cluster: str | None, backend: str) -> Iterator[tuple
         # stack this process loaded to plan the campaign (hil/local_pool.py).
         method = start_method()
         stack = (*RUN_STACK, *backend_modules(backend))
-        pool = local_pool(workers, preload=stack, method=method)
-        try:
+        # Left on an exception, the pool stops its workers at once (LocalPool.__exit__).
+        with local_pool(workers, preload=stack, method=method) as pool:
             yield pool, f"{workers} local process(es), {started_as(method)}"
-        except BaseException:
-            pool.stop()  # not a wait for every task already handed to a worker
-            raise
-        pool.shutdown(wait=True, cancel_futures=True)
         return
     try:
         # Optional (the cluster extra), and typed only in part: used through Any.
@@ -303,9 +299,12 @@ def _run(  # noqa: PLR0917 (the campaign's settings, passed on from its options)
 def lost_warnings(lost: list[tuple[str, str]]) -> list[str]:
     """One warning per cause of lost runs: a worker that dies breaks a local pool, and
     every run not yet written is lost with it (hundreds of runs, one reason)."""
+    by_cause: dict[str, list[str]] = {}
+    for run_id, why in lost:
+        by_cause.setdefault(why, []).append(run_id)
     lines = []
-    for why, count in Counter(why for _id, why in lost).items():
-        ids = [run_id for run_id, reason in lost if reason == why]
+    for why, ids in by_cause.items():
+        count = len(ids)
         shown = ", ".join(ids[:3]) + (f" and {count - 3} more" if count > 3 else "")
         lines.append(
             f"lost {count} run(s) ({shown}): {why}; run the same command again to run them"

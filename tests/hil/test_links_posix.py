@@ -21,7 +21,7 @@ from hil.key_files import write_key_file
 from hil.links import LinkClosedError, PtyLink, SerialLink
 from hil.proxy.command import _open_side
 from hil.serve_command import ServeOptions, _Serve
-from hil.spin import DEFAULT_SPIN_US
+from hil.spin import DEFAULT_SPIN_US, Spinner
 from protocol.keys import generate_keys
 
 TIMEOUT_S = 2.0
@@ -218,11 +218,12 @@ def test_a_link_to_a_pty_of_this_process_does_not_spin() -> None:
     assert os.path.realpath(path) not in links._LOCAL_PTYS  # forgotten once closed
 
 
-class RecordingSpinner:
+class RecordingSpinner(Spinner):
     """Stands in for a link's spinner: records the limit it is given, finds nothing and
     reports the whole limit spent."""
 
     def __init__(self) -> None:
+        super().__init__(0)
         self.limits: list[int] = []
 
     def spin(self, read_now: object, limit_ns: int) -> tuple[bytes, int]:
@@ -239,7 +240,7 @@ def test_a_spin_and_the_read_after_it_keep_to_the_reads_timeout(
 ) -> None:
     link = SerialLink(foreign_pty.path)
     spinner = RecordingSpinner()
-    link._spinner = spinner  # type: ignore[assignment]
+    link._spinner = spinner
     waits: list[float] = []
     read_fd = link._read_fd
 
@@ -277,7 +278,7 @@ def test_read_now_reports_a_descriptor_gone_under_it(foreign_pty: ForeignPty) ->
 def test_a_reopened_link_starts_the_spin_afresh(foreign_pty: ForeignPty) -> None:
     link = SerialLink(foreign_pty.path)
     spinner = RecordingSpinner()
-    link._spinner = spinner  # type: ignore[assignment]
+    link._spinner = spinner
     try:
         link.write(b"request")
         link.reopen()
